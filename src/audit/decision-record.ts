@@ -1,0 +1,47 @@
+/**
+ * One decision log entry (DESIGN capability 8, security-notes §3.4): who asked to do
+ * what to which resource, the outcome, the policies that determined it and why, and
+ * the identity context. Never a token value, a body or a secret: a token appears
+ * only as the SHA-256 of its `jti`.
+ */
+export interface DecisionRecord {
+  /** Decision id, also returned to the caller so a refusal can be found in the log. */
+  id: string;
+  /** RFC 3339 time the decision was made. */
+  time: string;
+  /** Cedar principal, e.g. `Port::Job::"0190…"`; null when the caller could not be identified. */
+  principal: string | null;
+  /** Cedar action name (`exchange`, `assume`, …) or a refusal step (`verify_token`). */
+  action: string;
+  /** Cedar resource, e.g. `Port::Organization::"acme"`. */
+  resource: string | null;
+  decision: 'allow' | 'deny';
+  /** The determining policies (all satisfied forbids on deny, permits on allow). */
+  policies: { id: string; reason?: string }[];
+  /** One sentence saying why. */
+  reason: string;
+  /** Policies that failed to evaluate (each makes the decision a deny). */
+  errors?: { policyId: string; message: string }[];
+  /** Revision of the policy set that decided. */
+  policyRevision?: string;
+  /** Identity and request context: claims, hashes, codes — never secrets. */
+  context: Record<string, unknown>;
+}
+
+/** A record as stored: its place in the hash chain. */
+export interface DecisionEntry {
+  seq: number;
+  prevHash: string;
+  hash: string;
+  record: DecisionRecord;
+}
+
+/** A signed statement that the chain up to `seq` ended in `hash` at `time`. */
+export interface Checkpoint {
+  seq: number;
+  hash: string;
+  time: string;
+  kid: string;
+  /** Compact JWS over `{seq, hash, time}` made with Port's signing key `kid`. */
+  jws: string;
+}

@@ -1,0 +1,175 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configSchema, type ParsedConfig } from './schema.js';
+import { resolveSecretRef } from './secret-ref.js';
+
+/** The validated configuration with paths made absolute and defaults filled in. */
+export interface PortConfig {
+  file: string;
+  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number };
+  store: { sqlite: string };
+  buildkite: {
+    organization: string;
+    organizationId?: string;
+    issuer: string;
+    jwksUrl: string;
+    audience: string;
+    algorithms: string[];
+    clockSkew: number;
+    maxTokenBytes: number;
+    jwksRefreshInterval: number;
+    jwksMinRefreshInterval: number;
+    jwksMaxAge: number;
+  };
+  policies: string;
+  issuer: {
+    tokenTtl: number;
+    algorithm: 'ES256' | 'EdDSA';
+    keyRotation: number;
+    audiences: string[];
+    introspectionToken?: string;
+  };
+  audit: { checkpointEvery: number; checkpointInterval: number };
+  credentials: Record<string, { type: string; description?: string }>;
+}
+
+/** Loads and validates `port.yaml`; every problem names the key and the fix. */
+export function loadConfig(file: string): PortConfig {
+  const path = resolve(file);
+  if (!existsSync(path)) {
+    throw new ConfigError(`${file}: no such file; pass the config with -c PATH or create ./port.yaml (see README "Configuration").`);
+  }
+  const doc = parseDocument(readFileSync(path, 'utf8'), { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0];
+    throw new ConfigError(`${file}${line ? `:${line.line}:${line.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  return configFromObject(doc.toJS() ?? {}, path);
+}
+
+/** Validates an already-parsed config object (used by `loadConfig` and the demo). */
+export function configFromObject(raw: unknown, path: string): PortConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(describeIssues(path, parsed.error.issues));
+  return finish(parsed.data, path);
+}
+
+function finish(c: ParsedConfig, file: string): PortConfig {
+  const baseDir = dirname(file);
+  const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(c.server.listen)!;
+  const portNumber = Number(port);
+  if (portNumber > 65535) throw new ConfigError(`${file}: server.listen: port ${portNumber} is out of range; use 1–65535 (or 0 for any free port).`);
+  const policies = resolve(baseDir, c.policies);
+  if (!existsSync(policies) || !statSync(policies).isDirectory()) {
+    throw new ConfigError(`${file}: policies: folder ${policies} does not exist; create it or point policies at your *.cedar folder.`);
+  }
+  return {
+    file,
+    server: { listen: { host: host!, port: portNumber }, publicUrl: c.server.public_url, bodyLimit: c.server.body_limit },
+    store: { sqlite: resolve(baseDir, c.store.sqlite) },
+    buildkite: {
+      organization: c.buildkite.organization,
+      organizationId: c.buildkite.organization_id,
+      issuer: c.buildkite.issuer.replace(/\/+$/, ''),
+      jwksUrl: c.buildkite.jwks_url ?? `${c.buildkite.issuer.replace(/\/+$/, '')}/.well-known/jwks`,
+      audience: c.buildkite.audience ?? c.server.public_url,
+      algorithms: c.buildkite.algorithms,
+      clockSkew: c.buildkite.clock_skew,
+      maxTokenBytes: c.buildkite.max_token_bytes,
+      jwksRefreshInterval: c.buildkite.jwks_refresh_interval,
+      jwksMinRefreshInterval: c.buildkite.jwks_min_refresh_interval,
+      jwksMaxAge: c.buildkite.jwks_max_age,
+    },
+    policies,
+    issuer: {
+      tokenTtl: c.issuer.token_ttl,
+      algorithm: c.issuer.algorithm,
+      keyRotation: c.issuer.key_rotation,
+      audiences: c.issuer.audiences ?? [c.server.public_url],
+      introspectionToken:
+        c.issuer.introspection_token === undefined
+          ? undefined
+          : resolveSecretRef(c.issuer.introspection_token, 'issuer.introspection_token', baseDir),
+    },
+    audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
+    credentials: c.credentials,
+  };
+}
+
+const KNOWN_KEYS: Record<string, string[]> = {
+  '': Object.keys(configSchema.shape),
+};
+
+/** Turns zod issues into one message per problem: `file: key.path: problem; fix`. */
+function describeIssues(file: string, issues: z.core.$ZodIssue[]): string {
+  const lines = issues.map((issue) => {
+    const key = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys
+        .map((k) => {
+          const full = key ? `${key}.${k}` : k;
+          const hint = suggest(k, siblingKeys(issue.path.map(String)));
+          return `${full}: unknown key${hint ? `; did you mean "${hint}"?` : '; remove it (see README "Configuration")'}`;
+        })
+        .join('\n  ');
+    }
+    if (issue.code === 'invalid_type' && issue.input === undefined) {
+      return `${key}: required key is missing; add it (see README "Configuration")`;
+    }
+    return `${key || '(top level)'}: ${issue.message}`;
+  });
+  return `${file}: invalid configuration:\n  ${lines.join('\n  ')}`;
+}
+
+function siblingKeys(path: string[]): string[] {
+  if (path.length === 0) return KNOWN_KEYS['']!;
+  // Walk the schema to the object at `path` to list the keys it allows.
+  let node: unknown = configSchema;
+  for (const segment of path) {
+    node = unwrap(node);
+    const shape = (node as { shape?: Record<string, unknown> }).shape;
+    if (!shape || !(segment in shape)) return [];
+    node = shape[segment];
+  }
+  const shape = (unwrap(node) as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function unwrap(node: unknown): unknown {
+  let n = node as { def?: { type?: string; innerType?: unknown; in?: unknown } };
+  for (let i = 0; i < 5 && n?.def; i++) {
+    if (n.def.innerType) n = n.def.innerType as typeof n;
+    else if (n.def.type === 'pipe' && n.def.in) n = n.def.in as typeof n;
+    else break;
+  }
+  return n;
+}
+
+/** The closest known key within edit distance 2, for "did you mean". */
+function suggest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}

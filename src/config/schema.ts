@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { SECRET_REF_PATTERN } from './secret-ref.js';
+
+/**
+ * The shape of `port.yaml` (DESIGN "Configuration"). Every object is strict so a
+ * misspelt key fails at start instead of being silently ignored.
+ */
+
+const duration = (max?: number) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const seconds = parseDuration(value);
+    if (seconds === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; write e.g. 90s, 15m, 12h or 30d` });
+      return z.NEVER;
+    }
+    if (max !== undefined && seconds > max) {
+      ctx.addIssue({ code: 'custom', message: `${value} is longer than the allowed maximum of ${max}s` });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+
+const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:8080');
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+
+const secretRef = z.string().regex(SECRET_REF_PATTERN, 'must be a secret reference: env:NAME or file:PATH');
+
+export const ASYMMETRIC_JWS_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
+
+const serverSchema = z.strictObject({
+  listen: listen.default('127.0.0.1:8080'),
+  /** Port's issuer URL: `iss` of its tokens and the base of its discovery document. */
+  public_url: httpUrl.transform((u) => u.replace(/\/+$/, '')),
+  /** Largest request body Port reads on its own endpoints (bytes). */
+  body_limit: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+});
+
+const storeSchema = z.strictObject({
+  sqlite: z.string().min(1).default('./port.db'),
+});
+
+const buildkiteSchema = z.strictObject({
+  organization: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be the organization slug, e.g. acme'),
+  organization_id: z.uuid().optional(),
+  issuer: httpUrl.default('https://agent.buildkite.com'),
+  jwks_url: httpUrl.optional(),
+  /** The exact `aud` Port accepts; jobs request tokens with `--audience` set to it. */
+  audience: z.string().min(1).optional(),
+  /** Accepted signing algorithms for Buildkite tokens (buildkite.md §1.3: RS256 in practice). */
+  algorithms: z.array(z.enum(ASYMMETRIC_JWS_ALGS)).min(1).default(['RS256']),
+  /** Leeway on exp/nbf/iat; capped at 60 s. */
+  clock_skew: duration(60).default(30),
+  /** Tokens longer than this are refused before any parsing (security-notes §4.1 #17). */
+  max_token_bytes: z.number().int().min(512).max(65536).default(8192),
+  /** How often the JWKS is refreshed while keys are known. */
+  jwks_refresh_interval: duration().default(600),
+  /** Minimum time between refreshes triggered by an unknown `kid` (rate limit). */
+  jwks_min_refresh_interval: duration().default(30),
+  /** How long a cached JWKS is still used while the endpoint is down; then fail closed. */
+  jwks_max_age: duration().default(86400),
+});
+
+const issuerSchema = z.strictObject({
+  token_ttl: duration(86400).default(900),
+  algorithm: z.enum(['ES256', 'EdDSA']).default('ES256'),
+  /** A new signing key is made this often. */
+  key_rotation: duration().default(30 * 86400),
+  /** Audiences a Port token may be issued for; the default is the public URL. */
+  audiences: z.array(z.string().min(1)).min(1).optional(),
+  /** Bearer secret for resource servers calling /oauth/introspect on any token. */
+  introspection_token: secretRef.optional(),
+});
+
+const auditSchema = z.strictObject({
+  /** A signed checkpoint is written after this many entries… */
+  checkpoint_every: z.number().int().min(1).default(1000),
+  /** …or this long after the last one, whichever comes first. */
+  checkpoint_interval: duration().default(300),
+});
+
+const credentialSchema = z.strictObject({
+  type: z.enum(['port_token', 'secret', 'aws_role']),
+  description: z.string().optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: serverSchema,
+  store: storeSchema.default({ sqlite: './port.db' }),
+  buildkite: buildkiteSchema,
+  policies: z.string().min(1).default('./policies'),
+  issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
+  audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
+  /** Grant names a job may request as `scope`; each is decided with `assume`. */
+  credentials: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'credential names are lower-case letters, digits, - and _'), credentialSchema).default({}),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;

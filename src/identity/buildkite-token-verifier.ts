@@ -1,0 +1,157 @@
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { PortConfig } from '../config/config.js';
+import { identityFromClaims } from './claims.js';
+import { TokenRejectedError, type TokenCheck } from './errors.js';
+import type { JobIdentity } from './job-identity.js';
+import { hasDuplicateMembers } from './json-duplicates.js';
+import { JwksCache } from './jwks-cache.js';
+
+/** Buildkite caps a token's lifetime at 2 hours (buildkite.md §1.2). */
+const MAX_BUILDKITE_LIFETIME = 7200;
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** Header members Buildkite never sends and that would point key lookup elsewhere (RFC 8725 §2.9). */
+const FORBIDDEN_HEADER_MEMBERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit', 'b64'];
+
+export interface VerifiedJobToken {
+  identity: JobIdentity;
+  kid: string;
+  /** Key for the single-use cache: the `jti`, or job id + iat when there is none (§1.5). */
+  replayKey: string;
+  claims: JWTPayload;
+}
+
+/**
+ * Verifies a Buildkite OIDC job token (buildkite.md §1.3–1.5): size cap, compact
+ * form, no duplicate members, algorithm allow-list, key by `kid` from the cached
+ * JWKS, exact `iss` and `aud`, `exp`/`nbf`/`iat` with bounded leeway, the configured
+ * organization, and the required claims. Each refusal names the check that failed.
+ */
+export class BuildkiteTokenVerifier {
+  readonly jwks: JwksCache;
+
+  constructor(private readonly config: PortConfig['buildkite']) {
+    this.jwks = new JwksCache({
+      url: config.jwksUrl,
+      algorithms: config.algorithms,
+      refreshInterval: config.jwksRefreshInterval,
+      minRefreshInterval: config.jwksMinRefreshInterval,
+      maxAge: config.jwksMaxAge,
+    });
+  }
+
+  async verify(token: string, nowMs = Date.now()): Promise<VerifiedJobToken> {
+    const cfg = this.config;
+    if (Buffer.byteLength(token) > cfg.maxTokenBytes) {
+      throw reject('too_large', `The subject token is larger than ${cfg.maxTokenBytes} bytes.`);
+    }
+    if (!COMPACT_JWS.test(token)) {
+      throw reject('malformed', 'The subject token is not a signed JWT in compact form (three base64url parts).');
+    }
+    const [headerB64, payloadB64] = token.split('.') as [string, string];
+    const header = decodeJson(headerB64, 'header');
+    decodeJson(payloadB64, 'payload');
+    if (typeof header.alg !== 'string' || !cfg.algorithms.includes(header.alg)) {
+      throw reject('alg_not_allowed', `The subject token's alg is not allowed; Buildkite tokens are signed with ${cfg.algorithms.join(' or ')}.`);
+    }
+    const extra = FORBIDDEN_HEADER_MEMBERS.find((m) => m in header);
+    if (extra) throw reject('header_not_allowed', `The subject token header carries "${extra}", which Port does not accept.`);
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.jwks.getKey, {
+        issuer: cfg.issuer,
+        audience: cfg.audience,
+        algorithms: cfg.algorithms,
+        clockTolerance: cfg.clockSkew,
+        currentDate: new Date(nowMs),
+        requiredClaims: ['iss', 'aud', 'exp', 'iat', 'nbf'],
+      }));
+    } catch (err) {
+      throw mapJoseError(err, cfg);
+    }
+    const now = Math.floor(nowMs / 1000);
+    if ((payload.iat as number) > now + cfg.clockSkew) {
+      throw reject('issued_in_future', `The subject token's iat is more than ${cfg.clockSkew} s in the future.`);
+    }
+    if ((payload.exp as number) - (payload.iat as number) > MAX_BUILDKITE_LIFETIME) {
+      throw reject('lifetime_too_long', `The subject token claims a lifetime over Buildkite's ${MAX_BUILDKITE_LIFETIME} s maximum.`);
+    }
+    if (payload.organization_slug !== cfg.organization) {
+      throw reject('wrong_organization', `The subject token belongs to another organization than ${cfg.organization}.`);
+    }
+    if (cfg.organizationId !== undefined && payload.organization_id !== cfg.organizationId) {
+      throw reject(
+        'wrong_organization',
+        payload.organization_id === undefined
+          ? 'The subject token has no organization_id claim; request it with --claim organization_id.'
+          : 'The subject token\'s organization_id is not the configured organization\'s.',
+      );
+    }
+    let identity: JobIdentity;
+    try {
+      identity = identityFromClaims(payload as Record<string, unknown>);
+    } catch (err) {
+      throw reject('missing_claim', `The subject token's claims are incomplete: ${(err as Error).message}`);
+    }
+    const replayKey = identity.jti !== undefined ? `jti:${identity.jti}` : `job:${identity.jobId}:${identity.issuedAt}`;
+    return { identity, kid: header.kid as string, replayKey, claims: payload };
+  }
+}
+
+function reject(check: TokenCheck, description: string, cause?: unknown): TokenRejectedError {
+  return new TokenRejectedError(check, description, cause === undefined ? undefined : { cause });
+}
+
+function decodeJson(part: string, what: 'header' | 'payload'): Record<string, unknown> {
+  let text: string;
+  let value: unknown;
+  try {
+    text = Buffer.from(part, 'base64url').toString('utf8');
+    value = JSON.parse(text);
+  } catch {
+    throw reject('malformed', `The subject token's ${what} is not base64url-encoded JSON.`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw reject('malformed', `The subject token's ${what} is not a JSON object.`);
+  }
+  if (hasDuplicateMembers(text)) {
+    throw reject('duplicate_member', `The subject token's ${what} names a member twice.`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function mapJoseError(err: unknown, cfg: PortConfig['buildkite']): Error {
+  if (err instanceof TokenRejectedError) return err;
+  if (err instanceof joseErrors.JWTExpired) {
+    return reject('expired', `The subject token has expired (exp is more than ${cfg.clockSkew} s in the past).`, err);
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'iss':
+        return reject('wrong_issuer', `The subject token was not issued by ${cfg.issuer}.`, err);
+      case 'aud':
+        return reject('wrong_audience', `The subject token's aud is not ${cfg.audience}; request it with --audience ${cfg.audience}.`, err);
+      case 'nbf':
+        return reject('not_yet_valid', `The subject token is not valid yet (nbf is more than ${cfg.clockSkew} s in the future).`, err);
+      default:
+        if (err.reason === 'missing') return reject('missing_claim', `The subject token has no ${err.claim} claim.`, err);
+        return reject('invalid_claim', `The subject token's ${err.claim} claim is invalid.`, err);
+    }
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return reject('bad_signature', "The subject token's signature does not verify against Buildkite's key.", err);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+    return reject('alg_not_allowed', "The subject token's alg is not allowed.", err);
+  }
+  if (err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JOSENotSupported) {
+    return reject('malformed', 'The subject token is not a well-formed JWT.', err);
+  }
+  if (err instanceof TypeError) {
+    // jose raises TypeError when the key does not fit the algorithm (security-notes §4.1 #5).
+    return reject('bad_signature', "The subject token's signature does not verify against Buildkite's key.", err);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}

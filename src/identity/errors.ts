@@ -1,0 +1,37 @@
+import { OAuthError } from '../errors.js';
+
+/** Which verification check refused a subject token; recorded in the decision log. */
+export type TokenCheck =
+  | 'malformed'
+  | 'too_large'
+  | 'duplicate_member'
+  | 'alg_not_allowed'
+  | 'header_not_allowed'
+  | 'missing_kid'
+  | 'unknown_kid'
+  | 'jwks_unavailable'
+  | 'bad_signature'
+  | 'wrong_issuer'
+  | 'wrong_audience'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'issued_in_future'
+  | 'lifetime_too_long'
+  | 'missing_claim'
+  | 'invalid_claim'
+  | 'wrong_organization'
+  | 'replayed';
+
+/**
+ * A subject token was refused. It answers `400 invalid_grant` (RFC 8693 §2.2.2) with
+ * a description naming the failed check; the token itself is never repeated.
+ */
+export class TokenRejectedError extends OAuthError {
+  constructor(
+    readonly check: TokenCheck,
+    description: string,
+    options?: { cause?: unknown },
+  ) {
+    super(check === 'jwks_unavailable' ? 'temporarily_unavailable' : 'invalid_grant', description, undefined, options);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * True when a JSON text has an object with the same member name twice. JSON.parse
+ * keeps the last one; another parser may keep the first, so a JOSE header or claim
+ * set with duplicates is refused (RFC 7515 §4, RFC 8725 §2.6, security-notes §4.1 #15).
+ * Assumes `text` already parsed as JSON.
+ */
+export function hasDuplicateMembers(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack.at(-1);
+      if (expectKey && top) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.has(key)) return true;
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === '{') {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      stack.push(null);
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      expectKey = stack.at(-1) instanceof Set;
+    }
+  }
+  return false;
+}

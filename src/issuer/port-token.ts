@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import type { JobIdentity } from '../identity/job-identity.js';
+import type { SigningKeys } from './signing-keys.js';
+
+/**
+ * Port tokens are JWT access tokens (RFC 9068 shape, `typ: at+jwt`) so a downstream
+ * service can verify them with Port's JWKS, and so a Port token can never be
+ * mistaken for an ID token or a Buildkite token (RFC 8725 §3.11 explicit typing).
+ */
+export const PORT_TOKEN_TYP = 'at+jwt';
+
+/** The job's identity as carried in a Port token, under Buildkite's claim names. */
+export interface JobIdentityClaims {
+  organization_slug: string;
+  pipeline_slug: string;
+  build_number: number;
+  build_branch: string;
+  build_tag: string | null;
+  build_commit: string;
+  step_key: string | null;
+  job_id: string;
+  agent_id: string;
+  build_source: string;
+  runner_environment: string;
+  organization_id?: string;
+  pipeline_id?: string;
+  build_id?: string;
+  cluster_id?: string;
+  cluster_name?: string;
+  queue_id?: string;
+  queue_key?: string;
+}
+
+export interface PortTokenClaims extends JobIdentityClaims, JWTPayload {
+  iss: string;
+  sub: string;
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  scope: string;
+}
+
+export interface MintedToken {
+  token: string;
+  jti: string;
+  expiresAt: number;
+  claims: PortTokenClaims;
+}
+
+/** The job's identity claims carried in a Port token (Buildkite's claim names). */
+export function identityClaims(id: JobIdentity): JobIdentityClaims {
+  const optional: Record<string, string | undefined> = {
+    organization_id: id.organizationId,
+    pipeline_id: id.pipelineId,
+    build_id: id.buildId,
+    cluster_id: id.clusterId,
+    cluster_name: id.clusterName,
+    queue_id: id.queueId,
+    queue_key: id.queueKey,
+  };
+  return {
+    organization_slug: id.organizationSlug,
+    pipeline_slug: id.pipelineSlug,
+    build_number: id.buildNumber,
+    build_branch: id.branch,
+    build_tag: id.tag,
+    build_commit: id.commit,
+    step_key: id.stepKey,
+    job_id: id.jobId,
+    agent_id: id.agentId,
+    build_source: id.buildSource,
+    runner_environment: id.runnerEnvironment,
+    ...Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)),
+  };
+}
+
+export class PortTokenIssuer {
+  constructor(
+    private readonly keys: SigningKeys,
+    private readonly issuer: string,
+  ) {}
+
+  /** Signs a token for the job, valid for `ttl` seconds from `now` (ms). */
+  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number }): Promise<MintedToken> {
+    const iat = Math.floor((opts.now ?? Date.now()) / 1000);
+    const jti = randomUUID();
+    const claims: PortTokenClaims = {
+      ...identityClaims(identity),
+      iss: this.issuer,
+      sub: identity.jobId,
+      aud: opts.audience,
+      iat,
+      nbf: iat,
+      exp: iat + opts.ttl,
+      jti,
+      scope: opts.scopes.join(' '),
+    };
+    const { kid, alg, key } = this.keys.signer();
+    const token = await new SignJWT(claims).setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP }).sign(key);
+    return { token, jti, expiresAt: claims.exp, claims };
+  }
+
+  /**
+   * Verifies a Port token's signature, type, issuer and lifetime (not revocation:
+   * see src/revocation). Returns undefined for any token that is not a valid Port token.
+   */
+  async verify(token: string, audiences: string[]): Promise<PortTokenClaims | undefined> {
+    if (token.length > 16384) return undefined;
+    try {
+      const { payload } = await jwtVerify(token, this.keys.verificationKeys, {
+        issuer: this.issuer,
+        audience: audiences,
+        algorithms: ['ES256', 'EdDSA'],
+        typ: PORT_TOKEN_TYP,
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+      });
+      return payload as PortTokenClaims;
+    } catch (err) {
+      if (err instanceof joseErrors.JOSEError) return undefined;
+      throw err;
+    }
+  }
+}

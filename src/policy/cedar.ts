@@ -1,0 +1,21 @@
+/**
+ * The one place Port touches cedar-wasm. The `/nodejs` entry is CommonJS and reads its
+ * .wasm synchronously (security-notes §2.1); Node's ESM loader exposes its named exports,
+ * so a plain import works under NodeNext.
+ */
+export {
+  getCedarVersion,
+  policySetTextToParts,
+  policyToJson,
+  preparsePolicySet,
+  preparseSchema,
+  statefulIsAuthorized,
+  validate,
+} from '@cedar-policy/cedar-wasm/nodejs';
+export type {
+  AuthorizationAnswer,
+  DetailedError,
+  PolicyJson,
+  StatefulAuthorizationCall,
+  ValidationError,
+} from '@cedar-policy/cedar-wasm/nodejs';

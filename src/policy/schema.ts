@@ -1,0 +1,135 @@
+/**
+ * Port's Cedar schema (DESIGN.md, "Public contract" → "Cedar schema"). Namespace `Port`;
+ * extend it, never rename: policies and the decision log name these types and actions.
+ *
+ * Attribute names follow Buildkite's claim names (buildkite.md §1.4) so a policy reads like
+ * the token. Optional claims are optional attributes: strict validation then forces a
+ * `has` test before use, so a policy can't match on a claim the job didn't send
+ * (security-notes §1.3, "skip-on-error").
+ */
+export const SCHEMA_NAMESPACE = 'Port';
+
+export const PORT_SCHEMA = `namespace Port {
+  // The Buildkite organization; id = its slug ("acme").
+  entity Organization;
+  // id = "org/pipeline" ("acme/deploy").
+  entity Pipeline in [Organization];
+  // id = "cluster_name/queue_key", from the token's optional claims.
+  entity Pool;
+  // id = the agent id (UUID). Tags = the token's agent_tag:NAME claims (set by whoever
+  // runs the agent, so not proof of anything: buildkite.md §1.4).
+  entity Agent in [Pool] tags String;
+
+  // An IdP group's name ("deployers").
+  entity Group;
+  // A person: their e-mail, lower-cased.
+  entity User in [Group] {
+    active: Bool,
+  };
+
+  // id = "org/pipeline/number".
+  entity Build in [Pipeline] {
+    number: Long,
+    branch: String,
+    tag: String,
+    commit: String,
+    source: String,
+    creator?: User,
+  };
+
+  // id = the job id (UUID). tag and step_key are "" when the build has no tag / the
+  // step no key.
+  entity Job in [Build, Pool] {
+    branch: String,
+    tag: String,
+    commit: String,
+    step_key: String,
+    build_number: Long,
+    build_source: String,
+    runner_environment: String,
+    pipeline_slug: String,
+    organization_slug: String,
+    pipeline_id?: String,
+    organization_id?: String,
+    build_id?: String,
+    cluster_id?: String,
+    cluster_name?: String,
+    queue_id?: String,
+    queue_key?: String,
+    agent: Agent,
+    creator?: User,
+  };
+
+  // Names from the config's credentials: and upstreams: sections.
+  entity Credential;
+  entity Upstream;
+  // id = "org/pipeline/build_number/step" (the step key, else the job id).
+  entity BlockStep in [Build];
+
+  // May this job hold a Port token at all?
+  action exchange appliesTo {
+    principal: Job,
+    resource: Organization,
+    context: { audience: String, scopes: Set<String> },
+  };
+  action assume appliesTo {
+    principal: Job,
+    resource: Credential,
+    context: {},
+  };
+  // path is the normalised path Port forwards (security-notes §4.2).
+  action proxy appliesTo {
+    principal: Job,
+    resource: Upstream,
+    context: { method: String, path: String },
+  };
+  // Decided automatically when a build reaches a block step. hour/weekday are in the
+  // approvals time zone; weekday 0 = Sunday.
+  action unblock appliesTo {
+    principal: Build,
+    resource: BlockStep,
+    context: { hour: Long, weekday: Long, step_label: String, step_key: String },
+  };
+  action approve appliesTo {
+    principal: User,
+    resource: BlockStep,
+    context: { is_author: Bool },
+  };
+  action scale appliesTo {
+    principal: Job,
+    resource: Pool,
+    context: {},
+  };
+}
+`;
+
+/** The actions of the schema, in the order DESIGN lists them. */
+export const PORT_ACTIONS = ['exchange', 'assume', 'proxy', 'unblock', 'approve', 'scale'] as const;
+export type PortAction = (typeof PORT_ACTIONS)[number];
+
+export const PORT_ENTITY_TYPES = [
+  'Organization',
+  'Pipeline',
+  'Pool',
+  'Agent',
+  'Group',
+  'User',
+  'Build',
+  'Job',
+  'Credential',
+  'Upstream',
+  'BlockStep',
+] as const;
+export type PortEntityTypeName = (typeof PORT_ENTITY_TYPES)[number];
+/** Fully qualified entity type, as Cedar wants it (`Port::Job`). */
+export type PortEntityType = `Port::${PortEntityTypeName}`;
+
+export const ACTION_TYPE = 'Port::Action';
+
+export function isPortAction(value: string): value is PortAction {
+  return (PORT_ACTIONS as readonly string[]).includes(value);
+}
+
+export function isPortEntityType(value: string): value is PortEntityType {
+  return value.startsWith('Port::') && (PORT_ENTITY_TYPES as readonly string[]).includes(value.slice(6));
+}

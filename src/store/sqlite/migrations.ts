@@ -1,0 +1,57 @@
+import type Database from 'better-sqlite3';
+
+/** Schema versions, applied in order and tracked in PRAGMA user_version. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE signing_keys (
+     kid TEXT PRIMARY KEY,
+     alg TEXT NOT NULL,
+     public_jwk TEXT NOT NULL,
+     private_jwk TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     retires_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE TABLE revocations (
+     jti TEXT PRIMARY KEY,
+     expires_at INTEGER NOT NULL,
+     revoked_at INTEGER NOT NULL,
+     subject TEXT,
+     reason TEXT NOT NULL
+   );
+   CREATE INDEX revocations_expires ON revocations(expires_at);
+   CREATE TABLE replay_cache (
+     key TEXT PRIMARY KEY,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX replay_cache_expires ON replay_cache(expires_at);
+   CREATE TABLE decisions (
+     seq INTEGER PRIMARY KEY,
+     time TEXT NOT NULL,
+     action TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     principal TEXT,
+     record TEXT NOT NULL,
+     prev_hash TEXT NOT NULL,
+     hash TEXT NOT NULL
+   );
+   CREATE TABLE checkpoints (
+     seq INTEGER PRIMARY KEY,
+     hash TEXT NOT NULL,
+     time TEXT NOT NULL,
+     kid TEXT NOT NULL,
+     jws TEXT NOT NULL
+   );`,
+];
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`the database is at schema version ${current}, newer than this Port (${MIGRATIONS.length}); upgrade Port`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,185 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
+import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
+import { StoreError } from '../../errors.js';
+import type { RevocationEntry, SigningKeyRecord, Store } from '../store.js';
+import { migrate } from './migrations.js';
+import { WriteBatcher } from './write-batcher.js';
+
+interface DecisionRow {
+  seq: number;
+  record: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/**
+ * The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`,
+ * so a commit is on disk before the write's promise resolves. Writes are batched
+ * (see WriteBatcher); reads are synchronous and never wait for the batch.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly batcher: WriteBatcher;
+  private head: { seq: number; hash: string };
+  private readonly stmts;
+
+  private constructor(readonly path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('foreign_keys = ON');
+      migrate(this.db);
+    } catch (err) {
+      throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.stmts = this.prepare();
+    this.head = this.readHead();
+    // If a batch rolls back, the in-memory chain head may be ahead of the file.
+    this.batcher = new WriteBatcher(this.db, 512, () => (this.head = this.readHead()));
+  }
+
+  static open(path: string): SqliteStore {
+    return new SqliteStore(path);
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      listKeys: db.prepare('SELECT * FROM signing_keys ORDER BY created_at'),
+      insertKey: db.prepare(
+        'INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retires_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      addRevocation: db.prepare(
+        'INSERT INTO revocations (jti, expires_at, revoked_at, subject, reason) VALUES (?, ?, ?, ?, ?) ON CONFLICT(jti) DO NOTHING',
+      ),
+      isRevoked: db.prepare('SELECT 1 FROM revocations WHERE jti = ?'),
+      activeRevocations: db.prepare('SELECT * FROM revocations WHERE expires_at > ?'),
+      consume: db.prepare(
+        // An expired row for the same key may be reused; a live one may not.
+        `INSERT INTO replay_cache (key, expires_at) VALUES (?, ?)
+         ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at WHERE replay_cache.expires_at <= ?`,
+      ),
+      insertDecision: db.prepare(
+        'INSERT INTO decisions (seq, time, action, decision, principal, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      readDecisions: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?'),
+      lastDecision: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
+      insertCheckpoint: db.prepare('INSERT INTO checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)'),
+      listCheckpoints: db.prepare('SELECT * FROM checkpoints ORDER BY seq'),
+      purgeReplay: db.prepare('DELETE FROM replay_cache WHERE expires_at <= ?'),
+      purgeRevocations: db.prepare('DELETE FROM revocations WHERE expires_at <= ?'),
+    };
+  }
+
+  private readHead(): { seq: number; hash: string } {
+    const row = this.db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1').get() as
+      | { seq: number; hash: string }
+      | undefined;
+    return row ?? { seq: 0, hash: GENESIS_HASH };
+  }
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return (this.stmts.listKeys.all() as Record<string, unknown>[]).map((r) => ({
+      kid: r.kid as string,
+      alg: r.alg as SigningKeyRecord['alg'],
+      publicJwk: JSON.parse(r.public_jwk as string),
+      privateJwk: JSON.parse(r.private_jwk as string),
+      createdAt: r.created_at as number,
+      retiresAt: r.retires_at as number,
+      expiresAt: r.expires_at as number,
+    }));
+  }
+
+  insertSigningKey(k: SigningKeyRecord): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.insertKey.run(k.kid, k.alg, JSON.stringify(k.publicJwk), JSON.stringify(k.privateJwk), k.createdAt, k.retiresAt, k.expiresAt);
+    });
+  }
+
+  addRevocation(e: RevocationEntry): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.addRevocation.run(e.jti, e.expiresAt, e.revokedAt, e.subject ?? null, e.reason);
+    });
+  }
+
+  async isRevoked(jti: string): Promise<boolean> {
+    return this.stmts.isRevoked.get(jti) !== undefined;
+  }
+
+  async listActiveRevocations(now: number): Promise<RevocationEntry[]> {
+    return (this.stmts.activeRevocations.all(now) as Record<string, unknown>[]).map((r) => ({
+      jti: r.jti as string,
+      expiresAt: r.expires_at as number,
+      revokedAt: r.revoked_at as number,
+      subject: (r.subject as string | null) ?? undefined,
+      reason: r.reason as string,
+    }));
+  }
+
+  consumeOnce(key: string, expiresAt: number): Promise<boolean> {
+    return this.batcher.write(() => this.stmts.consume.run(key, expiresAt, Date.now()).changes === 1);
+  }
+
+  appendDecisions(records: DecisionRecord[]): Promise<DecisionEntry[]> {
+    return this.batcher.write(() => {
+      let { seq, hash } = this.head;
+      const entries: DecisionEntry[] = [];
+      for (const record of records) {
+        const next = seq + 1;
+        const h = entryHash(next, hash, record);
+        this.stmts.insertDecision.run(next, record.time, record.action, record.decision, record.principal, JSON.stringify(record), hash, h);
+        entries.push({ seq: next, prevHash: hash, hash: h, record });
+        [seq, hash] = [next, h];
+      }
+      this.head = { seq, hash };
+      return entries;
+    });
+  }
+
+  async readDecisions(afterSeq: number, limit: number): Promise<DecisionEntry[]> {
+    return (this.stmts.readDecisions.all(afterSeq, limit) as DecisionRow[]).map(toEntry);
+  }
+
+  async lastDecision(): Promise<DecisionEntry | undefined> {
+    const row = this.stmts.lastDecision.get() as DecisionRow | undefined;
+    return row && toEntry(row);
+  }
+
+  appendCheckpoint(c: Checkpoint): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.insertCheckpoint.run(c.seq, c.hash, c.time, c.kid, c.jws);
+    });
+  }
+
+  async listCheckpoints(): Promise<Checkpoint[]> {
+    return this.stmts.listCheckpoints.all() as Checkpoint[];
+  }
+
+  purgeExpired(now: number): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.purgeReplay.run(now);
+      this.stmts.purgeRevocations.run(now);
+    });
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    // Let queued writes commit before closing.
+    await this.batcher.write(() => undefined);
+    this.db.close();
+  }
+}
+
+function toEntry(row: DecisionRow): DecisionEntry {
+  return { seq: row.seq, prevHash: row.prev_hash, hash: row.hash, record: JSON.parse(row.record) as DecisionRecord };
+}

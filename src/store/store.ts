@@ -1,0 +1,63 @@
+import type { JWK } from 'jose';
+import type { Checkpoint, DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
+
+/**
+ * Port's storage, one interface for every backend (SQLite now, PostgreSQL later).
+ * Each capability owns its methods; nothing outside a store implementation touches
+ * tables. Every write resolves only once it is durable.
+ */
+export interface Store {
+  readonly kind: string;
+
+  // Issuer signing keys (src/issuer). Keys are never deleted: old checkpoints need them.
+  listSigningKeys(): Promise<SigningKeyRecord[]>;
+  insertSigningKey(key: SigningKeyRecord): Promise<void>;
+
+  // Revocation list (src/revocation), RFC 7009.
+  addRevocation(entry: RevocationEntry): Promise<void>;
+  isRevoked(jti: string): Promise<boolean>;
+  /** Revocations that have not expired yet, for warming an in-memory cache. */
+  listActiveRevocations(now: number): Promise<RevocationEntry[]>;
+
+  // Replay cache for single-use subject tokens (src/identity).
+  /** Records `key` as used until `expiresAt`; false when it was already used. */
+  consumeOnce(key: string, expiresAt: number): Promise<boolean>;
+
+  // Decision log (src/audit): hash-chained, append-only.
+  /** Appends records in order, chaining each to the previous entry. */
+  appendDecisions(records: DecisionRecord[]): Promise<DecisionEntry[]>;
+  /** Entries with seq > afterSeq, in order, at most `limit`. */
+  readDecisions(afterSeq: number, limit: number): Promise<DecisionEntry[]>;
+  lastDecision(): Promise<DecisionEntry | undefined>;
+  appendCheckpoint(checkpoint: Checkpoint): Promise<void>;
+  listCheckpoints(): Promise<Checkpoint[]>;
+
+  /** Deletes expired replay and revocation rows. */
+  purgeExpired(now: number): Promise<void>;
+  /** Resolves when the store answers (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Times are milliseconds since the epoch. */
+export interface SigningKeyRecord {
+  kid: string;
+  alg: 'ES256' | 'EdDSA';
+  publicJwk: JWK;
+  privateJwk: JWK;
+  createdAt: number;
+  /** After this the key no longer signs. */
+  retiresAt: number;
+  /** After this the key leaves the JWKS (retiresAt + the longest token lifetime). */
+  expiresAt: number;
+}
+
+export interface RevocationEntry {
+  jti: string;
+  /** When the token would have expired anyway; the row can go after this. */
+  expiresAt: number;
+  revokedAt: number;
+  /** The token's subject (the job), for audit. */
+  subject?: string;
+  reason: string;
+}
