@@ -9,7 +9,7 @@ import { resolveSecretRef } from './secret-ref.js';
 /** The validated configuration with paths made absolute and defaults filled in. */
 export interface PortConfig {
   file: string;
-  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number };
+  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number; logLevel: string };
   store: { sqlite: string };
   buildkite: {
     organization: string;
@@ -69,7 +69,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
   }
   return {
     file,
-    server: { listen: { host: host!, port: portNumber }, publicUrl: c.server.public_url, bodyLimit: c.server.body_limit },
+    server: { listen: { host: host!, port: portNumber }, publicUrl: c.server.public_url, bodyLimit: c.server.body_limit, logLevel: c.server.log_level },
     store: { sqlite: resolve(baseDir, c.store.sqlite) },
     buildkite: {
       organization: c.buildkite.organization,

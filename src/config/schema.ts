@@ -35,6 +35,7 @@ const serverSchema = z.strictObject({
   public_url: httpUrl.transform((u) => u.replace(/\/+$/, '')),
   /** Largest request body Port reads on its own endpoints (bytes). */
   body_limit: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
 const storeSchema = z.strictObject({

@@ -9,7 +9,8 @@ import { JwksCache } from './jwks-cache.js';
 /** Buildkite caps a token's lifetime at 2 hours (buildkite.md §1.2). */
 const MAX_BUILDKITE_LIFETIME = 7200;
 
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// The signature part may be empty so that alg:none is refused by name, not as garbage.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** Header members Buildkite never sends and that would point key lookup elsewhere (RFC 8725 §2.9). */
 const FORBIDDEN_HEADER_MEMBERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit', 'b64'];

@@ -14,6 +14,8 @@ export {
 } from '@cedar-policy/cedar-wasm/nodejs';
 export type {
   AuthorizationAnswer,
+  CedarValueJson,
+  EntityJson,
   DetailedError,
   PolicyJson,
   StatefulAuthorizationCall,

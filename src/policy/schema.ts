@@ -120,16 +120,20 @@ export const PORT_ENTITY_TYPES = [
   'Upstream',
   'BlockStep',
 ] as const;
-export type PortEntityTypeName = (typeof PORT_ENTITY_TYPES)[number];
-/** Fully qualified entity type, as Cedar wants it (`Port::Job`). */
-export type PortEntityType = `Port::${PortEntityTypeName}`;
+/** An entity type of the schema, without the namespace (`Job`); see `qualifiedType`. */
+export type PortEntityType = (typeof PORT_ENTITY_TYPES)[number];
 
-export const ACTION_TYPE = 'Port::Action';
+export const ACTION_TYPE = `${SCHEMA_NAMESPACE}::Action`;
+
+/** The name Cedar wants: `Job` → `Port::Job`. */
+export function qualifiedType(type: PortEntityType): string {
+  return `${SCHEMA_NAMESPACE}::${type}`;
+}
 
 export function isPortAction(value: string): value is PortAction {
   return (PORT_ACTIONS as readonly string[]).includes(value);
 }
 
 export function isPortEntityType(value: string): value is PortEntityType {
-  return value.startsWith('Port::') && (PORT_ENTITY_TYPES as readonly string[]).includes(value.slice(6));
+  return (PORT_ENTITY_TYPES as readonly string[]).includes(value);
 }

@@ -6,6 +6,7 @@ import type { PortAction, PortEntityType } from './schema.js';
 
 export type { PortAction, PortEntityType } from './schema.js';
 
+/** An entity: its type without the `Port::` namespace (the engine adds it) and its id. */
 export interface EntityRef {
   type: PortEntityType;
   id: string;

@@ -75,6 +75,7 @@ const messages = {
   unknownSessionTag: (name: string) => `Unknown claim requested as AWS session tag: ${name}`,
   invalidSubjectClaim: (name: string) =>
     `Invalid subject claim: ${name} (allowed: ${SUBJECT_CLAIMS.join(', ')})`,
+  emptySubjectClaim: (name: string) => `Subject claim ${name} has no value for this job`,
 };
 
 /** The organization-level `sub`: `organization:ORG:pipeline:PIPE:ref:REF:commit:SHA:step:KEY` (oidc.md `sub`). */
@@ -179,6 +180,11 @@ export function buildClaims({ job, request, issuer, now }: BuildClaimsInput): Oi
     throw unprocessable(messages.invalidSubjectClaim(subjectClaim));
   }
 
+  // Unconfirmed: a subject claim the job has no value for (cluster_id outside clusters) is refused
+  // rather than signed as a `sub` of "null".
+  const subject = subjectClaim === undefined ? compoundSubject(job) : jobClaimValue(job, subjectClaim);
+  if (subject === null || subject === undefined) throw unprocessable(messages.emptySubjectClaim(subjectClaim ?? ''));
+
   const audience =
     request.audience !== undefined && request.audience !== ''
       ? request.audience
@@ -187,7 +193,7 @@ export function buildClaims({ job, request, issuer, now }: BuildClaimsInput): Oi
   const claims: OidcClaims = {
     iss: issuer,
     // With --subject-claim, `sub` is just that immutable id (oidc.md "Custom subject claims").
-    sub: subjectClaim !== undefined ? String(jobClaimValue(job, subjectClaim)) : compoundSubject(job),
+    sub: String(subject),
     aud: audience,
     iat: now,
     nbf: now,

@@ -1,0 +1,263 @@
+import type { JWK } from 'jose';
+import type { Store } from '../store/store.js';
+import { checkCheckpointSignature } from './checkpoint-jws.js';
+import type { Checkpoint, DecisionEntry } from './decision-record.js';
+import { entryHash, GENESIS_HASH } from './hash-chain.js';
+
+export type AuditProblemKind =
+  /** The entry's contents no longer match its hash, or were rewritten with it. */
+  | 'changed'
+  /** An entry is missing from the middle of the chain (a gap in seq). */
+  | 'removed'
+  /** Entries are out of place: contents moved to another seq, or seq repeats. */
+  | 'reordered'
+  /** The stored record is not JSON; verification stops there. */
+  | 'unreadable'
+  /** Entries a signed checkpoint covers were deleted from the end of the log. */
+  | 'truncated'
+  /** A valid checkpoint no longer matches the chain, or its row differs from what it signs. */
+  | 'checkpoint_mismatch'
+  /** A checkpoint's signature does not verify. */
+  | 'bad_signature'
+  /** A checkpoint names a key Port does not have. */
+  | 'unknown_key';
+
+export interface AuditProblem {
+  /** The first entry the problem concerns. */
+  seq: number;
+  problem: AuditProblemKind;
+  /** One line naming the entry: `entry 42: changed (hash does not match its contents)`. */
+  message: string;
+}
+
+export interface AuditVerifyReport {
+  ok: boolean;
+  /** Entries read. */
+  entries: number;
+  /** Checkpoints stored, and how many of them verified and match the chain. */
+  checkpoints: number;
+  validCheckpoints: number;
+  /** Highest seq read (0 for an empty log). */
+  lastSeq: number;
+  /** Highest seq covered by a valid checkpoint (0 when none). */
+  lastCheckpointSeq: number;
+  /**
+   * Entries after the last valid checkpoint. They are only hash-chained, not signed:
+   * deleting them, or rewriting them and re-hashing, cannot be detected.
+   */
+  unsignedEntries: number;
+  /** False when verification had to stop early (an unreadable entry). */
+  complete: boolean;
+  /** The first problem by seq — the place to start looking. */
+  firstBad?: AuditProblem;
+  /** Problems in seq order, at most `maxProblems`. */
+  problems: AuditProblem[];
+  problemCount: number;
+}
+
+export interface VerifyOptions {
+  /** Entries per read; default 1000. */
+  pageSize?: number;
+  /** Problems kept in the report; default 100 (all are counted). */
+  maxProblems?: number;
+}
+
+/** An entry whose hash check failed, kept to recognise a swap when its partner turns up. */
+interface Suspect {
+  entry: DecisionEntry;
+  problem: AuditProblem;
+}
+
+/** How many failed entries we remember for swap detection; a bound on memory and work. */
+const MAX_SUSPECTS = 64;
+
+/**
+ * Verifies the decision log offline: every entry against its hash and its
+ * predecessor, then every checkpoint's signature and that the chain still ends in
+ * the hash it signed. Reads the log in pages, so memory stays flat; keeps only the
+ * hashes at checkpointed seqs.
+ */
+export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>, opts: VerifyOptions = {}): Promise<AuditVerifyReport> {
+  const pageSize = opts.pageSize ?? 1000;
+  const maxProblems = opts.maxProblems ?? 100;
+  // Checkpoints first: each was written after the entry it covers was committed, so
+  // every one of them refers to an entry the scan below will reach.
+  const checkpoints = await store.listCheckpoints();
+  const checkpointed = new Set(checkpoints.map((c) => c.seq));
+
+  const chain = new ChainWalker(checkpointed, maxProblems);
+  let afterSeq = 0;
+  let complete = true;
+  for (;;) {
+    let page: DecisionEntry[];
+    try {
+      page = await store.readDecisions(afterSeq, pageSize);
+    } catch (err) {
+      if (!(err instanceof SyntaxError)) throw err;
+      // A record that is not JSON fails its whole page; step one entry at a time to reach it.
+      try {
+        page = await store.readDecisions(afterSeq, 1);
+      } catch (inner) {
+        if (!(inner instanceof SyntaxError)) throw inner;
+        chain.add({ seq: afterSeq + 1, problem: 'unreadable', message: `entry ${afterSeq + 1}: unreadable (the entry after ${afterSeq} is not valid JSON; verification stopped here)` });
+        complete = false;
+        break;
+      }
+    }
+    if (page.length === 0) break;
+    for (const e of page) chain.visit(e);
+    const last = page.at(-1)!.seq;
+    if (last <= afterSeq) {
+      chain.add({ seq: last, problem: 'reordered', message: `entry ${last}: reordered (the store returned entries out of order)` });
+      complete = false;
+      break;
+    }
+    afterSeq = last;
+  }
+
+  const checkpointProblems: AuditProblem[] = [];
+  let validCheckpoints = 0;
+  let lastCheckpointSeq = 0;
+  for (const c of checkpoints) {
+    const problem = await checkCheckpoint(c, publicKeys, chain, complete, lastCheckpointSeq);
+    if (problem) {
+      checkpointProblems.push(problem);
+    } else {
+      validCheckpoints++;
+      lastCheckpointSeq = Math.max(lastCheckpointSeq, c.seq);
+    }
+  }
+
+  // Stable sort: at the same seq, the more specific chain problem comes first.
+  const problems = [...chain.problems, ...checkpointProblems].sort((a, b) => a.seq - b.seq);
+  const problemCount = chain.problemCount + checkpointProblems.length;
+  return {
+    ok: problemCount === 0,
+    entries: chain.entries,
+    checkpoints: checkpoints.length,
+    validCheckpoints,
+    lastSeq: chain.lastSeq,
+    lastCheckpointSeq,
+    unsignedEntries: Math.max(0, chain.lastSeq - lastCheckpointSeq),
+    complete,
+    firstBad: problems[0],
+    problems: problems.slice(0, maxProblems),
+    problemCount,
+  };
+}
+
+async function checkCheckpoint(
+  c: Checkpoint,
+  publicKeys: Map<string, JWK>,
+  chain: ChainWalker,
+  complete: boolean,
+  lastGood: number,
+): Promise<AuditProblem | undefined> {
+  const sig = await checkCheckpointSignature(c, publicKeys);
+  if (!sig.ok) {
+    const label = sig.problem === 'unknown_key' ? 'unknown key' : sig.problem === 'bad_signature' ? 'bad signature' : 'checkpoint mismatch';
+    return { seq: c.seq, problem: sig.problem, message: `entry ${c.seq}: ${label} (the checkpoint at this entry ${sig.reason})` };
+  }
+  if (!complete && c.seq > chain.lastSeq) return undefined; // not reached; already reported why
+  const stored = chain.hashAt.get(c.seq);
+  if (stored === undefined) {
+    if (c.seq > chain.lastSeq) {
+      const first = chain.lastSeq + 1;
+      return {
+        seq: first,
+        problem: 'truncated',
+        message: `entry ${first}: removed (a signed checkpoint covers entries up to ${c.seq}, but the log ends at ${chain.lastSeq})`,
+      };
+    }
+    return { seq: c.seq, problem: 'removed', message: `entry ${c.seq}: removed (a signed checkpoint covers it, but it is missing)` };
+  }
+  if (stored !== c.hash) {
+    return {
+      seq: c.seq,
+      problem: 'checkpoint_mismatch',
+      message: `entry ${c.seq}: checkpoint mismatch (the chain no longer ends in the hash signed at this entry: entries ${lastGood + 1}–${c.seq} were rewritten and re-hashed)`,
+    };
+  }
+  return undefined;
+}
+
+/** Walks entries in seq order, checking each against its hash and its predecessor. */
+class ChainWalker {
+  entries = 0;
+  lastSeq = 0;
+  problems: AuditProblem[] = [];
+  problemCount = 0;
+  /** Stored hashes at checkpointed seqs. */
+  readonly hashAt = new Map<number, string>();
+  private prev: { seq: number; hash: string; selfOk: boolean; flagged: boolean } | undefined;
+  private readonly suspects: Suspect[] = [];
+
+  constructor(
+    private readonly checkpointed: Set<number>,
+    private readonly maxProblems: number,
+  ) {}
+
+  add(p: AuditProblem): AuditProblem {
+    this.problemCount++;
+    if (this.problems.length < this.maxProblems) this.problems.push(p);
+    return p;
+  }
+
+  visit(e: DecisionEntry): void {
+    this.entries++;
+    const prev = this.prev;
+    const expected = prev ? prev.seq + 1 : 1;
+    if (e.seq < expected) {
+      // Only a store that returns entries out of order gets here (SQLite orders by primary key).
+      this.add({ seq: e.seq, problem: 'reordered', message: `entry ${e.seq}: reordered (it comes after entry ${expected - 1})` });
+      return;
+    }
+    this.lastSeq = e.seq;
+    if (this.checkpointed.has(e.seq)) this.hashAt.set(e.seq, e.hash);
+
+    const selfOk = entryHash(e.seq, e.prevHash, e.record) === e.hash;
+    let flagged = false;
+    if (e.seq > expected) {
+      const range = e.seq - 1 === expected ? `entry ${expected} is missing` : `entries ${expected}–${e.seq - 1} are missing`;
+      this.add({ seq: expected, problem: 'removed', message: `entry ${expected}: removed (${range})` });
+      flagged = true;
+    } else if (selfOk && e.prevHash !== (prev?.hash ?? GENESIS_HASH)) {
+      if (!prev) {
+        this.add({ seq: e.seq, problem: 'changed', message: `entry ${e.seq}: changed (the first entry does not start from the genesis hash)` });
+        flagged = true;
+      } else if (prev.selfOk && !prev.flagged) {
+        // The predecessor matches its own hash, but not the hash this entry chained to:
+        // it was rewritten and re-hashed (or this entry's link was).
+        this.add({
+          seq: prev.seq,
+          problem: 'changed',
+          message: `entry ${prev.seq}: changed (its hash was recomputed after a change; entry ${e.seq} still links to the original)`,
+        });
+      }
+      // Otherwise the predecessor's own problem explains the broken link.
+    }
+    if (!selfOk) {
+      this.mismatch(e);
+      flagged = true;
+    }
+    this.prev = { seq: e.seq, hash: e.hash, selfOk, flagged };
+  }
+
+  /** An entry whose hash does not match: changed, or one half of a swap. */
+  private mismatch(e: DecisionEntry): void {
+    for (const s of this.suspects) {
+      const p = s.entry;
+      // Its record moved here (hashes left in place), or its whole row did.
+      const recordMoved = entryHash(p.seq, p.prevHash, e.record) === p.hash;
+      const rowMoved = entryHash(p.seq, e.prevHash, e.record) === e.hash;
+      if (recordMoved || rowMoved) {
+        s.problem.problem = 'reordered';
+        s.problem.message = `entry ${p.seq}: reordered (its contents are now at entry ${e.seq})`;
+        this.add({ seq: e.seq, problem: 'reordered', message: `entry ${e.seq}: reordered (holds the contents of entry ${p.seq})` });
+        return;
+      }
+    }
+    const problem = this.add({ seq: e.seq, problem: 'changed', message: `entry ${e.seq}: changed (hash does not match its contents)` });
+    if (this.suspects.length < MAX_SUSPECTS) this.suspects.push({ entry: e, problem });
+  }
+}

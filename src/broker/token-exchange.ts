@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import type { PortConfig } from '../config/config.js';
+import { OAuthError } from '../errors.js';
+import type { DecisionLog } from '../audit/decision-log.js';
+import type { DecisionRecord } from '../audit/decision-record.js';
+import { jtiHash } from '../audit/token-hash.js';
+import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
+import { TokenRejectedError } from '../identity/errors.js';
+import type { PortTokenIssuer } from '../issuer/port-token.js';
+import { credentialRef, jobRequestParts, organizationRef } from '../policy/entities.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { qualifiedType } from '../policy/schema.js';
+import type { AuthzRequest, Decision, EntityRef } from '../policy/types.js';
+import type { Store } from '../store/store.js';
+import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
+import { identityContext } from './identity-context.js';
+
+export interface TokenResponse {
+  access_token: string;
+  issued_token_type: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+}
+
+export interface ExchangeDeps {
+  config: PortConfig;
+  verifier: BuildkiteTokenVerifier;
+  policy: PolicyEngine;
+  issuer: PortTokenIssuer;
+  store: Store;
+  log: DecisionLog;
+}
+
+/** Identifies the request in decision log entries (never the token). */
+export interface RequestMeta {
+  requestId: string;
+  remoteAddress?: string;
+}
+
+/**
+ * RFC 8693 token exchange (DESIGN capability 1): verify the Buildkite token, refuse
+ * a replay, decide `exchange` on the organization, then `assume` for each requested
+ * scope — all or nothing — and mint a Port token carrying only what was granted.
+ * Every decision, allow or deny, is in the decision log before the answer leaves.
+ */
+export class TokenExchange {
+  constructor(private readonly deps: ExchangeDeps) {}
+
+  async exchange(req: ExchangeRequest, meta: RequestMeta): Promise<TokenResponse> {
+    const { config, verifier, policy, issuer, store, log } = this.deps;
+    const audience = req.audience ?? config.issuer.audiences[0]!;
+    if (!config.issuer.audiences.includes(audience)) {
+      throw new OAuthError('invalid_target', `The audience "${audience.slice(0, 128)}" is not one Port issues tokens for.`);
+    }
+    const unknown = req.scopes.find((s) => !(s in config.credentials));
+    if (unknown !== undefined) throw new OAuthError('invalid_scope', `The scope "${unknown}" is not a configured credential.`);
+
+    let checked: VerifiedJobToken | undefined;
+    try {
+      checked = await verifier.verify(req.subjectToken);
+      // Single use (buildkite.md §1.5): remembered until the token expires anyway.
+      if (!(await store.consumeOnce(checked.replayKey, (checked.identity.expiresAt + config.buildkite.clockSkew) * 1000))) {
+        throw new TokenRejectedError('replayed', 'The subject token was already exchanged; request a fresh one from the agent.');
+      }
+    } catch (err) {
+      if (err instanceof TokenRejectedError) await log.record([refusal(err, meta, checked)]);
+      throw err;
+    }
+    const verified = checked;
+
+    const { principal, entities } = jobRequestParts(verified.identity);
+    const context = { ...identityContext(verified), request_id: meta.requestId };
+    const decide = (action: AuthzRequest['action'], resource: EntityRef, ctx: AuthzRequest['context']) =>
+      ({ action, resource, decision: policy.decide({ principal, action, resource, context: ctx, entities }) }) as const;
+
+    const results = [decide('exchange', organizationRef(verified.identity.organizationSlug), { audience, scopes: req.scopes })];
+    if (results[0]!.decision.decision === 'allow') {
+      for (const scope of req.scopes) results.push(decide('assume', credentialRef(scope), {}));
+    }
+    const denied = results.find((r) => r.decision.decision === 'deny');
+
+    let minted: Awaited<ReturnType<PortTokenIssuer['mint']>> | undefined;
+    if (!denied) {
+      minted = await issuer.mint(verified.identity, { audience, scopes: req.scopes, ttl: config.issuer.tokenTtl });
+    }
+    const records = results.map((r) =>
+      toRecord(r.decision, principal, r.action, r.resource, {
+        ...context,
+        ...(minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {}),
+      }),
+    );
+    await log.record(records);
+
+    if (denied) {
+      const what = denied.action === 'exchange' ? 'the token exchange' : `the grant "${denied.resource.id}"`;
+      throw new OAuthError('access_denied', `Policy denied ${what}: ${denied.decision.reason}`);
+    }
+    return {
+      access_token: minted!.token,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: config.issuer.tokenTtl,
+      scope: req.scopes.join(' '),
+    };
+  }
+}
+
+export function entityString(ref: EntityRef): string {
+  return `${qualifiedType(ref.type)}::${JSON.stringify(ref.id)}`;
+}
+
+function toRecord(d: Decision, principal: EntityRef, action: string, resource: EntityRef, context: Record<string, unknown>): DecisionRecord {
+  return {
+    id: randomUUID(),
+    time: new Date().toISOString(),
+    principal: entityString(principal),
+    action,
+    resource: entityString(resource),
+    decision: d.decision,
+    policies: d.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason })),
+    reason: d.reason,
+    ...(d.errors.length > 0 ? { errors: d.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
+    policyRevision: d.revision,
+    context,
+  };
+}
+
+/** A refused subject token: logged with the failed check, and the job only if the token verified. */
+function refusal(err: TokenRejectedError, meta: RequestMeta, verified: VerifiedJobToken | undefined): DecisionRecord {
+  return {
+    id: randomUUID(),
+    time: new Date().toISOString(),
+    principal: verified ? entityString({ type: 'Job', id: verified.identity.jobId }) : null,
+    action: 'exchange',
+    resource: null,
+    decision: 'deny',
+    policies: [],
+    reason: err.message,
+    context: {
+      check: err.check,
+      request_id: meta.requestId,
+      ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}),
+      ...(verified ? identityContext(verified) : {}),
+    },
+  };
+}

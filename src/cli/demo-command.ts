@@ -1,0 +1,107 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { configFromObject } from '../config/config.js';
+import { startPort } from '../server/port-server.js';
+import { BuildkiteSimulator, writeBuildkiteAgentShim } from '../sim/index.js';
+import type { SimJob } from '../sim/types.js';
+
+/** The example policies shipped with Port (examples/policies), from dist/cli or src/cli. */
+export const EXAMPLE_POLICIES = fileURLToPath(new URL('../../examples/policies', import.meta.url));
+
+interface DemoOptions {
+  dir: string;
+  port: string;
+  simPort: string;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+/**
+ * `port demo`: Port on the embedded SQLite default with the example policies, plus
+ * the local Buildkite simulator, and the commands a newcomer pastes to see it work.
+ */
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('first run: Port + a local Buildkite simulator with example policies')
+    .option('--dir <dir>', 'where the demo keeps its config, database and buildkite-agent stand-in', '.port-demo')
+    .option('--port <port>', "Port's port (0 = any free port)", '8080')
+    .option('--sim-port <port>', "the Buildkite simulator's port (0 = any free port)", '8181')
+    .action(async (opts: DemoOptions) => {
+      const dir = resolve(opts.dir);
+      mkdirSync(dir, { recursive: true });
+      const portNumber = Number(opts.port) || (await freePort());
+      const sim = await BuildkiteSimulator.start({ organization: 'acme', port: Number(opts.simPort) });
+      const publicUrl = `http://127.0.0.1:${portNumber}`;
+      const raw = {
+        server: { listen: `127.0.0.1:${portNumber}`, public_url: publicUrl },
+        store: { sqlite: join(dir, 'port.db') },
+        buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: publicUrl },
+        policies: EXAMPLE_POLICIES,
+        credentials: {
+          'deploy-token': { type: 'port_token', description: 'deploys acme/deploy to production' },
+          'npm-publish': { type: 'secret', description: 'publishes release packages' },
+        },
+      };
+      const configFile = join(dir, 'port.yaml');
+      writeFileSync(configFile, `# Written by \`port demo\`; Buildkite is the local simulator at ${sim.url}.\n${stringify(raw)}`);
+      const config = configFromObject(raw, configFile);
+      const port = await startPort(config, { logger: false, handleSignals: true });
+      const bin = join(dir, 'bin');
+      writeBuildkiteAgentShim(bin);
+
+      const deployMain = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
+      const deployFeature = sim.createJob({ pipelineSlug: 'deploy', branch: 'feature/login', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
+      const asJob = (job: SimJob) => `BUILDKITE_JOB_ID=${job.jobId} BUILDKITE_AGENT_ACCESS_TOKEN=${job.jobToken}`;
+      const rel = opts.dir;
+      process.stdout.write(
+        [
+          '',
+          `Port is running at ${publicUrl} (store: ${config.store.sqlite}, policies: ${config.policies})`,
+          `A Buildkite simulator is issuing job tokens at ${sim.url} (organization "acme").`,
+          '',
+          'In another terminal, from this folder:',
+          '',
+          '  # a buildkite-agent stand-in that asks the simulator for job tokens, as the real agent would',
+          `  export PATH="$PWD/${rel}/bin:$PATH" BUILDKITE_AGENT_ENDPOINT=${sim.agentEndpoint} PORT_URL=${publicUrl}`,
+          '',
+          '  # 1. a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
+          `  ${asJob(deployMain)} npx port token exchange --scope deploy-token --json`,
+          '',
+          '  # 2. the same pipeline on a feature branch is denied that grant, with the reason',
+          `  ${asJob(deployFeature)} npx port token exchange --scope deploy-token`,
+          '',
+          '  # 3. every decision is in a hash-chained log; check it, then read it',
+          `  npx port audit verify -c ${rel}/port.yaml`,
+          `  npx port audit tail -c ${rel}/port.yaml --no-follow`,
+          '',
+          '  # 4. the policies and their tests',
+          `  npx port policy test --policies ${config.policies}`,
+          `  curl -s ${publicUrl}/.well-known/jwks.json`,
+          '',
+          'Press Ctrl-C to stop.',
+          '',
+        ].join('\n'),
+      );
+      const stop = async () => {
+        await port.close();
+        await sim.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}

@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { registerAuditCommands } from './audit-commands.js';
+import { registerDemoCommand } from './demo-command.js';
+import { EXIT_USAGE } from './exit-codes.js';
+import { registerPolicyCommands } from './policy-commands.js';
+import { registerServeCommand } from './serve-command.js';
+import { registerTokenCommands } from './token-command.js';
+
+export function buildProgram(): Command {
+  const program = new Command('port')
+    .description('Port: identity-aware access broker and policy relay for Buildkite')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerServeCommand(program);
+  registerPolicyCommands(program);
+  registerAuditCommands(program);
+  registerTokenCommands(program);
+  registerDemoCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; usage mistakes exit 2.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,87 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Command } from 'commander';
+import { request } from 'undici';
+import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+
+const run = promisify(execFile);
+
+interface ExchangeOptions {
+  url?: string;
+  scope?: string;
+  audience?: string;
+  bkAudience?: string;
+  claim?: string;
+  json?: boolean;
+}
+
+/** Reads all of stdin when it is a pipe or file; '' when it is a terminal or empty. */
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').trim();
+}
+
+/** Asks the agent for a job token (buildkite.md §1.1). */
+async function requestAgentToken(audience: string, claims: string | undefined): Promise<string> {
+  const args = ['oidc', 'request-token', '--audience', audience];
+  if (claims) args.push('--claim', claims);
+  try {
+    const { stdout } = await run('buildkite-agent', args, { timeout: 60_000, maxBuffer: 1024 * 1024 });
+    return stdout.trim();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') throw new Error('no token on stdin and buildkite-agent is not on PATH; pipe a Buildkite OIDC token in or run inside a job');
+    throw new Error(`buildkite-agent oidc request-token failed: ${(e.stderr ?? e.message).trim().split('\n').at(-1)}`);
+  }
+}
+
+export function registerTokenCommands(program: Command): void {
+  const token = program.command('token').description('Port tokens');
+  token
+    .command('exchange')
+    .description('exchange a Buildkite OIDC token (stdin, or from buildkite-agent) for a Port token and print it')
+    .option('--url <url>', 'Port base URL (default: $PORT_URL)')
+    .option('--scope <names>', 'space-separated grants to request (default: $PORT_SCOPE)')
+    .option('--audience <aud>', "the Port token's audience (default: Port's public URL)")
+    .option('--bk-audience <aud>', 'audience of the Buildkite token to request (default: $PORT_AUDIENCE, else --url)')
+    .option('--claim <list>', 'optional Buildkite claims to request, comma-separated (e.g. organization_id,pipeline_id)')
+    .option('--json', 'print the whole token response as JSON')
+    .action(async (opts: ExchangeOptions) => {
+      const url = (opts.url ?? process.env.PORT_URL)?.replace(/\/+$/, '');
+      if (!url) {
+        process.stderr.write('port: token exchange: give Port\'s URL with --url or $PORT_URL\n');
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      try {
+        const subject = (await readStdin()) || (await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim));
+        const form = new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          subject_token: subject,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        });
+        const scope = opts.scope ?? process.env.PORT_SCOPE;
+        if (scope) form.set('scope', scope);
+        if (opts.audience) form.set('audience', opts.audience);
+        const res = await request(`${url}/oauth/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: form.toString(),
+          headersTimeout: 30_000,
+          bodyTimeout: 30_000,
+        });
+        const body = (await res.body.json().catch(() => ({}))) as Record<string, string>;
+        if (res.statusCode !== 200) {
+          process.stderr.write(`port: token exchange refused (${res.statusCode} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}\n`);
+          process.exitCode = EXIT_FAILED;
+          return;
+        }
+        process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : `${body.access_token}\n`);
+      } catch (err) {
+        process.stderr.write(`port: token exchange failed: ${(err as Error).message}\n`);
+        process.exitCode = EXIT_FAILED;
+      }
+    });
+}

@@ -1,0 +1,126 @@
+/**
+ * Cedar entities for a verified job (DESIGN.md "Cedar schema": entity ids and
+ * attributes). Only what the token asserts goes in; anything unknown stays absent so
+ * policies that need it don't match (DESIGN "Fail closed").
+ */
+import type { JobIdentity } from '../identity/job-identity.js';
+import { poolId } from '../identity/job-identity.js';
+import type { CedarEntity, CedarValue, EntityRef } from './types.js';
+
+/** The build's creator, when the Buildkite API told us (the token doesn't). */
+export interface CreatorInfo {
+  /** E-mail; lower-cased here because User ids are lower-cased e-mails. */
+  email: string;
+  active: boolean;
+  groups: string[];
+}
+
+export interface JobRequestParts {
+  principal: EntityRef;
+  entities: CedarEntity[];
+}
+
+export function organizationRef(slug: string): EntityRef {
+  return { type: 'Organization', id: slug };
+}
+
+export function pipelineRef(organizationSlug: string, pipelineSlug: string): EntityRef {
+  return { type: 'Pipeline', id: `${organizationSlug}/${pipelineSlug}` };
+}
+
+export function buildRef(organizationSlug: string, pipelineSlug: string, number: number): EntityRef {
+  return { type: 'Build', id: `${organizationSlug}/${pipelineSlug}/${number}` };
+}
+
+export function poolRef(id: string): EntityRef {
+  return { type: 'Pool', id };
+}
+
+export function credentialRef(name: string): EntityRef {
+  return { type: 'Credential', id: name };
+}
+
+export function upstreamRef(name: string): EntityRef {
+  return { type: 'Upstream', id: name };
+}
+
+export function userRef(email: string): EntityRef {
+  return { type: 'User', id: email.toLowerCase() };
+}
+
+export function groupRef(name: string): EntityRef {
+  return { type: 'Group', id: name };
+}
+
+/** An entity with no attributes and no parents (e.g. a Credential resource). */
+export function bareEntity(ref: EntityRef): CedarEntity {
+  return { uid: ref, attrs: {}, parents: [] };
+}
+
+function entityValue(ref: EntityRef): CedarValue {
+  return { __entity: ref };
+}
+
+/** Principal and entities for a request made by this job. */
+export function jobRequestParts(identity: JobIdentity, opts?: { creator?: CreatorInfo }): JobRequestParts {
+  const org = organizationRef(identity.organizationSlug);
+  const pipeline = pipelineRef(identity.organizationSlug, identity.pipelineSlug);
+  const build = buildRef(identity.organizationSlug, identity.pipelineSlug, identity.buildNumber);
+  const pool = poolId(identity);
+  const poolUid = pool === undefined ? undefined : poolRef(pool);
+  const agent: EntityRef = { type: 'Agent', id: identity.agentId };
+  const job: EntityRef = { type: 'Job', id: identity.jobId };
+  const tag = identity.tag ?? '';
+
+  const creator = opts?.creator;
+  const creatorUid = creator === undefined ? undefined : userRef(creator.email);
+
+  const buildAttrs: Record<string, CedarValue> = {
+    number: identity.buildNumber,
+    branch: identity.branch,
+    tag,
+    commit: identity.commit,
+    source: identity.buildSource,
+  };
+  const jobAttrs: Record<string, CedarValue> = {
+    branch: identity.branch,
+    tag,
+    commit: identity.commit,
+    step_key: identity.stepKey ?? '',
+    build_number: identity.buildNumber,
+    build_source: identity.buildSource,
+    runner_environment: identity.runnerEnvironment,
+    pipeline_slug: identity.pipelineSlug,
+    organization_slug: identity.organizationSlug,
+    agent: entityValue(agent),
+  };
+  const optional: [string, string | undefined][] = [
+    ['pipeline_id', identity.pipelineId],
+    ['organization_id', identity.organizationId],
+    ['build_id', identity.buildId],
+    ['cluster_id', identity.clusterId],
+    ['cluster_name', identity.clusterName],
+    ['queue_id', identity.queueId],
+    ['queue_key', identity.queueKey],
+  ];
+  for (const [name, value] of optional) if (value !== undefined) jobAttrs[name] = value;
+  if (creatorUid !== undefined) {
+    buildAttrs.creator = entityValue(creatorUid);
+    jobAttrs.creator = entityValue(creatorUid);
+  }
+
+  const entities: CedarEntity[] = [
+    bareEntity(org),
+    { uid: pipeline, attrs: {}, parents: [org] },
+    { uid: build, attrs: buildAttrs, parents: [pipeline] },
+    { uid: agent, attrs: {}, parents: poolUid ? [poolUid] : [], tags: { ...identity.agentTags } },
+    { uid: job, attrs: jobAttrs, parents: poolUid ? [build, poolUid] : [build] },
+  ];
+  if (poolUid !== undefined) entities.push(bareEntity(poolUid));
+  if (creator !== undefined && creatorUid !== undefined) {
+    const groups = [...new Set(creator.groups)].map(groupRef);
+    entities.push({ uid: creatorUid, attrs: { active: creator.active }, parents: groups });
+    for (const group of groups) entities.push(bareEntity(group));
+  }
+  return { principal: job, entities };
+}

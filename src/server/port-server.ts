@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import formbody from '@fastify/formbody';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Checkpointer } from '../audit/checkpointer.js';
+import { DecisionLog } from '../audit/decision-log.js';
+import { TokenExchange } from '../broker/token-exchange.js';
+import type { PortConfig } from '../config/config.js';
+import { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
+import { PortTokenIssuer } from '../issuer/port-token.js';
+import { SigningKeys } from '../issuer/signing-keys.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { RevocationList } from '../revocation/revocation-list.js';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import { installErrorHandler } from './error-handler.js';
+import { healthRoutes } from './routes/health.js';
+import { oauthRoutes } from './routes/oauth.js';
+import { wellKnownRoutes } from './routes/well-known.js';
+
+export interface RunningPort {
+  /** Base URL the server listens on (may differ from public_url behind a proxy). */
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  policy: PolicyEngine;
+  keys: SigningKeys;
+  verifier: BuildkiteTokenVerifier;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Log destination; false silences Port's request log (tests). */
+  logger?: boolean;
+  /** Reload policies on SIGHUP (the CLI's `port serve` turns this on). */
+  handleSignals?: boolean;
+  /** Reload policies when a file in the folder changes. */
+  watchPolicies?: boolean;
+}
+
+/** Longest clock skew Port allows anywhere; added to key overlap windows. */
+const MAX_SKEW_SECONDS = 60;
+
+/**
+ * Builds Port from a validated config and starts listening. Everything that can
+ * fail (store, keys, policies) is checked before the socket opens.
+ */
+export async function startPort(config: PortConfig, options: StartOptions = {}): Promise<RunningPort> {
+  const store = openStore(config);
+  const timers: NodeJS.Timeout[] = [];
+  let stopWatching: (() => void) | undefined;
+  try {
+    const keys = await SigningKeys.open(store, {
+      algorithm: config.issuer.algorithm,
+      rotation: config.issuer.keyRotation,
+      overlap: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+    });
+    const revocations = await RevocationList.open(store);
+    const app = Fastify({
+      logger:
+        options.logger === false
+          ? false
+          : {
+              level: config.server.logLevel,
+              // Credentials never reach the log (DESIGN: reasons, not payloads).
+              redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["proxy-authorization"]'],
+            },
+      bodyLimit: config.server.bodyLimit,
+      genReqId: () => randomUUID(),
+      requestIdHeader: false,
+      trustProxy: false,
+      connectionTimeout: 60_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 5_000,
+    });
+    const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
+
+    const policy = await PolicyEngine.open(config.policies, {
+      onReload: (r) => app.log.info({ revision: r.revision }, 'policies reloaded'),
+      onError: (err) => app.log.error({ problems: (err as { problems?: unknown }).problems ?? err.message }, 'policy reload refused; keeping the last good set'),
+    });
+    // Compile the wasm paths before /readyz says ready (security-notes §2.4).
+    policy.warmUp();
+    const warmed = true;
+
+    const checkpointer = new Checkpointer(store, keys, {
+      every: config.audit.checkpointEvery,
+      intervalSeconds: config.audit.checkpointInterval,
+      onError: logError('audit checkpoint failed'),
+    });
+    checkpointer.start();
+    const log = new DecisionLog(store, checkpointer);
+    const verifier = new BuildkiteTokenVerifier(config.buildkite);
+    const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
+    const exchange = new TokenExchange({ config, verifier, policy, issuer, store, log });
+
+    await app.register(formbody, { bodyLimit: config.server.bodyLimit });
+    installErrorHandler(app);
+    app.addHook('onSend', async (request, reply) => {
+      reply.header('X-Request-Id', request.id);
+    });
+    wellKnownRoutes(app, { publicUrl: config.server.publicUrl, keys, algorithm: config.issuer.algorithm });
+    oauthRoutes(app, {
+      exchange,
+      issuer,
+      revocations,
+      log,
+      audiences: config.issuer.audiences,
+      ...(config.issuer.introspectionToken !== undefined ? { introspectionToken: config.issuer.introspectionToken } : {}),
+    });
+    healthRoutes(app, async () => {
+      const checks: Record<string, string> = {};
+      try {
+        await store.ping();
+        checks.store = 'ok';
+      } catch (err) {
+        checks.store = `failing: ${(err as Error).message}`;
+      }
+      checks.policies = warmed ? `ok (${policy.policies.length} policies, revision ${policy.revision.slice(0, 12)})` : 'not loaded';
+      checks.signing_key = safe(() => keys.signer().kid) ? 'ok' : 'missing';
+      return { ready: Object.values(checks).every((c) => c.startsWith('ok')), checks };
+    });
+
+    timers.push(setInterval(() => keys.rotateIfDue().catch(logError('signing key rotation failed')), 60_000));
+    timers.push(
+      setInterval(() => {
+        revocations.prune();
+        store.purgeExpired(Date.now()).catch(logError('store purge failed'));
+      }, 600_000),
+    );
+    timers.forEach((t) => t.unref());
+
+    const onHup = () => void policy.reload();
+    if (options.handleSignals) process.on('SIGHUP', onHup);
+    if (options.watchPolicies !== false) stopWatching = policy.watch();
+
+    await app.listen({ host: config.server.listen.host, port: config.server.listen.port });
+    const address = app.server.address();
+    const url =
+      typeof address === 'object' && address
+        ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+        : config.server.publicUrl;
+
+    return {
+      url,
+      app,
+      store,
+      policy,
+      keys,
+      verifier,
+      async close() {
+        process.off('SIGHUP', onHup);
+        stopWatching?.();
+        timers.forEach(clearInterval);
+        await app.close();
+        await checkpointer.stop();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    stopWatching?.();
+    timers.forEach(clearInterval);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function safe<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,57 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jwtVerify, createLocalJWKSet } from 'jose';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PortTokenIssuer } from '../../src/issuer/port-token.js';
+import { SigningKeys } from '../../src/issuer/signing-keys.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { JobIdentity } from '../../src/identity/job-identity.js';
+
+const identity: JobIdentity = {
+  subject: 's', organizationSlug: 'acme', pipelineSlug: 'deploy', buildNumber: 1, branch: 'main', tag: null, commit: 'a'.repeat(40),
+  stepKey: null, jobId: 'job-1', agentId: 'agent-1', buildSource: 'ui', runnerEnvironment: 'self-hosted', agentTags: {}, issuedAt: 0, expiresAt: 0,
+};
+
+let dir: string;
+let store: SqliteStore;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'port-keys-'));
+  store = SqliteStore.open(join(dir, 'port.db'));
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('signing keys', () => {
+  for (const algorithm of ['ES256', 'EdDSA'] as const) {
+    it(`rotates ${algorithm} keys on schedule and keeps the old key published for the overlap`, async () => {
+      const t0 = Date.now();
+      const keys = await SigningKeys.open(store, { algorithm, rotation: 3600, overlap: 900 }, t0);
+      const issuer = new PortTokenIssuer(keys, 'https://port.test');
+      const first = keys.signer().kid;
+      const old = await issuer.mint(identity, { audience: 'a', scopes: [], ttl: 900, now: t0 });
+
+      expect(await keys.rotateIfDue(t0 + 1000)).toBe(false);
+      expect(await keys.rotateIfDue(t0 + 3600_000)).toBe(true);
+      const second = keys.signer().kid;
+      expect(second).not.toBe(first);
+      // Both keys are published while the overlap lasts: the old token still verifies.
+      expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual([first, second].sort());
+      await expect(jwtVerify(old.token, createLocalJWKSet(keys.jwks()), { currentDate: new Date(t0 + 100_000) })).resolves.toBeTruthy();
+      // After the overlap the old key leaves the JWKS but stays in the store (audit checkpoints need it).
+      await keys.rotateIfDue(t0 + 3600_000 + 901_000);
+      expect(keys.jwks().keys.map((k) => k.kid)).toEqual([second]);
+      expect(keys.allPublicKeys().has(first)).toBe(true);
+      // Private material is never published.
+      for (const k of keys.jwks().keys) expect(k).not.toHaveProperty('d');
+    });
+  }
+
+  it('a restarted Port reuses the stored key instead of making a new one', async () => {
+    const a = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
+    const b = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
+    expect(b.signer().kid).toBe(a.signer().kid);
+  });
+});

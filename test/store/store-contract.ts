@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DecisionRecord } from '../../src/audit/decision-record.js';
+import { entryHash, GENESIS_HASH } from '../../src/audit/hash-chain.js';
+import type { Store } from '../../src/store/store.js';
+
+export function record(i: number, extra: Partial<DecisionRecord> = {}): DecisionRecord {
+  return {
+    id: randomUUID(),
+    time: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+    principal: `Port::Job::"job-${i}"`,
+    action: 'exchange',
+    resource: 'Port::Organization::"acme"',
+    decision: i % 2 ? 'allow' : 'deny',
+    policies: [{ id: `p${i}`, reason: 'because' }],
+    reason: `decision ${i}`,
+    context: { i },
+    ...extra,
+  };
+}
+
+/**
+ * The behaviour every Store must have, whatever its backend. A new backend passes
+ * this suite before anything uses it.
+ */
+export function describeStoreContract(name: string, open: () => Promise<{ store: Store; reopen?: () => Promise<Store>; cleanup: () => Promise<void> }>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    let reopen: (() => Promise<Store>) | undefined;
+    let cleanup: () => Promise<void>;
+    beforeEach(async () => {
+      ({ store, reopen, cleanup } = await open());
+    });
+    afterEach(async () => {
+      await store.close().catch(() => undefined);
+      await cleanup();
+    });
+
+    it('chains decisions in order, each hash binding seq, previous hash and record', async () => {
+      const a = await store.appendDecisions([record(1), record(2)]);
+      const b = await store.appendDecisions([record(3)]);
+      const all = [...a, ...b];
+      expect(all.map((e) => e.seq)).toEqual([1, 2, 3]);
+      expect(all[0]!.prevHash).toBe(GENESIS_HASH);
+      for (const [i, e] of all.entries()) {
+        expect(e.hash).toBe(entryHash(e.seq, e.prevHash, e.record));
+        if (i > 0) expect(e.prevHash).toBe(all[i - 1]!.hash);
+      }
+      expect(await store.readDecisions(1, 10)).toEqual(all.slice(1));
+      expect((await store.lastDecision())!.seq).toBe(3);
+    });
+
+    it('keeps one chain under concurrent appends', async () => {
+      await Promise.all(Array.from({ length: 50 }, (_, i) => store.appendDecisions([record(i)])));
+      const all = await store.readDecisions(0, 100);
+      expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      for (let i = 1; i < all.length; i++) expect(all[i]!.prevHash).toBe(all[i - 1]!.hash);
+    });
+
+    it('continues the chain after reopening', async () => {
+      if (!reopen) return;
+      await store.appendDecisions([record(1)]);
+      await store.close();
+      store = await reopen();
+      const [e] = await store.appendDecisions([record(2)]);
+      expect(e!.seq).toBe(2);
+      expect(e!.prevHash).toBe((await store.readDecisions(0, 1))[0]!.hash);
+    });
+
+    it('consumes a replay key once, and again only after it expired', async () => {
+      const later = Date.now() + 60_000;
+      expect(await store.consumeOnce('jti:a', later)).toBe(true);
+      expect(await store.consumeOnce('jti:a', later)).toBe(false);
+      const results = await Promise.all(Array.from({ length: 10 }, () => store.consumeOnce('jti:b', later)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await store.consumeOnce('jti:c', Date.now() - 1)).toBe(true);
+      expect(await store.consumeOnce('jti:c', later)).toBe(true);
+    });
+
+    it('records revocations and lists only live ones', async () => {
+      const now = Date.now();
+      await store.addRevocation({ jti: 'r1', expiresAt: now + 60_000, revokedAt: now, reason: 'test', subject: 'job-1' });
+      await store.addRevocation({ jti: 'r2', expiresAt: now - 1, revokedAt: now, reason: 'test' });
+      await store.addRevocation({ jti: 'r1', expiresAt: now + 60_000, revokedAt: now, reason: 'twice is fine' });
+      expect(await store.isRevoked('r1')).toBe(true);
+      expect(await store.isRevoked('nope')).toBe(false);
+      expect((await store.listActiveRevocations(now)).map((r) => r.jti)).toEqual(['r1']);
+      await store.purgeExpired(now);
+      expect(await store.isRevoked('r2')).toBe(false);
+      expect(await store.isRevoked('r1')).toBe(true);
+    });
+
+    it('keeps signing keys and checkpoints', async () => {
+      const key = { kid: 'k1', alg: 'ES256' as const, publicJwk: { kty: 'EC', kid: 'k1' }, privateJwk: { kty: 'EC', d: 'secret' }, createdAt: 1, retiresAt: 2, expiresAt: 3 };
+      await store.insertSigningKey(key);
+      expect(await store.listSigningKeys()).toEqual([key]);
+      await expect(store.insertSigningKey(key)).rejects.toThrow();
+      const cp = { seq: 5, hash: 'h', time: new Date(0).toISOString(), kid: 'k1', jws: 'a.b.c' };
+      await store.appendCheckpoint(cp);
+      expect(await store.listCheckpoints()).toEqual([cp]);
+    });
+
+    it('a failing write in a batch does not undo the others', async () => {
+      const key = { kid: 'dup', alg: 'ES256' as const, publicJwk: {}, privateJwk: {}, createdAt: 1, retiresAt: 2, expiresAt: 3 };
+      await store.insertSigningKey(key);
+      const [dup, appended] = await Promise.allSettled([store.insertSigningKey(key), store.appendDecisions([record(1)])]);
+      expect(dup.status).toBe('rejected');
+      expect(appended.status).toBe('fulfilled');
+      expect((await store.lastDecision())!.seq).toBe(1);
+    });
+
+    it('answers ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+}
