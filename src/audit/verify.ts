@@ -53,6 +53,12 @@ export interface AuditVerifyReport {
   /** Problems in seq order, at most `maxProblems`. */
   problems: AuditProblem[];
   problemCount: number;
+  /**
+   * Things that do not fail verification but deserve a look: stretches of the chain
+   * with far fewer checkpoints than `checkpointEvery` implies (deleted checkpoints, or
+   * a checkpointer that keeps failing).
+   */
+  warnings: string[];
 }
 
 export interface VerifyOptions {
@@ -60,6 +66,8 @@ export interface VerifyOptions {
   pageSize?: number;
   /** Problems kept in the report; default 100 (all are counted). */
   maxProblems?: number;
+  /** The configured `audit.checkpoint_every`, to warn about missing checkpoints. */
+  checkpointEvery?: number;
 }
 
 /** An entry whose hash check failed, kept to recognise a swap when its partner turns up. */
@@ -116,14 +124,14 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
   }
 
   const checkpointProblems: AuditProblem[] = [];
-  let validCheckpoints = 0;
+  const validSeqs: number[] = [];
   let lastCheckpointSeq = 0;
   for (const c of checkpoints) {
     const problem = await checkCheckpoint(c, publicKeys, chain, complete, lastCheckpointSeq);
     if (problem) {
       checkpointProblems.push(problem);
     } else {
-      validCheckpoints++;
+      validSeqs.push(c.seq);
       lastCheckpointSeq = Math.max(lastCheckpointSeq, c.seq);
     }
   }
@@ -135,7 +143,7 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
     ok: problemCount === 0,
     entries: chain.entries,
     checkpoints: checkpoints.length,
-    validCheckpoints,
+    validCheckpoints: validSeqs.length,
     lastSeq: chain.lastSeq,
     lastCheckpointSeq,
     unsignedEntries: Math.max(0, chain.lastSeq - lastCheckpointSeq),
@@ -143,7 +151,30 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
     firstBad: problems[0],
     problems: problems.slice(0, maxProblems),
     problemCount,
+    warnings: opts.checkpointEvery === undefined ? [] : sparseCheckpoints(validSeqs, chain.lastSeq, opts.checkpointEvery),
   };
+}
+
+/**
+ * Port signs at least every `every` entries (a few more under load), so a much longer
+ * stretch without a valid checkpoint suggests deleted checkpoints — the one way to
+ * rewrite the chain that checkpoints cannot catch — or a checkpointer that keeps failing.
+ */
+function sparseCheckpoints(validSeqs: number[], lastSeq: number, every: number): string[] {
+  const limit = 2 * every;
+  const warnings: string[] = [];
+  let prev = 0;
+  for (const seq of [...validSeqs, lastSeq]) {
+    if (seq - prev > limit) {
+      const tail = seq === lastSeq && seq !== validSeqs.at(-1);
+      warnings.push(
+        `entries ${prev + 1}–${seq} (${seq - prev}) ${tail ? 'follow the last checkpoint' : 'have no checkpoint between them'}, ` +
+          `though one is written every ${every}: checkpoints may have been deleted, or checkpointing is failing`,
+      );
+    }
+    prev = Math.max(prev, seq);
+  }
+  return warnings;
 }
 
 async function checkCheckpoint(

@@ -13,7 +13,7 @@ import { AuditError } from '../audit/errors.js';
 import { exportDecisions, tailDecisions } from '../audit/export.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../audit/verify.js';
 import { writeOut } from '../audit/write-out.js';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, type PortConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -86,9 +86,9 @@ export function registerAuditCommands(program: Command, io: AuditCliIO = auditPr
 
 export async function runAuditVerify(opts: VerifyCliOptions, io: AuditCliIO): Promise<number> {
   return guard(io, () =>
-    withStore(opts, async (store) => {
+    withStore(opts, async (store, config) => {
       const keys = opts.jwks !== undefined ? await readJwks(opts.jwks) : await storeKeys(store);
-      const report = await verifyAuditLog(store, keys, { maxProblems: LISTED_PROBLEMS });
+      const report = await verifyAuditLog(store, keys, { maxProblems: LISTED_PROBLEMS, checkpointEvery: config.audit.checkpointEvery });
       if (opts.json === true) await writeOut(io.stdout, `${JSON.stringify(report, null, 2)}\n`);
       else await writeOut(io.stdout, describeReport(report, opts.jwks));
       if (!report.ok) {
@@ -119,7 +119,9 @@ export async function runAuditExport(opts: ExportCliOptions, io: AuditCliIO): Pr
         await new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve())));
         io.err(`wrote ${count} decision${count === 1 ? '' : 's'} to ${opts.out}`);
       } catch (err) {
-        throw new AuditError('audit_output_closed', `cannot write ${opts.out}: ${(failed ?? (err as Error)).message}`, { cause: err });
+        // Only the file's own errors are "cannot write"; a store failure keeps its message.
+        if (failed) throw new AuditError('audit_output_closed', `cannot write ${opts.out}: ${failed.message}`, { cause: failed });
+        throw err;
       } finally {
         file.destroy();
       }
@@ -146,7 +148,7 @@ export async function runAuditTail(opts: TailCliOptions, io: AuditCliIO): Promis
 }
 
 /** Opens the store the config names; refuses to create one where the log should be. */
-async function withStore(opts: AuditConfigOptions, run: (store: Store) => Promise<number>): Promise<number> {
+async function withStore(opts: AuditConfigOptions, run: (store: Store, config: PortConfig) => Promise<number>): Promise<number> {
   const config = loadConfig(opts.config ?? './port.yaml');
   // Opening SQLite creates the file; a wrong path must not verify as an empty, "ok" log.
   if (!existsSync(config.store.sqlite)) {
@@ -154,7 +156,7 @@ async function withStore(opts: AuditConfigOptions, run: (store: Store) => Promis
   }
   const store = openStore(config);
   try {
-    return await run(store);
+    return await run(store, config);
   } finally {
     await store.close();
   }
@@ -200,6 +202,7 @@ function describeReport(r: AuditVerifyReport, jwksFile: string | undefined): str
         `${r.unsignedEntries === 1 ? 'is' : 'are'} hash-chained but not signed by a checkpoint yet: deleting or rewriting ${r.unsignedEntries === 1 ? 'it' : 'them'} would not be detected.`,
     );
   }
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (!r.complete) lines.push(`Verification stopped early at entry ${r.lastSeq + 1}; entries after it were not checked.`);
   if (r.ok) {
     lines.push('OK: every entry matches its hash and its predecessor, and every checkpoint verifies.');

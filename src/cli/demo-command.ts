@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -65,31 +65,38 @@ export function registerDemoCommand(program: Command): void {
 
       const deployMain = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
       const deployFeature = sim.createJob({ pipelineSlug: 'deploy', branch: 'feature/login', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
-      const asJob = (job: SimJob) => `BUILDKITE_JOB_ID=${job.jobId} BUILDKITE_AGENT_ACCESS_TOKEN=${job.jobToken}`;
-      const rel = opts.dir;
+      const rel = relative(process.cwd(), dir) || '.';
+      // What the agent gives a job's processes (job id, job token, Job API socket), as a sourceable file.
+      const jobFile = (name: string, job: SimJob) => {
+        const env = { ...sim.jobEnv(job), PORT_URL: publicUrl };
+        writeFileSync(join(dir, name), Object.entries(env).map(([k, v]) => `export ${k}='${v}'`).join('\n') + '\n', { mode: 0o600 });
+        return `${rel}/${name}`;
+      };
+      const mainEnv = jobFile('deploy-main.env', deployMain);
+      const featureEnv = jobFile('deploy-feature.env', deployFeature);
       process.stdout.write(
         [
           '',
           `Port is running at ${publicUrl} (store: ${config.store.sqlite}, policies: ${config.policies})`,
           `A Buildkite simulator is issuing job tokens at ${sim.url} (organization "acme").`,
           '',
-          'In another terminal, from this folder:',
+          `In another terminal, in ${process.cwd()}:`,
           '',
           '  # a buildkite-agent stand-in that asks the simulator for job tokens, as the real agent would',
-          `  export PATH="$PWD/${rel}/bin:$PATH" BUILDKITE_AGENT_ENDPOINT=${sim.agentEndpoint} PORT_URL=${publicUrl}`,
+          `  export PATH="${bin}:$PATH"`,
           '',
           '  # 1. a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
-          `  ${asJob(deployMain)} npx port token exchange --scope deploy-token --json`,
+          `  (. ${mainEnv} && npx port token exchange --scope deploy-token --json)`,
           '',
           '  # 2. the same pipeline on a feature branch is denied that grant, with the reason',
-          `  ${asJob(deployFeature)} npx port token exchange --scope deploy-token`,
+          `  (. ${featureEnv} && npx port token exchange --scope deploy-token)`,
           '',
           '  # 3. every decision is in a hash-chained log; check it, then read it',
           `  npx port audit verify -c ${rel}/port.yaml`,
           `  npx port audit tail -c ${rel}/port.yaml --no-follow`,
           '',
           '  # 4. the policies and their tests',
-          `  npx port policy test --policies ${config.policies}`,
+          `  npx port policy test --policies ${relative(process.cwd(), config.policies) || '.'}`,
           `  curl -s ${publicUrl}/.well-known/jwks.json`,
           '',
           'Press Ctrl-C to stop.',

@@ -25,7 +25,7 @@ export function interpretAnswer(answer: AuthorizationAnswer, ctx: DecisionContex
   const { decision, diagnostics } = answer.response;
   const ids = [...diagnostics.reason].sort();
   const determining = ids.map((id) => determiningPolicy(id, ctx));
-  if (diagnostics.errors.length > 999) {
+  if (diagnostics.errors.length > 0) {
     const errors: DecisionError[] = diagnostics.errors
       .map((e) => ({ policyId: e.policyId, message: clip(e.error.message) }))
       .sort((a, b) => (a.policyId < b.policyId ? -1 : a.policyId > b.policyId ? 1 : 0));

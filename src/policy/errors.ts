@@ -21,12 +21,3 @@ export class PolicyLoadError extends PortError {
     this.problems = problems;
   }
 }
-
-/** A policy test file is unreadable or not in the expected format. */
-export class PolicyTestFileError extends PortError {
-  readonly file: string;
-  constructor(file: string, message: string) {
-    super('policy_test_invalid', `${file}: ${message}`, 500);
-    this.file = file;
-  }
-}

@@ -15,8 +15,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { policySetTextToParts, policyToJson, validate, type DetailedError, type PolicyJson } from './cedar.js';
 import { isPortAction, PORT_SCHEMA } from './schema.js';
-import { SourceText } from './source-text.js';
-import { locatePolicies } from './source-text.js';
+import { locatePolicies, SourceText } from './source-text.js';
 import type { PolicyInfo, PolicyProblem, PortAction } from './types.js';
 
 export interface LoadedPolicySet {
@@ -33,7 +32,8 @@ export type LoadOutcome =
   | { ok: true; set: LoadedPolicySet }
   | { ok: false; problems: PolicyProblem[]; warnings: PolicyProblem[] };
 
-interface PolicyFile {
+/** A policy file's name in the folder, its path, and its text. */
+export interface PolicyFile {
   name: string;
   path: string;
   text: string;
@@ -220,7 +220,8 @@ function validateFile(file: PolicyFile, located: ParsedFile['located']): {
   const toProblem = (v: { policyId: string; error: DetailedError }): PolicyProblem => {
     const problem = cedarProblem(file.path, source, v.error);
     // Cedar numbers the policies of a string policy0… in file order; prefer the offset.
-    const byOffset = problem.line > 0 ? located.find((l) => l.start <= offsetOf(source, v.error) && offsetOf(source, v.error) < l.end) : undefined;
+    const offset = offsetOf(source, v.error);
+    const byOffset = offset >= 0 ? located.find((l) => l.start <= offset && offset < l.end) : undefined;
     const byIndex = /^policy(\d+)$/.exec(v.policyId);
     const entry = byOffset ?? (byIndex ? located[Number(byIndex[1])] : undefined);
     const id = entry?.id;

@@ -5,7 +5,7 @@ import { signCheckpoint } from '../../src/audit/checkpoint-jws.js';
 import type { Checkpoint } from '../../src/audit/decision-record.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../../src/audit/verify.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { buildLog, raw, readRow, rehashFrom, tempDir, updateRecord } from './helpers.js';
+import { buildLog, raw, readRow, rehashFrom, sampleRecord, tempDir, updateRecord } from './helpers.js';
 
 /** Opens the file as `port audit verify` would and verifies it against the keys stored in it. */
 async function verifyFile(dbPath: string): Promise<AuditVerifyReport> {
@@ -167,6 +167,30 @@ describe('verifyAuditLog on a real SQLite file', () => {
     expect(r).toMatchObject({ ok: true, lastSeq: 50, lastCheckpointSeq: 50, unsignedEntries: 0 });
   });
 
+  it('cannot detect a rewrite when the checkpoints after it are deleted too, but warns (documented limit)', async () => {
+    const db = raw(dbPath);
+    updateRecord(db, 42, (r) => void (r.decision = 'allow'));
+    rehashFrom(db, 42);
+    db.prepare('DELETE FROM checkpoints WHERE seq > 20').run();
+    db.close();
+    const store = SqliteStore.open(dbPath);
+    const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const quiet = await verifyAuditLog(store, keys, { checkpointEvery: EVERY });
+    await store.close();
+    expect(quiet).toMatchObject({ ok: true, lastCheckpointSeq: 20, unsignedEntries: 35 });
+    expect(quiet.warnings).toEqual([
+      'entries 21–55 (35) follow the last checkpoint, though one is written every 10: checkpoints may have been deleted, or checkpointing is failing',
+    ]);
+  });
+
+  it('has no warnings for a log checkpointed at its configured cadence', async () => {
+    const store = SqliteStore.open(dbPath);
+    const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const r = await verifyAuditLog(store, keys, { checkpointEvery: EVERY });
+    await store.close();
+    expect(r.warnings).toEqual([]);
+  });
+
   it('rejects a checkpoint whose signature was forged under a real kid', async () => {
     const db = raw(dbPath);
     const cp = db.prepare('SELECT * FROM checkpoints WHERE seq = 30').get() as Checkpoint;
@@ -231,6 +255,27 @@ describe('verifyAuditLog on a real SQLite file', () => {
 });
 
 describe('verifyAuditLog edge cases', () => {
+  it('keeps one chain when two store connections append to the same file', async () => {
+    // Regression: SqliteStore cached the chain head, so after another connection appended,
+    // every later append collided on seq.
+    const tmp = tempDir();
+    try {
+      const dbPath = join(tmp.dir, 'port.db');
+      const a = SqliteStore.open(dbPath);
+      await a.appendDecisions([sampleRecord(1)]);
+      const b = SqliteStore.open(dbPath);
+      await b.appendDecisions([sampleRecord(2)]);
+      await a.appendDecisions([sampleRecord(3)]);
+      await b.appendDecisions([sampleRecord(4)]);
+      const r = await verifyAuditLog(a, new Map());
+      await Promise.all([a.close(), b.close()]);
+      expect(r).toMatchObject({ ok: true, entries: 4, lastSeq: 4 });
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+
   it('verifies an empty log', async () => {
     const tmp = tempDir();
     try {

@@ -101,9 +101,10 @@ describe('loadPolicyDir', () => {
   });
 
   it('is not fooled by a commented-out copy of a policy', async () => {
-    const policy = `@id("x") permit (principal is Port::Job, action == Port::Action::"assume", resource) when { principal.nope };`;
-    const { problems } = await problemsOf({ 'a.cedar': `// ${policy}\n\n${policy}\n` });
-    expect(problems.map((p) => [p.policyId, p.line])).toEqual([['x', 3]]);
+    const policy = `@id("x") permit (principal is Port::Job, action == Port::Action::"assume", resource);`;
+    const dir = await policyDir({ 'a.cedar': `// ${policy}\n// "${policy}"\n\n${policy}\n` });
+    const outcome = await loadPolicyDir(dir);
+    expect(outcome.ok && outcome.set.policies.map((p) => [p.id, p.line])).toEqual([['x', 4]]);
   });
 
   it('loads sorted *.cedar files only, following symlinks, skipping dot-files', async () => {

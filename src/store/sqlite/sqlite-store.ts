@@ -71,6 +71,7 @@ export class SqliteStore implements Store {
       ),
       readDecisions: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?'),
       lastDecision: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
+      head: db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
       insertCheckpoint: db.prepare('INSERT INTO checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)'),
       listCheckpoints: db.prepare('SELECT * FROM checkpoints ORDER BY seq'),
       purgeReplay: db.prepare('DELETE FROM replay_cache WHERE expires_at <= ?'),
@@ -129,7 +130,9 @@ export class SqliteStore implements Store {
 
   appendDecisions(records: DecisionRecord[]): Promise<DecisionEntry[]> {
     return this.batcher.write(() => {
-      let { seq, hash } = this.head;
+      // Read the head inside the (IMMEDIATE) transaction: another connection to the same
+      // file may have appended since, and a stale cached head would collide on seq forever.
+      let { seq, hash } = (this.stmts.head.get() as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
       const entries: DecisionEntry[] = [];
       for (const record of records) {
         const next = seq + 1;

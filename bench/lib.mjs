@@ -1,0 +1,148 @@
+/**
+ * Shared helpers for the benchmarks in bench/: closed-loop drivers, latency
+ * statistics, CPU accounting and the child-process plumbing (IPC over `taskset`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+
+/** Latency samples in milliseconds → summary. */
+export function summarize(latenciesMs, elapsedMs, extra = {}) {
+  const sorted = Float64Array.from(latenciesMs).sort();
+  const pct = (p) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]);
+  return {
+    ops: sorted.length,
+    elapsedMs,
+    perSecond: (sorted.length / elapsedMs) * 1000,
+    p50: pct(50),
+    p99: pct(99),
+    max: sorted.length ? sorted[sorted.length - 1] : NaN,
+    ...extra,
+  };
+}
+
+/**
+ * Runs `op()` with `concurrency` operations in flight (closed loop: each worker
+ * starts its next op when the last one finishes) for `durationMs`, or until
+ * `op` returns false (out of work); an op returning 'error' is not timed.
+ * Returns the latencies (ms) and the elapsed time.
+ */
+export async function closedLoop({ concurrency, durationMs, op }) {
+  const latencies = [];
+  const start = performance.now();
+  const end = start + durationMs;
+  let exhausted = false;
+  const worker = async () => {
+    while (!exhausted && performance.now() < end) {
+      const t0 = performance.now();
+      const more = await op();
+      if (more === false) {
+        exhausted = true;
+        break;
+      }
+      if (more === 'error') continue; // counted by the caller, not timed
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { latencies, elapsedMs: performance.now() - start, exhausted };
+}
+
+/** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
+export function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** True when `taskset -c CPU` works here (Linux with util-linux and that CPU allowed). */
+export function tasksetWorks(cpu) {
+  try {
+    return spawnSync('taskset', ['-c', String(cpu), 'true'], { stdio: 'ignore' }).status === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Spawns `node script` (pinned with `taskset -c cpu` when `cpu` is a number) with
+ * an IPC channel. NODE_CHANNEL_FD survives taskset's exec, so `process.send` works.
+ * Returns helpers to await a message of a type and to stop the child.
+ */
+export function startChild(script, { cpu, nodeArgs = [], env = {} } = {}) {
+  const args = [...nodeArgs, script];
+  const [cmd, argv] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } });
+  const waiters = [];
+  const inbox = [];
+  let exited = false;
+  let exitInfo;
+  child.on('message', (msg) => {
+    const i = waiters.findIndex((w) => w.type === msg.type || msg.type === 'error');
+    if (i >= 0) waiters.splice(i, 1)[0].resolve(msg);
+    else inbox.push(msg);
+  });
+  child.on('exit', (code, signal) => {
+    exited = true;
+    exitInfo = { code, signal };
+    for (const w of waiters.splice(0)) w.reject(new Error(`${script} exited (code ${code}, signal ${signal}) before sending "${w.type}"`));
+  });
+  const next = (type, timeoutMs = 60_000) =>
+    new Promise((resolve, reject) => {
+      const j = inbox.findIndex((m) => m.type === type || m.type === 'error');
+      const settle = (msg) => (msg.type === 'error' ? reject(new Error(`${script}: ${msg.message}`)) : resolve(msg));
+      if (j >= 0) return settle(inbox.splice(j, 1)[0]);
+      if (exited) return reject(new Error(`${script} already exited (code ${exitInfo.code}, signal ${exitInfo.signal})`));
+      const timer = setTimeout(() => reject(new Error(`${script}: no "${type}" within ${timeoutMs} ms`)), timeoutMs);
+      waiters.push({
+        type,
+        resolve: (m) => (clearTimeout(timer), settle(m)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+    });
+  return {
+    child,
+    pid: child.pid,
+    send: (msg) => {
+      if (!exited && child.connected) child.send(msg);
+    },
+    next,
+    /** Asks the child to stop; kills it (by pid) if it does not exit in time. */
+    async stop(graceMs = 5_000) {
+      if (exited) return exitInfo;
+      const done = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      if (child.connected) child.send({ type: 'close' });
+      const timer = setTimeout(() => {
+        if (!exited) child.kill('SIGKILL');
+      }, graceMs);
+      const info = await done;
+      clearTimeout(timer);
+      return info;
+    },
+    kill() {
+      if (!exited) child.kill('SIGKILL');
+    },
+    get exited() {
+      return exited;
+    },
+  };
+}
+
+/** Child side: run `main(params)` on the first `start` message; report errors to the parent. */
+export function childMain(handlers) {
+  const fail = (err) => {
+    if (process.connected) process.send({ type: 'error', message: err?.stack ?? String(err) });
+    process.exitCode = 1;
+  };
+  process.on('message', (msg) => {
+    const handler = handlers[msg.type];
+    if (handler) Promise.resolve(handler(msg)).catch(fail);
+  });
+  // The parent died or closed the channel: clean up and go.
+  process.on('disconnect', () => Promise.resolve(handlers.close?.({ type: 'close' })).finally(() => process.exit()));
+  process.send({ type: 'hello', pid: process.pid });
+}
+
+export const fmt = {
+  int: (n) => Math.round(n).toLocaleString('en-US'),
+  ms: (n) => (Number.isFinite(n) ? (n >= 10 ? n.toFixed(1) : n >= 1 ? n.toFixed(2) : n.toFixed(3)) + ' ms' : 'n/a'),
+  us: (n) => (Number.isFinite(n) ? `${Math.round(n)} µs` : 'n/a'),
+};
