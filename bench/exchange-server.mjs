@@ -1,47 +1,27 @@
 /**
  * Child of bench/exchange.mjs: runs Port (compiled, from ../dist) on 127.0.0.1:0 with a
- * temp config — SQLite file in a temp dir, the small policy set below — trusting the
+ * temp config — SQLite file in a temp dir, EXCHANGE_POLICIES (bench/policies.mjs) — trusting the
  * Buildkite simulator the parent runs. The parent pins this process to one core.
  *
- * IPC: ← start {issuer, jwksUrl, audience, organization}   → ready {url, policies}
+ * IPC: ← start {issuer, jwksUrl, audience, organization, storeDir?} → ready {url, policies}
  *      ← usage                                             → usage {cpuMs, rusage}
+ *      ← profile-start                                     → profile-started   (V8 sampling profiler on)
+ *      ← profile-stop {file}                               → profile-stopped {file}  (.cpuprofile written)
  *      ← close  (closes Port, removes the temp dir, exits)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
 import { startPort } from '../dist/server/port-server.js';
 import { childMain, cpuMs } from './lib.mjs';
-
-/** Like test/helpers/port-harness.ts TEST_POLICIES: an exchange permit, a forbid, two assume permits. */
-export const EXCHANGE_POLICIES = {
-  'exchange.cedar': `
-@id("acme-jobs-exchange")
-@reason("jobs of acme may hold a Port token")
-permit (principal, action == Port::Action::"exchange", resource == Port::Organization::"acme");
-
-@id("no-untrusted-pipeline")
-@reason("the untrusted pipeline never gets a Port token")
-forbid (principal, action == Port::Action::"exchange", resource)
-when { principal.pipeline_slug == "untrusted" };
-`,
-  'credentials.cedar': `
-@id("deploy-from-main")
-@reason("deploys come from main of acme/deploy")
-permit (principal, action == Port::Action::"assume", resource == Port::Credential::"deploy-token")
-when { principal.pipeline_slug == "deploy" && principal.branch == "main" };
-
-@id("npm-on-tags")
-@reason("packages are published from tag builds")
-permit (principal, action == Port::Action::"assume", resource == Port::Credential::"npm-publish")
-when { principal.tag != "" };
-`,
-};
+import { EXCHANGE_CREDENTIALS, EXCHANGE_POLICIES } from './policies.mjs';
 
 let port;
 let dir;
+let session;
 
 async function close() {
   const p = port;
@@ -55,8 +35,8 @@ async function close() {
 }
 
 childMain({
-  async start({ issuer, jwksUrl, audience, organization }) {
-    dir = mkdtempSync(join(tmpdir(), 'port-bench-'));
+  async start({ issuer, jwksUrl, audience, organization, storeDir }) {
+    dir = mkdtempSync(join(storeDir ?? tmpdir(), 'port-bench-'));
     const policiesDir = join(dir, 'policies');
     mkdirSync(policiesDir);
     for (const [name, text] of Object.entries(EXCHANGE_POLICIES)) writeFileSync(join(policiesDir, name), text);
@@ -65,12 +45,27 @@ childMain({
       store: { sqlite: './port.db' },
       buildkite: { organization, issuer, jwks_url: jwksUrl, audience },
       policies: './policies',
-      credentials: { 'deploy-token': { type: 'port_token' }, 'npm-publish': { type: 'secret' } },
+      credentials: EXCHANGE_CREDENTIALS,
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
     port = await startPort(configFromObject(raw, file), { logger: false });
     process.send({ type: 'ready', url: port.url, policies: port.policy.policies.length });
+  },
+  async 'profile-start'() {
+    session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await session.post('Profiler.start');
+    process.send({ type: 'profile-started' });
+  },
+  async 'profile-stop'({ file }) {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    session = undefined;
+    writeFileSync(file, JSON.stringify(profile));
+    process.send({ type: 'profile-stopped', file });
   },
   usage() {
     process.send({ type: 'usage', cpuMs: cpuMs(), rusage: process.resourceUsage() });

@@ -13,9 +13,10 @@ interface ExchangeOptions {
   bkAudience?: string;
   claim?: string;
   json?: boolean;
+  stdin?: boolean;
 }
 
-/** Reads all of stdin when it is a pipe or file; '' when it is a terminal or empty. */
+/** Reads all of stdin when it is a pipe or file; '' when it is a terminal. */
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
   const chunks: Buffer[] = [];
@@ -48,6 +49,7 @@ export function registerTokenCommands(program: Command): void {
     .option('--bk-audience <aud>', 'audience of the Buildkite token to request (default: $PORT_AUDIENCE, else --url)')
     .option('--claim <list>', 'optional Buildkite claims to request, comma-separated (e.g. organization_id,pipeline_id)')
     .option('--json', 'print the whole token response as JSON')
+    .option('--stdin', 'read the Buildkite token from stdin even inside a job')
     .action(async (opts: ExchangeOptions) => {
       const url = (opts.url ?? process.env.PORT_URL)?.replace(/\/+$/, '');
       if (!url) {
@@ -56,7 +58,13 @@ export function registerTokenCommands(program: Command): void {
         return;
       }
       try {
-        const subject = (await readStdin()) || (await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim));
+        // Inside a job (BUILDKITE_JOB_ID set) the agent is asked, unless --stdin says otherwise:
+        // a job's stdin may be an open pipe that never ends.
+        const fromAgent = !opts.stdin && (process.env.BUILDKITE_JOB_ID ?? '') !== '';
+        const subject = fromAgent
+          ? await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim)
+          : await readStdin();
+        if (!subject) throw new Error('no Buildkite token: pipe one in on stdin, or run inside a job where buildkite-agent is on PATH');
         const form = new URLSearchParams({
           grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
           subject_token: subject,

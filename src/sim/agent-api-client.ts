@@ -13,6 +13,8 @@ const USER_AGENT = `buildkite-agent/${SIM_AGENT_VERSION} (simulator)`;
 const MAX_ATTEMPTS = 5;
 const BACKOFF_BASE_SECONDS = 2;
 const NO_RETRY_STATUSES = new Set([400, 401, 403, 422]);
+/** The agent's HTTP client gives up on a request after 60 s (`internal/agenthttp/client.go` default timeout). */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /** Simulator-only knob: scales the backoff (0 = no waiting), so tests of retries stay fast. */
 export const BACKOFF_SCALE_ENV = 'PORT_SIM_AGENT_BACKOFF_SCALE';
@@ -69,8 +71,12 @@ async function attempt(io: AgentIo, call: OidcTokenCall): Promise<string> {
         'user-agent': USER_AGENT,
       },
       body: JSON.stringify(body),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError') {
+      throw new Error(`Post "${url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`);
+    }
     const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
     throw new Error(`Post "${url}": ${cause}`);
   }

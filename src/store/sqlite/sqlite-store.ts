@@ -24,7 +24,6 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
   private readonly batcher: WriteBatcher;
-  private head: { seq: number; hash: string };
   private readonly stmts;
 
   private constructor(readonly path: string) {
@@ -40,9 +39,7 @@ export class SqliteStore implements Store {
       throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
     }
     this.stmts = this.prepare();
-    this.head = this.readHead();
-    // If a batch rolls back, the in-memory chain head may be ahead of the file.
-    this.batcher = new WriteBatcher(this.db, 512, () => (this.head = this.readHead()));
+    this.batcher = new WriteBatcher(this.db, 512);
   }
 
   static open(path: string): SqliteStore {
@@ -79,12 +76,6 @@ export class SqliteStore implements Store {
     };
   }
 
-  private readHead(): { seq: number; hash: string } {
-    const row = this.db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1').get() as
-      | { seq: number; hash: string }
-      | undefined;
-    return row ?? { seq: 0, hash: GENESIS_HASH };
-  }
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
     return (this.stmts.listKeys.all() as Record<string, unknown>[]).map((r) => ({
@@ -141,7 +132,6 @@ export class SqliteStore implements Store {
         entries.push({ seq: next, prevHash: hash, hash: h, record });
         [seq, hash] = [next, h];
       }
-      this.head = { seq, hash };
       return entries;
     });
   }

@@ -19,7 +19,6 @@ export class WriteBatcher {
   constructor(
     private readonly db: Database.Database,
     private readonly maxBatch = 512,
-    private readonly onRollback: () => void = () => {},
   ) {}
 
   write<T>(run: () => T): Promise<T> {
@@ -52,7 +51,6 @@ export class WriteBatcher {
         }
       }).immediate();
     } catch (err) {
-      this.onRollback();
       for (const w of batch) w.reject(err);
       return;
     }
