@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,11 +47,15 @@ export function registerDemoCommand(program: Command): void {
       const portNumber = Number(opts.port) || (await freePort());
       const sim = await BuildkiteSimulator.start({ organization: 'acme', port: Number(opts.simPort) });
       const publicUrl = `http://127.0.0.1:${portNumber}`;
+      // The demo seals its signing keys as production should (issuer.key_encryption_key).
+      const kekFile = join(dir, 'key-encryption-key');
+      if (!existsSync(kekFile)) writeFileSync(kekFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
       const raw = {
         server: { listen: `127.0.0.1:${portNumber}`, public_url: publicUrl },
         store: { sqlite: join(dir, 'port.db') },
         buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: publicUrl },
         policies: EXAMPLE_POLICIES,
+        issuer: { key_encryption_key: `file:${kekFile}` },
         credentials: {
           'deploy-token': { type: 'port_token', description: 'deploys acme/deploy to production' },
           'npm-publish': { type: 'secret', description: 'publishes release packages' },

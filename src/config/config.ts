@@ -31,6 +31,7 @@ export interface PortConfig {
     keyRotation: number;
     audiences: string[];
     introspectionToken?: string;
+    keyEncryptionKey?: string;
   };
   audit: { checkpointEvery: number; checkpointInterval: number };
   credentials: Record<string, { type: string; description?: string }>;
@@ -94,6 +95,10 @@ function finish(c: ParsedConfig, file: string): PortConfig {
         c.issuer.introspection_token === undefined
           ? undefined
           : resolveSecretRef(c.issuer.introspection_token, 'issuer.introspection_token', baseDir),
+      keyEncryptionKey:
+        c.issuer.key_encryption_key === undefined
+          ? undefined
+          : resolveSecretRef(c.issuer.key_encryption_key, 'issuer.key_encryption_key', baseDir),
     },
     audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
     credentials: c.credentials,

@@ -72,6 +72,8 @@ const issuerSchema = z.strictObject({
   audiences: z.array(z.string().min(1)).min(1).optional(),
   /** Bearer secret for resource servers calling /oauth/introspect on any token. */
   introspection_token: secretRef.optional(),
+  /** Seals Port's private signing keys in the store (AES-256-GCM); strongly recommended. */
+  key_encryption_key: secretRef.optional(),
 });
 
 const auditSchema = z.strictObject({

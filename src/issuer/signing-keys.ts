@@ -1,5 +1,6 @@
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey, type CryptoKey } from 'jose';
 import type { SigningKeyRecord, Store } from '../store/store.js';
+import { openPrivateKey, sealPrivateKey } from './key-wrap.js';
 
 export interface SigningKeysOptions {
   algorithm: 'ES256' | 'EdDSA';
@@ -7,6 +8,8 @@ export interface SigningKeysOptions {
   rotation: number;
   /** Seconds a retired key stays published: the longest lifetime of a token it signed, plus skew. */
   overlap: number;
+  /** Seals private keys at rest (issuer.key_encryption_key, derived with deriveKeyEncryptionKey). */
+  keyEncryptionKey?: Buffer;
 }
 
 export interface ActiveKey {
@@ -66,7 +69,7 @@ export class SigningKeys {
       kid,
       alg,
       publicJwk: { ...publicJwk, kid, alg, use: 'sig' },
-      privateJwk: { ...(await exportJWK(privateKey)), kid, alg },
+      privateKey: sealPrivateKey({ ...(await exportJWK(privateKey)), kid, alg }, kid, this.options.keyEncryptionKey),
       createdAt: now,
       retiresAt,
       expiresAt: retiresAt + this.options.overlap * 1000,
@@ -76,7 +79,8 @@ export class SigningKeys {
   private async refresh(now: number): Promise<void> {
     const signer = this.signerAt(now);
     if (signer && signer.kid !== this.active?.kid) {
-      this.active = { kid: signer.kid, alg: signer.alg, key: (await importJWK(signer.privateJwk, signer.alg)) as CryptoKey };
+      const jwk = openPrivateKey(signer.privateKey, signer.kid, this.options.keyEncryptionKey);
+      this.active = { kid: signer.kid, alg: signer.alg, key: (await importJWK(jwk, signer.alg)) as CryptoKey };
     }
     this.published = this.records.filter((r) => r.expiresAt > now).map((r) => r.publicJwk);
     this.localJwks = createLocalJWKSet({ keys: this.published });

@@ -7,6 +7,7 @@ import { TokenExchange } from '../broker/token-exchange.js';
 import type { PortConfig } from '../config/config.js';
 import { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
 import { PortTokenIssuer } from '../issuer/port-token.js';
+import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
 import { SigningKeys } from '../issuer/signing-keys.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { RevocationList } from '../revocation/revocation-list.js';
@@ -53,6 +54,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       algorithm: config.issuer.algorithm,
       rotation: config.issuer.keyRotation,
       overlap: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+      ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
     });
     const revocations = await RevocationList.open(store);
     const app = Fastify({
@@ -72,6 +74,9 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       requestTimeout: 30_000,
       keepAliveTimeout: 5_000,
     });
+    if (config.issuer.keyEncryptionKey === undefined) {
+      app.log.warn('issuer.key_encryption_key is not set: Port\'s private signing keys are stored unencrypted in the store');
+    }
     const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
 
     const policy = await PolicyEngine.open(config.policies, {

@@ -44,7 +44,8 @@ export interface SigningKeyRecord {
   kid: string;
   alg: 'ES256' | 'EdDSA';
   publicJwk: JWK;
-  privateJwk: JWK;
+  /** The private JWK, serialized and possibly sealed (src/issuer/key-wrap.ts); opaque to the store. */
+  privateKey: string;
   createdAt: number;
   /** After this the key no longer signs. */
   retiresAt: number;

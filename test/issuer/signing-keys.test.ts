@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { jwtVerify, createLocalJWKSet } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortTokenIssuer } from '../../src/issuer/port-token.js';
+import { deriveKeyEncryptionKey } from '../../src/issuer/key-wrap.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { JobIdentity } from '../../src/identity/job-identity.js';
@@ -48,6 +49,20 @@ describe('signing keys', () => {
       for (const k of keys.jwks().keys) expect(k).not.toHaveProperty('d');
     });
   }
+
+  it('seals private keys at rest with the key encryption key, and refuses to start without the right one', async () => {
+    const kek = deriveKeyEncryptionKey('correct horse battery staple');
+    const keys = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900, keyEncryptionKey: kek });
+    const [stored] = await store.listSigningKeys();
+    expect(stored!.privateKey.startsWith('port-kw1.')).toBe(true);
+    expect(stored!.privateKey).not.toContain('"d"');
+    const reopened = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900, keyEncryptionKey: kek });
+    expect(reopened.signer().kid).toBe(keys.signer().kid);
+    await expect(SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 })).rejects.toThrow(/is encrypted in the store; set issuer\.key_encryption_key/);
+    await expect(
+      SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900, keyEncryptionKey: deriveKeyEncryptionKey('wrong') }),
+    ).rejects.toMatchObject({ code: 'signing_key_locked' });
+  });
 
   it('a restarted Port reuses the stored key instead of making a new one', async () => {
     const a = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });

@@ -91,7 +91,7 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
     });
 
     it('keeps signing keys and checkpoints', async () => {
-      const key = { kid: 'k1', alg: 'ES256' as const, publicJwk: { kty: 'EC', kid: 'k1' }, privateJwk: { kty: 'EC', d: 'secret' }, createdAt: 1, retiresAt: 2, expiresAt: 3 };
+      const key = { kid: 'k1', alg: 'ES256' as const, publicJwk: { kty: 'EC', kid: 'k1' }, privateKey: '{"kty":"EC","d":"secret"}', createdAt: 1, retiresAt: 2, expiresAt: 3 };
       await store.insertSigningKey(key);
       expect(await store.listSigningKeys()).toEqual([key]);
       await expect(store.insertSigningKey(key)).rejects.toThrow();
@@ -101,7 +101,7 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
     });
 
     it('a failing write in a batch does not undo the others', async () => {
-      const key = { kid: 'dup', alg: 'ES256' as const, publicJwk: {}, privateJwk: {}, createdAt: 1, retiresAt: 2, expiresAt: 3 };
+      const key = { kid: 'dup', alg: 'ES256' as const, publicJwk: {}, privateKey: '{}', createdAt: 1, retiresAt: 2, expiresAt: 3 };
       await store.insertSigningKey(key);
       const [dup, appended] = await Promise.allSettled([store.insertSigningKey(key), store.appendDecisions([record(1)])]);
       expect(dup.status).toBe('rejected');

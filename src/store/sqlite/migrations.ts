@@ -6,7 +6,7 @@ const MIGRATIONS: string[] = [
      kid TEXT PRIMARY KEY,
      alg TEXT NOT NULL,
      public_jwk TEXT NOT NULL,
-     private_jwk TEXT NOT NULL,
+     private_key TEXT NOT NULL,
      created_at INTEGER NOT NULL,
      retires_at INTEGER NOT NULL,
      expires_at INTEGER NOT NULL

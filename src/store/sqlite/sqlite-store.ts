@@ -51,7 +51,7 @@ export class SqliteStore implements Store {
     return {
       listKeys: db.prepare('SELECT * FROM signing_keys ORDER BY created_at'),
       insertKey: db.prepare(
-        'INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retires_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retires_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       addRevocation: db.prepare(
         'INSERT INTO revocations (jti, expires_at, revoked_at, subject, reason) VALUES (?, ?, ?, ?, ?) ON CONFLICT(jti) DO NOTHING',
@@ -82,7 +82,7 @@ export class SqliteStore implements Store {
       kid: r.kid as string,
       alg: r.alg as SigningKeyRecord['alg'],
       publicJwk: JSON.parse(r.public_jwk as string),
-      privateJwk: JSON.parse(r.private_jwk as string),
+      privateKey: r.private_key as string,
       createdAt: r.created_at as number,
       retiresAt: r.retires_at as number,
       expiresAt: r.expires_at as number,
@@ -91,7 +91,7 @@ export class SqliteStore implements Store {
 
   insertSigningKey(k: SigningKeyRecord): Promise<void> {
     return this.batcher.write(() => {
-      this.stmts.insertKey.run(k.kid, k.alg, JSON.stringify(k.publicJwk), JSON.stringify(k.privateJwk), k.createdAt, k.retiresAt, k.expiresAt);
+      this.stmts.insertKey.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
     });
   }
 
