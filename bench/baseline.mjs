@@ -9,13 +9,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { generateKeyPair, importJWK, jwtVerify, SignJWT } from 'jose';
-import { childMain, closedLoop, cpuMs, summarize } from './lib.mjs';
+import { childMain, closedLoop, cpuMs, summarize, threadCpuMs } from './lib.mjs';
 
 async function measure(concurrency, durationMs, op) {
   const cpu0 = cpuMs();
+  const t0 = threadCpuMs();
   const { latencies, elapsedMs } = await closedLoop({ concurrency, durationMs, op });
   const cpu = cpuMs() - cpu0;
-  return summarize(latencies, elapsedMs, { cpuMs: cpu });
+  const t1 = threadCpuMs();
+  const threads = t0 && t1 ? { main: t1.main - t0.main, other: t1.other - t0.other } : undefined;
+  return summarize(latencies, elapsedMs, { cpuMs: cpu, threads });
 }
 
 childMain({

@@ -4,7 +4,7 @@
  * Buildkite simulator the parent runs. The parent pins this process to one core.
  *
  * IPC: ← start {issuer, jwksUrl, audience, organization, storeDir?} → ready {url, policies}
- *      ← usage                                             → usage {cpuMs, rusage}
+ *      ← usage                                             → usage {cpuMs, threads, rusage}
  *      ← profile-start                                     → profile-started   (V8 sampling profiler on)
  *      ← profile-stop {file}                               → profile-stopped {file}  (.cpuprofile written)
  *      ← close  (closes Port, removes the temp dir, exits)
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
 import { startPort } from '../dist/server/port-server.js';
-import { childMain, cpuMs } from './lib.mjs';
+import { childMain, cpuMs, threadCpuMs } from './lib.mjs';
 import { EXCHANGE_CREDENTIALS, EXCHANGE_POLICIES } from './policies.mjs';
 
 let port;
@@ -68,7 +68,7 @@ childMain({
     process.send({ type: 'profile-stopped', file });
   },
   usage() {
-    process.send({ type: 'usage', cpuMs: cpuMs(), rusage: process.resourceUsage() });
+    process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage() });
   },
   async close() {
     await close();

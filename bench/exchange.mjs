@@ -5,10 +5,17 @@
  * Cedar decisions per second with 100 policies. Aim: an exchange costs no more than 3×
  * the raw crypto it must do.
  *
- *   npm run bench:exchange [-- --concurrency 16 --duration 10 --warmup 2 --decisions 5000]
- *                          [-- --profile]          V8 profile of Port during the timed run, summarized
- *                          [-- --store-dir /dev/shm]  put Port's SQLite file elsewhere (tmpfs: no fsync cost)
- *                          [-- --no-pin]  [--server-cpu 1 --client-cpu 0]  [--parts-duration 3]
+ *   npm run bench:exchange [-- FLAGS]      (or, after `npm run build`: node bench/exchange.mjs FLAGS)
+ *
+ *   --concurrency N     requests / operations in flight (default 16)
+ *   --duration S        measured seconds for the exchange and the baseline (default 10)
+ *   --warmup S          warm-up seconds before each (default 3)
+ *   --decisions N       timed Cedar decisions per policy set (default 5000)
+ *   --policies N        size of the generated Cedar policy set (default 100)
+ *   --parts-duration S  seconds for the verify-only / sign-only rows; 0 skips them (default 3)
+ *   --profile           V8 CPU profile of Port during the timed run, kept in a temp dir and summarized
+ *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
+ *   --no-pin, --server-cpu N (1), --client-cpu N (0)   CPU placement
  *
  * Layout (2+ CPUs): this process (load generator + Buildkite simulator) on CPU 0; Port,
  * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`,
@@ -33,7 +40,7 @@ const { values: opts } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '16' },
     duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
+    warmup: { type: 'string', default: '3' },
     decisions: { type: 'string', default: '5000' },
     policies: { type: 'string', default: '100' },
     'parts-duration': { type: 'string', default: '3' },
@@ -108,7 +115,10 @@ async function main() {
     (cleaning ??= (async () => {
       for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
     })());
+  let aborted = false;
   const abort = (why) => {
+    if (aborted) return;
+    aborted = true;
     console.error(`bench/exchange: ${why}`);
     void cleanup().finally(() => process.exit(1));
   };
@@ -225,6 +235,8 @@ async function main() {
       errorDetail: errors,
       firstError,
       voluntarySwitches: u1.rusage.voluntaryContextSwitches - u0.rusage.voluntaryContextSwitches,
+      halves: timed.halves,
+      threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
     });
     if (timed.exhausted) notes.push(`The exchange run ran out of pre-minted tokens after ${(timed.elapsedMs / 1000).toFixed(1)} s; rates use the time actually run.`);
     await pool.close();
@@ -264,6 +276,7 @@ async function main() {
     // 6. The table.
     const where = (s) => (pinned ? s : 'unpinned');
     const perOp = (r) => fmt.us((r.cpuMs / r.ops) * 1000);
+    const threadsPerOp = (r, which) => fmt.us((r.threads[which] / r.ops) * 1000);
     const row = (name, loc, inflight, r, unit, errs = '0') =>
       `| ${name} | ${loc} | ${inflight} | ${fmt.int(r.ops)} | ${fmt.int(r.perSecond)} ${unit} | ${fmt.ms(r.p50)} | ${fmt.ms(r.p99)} | ${perOp(r)} | ${errs} |`;
     const ratio = base.combined.perSecond / exch.perSecond;
@@ -296,6 +309,12 @@ async function main() {
       ...lines,
       '',
       `- Port process during the exchange run: ${((serverCpuMs / exch.elapsedMs) * 100).toFixed(0)}% of one CPU busy (all threads), ${fmt.us((serverCpuMs / exch.ops) * 1000)} CPU per exchange vs ${perOp(base.combined)} per baseline op (CPU ratio ${cpuRatio.toFixed(2)}×); ${fmt.int(exch.voluntarySwitches)} voluntary context switches (${(exch.voluntarySwitches / exch.ops).toFixed(2)} per exchange).`,
+      ...(exch.threads && base.combined.threads
+        ? [
+            `- CPU per op by thread (from /proc, 10 ms ticks): exchange — main thread ${threadsPerOp(exch, 'main')}, other threads (libuv pool: WebCrypto; V8 helpers) ${threadsPerOp(exch, 'other')}; baseline — main ${threadsPerOp(base.combined, 'main')}, other ${threadsPerOp(base.combined, 'other')}.`,
+          ]
+        : []),
+      ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
       `- Cedar decisions (${cedar.large.policies} policies): ${cedar.large.allow} allow / ${cedar.large.deny} deny over ${fmt.int(cedar.large.ops)} exchange and assume requests for varied jobs; 6 entities each.`,
       `- Exchange tokens: RS256 Buildkite tokens (lifetime 3600 s, single use) minted before the timed run by the simulator at ${fmt.int(minted / (mintMs / 1000))}/s; warm-up ${warmupMs / 1000} s, measured ${(exch.elapsedMs / 1000).toFixed(1)} s.`,
       ...notes.map((n) => `- ${n}`),
@@ -311,7 +330,7 @@ async function main() {
       console.log(summarizeProfile(profile, { top: 20, ops: exch.ops, processCpuMs: serverCpuMs }).text);
     }
   } catch (err) {
-    console.error(`bench/exchange failed: ${err?.stack ?? err}`);
+    if (!aborted) console.error(`bench/exchange failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
   } finally {
     clearTimeout(deadline);

@@ -3,6 +3,7 @@
  * statistics, CPU accounting and the child-process plumbing (IPC over `taskset`).
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 /** Latency samples in milliseconds → summary. */
@@ -30,6 +31,8 @@ export async function closedLoop({ concurrency, durationMs, op }) {
   const latencies = [];
   const start = performance.now();
   const end = start + durationMs;
+  const mid = start + durationMs / 2;
+  let firstHalf = 0;
   let exhausted = false;
   const worker = async () => {
     while (!exhausted && performance.now() < end) {
@@ -40,17 +43,45 @@ export async function closedLoop({ concurrency, durationMs, op }) {
         break;
       }
       if (more === 'error') continue; // counted by the caller, not timed
-      latencies.push(performance.now() - t0);
+      const t1 = performance.now();
+      latencies.push(t1 - t0);
+      if (t1 < mid) firstHalf++;
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { latencies, elapsedMs: performance.now() - start, exhausted };
+  const elapsedMs = performance.now() - start;
+  // Completions per second in each half of the run: a drift shows a warm-up that was too short.
+  const halves = exhausted ? undefined : [firstHalf / (durationMs / 2000), (latencies.length - firstHalf) / ((elapsedMs - durationMs / 2) / 1000)];
+  return { latencies, elapsedMs, exhausted, halves };
 }
 
 /** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
 export function cpuMs() {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
+}
+
+/**
+ * CPU time (ms) of this process's main thread and of all its other threads (libuv's
+ * pool, where WebCrypto runs; V8's GC and compiler helpers), from /proc on Linux.
+ * Resolution is one clock tick (10 ms). Undefined where /proc is missing.
+ */
+export function threadCpuMs() {
+  try {
+    const tick = 10; // USER_HZ is 100 on Linux
+    let main = 0;
+    let other = 0;
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = (Number(f[11]) + Number(f[12])) * tick;
+      if (Number(tid) === process.pid) main += ms;
+      else other += ms;
+    }
+    return { main, other };
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when `taskset -c CPU` works here (Linux with util-linux and that CPU allowed). */
