@@ -16,7 +16,20 @@ export class DecisionLog {
   /** Appends `records` in order; durable when it resolves (a decision must not be answered before). */
   async record(records: DecisionRecord[]): Promise<DecisionEntry[]> {
     if (records.length === 0) return [];
-    const entries = await this.store.appendDecisions(records);
+    return this.noted(await this.store.appendDecisions(records));
+  }
+
+  /**
+   * For single-use tokens: consumes `key` and logs `ifFirstUse`, or logs `ifReplayed`
+   * when the key was already used — one durable write. Resolves to whether it was the first use.
+   */
+  async recordFirstUse(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+    const { firstUse, entries } = await this.store.consumeOnceAndAppend(key, expiresAt, ifFirstUse, ifReplayed);
+    this.noted(entries);
+    return firstUse;
+  }
+
+  private noted(entries: DecisionEntry[]): DecisionEntry[] {
     const last = entries.at(-1);
     if (last) this.checkpointer?.noteAppended(last);
     return entries;

@@ -11,7 +11,6 @@ import { credentialRef, jobRequestParts, organizationRef } from '../policy/entit
 import type { PolicyEngine } from '../policy/engine.js';
 import { qualifiedType } from '../policy/schema.js';
 import type { AuthzRequest, Decision, EntityRef } from '../policy/types.js';
-import type { Store } from '../store/store.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import { identityContext } from './identity-context.js';
 
@@ -28,7 +27,6 @@ export interface ExchangeDeps {
   verifier: BuildkiteTokenVerifier;
   policy: PolicyEngine;
   issuer: PortTokenIssuer;
-  store: Store;
   log: DecisionLog;
 }
 
@@ -39,16 +37,16 @@ export interface RequestMeta {
 }
 
 /**
- * RFC 8693 token exchange (DESIGN capability 1): verify the Buildkite token, refuse
- * a replay, decide `exchange` on the organization, then `assume` for each requested
- * scope — all or nothing — and mint a Port token carrying only what was granted.
+ * RFC 8693 token exchange (DESIGN capability 1): verify the Buildkite token, decide
+ * `exchange` on the organization, then `assume` for each requested scope — all or
+ * nothing — mint a Port token carrying only what was granted, and refuse a replay.
  * Every decision, allow or deny, is in the decision log before the answer leaves.
  */
 export class TokenExchange {
   constructor(private readonly deps: ExchangeDeps) {}
 
   async exchange(req: ExchangeRequest, meta: RequestMeta): Promise<TokenResponse> {
-    const { config, verifier, policy, issuer, store, log } = this.deps;
+    const { config, verifier, policy, issuer, log } = this.deps;
     const audience = req.audience ?? config.issuer.audiences[0]!;
     if (!config.issuer.audiences.includes(audience)) {
       throw new OAuthError('invalid_target', `The audience "${audience.slice(0, 128)}" is not one Port issues tokens for.`);
@@ -56,18 +54,13 @@ export class TokenExchange {
     const unknown = req.scopes.find((s) => !(s in config.credentials));
     if (unknown !== undefined) throw new OAuthError('invalid_scope', `The scope "${unknown}" is not a configured credential.`);
 
-    let checked: VerifiedJobToken | undefined;
+    let verified: VerifiedJobToken;
     try {
-      checked = await verifier.verify(req.subjectToken);
-      // Single use (buildkite.md §1.5): remembered until the token expires anyway.
-      if (!(await store.consumeOnce(checked.replayKey, (checked.identity.expiresAt + config.buildkite.clockSkew) * 1000))) {
-        throw new TokenRejectedError('replayed', 'The subject token was already exchanged; request a fresh one from the agent.');
-      }
+      verified = await verifier.verify(req.subjectToken);
     } catch (err) {
-      if (err instanceof TokenRejectedError) await log.record([refusal(err, meta, checked)]);
+      if (err instanceof TokenRejectedError) await log.record([refusal(err, meta, undefined)]);
       throw err;
     }
-    const verified = checked;
 
     const { principal, entities } = jobRequestParts(verified.identity);
     const context = { ...identityContext(verified), request_id: meta.requestId };
@@ -90,7 +83,17 @@ export class TokenExchange {
         ...(minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {}),
       }),
     );
-    await log.record(records);
+    // Single use (buildkite.md §1.5), remembered until the token expires anyway. The
+    // replay check and the decisions commit together: one durable write per exchange.
+    // A replayed token's decisions and minted token are discarded, never logged or sent.
+    const replayed = new TokenRejectedError('replayed', 'The subject token was already exchanged; request a fresh one from the agent.');
+    const firstUse = await log.recordFirstUse(
+      verified.replayKey,
+      (verified.identity.expiresAt + config.buildkite.clockSkew) * 1000,
+      records,
+      [refusal(replayed, meta, verified)],
+    );
+    if (!firstUse) throw replayed;
 
     if (denied) {
       const what = denied.action === 'exchange' ? 'the token exchange' : `the grant "${denied.resource.id}"`;

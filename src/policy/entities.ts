@@ -75,13 +75,6 @@ export function jobRequestParts(identity: JobIdentity, opts?: { creator?: Creato
   const creator = opts?.creator;
   const creatorUid = creator === undefined ? undefined : userRef(creator.email);
 
-  const buildAttrs: Record<string, CedarValue> = {
-    number: identity.buildNumber,
-    branch: identity.branch,
-    tag,
-    commit: identity.commit,
-    source: identity.buildSource,
-  };
   const jobAttrs: Record<string, CedarValue> = {
     branch: identity.branch,
     tag,
@@ -105,22 +98,20 @@ export function jobRequestParts(identity: JobIdentity, opts?: { creator?: Creato
   ];
   for (const [name, value] of optional) if (value !== undefined) jobAttrs[name] = value;
   if (creatorUid !== undefined) {
-    buildAttrs.creator = entityValue(creatorUid);
     jobAttrs.creator = entityValue(creatorUid);
   }
 
+  // Only entities with attributes or tags are passed; ancestors are listed directly as
+  // parents (already transitively closed), so `principal in Pipeline::"acme/deploy"`
+  // holds without Build, Pipeline, Organization, Pool or Group entities of their own.
+  const ancestors = poolUid ? [build, pipeline, org, poolUid] : [build, pipeline, org];
   const entities: CedarEntity[] = [
-    bareEntity(org),
-    { uid: pipeline, attrs: {}, parents: [org] },
-    { uid: build, attrs: buildAttrs, parents: [pipeline] },
+    { uid: job, attrs: jobAttrs, parents: ancestors },
     { uid: agent, attrs: {}, parents: poolUid ? [poolUid] : [], tags: { ...identity.agentTags } },
-    { uid: job, attrs: jobAttrs, parents: poolUid ? [build, poolUid] : [build] },
   ];
-  if (poolUid !== undefined) entities.push(bareEntity(poolUid));
   if (creator !== undefined && creatorUid !== undefined) {
     const groups = [...new Set(creator.groups)].map(groupRef);
     entities.push({ uid: creatorUid, attrs: { active: creator.active }, parents: groups });
-    for (const group of groups) entities.push(bareEntity(group));
   }
   return { principal: job, entities };
 }

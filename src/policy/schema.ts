@@ -38,8 +38,11 @@ export const PORT_SCHEMA = `namespace Port {
   };
 
   // id = the job id (UUID). tag and step_key are "" when the build has no tag / the
-  // step no key.
-  entity Job in [Build, Pool] {
+  // step no key. A Job names all its ancestors directly (its Build, Pipeline and
+  // Organization), so a request carries only the Job and its Agent: Cedar's cost is
+  // ~30 µs per entity passed (BENCHMARKS.md), and ancestors without attributes need
+  // no entity of their own.
+  entity Job in [Build, Pipeline, Organization, Pool] {
     branch: String,
     tag: String,
     commit: String,

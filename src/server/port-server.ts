@@ -96,7 +96,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const log = new DecisionLog(store, checkpointer);
     const verifier = new BuildkiteTokenVerifier(config.buildkite);
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
-    const exchange = new TokenExchange({ config, verifier, policy, issuer, store, log });
+    const exchange = new TokenExchange({ config, verifier, policy, issuer, log });
 
     await app.register(formbody, { bodyLimit: config.server.bodyLimit });
     installErrorHandler(app);

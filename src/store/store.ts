@@ -22,6 +22,16 @@ export interface Store {
   // Replay cache for single-use subject tokens (src/identity).
   /** Records `key` as used until `expiresAt`; false when it was already used. */
   consumeOnce(key: string, expiresAt: number): Promise<boolean>;
+  /**
+   * In one transaction: consumes `key` and appends `ifFirstUse`, or, when the key was
+   * already used, appends `ifReplayed` instead. One durable write per token exchange.
+   */
+  consumeOnceAndAppend(
+    key: string,
+    expiresAt: number,
+    ifFirstUse: DecisionRecord[],
+    ifReplayed: DecisionRecord[],
+  ): Promise<{ firstUse: boolean; entries: DecisionEntry[] }>;
 
   // Decision log (src/audit): hash-chained, append-only.
   /** Appends records in order, chaining each to the previous entry. */

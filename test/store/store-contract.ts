@@ -77,6 +77,18 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(await store.consumeOnce('jti:c', later)).toBe(true);
     });
 
+    it('consumes a key and appends in one write, or appends the replay record instead', async () => {
+      const later = Date.now() + 60_000;
+      const first = await store.consumeOnceAndAppend('jti:x', later, [record(1), record(2)], [record(9, { reason: 'replayed' })]);
+      expect(first.firstUse).toBe(true);
+      expect(first.entries.map((e) => e.record.reason)).toEqual(['decision 1', 'decision 2']);
+      const again = await Promise.all([1, 2, 3].map(() => store.consumeOnceAndAppend('jti:x', later, [record(3)], [record(9, { reason: 'replayed' })])));
+      expect(again.map((r) => r.firstUse)).toEqual([false, false, false]);
+      const all = await store.readDecisions(0, 100);
+      expect(all.map((e) => e.record.reason)).toEqual(['decision 1', 'decision 2', 'replayed', 'replayed', 'replayed']);
+      for (let i = 1; i < all.length; i++) expect(all[i]!.prevHash).toBe(all[i - 1]!.hash);
+    });
+
     it('records revocations and lists only live ones', async () => {
       const now = Date.now();
       await store.addRevocation({ jti: 'r1', expiresAt: now + 60_000, revokedAt: now, reason: 'test', subject: 'job-1' });

@@ -119,21 +119,36 @@ export class SqliteStore implements Store {
     return this.batcher.write(() => this.stmts.consume.run(key, expiresAt, Date.now()).changes === 1);
   }
 
-  appendDecisions(records: DecisionRecord[]): Promise<DecisionEntry[]> {
+  consumeOnceAndAppend(
+    key: string,
+    expiresAt: number,
+    ifFirstUse: DecisionRecord[],
+    ifReplayed: DecisionRecord[],
+  ): Promise<{ firstUse: boolean; entries: DecisionEntry[] }> {
     return this.batcher.write(() => {
-      // Read the head inside the (IMMEDIATE) transaction: another connection to the same
-      // file may have appended since, and a stale cached head would collide on seq forever.
-      let { seq, hash } = (this.stmts.head.get() as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
-      const entries: DecisionEntry[] = [];
-      for (const record of records) {
-        const next = seq + 1;
-        const h = entryHash(next, hash, record);
-        this.stmts.insertDecision.run(next, record.time, record.action, record.decision, record.principal, JSON.stringify(record), hash, h);
-        entries.push({ seq: next, prevHash: hash, hash: h, record });
-        [seq, hash] = [next, h];
-      }
-      return entries;
+      const firstUse = this.stmts.consume.run(key, expiresAt, Date.now()).changes === 1;
+      return { firstUse, entries: this.appendInTransaction(firstUse ? ifFirstUse : ifReplayed) };
     });
+  }
+
+  appendDecisions(records: DecisionRecord[]): Promise<DecisionEntry[]> {
+    return this.batcher.write(() => this.appendInTransaction(records));
+  }
+
+  /** Chains and inserts records; runs inside a batch transaction. */
+  private appendInTransaction(records: DecisionRecord[]): DecisionEntry[] {
+    // Read the head inside the (IMMEDIATE) transaction: another connection to the same
+    // file may have appended since, and a stale cached head would collide on seq forever.
+    let { seq, hash } = (this.stmts.head.get() as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
+    const entries: DecisionEntry[] = [];
+    for (const record of records) {
+      const next = seq + 1;
+      const h = entryHash(next, hash, record);
+      this.stmts.insertDecision.run(next, record.time, record.action, record.decision, record.principal, JSON.stringify(record), hash, h);
+      entries.push({ seq: next, prevHash: hash, hash: h, record });
+      [seq, hash] = [next, h];
+    }
+    return entries;
   }
 
   async readDecisions(afterSeq: number, limit: number): Promise<DecisionEntry[]> {
