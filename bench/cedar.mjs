@@ -58,7 +58,7 @@ function run(engine, reqs, warmup, decisions) {
     if (d.errors.length > 0) counts.errors++;
   }
   const elapsed = performance.now() - t0;
-  return summarize(lat, elapsed, { cpuMs: cpuMs() - cpu0, policies: engine.policies.length, ...counts });
+  return summarize(lat, elapsed, { cpuMs: cpuMs() - cpu0, policies: engine.policies.length, entities: reqs[0].entities.length, ...counts });
 }
 
 function cleanup() {

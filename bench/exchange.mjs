@@ -315,7 +315,7 @@ async function main() {
           ]
         : []),
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
-      `- Cedar decisions (${cedar.large.policies} policies): ${cedar.large.allow} allow / ${cedar.large.deny} deny over ${fmt.int(cedar.large.ops)} exchange and assume requests for varied jobs; 6 entities each.`,
+      `- Cedar decisions (${cedar.large.policies} policies): ${cedar.large.allow} allow / ${cedar.large.deny} deny over ${fmt.int(cedar.large.ops)} exchange and assume requests for varied jobs; ${cedar.large.entities} entities each.`,
       `- Exchange tokens: RS256 Buildkite tokens (lifetime 3600 s, single use) minted before the timed run by the simulator at ${fmt.int(minted / (mintMs / 1000))}/s; warm-up ${warmupMs / 1000} s, measured ${(exch.elapsedMs / 1000).toFixed(1)} s.`,
       ...notes.map((n) => `- ${n}`),
       '',
