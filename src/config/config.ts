@@ -6,6 +6,39 @@ import { ConfigError } from '../errors.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import { resolveSecretRef } from './secret-ref.js';
 
+/** A secret reference kept for re-reading on reload; `key` names it in errors. */
+export interface SecretSource {
+  ref: string;
+  key: string;
+  baseDir: string;
+}
+
+export type InjectConfig =
+  | { kind: 'bearer'; token: SecretSource }
+  | { kind: 'basic'; username: string; password: SecretSource }
+  | { kind: 'header'; name: string; value: SecretSource };
+
+export interface UpstreamConfig {
+  name: string;
+  url: string;
+  /** Seconds to wait for response headers. */
+  timeout: number;
+  connectTimeout: number;
+  maxBody: number;
+  allowUpgrade: boolean;
+  connections: number;
+  inject?: InjectConfig;
+}
+
+export interface RelayConfig {
+  acceptBuildkiteTokens: boolean;
+  decisionCacheTtl: number;
+  allowLogWindow: number;
+  maxHeaderBytes: number;
+  clientHeaderTimeout: number;
+  clientIdleTimeout: number;
+}
+
 /** The validated configuration with paths made absolute and defaults filled in. */
 export interface PortConfig {
   file: string;
@@ -35,6 +68,8 @@ export interface PortConfig {
   };
   audit: { checkpointEvery: number; checkpointInterval: number };
   credentials: Record<string, { type: string; description?: string }>;
+  relay: RelayConfig;
+  upstreams: Record<string, UpstreamConfig>;
 }
 
 /** Loads and validates `port.yaml`; every problem names the key and the fix. */
@@ -102,6 +137,48 @@ function finish(c: ParsedConfig, file: string): PortConfig {
     },
     audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
     credentials: c.credentials,
+    relay: {
+      acceptBuildkiteTokens: c.relay.accept_buildkite_tokens,
+      decisionCacheTtl: c.relay.decision_cache_ttl,
+      allowLogWindow: c.relay.allow_log_window,
+      maxHeaderBytes: c.relay.max_header_bytes,
+      clientHeaderTimeout: c.relay.client_header_timeout,
+      clientIdleTimeout: c.relay.client_idle_timeout,
+    },
+    upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir)])),
+  };
+}
+
+function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: ParsedConfig, file: string, baseDir: string): UpstreamConfig {
+  const source = (ref: string, key: string): SecretSource => {
+    // Read once now so a missing secret fails at start, not on the first request.
+    resolveSecretRef(ref, key, baseDir);
+    return { ref, key, baseDir };
+  };
+  const at = `upstreams.${name}.inject`;
+  let inject: InjectConfig | undefined;
+  const i = u.inject;
+  if (i === undefined) inject = undefined;
+  else if ('bearer' in i) inject = { kind: 'bearer', token: source(i.bearer, `${at}.bearer`) };
+  else if ('basic' in i) inject = { kind: 'basic', username: i.basic.username, password: source(i.basic.password, `${at}.basic.password`) };
+  else if ('header' in i) inject = { kind: 'header', name: i.header.name, value: source(i.header.value, `${at}.header.value`) };
+  else {
+    const cred = c.credentials[i.aws_sigv4.credential];
+    if (cred?.type !== 'aws_role') {
+      throw new ConfigError(`${file}: ${at}.aws_sigv4.credential: "${i.aws_sigv4.credential}" is not a credential of type aws_role; add it under credentials:.`);
+    }
+    // The key is part of the public contract; signing needs Port's AWS broker (issue #5).
+    throw new ConfigError(`${file}: ${at}.aws_sigv4: signing with brokered AWS credentials is not available in this version of Port yet; use bearer, basic or header.`);
+  }
+  return {
+    name,
+    url: u.url,
+    timeout: u.timeout,
+    connectTimeout: u.connect_timeout,
+    maxBody: u.max_body,
+    allowUpgrade: u.allow_upgrade,
+    connections: u.connections,
+    ...(inject ? { inject } : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { parseSize } from './size.js';
 import { SECRET_REF_PATTERN } from './secret-ref.js';
 
 /**
@@ -83,6 +84,70 @@ const auditSchema = z.strictObject({
   checkpoint_interval: duration().default(300),
 });
 
+const size = (max?: number) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a size; write e.g. 512KiB, 64MiB or 1GiB` });
+      return z.NEVER;
+    }
+    if (max !== undefined && bytes > max) {
+      ctx.addIssue({ code: 'custom', message: `${value} is larger than the allowed maximum of ${max} bytes` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** How Port authenticates itself to an upstream; the caller's credentials never pass. */
+const injectSchema = z.union([
+  z.strictObject({ bearer: secretRef }),
+  z.strictObject({ basic: z.strictObject({ username: z.string().min(1), password: secretRef }) }),
+  z.strictObject({
+    header: z.strictObject({
+      name: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name (RFC 9110 §5.1)'),
+      value: secretRef,
+    }),
+  }),
+  z.strictObject({
+    aws_sigv4: z.strictObject({
+      service: z.string().regex(/^[a-z0-9-]+$/),
+      region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region, e.g. us-east-1'),
+      credential: z.string().min(1),
+    }),
+  }),
+]);
+
+const upstreamSchema = z.strictObject({
+  /** Base URL; `/relay/<name>/<path>` goes to `<url>/<path>`. */
+  url: httpUrl.transform((u) => u.replace(/\/+$/, '')),
+  /** Time to wait for the upstream's response headers (504 after). */
+  timeout: duration(3600).default(30),
+  /** Time to wait for a TCP connection to the upstream (504 after). */
+  connect_timeout: duration(300).default(10),
+  /** Largest request body forwarded (413 beyond). */
+  max_body: size().default(1024 ** 3),
+  /** Allow `Upgrade` requests (e.g. WebSocket) on this route. */
+  allow_upgrade: z.boolean().default(false),
+  /** Keep-alive connections kept open to the upstream. */
+  connections: z.number().int().min(1).max(1024).default(64),
+  inject: injectSchema.optional(),
+});
+
+const relaySchema = z.strictObject({
+  /** Also accept a Buildkite OIDC token (with Port's audience) directly as the caller's credential. */
+  accept_buildkite_tokens: z.boolean().default(false),
+  /** How long an allow/deny for (token, upstream, method, path) is reused; 0 disables. */
+  decision_cache_ttl: duration(60).default(5),
+  /** Allowed requests are logged as one entry per (job, upstream, method, policies) per window. */
+  allow_log_window: duration(3600).default(60),
+  /** Largest request head (request line + headers) accepted, in bytes (431 beyond). */
+  max_header_bytes: size(1024 * 1024).default(16 * 1024),
+  /** A client must send its full request head within this time (slowloris; 408). */
+  client_header_timeout: duration(300).default(10),
+  /** A connection idle this long (no bytes either way) is closed. */
+  client_idle_timeout: duration(3600).default(60),
+});
+
 const credentialSchema = z.strictObject({
   type: z.enum(['port_token', 'secret', 'aws_role']),
   description: z.string().optional(),
@@ -95,6 +160,16 @@ export const configSchema = z.strictObject({
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
   audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
+  relay: relaySchema.default({
+    accept_buildkite_tokens: false,
+    decision_cache_ttl: 5,
+    allow_log_window: 60,
+    max_header_bytes: 16 * 1024,
+    client_header_timeout: 10,
+    client_idle_timeout: 60,
+  }),
+  /** Services reachable through the relay at /relay/<name>/…; names are Cedar Upstream ids. */
+  upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'upstream names are lower-case letters, digits, - and _'), upstreamSchema).default({}),
   /** Grant names a job may request as `scope`; each is decided with `assume`. */
   credentials: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'credential names are lower-case letters, digits, - and _'), credentialSchema).default({}),
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Checkpointer } from '../audit/checkpointer.js';
@@ -10,6 +11,8 @@ import { PortTokenIssuer } from '../issuer/port-token.js';
 import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
 import { SigningKeys } from '../issuer/signing-keys.js';
 import { PolicyEngine } from '../policy/engine.js';
+import { CallerAuthenticator } from '../relay/caller-auth.js';
+import { Relay } from '../relay/relay.js';
 import { RevocationList } from '../revocation/revocation-list.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -57,7 +60,27 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
     });
     const revocations = await RevocationList.open(store);
+    // The relay answers /relay/… on the raw server, before Fastify, so proxied requests
+    // pay for neither its routing nor its body parsing; everything else is Fastify's.
+    let relay: Relay | undefined;
     const app = Fastify({
+      serverFactory: (handler) => {
+        const server = createServer(
+          {
+            maxHeaderSize: config.relay.maxHeaderBytes,
+            headersTimeout: config.relay.clientHeaderTimeout * 1000,
+            requestTimeout: 0,
+            // Never the lenient parser: it is how smuggling gets in (security-notes §4.2).
+            insecureHTTPParser: false,
+          },
+          (req, res) => (relay?.handles(req.url) ? void relay.handle(req, res) : handler(req, res)),
+        );
+        server.on('upgrade', (req, socket) => {
+          if (relay?.handles(req.url)) return relay.handleUpgrade(req, socket);
+          socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        });
+        return server;
+      },
       logger:
         options.logger === false
           ? false
@@ -70,8 +93,6 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       genReqId: () => randomUUID(),
       requestIdHeader: false,
       trustProxy: false,
-      connectionTimeout: 60_000,
-      requestTimeout: 30_000,
       keepAliveTimeout: 5_000,
     });
     if (config.issuer.keyEncryptionKey === undefined) {
@@ -97,6 +118,15 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const verifier = new BuildkiteTokenVerifier(config.buildkite);
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
     const exchange = new TokenExchange({ config, verifier, policy, issuer, log });
+    relay = new Relay({
+      config,
+      policy,
+      log,
+      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined),
+      onError: (err, msg) => logError(msg)(err),
+    });
+    // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
+    app.server.timeout = config.relay.clientIdleTimeout * 1000;
 
     await app.register(formbody, { bodyLimit: config.server.bodyLimit });
     installErrorHandler(app);
@@ -134,7 +164,10 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     );
     timers.forEach((t) => t.unref());
 
-    const onHup = () => void policy.reload();
+    const onHup = () => {
+      void policy.reload();
+      relay?.reloadSecrets();
+    };
     if (options.handleSignals) process.on('SIGHUP', onHup);
     if (options.watchPolicies !== false) stopWatching = policy.watch();
 
@@ -157,6 +190,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         stopWatching?.();
         timers.forEach(clearInterval);
         await app.close();
+        await relay?.close();
         await checkpointer.stop();
         await store.close();
       },

@@ -1,0 +1,11 @@
+/** Sizes in the config are written `512KiB`, `64MiB`, `1GiB` (or a bare number of bytes). */
+const UNIT_BYTES: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, KB: 1000, MB: 1000 ** 2, GB: 1000 ** 3 };
+
+/** Parses a size into bytes; returns undefined when the text is not one. */
+export function parseSize(text: string | number): number | undefined {
+  if (typeof text === 'number') return Number.isSafeInteger(text) && text >= 0 ? text : undefined;
+  const m = /^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const bytes = Number(m[1]) * UNIT_BYTES[m[2] ?? 'B']!;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}

@@ -1,0 +1,30 @@
+import type { InjectConfig, SecretSource } from '../config/config.js';
+import { resolveSecretRef } from '../config/secret-ref.js';
+
+/** Adds the upstream's credentials to the outgoing headers (the caller's were removed). */
+export type Injector = (headers: Record<string, string | string[]>) => void;
+
+/**
+ * Builds an upstream's injector from its `inject` config. Secrets are read when the
+ * injector is built (at start and on reload), never per request and never logged.
+ */
+export function buildInjector(inject: InjectConfig | undefined): Injector {
+  if (!inject) return () => {};
+  const read = (s: SecretSource) => resolveSecretRef(s.ref, s.key, s.baseDir);
+  switch (inject.kind) {
+    case 'bearer': {
+      const value = `Bearer ${read(inject.token)}`;
+      return (h) => void (h.authorization = value);
+    }
+    case 'basic': {
+      // RFC 7617 §2: base64 of user-id ":" password, UTF-8.
+      const value = `Basic ${Buffer.from(`${inject.username}:${read(inject.password)}`, 'utf8').toString('base64')}`;
+      return (h) => void (h.authorization = value);
+    }
+    case 'header': {
+      const name = inject.name.toLowerCase();
+      const value = read(inject.value);
+      return (h) => void (h[name] = value);
+    }
+  }
+}

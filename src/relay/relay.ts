@@ -1,0 +1,197 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { randomUUID } from 'node:crypto';
+import { errors as undiciErrors } from 'undici';
+import type { DecisionLog } from '../audit/decision-log.js';
+import { entityString } from '../broker/token-exchange.js';
+import type { PortConfig } from '../config/config.js';
+import { PortError } from '../errors.js';
+import { jobRequestParts, upstreamRef } from '../policy/entities.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { Decision } from '../policy/types.js';
+import { AllowLog } from './allow-log.js';
+import { BodyLimit } from './body-limit.js';
+import type { CallerAuthenticator, RelayCaller } from './caller-auth.js';
+import { DecisionCache } from './decision-cache.js';
+import { checkRequestFraming, downstreamResponseHeaders, upstreamRequestHeaders } from './headers/index.js';
+import { normalizeRelayPath } from './path/normalize-path.js';
+import { RelayError, sendRelayError } from './relay-error.js';
+import { UpstreamRoute } from './upstream-route.js';
+
+export const RELAY_PREFIX = '/relay';
+
+export interface RelayDeps {
+  config: PortConfig;
+  policy: PolicyEngine;
+  auth: CallerAuthenticator;
+  log: DecisionLog;
+  onError: (err: unknown, msg: string) => void;
+}
+
+/**
+ * The relay (DESIGN capability 3): `/relay/<upstream>/<path…>` is a streaming reverse
+ * proxy. Every request is authenticated, its path normalised before policy, decided
+ * with `proxy`, stripped of the caller's credentials, given the upstream's, and
+ * streamed both ways with back-pressure. Nothing reaches the upstream unless allowed.
+ */
+export class Relay {
+  private readonly routes: Map<string, UpstreamRoute>;
+  private readonly cache: DecisionCache;
+  private readonly allows: AllowLog;
+  private readonly publicHost: string;
+  private readonly publicProto: 'http' | 'https';
+
+  constructor(private readonly deps: RelayDeps) {
+    const { config } = deps;
+    this.routes = new Map(Object.values(config.upstreams).map((u) => [u.name, new UpstreamRoute(u)]));
+    this.cache = new DecisionCache(config.relay.decisionCacheTtl * 1000);
+    this.allows = new AllowLog(deps.log, config.relay.allowLogWindow, (err) => deps.onError(err, 'relay allow log flush failed'));
+    const pub = new URL(config.server.publicUrl);
+    this.publicHost = pub.host;
+    this.publicProto = pub.protocol === 'https:' ? 'https' : 'http';
+  }
+
+  handles(url: string | undefined): boolean {
+    return url !== undefined && (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`));
+  }
+
+  /** Handles one relay request; never throws. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const { route, path, query, caller } = await this.admit(req);
+      await this.forward(req, res, route, `${path}${query}`, caller);
+    } catch (err) {
+      this.fail(res, err);
+    }
+  }
+
+  /** Checks, in order: framing, path, route, caller, body size, policy. Throws a RelayError to refuse. */
+  private async admit(req: IncomingMessage): Promise<{ route: UpstreamRoute; path: string; query: string; caller: RelayCaller }> {
+    checkRequestFraming(req.rawHeaders);
+    const target = normalizeRelayPath(req.url ?? '');
+    const route = this.routes.get(target.upstream);
+    if (!route) throw new RelayError('unknown_upstream', `No upstream named "${target.upstream}" is configured.`, 404);
+    const caller = await this.deps.auth.authenticate(req.headers);
+    const length = req.headers['content-length'];
+    if (length !== undefined && Number(length) > route.config.maxBody) {
+      throw new RelayError('body_too_large', `The request body is larger than this route's limit of ${route.config.maxBody} bytes.`, 413);
+    }
+    const method = req.method ?? 'GET';
+    const decision = this.decide(caller, route.name, method, target.path);
+    const principal = entityString({ type: 'Job', id: caller.identity.jobId });
+    const resource = entityString(upstreamRef(route.name));
+    const policies = decision.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason }));
+    if (decision.decision === 'deny') {
+      const id = randomUUID();
+      // Denials are logged one by one, with the normalised path (never the query).
+      await this.deps.log.record([
+        {
+          id,
+          time: new Date().toISOString(),
+          principal,
+          action: 'proxy',
+          resource,
+          decision: 'deny',
+          policies,
+          reason: decision.reason,
+          ...(decision.errors.length > 0 ? { errors: decision.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
+          policyRevision: decision.revision,
+          context: { upstream: route.name, method, path: target.path, token_kind: caller.kind },
+        },
+      ]);
+      throw new RelayError('access_denied', `Policy denied ${method} ${target.path} on ${route.name}: ${decision.reason}`, 403, { 'x-port-decision-id': id });
+    }
+    this.allows.count({ principal, resource, upstream: route.name, method, policies, reason: decision.reason, revision: decision.revision, context: { token_kind: caller.kind } });
+    return { route, path: target.path, query: target.query, caller };
+  }
+
+  private decide(caller: RelayCaller, upstream: string, method: string, path: string): Decision {
+    const now = Date.now();
+    const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}`;
+    const cached = this.cache.get(key, this.deps.policy.revision, now);
+    if (cached) return cached;
+    const { principal, entities } = jobRequestParts(caller.identity);
+    const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path }, entities });
+    this.cache.set(key, decision, now);
+    return decision;
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, route: UpstreamRoute, pathAndQuery: string, _caller: RelayCaller): Promise<void> {
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      upstreamHost: route.host,
+      clientIp: req.socket.remoteAddress ?? '',
+      proto: this.publicProto,
+      publicHost: this.publicHost,
+      allowUpgrade: false,
+    });
+    route.inject(headers);
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+    let body: BodyLimit | null = null;
+    if (hasBody) {
+      body = new BodyLimit(route.config.maxBody);
+      // Errors surface through undici's request (it consumes `body`); this only wires them.
+      pipeline(req, body).catch(() => undefined);
+    }
+    const aborter = new AbortController();
+    // A client that goes away cancels the upstream request (and its body stream).
+    res.once('close', () => {
+      if (!res.writableFinished) aborter.abort();
+    });
+    const upstream = await route.pool.request({
+      path: `${route.basePath}${pathAndQuery}`,
+      method: (req.method ?? 'GET') as 'GET',
+      headers,
+      body,
+      signal: aborter.signal,
+      headersTimeout: route.config.timeout * 1000,
+      bodyTimeout: this.deps.config.relay.clientIdleTimeout * 1000,
+    });
+    res.writeHead(upstream.statusCode, downstreamResponseHeaders(upstream.headers));
+    await pipeline(upstream.body, res);
+  }
+
+  /** Upgrade requests (e.g. WebSocket) are refused unless the route allows them. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex): void {
+    const body = JSON.stringify({ error: 'upgrade_not_allowed', error_description: 'Protocol upgrades are not allowed on this route.' });
+    socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    void req;
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    if (err instanceof PortError) return sendRelayError(res, err);
+    const cause = (err as { cause?: unknown })?.cause;
+    if (cause instanceof PortError) return sendRelayError(res, cause);
+    const mapped = upstreamFailure(err);
+    if (!mapped) this.deps.onError(err, 'relay request failed');
+    sendRelayError(res, mapped ?? new RelayError('server_error', 'The relay failed to handle the request; see its log.', 500));
+  }
+
+  reloadSecrets(): void {
+    for (const route of this.routes.values()) {
+      try {
+        route.reloadSecrets();
+      } catch (err) {
+        this.deps.onError(err, `relay: cannot re-read the secret of upstream ${route.name}; keeping the old one`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.allows.close();
+    await Promise.all([...this.routes.values()].map((r) => r.close()));
+  }
+}
+
+/** undici's failures, as the caller should see them: 504 for timeouts, 502 for the rest. */
+function upstreamFailure(err: unknown): RelayError | undefined {
+  if (err instanceof undiciErrors.ConnectTimeoutError || err instanceof undiciErrors.HeadersTimeoutError) {
+    return new RelayError('upstream_timeout', 'The upstream did not answer in time.', 504);
+  }
+  if (err instanceof undiciErrors.RequestAbortedError) return new RelayError('client_closed', 'The client closed the request.', 499);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (err instanceof undiciErrors.UndiciError || (typeof code === 'string' && /^E[A-Z]+/.test(code))) {
+    return new RelayError('upstream_unavailable', 'The upstream could not be reached or closed the connection.', 502);
+  }
+  return undefined;
+}
