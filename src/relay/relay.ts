@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
@@ -151,11 +151,49 @@ export class Relay {
     await pipeline(upstream.body, res);
   }
 
-  /** Upgrade requests (e.g. WebSocket) are refused unless the route allows them. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex): void {
-    const body = JSON.stringify({ error: 'upgrade_not_allowed', error_description: 'Protocol upgrades are not allowed on this route.' });
-    socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    void req;
+  /**
+   * Upgrade requests (e.g. WebSocket) are refused unless the route allows them; an
+   * allowed one is authenticated and decided like any request, then the two sockets
+   * are joined. Never throws.
+   */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    try {
+      const target = normalizeRelayPath(req.url ?? '');
+      if (!this.routes.get(target.upstream)?.config.allowUpgrade) {
+        throw new RelayError('upgrade_not_allowed', 'Protocol upgrades are not allowed on this route.', 403);
+      }
+      const { route, path, query } = await this.admit(req);
+      const headers = upstreamRequestHeaders(req.rawHeaders, {
+        upstreamHost: route.host,
+        clientIp: req.socket.remoteAddress ?? '',
+        proto: this.publicProto,
+        publicHost: this.publicHost,
+        allowUpgrade: false,
+      });
+      route.inject(headers);
+      const up = await route.pool.upgrade({
+        path: `${route.basePath}${path}${query}`,
+        method: (req.method ?? 'GET') as 'GET',
+        headers,
+        protocol: String(req.headers.upgrade ?? ''),
+      });
+      const lines = ['HTTP/1.1 101 Switching Protocols'];
+      for (const [name, value] of Object.entries(downstreamResponseHeaders(up.headers))) {
+        for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+      }
+      lines.push('connection: upgrade', `upgrade: ${String(up.headers.upgrade ?? req.headers.upgrade ?? '')}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) up.socket.write(head);
+      up.socket.on('error', () => socket.destroy());
+      socket.pipe(up.socket).pipe(socket);
+    } catch (err) {
+      const e = err instanceof PortError ? err : (upstreamFailure(err) ?? new RelayError('server_error', 'The relay failed to handle the request; see its log.', 500));
+      if (!(err instanceof PortError) && !upstreamFailure(err)) this.deps.onError(err, 'relay upgrade failed');
+      const body = JSON.stringify({ error: e.code, error_description: e.message });
+      const extra = e instanceof RelayError ? Object.entries(e.headers).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => `${k}: ${x}\r\n`)).join('') : '';
+      socket.end(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`);
+    }
   }
 
   private fail(res: ServerResponse, err: unknown): void {

@@ -75,8 +75,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
           },
           (req, res) => (relay?.handles(req.url) ? void relay.handle(req, res) : handler(req, res)),
         );
-        server.on('upgrade', (req, socket) => {
-          if (relay?.handles(req.url)) return relay.handleUpgrade(req, socket);
+        server.on('upgrade', (req, socket, head) => {
+          if (relay?.handles(req.url)) return void relay.handleUpgrade(req, socket, head);
           socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         });
         return server;

@@ -94,6 +94,15 @@ describe('upstreamRequestHeaders', () => {
     expect(out['x-keep']).toBe('1');
   });
 
+  it.each(['X_Forwarded_For', 'x_real_ip', 'X-Forwarded_Host', 'Transfer_Encoding', 'Proxy_Authorization', 'X_HTTP_Method_Override'])(
+    'drops %s, which CGI/WSGI/Rack backends read as the dashed header',
+    (name) => {
+      const out = build([name, 'evil.example', 'X_Keep', '1']);
+      expect(JSON.stringify(out)).not.toContain('evil.example');
+      expect(out['x_keep']).toBe('1');
+    },
+  );
+
   it("never extends or trusts the caller's X-Forwarded-For chain", () => {
     const out = build(['X-Forwarded-For', '127.0.0.1', 'x-forwarded-for', '10.9.9.9, 192.168.0.1', 'Forwarded', 'for=127.0.0.1;host=admin']);
     expect(out['x-forwarded-for']).toBe('10.0.0.7');

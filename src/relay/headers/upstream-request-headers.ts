@@ -84,13 +84,16 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], opts: Upst
     const value = rawHeaders[i + 1] ?? '';
     if (name === 'upgrade' && opts.allowUpgrade) {
       // Kept even though the Upgrade request's `Connection: upgrade` lists it.
-    } else if (DROP.has(name) || (listed.has(name) && !FRAMING.has(name))) {
+    } else if (DROP.has(name.replaceAll('_', '-')) || (listed.has(name) && !FRAMING.has(name))) {
+      // `_` for `-`: CGI, WSGI and Rack map both to the same HTTP_X_FORWARDED_FOR (git
+      // http-backend is CGI), so `X_Forwarded_For` is the same spoof; Apache 2.4 and nginx
+      // drop such names by default.
       continue;
     }
     const prev = out[name];
     if (prev === undefined) out[name] = value;
     else if (typeof prev === 'string') out[name] = [prev, value];
-    else out[name] = value;
+    else prev.push(value);
   }
 
   out['host'] = opts.upstreamHost;
