@@ -26,6 +26,7 @@ export interface UpstreamConfig {
   connectTimeout: number;
   maxBody: number;
   allowUpgrade: boolean;
+  keepEncodedSlashes: boolean;
   connections: number;
   inject?: InjectConfig;
 }
@@ -177,6 +178,7 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
     connectTimeout: u.connect_timeout,
     maxBody: u.max_body,
     allowUpgrade: u.allow_upgrade,
+    keepEncodedSlashes: u.encoded_slashes === 'keep',
     connections: u.connections,
     ...(inject ? { inject } : {}),
   };

@@ -126,6 +126,11 @@ const upstreamSchema = z.strictObject({
   connect_timeout: duration(300).default(10),
   /** Largest request body forwarded (413 beyond). */
   max_body: size().default(1024 ** 3),
+  /**
+   * `reject` (default): a path with `%2F` is refused. `keep`: `%2F` is kept encoded and
+   * never treated as a separator (npm registries: scoped names are `@scope%2Fname`).
+   */
+  encoded_slashes: z.enum(['reject', 'keep']).default('reject'),
   /** Allow `Upgrade` requests (e.g. WebSocket) on this route. */
   allow_upgrade: z.boolean().default(false),
   /** Keep-alive connections kept open to the upstream. */

@@ -52,6 +52,8 @@ export class Relay {
     this.publicProto = pub.protocol === 'https:' ? 'https' : 'http';
   }
 
+  private readonly pathOptions = { keepEncodedSlashes: (upstream: string) => this.routes.get(upstream)?.config.keepEncodedSlashes ?? false };
+
   handles(url: string | undefined): boolean {
     return url !== undefined && (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`));
   }
@@ -69,7 +71,7 @@ export class Relay {
   /** Checks, in order: framing, path, route, caller, body size, policy. Throws a RelayError to refuse. */
   private async admit(req: IncomingMessage): Promise<{ route: UpstreamRoute; path: string; query: string; caller: RelayCaller }> {
     checkRequestFraming(req.rawHeaders);
-    const target = normalizeRelayPath(req.url ?? '');
+    const target = normalizeRelayPath(req.url ?? '', this.pathOptions);
     const route = this.routes.get(target.upstream);
     if (!route) throw new RelayError('unknown_upstream', `No upstream named "${target.upstream}" is configured.`, 404);
     const caller = await this.deps.auth.authenticate(req.headers);
@@ -159,7 +161,7 @@ export class Relay {
   async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
     try {
-      const target = normalizeRelayPath(req.url ?? '');
+      const target = normalizeRelayPath(req.url ?? '', this.pathOptions);
       if (!this.routes.get(target.upstream)?.config.allowUpgrade) {
         throw new RelayError('upgrade_not_allowed', 'Protocol upgrades are not allowed on this route.', 403);
       }

@@ -93,15 +93,21 @@ const percentRules: Row[] = [
   ['/%41%42%43', '/ABC'],
   ['/%7e%2D%2e%5F', '/~-._'],
   ['/a%2db', '/a-b'],
-  ['/a%3ab', '/a%3Ab'],
-  ['/a%3Ab', '/a%3Ab'],
+  // Characters a path carries raw with the same meaning are decoded, so a forbid on
+  // `/@acme/*` can't be sidestepped with `%40acme` (or `a:b` with `a%3Ab`).
+  ['/a%3ab', '/a:b'],
+  ['/a%3Ab', '/a:b'],
   ['/a%20b', '/a%20b'],
-  ['/a%2bb', '/a%2Bb'],
+  ['/a%2bb', '/a+b'],
+  ['/%21%24%26%27%28%29%2A%2B%2C%3D%3A%40', "/!$&'()*+,=:@"],
+  // ";" stays encoded: raw it starts path parameters for Tomcat-style backends.
+  ['/a%3bb', '/a%3Bb'],
+  ['/a;b', '/a;b'],
   // npm sends scoped names as `@scope%2fpkg`: refused like any encoded slash (see the report).
   ['/%40scope%2fpkg', reject('encoded_slash')],
   ['/@scope%2Fpkg', reject('encoded_slash')],
   ['/@scope/pkg', '/@scope/pkg'],
-  ['/%40scope', '/%40scope'],
+  ['/%40scope', '/@scope'],
   ['/100%25', '/100%25'],
   ['/100%25zz', '/100%25zz'],
   ['/100%25z1', '/100%25z1'],
@@ -314,5 +320,24 @@ describe('normalizeRelayPath: the canonical path is a fixed point for other pars
     // A Tomcat-style backend that strips `;params` before resolving sees no dot segment either.
     const stripped = decoded.split('/').map((s) => s.split(';')[0]);
     expect(stripped.filter((s) => s === '.' || s === '..')).toEqual([]);
+  });
+});
+
+describe('normalizeRelayPath: routes that keep encoded slashes (npm scoped packages)', () => {
+  const keep = { keepEncodedSlashes: (upstream: string) => upstream === 'npm' };
+  it.each([
+    ['/relay/npm/@acme%2fwidget', '/@acme%2Fwidget'],
+    ['/relay/npm/%40acme%2Fwidget/-/widget-1.0.0.tgz', '/@acme%2Fwidget/-/widget-1.0.0.tgz'],
+  ])('%s keeps %%2F encoded as %s', (target, path) => {
+    expect(normalizeRelayPath(target, keep)).toMatchObject({ upstream: 'npm', path });
+  });
+  it.each(['/relay/npm/a%2f..%2fadmin', '/relay/npm/..%2fadmin', '/relay/npm/a%2F.%2Fb', '/relay/npm/a%2F..;x%2Fb'])(
+    '%s is refused: a dot segment between encoded slashes',
+    (target) => {
+      expect(() => normalizeRelayPath(target, keep)).toThrow(expect.objectContaining({ reason: 'encoded_slash' }));
+    },
+  );
+  it('other routes still refuse %2F', () => {
+    expect(() => normalizeRelayPath('/relay/files/@acme%2fwidget', keep)).toThrow(expect.objectContaining({ reason: 'encoded_slash' }));
   });
 });

@@ -20,6 +20,8 @@ export interface NormalizeOptions {
   maxTargetLength?: number;
   /** Most `/`-separated segments below the route. Default 256. */
   maxSegments?: number;
+  /** Whether the route keeps `%2F` encoded instead of refusing it (see canonicalSegment). */
+  keepEncodedSlashes?: (upstream: string) => boolean;
 }
 
 export const DEFAULT_MAX_TARGET_LENGTH = 8 * 1024;
@@ -72,7 +74,8 @@ export function normalizeRelayPath(rawTarget: string, options: NormalizeOptions 
     throw new PathRejectedError('too_many_segments', `The relay path has more than ${maxSegments} segments.`);
   }
   // rest is '' or '/…'; split('/') yields a leading '' for the root, which we skip.
-  const segments = rest === '' ? [] : rest.slice(1).split('/').map(canonicalSegment);
+  const keep = options.keepEncodedSlashes?.(upstream) ?? false;
+  const segments = rest === '' ? [] : rest.slice(1).split('/').map((s) => canonicalSegment(s, keep));
   return { upstream, path: resolveDotSegments(segments), query };
 }
 

@@ -2,11 +2,18 @@ import { PathRejectedError } from './errors.js';
 
 /**
  * Percent-encoding normalisation of one path segment (RFC 3986 §6.2.2.1 and §6.2.2.2):
- * `%XX` of an unreserved character is decoded, exactly once; every other `%XX` stays
- * encoded with upper-case hex. Anything that lets a later hop derive a different path
- * than the one the policy saw is refused instead (security-notes §4.2).
+ * `%XX` of an unreserved character — or of a character a path may carry raw with the
+ * same meaning (sub-delims other than ";", ":" and "@") — is decoded, exactly once, so
+ * `/%40acme` and `/@acme` are one path to the policy; every other `%XX` stays encoded
+ * with upper-case hex. Anything that lets a later hop derive a different path than the
+ * one the policy saw is refused instead (security-notes §4.2).
+ *
+ * With `keepEncodedSlashes` (a route option for registries such as npm's, whose package
+ * names carry `%2F`), `%2F` stays encoded — never a separator — but no part of the
+ * segment between encoded slashes may be a dot segment, so a backend that decodes
+ * `%2F` before resolving can't be walked out of the path the policy saw.
  */
-export function canonicalSegment(segment: string): string {
+export function canonicalSegment(segment: string, keepEncodedSlashes = false): string {
   let out = '';
   // Consecutive percent-encoded bytes >= 0x80: one UTF-8 sequence to check as a whole.
   let pending: number[] = [];
@@ -33,7 +40,7 @@ export function canonicalSegment(segment: string): string {
         continue;
       }
       flush();
-      out += encodedAscii(byte);
+      out += encodedAscii(byte, keepEncodedSlashes);
       continue;
     }
     flush();
@@ -48,8 +55,14 @@ export function canonicalSegment(segment: string): string {
   if (DOUBLE_ENCODED.test(out)) {
     throw new PathRejectedError('double_encoding', 'The relay path is percent-encoded twice (%25 followed by hex digits).');
   }
+  if (keepEncodedSlashes && out.includes('%2F') && out.split('%2F').some((part) => DOT_PART.test(part))) {
+    throw new PathRejectedError('encoded_slash', 'The relay path hides a dot segment between encoded slashes (%2F).');
+  }
   return out;
 }
+
+/** A dot segment, also with `;` parameters (see dot-segments.ts). */
+const DOT_PART = /^\.{1,2}(?:$|;|%3B)/;
 
 const DOUBLE_ENCODED = /%25[0-9A-Fa-f]{2}/;
 
@@ -65,6 +78,13 @@ function isUnreserved(c: number): boolean {
 
 /** RFC 3986 §3.3 pchar minus unreserved and pct-encoded: sub-delims, ":" and "@". */
 const RAW_KEEP = new Set("!$&'()*+,;=:@".split('').map((ch) => ch.charCodeAt(0)));
+
+/**
+ * Encoded characters decoded to their raw form: those of RAW_KEEP that mean the same
+ * encoded or not to HTTP backends. ";" stays encoded: to Tomcat-style backends a raw
+ * ";" starts path parameters, an encoded one does not.
+ */
+const DECODE_TO_RAW = new Set("!$&'()*+,=:@".split('').map((ch) => ch.charCodeAt(0)));
 
 function hexValue(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
@@ -87,13 +107,16 @@ function refuseControl(byte: number, form: 'raw' | 'encoded'): void {
   }
 }
 
-function encodedAscii(byte: number): string {
+function encodedAscii(byte: number, keepEncodedSlashes: boolean): string {
   refuseControl(byte, 'encoded');
   // An encoded separator is a second path structure hidden from whoever does not decode
   // (CVE-2021-29492); "\" is a separator to IIS/.NET and WHATWG URL.
-  if (byte === 0x2f) throw new PathRejectedError('encoded_slash', 'The relay path contains an encoded slash (%2F).');
+  if (byte === 0x2f) {
+    if (keepEncodedSlashes) return '%2F';
+    throw new PathRejectedError('encoded_slash', 'The relay path contains an encoded slash (%2F).');
+  }
   if (byte === 0x5c) throw new PathRejectedError('encoded_backslash', 'The relay path contains an encoded backslash (%5C).');
-  return isUnreserved(byte) ? String.fromCharCode(byte) : encoded(byte);
+  return isUnreserved(byte) || DECODE_TO_RAW.has(byte) ? String.fromCharCode(byte) : encoded(byte);
 }
 
 function rawAscii(c: number): string {
