@@ -128,6 +128,7 @@ export class Relay {
       allowUpgrade: false,
     });
     route.inject(headers);
+    addVia(headers);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     let body: BodyLimit | null = null;
     if (hasBody) {
@@ -149,7 +150,9 @@ export class Relay {
       headersTimeout: route.config.timeout * 1000,
       bodyTimeout: this.deps.config.relay.clientIdleTimeout * 1000,
     });
-    res.writeHead(upstream.statusCode, downstreamResponseHeaders(upstream.headers));
+    const down = downstreamResponseHeaders(upstream.headers);
+    addVia(down);
+    res.writeHead(upstream.statusCode, down);
     await pipeline(upstream.body, res);
   }
 
@@ -221,6 +224,12 @@ export class Relay {
     await this.allows.close();
     await Promise.all([...this.routes.values()].map((r) => r.close()));
   }
+}
+
+/** RFC 9110 §7.6.3: an intermediary adds itself to `Via` in both directions. */
+function addVia(headers: Record<string, string | string[]>): void {
+  const prior = headers.via;
+  headers.via = prior === undefined ? '1.1 port' : `${Array.isArray(prior) ? prior.join(', ') : prior}, 1.1 port`;
 }
 
 /** undici's failures, as the caller should see them: 504 for timeouts, 502 for the rest. */
