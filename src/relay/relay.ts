@@ -27,6 +27,8 @@ export interface RelayDeps {
   auth: CallerAuthenticator;
   log: DecisionLog;
   onError: (err: unknown, msg: string) => void;
+  /** Each refusal, by code only: never the target, a header or a token (they may hold secrets). */
+  onRefused: (info: { status: number; code: string; method: string }) => void;
 }
 
 /**
@@ -64,7 +66,7 @@ export class Relay {
       const { route, path, query, caller } = await this.admit(req);
       await this.forward(req, res, route, `${path}${query}`, caller);
     } catch (err) {
-      this.fail(res, err);
+      this.fail(res, err, req.method);
     }
   }
 
@@ -201,13 +203,15 @@ export class Relay {
     }
   }
 
-  private fail(res: ServerResponse, err: unknown): void {
-    if (err instanceof PortError) return sendRelayError(res, err);
+  private fail(res: ServerResponse, err: unknown, method = 'GET'): void {
     const cause = (err as { cause?: unknown })?.cause;
-    if (cause instanceof PortError) return sendRelayError(res, cause);
-    const mapped = upstreamFailure(err);
-    if (!mapped) this.deps.onError(err, 'relay request failed');
-    sendRelayError(res, mapped ?? new RelayError('server_error', 'The relay failed to handle the request; see its log.', 500));
+    let refusal = err instanceof PortError ? err : cause instanceof PortError ? cause : upstreamFailure(err);
+    if (!refusal) {
+      this.deps.onError(err, 'relay request failed');
+      refusal = new RelayError('server_error', 'The relay failed to handle the request; see its log.', 500);
+    }
+    this.deps.onRefused({ status: refusal.status, code: refusal.code, method });
+    sendRelayError(res, refusal);
   }
 
   reloadSecrets(): void {

@@ -124,6 +124,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       log,
       auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined),
       onError: (err, msg) => logError(msg)(err),
+      onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
     });
     // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
@@ -167,6 +168,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const onHup = () => {
       void policy.reload();
       relay?.reloadSecrets();
+      app.log.info('relay secrets reloaded');
     };
     if (options.handleSignals) process.on('SIGHUP', onHup);
     if (options.watchPolicies !== false) stopWatching = policy.watch();
