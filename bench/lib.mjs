@@ -5,6 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
 
 /** Latency samples in milliseconds → summary. */
 export function summarize(latenciesMs, elapsedMs, extra = {}) {
@@ -177,3 +178,114 @@ export const fmt = {
   ms: (n) => (Number.isFinite(n) ? (n >= 10 ? n.toFixed(1) : n >= 1 ? n.toFixed(2) : n.toFixed(3)) + ' ms' : 'n/a'),
   us: (n) => (Number.isFinite(n) ? `${Math.round(n)} µs` : 'n/a'),
 };
+
+// ---- helpers for benchmarks that watch another process from outside (bench/relay) --------
+
+/** Resident set size (VmRSS) of a process, in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid) {
+  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** CPU time (user + system, all threads) a process has used so far, in ms (10 ms ticks), from /proc/<pid>/stat. */
+export function procCpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/**
+ * Samples a process's RSS every `intervalMs` (default 50) from `start()` to `stop()`;
+ * `start()` first takes a baseline (median of 5 samples over ~250 ms).
+ * `stop()` returns { baseline, peak, growth, samples } in bytes.
+ */
+export function rssSampler(pid, intervalMs = 50) {
+  let baseline = 0;
+  let peak = 0;
+  let samples = 0;
+  let timer;
+  const sample = () => {
+    const rss = rssBytes(pid);
+    samples++;
+    if (rss > peak) peak = rss;
+    return rss;
+  };
+  return {
+    async start() {
+      const quiet = [];
+      for (let i = 0; i < 5; i++) {
+        quiet.push(rssBytes(pid));
+        await new Promise((r) => setTimeout(r, intervalMs));
+      }
+      baseline = quiet.sort((a, b) => a - b)[2];
+      peak = baseline;
+      timer = setInterval(sample, intervalMs);
+    },
+    sample,
+    stop() {
+      clearInterval(timer);
+      sample();
+      return { baseline, peak, growth: peak - baseline, samples };
+    },
+  };
+}
+
+const FILL = Buffer.alloc(65536, 'port-bench-'); // one shared block: no allocation per chunk
+
+/** A Readable of exactly `bytes` bytes made on demand (honours back-pressure, holds nothing). */
+export function byteStream(bytes) {
+  let left = bytes;
+  return new Readable({
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(left, FILL.length);
+      left -= n;
+      this.push(n === FILL.length ? FILL : FILL.subarray(0, n));
+    },
+  });
+}
+
+/**
+ * childMain handlers that turn V8's sampling profiler on and off in a child (over the
+ * inspector), so a parent can profile exactly its timed window:
+ *   ← profile-start → profile-started;  ← profile-stop {file} → profile-stopped {file}
+ */
+export function profilerHandlers() {
+  let session;
+  return {
+    async 'profile-start'() {
+      const { Session } = await import('node:inspector/promises');
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 500 });
+      await session.post('Profiler.start');
+      process.send({ type: 'profile-started' });
+    },
+    async 'profile-stop'({ file }) {
+      const { writeFileSync } = await import('node:fs');
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      session = undefined;
+      writeFileSync(file, JSON.stringify(profile));
+      process.send({ type: 'profile-stopped', file });
+    },
+  };
+}
+
+/**
+ * Re-runs the current script under `taskset -c cpu` (once: PORT_BENCH_PINNED=1 marks the
+ * pinned run) and mirrors its exit code; signals are passed on. Returns true in the
+ * process that re-executed (which should then do nothing else), false in the pinned run.
+ */
+export function reexecPinned(scriptPath, cpu) {
+  if (process.env.PORT_BENCH_PINNED === '1') return false;
+  const child = spawn('taskset', ['-c', String(cpu), process.execPath, ...process.execArgv, scriptPath, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, PORT_BENCH_PINNED: '1' },
+  });
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  return true;
+}
