@@ -62,7 +62,8 @@ async function startStack(): Promise<void> {
           server: { listen: `127.0.0.1:${portPort}`, public_url: 'https://port.acme.test', log_level: 'silent' },
           relay: { decision_cache_ttl: 5, allow_log_window: 3600 },
           upstreams: {
-            npm: { url: tap.url, timeout: 30, connect_timeout: 5, max_body: '10MiB', inject: { bearer: `env:${NPM_TOKEN_ENV}` } },
+            // Scoped names travel as `@scope%2Fname`: this route keeps %2F encoded.
+            npm: { url: tap.url, timeout: 30, connect_timeout: 5, max_body: '10MiB', encoded_slashes: 'keep', inject: { bearer: `env:${NPM_TOKEN_ENV}` } },
           },
         },
       });
@@ -152,6 +153,25 @@ describe('npm through the relay', () => {
     expectOnlyInjectedCredentials(branchToken);
     const lock = JSON.parse(await readFile(join(app, 'package-lock.json'), 'utf8')) as { packages: Record<string, { resolved?: string }> };
     expect(lock.packages[`node_modules/${PKG}`]!.resolved).toBe(`${relayRegistry}${PKG}/-/${PKG}-1.0.0.tgz`);
+  }, 60_000);
+
+  it('publishes and installs a scoped package (@scope%2Fname) on a route that keeps encoded slashes', async () => {
+    const scoped = '@acme/port-relay-scoped';
+    const tag = await jobToken(h, { pipelineSlug: 'lib', branch: 'main', tag: 'v2.0.0' });
+    const pubBox = await sandboxFor(tag);
+    const pkg = await pubBox.mkdir('scoped');
+    await writeTinyPackage(pkg, scoped, '2.0.0', 'scoped through Port');
+    const pub = await pubBox.npm(['publish'], { cwd: pkg });
+    expect(pub.code, describeRun('npm publish (scoped)', pub)).toBe(0);
+    const branch = await jobToken(h, { pipelineSlug: 'app', branch: 'feature/y' });
+    const installBox = await sandboxFor(branch);
+    const app = await installBox.mkdir('scoped-app');
+    const inst = await installBox.npm(['install', `${scoped}@2.0.0`], { cwd: app });
+    expect(inst.code, describeRun('npm install (scoped)', inst)).toBe(0);
+    expect(await readFile(join(app, 'node_modules', '@acme', 'port-relay-scoped', 'index.js'), 'utf8')).toContain('scoped through Port');
+    // The policy saw, and verdaccio received, the same encoded name.
+    expect(tap!.requests.some((r) => r.method === 'GET' && r.url.startsWith('/@acme%2F'))).toBe(true);
+    expectOnlyInjectedCredentials(tag, branch);
   }, 60_000);
 
   it('the same install straight to verdaccio without Port (no credentials) is refused', async () => {

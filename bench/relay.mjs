@@ -1,0 +1,567 @@
+/**
+ * bench/relay — what Port's relay costs next to the floor any Node relay pays (a bare
+ * undici proxy) and next to nginx: wrk at a fixed concurrency against each, req/s, p50,
+ * p99 and the proxy's CPU per request; the ratios Port/bare-Node and Port/nginx; then
+ * 1 GiB streamed down and up through each proxy, MiB/s and peak RSS.
+ * Aim (issue #3): Port keeps ≥ 85 % of the bare Node proxy's throughput with policy on
+ * every request (`relay.decision_cache_ttl: 0`), and adds < 1 ms at p99.
+ *
+ *   npm run bench:relay [-- FLAGS]      (or, after `npm run build`: node bench/relay.mjs FLAGS)
+ *
+ *   --concurrency N        wrk connections (default 32; one wrk thread)
+ *   --duration S           measured seconds per wrk run (default 8)
+ *   --warmup S             wrk warm-up before each measured run (default 2)
+ *   --latency-duration S   seconds of the concurrency-1 latency runs; 0 skips them (default 3)
+ *   --stream-mib N         MiB streamed down and up through each proxy; 0 skips (default 1024)
+ *   --profile              V8 CPU profile of Port (no decision cache) during its timed run, summarized
+ *   --no-pin, --proxy-cpu N (1), --load-cpu N (0)   CPU placement
+ *
+ * Layout on a 2-CPU machine: the proxy under test (nginx's one worker, the bare proxy, Port)
+ * alone on CPU 1; wrk, the upstream, the Buildkite simulator and this process on CPU 0.
+ * The proxies run one after another, never together. Requirements: `nginx` and `wrk`
+ * (Debian: `apt-get install -y nginx-light wrk`; installed automatically when run as root).
+ * Only loopback addresses are used; temp dirs and children are removed on exit.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BuildkiteSimulator } from '../dist/sim/index.js';
+import { byteStream, procCpuMs, reexecPinned, rssBytes, rssSampler, startChild, tasksetWorks } from './lib.mjs';
+import { AUDIENCE, ORGANIZATION } from './policies.mjs';
+import { relayProfile } from './relay-profile.mjs';
+
+const here = (f) => fileURLToPath(new URL(f, import.meta.url));
+const MiB = 1024 ** 2;
+
+const { values: opts } = parseArgs({
+  options: {
+    concurrency: { type: 'string', default: '32' },
+    duration: { type: 'string', default: '8' },
+    warmup: { type: 'string', default: '2' },
+    'latency-duration': { type: 'string', default: '3' },
+    'stream-mib': { type: 'string', default: '1024' },
+    'proxy-cpu': { type: 'string', default: '1' },
+    'load-cpu': { type: 'string', default: '0' },
+    'no-pin': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opts.help) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
+  process.exit(0);
+}
+const num = (name, min) => {
+  const n = Number(opts[name]);
+  if (!Number.isFinite(n) || n < min) fail(`--${name} must be a number ≥ ${min}`);
+  return n;
+};
+const concurrency = Math.round(num('concurrency', 1));
+const durationS = num('duration', 1);
+const warmupS = num('warmup', 0);
+const latencyS = num('latency-duration', 0);
+const streamBytes = Math.round(num('stream-mib', 0) * MiB);
+const proxyCpu = Number(opts['proxy-cpu']);
+const loadCpu = Number(opts['load-cpu']);
+const argsText = process.argv.slice(2).join(' ');
+
+function fail(msg) {
+  console.error(`bench/relay: ${msg}`);
+  process.exit(2);
+}
+
+const canPin = !opts['no-pin'] && os.cpus().length >= 2 && tasksetWorks(proxyCpu) && tasksetWorks(loadCpu);
+if (!(canPin && reexecPinned(fileURLToPath(import.meta.url), loadCpu))) await main();
+
+// ---- tools ------------------------------------------------------------------------------
+
+function findTool(name) {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin']) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+/** nginx and wrk from Debian; installed with apt-get when missing and running as root. */
+function ensureTools() {
+  const want = { nginx: 'nginx-light', wrk: 'wrk' };
+  let missing = Object.keys(want).filter((t) => !findTool(t));
+  if (missing.length === 0) return { nginx: findTool('nginx'), wrk: findTool('wrk') };
+  const pkgs = missing.map((t) => want[t]);
+  if (process.getuid?.() !== 0) fail(`needs ${missing.join(' and ')}; install with: sudo apt-get install -y ${pkgs.join(' ')}`);
+  console.error(`· installing ${pkgs.join(' ')} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = (names) => spawnSync('apt-get', ['install', '-y', '-q', ...names], { stdio: ['ignore', 'ignore', 'inherit'], env }).status === 0;
+  if (!install(pkgs)) {
+    spawnSync('apt-get', ['update', '-q'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+    // Older or newer Debian releases may only have `nginx`.
+    if (!install(pkgs) && !install(pkgs.map((p) => (p === 'nginx-light' ? 'nginx' : p)))) fail(`apt-get could not install ${pkgs.join(' ')}`);
+  }
+  missing = Object.keys(want).filter((t) => !findTool(t));
+  if (missing.length) fail(`still missing after apt-get: ${missing.join(', ')}`);
+  return { nginx: findTool('nginx'), wrk: findTool('wrk') };
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+async function main() {
+  const tools = ensureTools();
+  const pinned = canPin;
+  const proxyAt = pinned ? proxyCpu : undefined;
+  const onLoad = (cmd, args) => (pinned ? ['taskset', ['-c', String(loadCpu), cmd, ...args]] : [cmd, args]);
+  const onProxy = (cmd, args) => (pinned ? ['taskset', ['-c', String(proxyCpu), cmd, ...args]] : [cmd, args]);
+  const log = (msg) => process.stderr.write(`· ${msg}\n`);
+  const loadAtStart = os.loadavg()[0];
+
+  const cleanups = [];
+  let cleaning;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    })());
+  let aborted = false;
+  const abort = (why) => {
+    if (aborted) return;
+    aborted = true;
+    console.error(`bench/relay: ${why}`);
+    void cleanup().finally(() => process.exit(1));
+  };
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
+  const wrkRuns = 7;
+  const budgetMs = 90_000 + wrkRuns * (durationS + warmupS) * 1000 + 4 * latencyS * 1000 + (streamBytes / MiB) * 60;
+  const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
+
+  const work = mkdtempSync(join(os.tmpdir(), 'port-bench-relay-'));
+  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+
+  try {
+    // ---- wrk ----
+    const uniqueScript = join(work, 'unique-paths.lua');
+    writeFileSync(
+      uniqueScript,
+      [
+        '-- Every request a path never seen before: /relay/bench/u/<run>/<n> (cache misses).',
+        'local prefix, n = "0", 0',
+        'function init(args) prefix = args[1] or "0" end',
+        'function request()',
+        '  n = n + 1',
+        '  return wrk.format(nil, "/relay/bench/u/" .. prefix .. "/" .. n)',
+        'end',
+        '',
+      ].join('\n'),
+    );
+    let runId = 0;
+    const wrk = async ({ url, conns, seconds, headers = [], script }) => {
+      const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
+      for (const h of headers) args.push('-H', h);
+      if (script) args.push('-s', script);
+      args.push(url);
+      if (script) args.push('--', `r${process.pid}x${++runId}`);
+      const [cmd, argv] = onLoad(tools.wrk, args);
+      const out = await run(cmd, argv, (seconds + 20) * 1000);
+      if (out.code !== 0) throw new Error(`wrk failed (${out.code}): ${out.stderr || out.stdout}`);
+      return parseWrk(out.stdout);
+    };
+
+    // ---- upstream, simulator ----
+    const upstream = startChild(here('./relay-upstream.mjs'), { cpu: pinned ? loadCpu : undefined });
+    cleanups.push(() => upstream.stop());
+    await upstream.next('hello');
+    upstream.send({ type: 'start' });
+    const upstreamUrl = (await upstream.next('ready')).url;
+    const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });
+    cleanups.push(() => sim.close());
+    const job = sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
+    // Every proxy gets the same request, a Port token included (only Port reads it).
+    let auth = `Authorization: Bearer ${'x'.repeat(600)}`;
+    log(`upstream (pid ${upstream.pid}) at ${upstreamUrl}${pinned ? ` on CPU ${loadCpu}` : ''}`);
+
+    const results = [];
+    const latency = [];
+    const streams = [];
+    let profileText;
+
+    /** warm-up, then the timed run; the proxy's CPU from /proc around the timed run. */
+    const measure = async (row, { url, pid, script, warm = warmupS, hooks = {} }) => {
+      if (warm > 0) await wrk({ url, conns: concurrency, seconds: warm, headers: [auth], script });
+      await hooks.before?.();
+      const c0 = pid ? procCpuMs(pid) : undefined;
+      const r = await wrk({ url, conns: concurrency, seconds: durationS, headers: [auth], script });
+      const cpu = pid ? procCpuMs(pid) - c0 : undefined;
+      await hooks.after?.(r, cpu);
+      results.push({ ...row, ...r, cpuMs: cpu });
+      log(`${row.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${cpu !== undefined ? `, ${Math.round((cpu / r.requests) * 1000)} µs CPU/req` : ''}`);
+      return r;
+    };
+    const measureLatency = async (name, url) => {
+      if (latencyS <= 0) return;
+      const r = await wrk({ url, conns: 1, seconds: latencyS, headers: [auth] });
+      latency.push({ name, ...r });
+    };
+    const check = async (url, expectBody = 'hello from the upstream\n') => {
+      const res = await fetch(url, { headers: { authorization: auth.slice('Authorization: '.length) } });
+      const text = await res.text();
+      if (res.status !== 200 || text !== expectBody) throw new Error(`sanity check of ${url} failed: ${res.status} ${text.slice(0, 300)}`);
+    };
+    const streamBoth = async (name, base, pid) => {
+      if (streamBytes <= 0) return;
+      const headers = { authorization: auth.slice('Authorization: '.length) };
+      const dl = await transfer(pid, () => download(`${base}/stream/download/${streamBytes}`, headers));
+      if (dl.bytes !== streamBytes) throw new Error(`${name}: download got ${dl.bytes} of ${streamBytes} bytes`);
+      const ul = await transfer(pid, () => upload(`${base}/stream/upload/bench.bin`, headers, streamBytes));
+      if (ul.bytes !== streamBytes) throw new Error(`${name}: upstream got ${ul.bytes} of ${streamBytes} uploaded bytes`);
+      streams.push({ name, dl, ul });
+      log(`${name}: download ${Math.round(dl.mibps)} MiB/s (+${(dl.growth / MiB).toFixed(1)} MiB RSS), upload ${Math.round(ul.mibps)} MiB/s (+${(ul.growth / MiB).toFixed(1)} MiB RSS)`);
+    };
+
+    // 1. Direct: wrk → upstream. Not a proxy: the reference for latency, and what CPU 0 can serve.
+    await check(`${upstreamUrl}/hello`);
+    await measure({ name: 'Direct to the upstream (no proxy)', key: 'direct', where: `upstream on CPU ${loadCpu}` }, { url: `${upstreamUrl}/hello`, pid: upstream.pid });
+    await measureLatency('Direct to the upstream', `${upstreamUrl}/hello`);
+
+    // 2. nginx, one worker.
+    {
+      const ng = await startNginx(tools.nginx, work, upstreamUrl, onProxy);
+      cleanups.push(() => ng.stop());
+      log(`nginx ${ng.version} (worker pid ${ng.workerPid}) at ${ng.url}`);
+      await check(`${ng.url}/hello`);
+      await measure({ name: `nginx ${ng.version} (\`worker_processes 1\`, upstream keepalive)`, key: 'nginx', where: `CPU ${proxyCpu}` }, { url: `${ng.url}/hello`, pid: ng.workerPid });
+      await measureLatency('nginx', `${ng.url}/hello`);
+      await streamBoth('nginx', ng.url, ng.workerPid);
+      await ng.stop();
+    }
+
+    // 3. The bare undici proxy.
+    {
+      const bare = startChild(here('./relay-bare-proxy.mjs'), { cpu: proxyAt, env: { BARE_PROXY_UPSTREAM: upstreamUrl } });
+      cleanups.push(() => bare.stop());
+      const { url } = await bare.next('ready');
+      log(`bare undici proxy (pid ${bare.pid}) at ${url}`);
+      await check(`${url}/hello`);
+      await measure({ name: 'Bare Node proxy (`http` + undici `Pool`, pipe-through only)', key: 'bare', where: `CPU ${proxyCpu}` }, { url: `${url}/hello`, pid: bare.pid });
+      await measureLatency('Bare Node proxy', `${url}/hello`);
+      await streamBoth('Bare Node proxy', url, bare.pid);
+      await bare.stop();
+    }
+
+    // 4. Port with the decision cache (5 s, the default), then 5. without it (policy on every request).
+    const startPortChild = async (ttl) => {
+      const port = startChild(here('./relay-server.mjs'), { cpu: proxyAt });
+      cleanups.push(() => port.stop());
+      await port.next('hello');
+      port.send({ type: 'start', issuer: sim.issuer, jwksUrl: sim.jwksUrl, audience: AUDIENCE, organization: ORGANIZATION, upstreamUrl, decisionCacheTtl: ttl });
+      const { url } = await port.next('ready');
+      const res = await fetch(`${url}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          subject_token: await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600 }),
+          subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        }),
+      });
+      const body = await res.json();
+      if (res.status !== 200) throw new Error(`token exchange with Port failed: ${res.status} ${JSON.stringify(body)}`);
+      auth = `Authorization: Bearer ${body.access_token}`;
+      log(`Port (pid ${port.pid}, decision_cache_ttl ${ttl}) at ${url}; token of ${body.access_token.length} bytes`);
+      await check(`${url}/relay/bench/hello`);
+      return { port, url };
+    };
+    {
+      const { port, url } = await startPortChild(5);
+      await measure({ name: 'Port relay, decision cache on (5 s), same path', key: 'port-cache', where: `CPU ${proxyCpu}` }, { url: `${url}/relay/bench/hello`, pid: port.pid });
+      await measure(
+        { name: 'Port relay, decision cache on (5 s), a new path every request', key: 'port-unique', where: `CPU ${proxyCpu}` },
+        { url: `${url}/relay/bench/hello`, pid: port.pid, script: uniqueScript, warm: Math.min(warmupS, 1) },
+      );
+      await port.stop();
+    }
+    {
+      const { port, url } = await startPortChild(0);
+      const profileDir = opts.profile ? mkdtempSync(join(os.tmpdir(), 'port-bench-relay-profile-')) : undefined;
+      await measure(
+        { name: 'Port relay, `decision_cache_ttl: 0` (policy on every request)', key: 'port', where: `CPU ${proxyCpu}` },
+        {
+          url: `${url}/relay/bench/hello`,
+          pid: port.pid,
+          hooks: profileDir && {
+            before: async () => {
+              port.send({ type: 'profile-start' });
+              await port.next('profile-started');
+            },
+            after: async (r, cpu) => {
+              const file = join(profileDir, 'port-relay.cpuprofile');
+              port.send({ type: 'profile-stop', file });
+              await port.next('profile-stopped');
+              profileText = `CPU profile of Port (no decision cache) during the timed run: ${file}\n\n${relayProfile(file, { ops: r.requests, processCpuMs: cpu }).text}`;
+            },
+          },
+        },
+      );
+      await measureLatency('Port relay (`decision_cache_ttl: 0`)', `${url}/relay/bench/hello`);
+      await streamBoth('Port relay', `${url}/relay/bench`, port.pid);
+      await port.stop();
+    }
+
+    // ---- the report ----
+    const by = Object.fromEntries(results.map((r) => [r.key, r]));
+    const bare = by.bare;
+    const ms = (v) => (v >= 10 ? v.toFixed(1) : v.toFixed(2)) + ' ms';
+    const signed = (v) => `${v >= 0 ? '+' : '−'}${ms(Math.abs(v))}`;
+    const pct = (a, b) => `${((a / b) * 100).toFixed(0)} %`;
+    const errs = (r) => (r.non2xx || r.socketErrors ? `${r.non2xx} non-2xx, ${r.socketErrors} socket` : '0');
+    const table = [
+      `| Target (wrk -t1 -c${concurrency} -d${durationS}s) | Where | Requests | Req/s | p50 | p99 | p99 vs bare Node | Proxy CPU busy | CPU / req | Errors |`,
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...results.map((r) => {
+        const busy = r.cpuMs !== undefined ? `${((r.cpuMs / (r.seconds * 1000)) * 100).toFixed(0)} %` : '—';
+        const per = r.cpuMs !== undefined ? `${Math.round((r.cpuMs / r.requests) * 1000)} µs` : '—';
+        const vsBare = r.key === 'bare' || r.key === 'direct' ? '—' : signed(r.p99 - bare.p99);
+        return `| ${r.name} | ${r.where} | ${r.requests.toLocaleString('en-US')} | ${Math.round(r.rps).toLocaleString('en-US')} | ${ms(r.p50)} | ${ms(r.p99)} | ${vsBare} | ${busy} | ${per} | ${errs(r)} |`;
+      }),
+    ];
+    const port = by.port;
+    const keep = port.rps / bare.rps;
+    const added = port.p99 - bare.p99;
+    const cpuPer = (r) => r.cpuMs / r.requests;
+    const head = [
+      `**Port keeps ${pct(port.rps, bare.rps)} of the bare Node proxy's throughput with policy on every request** (${Math.round(port.rps).toLocaleString('en-US')} vs ${Math.round(bare.rps).toLocaleString('en-US')} req/s; aim ≥ 85 % — **${keep >= 0.85 ? 'met' : 'missed'}**), ` +
+        `**and adds ${signed(added)} at p99** (${ms(port.p99)} vs ${ms(bare.p99)} at ${concurrency} connections; aim < 1 ms — **${added < 1 ? 'met' : 'missed'}**).`,
+      '',
+      `| Ratio | Req/s | p99 added | CPU per request |`,
+      '| --- | --- | --- | --- |',
+      ...[
+        ['Port (no cache) / bare Node', port, bare],
+        ['Port (no cache) / nginx', port, by.nginx],
+        ['Port (cache, same path) / bare Node', by['port-cache'], bare],
+        ['Port (cache, new path every request) / bare Node', by['port-unique'], bare],
+        ['Bare Node / nginx', bare, by.nginx],
+      ].map(([name, a, b]) => `| ${name} | ${pct(a.rps, b.rps)} | ${signed(a.p99 - b.p99)} | ${(cpuPer(a) / cpuPer(b)).toFixed(2)}× (${Math.round(cpuPer(a) * 1000)} vs ${Math.round(cpuPer(b) * 1000)} µs) |`),
+    ];
+    const out = ['', ...head, '', ...table];
+    if (latency.length) {
+      const direct = latency[0];
+      out.push(
+        '',
+        `Latency with one connection (wrk -t1 -c1 -d${latencyS}s): what each hop adds without queueing.`,
+        '',
+        '| Target | Req/s | p50 | p99 | p99 added over direct |',
+        '| --- | --- | --- | --- | --- |',
+        ...latency.map((r) => `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${ms(r.p50)} | ${ms(r.p99)} | ${r === direct ? '—' : signed(r.p99 - direct.p99)} |`),
+      );
+    }
+    if (streams.length) {
+      const mibs = (t) => `${Math.round(t.mibps).toLocaleString('en-US')} MiB/s`;
+      const mem = (t) => `${(t.peak / MiB).toFixed(0)} MiB (+${(t.growth / MiB).toFixed(1)})`;
+      out.push(
+        '',
+        `Streaming ${streamBytes / MiB} MiB through each proxy (Node client → proxy → upstream, one transfer at a time; peak RSS of the proxy process sampled every 50 ms, growth over the pre-transfer baseline):`,
+        '',
+        '| Proxy | Download | Peak RSS (download) | Proxy CPU (download) | Upload (Content-Length) | Peak RSS (upload) | Proxy CPU (upload) |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+        ...streams.map((s) => `| ${s.name} | ${mibs(s.dl)} | ${mem(s.dl)} | ${s.dl.cpuShare} | ${mibs(s.ul)} | ${mem(s.ul)} | ${s.ul.cpuShare} |`),
+      );
+    }
+    const cpuModel = (/^model name\s*:\s*(.*)$/m.exec(safeRead('/proc/cpuinfo')) ?? [])[1] ?? os.cpus()[0]?.model ?? 'unknown';
+    out.push(
+      '',
+      `- Layout: ${pinned ? `proxy under test alone on CPU ${proxyCpu}; wrk (1 thread), the upstream (Node \`http\`, ${'hello from the upstream\\n'.length - 1}-byte body), the Buildkite simulator and this script on CPU ${loadCpu}` : 'not pinned (--no-pin, or taskset unavailable / fewer than 2 CPUs): everything shares all CPUs'}. ` +
+        `The direct row is wrk → upstream with no proxy: a proxy row near it is limited by CPU ${loadCpu}, not by the proxy. "Proxy CPU busy" and "CPU / req" are the proxy process's user+system time from /proc during the timed run (10 ms ticks).`,
+      `- Every request carries the same \`Authorization: Bearer <Port token>\` (${auth.length - 'Authorization: Bearer '.length} bytes); only Port reads it. Port: one upstream with a bearer credential injected, 3 relay policies + 4 exchange/assume policies (Cedar), a warm-up of ${warmupS} s before each timed run. ` +
+        `"A new path every request" uses a wrk Lua script (\`/relay/bench/u/<run>/<n>\`), so every decision misses the cache; the Lua costs wrk some CPU on CPU ${loadCpu}.`,
+      `- 1-min load average at start: ${loadAtStart.toFixed(2)}, at end: ${os.loadavg()[0].toFixed(2)}.`,
+      '',
+      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}, ${by.nginx.name.split(' (')[0]}, wrk ${wrkVersion(tools.wrk)}.`,
+      `Command: \`npm run bench:relay${argsText ? ` -- ${argsText}` : ''}\``,
+    );
+    console.log(out.join('\n'));
+    if (profileText) console.log(`\n${profileText}`);
+  } catch (err) {
+    if (!aborted) console.error(`bench/relay failed: ${err?.stack ?? err}`);
+    process.exitCode = 1;
+  } finally {
+    clearTimeout(deadline);
+    await cleanup();
+  }
+}
+
+// ---- pieces -----------------------------------------------------------------------------
+
+function run(cmd, args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => (clearTimeout(timer), reject(err)));
+    child.once('close', (code) => (clearTimeout(timer), resolve({ code, stdout, stderr })));
+  });
+}
+
+/** wrk's report → { requests, seconds, rps, p50, p75, p90, p99 (ms), non2xx, socketErrors }. */
+export function parseWrk(text) {
+  const unit = { us: 1e-3, ms: 1, s: 1000, m: 60_000 };
+  const pcts = {};
+  for (const m of text.matchAll(/^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$/gm)) pcts[m[1]] = Number(m[2]) * unit[m[3]];
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(text);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  if (!total || !rps || pcts[99] === undefined) throw new Error(`cannot read wrk's output:\n${text}`);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  return {
+    requests: Number(total[1]),
+    seconds: (Number(total[2]) * unit[total[3]]) / 1000,
+    rps: Number(rps[1]),
+    p50: pcts[50],
+    p75: pcts[75],
+    p90: pcts[90],
+    p99: pcts[99],
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0),
+    socketErrors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+  };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** nginx with a minimal generated config: one worker, upstream keep-alive, streaming both ways. */
+async function startNginx(bin, work, upstreamUrl, onProxy) {
+  const dir = join(work, 'nginx');
+  mkdirSync(dir);
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
+  const listen = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 10000000;
+  upstream up {
+    server ${new URL(upstreamUrl).host};
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:${listen};
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+`,
+  );
+  const [cmd, args] = onProxy(bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf]);
+  const master = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  master.stderr.on('data', (d) => (stderr += d));
+  let exited = false;
+  master.once('exit', () => (exited = true));
+  const stop = async () => {
+    if (exited) return;
+    const done = new Promise((r) => master.once('exit', r));
+    master.kill('SIGTERM');
+    const t = setTimeout(() => master.kill('SIGKILL'), 5_000);
+    await done;
+    clearTimeout(t);
+  };
+  const url = `http://127.0.0.1:${listen}`;
+  const started = Date.now();
+  let workerPid;
+  for (;;) {
+    if (exited) throw new Error(`nginx exited: ${stderr}${safeRead(join(dir, 'error.log'))}`);
+    workerPid ??= Number(safeRead(`/proc/${master.pid}/task/${master.pid}/children`).trim().split(/\s+/)[0]) || undefined;
+    if (workerPid && (await fetch(`${url}/`).then(() => true, () => false))) break;
+    if (Date.now() - started > 10_000) {
+      await stop();
+      throw new Error(`nginx did not start: ${stderr}${safeRead(join(dir, 'error.log'))}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const version = /nginx\/([\d.]+)/.exec(spawnSync(bin, ['-v'], { encoding: 'utf8' }).stderr ?? '')?.[1] ?? '';
+  return { url, workerPid, version: `nginx ${version}`.trim(), stop };
+}
+
+/** Runs one transfer while sampling the proxy's RSS; adds MiB/s and the proxy's CPU share. */
+async function transfer(pid, fn) {
+  const rss = rssSampler(pid);
+  await rss.start();
+  const c0 = procCpuMs(pid);
+  const t0 = performance.now();
+  const { bytes } = await fn();
+  const ms = performance.now() - t0;
+  const cpu = procCpuMs(pid) - c0;
+  const mem = rss.stop();
+  return { bytes, ms, mibps: bytes / MiB / (ms / 1000), cpuShare: `${Math.round((cpu / ms) * 100)} %`, ...mem, rssNow: rssBytes(pid) };
+}
+
+function download(url, headers) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers, agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => (bytes += c.length));
+      res.once('end', () => (res.statusCode === 200 ? resolve({ bytes }) : reject(new Error(`download: ${res.statusCode}`))));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+function upload(url, headers, bytes) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(bytes) }, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.once('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`upload: ${res.statusCode} ${text.slice(0, 300)}`));
+        resolve({ bytes: JSON.parse(text).bytes });
+      });
+    });
+    req.once('error', reject);
+    pipeline(byteStream(bytes), req).catch(reject);
+  });
+}
+
+function wrkVersion(bin) {
+  const r = spawnSync(bin, ['-v'], { encoding: 'utf8' });
+  return /wrk ([\w.-]+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '?';
+}
+
+function safeRead(file) {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
