@@ -58,17 +58,11 @@ export function relayProfile(file, { ops, processCpuMs, top = 20 } = {}) {
   const per = (v) => (ops ? `${((v / ops) * 1000).toFixed(1).padStart(6)} µs/req  ` : '');
   const sortDesc = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
   const lines = [];
-  if (ops) {
-    lines.push(
-      `${ops} requests: main thread busy ${((busy / ops) * 1000).toFixed(1)} µs per request` +
-        (processCpuMs ? `; Port process CPU (all threads, /proc) ${((processCpuMs / ops) * 1000).toFixed(1)} µs per request` : ''),
-    );
-  }
-  lines.push('', "Where the relay's main-thread time goes (exclusive buckets, first match on the stack):");
+  lines.push("Where the relay's main-thread time goes (exclusive buckets, first match on the stack):");
   for (const [b, v] of sortDesc(buckets)) lines.push(`  ${pct(v)}  ${per(v)}${b}`);
   lines.push('', 'Inclusive time of relay, policy and undici functions:');
   for (const [k, v] of sortDesc(inclusive).slice(0, top + 10)) lines.push(`  ${pct(v)}  ${per(v)}${k}`);
-  const generic = summarizeProfile(file, { top, ops }).text;
+  const generic = summarizeProfile(file, { top, ops, processCpuMs }).text;
   // From the generic summary keep the module and top-function sections (its buckets are the exchange's).
   const keep = generic.split('\n\n').filter((s) => /^(Profile |Self time by package|Top \d+ functions)/.test(s));
   return { text: [keep[0], lines.join('\n'), ...keep.slice(1)].join('\n\n'), busyMs: busy };

@@ -38,6 +38,8 @@ import { relayProfile } from './relay-profile.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
 const MiB = 1024 ** 2;
+/** What bench/relay-upstream.mjs answers to any plain request. */
+const UPSTREAM_BODY = 'hello from the upstream\n';
 
 const { values: opts } = parseArgs({
   options: {
@@ -118,6 +120,7 @@ async function main() {
   const onProxy = (cmd, args) => (pinned ? ['taskset', ['-c', String(proxyCpu), cmd, ...args]] : [cmd, args]);
   const log = (msg) => process.stderr.write(`· ${msg}\n`);
   const loadAtStart = os.loadavg()[0];
+  const t0 = performance.now();
 
   const cleanups = [];
   let cleaning;
@@ -178,23 +181,23 @@ async function main() {
     const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });
     cleanups.push(() => sim.close());
     const job = sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
-    // Every proxy gets the same request, a Port token included (only Port reads it).
-    let auth = `Authorization: Bearer ${'x'.repeat(600)}`;
+    // Every target gets the same request, the last Port token included (only Port reads it).
+    let auth;
     log(`upstream (pid ${upstream.pid}) at ${upstreamUrl}${pinned ? ` on CPU ${loadCpu}` : ''}`);
 
     const results = [];
     const latency = [];
     const streams = [];
-    let profileText;
+    const profiles = [];
 
     /** warm-up, then the timed run; the proxy's CPU from /proc around the timed run. */
-    const measure = async (row, { url, pid, script, warm = warmupS, hooks = {} }) => {
+    const measure = async (row, { url, pid, script, warm = warmupS, hooks }) => {
       if (warm > 0) await wrk({ url, conns: concurrency, seconds: warm, headers: [auth], script });
-      await hooks.before?.();
+      await hooks?.before();
       const c0 = pid ? procCpuMs(pid) : undefined;
       const r = await wrk({ url, conns: concurrency, seconds: durationS, headers: [auth], script });
       const cpu = pid ? procCpuMs(pid) - c0 : undefined;
-      await hooks.after?.(r, cpu);
+      await hooks?.after(r, cpu);
       results.push({ ...row, ...r, cpuMs: cpu });
       log(`${row.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${cpu !== undefined ? `, ${Math.round((cpu / r.requests) * 1000)} µs CPU/req` : ''}`);
       return r;
@@ -204,7 +207,7 @@ async function main() {
       const r = await wrk({ url, conns: 1, seconds: latencyS, headers: [auth] });
       latency.push({ name, ...r });
     };
-    const check = async (url, expectBody = 'hello from the upstream\n') => {
+    const check = async (url, expectBody = UPSTREAM_BODY) => {
       const res = await fetch(url, { headers: { authorization: auth.slice('Authorization: '.length) } });
       const text = await res.text();
       if (res.status !== 200 || text !== expectBody) throw new Error(`sanity check of ${url} failed: ${res.status} ${text.slice(0, 300)}`);
@@ -220,37 +223,8 @@ async function main() {
       log(`${name}: download ${Math.round(dl.mibps)} MiB/s (+${(dl.growth / MiB).toFixed(1)} MiB RSS), upload ${Math.round(ul.mibps)} MiB/s (+${(ul.growth / MiB).toFixed(1)} MiB RSS)`);
     };
 
-    // 1. Direct: wrk → upstream. Not a proxy: the reference for latency, and what CPU 0 can serve.
-    await check(`${upstreamUrl}/hello`);
-    await measure({ name: 'Direct to the upstream (no proxy)', key: 'direct', where: `upstream on CPU ${loadCpu}` }, { url: `${upstreamUrl}/hello`, pid: upstream.pid });
-    await measureLatency('Direct to the upstream', `${upstreamUrl}/hello`);
-
-    // 2. nginx, one worker.
-    {
-      const ng = await startNginx(tools.nginx, work, upstreamUrl, onProxy);
-      cleanups.push(() => ng.stop());
-      log(`nginx ${ng.version} (worker pid ${ng.workerPid}) at ${ng.url}`);
-      await check(`${ng.url}/hello`);
-      await measure({ name: `nginx ${ng.version} (\`worker_processes 1\`, upstream keepalive)`, key: 'nginx', where: `CPU ${proxyCpu}` }, { url: `${ng.url}/hello`, pid: ng.workerPid });
-      await measureLatency('nginx', `${ng.url}/hello`);
-      await streamBoth('nginx', ng.url, ng.workerPid);
-      await ng.stop();
-    }
-
-    // 3. The bare undici proxy.
-    {
-      const bare = startChild(here('./relay-bare-proxy.mjs'), { cpu: proxyAt, env: { BARE_PROXY_UPSTREAM: upstreamUrl } });
-      cleanups.push(() => bare.stop());
-      const { url } = await bare.next('ready');
-      log(`bare undici proxy (pid ${bare.pid}) at ${url}`);
-      await check(`${url}/hello`);
-      await measure({ name: 'Bare Node proxy (`http` + undici `Pool`, pipe-through only)', key: 'bare', where: `CPU ${proxyCpu}` }, { url: `${url}/hello`, pid: bare.pid });
-      await measureLatency('Bare Node proxy', `${url}/hello`);
-      await streamBoth('Bare Node proxy', url, bare.pid);
-      await bare.stop();
-    }
-
-    // 4. Port with the decision cache (5 s, the default), then 5. without it (policy on every request).
+    // 1. Port with the decision cache (5 s, the default), then 2. without it (policy on every request).
+    // Port goes first: its token is then the Authorization header every other target gets too.
     const startPortChild = async (ttl) => {
       const port = startChild(here('./relay-server.mjs'), { cpu: proxyAt });
       cleanups.push(() => port.stop());
@@ -273,9 +247,27 @@ async function main() {
       await check(`${url}/relay/bench/hello`);
       return { port, url };
     };
+    const profileDir = opts.profile ? mkdtempSync(join(os.tmpdir(), 'port-bench-relay-profile-')) : undefined;
+    /** With --profile: V8's sampling profiler on in Port during exactly the timed run. */
+    const profiled = (port, label, file) =>
+      profileDir && {
+        before: async () => {
+          port.send({ type: 'profile-start' });
+          await port.next('profile-started');
+        },
+        after: async (r, cpu) => {
+          const path = join(profileDir, file);
+          port.send({ type: 'profile-stop', file: path });
+          await port.next('profile-stopped');
+          profiles.push(`### CPU profile of Port, ${label}, during the timed run (${path})\n\n${relayProfile(path, { ops: r.requests, processCpuMs: cpu }).text}`);
+        },
+      };
     {
       const { port, url } = await startPortChild(5);
-      await measure({ name: 'Port relay, decision cache on (5 s), same path', key: 'port-cache', where: `CPU ${proxyCpu}` }, { url: `${url}/relay/bench/hello`, pid: port.pid });
+      await measure(
+        { name: 'Port relay, decision cache on (5 s), same path', key: 'port-cache', where: `CPU ${proxyCpu}` },
+        { url: `${url}/relay/bench/hello`, pid: port.pid, hooks: profiled(port, 'decision cache on, same path', 'port-relay-cached.cpuprofile') },
+      );
       await measure(
         { name: 'Port relay, decision cache on (5 s), a new path every request', key: 'port-unique', where: `CPU ${proxyCpu}` },
         { url: `${url}/relay/bench/hello`, pid: port.pid, script: uniqueScript, warm: Math.min(warmupS, 1) },
@@ -284,32 +276,52 @@ async function main() {
     }
     {
       const { port, url } = await startPortChild(0);
-      const profileDir = opts.profile ? mkdtempSync(join(os.tmpdir(), 'port-bench-relay-profile-')) : undefined;
       await measure(
         { name: 'Port relay, `decision_cache_ttl: 0` (policy on every request)', key: 'port', where: `CPU ${proxyCpu}` },
-        {
-          url: `${url}/relay/bench/hello`,
-          pid: port.pid,
-          hooks: profileDir && {
-            before: async () => {
-              port.send({ type: 'profile-start' });
-              await port.next('profile-started');
-            },
-            after: async (r, cpu) => {
-              const file = join(profileDir, 'port-relay.cpuprofile');
-              port.send({ type: 'profile-stop', file });
-              await port.next('profile-stopped');
-              profileText = `CPU profile of Port (no decision cache) during the timed run: ${file}\n\n${relayProfile(file, { ops: r.requests, processCpuMs: cpu }).text}`;
-            },
-          },
-        },
+        { url: `${url}/relay/bench/hello`, pid: port.pid, hooks: profiled(port, '`decision_cache_ttl: 0`', 'port-relay-nocache.cpuprofile') },
       );
       await measureLatency('Port relay (`decision_cache_ttl: 0`)', `${url}/relay/bench/hello`);
       await streamBoth('Port relay', `${url}/relay/bench`, port.pid);
       await port.stop();
     }
 
+    // 3. Direct: wrk → upstream. Not a proxy: the reference for latency, and what CPU 0 can serve.
+    await check(`${upstreamUrl}/hello`);
+    await measure({ name: 'Direct to the upstream (no proxy)', key: 'direct', where: `upstream on CPU ${loadCpu}` }, { url: `${upstreamUrl}/hello`, pid: upstream.pid });
+    await measureLatency('Direct to the upstream', `${upstreamUrl}/hello`);
+
+    // 4. nginx, one worker.
+    {
+      const ng = await startNginx(tools.nginx, work, upstreamUrl, onProxy);
+      cleanups.push(() => ng.stop());
+      log(`${ng.version} (worker pid ${ng.workerPid}) at ${ng.url}`);
+      await check(`${ng.url}/hello`);
+      await measure({ name: `${ng.version} (\`worker_processes 1\`, upstream keepalive)`, key: 'nginx', where: `CPU ${proxyCpu}` }, { url: `${ng.url}/hello`, pid: ng.workerPid });
+      await measureLatency('nginx', `${ng.url}/hello`);
+      await streamBoth('nginx', ng.url, ng.workerPid);
+      await ng.stop();
+    }
+
+    // 5. The bare undici proxy.
+    {
+      const bare = startChild(here('./relay-bare-proxy.mjs'), { cpu: proxyAt, env: { BARE_PROXY_UPSTREAM: upstreamUrl } });
+      cleanups.push(() => bare.stop());
+      const { url } = await bare.next('ready');
+      log(`bare undici proxy (pid ${bare.pid}) at ${url}`);
+      await check(`${url}/hello`);
+      await measure({ name: 'Bare Node proxy (`http` + undici `Pool`, pipe-through only)', key: 'bare', where: `CPU ${proxyCpu}` }, { url: `${url}/hello`, pid: bare.pid });
+      await measureLatency('Bare Node proxy', `${url}/hello`);
+      await streamBoth('Bare Node proxy', url, bare.pid);
+      await bare.stop();
+    }
+
     // ---- the report ----
+    const ORDER = ['direct', 'nginx', 'bare', 'port-cache', 'port-unique', 'port'];
+    results.sort((a, b) => ORDER.indexOf(a.key) - ORDER.indexOf(b.key));
+    const LAT_ORDER = ['Direct', 'nginx', 'Bare', 'Port'];
+    latency.sort((a, b) => LAT_ORDER.findIndex((p) => a.name.startsWith(p)) - LAT_ORDER.findIndex((p) => b.name.startsWith(p)));
+    const STREAM_ORDER = ['nginx', 'Bare', 'Port'];
+    streams.sort((a, b) => STREAM_ORDER.findIndex((p) => a.name.startsWith(p)) - STREAM_ORDER.findIndex((p) => b.name.startsWith(p)));
     const by = Object.fromEntries(results.map((r) => [r.key, r]));
     const bare = by.bare;
     const ms = (v) => (v >= 10 ? v.toFixed(1) : v.toFixed(2)) + ' ms';
@@ -349,11 +361,11 @@ async function main() {
       const direct = latency[0];
       out.push(
         '',
-        `Latency with one connection (wrk -t1 -c1 -d${latencyS}s): what each hop adds without queueing.`,
+        `Latency with one connection (wrk -t1 -c1 -d${latencyS}s, same CPU layout): what each hop adds without queueing. The p99 here is sensitive to scheduling noise (a 2-vCPU VM waking an idle vCPU); read it across runs.`,
         '',
-        '| Target | Req/s | p50 | p99 | p99 added over direct |',
-        '| --- | --- | --- | --- | --- |',
-        ...latency.map((r) => `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${ms(r.p50)} | ${ms(r.p99)} | ${r === direct ? '—' : signed(r.p99 - direct.p99)} |`),
+        '| Target | Req/s | p50 | p90 | p99 | p50 added over direct | p99 added over direct |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+        ...latency.map((r) => `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${ms(r.p50)} | ${ms(r.p90)} | ${ms(r.p99)} | ${r === direct ? '—' : signed(r.p50 - direct.p50)} | ${r === direct ? '—' : signed(r.p99 - direct.p99)} |`),
       );
     }
     if (streams.length) {
@@ -371,17 +383,17 @@ async function main() {
     const cpuModel = (/^model name\s*:\s*(.*)$/m.exec(safeRead('/proc/cpuinfo')) ?? [])[1] ?? os.cpus()[0]?.model ?? 'unknown';
     out.push(
       '',
-      `- Layout: ${pinned ? `proxy under test alone on CPU ${proxyCpu}; wrk (1 thread), the upstream (Node \`http\`, ${'hello from the upstream\\n'.length - 1}-byte body), the Buildkite simulator and this script on CPU ${loadCpu}` : 'not pinned (--no-pin, or taskset unavailable / fewer than 2 CPUs): everything shares all CPUs'}. ` +
+      `- Layout: ${pinned ? `proxy under test alone on CPU ${proxyCpu}; wrk (1 thread), the upstream (Node \`http\`, ${UPSTREAM_BODY.length}-byte body), the Buildkite simulator and this script on CPU ${loadCpu}` : 'not pinned (--no-pin, or taskset unavailable / fewer than 2 CPUs): everything shares all CPUs'}. ` +
         `The direct row is wrk → upstream with no proxy: a proxy row near it is limited by CPU ${loadCpu}, not by the proxy. "Proxy CPU busy" and "CPU / req" are the proxy process's user+system time from /proc during the timed run (10 ms ticks).`,
       `- Every request carries the same \`Authorization: Bearer <Port token>\` (${auth.length - 'Authorization: Bearer '.length} bytes); only Port reads it. Port: one upstream with a bearer credential injected, 3 relay policies + 4 exchange/assume policies (Cedar), a warm-up of ${warmupS} s before each timed run. ` +
         `"A new path every request" uses a wrk Lua script (\`/relay/bench/u/<run>/<n>\`), so every decision misses the cache; the Lua costs wrk some CPU on CPU ${loadCpu}.`,
-      `- 1-min load average at start: ${loadAtStart.toFixed(2)}, at end: ${os.loadavg()[0].toFixed(2)}.`,
+      `- 1-min load average just before the run: ${loadAtStart.toFixed(2)} (the run itself keeps both CPUs busy); the run took ${Math.round((performance.now() - t0) / 1000)} s.`,
       '',
       `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}, ${by.nginx.name.split(' (')[0]}, wrk ${wrkVersion(tools.wrk)}.`,
       `Command: \`npm run bench:relay${argsText ? ` -- ${argsText}` : ''}\``,
     );
     console.log(out.join('\n'));
-    if (profileText) console.log(`\n${profileText}`);
+    if (profiles.length) console.log(`\nProfiled run (--profile): the sampling profiler slows Port down (roughly 1.5–2× CPU per request), so the Port rows above are not representative; shares are.\n\n${profiles.join('\n\n')}`);
   } catch (err) {
     if (!aborted) console.error(`bench/relay failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
@@ -407,7 +419,7 @@ function run(cmd, args, timeoutMs) {
 }
 
 /** wrk's report → { requests, seconds, rps, p50, p75, p90, p99 (ms), non2xx, socketErrors }. */
-export function parseWrk(text) {
+function parseWrk(text) {
   const unit = { us: 1e-3, ms: 1, s: 1000, m: 60_000 };
   const pcts = {};
   for (const m of text.matchAll(/^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$/gm)) pcts[m[1]] = Number(m[2]) * unit[m[3]];
@@ -555,7 +567,7 @@ function upload(url, headers, bytes) {
 
 function wrkVersion(bin) {
   const r = spawnSync(bin, ['-v'], { encoding: 'utf8' });
-  return /wrk ([\w.-]+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '?';
+  return /wrk (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '?';
 }
 
 function safeRead(file) {

@@ -56,14 +56,23 @@ export class Relay {
 
   private readonly pathOptions = { keepEncodedSlashes: (upstream: string) => this.routes.get(upstream)?.config.keepEncodedSlashes ?? false };
 
+  /**
+   * Relay paths, and every target that is not origin-form (`http://host/…`, `*`): the
+   * relay refuses those with 400 `invalid_path` (RFC 9112 §3.2; security-notes §4.2).
+   */
   handles(url: string | undefined): boolean {
-    return url !== undefined && (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`));
+    if (url === undefined) return false;
+    return !url.startsWith('/') || url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`);
   }
 
-  /** Handles one relay request; never throws. */
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Handles one relay request; never throws. With `Expect: 100-continue` the client
+   * is told to send its body only once the request is admitted (RFC 9110 §10.1.1).
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, expectsContinue = false): Promise<void> {
     try {
       const { route, path, query, caller } = await this.admit(req);
+      if (expectsContinue) res.writeContinue();
       await this.forward(req, res, route, `${path}${query}`, caller);
     } catch (err) {
       this.fail(res, err, req.method);
@@ -243,7 +252,12 @@ function upstreamFailure(err: unknown): RelayError | undefined {
   }
   if (err instanceof undiciErrors.RequestAbortedError) return new RelayError('client_closed', 'The client closed the request.', 499);
   const code = (err as NodeJS.ErrnoException)?.code;
-  if (err instanceof undiciErrors.UndiciError || (typeof code === 'string' && /^E[A-Z]+/.test(code))) {
+  // undici's HTTPParserError (an upstream that doesn't speak valid HTTP) is not an UndiciError.
+  if (
+    err instanceof undiciErrors.UndiciError ||
+    err instanceof undiciErrors.HTTPParserError ||
+    (typeof code === 'string' && /^(E[A-Z]+|HPE_)/.test(code))
+  ) {
     return new RelayError('upstream_unavailable', 'The upstream could not be reached or closed the connection.', 502);
   }
   return undefined;

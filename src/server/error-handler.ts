@@ -26,6 +26,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     return reply.code(500).send({ error: 'server_error', error_description: 'Port failed to handle the request; see its log.' });
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: 'not_found', error_description: `No route for ${request.method} ${request.url.split('?')[0]}.` }),
+    // The target is not repeated: it is the caller's input and may hold anything.
+    reply.code(404).send({ error: 'not_found', error_description: `Port has no ${request.method} endpoint at this path.` }),
   );
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Checkpointer } from '../audit/checkpointer.js';
@@ -69,12 +70,20 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
           {
             maxHeaderSize: config.relay.maxHeaderBytes,
             headersTimeout: config.relay.clientHeaderTimeout * 1000,
+            // Node enforces headersTimeout only when it sweeps connections (default every
+            // 30 s); sweep often enough that the configured limit is the real one.
+            connectionsCheckingInterval: Math.min(1000, config.relay.clientHeaderTimeout * 250),
             requestTimeout: 0,
             // Never the lenient parser: it is how smuggling gets in (security-notes §4.2).
             insecureHTTPParser: false,
           },
           (req, res) => (relay?.handles(req.url) ? void relay.handle(req, res) : handler(req, res)),
         );
+        server.on('checkContinue', (req, res) => {
+          if (relay?.handles(req.url)) return void relay.handle(req, res, true);
+          res.writeContinue();
+          handler(req, res);
+        });
         server.on('upgrade', (req, socket, head) => {
           if (relay?.handles(req.url)) return void relay.handleUpgrade(req, socket, head);
           socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -90,6 +99,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
               redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["proxy-authorization"]'],
             },
       bodyLimit: config.server.bodyLimit,
+      clientErrorHandler: answerClientError,
       genReqId: () => randomUUID(),
       requestIdHeader: false,
       trustProxy: false,
@@ -203,6 +213,27 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     await store.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Requests Node's parser refuses (smuggling attempts, oversized or slow heads) get
+ * the same JSON error shape as everything else, then the connection is closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'invalid_request', 'The request head is larger than Port accepts.']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'The request head was not received in time.']
+        : [400, 'invalid_request', 'The request is not valid HTTP/1.1 (refused by the parser).'];
+  const body = JSON.stringify({ error: code, error_description: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function safe<T>(fn: () => T): T | undefined {

@@ -247,3 +247,9 @@ export function headerNames(rawHeaders: string[]): string[] {
   for (let i = 0; i < rawHeaders.length; i += 2) out.push(rawHeaders[i]!.toLowerCase());
   return out;
 }
+
+/** The newest decision-log record (denials are logged one by one, with the normalised path). */
+export async function lastDecision(h: RelayHarness): Promise<{ decision?: string; context?: Record<string, unknown>; policies?: Array<{ id: string }> } | undefined> {
+  const e = await h.port.store.lastDecision();
+  return e?.record as { decision?: string; context?: Record<string, unknown> } | undefined;
+}

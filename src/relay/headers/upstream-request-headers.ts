@@ -22,6 +22,8 @@ const CALLER_CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
  * Host-header labs; security-notes §4.2). Only Port sets forwarding information.
  */
 const SPOOFABLE = [
+  // httpoxy: CGI upstreams (git http-backend) turn `Proxy` into HTTP_PROXY.
+  'proxy',
   // Forwarding and client-address claims.
   'forwarded',
   'x-forwarded-for',

@@ -55,8 +55,10 @@ export function canonicalSegment(segment: string, keepEncodedSlashes = false): s
   if (DOUBLE_ENCODED.test(out)) {
     throw new PathRejectedError('double_encoding', 'The relay path is percent-encoded twice (%25 followed by hex digits).');
   }
-  if (keepEncodedSlashes && out.includes('%2F') && out.split('%2F').some((part) => DOT_PART.test(part))) {
-    throw new PathRejectedError('encoded_slash', 'The relay path hides a dot segment between encoded slashes (%2F).');
+  // A backend that decodes %2F and then merges slashes or resolves dots must not reach
+  // a path the policy did not see: no empty or dot part between encoded slashes.
+  if (keepEncodedSlashes && out.includes('%2F') && out.split('%2F').some((part) => part === '' || DOT_PART.test(part))) {
+    throw new PathRejectedError('encoded_slash', 'The relay path hides an empty or dot segment between encoded slashes (%2F).');
   }
   return out;
 }
