@@ -109,6 +109,8 @@ export function registerDemoCommand(program: Command): void {
         ].join('\n'),
       );
       const stop = async () => {
+        // Open keep-alive connections must not hold the process up.
+        setTimeout(() => process.exit(0), 5000).unref();
         await port.close();
         await sim.close();
         process.exit(0);

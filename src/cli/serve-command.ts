@@ -22,6 +22,8 @@ export function registerServeCommand(program: Command): void {
         const port = await startPort(config, { handleSignals: true });
         port.app.log.info({ url: port.url, public_url: config.server.publicUrl }, 'Port is listening');
         const stop = async () => {
+          // Drain for a few seconds, then go regardless (open keep-alive connections).
+          setTimeout(() => process.exit(0), 10_000).unref();
           await port.close();
           process.exit(0);
         };
