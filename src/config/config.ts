@@ -57,6 +57,10 @@ export interface PortConfig {
     jwksRefreshInterval: number;
     jwksMinRefreshInterval: number;
     jwksMaxAge: number;
+    apiUrl: string;
+    apiToken?: SecretSource;
+    webhookSecret?: SecretSource;
+    webhookToken?: SecretSource;
   };
   policies: string;
   issuer: {
@@ -68,6 +72,7 @@ export interface PortConfig {
     keyEncryptionKey?: string;
   };
   audit: { checkpointEvery: number; checkpointInterval: number };
+  approvals: { expireAfter: number; onExpiry: 'fail' | 'leave'; timezone: string };
   credentials: Record<string, { type: string; description?: string }>;
   relay: RelayConfig;
   upstreams: Record<string, UpstreamConfig>;
@@ -100,6 +105,9 @@ function finish(c: ParsedConfig, file: string): PortConfig {
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(c.server.listen)!;
   const portNumber = Number(port);
   if (portNumber > 65535) throw new ConfigError(`${file}: server.listen: port ${portNumber} is out of range; use 1–65535 (or 0 for any free port).`);
+  if (c.buildkite.webhook_secret !== undefined && c.buildkite.webhook_token !== undefined) {
+    throw new ConfigError(`${file}: buildkite.webhook_secret and buildkite.webhook_token are both set; a Buildkite webhook uses one of them — keep the one its Token setting uses.`);
+  }
   const policies = resolve(baseDir, c.policies);
   if (!existsSync(policies) || !statSync(policies).isDirectory()) {
     throw new ConfigError(`${file}: policies: folder ${policies} does not exist; create it or point policies at your *.cedar folder.`);
@@ -120,6 +128,10 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       jwksRefreshInterval: c.buildkite.jwks_refresh_interval,
       jwksMinRefreshInterval: c.buildkite.jwks_min_refresh_interval,
       jwksMaxAge: c.buildkite.jwks_max_age,
+      apiUrl: c.buildkite.api_url.replace(/\/+$/, ''),
+      ...optionalSecret('apiToken', c.buildkite.api_token, 'buildkite.api_token', baseDir),
+      ...optionalSecret('webhookSecret', c.buildkite.webhook_secret, 'buildkite.webhook_secret', baseDir),
+      ...optionalSecret('webhookToken', c.buildkite.webhook_token, 'buildkite.webhook_token', baseDir),
     },
     policies,
     issuer: {
@@ -137,6 +149,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
           : resolveSecretRef(c.issuer.key_encryption_key, 'issuer.key_encryption_key', baseDir),
     },
     audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
+    approvals: { expireAfter: c.approvals.expire_after, onExpiry: c.approvals.on_expiry, timezone: checkTimeZone(c.approvals.timezone, file) },
     credentials: c.credentials,
     relay: {
       acceptBuildkiteTokens: c.relay.accept_buildkite_tokens,
@@ -148,6 +161,22 @@ function finish(c: ParsedConfig, file: string): PortConfig {
     },
     upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir)])),
   };
+}
+
+/** A secret reference checked now (a missing one fails at start) and kept for re-reading. */
+function optionalSecret<K extends string>(name: K, ref: string | undefined, key: string, baseDir: string): Partial<Record<K, SecretSource>> {
+  if (ref === undefined) return {};
+  resolveSecretRef(ref, key, baseDir);
+  return { [name]: { ref, key, baseDir } } as Partial<Record<K, SecretSource>>;
+}
+
+function checkTimeZone(zone: string, file: string): string {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return zone;
+  } catch {
+    throw new ConfigError(`${file}: approvals.timezone: "${zone}" is not an IANA time zone; write e.g. Europe/Berlin or UTC.`);
+  }
 }
 
 function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: ParsedConfig, file: string, baseDir: string): UpstreamConfig {

@@ -62,6 +62,14 @@ const buildkiteSchema = z.strictObject({
   jwks_min_refresh_interval: duration().default(30),
   /** How long a cached JWKS is still used while the endpoint is down; then fail closed. */
   jwks_max_age: duration().default(86400),
+  /** Buildkite REST API base (buildkite.md §4.1); the simulator's URL in tests and the demo. */
+  api_url: httpUrl.default('https://api.buildkite.com'),
+  /** REST API token (`read_builds`, `write_builds`, `read_agents`). */
+  api_token: secretRef.optional(),
+  /** Webhook verification: HMAC key for `X-Buildkite-Signature`… */
+  webhook_secret: secretRef.optional(),
+  /** …or the token Buildkite sends as `X-Buildkite-Token` (buildkite.md §3). */
+  webhook_token: secretRef.optional(),
 });
 
 const issuerSchema = z.strictObject({
@@ -75,6 +83,15 @@ const issuerSchema = z.strictObject({
   introspection_token: secretRef.optional(),
   /** Seals Port's private signing keys in the store (AES-256-GCM); strongly recommended. */
   key_encryption_key: secretRef.optional(),
+});
+
+const approvalsSchema = z.strictObject({
+  /** An approval request not decided within this time expires. */
+  expire_after: duration(30 * 86400).default(86400),
+  /** On expiry: `fail` the block step (Port records it and never unblocks) or `leave` it for Buildkite's own UI. */
+  on_expiry: z.enum(['fail', 'leave']).default('leave'),
+  /** IANA time zone for the `hour` and `weekday` an `unblock` policy sees. */
+  timezone: z.string().min(1).default('UTC'),
 });
 
 const auditSchema = z.strictObject({
@@ -165,6 +182,7 @@ export const configSchema = z.strictObject({
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
   audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
+  approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC' }),
   relay: relaySchema.default({
     accept_buildkite_tokens: false,
     decision_cache_ttl: 5,
