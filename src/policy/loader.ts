@@ -187,6 +187,11 @@ function parseFile(file: PolicyFile): ParsedFile {
       });
       continue;
     }
+    const annotationProblem = checkApprovalAnnotations(annotations);
+    if (annotationProblem !== undefined) {
+      problems.push({ file: file.path, ...pos, policyId: id, message: annotationProblem });
+      continue;
+    }
     const actions = actionsOf(json.json);
     policies.push({
       id,
@@ -197,6 +202,7 @@ function parseFile(file: PolicyFile): ParsedFile {
       effect: json.json.effect,
       ...(actions !== undefined ? { actions } : {}),
       text,
+      annotations: Object.fromEntries(Object.entries(annotations).map(([k, v]) => [k, v ?? ''])),
     });
   }
   return { policies, parsed, located, problems };
@@ -263,6 +269,26 @@ function cedarProblem(file: string, source: SourceText, error: DetailedError): P
     message: error.message.replace(/^failed to parse polic(y|ies)( with id `[^`]*`)? from string: /, ''),
     ...(help ? { help } : {}),
   };
+}
+
+/**
+ * Approval rules ride on `unblock` policies as annotations (see src/approvals):
+ * `@approvals_required("N")`, `@approval_groups("platform security")`, and on
+ * `approve` permits `@allow_author("true")`. A malformed one is a load error, not a
+ * silently weaker rule.
+ */
+function checkApprovalAnnotations(a: Record<string, string | null>): string | undefined {
+  const required = a.approvals_required;
+  if (required !== undefined && !/^[1-9][0-9]?$/.test(required ?? '')) {
+    return '@approvals_required must be a whole number from 1 to 99';
+  }
+  const groups = a.approval_groups;
+  if (groups !== undefined && !/^[^\s"]+( [^\s"]+)*$/.test(groups ?? '')) {
+    return '@approval_groups must be group names separated by single spaces';
+  }
+  const author = a.allow_author;
+  if (author !== undefined && author !== 'true') return '@allow_author must be "true" (or absent)';
+  return undefined;
 }
 
 function annotationValue(annotations: Record<string, string | null>, key: string): string | undefined {

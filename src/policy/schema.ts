@@ -27,8 +27,8 @@ export const PORT_SCHEMA = `namespace Port {
     active: Bool,
   };
 
-  // id = "org/pipeline/number".
-  entity Build in [Pipeline] {
+  // id = "org/pipeline/number". Like Job, it names its ancestors directly.
+  entity Build in [Pipeline, Organization] {
     number: Long,
     branch: String,
     tag: String,
@@ -66,8 +66,9 @@ export const PORT_SCHEMA = `namespace Port {
   // Names from the config's credentials: and upstreams: sections.
   entity Credential;
   entity Upstream;
-  // id = "org/pipeline/build_number/step" (the step key, else the job id).
-  entity BlockStep in [Build];
+  // id = "org/pipeline/build_number/step" (the step key, else the job id). Tags: the
+  // block step's field values, by field key (resource.getTag("release-name")).
+  entity BlockStep in [Build, Pipeline, Organization] tags String;
 
   // May this job hold a Port token at all?
   action exchange appliesTo {

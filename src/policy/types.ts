@@ -82,4 +82,6 @@ export interface PolicyInfo {
   actions?: PortAction[];
   /** The policy's source text, annotations included. */
   text: string;
+  /** All its annotations (`@id`, `@reason`, and approval rules such as `@approvals_required`). */
+  annotations: Readonly<Record<string, string>>;
 }

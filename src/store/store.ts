@@ -1,4 +1,5 @@
 import type { JWK } from 'jose';
+import type { ApprovalRequestRecord, ApprovalStatus, UserRecord } from '../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
 
 /**
@@ -41,6 +42,25 @@ export interface Store {
   lastDecision(): Promise<DecisionEntry | undefined>;
   appendCheckpoint(checkpoint: Checkpoint): Promise<void>;
   listCheckpoints(): Promise<Checkpoint[]>;
+
+  // People (src/approvals now; SCIM later).
+  upsertUser(user: UserRecord): Promise<void>;
+  getUser(email: string): Promise<UserRecord | undefined>;
+
+  // Approval requests (src/approvals).
+  /** Creates the request unless one exists for its job (webhooks repeat); false then. */
+  createApprovalRequest(request: ApprovalRequestRecord): Promise<boolean>;
+  getApprovalRequest(id: string): Promise<ApprovalRequestRecord | undefined>;
+  getApprovalRequestByJob(jobId: string): Promise<ApprovalRequestRecord | undefined>;
+  listApprovalRequests(filter: { status?: ApprovalStatus; expiresBefore?: number }): Promise<ApprovalRequestRecord[]>;
+  /**
+   * Compare-and-set: applies `change` only while the request's status is `pending`,
+   * in one transaction, and returns the updated request (undefined when it was no
+   * longer pending — a concurrent approval or expiry won).
+   */
+  updatePendingApprovalRequest(id: string, change: (r: ApprovalRequestRecord) => ApprovalRequestRecord): Promise<ApprovalRequestRecord | undefined>;
+  /** Sets the status of a request whatever it was (after the unblock call). */
+  setApprovalStatus(id: string, status: ApprovalStatus, at: number): Promise<void>;
 
   /** Deletes expired replay and revocation rows. */
   purgeExpired(now: number): Promise<void>;

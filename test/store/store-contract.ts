@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
 import type { DecisionRecord } from '../../src/audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../src/audit/hash-chain.js';
 import type { Store } from '../../src/store/store.js';
@@ -16,6 +17,22 @@ export function record(i: number, extra: Partial<DecisionRecord> = {}): Decision
     reason: `decision ${i}`,
     context: { i },
     ...extra,
+  };
+}
+
+export function approvalRequest(jobId: string, expiresAt: number): ApprovalRequestRecord {
+  return {
+    id: randomUUID(),
+    jobId,
+    buildId: `build-of-${jobId}`,
+    build: { organization: 'acme', pipeline: 'deploy', number: 7, branch: 'main', tag: null, commit: 'c'.repeat(40), source: 'ui' },
+    step: { step: 'release', fields: {}, label: 'Release?', key: 'release' },
+    authors: ['dev@acme.test'],
+    requirement: { approvals: 1, groups: [], policies: [], reason: 'needs a review' },
+    status: 'pending',
+    createdAt: 0,
+    expiresAt,
+    approvals: [],
   };
 }
 
@@ -119,6 +136,35 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(dup.status).toBe('rejected');
       expect(appended.status).toBe('fulfilled');
       expect((await store.lastDecision())!.seq).toBe(1);
+    });
+
+    it('keeps users by lower-cased e-mail', async () => {
+      await store.upsertUser({ email: 'Ana@Acme.test', active: true, groups: ['platform'], updatedAt: 1 });
+      expect(await store.getUser('ana@acme.test')).toMatchObject({ email: 'ana@acme.test', groups: ['platform'] });
+      await store.upsertUser({ email: 'ana@acme.test', active: false, groups: [], updatedAt: 2 });
+      expect(await store.getUser('ANA@acme.test')).toMatchObject({ active: false, groups: [] });
+      expect(await store.getUser('nobody@acme.test')).toBeUndefined();
+    });
+
+    it('keeps one approval request per job, and changes a pending one only once', async () => {
+      const request = approvalRequest('job-1', 1_000);
+      expect(await store.createApprovalRequest(request)).toBe(true);
+      expect(await store.createApprovalRequest({ ...request, id: 'other-id' })).toBe(false);
+      expect((await store.getApprovalRequestByJob('job-1'))!.id).toBe(request.id);
+      // Two concurrent changes: both apply in order while pending; the one that closes it wins.
+      const [a, b] = await Promise.all([
+        store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'rejected', closedAt: 5 })),
+        store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, approvals: [...r.approvals, { email: 'x@acme.test', groups: [], decision: 'approve', comment: '', at: 6, policies: [] }] })),
+      ]);
+      expect(a!.status).toBe('rejected');
+      expect(b).toBeUndefined();
+      expect((await store.getApprovalRequest(request.id))!).toMatchObject({ status: 'rejected', approvals: [] });
+      await store.createApprovalRequest(approvalRequest('job-2', 500));
+      await store.createApprovalRequest(approvalRequest('job-3', 5_000));
+      expect((await store.listApprovalRequests({ status: 'pending', expiresBefore: 2_000 })).map((r) => r.jobId)).toEqual(['job-2']);
+      await store.setApprovalStatus((await store.getApprovalRequestByJob('job-2'))!.id, 'expired', 2_000);
+      expect((await store.listApprovalRequests({ status: 'pending' })).map((r) => r.jobId)).toEqual(['job-3']);
+      expect((await store.listApprovalRequests({})).length).toBe(3);
     });
 
     it('answers ping', async () => {

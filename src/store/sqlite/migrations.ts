@@ -41,6 +41,18 @@ const MIGRATIONS: string[] = [
      kid TEXT NOT NULL,
      jws TEXT NOT NULL
    );`,
+  `CREATE TABLE users (
+     email TEXT PRIMARY KEY,
+     record TEXT NOT NULL
+   );
+   CREATE TABLE approval_requests (
+     id TEXT PRIMARY KEY,
+     job_id TEXT NOT NULL UNIQUE,
+     status TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX approval_requests_status ON approval_requests(status, expires_at);`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import type { ApprovalRequestRecord, ApprovalStatus, UserRecord } from '../../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
 import { StoreError } from '../../errors.js';
@@ -71,6 +72,16 @@ export class SqliteStore implements Store {
       head: db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
       insertCheckpoint: db.prepare('INSERT INTO checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)'),
       listCheckpoints: db.prepare('SELECT * FROM checkpoints ORDER BY seq'),
+      upsertUser: db.prepare('INSERT INTO users (email, record) VALUES (?, ?) ON CONFLICT(email) DO UPDATE SET record = excluded.record'),
+      getUser: db.prepare('SELECT record FROM users WHERE email = ?'),
+      insertApproval: db.prepare(
+        'INSERT INTO approval_requests (id, job_id, status, expires_at, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT(job_id) DO NOTHING',
+      ),
+      approvalById: db.prepare('SELECT record FROM approval_requests WHERE id = ?'),
+      approvalByJob: db.prepare('SELECT record FROM approval_requests WHERE job_id = ?'),
+      approvalsAll: db.prepare('SELECT record FROM approval_requests ORDER BY expires_at'),
+      approvalsByStatus: db.prepare('SELECT record FROM approval_requests WHERE status = ? AND expires_at < ? ORDER BY expires_at'),
+      updateApproval: db.prepare('UPDATE approval_requests SET status = ?, expires_at = ?, record = ? WHERE id = ?'),
       purgeReplay: db.prepare('DELETE FROM replay_cache WHERE expires_at <= ?'),
       purgeRevocations: db.prepare('DELETE FROM revocations WHERE expires_at <= ?'),
     };
@@ -177,6 +188,56 @@ export class SqliteStore implements Store {
     });
   }
 
+  upsertUser(user: UserRecord): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.upsertUser.run(user.email.toLowerCase(), JSON.stringify({ ...user, email: user.email.toLowerCase() }));
+    });
+  }
+
+  async getUser(email: string): Promise<UserRecord | undefined> {
+    const row = this.stmts.getUser.get(email.toLowerCase()) as { record: string } | undefined;
+    return row && (JSON.parse(row.record) as UserRecord);
+  }
+
+  createApprovalRequest(r: ApprovalRequestRecord): Promise<boolean> {
+    return this.batcher.write(() => this.stmts.insertApproval.run(r.id, r.jobId, r.status, r.expiresAt, JSON.stringify(r)).changes === 1);
+  }
+
+  async getApprovalRequest(id: string): Promise<ApprovalRequestRecord | undefined> {
+    return parseApproval(this.stmts.approvalById.get(id));
+  }
+
+  async getApprovalRequestByJob(jobId: string): Promise<ApprovalRequestRecord | undefined> {
+    return parseApproval(this.stmts.approvalByJob.get(jobId));
+  }
+
+  async listApprovalRequests(filter: { status?: ApprovalStatus; expiresBefore?: number }): Promise<ApprovalRequestRecord[]> {
+    const rows =
+      filter.status === undefined
+        ? this.stmts.approvalsAll.all()
+        : this.stmts.approvalsByStatus.all(filter.status, filter.expiresBefore ?? Number.MAX_SAFE_INTEGER);
+    return rows.map((r) => parseApproval(r)!).filter((r) => filter.expiresBefore === undefined || r.expiresAt < filter.expiresBefore);
+  }
+
+  updatePendingApprovalRequest(id: string, change: (r: ApprovalRequestRecord) => ApprovalRequestRecord): Promise<ApprovalRequestRecord | undefined> {
+    return this.batcher.write(() => {
+      const current = parseApproval(this.stmts.approvalById.get(id));
+      if (!current || current.status !== 'pending') return undefined;
+      const next = change(current);
+      this.stmts.updateApproval.run(next.status, next.expiresAt, JSON.stringify(next), id);
+      return next;
+    });
+  }
+
+  setApprovalStatus(id: string, status: ApprovalStatus, at: number): Promise<void> {
+    return this.batcher.write(() => {
+      const current = parseApproval(this.stmts.approvalById.get(id));
+      if (!current) return;
+      const next = { ...current, status, closedAt: at };
+      this.stmts.updateApproval.run(status, next.expiresAt, JSON.stringify(next), id);
+    });
+  }
+
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
@@ -186,6 +247,10 @@ export class SqliteStore implements Store {
     await this.batcher.write(() => undefined);
     this.db.close();
   }
+}
+
+function parseApproval(row: unknown): ApprovalRequestRecord | undefined {
+  return row === undefined ? undefined : (JSON.parse((row as { record: string }).record) as ApprovalRequestRecord);
 }
 
 function toEntry(row: DecisionRow): DecisionEntry {

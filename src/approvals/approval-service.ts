@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { DecisionLog } from '../audit/decision-log.js';
+import type { DecisionRecord } from '../audit/decision-record.js';
+import { entityString } from '../broker/token-exchange.js';
+import type { PortConfig } from '../config/config.js';
+import { approveRequestParts, unblockRequestParts, type BlockStepFacts, type BuildFacts } from '../policy/block-step-entities.js';
+import type { CreatorInfo } from '../policy/entities.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { Decision, EntityRef } from '../policy/types.js';
+import type { Store } from '../store/store.js';
+import type { BuildkiteBuildSummary, BuildkiteBuildsApi, BuildkiteJobSummary } from './buildkite-builds.js';
+import { clockContext } from './clock-context.js';
+import { ApprovalError } from './errors.js';
+import type { ApprovalRequestRecord, UserRecord } from './records.js';
+import { isSatisfied, requirementFrom } from './requirement.js';
+
+export interface ApprovalServiceDeps {
+  config: PortConfig;
+  policy: PolicyEngine;
+  store: Store;
+  log: DecisionLog;
+  api: BuildkiteBuildsApi;
+  now?: () => number;
+}
+
+/**
+ * Policy-driven block steps (DESIGN capability 4). A blocked step is decided with
+ * `unblock` (principal: the Build): allowed → Port unblocks it at once; denied → an
+ * approval request whose requirement comes from the refusing policies. People who
+ * policy allows `approve` approve or reject; the build's creator and the commit's
+ * author never count unless an approving policy says `@allow_author("true")`. Every
+ * step is in the decision log, linked to the build.
+ */
+export class ApprovalService {
+  private readonly now: () => number;
+
+  constructor(private readonly deps: ApprovalServiceDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** `build.finished` with `blocked: true`: fetch the build and handle each blocked manual job. */
+  async handleBlockedBuild(pipeline: string, number: number): Promise<void> {
+    const build = await this.deps.api.getBuild(pipeline, number);
+    for (const job of build.jobs) {
+      if (job.type === 'manual' && job.state === 'blocked') await this.handleBlockStep(pipeline, build, job);
+    }
+  }
+
+  private async handleBlockStep(pipeline: string, build: BuildkiteBuildSummary, job: BuildkiteJobSummary): Promise<void> {
+    // Webhooks repeat and overlap: one request (or unblock) per job.
+    if (await this.deps.store.getApprovalRequestByJob(job.id)) return;
+    const facts = await this.buildFacts(pipeline, build);
+    const step: BlockStepFacts & { label: string; key: string | null } = {
+      step: job.step_key ?? job.id,
+      fields: {},
+      label: job.label ?? '',
+      key: job.step_key ?? null,
+    };
+    const { principal, resource, entities } = unblockRequestParts(facts, step);
+    const now = this.now();
+    const decision = this.deps.policy.decide({
+      principal,
+      action: 'unblock',
+      resource,
+      context: { ...clockContext(now, this.deps.config.approvals.timezone), step_label: step.label, step_key: step.key ?? '' },
+      entities,
+    });
+    const context = { build: buildContext(build, pipeline), job_id: job.id, step: { key: step.key, label: step.label } };
+    if (decision.decision === 'allow') {
+      await this.deps.log.record([this.record(decision, principal, 'unblock', resource, context)]);
+      await this.unblock(job.id, step.fields, principal, resource, { ...context, by: 'policy' });
+      return;
+    }
+    const request: ApprovalRequestRecord = {
+      id: randomUUID(),
+      jobId: job.id,
+      buildId: build.id,
+      build: facts,
+      step,
+      authors: [build.creator?.email, build.author?.email].filter((e): e is string => !!e).map((e) => e.toLowerCase()),
+      requirement: requirementFrom(decision, this.deps.policy),
+      status: 'pending',
+      createdAt: now,
+      expiresAt: now + this.deps.config.approvals.expireAfter * 1000,
+      approvals: [],
+    };
+    if (!(await this.deps.store.createApprovalRequest(request))) return;
+    await this.deps.log.record([
+      this.record(decision, principal, 'unblock', resource, context),
+      this.event('approval_requested', principal, resource, `Approval requested: ${decision.reason}`, {
+        ...context,
+        request_id: request.id,
+        requirement: { approvals: request.requirement.approvals, groups: request.requirement.groups },
+        expires_at: new Date(request.expiresAt).toISOString(),
+      }),
+    ]);
+  }
+
+  /** An approver's decision on a pending request. Throws ApprovalError to refuse. */
+  async decide(requestId: string, user: UserRecord, verdict: 'approve' | 'reject', comment: string): Promise<ApprovalRequestRecord> {
+    const request = await this.deps.store.getApprovalRequest(requestId);
+    if (!request) throw new ApprovalError('not_found', 'No such approval request.', 404);
+    if (request.status !== 'pending') throw new ApprovalError('request_closed', `This request is ${request.status}; it can no longer be decided.`, 409);
+    if (this.now() >= request.expiresAt) {
+      await this.expire(request);
+      throw new ApprovalError('request_closed', 'This request has expired.', 409);
+    }
+    if (!user.active) throw new ApprovalError('user_inactive', 'Your account is deactivated.', 403);
+    const email = user.email.toLowerCase();
+    const isAuthor = request.authors.includes(email);
+    const approver: CreatorInfo = { email, active: user.active, groups: user.groups };
+    const { principal, resource, entities } = approveRequestParts(request.build, request.step, approver);
+    const decision = this.deps.policy.decide({ principal, action: 'approve', resource, context: { is_author: isAuthor }, entities });
+    const context = { request_id: request.id, job_id: request.jobId, build: request.build, verdict, is_author: isAuthor };
+    if (decision.decision === 'deny') {
+      await this.deps.log.record([this.record(decision, principal, 'approve', resource, context)]);
+      throw new ApprovalError('not_eligible', `You may not approve this step: ${decision.reason}`, 403);
+    }
+    // Separation of duties: the author's word never counts unless policy says so.
+    if (isAuthor && !decision.determining.some((p) => this.deps.policy.policy(p.id)?.annotations.allow_author === 'true')) {
+      const refused: Decision = { ...decision, decision: 'deny', reason: 'the build\'s author cannot approve it (no approving policy says @allow_author("true"))' };
+      await this.deps.log.record([this.record(refused, principal, 'approve', resource, context)]);
+      throw new ApprovalError('author_cannot_approve', 'You started this build (or wrote its commit), so your approval does not count.', 403);
+    }
+    if (request.approvals.some((a) => a.email === email)) {
+      throw new ApprovalError('already_decided', 'You have already decided on this request.', 409);
+    }
+    const at = this.now();
+    const entry = { email, groups: user.groups, decision: verdict, comment: comment.slice(0, 2000), at, policies: decision.determining.map((p) => p.id) };
+    const updated = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({
+      ...r,
+      approvals: [...r.approvals, entry],
+      ...(verdict === 'reject' ? { status: 'rejected' as const, closedAt: at } : {}),
+    }));
+    if (!updated) throw new ApprovalError('request_closed', 'This request was closed meanwhile.', 409);
+    await this.deps.log.record([
+      this.record(decision, principal, verdict === 'approve' ? 'approve' : 'reject', resource, { ...context, comment_length: entry.comment.length }),
+    ]);
+    if (verdict === 'approve' && isSatisfied(updated.requirement, updated.approvals)) {
+      const buildEntity: EntityRef = { type: 'Build', id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
+      await this.unblock(request.jobId, request.step.fields, buildEntity, resource, {
+        request_id: request.id,
+        by: 'approvals',
+        approvers: updated.approvals.filter((a) => a.decision === 'approve').map((a) => a.email),
+      });
+      await this.deps.store.setApprovalStatus(request.id, 'unblocked', this.now());
+      return { ...updated, status: 'unblocked' };
+    }
+    return updated;
+  }
+
+  /** Closes every pending request past its expiry; returns how many. */
+  async expireDue(): Promise<number> {
+    const due = await this.deps.store.listApprovalRequests({ status: 'pending', expiresBefore: this.now() + 1 });
+    let n = 0;
+    for (const r of due) if (await this.expire(r)) n++;
+    return n;
+  }
+
+  private async expire(request: ApprovalRequestRecord): Promise<boolean> {
+    const at = this.now();
+    const closed = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'expired', closedAt: at }));
+    if (!closed) return false;
+    const step = { type: 'BlockStep' as const, id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}/${request.step.step}` };
+    const build = { type: 'Build' as const, id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
+    const onExpiry = this.deps.config.approvals.onExpiry;
+    await this.deps.log.record([
+      this.event('approval_expired', build, step, `The approval request expired unanswered; Port ${onExpiry === 'fail' ? 'will never unblock it' : 'leaves the step to Buildkite'}.`, {
+        request_id: request.id,
+        job_id: request.jobId,
+        on_expiry: onExpiry,
+        approvals: request.approvals.length,
+      }),
+    ]);
+    return true;
+  }
+
+  private async unblock(jobId: string, fields: Record<string, string>, principal: EntityRef, resource: EntityRef, context: Record<string, unknown>): Promise<void> {
+    try {
+      await this.deps.api.unblockJob(jobId, Object.keys(fields).length > 0 ? { fields } : {});
+    } catch (err) {
+      await this.deps.log.record([this.event('unblock_failed', principal, resource, `Port's unblock call failed: ${(err as Error).message}`, { ...context, job_id: jobId }, 'deny')]);
+      throw err;
+    }
+    await this.deps.log.record([this.event('unblocked', principal, resource, 'Port unblocked the step through the Buildkite API.', { ...context, job_id: jobId })]);
+  }
+
+  /** The build as a policy sees it; the creator comes from Port's users when known. */
+  private async buildFacts(pipeline: string, build: BuildkiteBuildSummary): Promise<BuildFacts> {
+    const facts: BuildFacts = {
+      organization: this.deps.config.buildkite.organization,
+      pipeline,
+      number: build.number,
+      branch: build.branch,
+      tag: build.tag ?? null,
+      commit: build.commit,
+      source: build.source,
+    };
+    const email = build.creator?.email?.toLowerCase();
+    const user = email ? await this.deps.store.getUser(email) : undefined;
+    if (user) facts.creator = { email: user.email, active: user.active, groups: user.groups };
+    return facts;
+  }
+
+  private record(d: Decision, principal: EntityRef, action: string, resource: EntityRef, context: Record<string, unknown>): DecisionRecord {
+    return {
+      id: randomUUID(),
+      time: new Date(this.now()).toISOString(),
+      principal: entityString(principal),
+      action,
+      resource: entityString(resource),
+      decision: d.decision,
+      policies: d.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason })),
+      reason: d.reason,
+      ...(d.errors.length > 0 ? { errors: d.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
+      policyRevision: d.revision,
+      context,
+    };
+  }
+
+  private event(action: string, principal: EntityRef, resource: EntityRef, reason: string, context: Record<string, unknown>, decision: 'allow' | 'deny' = 'allow'): DecisionRecord {
+    return { id: randomUUID(), time: new Date(this.now()).toISOString(), principal: entityString(principal), action, resource: entityString(resource), decision, policies: [], reason, context };
+  }
+}
+
+function buildContext(build: BuildkiteBuildSummary, pipeline: string): Record<string, unknown> {
+  return {
+    id: build.id,
+    pipeline,
+    number: build.number,
+    branch: build.branch,
+    tag: build.tag ?? null,
+    commit: build.commit,
+    source: build.source,
+    creator: build.creator?.email ?? null,
+  };
+}

@@ -1,0 +1,7 @@
+/** `hour` (0–23) and `weekday` (0 = Sunday) at `now` in an IANA time zone, for `unblock` policies. */
+export function clockContext(now: number, timeZone: string): { hour: number; weekday: number } {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone, hour: 'numeric', hourCycle: 'h23', weekday: 'short' }).formatToParts(new Date(now));
+  const hour = Number(parts.find((p) => p.type === 'hour')!.value);
+  const weekday = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts.find((p) => p.type === 'weekday')!.value);
+  return { hour, weekday };
+}

@@ -1,0 +1,50 @@
+import type { BlockStepFacts, BuildFacts } from '../policy/block-step-entities.js';
+
+/** A person Port knows (from SSO sign-in now, SCIM later); User ids are lower-cased e-mails. */
+export interface UserRecord {
+  email: string;
+  name?: string;
+  active: boolean;
+  groups: string[];
+  updatedAt: number;
+}
+
+/** What an approval request needs before Port unblocks (from the policies that asked for it). */
+export interface ApprovalRequirement {
+  /** Eligible approvals needed in all. */
+  approvals: number;
+  /** One approval from a member of each of these groups (and `approvals` in all). */
+  groups: string[];
+  /** The unblock policies that made Port ask, and why. */
+  policies: { id: string; reason?: string }[];
+  reason: string;
+}
+
+export interface ApprovalEntry {
+  email: string;
+  groups: string[];
+  decision: 'approve' | 'reject';
+  comment: string;
+  at: number;
+  /** The approve policies that made this person eligible. */
+  policies: string[];
+}
+
+export type ApprovalStatus = 'pending' | 'rejected' | 'expired' | 'unblocked' | 'unblock_failed';
+
+export interface ApprovalRequestRecord {
+  id: string;
+  /** The block step's job id: one request per blocked job. */
+  jobId: string;
+  buildId: string;
+  build: BuildFacts;
+  step: BlockStepFacts & { label: string; key: string | null };
+  /** E-mails that never count as approvers unless policy says so (creator, commit author). */
+  authors: string[];
+  requirement: ApprovalRequirement;
+  status: ApprovalStatus;
+  createdAt: number;
+  expiresAt: number;
+  closedAt?: number;
+  approvals: ApprovalEntry[];
+}

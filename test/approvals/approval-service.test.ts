@@ -1,0 +1,180 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ApprovalService } from '../../src/approvals/approval-service.js';
+import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
+import { DecisionLog } from '../../src/audit/decision-log.js';
+import { configFromObject } from '../../src/config/config.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+
+export const APPROVAL_POLICIES = `
+@id("release-tags-open")
+@reason("release tags from main built by a deployer open by themselves")
+permit (principal is Port::Build, action == Port::Action::"unblock", resource)
+when { principal.branch == "main" && principal.tag like "v*" && principal has creator && principal.creator in Port::Group::"deployers" };
+
+@id("feature-deploys-need-review")
+@reason("deploys from other branches need platform and security sign-off")
+@approval_groups("platform security")
+forbid (principal is Port::Build, action == Port::Action::"unblock", resource)
+when { principal.branch != "main" };
+
+@id("platform-approves")
+@reason("platform engineers approve deploys")
+permit (principal in Port::Group::"platform", action == Port::Action::"approve", resource);
+
+@id("security-approves")
+@reason("security engineers approve deploys")
+permit (principal in Port::Group::"security", action == Port::Action::"approve", resource);
+`;
+
+class FakeBuildkite implements BuildkiteBuildsApi {
+  builds = new Map<string, BuildkiteBuildSummary>();
+  unblocks: { jobId: string; body: unknown }[] = [];
+  async getBuild(pipeline: string, number: number) {
+    const b = this.builds.get(`${pipeline}/${number}`);
+    if (!b) throw new Error('404');
+    return b;
+  }
+  async unblockJob(jobId: string, body: unknown) {
+    this.unblocks.push({ jobId, body });
+    return {};
+  }
+}
+
+let dir: string;
+let store: SqliteStore;
+let bk: FakeBuildkite;
+let clock: { t: number };
+let service: ApprovalService;
+
+const users = {
+  dev: { email: 'dev@acme.test', active: true, groups: ['platform', 'developers'], updatedAt: 0 },
+  deployer: { email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: 0 },
+  pat: { email: 'pat@acme.test', active: true, groups: ['platform'], updatedAt: 0 },
+  sam: { email: 'sam@acme.test', active: true, groups: ['security'], updatedAt: 0 },
+  outsider: { email: 'out@acme.test', active: true, groups: ['developers'], updatedAt: 0 },
+};
+
+function blockedBuild(number: number, init: Partial<BuildkiteBuildSummary>): BuildkiteBuildSummary {
+  const b: BuildkiteBuildSummary = {
+    id: `build-${number}`,
+    number,
+    branch: 'main',
+    tag: null,
+    commit: 'a'.repeat(40),
+    source: 'webhook',
+    blocked: true,
+    creator: { id: 'u1', name: 'Dev', email: 'dev@acme.test' },
+    jobs: [
+      { id: `cmd-${number}`, type: 'script', state: 'passed' },
+      { id: `block-${number}`, type: 'manual', state: 'blocked', label: 'Deploy?', step_key: 'deploy', unblockable: true },
+    ],
+    ...init,
+  };
+  bk.builds.set(`deploy/${number}`, b);
+  return b;
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'port-approvals-'));
+  mkdirSync(join(dir, 'policies'));
+  writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
+  store = SqliteStore.open(join(dir, 'port.db'));
+  for (const u of Object.values(users)) await store.upsertUser(u);
+  bk = new FakeBuildkite();
+  clock = { t: Date.UTC(2026, 10, 25, 12) };
+  const config = configFromObject(
+    { server: { public_url: 'https://port.test' }, buildkite: { organization: 'acme' }, policies: './policies', approvals: { expire_after: '1h' } },
+    join(dir, 'port.yaml'),
+  );
+  service = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, now: () => clock.t });
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function actions() {
+  return (await store.readDecisions(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
+}
+
+describe('approvals', () => {
+  it('(a) policy opens a release tag from main built by a deployer at once, and logs why', async () => {
+    blockedBuild(1, { tag: 'v1.2.0', creator: { id: 'u2', email: 'REL@acme.test' } });
+    await service.handleBlockedBuild('deploy', 1);
+    expect(bk.unblocks).toEqual([{ jobId: 'block-1', body: {} }]);
+    const log = await store.readDecisions(0, 10);
+    expect(log[0]!.record).toMatchObject({ action: 'unblock', decision: 'allow', principal: 'Port::Build::"acme/deploy/1"', resource: 'Port::BlockStep::"acme/deploy/1/deploy"', policies: [{ id: 'release-tags-open' }] });
+    expect(log[1]!.record).toMatchObject({ action: 'unblocked', context: { by: 'policy' } });
+    expect(await store.getApprovalRequestByJob('block-1')).toBeUndefined();
+  });
+
+  it('(b) a feature-branch deploy needs one platform and one security approval; the author and outsiders do not count', async () => {
+    blockedBuild(2, { branch: 'feature/login' });
+    await service.handleBlockedBuild('deploy', 2);
+    await service.handleBlockedBuild('deploy', 2); // a repeated webhook opens nothing new
+    const request = (await store.getApprovalRequestByJob('block-2'))!;
+    expect(request).toMatchObject({ status: 'pending', requirement: { approvals: 2, groups: ['platform', 'security'], policies: [{ id: 'feature-deploys-need-review' }] } });
+    expect(bk.unblocks).toHaveLength(0);
+
+    await expect(service.decide(request.id, users.dev, 'approve', 'lgtm')).rejects.toMatchObject({ code: 'author_cannot_approve', status: 403 });
+    await expect(service.decide(request.id, users.outsider, 'approve', '')).rejects.toMatchObject({ code: 'not_eligible', status: 403 });
+    await expect(service.decide(request.id, { ...users.pat, active: false }, 'approve', '')).rejects.toMatchObject({ code: 'user_inactive' });
+    expect((await service.decide(request.id, users.pat, 'approve', 'ok from platform')).status).toBe('pending');
+    await expect(service.decide(request.id, users.pat, 'approve', 'again')).rejects.toMatchObject({ code: 'already_decided' });
+    expect(bk.unblocks).toHaveLength(0);
+    expect((await service.decide(request.id, users.sam, 'approve', 'ok from security')).status).toBe('unblocked');
+    expect(bk.unblocks).toEqual([{ jobId: 'block-2', body: {} }]);
+    await expect(service.decide(request.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
+    expect(await actions()).toEqual([
+      'unblock:deny',
+      'approval_requested:allow',
+      'approve:deny', // the author
+      'approve:deny', // the outsider
+      'approve:allow',
+      'approve:allow',
+      'unblocked:allow',
+    ]);
+    const last = await store.lastDecision();
+    expect(last!.record.context).toMatchObject({ by: 'approvals', approvers: ['pat@acme.test', 'sam@acme.test'] });
+  });
+
+  it('a rejection closes the request and nothing is unblocked', async () => {
+    blockedBuild(3, { branch: 'feature/x' });
+    await service.handleBlockedBuild('deploy', 3);
+    const request = (await store.getApprovalRequestByJob('block-3'))!;
+    expect((await service.decide(request.id, users.sam, 'reject', 'not today')).status).toBe('rejected');
+    await expect(service.decide(request.id, users.pat, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
+    expect(bk.unblocks).toHaveLength(0);
+  });
+
+  it('(c) an unanswered request expires and can no longer be approved', async () => {
+    blockedBuild(4, { branch: 'feature/y' });
+    await service.handleBlockedBuild('deploy', 4);
+    const request = (await store.getApprovalRequestByJob('block-4'))!;
+    await service.decide(request.id, users.pat, 'approve', '');
+    expect(await service.expireDue()).toBe(0);
+    clock.t += 3600_000;
+    expect(await service.expireDue()).toBe(1);
+    expect((await store.getApprovalRequest(request.id))!.status).toBe('expired');
+    await expect(service.decide(request.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
+    expect(bk.unblocks).toHaveLength(0);
+    expect((await store.lastDecision())!.record).toMatchObject({ action: 'approval_expired' });
+  });
+
+  it('an approval is bound to its own build and step', async () => {
+    blockedBuild(5, { branch: 'feature/a' });
+    blockedBuild(6, { branch: 'feature/b' });
+    await service.handleBlockedBuild('deploy', 5);
+    await service.handleBlockedBuild('deploy', 6);
+    const r5 = (await store.getApprovalRequestByJob('block-5'))!;
+    const r6 = (await store.getApprovalRequestByJob('block-6'))!;
+    await service.decide(r5.id, users.pat, 'approve', '');
+    await service.decide(r5.id, users.sam, 'approve', '');
+    expect(bk.unblocks.map((u) => u.jobId)).toEqual(['block-5']);
+    expect((await store.getApprovalRequest(r6.id))!).toMatchObject({ status: 'pending', approvals: [] });
+  });
+});
