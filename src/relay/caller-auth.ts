@@ -46,7 +46,7 @@ export class CallerAuthenticator {
       this.cache.delete(token);
       throw unauthorized('invalid_token', 'The token has expired; exchange a fresh Buildkite token.');
     }
-    if (this.revocations.isRevoked(caller.tokenId)) {
+    if (this.revocations.isTokenRevoked({ jti: caller.tokenId, jobId: caller.identity.jobId, issuedAt: caller.identity.issuedAt })) {
       throw unauthorized('invalid_token', 'The token has been revoked.');
     }
     return caller;

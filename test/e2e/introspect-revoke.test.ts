@@ -61,8 +61,24 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
     // The store is the record: a new list (a restarted Port) still refuses it.
     const { RevocationList } = await import('../../src/revocation/revocation-list.js');
     const fresh = await RevocationList.open(h.port.store);
-    const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti;
-    expect(fresh.isRevoked(jti)).toBe(true);
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    expect(fresh.isTokenRevoked({ jti: claims.jti, jobId: claims.sub, issuedAt: claims.iat })).toBe(true);
+  });
+
+  it('revoking a whole job refuses every token it was issued so far, not later ones', async () => {
+    const job = h.sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
+    const mint = async () => (await h.exchange(await h.sim.mintToken(job, { audience: h.audience }), { scope: 'deploy-token' })).body.access_token as string;
+    const [a, b] = [await mint(), await mint()];
+    const { RevocationList } = await import('../../src/revocation/revocation-list.js');
+    // The running Port's list is internal; revoke through the store and a fresh list, as a restart would see it.
+    const list = await RevocationList.open(h.port.store);
+    await list.revokeJob(job.jobId, 'job finished', 900, Date.now() + 1000);
+    const reopened = await RevocationList.open(h.port.store);
+    for (const t of [a, b]) {
+      const c = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString());
+      expect(reopened.isTokenRevoked({ jti: c.jti, jobId: c.sub, issuedAt: c.iat })).toBe(true);
+      expect(reopened.isTokenRevoked({ jti: 'other', jobId: c.sub, issuedAt: c.iat + 3600 })).toBe(false);
+    }
   });
 
   it('a revoked token can no longer authorize introspection', async () => {

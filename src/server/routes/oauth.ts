@@ -53,7 +53,7 @@ export function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): void {
     noStore(reply);
     const token = singleParam(formBody(request), 'token');
     const claims = await deps.issuer.verify(token, deps.audiences);
-    if (claims && !deps.revocations.isRevoked(claims.jti)) {
+    if (claims && !deps.revocations.isTokenRevoked(tokenFacts(claims))) {
       const now = Date.now();
       await deps.revocations.revoke({ jti: claims.jti, expiresAt: claims.exp * 1000, revokedAt: now, subject: claims.sub, reason: 'revoked by token holder (RFC 7009)' });
       await deps.log.record([
@@ -82,7 +82,7 @@ export function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): void {
     const caller = await authorizeIntrospection(request, deps);
     const token = singleParam(body, 'token');
     const claims = await deps.issuer.verify(token, deps.audiences);
-    if (!claims || deps.revocations.isRevoked(claims.jti)) return { active: false };
+    if (!claims || deps.revocations.isTokenRevoked(tokenFacts(claims))) return { active: false };
     if (caller !== 'any' && caller !== claims.sub) return { active: false };
     return introspection(claims);
   });
@@ -95,10 +95,14 @@ async function authorizeIntrospection(request: FastifyRequest, deps: OAuthRouteD
   const presented = m[1]!;
   if (deps.introspectionToken !== undefined && sameSecret(presented, deps.introspectionToken)) return 'any';
   const claims = await deps.issuer.verify(presented, deps.audiences);
-  if (!claims || deps.revocations.isRevoked(claims.jti)) {
+  if (!claims || deps.revocations.isTokenRevoked(tokenFacts(claims))) {
     throw new OAuthError('invalid_client', 'The bearer credential for introspection is not valid.');
   }
   return claims.sub;
+}
+
+function tokenFacts(claims: PortTokenClaims) {
+  return { jti: claims.jti, jobId: claims.sub, issuedAt: claims.iat };
 }
 
 function sameSecret(a: string, b: string): boolean {

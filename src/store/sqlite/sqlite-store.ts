@@ -55,7 +55,7 @@ export class SqliteStore implements Store {
         'INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retires_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       addRevocation: db.prepare(
-        'INSERT INTO revocations (jti, expires_at, revoked_at, subject, reason) VALUES (?, ?, ?, ?, ?) ON CONFLICT(jti) DO NOTHING',
+        'INSERT INTO revocations (jti, expires_at, revoked_at, subject, reason) VALUES (?, ?, ?, ?, ?) ON CONFLICT(jti) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at), expires_at = max(expires_at, excluded.expires_at)',
       ),
       isRevoked: db.prepare('SELECT 1 FROM revocations WHERE jti = ?'),
       activeRevocations: db.prepare('SELECT * FROM revocations WHERE expires_at > ?'),
