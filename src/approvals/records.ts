@@ -48,3 +48,16 @@ export interface ApprovalRequestRecord {
   closedAt?: number;
   approvals: ApprovalEntry[];
 }
+
+/** A signed-in person's session (src/web). Stored under the SHA-256 of its cookie value. */
+export interface SessionRecord {
+  /** SHA-256 (hex) of the session cookie's value; the value itself is never stored. */
+  idHash: string;
+  email: string;
+  name?: string;
+  groups: string[];
+  /** Synchronizer token every state-changing form must carry. */
+  csrfToken: string;
+  createdAt: number;
+  expiresAt: number;
+}

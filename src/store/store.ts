@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import type { ApprovalRequestRecord, ApprovalStatus, UserRecord } from '../approvals/records.js';
+import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord } from '../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
 
 /**
@@ -46,6 +46,13 @@ export interface Store {
   // People (src/approvals now; SCIM later).
   upsertUser(user: UserRecord): Promise<void>;
   getUser(email: string): Promise<UserRecord | undefined>;
+
+  // Approver sessions (src/web).
+  createSession(session: SessionRecord): Promise<void>;
+  getSession(idHash: string): Promise<SessionRecord | undefined>;
+  deleteSession(idHash: string): Promise<void>;
+  /** Ends every session of a person (deactivation); returns how many. */
+  deleteSessionsOf(email: string): Promise<number>;
 
   // Approval requests (src/approvals).
   /** Creates the request unless one exists for its job (webhooks repeat); false then. */

@@ -167,6 +167,21 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect((await store.listApprovalRequests({})).length).toBe(3);
     });
 
+    it('keeps sessions until they expire or their person is signed out everywhere', async () => {
+      const s = (id: string, email: string, expiresAt: number) => ({ idHash: id, email, groups: ['platform'], csrfToken: `csrf-${id}`, createdAt: 0, expiresAt });
+      const later = Date.now() + 60_000;
+      await store.createSession(s('h1', 'Pat@acme.test', later));
+      await store.createSession(s('h2', 'pat@acme.test', later));
+      await store.createSession(s('h3', 'sam@acme.test', later));
+      await store.createSession(s('old', 'sam@acme.test', Date.now() - 1));
+      expect(await store.getSession('h1')).toMatchObject({ email: 'pat@acme.test', csrfToken: 'csrf-h1' });
+      expect(await store.getSession('old')).toBeUndefined();
+      expect(await store.deleteSessionsOf('PAT@acme.test')).toBe(2);
+      expect(await store.getSession('h2')).toBeUndefined();
+      await store.deleteSession('h3');
+      expect(await store.getSession('h3')).toBeUndefined();
+    });
+
     it('answers ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

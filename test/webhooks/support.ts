@@ -137,7 +137,7 @@ export async function startWebhookHarness(
   const url = typeof address === 'object' && address ? `http://127.0.0.1:${address.port}` : '';
 
   const post: Harness['post'] = async (body, headers) => {
-    const res = await fetch(`${url}/webhooks/buildkite`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+    const res = await fetch(`${url}/webhooks/buildkite`, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/json', ...headers } });
     const text = await res.text();
     let parsed: unknown;
     try {

@@ -52,7 +52,14 @@ const MIGRATIONS: string[] = [
      expires_at INTEGER NOT NULL,
      record TEXT NOT NULL
    );
-   CREATE INDEX approval_requests_status ON approval_requests(status, expires_at);`,
+   CREATE INDEX approval_requests_status ON approval_requests(status, expires_at);
+   CREATE TABLE sessions (
+     id_hash TEXT PRIMARY KEY,
+     email TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX sessions_email ON sessions(email);`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApprovalRequestRecord, ApprovalStatus, UserRecord } from '../../approvals/records.js';
+import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord } from '../../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
 import { StoreError } from '../../errors.js';
@@ -82,6 +82,11 @@ export class SqliteStore implements Store {
       approvalsAll: db.prepare('SELECT record FROM approval_requests ORDER BY expires_at'),
       approvalsByStatus: db.prepare('SELECT record FROM approval_requests WHERE status = ? AND expires_at < ? ORDER BY expires_at'),
       updateApproval: db.prepare('UPDATE approval_requests SET status = ?, expires_at = ?, record = ? WHERE id = ?'),
+      insertSession: db.prepare('INSERT INTO sessions (id_hash, email, expires_at, record) VALUES (?, ?, ?, ?)'),
+      getSession: db.prepare('SELECT record FROM sessions WHERE id_hash = ? AND expires_at > ?'),
+      deleteSession: db.prepare('DELETE FROM sessions WHERE id_hash = ?'),
+      deleteSessionsOf: db.prepare('DELETE FROM sessions WHERE email = ?'),
+      purgeSessions: db.prepare('DELETE FROM sessions WHERE expires_at <= ?'),
       purgeReplay: db.prepare('DELETE FROM replay_cache WHERE expires_at <= ?'),
       purgeRevocations: db.prepare('DELETE FROM revocations WHERE expires_at <= ?'),
     };
@@ -184,6 +189,7 @@ export class SqliteStore implements Store {
   purgeExpired(now: number): Promise<void> {
     return this.batcher.write(() => {
       this.stmts.purgeReplay.run(now);
+      this.stmts.purgeSessions.run(now);
       this.stmts.purgeRevocations.run(now);
     });
   }
@@ -197,6 +203,27 @@ export class SqliteStore implements Store {
   async getUser(email: string): Promise<UserRecord | undefined> {
     const row = this.stmts.getUser.get(email.toLowerCase()) as { record: string } | undefined;
     return row && (JSON.parse(row.record) as UserRecord);
+  }
+
+  createSession(s: SessionRecord): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.insertSession.run(s.idHash, s.email.toLowerCase(), s.expiresAt, JSON.stringify({ ...s, email: s.email.toLowerCase() }));
+    });
+  }
+
+  async getSession(idHash: string): Promise<SessionRecord | undefined> {
+    const row = this.stmts.getSession.get(idHash, Date.now()) as { record: string } | undefined;
+    return row && (JSON.parse(row.record) as SessionRecord);
+  }
+
+  deleteSession(idHash: string): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.deleteSession.run(idHash);
+    });
+  }
+
+  deleteSessionsOf(email: string): Promise<number> {
+    return this.batcher.write(() => this.stmts.deleteSessionsOf.run(email.toLowerCase()).changes);
   }
 
   createApprovalRequest(r: ApprovalRequestRecord): Promise<boolean> {
