@@ -149,6 +149,25 @@ export class ApprovalService {
     return updated;
   }
 
+  /**
+   * Whether `user` may act on the request now (for listing it to them), without
+   * logging: the same checks `decide` makes, short of recording anything.
+   */
+  eligibility(request: ApprovalRequestRecord, user: UserRecord): { eligible: boolean; reason: string } {
+    if (request.status !== 'pending' || this.now() >= request.expiresAt) return { eligible: false, reason: `the request is ${request.status}` };
+    if (!user.active) return { eligible: false, reason: 'your account is deactivated' };
+    const email = user.email.toLowerCase();
+    const isAuthor = request.authors.includes(email);
+    const { principal, resource, entities } = approveRequestParts(request.build, request.step, { email, active: user.active, groups: user.groups });
+    const d = this.deps.policy.decide({ principal, action: 'approve', resource, context: { is_author: isAuthor }, entities });
+    if (d.decision === 'deny') return { eligible: false, reason: d.reason };
+    if (isAuthor && !d.determining.some((p) => this.deps.policy.policy(p.id)?.annotations.allow_author === 'true')) {
+      return { eligible: false, reason: 'you started this build or wrote its commit' };
+    }
+    if (request.approvals.some((a) => a.email === email)) return { eligible: false, reason: 'you have already decided' };
+    return { eligible: true, reason: d.reason };
+  }
+
   /** Closes every pending request past its expiry; returns how many. */
   async expireDue(): Promise<number> {
     const due = await this.deps.store.listApprovalRequests({ status: 'pending', expiresBefore: this.now() + 1 });

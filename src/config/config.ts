@@ -73,6 +73,7 @@ export interface PortConfig {
   };
   audit: { checkpointEvery: number; checkpointInterval: number };
   approvals: { expireAfter: number; onExpiry: 'fail' | 'leave'; timezone: string };
+  sso?: { issuer: string; clientId: string; clientSecret: SecretSource; groupsClaim: string; scopes: string[]; sessionTtl: number };
   credentials: Record<string, { type: string; description?: string }>;
   relay: RelayConfig;
   upstreams: Record<string, UpstreamConfig>;
@@ -149,6 +150,18 @@ function finish(c: ParsedConfig, file: string): PortConfig {
           : resolveSecretRef(c.issuer.key_encryption_key, 'issuer.key_encryption_key', baseDir),
     },
     audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
+    ...(c.sso
+      ? {
+          sso: {
+            issuer: c.sso.issuer.replace(/\/+$/, ''),
+            clientId: c.sso.client_id,
+            clientSecret: optionalSecret('s', c.sso.client_secret, 'sso.client_secret', baseDir).s!,
+            groupsClaim: c.sso.groups_claim,
+            scopes: c.sso.scopes.includes('openid') ? c.sso.scopes : ['openid', ...c.sso.scopes],
+            sessionTtl: c.sso.session_ttl,
+          },
+        }
+      : {}),
     approvals: { expireAfter: c.approvals.expire_after, onExpiry: c.approvals.on_expiry, timezone: checkTimeZone(c.approvals.timezone, file) },
     credentials: c.credentials,
     relay: {

@@ -85,6 +85,19 @@ const issuerSchema = z.strictObject({
   key_encryption_key: secretRef.optional(),
 });
 
+/** SSO sign-in for approvers: OIDC authorization code with PKCE (DESIGN capability 5). */
+const ssoSchema = z.strictObject({
+  /** The IdP's issuer URL (its discovery document is fetched from it). */
+  issuer: httpUrl,
+  client_id: z.string().min(1),
+  client_secret: secretRef,
+  /** The ID token claim that lists the person's groups. */
+  groups_claim: z.string().min(1).default('groups'),
+  scopes: z.array(z.string().regex(/^[!-~]+$/)).default(['openid', 'email', 'profile']),
+  /** How long a sign-in lasts. */
+  session_ttl: duration(7 * 86400).default(8 * 3600),
+});
+
 const approvalsSchema = z.strictObject({
   /** An approval request not decided within this time expires. */
   expire_after: duration(30 * 86400).default(86400),
@@ -182,6 +195,7 @@ export const configSchema = z.strictObject({
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
   audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
+  sso: ssoSchema.optional(),
   approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC' }),
   relay: relaySchema.default({
     accept_buildkite_tokens: false,
