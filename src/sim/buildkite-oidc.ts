@@ -9,6 +9,9 @@
  * and signs tokens exactly in Buildkite's format (§1.3–1.4): RS256, header `{kid, alg}` with
  * no `typ`, Buildkite's claims in Buildkite's order. Methods (not HTTP) drive tests and the
  * demo: create and finish jobs, mint tokens directly, rotate keys, take the JWKS down.
+ *
+ * It also serves the REST API under `/v2/…` (§4) with users, builds with block steps,
+ * agents and the unblock endpoint, and sends webhooks (§3): see `rest-sim.ts`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +24,24 @@ import { JobApiServer } from './job-api-server.js';
 import { JobRegistry } from './jobs.js';
 import { KeyRing, SIGNING_ALG, type PublicJwk, type SigningKey } from './keys.js';
 import type { MintOptions, OidcTokenRequest, SimJob, SimJobInit } from './types.js';
+import type {
+  ApiRequestRecord,
+  DeliverWebhookOptions,
+  SimAgent,
+  SimAgentInit,
+  SimBuild,
+  SimBuildInit,
+  SimBuildJob,
+  SimUser,
+  SimUserInit,
+  UnblockCall,
+  WebhookAuth,
+  WebhookDelivery,
+  WebhookTarget,
+} from './build-types.js';
+import type { RateLimitOptions } from './rate-limit.js';
+import { RestSim } from './rest-sim.js';
+import type { WebhookPayload } from './webhook-payloads.js';
 
 export interface BuildkiteSimulatorOptions {
   /** The organization slug jobs belong to by default (`organization_slug`). */
@@ -33,6 +54,12 @@ export interface BuildkiteSimulatorOptions {
   host?: string;
   /** Port to listen on; 0 (any free port) by default. */
   port?: number;
+  /** The one token the REST API (`/v2/…`) accepts as `Authorization: Bearer …`; random `bkua_…` by default. */
+  apiToken?: string;
+  /** The API token's owner: the default unblocker and the webhooks' `sender`. */
+  apiTokenOwner?: SimUserInit;
+  /** REST `RateLimit-*` window (200/min, not enforced, by default). */
+  rateLimit?: RateLimitOptions;
 }
 
 const TOKENS_PATH = /^\/v3\/jobs\/([^/]+)\/oidc\/tokens\/?$/;
@@ -48,6 +75,7 @@ export class BuildkiteSimulator {
   readonly agentEndpoint: string;
 
   private readonly jobs: JobRegistry;
+  private readonly rest: RestSim;
   private jwksAvailable = true;
   private jwksRequests = 0;
   private tokenRequests = 0;
@@ -68,6 +96,20 @@ export class BuildkiteSimulator {
     this.issuer = opts.issuer ?? url;
     this.agentEndpoint = `${url}/v3`;
     this.jobs = jobs;
+    this.rest = new RestSim({
+      baseUrl: url,
+      organizationSlug: opts.organization,
+      organizationId: opts.organizationId,
+      apiToken: opts.apiToken,
+      apiTokenOwner: opts.apiTokenOwner,
+      rateLimit: opts.rateLimit,
+      oidc: {
+        create: (init) => this.createJob(init),
+        finish: (jobId) => this.jobs.finish(jobId),
+        get: (jobId) => this.jobs.get(jobId),
+        isFinished: (jobId) => this.jobs.isFinished(jobId),
+      },
+    });
   }
 
   static async start(opts: BuildkiteSimulatorOptions): Promise<BuildkiteSimulator> {
@@ -102,7 +144,10 @@ export class BuildkiteSimulator {
 
   /** A new running job; every field not given gets a sensible default (see `JobRegistry`). */
   createJob(init?: SimJobInit): SimJob {
-    return this.jobs.create(init);
+    const job = this.jobs.create(init);
+    // The job runs on an agent the REST API can describe (`GET …/agents/{agent_id}`).
+    this.rest.agents.assign(job);
+    return job;
   }
 
   /** Ends a job: its job token (and Job API token) stop working, as on Buildkite. */
@@ -204,7 +249,122 @@ export class BuildkiteSimulator {
     this.injectedFailures = { remaining: count, status };
   }
 
+  // ---- REST API, builds, users and webhooks (buildkite.md §3–§4; see rest-sim.ts) ----
+
+  /** The REST API's origin (Port's `buildkite.api_url`); paths start `/v2/`. */
+  get apiUrl(): string {
+    return this.url;
+  }
+
+  /** The one token `/v2/…` accepts as `Authorization: Bearer …`. */
+  get apiToken(): string {
+    return this.rest.apiToken;
+  }
+
+  /** The API token's owner: credited when an unblock names no `unblocker`. */
+  get apiUser(): SimUser {
+    return this.rest.apiUser;
+  }
+
+  /** A user of the organization (a member; a valid `unblocker`). */
+  createUser(init: SimUserInit): SimUser {
+    return this.rest.createUser(init);
+  }
+
+  user(id: string): SimUser | undefined {
+    return this.rest.users.get(id);
+  }
+
+  /** A build of `steps`; with a block step it is blocked at the first one at once (see builds.ts). */
+  createBuild(init: SimBuildInit): SimBuild {
+    return this.rest.createBuild(init);
+  }
+
+  build(buildId: string): SimBuild | undefined {
+    return this.rest.builds.get(buildId);
+  }
+
+  /** Runs the build on (its running command jobs pass) until it blocks again or ends. */
+  advanceBuild(build: SimBuild | string): SimBuild {
+    return this.rest.builds.advance(typeof build === 'string' ? build : build.id);
+  }
+
+  /** Ends one running command job of a build (`job.finished`); its OIDC job ends too. */
+  finishBuildJob(job: SimBuildJob | string, outcome?: { passed?: boolean; exitStatus?: number }): SimBuildJob {
+    return this.rest.builds.finishJob(typeof job === 'string' ? job : job.id, outcome);
+  }
+
+  /** Cancels a build; unblocking its jobs then fails with 422 (§4.2). */
+  cancelBuild(build: SimBuild | string): SimBuild {
+    return this.rest.builds.cancel(typeof build === 'string' ? build : build.id);
+  }
+
+  createAgent(init?: SimAgentInit): SimAgent {
+    return this.rest.createAgent(init);
+  }
+
+  agent(id: string): SimAgent | undefined {
+    return this.rest.agents.get(id);
+  }
+
+  /** Every `PUT …/unblock` received — who, which fields, when, and the answer. */
+  get unblockCalls(): readonly UnblockCall[] {
+    return this.rest.unblockCalls;
+  }
+
+  /** Every `/v2/…` request answered. */
+  get apiRequests(): readonly ApiRequestRecord[] {
+    return this.rest.apiRequests;
+  }
+
+  /** The next `count` REST calls answer `status` (500 by default; 429 comes with `RateLimit-Reset: resetSeconds`). */
+  failApiRequests(count: number, status = 500, opts?: { resetSeconds?: number }): void {
+    this.rest.failApiRequests(count, status, opts);
+  }
+
+  buildFinishedPayload(build: SimBuild): WebhookPayload {
+    return this.rest.buildFinishedPayload(build);
+  }
+
+  jobFinishedPayload(job: SimBuildJob, build: SimBuild): WebhookPayload {
+    return this.rest.jobFinishedPayload(job, build);
+  }
+
+  jobActivatedPayload(job: SimBuildJob, build: SimBuild): WebhookPayload {
+    return this.rest.jobActivatedPayload(job, build);
+  }
+
+  pingPayload(url?: string): WebhookPayload {
+    return this.rest.pingPayload(url);
+  }
+
+  /** POSTs a webhook as Buildkite does, signed (`{secret}`) or with a token (`{token}`), §3. */
+  deliverWebhook(url: string, event: string, payload: unknown, auth: WebhookAuth, opts?: DeliverWebhookOptions): Promise<WebhookDelivery> {
+    return this.rest.deliverWebhook(url, event, payload, auth, opts);
+  }
+
+  /** Sends `build.finished` with `blocked: true` for a blocked build (§3). */
+  blockAndNotify(url: string, build: SimBuild, auth: WebhookAuth, opts?: DeliverWebhookOptions): Promise<WebhookDelivery> {
+    return this.rest.blockAndNotify(url, build, auth, opts);
+  }
+
+  /** Sends webhooks on its own from now on, as builds block and finish and steps are unblocked (null stops). */
+  configureWebhook(target: WebhookTarget | null): void {
+    this.rest.configureWebhook(target);
+  }
+
+  /** Waits for the automatic deliveries queued so far. */
+  settleWebhooks(): Promise<void> {
+    return this.rest.settleWebhooks();
+  }
+
+  /** Every webhook sent, with the receiver's answer. */
+  get webhookDeliveries(): readonly WebhookDelivery[] {
+    return this.rest.webhookDeliveries;
+  }
+
   async close(): Promise<void> {
+    await this.rest.settleWebhooks();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       // Clients such as jose's remote JWKS keep connections alive; don't wait on them.
@@ -229,6 +389,7 @@ export class BuildkiteSimulator {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', this.url).pathname;
+    if (path.startsWith('/v2/')) return this.rest.handle(req, res);
     if (path === '/.well-known/jwks' && (req.method === 'GET' || req.method === 'HEAD')) return this.serveJwks(res);
     if (path === '/.well-known/openid-configuration' && (req.method === 'GET' || req.method === 'HEAD')) {
       return sendJson(res, 200, this.discovery());

@@ -1,4 +1,4 @@
-/** Port's local Buildkite simulator: the OIDC token service and a `buildkite-agent` stand-in. */
+/** Port's local Buildkite simulator: the OIDC token service, the REST API and webhooks, and a `buildkite-agent` stand-in. */
 export { BuildkiteSimulator, parseTokenRequest, type BuildkiteSimulatorOptions } from './buildkite-oidc.js';
 export { main as buildkiteAgentMain, writeBuildkiteAgentShim, compiledAgentCliPath } from './buildkite-agent.js';
 export { BACKOFF_SCALE_ENV, SIM_AGENT_VERSION } from './agent-api-client.js';
@@ -14,3 +14,30 @@ export {
 export { SimApiError, type SimApiErrorCode } from './errors.js';
 export type { SigningKey, PublicJwk } from './keys.js';
 export type { SimJob, SimJobInit, MintOptions, OidcTokenRequest, BuildSource, RunnerEnvironment } from './types.js';
+export type {
+  ApiRequestRecord,
+  DeliverWebhookOptions,
+  SimAgent,
+  SimAgentConnectionState,
+  SimAgentInit,
+  SimAuthor,
+  SimBlockField,
+  SimBlockedState,
+  SimBuild,
+  SimBuildInit,
+  SimBuildJob,
+  SimBuildJobState,
+  SimBuildJobType,
+  SimBuildState,
+  SimStepInit,
+  SimUser,
+  SimUserInit,
+  UnblockCall,
+  WebhookAuth,
+  WebhookDelivery,
+  WebhookTarget,
+} from './build-types.js';
+export { UNBLOCK_REFUSALS } from './builds.js';
+export type { RateLimitOptions } from './rate-limit.js';
+export { signatureHeader, webhookSignature, deliverWebhook } from './webhook-delivery.js';
+export type { WebhookPayload } from './webhook-payloads.js';

@@ -170,13 +170,12 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
         }
         if (!newBody) return reply.code(202).send({ accepted: true, event, duplicate: true });
 
-        setImmediate(() => {
-          const task: Promise<void> = dispatch
-            .run()
-            .catch((err: unknown) => reportError(err, info))
-            .finally(() => inflight.delete(task));
-          inflight.add(task);
-        });
+        // Runs after the answer is on its way; tracked from now so close() can wait for it.
+        const task: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
+          .then(() => dispatch.run())
+          .catch((err: unknown) => reportError(err, info))
+          .finally(() => inflight.delete(task));
+        inflight.add(task);
         return reply.code(202).send({ accepted: true, event });
       },
     );

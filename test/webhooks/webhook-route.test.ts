@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildFinishedBody,
@@ -134,6 +135,27 @@ describe('signature mode', () => {
     }
     await settle();
     expect(h.calls.buildFinished).toHaveLength(0);
+  });
+
+  it('refuses an unsigned delivery without waiting for its body', async () => {
+    // Headers promise 1000 bytes; only 10 arrive. The refusal must not wait for the rest.
+    const res = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const req = httpRequest(`${h.url}/webhooks/buildkite`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': '1000', 'x-buildkite-event': 'build.finished' },
+      }, (r) => {
+        const parts: Buffer[] = [];
+        r.on('data', (c: Buffer) => parts.push(c));
+        r.on('end', () => {
+          resolve({ status: r.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString()) });
+          req.destroy();
+        });
+      });
+      req.on('error', reject);
+      req.write('{"event":"');
+      setTimeout(() => reject(new Error('no answer before the body was complete')), 2000).unref();
+    });
+    expect(res).toEqual({ status: 401, body: expect.objectContaining({ error: 'missing_signature' }) });
   });
 
   it('refuses malformed signature headers with 400 malformed_signature', async () => {
@@ -461,7 +483,7 @@ describe('answering before the work is done', () => {
       }),
     });
     expect((await h.deliver('build.finished', uniqueBuild())).status).toBe(202);
-    await settle(20);
+    // Closed at once: the dispatch may not have started yet, and is still waited for.
     await h.close();
     expect(done).toBe(true);
   });

@@ -1,0 +1,24 @@
+/** Port's Buildkite REST API client (buildkite.md §4). */
+export { BuildkiteApi, type BuildkiteApiOptions, type RetryInfo } from './client.js';
+export { BuildkiteApiError, type BuildkiteApiErrorCode, type BuildkiteApiErrorDetails } from './errors.js';
+export { buildkiteApiFromConfig } from './from-config.js';
+export { blockedManualJobs, isUnblockable } from './jobs.js';
+export { backoffDelayMs, parseRateLimit, rateLimitWaitMs } from './backoff.js';
+export type {
+  BuildkiteAgent,
+  BuildkiteAgentConnectionState,
+  BuildkiteAuthor,
+  BuildkiteBuild,
+  BuildkiteBuildSource,
+  BuildkiteBuildState,
+  BuildkiteJob,
+  BuildkiteJobPage,
+  BuildkiteJobState,
+  BuildkiteJobType,
+  BuildkiteMember,
+  BuildkitePipelineRef,
+  BuildkiteRateLimit,
+  BuildkiteUser,
+  Open,
+  UnblockJobRequest,
+} from './types.js';

@@ -1,0 +1,224 @@
+/**
+ * Shapes of the simulator's builds, users, agents, unblock records and webhook
+ * deliveries (buildkite.md §3–§4). Objects handed out are live views: read them after a
+ * REST call to see its effect; change them only through the simulator's methods.
+ */
+import type { BuildSource } from './types.js';
+
+/** A Buildkite user of the simulated organization (`creator`, `unblocked_by`, members). */
+export interface SimUser {
+  readonly id: string;
+  readonly graphqlId: string;
+  readonly name: string;
+  readonly email: string;
+  readonly createdAt: Date;
+}
+
+export interface SimUserInit {
+  name: string;
+  email: string;
+  /** A fixed UUID; random by default. */
+  id?: string;
+}
+
+/** A block step's field, as in `pipeline.yml` (§4.4). */
+export type SimBlockField =
+  | { text: string; key: string; hint?: string; required?: boolean; default?: string; format?: string }
+  | {
+      select: string;
+      key: string;
+      options: { label: string; value: string }[];
+      hint?: string;
+      required?: boolean;
+      multiple?: boolean;
+      default?: string | string[];
+    };
+
+/** A build's state while blocked at a step with this `blocked_state` (§4.4; default `passed`). */
+export type SimBlockedState = 'passed' | 'failed' | 'running';
+
+/** A pipeline step of a simulated build: `command`, `wait` and `block` (§4.4). */
+export type SimStepInit =
+  | { type: 'command'; key?: string; label?: string; command?: string; agentTags?: Record<string, string> }
+  | { type: 'wait'; key?: string }
+  | { type: 'block'; key?: string; label: string; prompt?: string; fields?: SimBlockField[]; blockedState?: SimBlockedState };
+
+export interface SimAuthor {
+  name: string;
+  email: string;
+  username?: string;
+}
+
+export interface SimBuildInit {
+  pipelineSlug: string;
+  /** The build number; the pipeline's next by default. */
+  number?: number;
+  branch?: string;
+  tag?: string | null;
+  commit?: string;
+  message?: string;
+  source?: BuildSource;
+  /** The Buildkite user who created the build; null for a build Buildkite names no creator for. */
+  creator: SimUser | null;
+  /** The commit's author, when the build names one (`build.author`). */
+  author?: SimAuthor;
+  steps: SimStepInit[];
+}
+
+/** REST job types the simulator makes: `command` → `script`, `wait` → `waiter`, `block` → `manual`. */
+export type SimBuildJobType = 'script' | 'waiter' | 'manual';
+
+export type SimBuildJobState =
+  | 'waiting' | 'blocked' | 'unblocked' | 'running' | 'passed' | 'failed' | 'canceled' | 'broken';
+
+export type SimBuildState = 'running' | 'passed' | 'failed' | 'canceled';
+
+export interface SimBuildJob {
+  readonly id: string;
+  readonly graphqlId: string;
+  readonly type: SimBuildJobType;
+  readonly buildId: string;
+  readonly stepKey: string | null;
+  readonly label: string | null;
+  readonly command: string | null;
+  /** Block steps: prompt, fields and `blocked_state` from the step (not served over REST). */
+  readonly prompt: string | null;
+  readonly fields: readonly SimBlockField[];
+  readonly blockedState: SimBlockedState;
+  readonly agentTags: Readonly<Record<string, string>>;
+  readonly state: SimBuildJobState;
+  readonly unblockable: boolean;
+  readonly unblockedBy: SimUser | null;
+  readonly unblockedAt: Date | null;
+  readonly exitStatus: number | null;
+  readonly createdAt: Date;
+  readonly startedAt: Date | null;
+  readonly finishedAt: Date | null;
+  /** Command jobs once running: the job as the OIDC service knows it (mint tokens with it). */
+  readonly oidcJob: import('./types.js').SimJob | null;
+}
+
+export interface SimBuild {
+  readonly id: string;
+  readonly graphqlId: string;
+  readonly number: number;
+  readonly organizationSlug: string;
+  readonly pipelineSlug: string;
+  readonly pipelineId: string;
+  readonly branch: string;
+  readonly tag: string | null;
+  readonly commit: string;
+  readonly message: string;
+  readonly source: BuildSource;
+  readonly creator: SimUser | null;
+  readonly author: SimAuthor | null;
+  /** REST `state`: a blocked build keeps the state its block step names (§3). */
+  readonly state: SimBuildState;
+  readonly blocked: boolean;
+  readonly jobs: readonly SimBuildJob[];
+  /** Build meta-data; block-step field values land here on unblock (§4.4). */
+  readonly metaData: Readonly<Record<string, string>>;
+  readonly createdAt: Date;
+  readonly startedAt: Date | null;
+  readonly finishedAt: Date | null;
+}
+
+export type SimAgentConnectionState = 'never_connected' | 'connected' | 'disconnected' | 'stopping' | 'stopped' | 'lost';
+
+/** An agent (§4.2 "Agent object fields"). */
+export interface SimAgent {
+  readonly id: string;
+  readonly name: string;
+  readonly hostname: string;
+  readonly ipAddress: string;
+  readonly version: string;
+  readonly osId: string;
+  readonly arch: string;
+  readonly connectionState: SimAgentConnectionState;
+  /** Tags as `key=value` (`meta_data`). */
+  readonly metaData: readonly string[];
+  readonly creator: SimUser | null;
+  readonly createdAt: Date;
+  /** The job it runs now, if any. */
+  readonly currentJobId: string | null;
+}
+
+export interface SimAgentInit {
+  id?: string;
+  name?: string;
+  hostname?: string;
+  ipAddress?: string;
+  version?: string;
+  osId?: string;
+  arch?: string;
+  connectionState?: SimAgentConnectionState;
+  tags?: Record<string, string>;
+  creator?: SimUser | null;
+}
+
+/** One `PUT …/unblock` the simulator received, answered or refused (§4.2). */
+export interface UnblockCall {
+  readonly at: Date;
+  readonly jobId: string;
+  /** The build of the job, when the job exists. */
+  readonly build: { readonly id: string; readonly pipelineSlug: string; readonly number: number } | null;
+  /** `unblocker` as sent (null when absent). */
+  readonly unblocker: string | null;
+  /** `fields` as sent (null when absent). */
+  readonly fields: unknown;
+  /** The answer's status: 200, or the refusal's 4xx. */
+  readonly status: number;
+  /** The refusal's `message`; null on success. */
+  readonly message: string | null;
+  /** On success, the user credited as unblocker (the token's owner when `unblocker` was absent). */
+  readonly unblockedBy: SimUser | null;
+}
+
+/** One REST request the simulator answered. */
+export interface ApiRequestRecord {
+  readonly at: Date;
+  readonly method: string;
+  /** Path and query. */
+  readonly path: string;
+  readonly status: number;
+}
+
+/** How a webhook proves itself (§3): an HMAC key (`X-Buildkite-Signature`) or a plain token (`X-Buildkite-Token`). */
+export type WebhookAuth = { secret: string } | { token: string };
+
+export interface DeliverWebhookOptions {
+  /** Unix seconds for the signature's `timestamp`; now by default (a stale one for replay tests). */
+  timestamp?: number;
+  /**
+   * Send something other than what was signed: `true` adds a space inside the JSON (same
+   * meaning, different bytes), a function rewrites the raw body. In token mode, `true`
+   * sends a wrong token.
+   */
+  tamper?: boolean | ((rawBody: string) => string);
+  /** Send this raw body instead of `JSON.stringify(payload)` (signed as is). */
+  rawBody?: string;
+  /** Extra or replacing request headers. */
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface WebhookDelivery {
+  readonly at: Date;
+  readonly url: string;
+  readonly event: string;
+  /** The request as sent. */
+  readonly request: { readonly headers: Readonly<Record<string, string>>; readonly body: string };
+  /** The receiver's answer; status 0 when no answer came (`error` says why). */
+  readonly status: number;
+  readonly body: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly error?: string;
+}
+
+/** Where the simulator sends webhooks on its own, as Buildkite would on state changes. */
+export interface WebhookTarget {
+  url: string;
+  auth: WebhookAuth;
+  /** Events to send; default `build.finished`, `job.finished`, `job.activated`. */
+  events?: string[];
+}

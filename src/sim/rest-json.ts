@@ -1,0 +1,223 @@
+/**
+ * The simulator's objects in Buildkite's REST JSON (buildkite.md §4.2; field sets from
+ * `pages/apis/rest_api/{builds,jobs,agents}.md` and `organizations/members.md`). Webhook
+ * payloads reuse these (§3: "The build object in build webhooks has no jobs").
+ * API URLs point at the simulator; `web_url`s are shaped like Buildkite's but not served.
+ */
+import { createHash } from 'node:crypto';
+import type { SimAgent, SimBuild, SimBuildJob, SimUser } from './build-types.js';
+import type { SimJob } from './types.js';
+
+export type Json = Record<string, unknown>;
+
+export interface RestContext {
+  /** The simulator's base URL (API URLs start with it). */
+  baseUrl: string;
+  organizationSlug: string;
+  organizationId: string;
+  /** The agent a job runs on, for the job's `agent`. */
+  agentOfJob?: (jobId: string) => SimAgent | undefined;
+}
+
+/** Buildkite's GraphQL ids are base64 of `Type---uuid` (e.g. `QnVpbGQtLS0…` = `Build---…`). */
+export function graphqlId(type: 'Build' | 'Job' | 'User' | 'Agent' | 'Pipeline' | 'Organization', id: string): string {
+  return Buffer.from(`${type}---${id}`).toString('base64');
+}
+
+const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+
+function orgApi(ctx: RestContext): string {
+  return `${ctx.baseUrl}/v2/organizations/${ctx.organizationSlug}`;
+}
+
+function buildApi(ctx: RestContext, build: SimBuild): string {
+  return `${orgApi(ctx)}/pipelines/${build.pipelineSlug}/builds/${build.number}`;
+}
+
+function buildWeb(ctx: RestContext, build: SimBuild): string {
+  return `${ctx.baseUrl}/${ctx.organizationSlug}/${build.pipelineSlug}/builds/${build.number}`;
+}
+
+/** A user as embedded in `creator`, `unblocked_by` and an agent's `creator`. */
+export function userJson(user: SimUser): Json {
+  return {
+    id: user.id,
+    graphql_id: user.graphqlId,
+    name: user.name,
+    email: user.email,
+    avatar_url: `https://www.gravatar.com/avatar/${createHash('md5').update(user.email.trim().toLowerCase()).digest('hex')}`,
+    created_at: iso(user.createdAt),
+  };
+}
+
+/** `{id, name}`: the webhook's creator (§3 `sender`). */
+export function senderJson(user: SimUser): Json {
+  return { id: user.id, name: user.name };
+}
+
+export function memberJson(user: SimUser, role: 'admin' | 'member'): Json {
+  return { id: user.id, name: user.name, email: user.email, role, sso_mode: 'optional' };
+}
+
+export function organizationJson(ctx: RestContext): Json {
+  return {
+    id: ctx.organizationId,
+    graphql_id: graphqlId('Organization', ctx.organizationId),
+    url: orgApi(ctx),
+    web_url: `${ctx.baseUrl}/${ctx.organizationSlug}`,
+    name: ctx.organizationSlug,
+    slug: ctx.organizationSlug,
+  };
+}
+
+export function pipelineJson(ctx: RestContext, build: SimBuild): Json {
+  return {
+    id: build.pipelineId,
+    graphql_id: graphqlId('Pipeline', build.pipelineId),
+    url: `${orgApi(ctx)}/pipelines/${build.pipelineSlug}`,
+    web_url: `${ctx.baseUrl}/${ctx.organizationSlug}/${build.pipelineSlug}`,
+    name: build.pipelineSlug,
+    slug: build.pipelineSlug,
+    repository: `git@github.com:${ctx.organizationSlug}/${build.pipelineSlug}.git`,
+    default_branch: 'main',
+  };
+}
+
+export function buildJson(ctx: RestContext, build: SimBuild, opts: { jobs: boolean; pipeline?: boolean } = { jobs: true }): Json {
+  const out: Json = {
+    id: build.id,
+    graphql_id: build.graphqlId,
+    url: buildApi(ctx, build),
+    web_url: buildWeb(ctx, build),
+    number: build.number,
+    state: build.state,
+    blocked: build.blocked,
+    cancel_reason: null,
+    message: build.message,
+    commit: build.commit,
+    branch: build.branch,
+    tag: build.tag,
+    env: {},
+    source: build.source,
+    creator: build.creator === null ? null : userJson(build.creator),
+  };
+  if (build.author !== null) {
+    out.author = { ...(build.author.username === undefined ? {} : { username: build.author.username }), name: build.author.name, email: build.author.email };
+  }
+  if (opts.jobs) out.jobs = build.jobs.map((job) => jobJson(ctx, build, job));
+  Object.assign(out, {
+    created_at: iso(build.createdAt),
+    scheduled_at: iso(build.createdAt),
+    started_at: iso(build.startedAt),
+    finished_at: iso(build.finishedAt),
+    meta_data: { ...build.metaData },
+    pull_request: null,
+    rebuilt_from: null,
+  });
+  if (opts.pipeline ?? true) out.pipeline = pipelineJson(ctx, build);
+  return out;
+}
+
+export function jobJson(ctx: RestContext, build: SimBuild, job: SimBuildJob): Json {
+  switch (job.type) {
+    case 'waiter':
+      // Waiter jobs carry little more than their identity.
+      return { id: job.id, graphql_id: job.graphqlId, type: 'waiter' };
+    case 'manual':
+      // The unblock response's field set (jobs.md "Unblock a job"), plus `step_key` (§3).
+      return {
+        id: job.id,
+        graphql_id: job.graphqlId,
+        type: 'manual',
+        label: job.label,
+        step_key: job.stepKey,
+        state: job.state,
+        web_url: null,
+        unblocked_by: job.unblockedBy === null ? null : userJson(job.unblockedBy),
+        unblocked_at: iso(job.unblockedAt),
+        unblockable: job.unblockable,
+        unblock_url: `${buildWeb(ctx, build)}#${job.id}`,
+      };
+    case 'script': {
+      const agent = ctx.agentOfJob?.(job.id);
+      const jobApi = `${buildApi(ctx, build)}/jobs/${job.id}`;
+      return {
+        id: job.id,
+        graphql_id: job.graphqlId,
+        type: 'script',
+        name: job.label ?? job.command,
+        step_key: job.stepKey,
+        step: { id: job.id, signature: null },
+        priority: { number: 0 },
+        agent_query_rules: Object.entries(job.agentTags).map(([k, v]) => `${k}=${v}`),
+        state: job.state,
+        build_url: buildApi(ctx, build),
+        web_url: `${buildWeb(ctx, build)}#${job.id}`,
+        log_url: `${jobApi}/log`,
+        raw_log_url: `${jobApi}/log.txt`,
+        artifacts_url: `${jobApi}/artifacts`,
+        command: job.command,
+        soft_failed: false,
+        exit_status: job.exitStatus,
+        signal: null,
+        signal_reason: null,
+        artifact_paths: null,
+        agent: agent === undefined ? null : agentJson(ctx, agent, null),
+        created_at: iso(job.createdAt),
+        scheduled_at: iso(job.createdAt),
+        runnable_at: iso(job.startedAt),
+        started_at: iso(job.startedAt),
+        finished_at: iso(job.finishedAt),
+        expired_at: null,
+        retried: false,
+        retried_in_job_id: null,
+        retries_count: null,
+        retry_source: null,
+        retry_type: null,
+        parallel_group_index: null,
+        parallel_group_total: null,
+        matrix: null,
+        cluster_id: job.oidcJob?.clusterId ?? null,
+        cluster_queue_id: job.oidcJob?.queueId ?? null,
+      };
+    }
+  }
+}
+
+/** A job created only on the OIDC side (`createJob`), as an agent's `job`. */
+export function oidcJobJson(ctx: RestContext, job: SimJob, finished: boolean): Json {
+  const api = `${orgApi(ctx)}/pipelines/${job.pipelineSlug}/builds/${job.buildNumber}`;
+  return {
+    id: job.jobId,
+    graphql_id: graphqlId('Job', job.jobId),
+    type: 'script',
+    step_key: job.stepKey,
+    state: finished ? 'passed' : 'running',
+    build_url: api,
+    web_url: `${ctx.baseUrl}/${job.organizationSlug}/${job.pipelineSlug}/builds/${job.buildNumber}#${job.jobId}`,
+    agent_query_rules: Object.entries(job.agentTags).map(([k, v]) => `${k}=${v}`),
+  };
+}
+
+export function agentJson(ctx: RestContext, agent: SimAgent, job: Json | null): Json {
+  return {
+    id: agent.id,
+    graphql_id: graphqlId('Agent', agent.id),
+    url: `${orgApi(ctx)}/agents/${agent.id}`,
+    web_url: `${ctx.baseUrl}/organizations/${ctx.organizationSlug}/agents/${agent.id}`,
+    name: agent.name,
+    connection_state: agent.connectionState,
+    hostname: agent.hostname,
+    ip_address: agent.ipAddress,
+    user_agent: `buildkite-agent/${agent.version} (${agent.osId}; ${agent.arch})`,
+    version: agent.version,
+    os_id: agent.osId,
+    arch: agent.arch,
+    creator: agent.creator === null ? null : userJson(agent.creator),
+    created_at: iso(agent.createdAt),
+    job,
+    last_job_finished_at: null,
+    priority: null,
+    meta_data: [...agent.metaData],
+  };
+}

@@ -1,0 +1,395 @@
+/**
+ * SSO sign-in for approvers (DESIGN capability 5, the people half): OpenID Connect
+ * authorization code flow with PKCE through `openid-client`, groups from the ID
+ * token's configured claim, and server-side sessions.
+ *
+ * - `GET /login?return_to=/approvals/…` starts a sign-in. State, nonce, PKCE verifier
+ *   and the (same-origin, relative) return path stay in Port's memory, keyed by the
+ *   SHA-256 of a random `port_login` cookie (HttpOnly, Secure, SameSite=Lax, 10 min,
+ *   scoped to the callback path). One use each.
+ * - `GET /auth/callback` exchanges the code (state, nonce and PKCE checked by
+ *   openid-client), reads `email` (required, lower-cased), `name` and the groups
+ *   claim, upserts the person as an active UserRecord and opens a session: a 32-byte
+ *   random `port_session` cookie (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age =
+ *   sso.session_ttl) whose SHA-256 is the store key, with its own CSRF token.
+ * - `POST /logout` (CSRF-checked) ends the session.
+ *
+ * Every authenticated request re-reads the UserRecord: an unknown or deactivated
+ * person's sessions are deleted and the request is treated as signed out, so a
+ * deactivated user's cookie stops working on their next request.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import * as oidc from 'openid-client';
+import type { SessionRecord, UserRecord } from '../approvals/records.js';
+import type { PortConfig } from '../config/config.js';
+import { resolveSecretRef } from '../config/secret-ref.js';
+import type { Store } from '../store/store.js';
+import { parseCookies, serializeCookie } from './cookies.js';
+import { html, securityHeaders, sendErrorPage, sendPage, type PageViewer } from './html.js';
+
+export const SESSION_COOKIE = 'port_session';
+export const LOGIN_COOKIE = 'port_login';
+const CALLBACK_PATH = '/auth/callback';
+/** How long a started sign-in may take at the IdP. */
+const LOGIN_TTL_SECONDS = 600;
+/** Sign-ins in flight kept in memory at most (oldest dropped first). */
+const MAX_PENDING_LOGINS = 10_000;
+const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
+
+export interface SsoDeps {
+  config: PortConfig;
+  store: Store;
+  /** Port's public base URL; the redirect URI is `${publicUrl}/auth/callback`. */
+  publicUrl: string;
+  /** Where a sign-in without (a valid) `return_to` lands. Default `/approvals`. */
+  home?: string;
+  now?: () => number;
+}
+
+/** A signed-in person: their session and their current UserRecord. */
+export interface SignedIn {
+  session: SessionRecord;
+  user: UserRecord;
+  viewer: PageViewer;
+}
+
+interface PendingLogin {
+  state: string;
+  nonce: string;
+  verifier: string;
+  returnTo: string;
+  expiresAt: number;
+}
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** Sessions and CSRF for the web pages; built by `ssoRoutes`. */
+export class WebSessions {
+  readonly origin: string;
+  readonly home: string;
+  private readonly base: string;
+  private readonly secure = true;
+
+  constructor(
+    private readonly deps: SsoDeps,
+    private readonly now: () => number,
+  ) {
+    this.base = deps.publicUrl.replace(/\/+$/, '');
+    this.origin = new URL(this.base).origin;
+    this.home = deps.home ?? '/approvals';
+  }
+
+  /** The signed-in person, or undefined (no, unknown, expired or revoked session; inactive user). */
+  async current(request: FastifyRequest): Promise<SignedIn | undefined> {
+    const value = parseCookies(request.headers.cookie).get(SESSION_COOKIE);
+    if (!value || !COOKIE_VALUE.test(value)) return undefined;
+    const idHash = sha256hex(value);
+    const session = await this.deps.store.getSession(idHash);
+    if (!session || session.expiresAt <= this.now()) return undefined;
+    const user = await this.deps.store.getUser(session.email);
+    if (!user || !user.active) {
+      // A deactivated (or removed) person is signed out everywhere, at once.
+      if (user) await this.deps.store.deleteSessionsOf(user.email);
+      await this.deps.store.deleteSession(idHash);
+      request.log.info({ email: session.email }, 'session refused: the user is unknown or deactivated');
+      return undefined;
+    }
+    const viewer: PageViewer = { email: user.email, csrfToken: session.csrfToken, ...(user.name ? { name: user.name } : {}) };
+    return { session, user, viewer };
+  }
+
+  /**
+   * The signed-in person, or answers for them: GET → 302 to sign-in (returning here
+   * afterwards); anything else → a 401 page. A stale session cookie is cleared.
+   */
+  async require(request: FastifyRequest, reply: FastifyReply): Promise<SignedIn | undefined> {
+    const who = await this.current(request);
+    if (who) return who;
+    if (parseCookies(request.headers.cookie).has(SESSION_COOKIE)) reply.header('set-cookie', this.clearSessionCookie());
+    if (request.method === 'GET' || request.method === 'HEAD') {
+      const here = this.safeReturnTo(request.url) ?? this.home;
+      securityHeaders(reply).redirect(`/login?return_to=${encodeURIComponent(here)}`, 302);
+      return undefined;
+    }
+    sendErrorPage(reply, 401, 'not_signed_in', 'You are not signed in (or your session has ended). Sign in and try again.', {
+      link: { href: `/login?return_to=${encodeURIComponent(this.home)}`, text: 'Sign in' },
+    });
+    return undefined;
+  }
+
+  /**
+   * CSRF check for a state-changing form: the synchronizer token must equal the
+   * session's (constant-time), and `Origin` / `Sec-Fetch-Site`, when the browser sent
+   * them, must say the form came from Port itself. (`Origin: null` is what browsers
+   * send for any form POST from a page with `Referrer-Policy: no-referrer` — Port's
+   * own pages — so it proves nothing either way; `Sec-Fetch-Site` and the token decide.)
+   */
+  csrfOk(request: FastifyRequest, session: SessionRecord, token: unknown): boolean {
+    const origin = request.headers.origin;
+    if (origin !== undefined && origin !== 'null' && origin !== this.origin) return false;
+    const site = request.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin') return false;
+    if (typeof token !== 'string' || token.length === 0 || token.length > 256) return false;
+    return timingSafeEqual(sha256(token), sha256(session.csrfToken));
+  }
+
+  /**
+   * A same-origin relative path (`/approvals/…`, with query) or undefined: no scheme,
+   * no host, no `//` or `\` tricks, no control characters, not the sign-in routes.
+   */
+  safeReturnTo(value: unknown): string | undefined {
+    if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return undefined;
+    if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return undefined;
+    if (/[\u0000-\u001f\u007f]/.test(value)) return undefined;
+    let url: URL;
+    try {
+      url = new URL(value, this.origin);
+    } catch {
+      return undefined;
+    }
+    if (url.origin !== this.origin) return undefined;
+    if (url.pathname === '/login' || url.pathname === '/logout' || url.pathname.startsWith('/auth/')) return undefined;
+    return `${url.pathname}${url.search}`;
+  }
+
+  /** Opens a session for `user`; returns its Set-Cookie value. */
+  async open(user: UserRecord): Promise<string> {
+    const ttl = this.deps.config.sso!.sessionTtl;
+    const value = randomBytes(32).toString('base64url');
+    const now = this.now();
+    await this.deps.store.createSession({
+      idHash: sha256hex(value),
+      email: user.email,
+      ...(user.name ? { name: user.name } : {}),
+      groups: user.groups,
+      csrfToken: randomBytes(32).toString('base64url'),
+      createdAt: now,
+      expiresAt: now + ttl * 1000,
+    });
+    return serializeCookie(SESSION_COOKIE, value, { maxAge: ttl, path: '/', secure: this.secure, sameSite: 'Lax' });
+  }
+
+  /** Ends the session the request carries, if any. */
+  async close(request: FastifyRequest): Promise<void> {
+    const value = parseCookies(request.headers.cookie).get(SESSION_COOKIE);
+    if (value && COOKIE_VALUE.test(value)) await this.deps.store.deleteSession(sha256hex(value));
+  }
+
+  clearSessionCookie(): string {
+    return serializeCookie(SESSION_COOKIE, '', { maxAge: 0, path: '/', secure: this.secure, sameSite: 'Lax' });
+  }
+
+  loginCookie(value: string, maxAge: number): string {
+    return serializeCookie(LOGIN_COOKIE, value, { maxAge, path: CALLBACK_PATH, secure: this.secure, sameSite: 'Lax' });
+  }
+
+  get redirectUri(): string {
+    return `${this.base}${CALLBACK_PATH}`;
+  }
+}
+
+/** The IdP's metadata and Port's client, discovered on first use (and again after a failure). */
+class IdpClient {
+  private configuration: Promise<oidc.Configuration> | undefined;
+
+  constructor(private readonly sso: NonNullable<PortConfig['sso']>) {}
+
+  get(): Promise<oidc.Configuration> {
+    this.configuration ??= this.discover().catch((err: unknown) => {
+      this.configuration = undefined;
+      throw err;
+    });
+    return this.configuration;
+  }
+
+  private async discover(): Promise<oidc.Configuration> {
+    const { issuer, clientId, clientSecret } = this.sso;
+    const secret = resolveSecretRef(clientSecret.ref, clientSecret.key, clientSecret.baseDir);
+    const url = new URL(issuer);
+    // Plain http only for an IdP on the same machine (tests, the demo); anywhere else TLS.
+    const execute = url.protocol === 'http:' && isLoopback(url.hostname) ? [oidc.allowInsecureRequests] : [];
+    const found = await oidc.discovery(url, clientId, { client_secret: secret }, oidc.ClientSecretBasic(secret), { execute, timeout: 10 });
+    const methods = found.serverMetadata().token_endpoint_auth_methods_supported;
+    if (methods && !methods.includes('client_secret_basic') && methods.includes('client_secret_post')) {
+      const post = new oidc.Configuration(found.serverMetadata(), clientId, { client_secret: secret }, oidc.ClientSecretPost(secret));
+      execute.forEach((f) => f(post));
+      return post;
+    }
+    return found;
+  }
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
+}
+
+/** In-memory sign-ins in flight, one use each, bounded. */
+class PendingLogins {
+  private readonly byKey = new Map<string, PendingLogin>();
+  constructor(private readonly now: () => number) {}
+
+  add(key: string, login: PendingLogin): void {
+    const now = this.now();
+    for (const [k, v] of this.byKey) {
+      if (v.expiresAt > now && this.byKey.size < MAX_PENDING_LOGINS) break;
+      this.byKey.delete(k);
+    }
+    this.byKey.set(sha256hex(key), login);
+  }
+
+  take(key: string): PendingLogin | undefined {
+    const id = sha256hex(key);
+    const login = this.byKey.get(id);
+    this.byKey.delete(id);
+    return login && login.expiresAt > this.now() ? login : undefined;
+  }
+}
+
+/**
+ * Registers `GET /login`, `GET /auth/callback` and `POST /logout`; returns the
+ * sessions helper the pages use. Requires `config.sso`.
+ */
+export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
+  const sso = deps.config.sso;
+  if (!sso) throw new Error('ssoRoutes needs the sso: section of the config');
+  const now = deps.now ?? Date.now;
+  const sessions = new WebSessions(deps, now);
+  const idp = new IdpClient(sso);
+  const pending = new PendingLogins(now);
+  ensureFormParser(app);
+
+  app.get('/login', async (request, reply) => {
+    const returnTo = sessions.safeReturnTo((request.query as Record<string, unknown>).return_to) ?? sessions.home;
+    let configuration: oidc.Configuration;
+    try {
+      configuration = await idp.get();
+    } catch (err) {
+      request.log.error({ err: { message: (err as Error).message } }, 'SSO discovery failed');
+      return sendErrorPage(reply, 503, 'sso_unavailable', 'Port cannot reach the sign-in provider right now; try again in a minute.', {
+        link: { href: `/login?return_to=${encodeURIComponent(returnTo)}`, text: 'Try again' },
+      });
+    }
+    const verifier = oidc.randomPKCECodeVerifier();
+    const login: PendingLogin = {
+      state: oidc.randomState(),
+      nonce: oidc.randomNonce(),
+      verifier,
+      returnTo,
+      expiresAt: now() + LOGIN_TTL_SECONDS * 1000,
+    };
+    const key = randomBytes(32).toString('base64url');
+    pending.add(key, login);
+    const target = oidc.buildAuthorizationUrl(configuration, {
+      redirect_uri: sessions.redirectUri,
+      scope: sso.scopes.join(' '),
+      response_type: 'code',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: login.state,
+      nonce: login.nonce,
+    });
+    reply.header('set-cookie', sessions.loginCookie(key, LOGIN_TTL_SECONDS));
+    return securityHeaders(reply).redirect(target.href, 302);
+  });
+
+  app.get(CALLBACK_PATH, async (request, reply) => {
+    const key = parseCookies(request.headers.cookie).get(LOGIN_COOKIE);
+    reply.header('set-cookie', sessions.loginCookie('', 0));
+    const login = key && COOKIE_VALUE.test(key) ? pending.take(key) : undefined;
+    const again = (to: string) => ({ link: { href: `/login?return_to=${encodeURIComponent(to)}`, text: 'Sign in again' } });
+    if (!login) {
+      return sendErrorPage(reply, 400, 'login_expired', 'This sign-in was not started here, took too long or was already used; sign in again.', again(sessions.home));
+    }
+    const query = request.query as Record<string, unknown>;
+    if (typeof query.error === 'string') {
+      request.log.info({ error: query.error }, 'the IdP refused the sign-in');
+      return sendErrorPage(reply, 403, 'sso_refused', `The sign-in provider refused the sign-in (${query.error.slice(0, 100)}).`, again(login.returnTo));
+    }
+    let profile: Record<string, unknown>;
+    try {
+      const configuration = await idp.get();
+      const q = request.url.indexOf('?');
+      const currentUrl = new URL(sessions.redirectUri);
+      currentUrl.search = q >= 0 ? request.url.slice(q) : '';
+      const tokens = await oidc.authorizationCodeGrant(configuration, currentUrl, {
+        pkceCodeVerifier: login.verifier,
+        expectedState: login.state,
+        expectedNonce: login.nonce,
+        idTokenExpected: true,
+      });
+      const claims = tokens.claims()!;
+      profile = { ...claims };
+      // Some IdPs put only `sub` in the ID token; the rest is at the userinfo endpoint.
+      const wanted = typeof claims.email !== 'string' || !(sso.groupsClaim in claims);
+      if (wanted && configuration.serverMetadata().userinfo_endpoint) {
+        const info = await oidc.fetchUserInfo(configuration, tokens.access_token, claims.sub);
+        profile = { ...info, ...claims };
+      }
+    } catch (err) {
+      const e = err as Error & { code?: string; error?: string };
+      request.log.warn({ err: { name: e.name, code: e.code ?? e.error, message: e.message } }, 'SSO callback failed');
+      const fromIdp = err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError;
+      return sendErrorPage(
+        reply,
+        fromIdp || err instanceof oidc.ClientError ? 400 : 502,
+        'sso_failed',
+        'The sign-in could not be completed (the provider\'s answer did not check out); sign in again.',
+        again(login.returnTo),
+      );
+    }
+    const email = typeof profile.email === 'string' ? profile.email.trim().toLowerCase() : '';
+    if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254) {
+      return sendErrorPage(reply, 403, 'sso_no_email', 'The sign-in provider did not say who you are (no e-mail address); ask your IdP admin to release the email claim to Port.', again(login.returnTo));
+    }
+    if (profile.email_verified === false) {
+      return sendErrorPage(reply, 403, 'sso_email_unverified', 'The sign-in provider says your e-mail address is not verified.', again(login.returnTo));
+    }
+    const name = typeof profile.name === 'string' && profile.name.trim() ? profile.name.trim().slice(0, 200) : undefined;
+    const user: UserRecord = { email, active: true, groups: groupsFrom(profile[sso.groupsClaim]), updatedAt: now(), ...(name ? { name } : {}) };
+    await deps.store.upsertUser(user);
+    // A new session on every sign-in (never reuse one the browser brought: fixation).
+    await sessions.close(request);
+    reply.header('set-cookie', await sessions.open(user));
+    request.log.info({ email, groups: user.groups }, 'signed in');
+    return securityHeaders(reply).redirect(sessions.safeReturnTo(login.returnTo) ?? sessions.home, 303);
+  });
+
+  app.post('/logout', { bodyLimit: 16 * 1024 }, async (request, reply) => {
+    const who = await sessions.current(request);
+    if (who) {
+      const body = (request.body ?? {}) as Record<string, unknown>;
+      if (!sessions.csrfOk(request, who.session, body.csrf)) {
+        return sendErrorPage(reply, 403, 'csrf_failed', 'This form did not come from Port (its security token is missing or wrong); reload the page and try again.', { viewer: who.viewer });
+      }
+      await sessions.close(request);
+    }
+    reply.header('set-cookie', sessions.clearSessionCookie());
+    return sendPage(
+      reply,
+      200,
+      'Signed out',
+      html`<h1>You are signed out</h1><p><a href="/login?return_to=${encodeURIComponent(sessions.home)}">Sign in again</a></p>`,
+    );
+  });
+
+  return sessions;
+}
+
+/** The groups claim: an array of strings (others dropped), a single string, or absent → []. */
+export function groupsFrom(claim: unknown): string[] {
+  const list = Array.isArray(claim) ? claim : typeof claim === 'string' ? [claim] : [];
+  return [...new Set(list.filter((g): g is string => typeof g === 'string' && g.length > 0 && g.length <= 256))];
+}
+
+/**
+ * Port's server registers @fastify/formbody; a bare Fastify app (tests, or SSO
+ * mounted elsewhere) gets a minimal urlencoded parser so the forms still work.
+ */
+export function ensureFormParser(app: FastifyInstance): void {
+  if (app.hasContentTypeParser('application/x-www-form-urlencoded')) return;
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+}

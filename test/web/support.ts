@@ -1,0 +1,271 @@
+/**
+ * A company IdP (a real `oidc-provider`) and Port's web routes over a real SqliteStore,
+ * an ApprovalService and a fake Buildkite API, for the people-side tests.
+ *
+ * Port's server (src/server/port-server.ts) does not mount `webRoutes` yet, so the
+ * web routes run in a small Fastify app here; once it does, `startWeb` can become
+ * `startHarness({ config: { sso: … } })`.
+ */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { exportJWK, generateKeyPair } from 'jose';
+import Provider from 'oidc-provider';
+import { ApprovalService } from '../../src/approvals/approval-service.js';
+import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
+import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import { DecisionLog } from '../../src/audit/decision-log.js';
+import { configFromObject, type PortConfig } from '../../src/config/config.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { webRoutes } from '../../src/web/approvals-pages.js';
+
+/** The approval policies of test/approvals/approval-service.test.ts (importing a test file would run its tests). */
+export const APPROVAL_POLICIES = `
+@id("release-tags-open")
+@reason("release tags from main built by a deployer open by themselves")
+permit (principal is Port::Build, action == Port::Action::"unblock", resource)
+when { principal.branch == "main" && principal.tag like "v*" && principal has creator && principal.creator in Port::Group::"deployers" };
+
+@id("feature-deploys-need-review")
+@reason("deploys from other branches need platform and security sign-off")
+@approval_groups("platform security")
+forbid (principal is Port::Build, action == Port::Action::"unblock", resource)
+when { principal.branch != "main" };
+
+@id("platform-approves")
+@reason("platform engineers approve deploys")
+permit (principal in Port::Group::"platform", action == Port::Action::"approve", resource);
+
+@id("security-approves")
+@reason("security engineers approve deploys")
+permit (principal in Port::Group::"security", action == Port::Action::"approve", resource);
+`;
+
+/** The company directory the IdP knows. */
+export const IDP_USERS: Record<string, { name: string; groups: string[] }> = {
+  'dev@acme.test': { name: 'Dana Dev', groups: ['platform'] },
+  'pat@acme.test': { name: 'Pat Platform', groups: ['platform'] },
+  'sam@acme.test': { name: 'Sam Security', groups: ['security'] },
+  'out@acme.test': { name: 'Oli Outsider', groups: ['developers'] },
+};
+
+export class FakeBuildkite implements BuildkiteBuildsApi {
+  builds = new Map<string, BuildkiteBuildSummary>();
+  unblocks: { jobId: string; body: unknown }[] = [];
+  async getBuild(pipeline: string, number: number) {
+    const b = this.builds.get(`${pipeline}/${number}`);
+    if (!b) throw new Error('404');
+    return b;
+  }
+  async unblockJob(jobId: string, body: unknown) {
+    this.unblocks.push({ jobId, body });
+    return {};
+  }
+}
+
+const CLIENT_SECRET = 'port-client-secret-for-tests';
+
+async function listening(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+export interface WebEnv {
+  dir: string;
+  /** Port's web base URL (also its public_url). */
+  url: string;
+  idpUrl: string;
+  config: PortConfig;
+  store: SqliteStore;
+  bk: FakeBuildkite;
+  approvals: ApprovalService;
+  app: FastifyInstance;
+  /** A blocked feature-branch build by dev@ and the pending approval request it opened. */
+  openFeatureRequest(number: number, init?: Partial<BuildkiteBuildSummary>): Promise<ApprovalRequestRecord>;
+  actions(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Starts the IdP and Port's web routes, each on its own 127.0.0.1 port. */
+export async function startWeb(): Promise<WebEnv> {
+  const dir = mkdtempSync(join(tmpdir(), 'port-web-'));
+  mkdirSync(join(dir, 'policies'));
+  writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
+  writeFileSync(join(dir, 'sso-secret'), `${CLIENT_SECRET}\n`);
+
+  // Both sockets first: the IdP needs Port's redirect URI, Port needs the IdP's issuer.
+  const idpServer = createServer();
+  const portServer = createServer();
+  const idpUrl = await listening(idpServer);
+  const url = await listening(portServer);
+
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const provider = new Provider(idpUrl, {
+    clients: [
+      {
+        client_id: 'port',
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [`${url}/auth/callback`],
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' }] },
+    cookies: { keys: ['idp-cookie-key-for-tests'] },
+    pkce: { required: () => true },
+    scopes: ['openid', 'email', 'profile', 'groups'],
+    claims: { email: ['email', 'email_verified'], groups: ['groups'], profile: ['name'] },
+    // The groups claim in the ID token itself (as Port's config says), not only at userinfo.
+    conformIdTokenClaims: false,
+    features: { devInteractions: { enabled: true } },
+    async findAccount(_ctx: unknown, id: string) {
+      const email = id.trim().toLowerCase();
+      const person = IDP_USERS[email];
+      if (!person) return undefined;
+      return {
+        accountId: email,
+        async claims() {
+          return { sub: email, email, email_verified: true, name: person.name, groups: person.groups };
+        },
+      };
+    },
+  });
+  idpServer.on('request', provider.callback());
+
+  const raw = {
+    server: { listen: '127.0.0.1:0', public_url: url, log_level: 'silent' },
+    store: { sqlite: './port.db' },
+    buildkite: { organization: 'acme' },
+    policies: './policies',
+    approvals: { expire_after: '1h' },
+    sso: { issuer: idpUrl, client_id: 'port', client_secret: 'file:sso-secret', groups_claim: 'groups', scopes: ['openid', 'email', 'profile', 'groups'], session_ttl: '8h' },
+  };
+  const config = configFromObject(raw, join(dir, 'port.yaml'));
+  const store = SqliteStore.open(join(dir, 'port.db'));
+  const bk = new FakeBuildkite();
+  const approvals = new ApprovalService({ config, policy: await PolicyEngine.open(config.policies), store, log: new DecisionLog(store), api: bk });
+
+  const app = Fastify({
+    logger: false,
+    serverFactory: (handler) => {
+      portServer.on('request', handler);
+      return portServer;
+    },
+  });
+  webRoutes(app, { config, store, approvals, publicUrl: url });
+  await app.ready();
+
+  return {
+    dir,
+    url,
+    idpUrl,
+    config,
+    store,
+    bk,
+    approvals,
+    app,
+    async openFeatureRequest(number, init = {}) {
+      const build: BuildkiteBuildSummary = {
+        id: `build-${number}`,
+        number,
+        branch: 'feature/login',
+        tag: null,
+        commit: '3f1c2a9be07d4c1e8a55b2f0c9d6e7a1b2c3d4e5',
+        source: 'webhook',
+        blocked: true,
+        creator: { id: 'u-dev', name: 'Dana Dev', email: 'dev@acme.test' },
+        jobs: [
+          { id: `cmd-${number}`, type: 'script', state: 'passed' },
+          { id: `block-${number}`, type: 'manual', state: 'blocked', label: 'Deploy to production?', step_key: 'deploy', unblockable: true },
+        ],
+        ...init,
+      };
+      bk.builds.set(`deploy/${number}`, build);
+      await approvals.handleBlockedBuild('deploy', number);
+      const request = await store.getApprovalRequestByJob(`block-${number}`);
+      if (!request) throw new Error(`build ${number} opened no approval request`);
+      return request;
+    },
+    async actions() {
+      return (await store.readDecisions(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
+    },
+    async close() {
+      await app.close();
+      await new Promise<void>((resolve) => idpServer.close(() => resolve()));
+      idpServer.closeAllConnections();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A cookie-keeping HTTP client without a browser (the attack tests). Both servers
+ * are on 127.0.0.1, and a browser's cookies ignore the port, so one jar is right.
+ */
+export class Agent {
+  readonly cookies = new Map<string, string>();
+
+  constructor(private readonly base: string) {}
+
+  async request(pathOrUrl: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
+    const target = new URL(pathOrUrl, this.base);
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    if (init.form) headers['content-type'] = 'application/x-www-form-urlencoded';
+    const res = await fetch(target, {
+      method: init.method ?? (init.form ? 'POST' : 'GET'),
+      headers,
+      redirect: 'manual',
+      ...(init.form ? { body: new URLSearchParams(init.form).toString() } : {}),
+    });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(';');
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq).trim();
+      const value = pair!.slice(eq + 1).trim();
+      const expired = attrs.some((a) => /^\s*max-age=0\s*$/i.test(a) || /^\s*expires=thu, 01 jan 1970/i.test(a));
+      if (expired || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return res;
+  }
+
+  /**
+   * Signs in through Port's /login and the IdP's dev interactions (login, consent) by
+   * following redirects and submitting the IdP's forms. Returns where Port sent us.
+   */
+  async signIn(email: string, returnTo?: string): Promise<{ location: string | null; status: number }> {
+    const port = new URL(this.base).origin;
+    let url = new URL(returnTo === undefined ? '/login' : `/login?return_to=${encodeURIComponent(returnTo)}`, this.base);
+    let res = await this.request(url.href);
+    for (let hops = 0; hops < 30; hops++) {
+      // Port's answer to the callback ends the sign-in (a redirect, or a refusal page).
+      if (url.origin === port && url.pathname === '/auth/callback') return { location: res.headers.get('location'), status: res.status };
+      if (res.status >= 300 && res.status < 400) {
+        url = new URL(res.headers.get('location')!, url);
+        res = await this.request(url.href);
+        continue;
+      }
+      const body = await res.text();
+      const action = /<form[^>]*action="([^"]+)"/.exec(body)?.[1];
+      const prompt = /name="prompt" value="(\w+)"/.exec(body)?.[1];
+      if (res.status !== 200 || !action || !prompt) throw new Error(`sign-in stuck at ${url.href} (${res.status}): ${body.slice(0, 300)}`);
+      url = new URL(action.replace(/&amp;/g, '&'), url);
+      res = await this.request(url.href, { form: prompt === 'login' ? { prompt, login: email, password: 'any' } : { prompt } });
+    }
+    throw new Error('sign-in did not finish');
+  }
+}
+
+/** The CSRF token in a page's forms. */
+export function csrfIn(page: string): string {
+  const m = /name="csrf" value="([^"]+)"/.exec(page);
+  if (!m) throw new Error('no csrf field on the page');
+  return m[1]!;
+}
