@@ -41,7 +41,7 @@ export class ApprovalService {
   /** `build.finished` with `blocked: true`: fetch the build and handle each blocked manual job. */
   async handleBlockedBuild(pipeline: string, number: number): Promise<void> {
     const build = await this.deps.api.getBuild(pipeline, number);
-    for (const job of build.jobs) {
+    for (const job of build.jobs ?? []) {
       if (job.type === 'manual' && job.state === 'blocked') await this.handleBlockStep(pipeline, build, job);
     }
   }
@@ -210,10 +210,11 @@ export class ApprovalService {
       organization: this.deps.config.buildkite.organization,
       pipeline,
       number: build.number,
-      branch: build.branch,
+      // Absent facts become "" so a policy that tests them simply doesn't match.
+      branch: build.branch ?? '',
       tag: build.tag ?? null,
-      commit: build.commit,
-      source: build.source,
+      commit: build.commit ?? '',
+      source: build.source ?? '',
     };
     const email = build.creator?.email?.toLowerCase();
     const user = email ? await this.deps.store.getUser(email) : undefined;

@@ -4,31 +4,32 @@
  * flow depends only on this shape.
  */
 export interface BuildkiteUserRef {
-  id?: string;
-  name?: string;
-  email?: string;
+  id?: string | null;
+  name?: string | null;
+  email?: string | null;
 }
 
 export interface BuildkiteJobSummary {
   id: string;
   type: string;
-  state: string;
+  state: string | null;
   label?: string | null;
   step_key?: string | null;
-  unblockable?: boolean;
+  unblockable?: boolean | null;
 }
 
 export interface BuildkiteBuildSummary {
   id: string;
   number: number;
-  branch: string;
+  branch: string | null;
   tag?: string | null;
-  commit: string;
-  source: string;
-  blocked?: boolean;
+  commit: string | null;
+  source: string | null;
+  blocked?: boolean | null;
   creator?: BuildkiteUserRef | null;
   author?: BuildkiteUserRef | null;
-  jobs: BuildkiteJobSummary[];
+  /** Absent when the API was asked to exclude jobs (Port never does). */
+  jobs?: BuildkiteJobSummary[];
 }
 
 export interface BuildkiteBuildsApi {

@@ -12,6 +12,11 @@ import { PortTokenIssuer } from '../issuer/port-token.js';
 import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
 import { SigningKeys } from '../issuer/signing-keys.js';
 import { PolicyEngine } from '../policy/engine.js';
+import { ApprovalService } from '../approvals/approval-service.js';
+import { approvalWebhookHandlers } from '../approvals/webhook-handlers.js';
+import { buildkiteApiFromConfig } from '../buildkite/from-config.js';
+import { webhookCredentials } from '../webhooks/credentials.js';
+import { webhookRoutes } from '../webhooks/webhook-route.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
 import { Relay } from '../relay/relay.js';
 import { RevocationList } from '../revocation/revocation-list.js';
@@ -136,6 +141,25 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
     });
+    const approvals = config.buildkite.apiToken ? new ApprovalService({ config, policy, store, log, api: buildkiteApiFromConfig(config.buildkite) }) : undefined;
+    const webhookCreds = webhookCredentials(config.buildkite);
+    webhookRoutes(app, {
+      secret: webhookCreds.secret,
+      token: webhookCreds.token,
+      store,
+      handlers: approvalWebhookHandlers({
+        approvals,
+        revocations,
+        log,
+        organization: config.buildkite.organization,
+        maxTokenLifetime: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+        onUnconfigured: (what) => app.log.warn(what),
+      }),
+      onError: logError('webhook handler failed'),
+    });
+    if (approvals) {
+      timers.push(setInterval(() => approvals.expireDue().catch(logError('approval expiry failed')), 30_000));
+    }
     // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
 
@@ -178,6 +202,11 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const onHup = () => {
       void policy.reload();
       relay?.reloadSecrets();
+      try {
+        webhookCreds.reload();
+      } catch (err) {
+        logError('webhook secret reload failed; keeping the old one')(err);
+      }
       app.log.info('relay secrets reloaded');
     };
     if (options.handleSignals) process.on('SIGHUP', onHup);

@@ -177,7 +177,7 @@ function summaryCard(r: ApprovalRequestRecord, when: (ms: number) => string, now
     <h3><a href="/approvals/${encodeURIComponent(r.id)}">${r.step.label || r.step.step}</a> — ${buildLine(r)}</h3>
     <dl>
       <dt>Ref</dt><dd>${refOf(r)} at <code title="${r.build.commit}">${r.build.commit.slice(0, 12)}</code></dd>
-      <dt>Started by</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
+      <dt>Creator / author</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
       <dt>Why Port asks</dt><dd>${r.requirement.reason}</dd>
       <dt>Still needed</dt><dd>${missingText(r)}</dd>
       <dt>Expires</dt><dd>${when(r.expiresAt)} (${relative(r.expiresAt, now)})</dd>
@@ -214,7 +214,7 @@ function detail(r: ApprovalRequestRecord, who: SignedIn, verdict: { eligible: bo
         <dt>Branch</dt><dd><code>${b.branch}</code></dd>
         ${b.tag ? html`<dt>Tag</dt><dd><code>${b.tag}</code></dd>` : ''}
         <dt>Commit</dt><dd><code>${b.commit}</code></dd>
-        <dt>Started by</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
+        <dt>Creator / author</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
         <dt>Step</dt><dd>${r.step.label || '(no label)'}${r.step.key ? html` <code>${r.step.key}</code>` : ''}</dd>
         <dt>Requested</dt><dd>${when(r.createdAt)}</dd>
         <dt>${open ? 'Expires' : 'Expiry'}</dt><dd>${when(r.expiresAt)}${open ? ` (${relative(r.expiresAt, now)})` : ''}</dd>

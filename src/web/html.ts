@@ -66,6 +66,7 @@ const STYLE = `
   h2 { font-size: 17px; margin: 24px 0 8px; }
   .card { background: #fff; border: 1px solid #d9dee5; border-radius: 6px; padding: 14px 18px; margin: 0 0 12px; }
   .card h3 { margin: 0 0 6px; font-size: 16px; }
+  .card > p:first-child { margin-top: 0; } .card > p:last-child { margin-bottom: 0; }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 8px 0; }
   dt { color: #5a6573; }
   dd { margin: 0; overflow-wrap: anywhere; }

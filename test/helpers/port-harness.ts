@@ -44,7 +44,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(opts: { policies?: Record<string, string>; config?: Record<string, unknown> } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { policies?: Record<string, string>; config?: Record<string, unknown> | ((sim: BuildkiteSimulator) => Record<string, unknown>) } = {},
+): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'port-test-'));
   const policiesDir = join(dir, 'policies');
   mkdirSync(policiesDir);
@@ -58,7 +60,7 @@ export async function startHarness(opts: { policies?: Record<string, string>; co
     policies: './policies',
     audit: { checkpoint_every: 5 },
     credentials: { 'deploy-token': { type: 'port_token' }, 'npm-publish': { type: 'secret' } },
-    ...opts.config,
+    ...(typeof opts.config === 'function' ? opts.config(sim) : opts.config),
   };
   const configFile = join(dir, 'port.yaml');
   writeFileSync(configFile, stringify(raw));

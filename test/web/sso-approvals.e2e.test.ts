@@ -154,6 +154,8 @@ describe('(b) a feature-branch deploy approved by platform and security through 
     expect(env.bk.unblocks).toEqual([]);
 
     const sam = await timed('sam sign-in', () => signIn('sam@acme.test', '/approvals'));
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await sam.screenshot({ path: join(SCREENSHOT_DIR, 'approvals-list.png'), fullPage: true });
     await sam.click(`a[href="/approvals/${request.id}"]`);
     await sam.waitForURL(`${env.url}/approvals/${request.id}`);
     const main = await sam.textContent('main');
@@ -161,7 +163,6 @@ describe('(b) a feature-branch deploy approved by platform and security through 
     expect(main).toContain('3f1c2a9be07d4c1e8a55b2f0c9d6e7a1b2c3d4e5');
     expect(main).toContain('dev@acme.test');
     expect(main).toContain('Platform: rollout plan reviewed.');
-    mkdirSync(SCREENSHOT_DIR, { recursive: true });
     const before = join(SCREENSHOT_DIR, 'approval-page.png');
     await sam.setViewportSize({ width: 1100, height: 1250 });
     await sam.screenshot({ path: before, fullPage: true });

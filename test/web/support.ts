@@ -123,6 +123,7 @@ export async function startWeb(): Promise<WebEnv> {
     // The groups claim in the ID token itself (as Port's config says), not only at userinfo.
     conformIdTokenClaims: false,
     features: { devInteractions: { enabled: true } },
+    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
     async findAccount(_ctx: unknown, id: string) {
       const email = id.trim().toLowerCase();
       const person = IDP_USERS[email];
