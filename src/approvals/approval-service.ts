@@ -138,11 +138,20 @@ export class ApprovalService {
     ]);
     if (verdict === 'approve' && isSatisfied(updated.requirement, updated.approvals)) {
       const buildEntity: EntityRef = { type: 'Build', id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
-      await this.unblock(request.jobId, request.step.fields, buildEntity, resource, {
-        request_id: request.id,
-        by: 'approvals',
-        approvers: updated.approvals.filter((a) => a.decision === 'approve').map((a) => a.email),
-      });
+      // Buildkite credits the unblock to the approver who completed it, when they are a member.
+      const unblocker = await this.memberId(email);
+      try {
+        await this.unblock(request.jobId, request.step.fields, buildEntity, resource, {
+          request_id: request.id,
+          by: 'approvals',
+          approvers: updated.approvals.filter((a) => a.decision === 'approve').map((a) => a.email),
+          unblocker: unblocker ?? null,
+        }, unblocker);
+      } catch (err) {
+        // Approvals stand; the request says the gate could not be opened (the log has why).
+        await this.deps.store.setApprovalStatus(request.id, 'unblock_failed', this.now());
+        throw new ApprovalError('unblock_failed', `Your approval is recorded, but Port could not unblock the step: ${(err as Error).message}`, 502);
+      }
       await this.deps.store.setApprovalStatus(request.id, 'unblocked', this.now());
       return { ...updated, status: 'unblocked' };
     }
@@ -194,9 +203,18 @@ export class ApprovalService {
     return true;
   }
 
-  private async unblock(jobId: string, fields: Record<string, string>, principal: EntityRef, resource: EntityRef, context: Record<string, unknown>): Promise<void> {
+  private async memberId(email: string): Promise<string | undefined> {
     try {
-      await this.deps.api.unblockJob(jobId, Object.keys(fields).length > 0 ? { fields } : {});
+      return (await this.deps.api.findOrganizationMemberByEmail?.(email))?.id;
+    } catch {
+      // Not being able to name the unblocker must not stop the unblock itself.
+      return undefined;
+    }
+  }
+
+  private async unblock(jobId: string, fields: Record<string, string>, principal: EntityRef, resource: EntityRef, context: Record<string, unknown>, unblocker?: string): Promise<void> {
+    try {
+      await this.deps.api.unblockJob(jobId, { ...(Object.keys(fields).length > 0 ? { fields } : {}), ...(unblocker ? { unblocker } : {}) });
     } catch (err) {
       await this.deps.log.record([this.event('unblock_failed', principal, resource, `Port's unblock call failed: ${(err as Error).message}`, { ...context, job_id: jobId }, 'deny')]);
       throw err;

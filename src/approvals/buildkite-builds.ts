@@ -35,4 +35,6 @@ export interface BuildkiteBuildSummary {
 export interface BuildkiteBuildsApi {
   getBuild(pipeline: string, number: number): Promise<BuildkiteBuildSummary>;
   unblockJob(jobId: string, body: { fields?: Record<string, string>; unblocker?: string }): Promise<unknown>;
+  /** The organization member with this e-mail, to credit as `unblocker` (buildkite.md §4.2). */
+  findOrganizationMemberByEmail?(email: string): Promise<{ id: string } | undefined>;
 }

@@ -1,17 +1,20 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PortError } from '../errors.js';
 
 /**
  * Every error leaves Port as RFC 6749 §5.2-style JSON `{error, error_description}`
  * with a specific status; never a stack trace, a token or a body.
  */
+/** Answers a PortError as `{error, error_description}` with its status. */
+export function sendPortError(err: PortError, request: FastifyRequest, reply: FastifyReply, opts: { bearerChallenge?: boolean } = {}): FastifyReply {
+  if (err.status >= 500) request.log.error({ err: { code: err.code, message: err.message } }, 'request failed');
+  if (err.status === 401 && opts.bearerChallenge !== false) reply.header('WWW-Authenticate', `Bearer error="${err.code}"`);
+  return reply.code(err.status).send({ error: err.code, error_description: err.message });
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | PortError | Error, request, reply) => {
-    if (err instanceof PortError) {
-      if (err.status >= 500) request.log.error({ err: { code: err.code, message: err.message } }, 'request failed');
-      if (err.status === 401) reply.header('WWW-Authenticate', `Bearer error="${err.code}"`);
-      return reply.code(err.status).send({ error: err.code, error_description: err.message });
-    }
+    if (err instanceof PortError) return sendPortError(err, request, reply);
     const fe = err as FastifyError;
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send({ error: 'invalid_request', error_description: 'The request body is larger than Port accepts.' });

@@ -15,6 +15,7 @@ import { PolicyEngine } from '../policy/engine.js';
 import { ApprovalService } from '../approvals/approval-service.js';
 import { approvalWebhookHandlers } from '../approvals/webhook-handlers.js';
 import { buildkiteApiFromConfig } from '../buildkite/from-config.js';
+import { webRoutes } from '../web/approvals-pages.js';
 import { webhookCredentials } from '../webhooks/credentials.js';
 import { webhookRoutes } from '../webhooks/webhook-route.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
@@ -157,6 +158,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       }),
       onError: logError('webhook handler failed'),
     });
+    webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl });
     if (approvals) {
       timers.push(setInterval(() => approvals.expireDue().catch(logError('approval expiry failed')), 30_000));
     }

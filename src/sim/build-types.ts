@@ -3,7 +3,7 @@
  * deliveries (buildkite.md §3–§4). Objects handed out are live views: read them after a
  * REST call to see its effect; change them only through the simulator's methods.
  */
-import type { BuildSource } from './types.js';
+import type { BuildSource, SimJob } from './types.js';
 
 /** A Buildkite user of the simulated organization (`creator`, `unblocked_by`, members). */
 export interface SimUser {
@@ -95,7 +95,7 @@ export interface SimBuildJob {
   readonly startedAt: Date | null;
   readonly finishedAt: Date | null;
   /** Command jobs once running: the job as the OIDC service knows it (mint tokens with it). */
-  readonly oidcJob: import('./types.js').SimJob | null;
+  readonly oidcJob: SimJob | null;
 }
 
 export interface SimBuild {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import { PortError } from '../errors.js';
+import { sendPortError } from '../server/error-handler.js';
 import type { Store } from '../store/store.js';
 import { WebhookRejectedError } from './errors.js';
 import { buildFinishedPayloadSchema, jobPayloadSchema, type BuildFinishedPayload, type JobPayload } from './payloads.js';
@@ -92,11 +93,12 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => done(null, body));
 
-    scope.setErrorHandler((err: FastifyError, _request, _reply) => {
+    scope.setErrorHandler((err: FastifyError, request, reply) => {
       if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        throw new WebhookRejectedError('delivery_too_large', `The delivery is larger than the ${maxBytes} bytes Port accepts.`, 413);
+        return sendPortError(new WebhookRejectedError('delivery_too_large', `The delivery is larger than the ${maxBytes} bytes Port accepts.`, 413), request, reply, { bearerChallenge: false });
       }
-      // Everything else is answered by the parent's handler.
+      // A webhook's 401 is not a Bearer challenge (Buildkite signs; it doesn't log in).
+      if (err instanceof PortError) return sendPortError(err, request, reply, { bearerChallenge: false });
       throw err;
     });
 

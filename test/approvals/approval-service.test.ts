@@ -14,12 +14,19 @@ import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 class FakeBuildkite implements BuildkiteBuildsApi {
   builds = new Map<string, BuildkiteBuildSummary>();
   unblocks: { jobId: string; body: unknown }[] = [];
+  members = new Map<string, string>();
+  failUnblock = false;
+  async findOrganizationMemberByEmail(email: string) {
+    const id = this.members.get(email);
+    return id === undefined ? undefined : { id };
+  }
   async getBuild(pipeline: string, number: number) {
     const b = this.builds.get(`${pipeline}/${number}`);
     if (!b) throw new Error('404');
     return b;
   }
   async unblockJob(jobId: string, body: unknown) {
+    if (this.failUnblock) throw new Error('Buildkite answered 500');
     this.unblocks.push({ jobId, body });
     return {};
   }
@@ -144,6 +151,24 @@ describe('approvals', () => {
     await expect(service.decide(request.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
     expect(bk.unblocks).toHaveLength(0);
     expect((await store.lastDecision())!.record).toMatchObject({ action: 'approval_expired' });
+  });
+
+  it('credits the unblock to the approver who completed it, and says so when the unblock call fails', async () => {
+    blockedBuild(7, { branch: 'feature/c' });
+    blockedBuild(8, { branch: 'feature/d' });
+    await service.handleBlockedBuild('deploy', 7);
+    await service.handleBlockedBuild('deploy', 8);
+    bk.members.set('sam@acme.test', 'bk-user-sam');
+    const r7 = (await store.getApprovalRequestByJob('block-7'))!;
+    await service.decide(r7.id, users.pat, 'approve', '');
+    await service.decide(r7.id, users.sam, 'approve', '');
+    expect(bk.unblocks).toEqual([{ jobId: 'block-7', body: { unblocker: 'bk-user-sam' } }]);
+    const r8 = (await store.getApprovalRequestByJob('block-8'))!;
+    bk.failUnblock = true;
+    await service.decide(r8.id, users.pat, 'approve', '');
+    await expect(service.decide(r8.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'unblock_failed', status: 502 });
+    expect((await store.getApprovalRequest(r8.id))!.status).toBe('unblock_failed');
+    expect((await store.lastDecision())!.record).toMatchObject({ action: 'unblock_failed', decision: 'deny' });
   });
 
   it('an approval is bound to its own build and step', async () => {

@@ -22,28 +22,7 @@ import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { webRoutes } from '../../src/web/approvals-pages.js';
-
-/** The approval policies of test/approvals/approval-service.test.ts (importing a test file would run its tests). */
-export const APPROVAL_POLICIES = `
-@id("release-tags-open")
-@reason("release tags from main built by a deployer open by themselves")
-permit (principal is Port::Build, action == Port::Action::"unblock", resource)
-when { principal.branch == "main" && principal.tag like "v*" && principal has creator && principal.creator in Port::Group::"deployers" };
-
-@id("feature-deploys-need-review")
-@reason("deploys from other branches need platform and security sign-off")
-@approval_groups("platform security")
-forbid (principal is Port::Build, action == Port::Action::"unblock", resource)
-when { principal.branch != "main" };
-
-@id("platform-approves")
-@reason("platform engineers approve deploys")
-permit (principal in Port::Group::"platform", action == Port::Action::"approve", resource);
-
-@id("security-approves")
-@reason("security engineers approve deploys")
-permit (principal in Port::Group::"security", action == Port::Action::"approve", resource);
-`;
+import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 
 /** The company directory the IdP knows. */
 export const IDP_USERS: Record<string, { name: string; groups: string[] }> = {
