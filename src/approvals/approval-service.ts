@@ -11,6 +11,7 @@ import type { Store } from '../store/store.js';
 import type { BuildkiteBuildSummary, BuildkiteBuildsApi, BuildkiteJobSummary } from './buildkite-builds.js';
 import { clockContext } from './clock-context.js';
 import { ApprovalError } from './errors.js';
+import type { ApprovalNotifications } from './notifier.js';
 import type { ApprovalRequestRecord, UserRecord } from './records.js';
 import { isSatisfied, requirementFrom } from './requirement.js';
 
@@ -21,6 +22,10 @@ export interface ApprovalServiceDeps {
   log: DecisionLog;
   api: BuildkiteBuildsApi;
   now?: () => number;
+  /** Told when a request opens and closes; never awaited, never able to fail the flow. */
+  notifier?: ApprovalNotifications;
+  /** Where a notifier that throws or rejects is reported (ApprovalNotifier itself reports to its own onError). */
+  onNotifyError?: (err: unknown) => void;
 }
 
 /**
@@ -94,6 +99,7 @@ export class ApprovalService {
         expires_at: new Date(request.expiresAt).toISOString(),
       }),
     ]);
+    this.notify('opened', request);
   }
 
   /** An approver's decision on a pending request. Throws ApprovalError to refuse. */
@@ -136,6 +142,7 @@ export class ApprovalService {
     await this.deps.log.record([
       this.record(decision, principal, verdict === 'approve' ? 'approve' : 'reject', resource, { ...context, comment_length: entry.comment.length }),
     ]);
+    if (updated.status === 'rejected') this.notify('closed', updated);
     if (verdict === 'approve' && isSatisfied(updated.requirement, updated.approvals)) {
       const buildEntity: EntityRef = { type: 'Build', id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
       // Buildkite credits the unblock to the approver who completed it, when they are a member.
@@ -149,10 +156,14 @@ export class ApprovalService {
         }, unblocker);
       } catch (err) {
         // Approvals stand; the request says the gate could not be opened (the log has why).
-        await this.deps.store.setApprovalStatus(request.id, 'unblock_failed', this.now());
+        const failedAt = this.now();
+        await this.deps.store.setApprovalStatus(request.id, 'unblock_failed', failedAt);
+        this.notify('closed', { ...updated, status: 'unblock_failed', closedAt: failedAt });
         throw new ApprovalError('unblock_failed', `Your approval is recorded, but Port could not unblock the step: ${(err as Error).message}`, 502);
       }
-      await this.deps.store.setApprovalStatus(request.id, 'unblocked', this.now());
+      const unblockedAt = this.now();
+      await this.deps.store.setApprovalStatus(request.id, 'unblocked', unblockedAt);
+      this.notify('closed', { ...updated, status: 'unblocked', closedAt: unblockedAt });
       return { ...updated, status: 'unblocked' };
     }
     return updated;
@@ -200,7 +211,27 @@ export class ApprovalService {
         approvals: request.approvals.length,
       }),
     ]);
+    this.notify('closed', closed);
     return true;
+  }
+
+  /** Fire-and-forget: a notification never delays, blocks or fails an approval. */
+  private notify(kind: 'opened' | 'closed', request: ApprovalRequestRecord): void {
+    const notifier = this.deps.notifier;
+    if (!notifier) return;
+    const link = `${this.deps.config.server.publicUrl}/approvals/${encodeURIComponent(request.id)}`;
+    const report = (err: unknown) => {
+      try {
+        this.deps.onNotifyError?.(err);
+      } catch {
+        // A reporter that throws must not become an unhandled rejection.
+      }
+    };
+    try {
+      void notifier[kind](request, link).catch(report);
+    } catch (err) {
+      report(err);
+    }
   }
 
   private async memberId(email: string): Promise<string | undefined> {

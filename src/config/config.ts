@@ -72,7 +72,13 @@ export interface PortConfig {
     keyEncryptionKey?: string;
   };
   audit: { checkpointEvery: number; checkpointInterval: number };
-  approvals: { expireAfter: number; onExpiry: 'fail' | 'leave'; timezone: string };
+  approvals: {
+    expireAfter: number;
+    onExpiry: 'fail' | 'leave';
+    timezone: string;
+    /** Notification sinks (secret references: the URLs are credentials). */
+    notify?: { slackWebhook?: SecretSource; webhook?: SecretSource };
+  };
   sso?: { issuer: string; clientId: string; clientSecret: SecretSource; groupsClaim: string; scopes: string[]; sessionTtl: number };
   credentials: Record<string, { type: string; description?: string }>;
   relay: RelayConfig;
@@ -162,7 +168,19 @@ function finish(c: ParsedConfig, file: string): PortConfig {
           },
         }
       : {}),
-    approvals: { expireAfter: c.approvals.expire_after, onExpiry: c.approvals.on_expiry, timezone: checkTimeZone(c.approvals.timezone, file) },
+    approvals: {
+      expireAfter: c.approvals.expire_after,
+      onExpiry: c.approvals.on_expiry,
+      timezone: checkTimeZone(c.approvals.timezone, file),
+      ...(c.approvals.notify
+        ? {
+            notify: {
+              ...optionalSecret('slackWebhook', c.approvals.notify.slack_webhook, 'approvals.notify.slack_webhook', baseDir),
+              ...optionalSecret('webhook', c.approvals.notify.webhook, 'approvals.notify.webhook', baseDir),
+            },
+          }
+        : {}),
+    },
     credentials: c.credentials,
     relay: {
       acceptBuildkiteTokens: c.relay.accept_buildkite_tokens,

@@ -105,6 +105,15 @@ const approvalsSchema = z.strictObject({
   on_expiry: z.enum(['fail', 'leave']).default('leave'),
   /** IANA time zone for the `hour` and `weekday` an `unblock` policy sees. */
   timezone: z.string().min(1).default('UTC'),
+  /** Where Port says a request opened or closed; the URLs are secrets, so references. */
+  notify: z
+    .strictObject({
+      /** A Slack (or Slack-compatible) incoming-webhook URL. */
+      slack_webhook: secretRef.optional(),
+      /** A URL that receives the generic JSON body (`approval.opened` / `approval.closed`). */
+      webhook: secretRef.optional(),
+    })
+    .optional(),
 });
 
 const auditSchema = z.strictObject({

@@ -13,6 +13,7 @@ import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
 import { SigningKeys } from '../issuer/signing-keys.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { ApprovalService } from '../approvals/approval-service.js';
+import { ApprovalNotifier } from '../approvals/notifier.js';
 import { approvalWebhookHandlers } from '../approvals/webhook-handlers.js';
 import { buildkiteApiFromConfig } from '../buildkite/from-config.js';
 import { webRoutes } from '../web/approvals-pages.js';
@@ -142,7 +143,24 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
     });
-    const approvals = config.buildkite.apiToken ? new ApprovalService({ config, policy, store, log, api: buildkiteApiFromConfig(config.buildkite) }) : undefined;
+    const notifier = config.buildkite.apiToken
+      ? ApprovalNotifier.fromConfig(config, {
+          log,
+          onError: (err) =>
+            app.log.warn({ notification: { sink: err.sink, event: err.event, request_id: err.requestId, status: err.httpStatus } }, err.message),
+        })
+      : undefined;
+    const approvals = config.buildkite.apiToken
+      ? new ApprovalService({
+          config,
+          policy,
+          store,
+          log,
+          api: buildkiteApiFromConfig(config.buildkite),
+          ...(notifier ? { notifier } : {}),
+          onNotifyError: logError('approval notification failed'),
+        })
+      : undefined;
     const webhookCreds = webhookCredentials(config.buildkite);
     webhookRoutes(app, {
       secret: webhookCreds.secret,
@@ -234,6 +252,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         timers.forEach(clearInterval);
         await app.close();
         await relay?.close();
+        await notifier?.idle();
         await checkpointer.stop();
         await store.close();
       },
