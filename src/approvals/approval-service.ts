@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DecisionLog } from '../audit/decision-log.js';
 import type { DecisionRecord } from '../audit/decision-record.js';
-import { entityString } from '../broker/token-exchange.js';
+import { decisionRecord, entityString } from '../audit/decision-from-policy.js';
 import type { PortConfig } from '../config/config.js';
 import { approveRequestParts, unblockRequestParts, type BlockStepFacts, type BuildFacts } from '../policy/block-step-entities.js';
 import type { CreatorInfo } from '../policy/entities.js';
@@ -272,19 +272,7 @@ export class ApprovalService {
   }
 
   private record(d: Decision, principal: EntityRef, action: string, resource: EntityRef, context: Record<string, unknown>): DecisionRecord {
-    return {
-      id: randomUUID(),
-      time: new Date(this.now()).toISOString(),
-      principal: entityString(principal),
-      action,
-      resource: entityString(resource),
-      decision: d.decision,
-      policies: d.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason })),
-      reason: d.reason,
-      ...(d.errors.length > 0 ? { errors: d.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
-      policyRevision: d.revision,
-      context,
-    };
+    return decisionRecord(d, principal, action, resource, context, this.now());
   }
 
   private event(action: string, principal: EntityRef, resource: EntityRef, reason: string, context: Record<string, unknown>, decision: 'allow' | 'deny' = 'allow'): DecisionRecord {

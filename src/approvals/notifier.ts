@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import type { DecisionLog } from '../audit/decision-log.js';
-import { entityString } from '../broker/token-exchange.js';
+import { entityString } from '../audit/decision-from-policy.js';
 import type { PortConfig, SecretSource } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
 import { ConfigError, PortError } from '../errors.js';

@@ -3,14 +3,14 @@ import type { PortConfig } from '../config/config.js';
 import { OAuthError } from '../errors.js';
 import type { DecisionLog } from '../audit/decision-log.js';
 import type { DecisionRecord } from '../audit/decision-record.js';
+import { decisionRecord, entityString } from '../audit/decision-from-policy.js';
 import { jtiHash } from '../audit/token-hash.js';
 import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
 import { TokenRejectedError } from '../identity/errors.js';
 import type { PortTokenIssuer } from '../issuer/port-token.js';
 import { credentialRef, jobRequestParts, organizationRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import { qualifiedType } from '../policy/schema.js';
-import type { AuthzRequest, Decision, EntityRef } from '../policy/types.js';
+import type { AuthzRequest, EntityRef } from '../policy/types.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import { identityContext } from './identity-context.js';
 
@@ -78,7 +78,7 @@ export class TokenExchange {
       minted = await issuer.mint(verified.identity, { audience, scopes: req.scopes, ttl: config.issuer.tokenTtl });
     }
     const records = results.map((r) =>
-      toRecord(r.decision, principal, r.action, r.resource, {
+      decisionRecord(r.decision, principal, r.action, r.resource, {
         ...context,
         ...(minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {}),
       }),
@@ -107,26 +107,6 @@ export class TokenExchange {
       scope: req.scopes.join(' '),
     };
   }
-}
-
-export function entityString(ref: EntityRef): string {
-  return `${qualifiedType(ref.type)}::${JSON.stringify(ref.id)}`;
-}
-
-function toRecord(d: Decision, principal: EntityRef, action: string, resource: EntityRef, context: Record<string, unknown>): DecisionRecord {
-  return {
-    id: randomUUID(),
-    time: new Date().toISOString(),
-    principal: entityString(principal),
-    action,
-    resource: entityString(resource),
-    decision: d.decision,
-    policies: d.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason })),
-    reason: d.reason,
-    ...(d.errors.length > 0 ? { errors: d.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
-    policyRevision: d.revision,
-    context,
-  };
 }
 
 /** A refused subject token: logged with the failed check, and the job only if the token verified. */

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
 import { errors as undiciErrors } from 'undici';
 import type { DecisionLog } from '../audit/decision-log.js';
-import { entityString } from '../broker/token-exchange.js';
+import { determiningPolicies, entityString } from '../audit/decision-from-policy.js';
 import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
 import { jobRequestParts, upstreamRef } from '../policy/entities.js';
@@ -94,7 +94,7 @@ export class Relay {
     const decision = this.decide(caller, route.name, method, target.path);
     const principal = entityString({ type: 'Job', id: caller.identity.jobId });
     const resource = entityString(upstreamRef(route.name));
-    const policies = decision.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason }));
+    const policies = determiningPolicies(decision);
     if (decision.decision === 'deny') {
       const id = randomUUID();
       // Denials are logged one by one, with the normalised path (never the query).
@@ -131,15 +131,7 @@ export class Relay {
   }
 
   private async forward(req: IncomingMessage, res: ServerResponse, route: UpstreamRoute, pathAndQuery: string, _caller: RelayCaller): Promise<void> {
-    const headers = upstreamRequestHeaders(req.rawHeaders, {
-      upstreamHost: route.host,
-      clientIp: req.socket.remoteAddress ?? '',
-      proto: this.publicProto,
-      publicHost: this.publicHost,
-      allowUpgrade: false,
-    });
-    route.inject(headers);
-    addVia(headers);
+    const headers = this.outgoingHeaders(req, route);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     let body: BodyLimit | null = null;
     if (hasBody) {
@@ -167,6 +159,20 @@ export class Relay {
     await pipeline(upstream.body, res);
   }
 
+  /** The caller's headers, cleaned (src/relay/headers), with Port's forwarding headers and the upstream's credential. */
+  private outgoingHeaders(req: IncomingMessage, route: UpstreamRoute): Record<string, string | string[]> {
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      upstreamHost: route.host,
+      clientIp: req.socket.remoteAddress ?? '',
+      proto: this.publicProto,
+      publicHost: this.publicHost,
+      allowUpgrade: false,
+    });
+    route.inject(headers);
+    addVia(headers);
+    return headers;
+  }
+
   /**
    * Upgrade requests (e.g. WebSocket) are refused unless the route allows them; an
    * allowed one is authenticated and decided like any request, then the two sockets
@@ -180,14 +186,8 @@ export class Relay {
         throw new RelayError('upgrade_not_allowed', 'Protocol upgrades are not allowed on this route.', 403);
       }
       const { route, path, query } = await this.admit(req);
-      const headers = upstreamRequestHeaders(req.rawHeaders, {
-        upstreamHost: route.host,
-        clientIp: req.socket.remoteAddress ?? '',
-        proto: this.publicProto,
-        publicHost: this.publicHost,
-        allowUpgrade: false,
-      });
-      route.inject(headers);
+      // undici's upgrade() sets Upgrade and Connection itself from `protocol`.
+      const headers = this.outgoingHeaders(req, route);
       const up = await route.pool.upgrade({
         path: `${route.basePath}${path}${query}`,
         method: (req.method ?? 'GET') as 'GET',

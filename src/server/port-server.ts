@@ -143,6 +143,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
     });
+    // Before any route that reads forms (the web pages check for an existing parser).
+    await app.register(formbody, { bodyLimit: config.server.bodyLimit });
     const notifier = config.buildkite.apiToken
       ? ApprovalNotifier.fromConfig(config, {
           log,
@@ -183,7 +185,6 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
 
-    await app.register(formbody, { bodyLimit: config.server.bodyLimit });
     installErrorHandler(app);
     app.addHook('onSend', async (request, reply) => {
       reply.header('X-Request-Id', request.id);

@@ -5,8 +5,9 @@
  * approvers sign in through a real OIDC provider in headless Chromium, approve, and
  * the build unblocks.
  *
- * Port's server does not mount the web routes yet, so they run over a real
- * SqliteStore, ApprovalService and a fake Buildkite API (test/web/support.ts).
+ * The web routes run in a small Fastify app over a real SqliteStore, ApprovalService
+ * and a fake Buildkite API (test/web/support.ts); port-approvals.e2e.test.ts runs the
+ * same flow against Port's real server and the Buildkite simulator.
  */
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,19 +1,14 @@
 /**
- * A company IdP (a real `oidc-provider`) and Port's web routes over a real SqliteStore,
- * an ApprovalService and a fake Buildkite API, for the people-side tests.
- *
- * Port's server (src/server/port-server.ts) does not mount `webRoutes` yet, so the
- * web routes run in a small Fastify app here; once it does, `startWeb` can become
- * `startHarness({ config: { sso: … } })`.
+ * A company IdP (a real `oidc-provider`, test/web/idp.ts) and Port's web routes over a
+ * real SqliteStore, an ApprovalService and a fake Buildkite API, for the people-side
+ * tests that need a fake Buildkite (the attack tests). The end-to-end test against
+ * Port's real server and the Buildkite simulator is port-approvals.e2e.test.ts.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
 import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
 import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
@@ -23,14 +18,9 @@ import { PolicyEngine } from '../../src/policy/engine.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { webRoutes } from '../../src/web/approvals-pages.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
+import { IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_SCOPES, listening, startIdp } from './idp.js';
 
-/** The company directory the IdP knows. */
-export const IDP_USERS: Record<string, { name: string; groups: string[] }> = {
-  'dev@acme.test': { name: 'Dana Dev', groups: ['platform'] },
-  'pat@acme.test': { name: 'Pat Platform', groups: ['platform'] },
-  'sam@acme.test': { name: 'Sam Security', groups: ['security'] },
-  'out@acme.test': { name: 'Oli Outsider', groups: ['developers'] },
-};
+export { IDP_USERS } from './idp.js';
 
 export class FakeBuildkite implements BuildkiteBuildsApi {
   builds = new Map<string, BuildkiteBuildSummary>();
@@ -44,13 +34,6 @@ export class FakeBuildkite implements BuildkiteBuildsApi {
     this.unblocks.push({ jobId, body });
     return {};
   }
-}
-
-const CLIENT_SECRET = 'port-client-secret-for-tests';
-
-async function listening(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 export interface WebEnv {
@@ -74,48 +57,13 @@ export async function startWeb(): Promise<WebEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'port-web-'));
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
-  writeFileSync(join(dir, 'sso-secret'), `${CLIENT_SECRET}\n`);
+  writeFileSync(join(dir, 'sso-secret'), `${IDP_CLIENT_SECRET}\n`);
 
-  // Both sockets first: the IdP needs Port's redirect URI, Port needs the IdP's issuer.
-  const idpServer = createServer();
+  // Port's socket first: the IdP needs Port's redirect URI, Port needs the IdP's issuer.
   const portServer = createServer();
-  const idpUrl = await listening(idpServer);
   const url = await listening(portServer);
-
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const provider = new Provider(idpUrl, {
-    clients: [
-      {
-        client_id: 'port',
-        client_secret: CLIENT_SECRET,
-        redirect_uris: [`${url}/auth/callback`],
-        grant_types: ['authorization_code'],
-        response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
-    ],
-    jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' }] },
-    cookies: { keys: ['idp-cookie-key-for-tests'] },
-    pkce: { required: () => true },
-    scopes: ['openid', 'email', 'profile', 'groups'],
-    claims: { email: ['email', 'email_verified'], groups: ['groups'], profile: ['name'] },
-    // The groups claim in the ID token itself (as Port's config says), not only at userinfo.
-    conformIdTokenClaims: false,
-    features: { devInteractions: { enabled: true } },
-    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
-    async findAccount(_ctx: unknown, id: string) {
-      const email = id.trim().toLowerCase();
-      const person = IDP_USERS[email];
-      if (!person) return undefined;
-      return {
-        accountId: email,
-        async claims() {
-          return { sub: email, email, email_verified: true, name: person.name, groups: person.groups };
-        },
-      };
-    },
-  });
-  idpServer.on('request', provider.callback());
+  const idp = await startIdp({ redirectUris: [`${url}/auth/callback`] });
+  const idpUrl = idp.url;
 
   const raw = {
     server: { listen: '127.0.0.1:0', public_url: url, log_level: 'silent' },
@@ -123,7 +71,7 @@ export async function startWeb(): Promise<WebEnv> {
     buildkite: { organization: 'acme' },
     policies: './policies',
     approvals: { expire_after: '1h' },
-    sso: { issuer: idpUrl, client_id: 'port', client_secret: 'file:sso-secret', groups_claim: 'groups', scopes: ['openid', 'email', 'profile', 'groups'], session_ttl: '8h' },
+    sso: { issuer: idpUrl, client_id: IDP_CLIENT_ID, client_secret: 'file:sso-secret', groups_claim: 'groups', scopes: IDP_SCOPES, session_ttl: '8h' },
   };
   const config = configFromObject(raw, join(dir, 'port.yaml'));
   const store = SqliteStore.open(join(dir, 'port.db'));
@@ -176,8 +124,7 @@ export async function startWeb(): Promise<WebEnv> {
     },
     async close() {
       await app.close();
-      await new Promise<void>((resolve) => idpServer.close(() => resolve()));
-      idpServer.closeAllConnections();
+      await idp.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
