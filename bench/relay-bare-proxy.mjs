@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 
 const upstream = process.argv[2] ?? process.env.BARE_PROXY_UPSTREAM;
+if (!upstream) throw new Error('usage: node bench/relay-bare-proxy.mjs UPSTREAM_URL [PORT]');
 const pool = new Pool(upstream, { connections: 64, pipelining: 1, keepAliveTimeout: 4_000 });
 // Hop-by-hop headers, and those undici sets itself (it refuses some of them).
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'expect']);

@@ -13,7 +13,7 @@
  *   --warmup S             wrk warm-up before each measured run (default 2)
  *   --latency-duration S   seconds of the concurrency-1 latency runs; 0 skips them (default 3)
  *   --stream-mib N         MiB streamed down and up through each proxy; 0 skips (default 1024)
- *   --profile              V8 CPU profile of Port (no decision cache) during its timed run, summarized
+ *   --profile              V8 CPU profiles of Port during its cache-hit and no-cache timed runs, summarized
  *   --no-pin, --proxy-cpu N (1), --load-cpu N (0)   CPU placement
  *
  * Layout on a 2-CPU machine: the proxy under test (nginx's one worker, the bare proxy, Port)
