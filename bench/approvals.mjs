@@ -238,6 +238,7 @@ async function main() {
 
     // 3. Port, pinned, configured like the approvals e2e test.
     const port = startChild(here('./approvals-server.mjs'), { cpu });
+    port.child.on('error', () => undefined); // an IPC write after an abort stopped it (EPIPE)
     cleanups.push(() => port.stop());
     await port.next('hello');
     port.send({
@@ -302,6 +303,7 @@ async function main() {
     // 5. The floor: an empty POST to a trivial Node server on the same CPU, which answers 202
     //    and sends the simulator the same PUT (and, in the second variant, Port's GET first).
     const base = startChild(here('./approvals-baseline.mjs'), { cpu });
+    base.child.on('error', () => undefined);
     cleanups.push(() => base.stop());
     await base.next('hello');
     base.send({ type: 'start', simUrl: sim.url, organization: ORGANIZATION, apiToken: sim.apiToken });
