@@ -128,12 +128,20 @@ when { principal.build_number + 9223372036854775800 < 0 };`;
       'b.cedar': `\n${FORBID_BRANCHES}\n@id("any") permit (principal, action in [Port::Action::"assume", Port::Action::"proxy"], resource);\n@id("all") forbid (principal, action, resource) when { false || principal is Port::User };`,
     });
     const engine = await PolicyEngine.open(dir);
-    expect(engine.policies.map(({ text: _t, ...p }) => p)).toEqual([
+    expect(engine.policies.map(({ text: _t, annotations: _a, ...p }) => p)).toEqual([
       { id: 'acme-exchange', reason: 'acme jobs may exchange', file: `${dir}/a.cedar`, line: 1, effect: 'permit', actions: ['exchange'] },
       { id: 'no-branches', reason: 'only main gets tokens', file: `${dir}/b.cedar`, line: 2, effect: 'forbid', actions: ['exchange'] },
       { id: 'any', file: `${dir}/b.cedar`, line: 7, effect: 'permit', actions: ['assume', 'proxy'] },
       { id: 'all', file: `${dir}/b.cedar`, line: 8, effect: 'forbid' },
     ]);
+    expect(engine.policy('acme-exchange')!.annotations).toEqual({ id: 'acme-exchange', reason: 'acme jobs may exchange' });
+  });
+
+  it('refuses malformed approval annotations with file and line', async () => {
+    const dir = await policyDir({
+      'a.cedar': '@id("x")\n@approvals_required("many")\nforbid (principal, action == Port::Action::"unblock", resource);\n',
+    });
+    await expect(PolicyEngine.open(dir)).rejects.toThrow(/a\.cedar:1:\d+: .*@approvals_required must be a whole number/);
   });
 
   it('has a revision that depends on file names and contents only', async () => {
