@@ -204,13 +204,25 @@ export class ApprovalService {
     const build = { type: 'Build' as const, id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
     const onExpiry = this.deps.config.approvals.onExpiry;
     await this.deps.log.record([
-      this.event('approval_expired', build, step, `The approval request expired unanswered; Port ${onExpiry === 'fail' ? 'will never unblock it' : 'leaves the step to Buildkite'}.`, {
+      this.event('approval_expired', build, step, `The approval request expired unanswered; Port ${onExpiry === 'fail' ? 'cancels the build' : 'leaves the step to Buildkite'}.`, {
         request_id: request.id,
         job_id: request.jobId,
         on_expiry: onExpiry,
         approvals: request.approvals.length,
       }),
     ]);
+    if (onExpiry === 'fail') {
+      // Buildkite has no call that fails one block step; cancelling the build is how the gate stays shut.
+      try {
+        if (!this.deps.api.cancelBuild) throw new Error('the Buildkite client cannot cancel builds');
+        await this.deps.api.cancelBuild(request.build.pipeline, request.build.number);
+        await this.deps.log.record([this.event('build_canceled', build, step, 'Port cancelled the build: its approval request expired.', { request_id: request.id })]);
+      } catch (err) {
+        await this.deps.log.record([
+          this.event('build_cancel_failed', build, step, `Port could not cancel the build: ${(err as Error).message}`, { request_id: request.id }, 'deny'),
+        ]);
+      }
+    }
     this.notify('closed', closed);
     return true;
   }

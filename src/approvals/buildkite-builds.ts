@@ -35,6 +35,8 @@ export interface BuildkiteBuildSummary {
 export interface BuildkiteBuildsApi {
   getBuild(pipeline: string, number: number): Promise<BuildkiteBuildSummary>;
   unblockJob(jobId: string, body: { fields?: Record<string, string>; unblocker?: string }): Promise<unknown>;
+  /** Cancels the build (an expired request with `on_expiry: fail`). */
+  cancelBuild?(pipeline: string, number: number): Promise<unknown>;
   /** The organization member with this e-mail, to credit as `unblocker` (buildkite.md §4.2). */
   findOrganizationMemberByEmail?(email: string): Promise<{ id: string } | undefined>;
 }

@@ -175,6 +175,14 @@ export class BuildkiteApi {
     }
   }
 
+  /**
+   * `PUT …/pipelines/{pipeline}/builds/{number}/cancel` (Buildkite docs, "Cancel a
+   * build"): how Port fails a blocked build whose approval request expired.
+   */
+  async cancelBuild(pipeline: string, number: number): Promise<BuildkiteBuild> {
+    return (await this.call('PUT', `${this.buildPath(pipeline, number)}/cancel`, buildSchema, { body: {} })).value;
+  }
+
   /** `GET /v2/organizations/{org}/agents/{id}` (§4.2). */
   async getAgent(agentId: string): Promise<BuildkiteAgent> {
     return (await this.call('GET', `${this.orgPath()}/agents/${seg(agentId)}`, agentSchema)).value;

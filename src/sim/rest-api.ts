@@ -43,6 +43,8 @@ const ROUTES: { method: string; pattern: RegExp; name: string }[] = [
   { method: 'GET', pattern: new RegExp(`^${BUILD}/jobs$`), name: 'buildJobs' },
   { method: 'GET', pattern: new RegExp(`^${BUILD}/jobs/([^/]+)$`), name: 'buildJob' },
   { method: 'PUT', pattern: new RegExp(`^${BUILD}/jobs/([^/]+)/unblock$`), name: 'buildJobUnblock' },
+  // Buildkite docs pages/apis/rest_api/builds.md "Cancel a build" (not in buildkite.md).
+  { method: 'PUT', pattern: new RegExp(`^${BUILD}/cancel$`), name: 'buildCancel' },
   { method: 'GET', pattern: new RegExp(`^${ORG}/jobs/([^/]+)$`), name: 'job' },
   { method: 'PUT', pattern: new RegExp(`^${ORG}/jobs/([^/]+)/unblock$`), name: 'jobUnblock' },
   { method: 'GET', pattern: new RegExp(`^${ORG}/agents/([^/]+)$`), name: 'agent' },
@@ -77,6 +79,13 @@ export async function routeRest(b: RestBackend, method: string, url: URL, readBo
         const build = findBuild(b, p[1], p[2]);
         jobOf(b, p[3], build);
         return unblock(b, p[3] ?? '', readBody);
+      }
+      case 'buildCancel': {
+        const build = findBuild(b, p[1], p[2]);
+        if (build.state !== 'running' && !build.blocked) {
+          throw new SimApiError('unprocessable', 'Build can\'t be canceled because it\'s already finished', 422);
+        }
+        return ok(buildJson(b.ctx, b.builds.cancel(build.id), { jobs: true, pipeline: true }));
       }
       case 'job': {
         const found = b.builds.job(p[1] ?? '');

@@ -16,6 +16,11 @@ class FakeBuildkite implements BuildkiteBuildsApi {
   unblocks: { jobId: string; body: unknown }[] = [];
   members = new Map<string, string>();
   failUnblock = false;
+  cancels: string[] = [];
+  async cancelBuild(pipeline: string, number: number) {
+    this.cancels.push(`${pipeline}/${number}`);
+    return {};
+  }
   async findOrganizationMemberByEmail(email: string) {
     const id = this.members.get(email);
     return id === undefined ? undefined : { id };
@@ -169,6 +174,21 @@ describe('approvals', () => {
     await expect(service.decide(r8.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'unblock_failed', status: 502 });
     expect((await store.getApprovalRequest(r8.id))!.status).toBe('unblock_failed');
     expect((await store.lastDecision())!.record).toMatchObject({ action: 'unblock_failed', decision: 'deny' });
+  });
+
+  it('with on_expiry: fail, an expired request cancels the build', async () => {
+    const config = configFromObject(
+      { server: { public_url: 'https://port.test' }, buildkite: { organization: 'acme' }, policies: './policies', approvals: { expire_after: '1h', on_expiry: 'fail' } },
+      join(dir, 'port.yaml'),
+    );
+    const failing = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, now: () => clock.t });
+    blockedBuild(9, { branch: 'feature/z' });
+    await failing.handleBlockedBuild('deploy', 9);
+    clock.t += 3600_000;
+    expect(await failing.expireDue()).toBe(1);
+    expect(bk.cancels).toEqual(['deploy/9']);
+    expect(bk.unblocks).toHaveLength(0);
+    expect((await store.lastDecision())!.record).toMatchObject({ action: 'build_canceled', decision: 'allow' });
   });
 
   it('an approval is bound to its own build and step', async () => {

@@ -385,9 +385,13 @@ describe('(c) a request expires', () => {
       resource: `Port::BlockStep::"acme/deploy/${build.number}/deploy"`,
       context: { request_id: request.id, on_expiry: 'fail', approvals: 0 },
     });
-    expect(log[2]!.record.reason).toContain('will never unblock it');
+    expect(log[2]!.record.reason).toContain('cancels the build');
     expect(hx.sim.unblockCalls.some((c) => c.jobId === manual.id)).toBe(false);
-    expect(manual.state).toBe('blocked');
+    // on_expiry: fail — Port cancelled the build in Buildkite (the simulator), so the gate stays shut.
+    const all = await hx.port.store.readDecisions(0, 10_000);
+    expect(all.some((e) => e.record.action === 'build_canceled' && e.record.context.request_id === request.id)).toBe(true);
+    expect(hx.sim.build(build.id)!.state).toBe('canceled');
+    expect(manual.state).not.toBe('unblocked');
 
     // The page now says expired, without a form; the list no longer offers it.
     await pat.goto(`${hx.url}${detailPath}`);
