@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { BuildkiteSimulator, signatureHeader } from '../dist/sim/index.js';
-import { closedLoop, fmt, reexecPinned, startChild, summarize, tasksetWorks } from './lib.mjs';
+import { closedLoop, fmt, reexecPinned, startChild, summarize, tasksetWorks, abortable } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -108,20 +108,7 @@ async function main() {
   const loadAtStart = os.loadavg()[0];
   const began = performance.now();
 
-  const cleanups = [];
-  let cleaning;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
-    })());
-  let aborted = false;
-  const abort = (why) => {
-    if (aborted) return;
-    aborted = true;
-    console.error(`bench/approvals: ${why}`);
-    void cleanup().finally(() => process.exit(1));
-  };
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
+  const { cleanups, cleanup, abort, aborted } = abortable('bench/approvals');
   // Bounded: the default run takes ~1 min; a stuck delivery costs at most --timeout.
   const total = 2 * warmup + 6 * deliveries + traceCount;
   const budgetMs = 90_000 + total * (25 + gapMs) + 20 * timeoutMs;
@@ -382,7 +369,7 @@ async function main() {
     console.log(out.join('\n'));
     for (const { label, runs } of rows) for (const r of runs) if (r.firstError) console.log(`\nFirst error (${label}, ${r.inFlight} in flight): ${r.firstError}`);
   } catch (err) {
-    if (!aborted) console.error(`bench/approvals failed: ${err?.stack ?? err}`);
+    if (!aborted()) console.error(`bench/approvals failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
   } finally {
     clearTimeout(deadline);

@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, fmt, startChild, summarize, tasksetWorks } from './lib.mjs';
+import { closedLoop, fmt, startChild, summarize, tasksetWorks, abortable } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -109,20 +109,7 @@ async function main() {
         : 'Not pinned: taskset is unavailable or fewer than 2 CPUs; Port, the load generator and the baselines share all CPUs, so the numbers are not "one core".',
     );
   }
-  const cleanups = [];
-  let cleaning;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
-    })());
-  let aborted = false;
-  const abort = (why) => {
-    if (aborted) return;
-    aborted = true;
-    console.error(`bench/exchange: ${why}`);
-    void cleanup().finally(() => process.exit(1));
-  };
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
+  const { cleanups, cleanup, abort, aborted } = abortable('bench/exchange');
   // Everything is bounded: the default run takes ~50 s.
   const budgetMs = 60_000 + 3 * (durationMs + warmupMs) + 2 * partsMs + decisions * 3;
   const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
@@ -330,7 +317,7 @@ async function main() {
       console.log(summarizeProfile(profile, { top: 20, ops: exch.ops, processCpuMs: serverCpuMs }).text);
     }
   } catch (err) {
-    if (!aborted) console.error(`bench/exchange failed: ${err?.stack ?? err}`);
+    if (!aborted()) console.error(`bench/exchange failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
   } finally {
     clearTimeout(deadline);

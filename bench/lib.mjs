@@ -289,3 +289,25 @@ export function reexecPinned(scriptPath, cpu) {
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
   return true;
 }
+
+/**
+ * Cleanup and abort for a bench's main: `cleanups` run once, newest first; `abort(why)`
+ * prints why, cleans up and exits 1; SIGINT/SIGTERM abort; `aborted()` says whether it did.
+ */
+export function abortable(name) {
+  const cleanups = [];
+  let cleaning;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    })());
+  let aborted = false;
+  const abort = (why) => {
+    if (aborted) return;
+    aborted = true;
+    console.error(`${name}: ${why}`);
+    void cleanup().finally(() => process.exit(1));
+  };
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
+  return { cleanups, cleanup, abort, aborted: () => aborted };
+}

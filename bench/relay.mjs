@@ -32,7 +32,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
-import { byteStream, procCpuMs, reexecPinned, rssBytes, rssSampler, startChild, tasksetWorks } from './lib.mjs';
+import { byteStream, procCpuMs, reexecPinned, rssBytes, rssSampler, startChild, tasksetWorks, abortable } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 import { relayProfile } from './relay-profile.mjs';
 
@@ -122,20 +122,7 @@ async function main() {
   const loadAtStart = os.loadavg()[0];
   const t0 = performance.now();
 
-  const cleanups = [];
-  let cleaning;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
-    })());
-  let aborted = false;
-  const abort = (why) => {
-    if (aborted) return;
-    aborted = true;
-    console.error(`bench/relay: ${why}`);
-    void cleanup().finally(() => process.exit(1));
-  };
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
+  const { cleanups, cleanup, abort, aborted } = abortable('bench/relay');
   const wrkRuns = 7;
   const budgetMs = 90_000 + wrkRuns * (durationS + warmupS) * 1000 + 4 * latencyS * 1000 + (streamBytes / MiB) * 60;
   const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
@@ -395,7 +382,7 @@ async function main() {
     console.log(out.join('\n'));
     if (profiles.length) console.log(`\nProfiled run (--profile): the sampling profiler slows Port down (roughly 1.5–2× CPU per request), so the Port rows above are not representative; shares are.\n\n${profiles.join('\n\n')}`);
   } catch (err) {
-    if (!aborted) console.error(`bench/relay failed: ${err?.stack ?? err}`);
+    if (!aborted()) console.error(`bench/relay failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
   } finally {
     clearTimeout(deadline);
