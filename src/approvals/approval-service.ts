@@ -133,17 +133,22 @@ export class ApprovalService {
     }
     const at = this.now();
     const entry = { email, groups: user.groups, decision: verdict, comment: comment.slice(0, 2000), at, policies: decision.determining.map((p) => p.id) };
-    const updated = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({
-      ...r,
-      approvals: [...r.approvals, entry],
-      ...(verdict === 'reject' ? { status: 'rejected' as const, closedAt: at } : {}),
-    }));
+    // One transaction decides what this approval does: the duplicate check, the append,
+    // and — when it completes the requirement — claiming the unblock, so two concurrent
+    // last approvals can't both call Buildkite (the loser finds the request closed).
+    const updated = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => {
+      if (r.approvals.some((a) => a.email === email)) throw new ApprovalError('already_decided', 'You have already decided on this request.', 409);
+      const approvals = [...r.approvals, entry];
+      if (verdict === 'reject') return { ...r, approvals, status: 'rejected', closedAt: at };
+      if (isSatisfied(r.requirement, approvals)) return { ...r, approvals, status: 'unblocked', closedAt: at };
+      return { ...r, approvals };
+    });
     if (!updated) throw new ApprovalError('request_closed', 'This request was closed meanwhile.', 409);
     await this.deps.log.record([
       this.record(decision, principal, verdict === 'approve' ? 'approve' : 'reject', resource, { ...context, comment_length: entry.comment.length }),
     ]);
     if (updated.status === 'rejected') this.notify('closed', updated);
-    if (verdict === 'approve' && isSatisfied(updated.requirement, updated.approvals)) {
+    if (updated.status === 'unblocked') {
       const buildEntity: EntityRef = { type: 'Build', id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
       // Buildkite credits the unblock to the approver who completed it, when they are a member.
       const unblocker = await this.memberId(email);
@@ -161,10 +166,8 @@ export class ApprovalService {
         this.notify('closed', { ...updated, status: 'unblock_failed', closedAt: failedAt });
         throw new ApprovalError('unblock_failed', `Your approval is recorded, but Port could not unblock the step: ${(err as Error).message}`, 502);
       }
-      const unblockedAt = this.now();
-      await this.deps.store.setApprovalStatus(request.id, 'unblocked', unblockedAt);
-      this.notify('closed', { ...updated, status: 'unblocked', closedAt: unblockedAt });
-      return { ...updated, status: 'unblocked' };
+      this.notify('closed', updated);
+      return updated;
     }
     return updated;
   }

@@ -8,6 +8,7 @@ import { jtiHash } from '../audit/token-hash.js';
 import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
 import { TokenRejectedError } from '../identity/errors.js';
 import type { PortTokenIssuer } from '../issuer/port-token.js';
+import type { RevocationList } from '../revocation/revocation-list.js';
 import { credentialRef, jobRequestParts, organizationRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { AuthzRequest, EntityRef } from '../policy/types.js';
@@ -28,6 +29,7 @@ export interface ExchangeDeps {
   policy: PolicyEngine;
   issuer: PortTokenIssuer;
   log: DecisionLog;
+  revocations: RevocationList;
 }
 
 /** Identifies the request in decision log entries (never the token). */
@@ -57,6 +59,9 @@ export class TokenExchange {
     let verified: VerifiedJobToken;
     try {
       verified = await verifier.verify(req.subjectToken);
+      if (this.deps.revocations.isJobRevoked(verified.identity.jobId)) {
+        throw new TokenRejectedError('job_revoked', 'The job this token belongs to has finished or was revoked; it gets no Port token.');
+      }
     } catch (err) {
       if (err instanceof TokenRejectedError) await log.record([refusal(err, meta, undefined)]);
       throw err;

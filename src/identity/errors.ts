@@ -20,7 +20,8 @@ export type TokenCheck =
   | 'missing_claim'
   | 'invalid_claim'
   | 'wrong_organization'
-  | 'replayed';
+  | 'replayed'
+  | 'job_revoked';
 
 /**
  * A subject token was refused. It answers `400 invalid_grant` (RFC 8693 §2.2.2) with

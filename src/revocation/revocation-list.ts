@@ -20,7 +20,7 @@ export interface TokenFacts {
 export class RevocationList {
   /** jti → when the row may go. */
   private readonly revoked = new Map<string, number>();
-  /** job id → revokedAt (ms): tokens of the job issued at or before it are revoked. */
+  /** job id → when it was revoked and when the entry may go (ms). */
   private readonly jobs = new Map<string, { revokedAt: number; expiresAt: number }>();
 
   private constructor(private readonly store: Store) {}
@@ -41,11 +41,18 @@ export class RevocationList {
     }
   }
 
-  /** Revoked by its own jti, or because its whole job was revoked after it was issued. */
+  /**
+   * Revoked by its own jti, or because its whole job was revoked. A revoked job's
+   * tokens are all refused, whenever issued: Buildkite never reuses a job id, and a
+   * Buildkite token leaked from a finished job must not buy a fresh Port token.
+   */
   isTokenRevoked(token: TokenFacts): boolean {
-    if (this.revoked.has(token.jti)) return true;
-    const job = this.jobs.get(token.jobId);
-    return job !== undefined && token.issuedAt * 1000 <= job.revokedAt;
+    return this.revoked.has(token.jti) || this.jobs.has(token.jobId);
+  }
+
+  /** Whether the job was revoked (a finished job): its Buildkite tokens exchange for nothing. */
+  isJobRevoked(jobId: string): boolean {
+    return this.jobs.has(jobId);
   }
 
   async revoke(entry: RevocationEntry): Promise<void> {
@@ -54,8 +61,9 @@ export class RevocationList {
   }
 
   /**
-   * Revokes every token of a job issued until now (a finished job, DESIGN capability 6).
-   * The row lives as long as any such token could: `maxTokenLifetime` seconds.
+   * Revokes every token of a job (a finished job, DESIGN capability 6). The row lives
+   * as long as any token of the job could: `maxTokenLifetime` seconds, which must cover
+   * a Buildkite token minted just before plus the Port token exchanged for it.
    */
   async revokeJob(jobId: string, reason: string, maxTokenLifetime: number, now = Date.now()): Promise<void> {
     // A later revocation of the same job replaces the earlier one (the key is the job).

@@ -134,7 +134,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const log = new DecisionLog(store, checkpointer);
     const verifier = new BuildkiteTokenVerifier(config.buildkite);
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
-    const exchange = new TokenExchange({ config, verifier, policy, issuer, log });
+    const exchange = new TokenExchange({ config, verifier, policy, issuer, log, revocations });
     relay = new Relay({
       config,
       policy,
@@ -173,7 +173,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         revocations,
         log,
         organization: config.buildkite.organization,
-        maxTokenLifetime: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+        // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
+        maxTokenLifetime: 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS,
         onUnconfigured: (what) => app.log.warn(what),
       }),
       onError: logError('webhook handler failed'),

@@ -151,6 +151,8 @@ export class WebSessions {
     }
     if (url.origin !== this.origin) return undefined;
     if (url.pathname === '/login' || url.pathname === '/logout' || url.pathname.startsWith('/auth/')) return undefined;
+    // Normalisation can turn `/.//evil.example` into `//evil.example`: a host again.
+    if (url.pathname.startsWith('//')) return undefined;
     return `${url.pathname}${url.search}`;
   }
 
@@ -345,6 +347,11 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
     }
     if (profile.email_verified === false) {
       return sendErrorPage(reply, 403, 'sso_email_unverified', 'The sign-in provider says your e-mail address is not verified.', again(login.returnTo));
+    }
+    // Deactivation in Port (and later SCIM) wins over a working IdP sign-in.
+    const known = await deps.store.getUser(email);
+    if (known && !known.active) {
+      return sendErrorPage(reply, 403, 'user_inactive', 'Your account is deactivated in Port; ask an administrator.');
     }
     const name = typeof profile.name === 'string' && profile.name.trim() ? profile.name.trim().slice(0, 200) : undefined;
     const user: UserRecord = { email, active: true, groups: groupsFrom(profile[sso.groupsClaim]), updatedAt: now(), ...(name ? { name } : {}) };

@@ -191,6 +191,20 @@ describe('approvals', () => {
     expect((await store.lastDecision())!.record).toMatchObject({ action: 'build_canceled', decision: 'allow' });
   });
 
+  it('two concurrent last approvals unblock once; the loser finds the request closed', async () => {
+    blockedBuild(10, { branch: 'feature/race' });
+    await service.handleBlockedBuild('deploy', 10);
+    const r = (await store.getApprovalRequestByJob('block-10'))!;
+    await service.decide(r.id, users.pat, 'approve', '');
+    const sam2 = { ...users.sam, email: 'sam2@acme.test' };
+    await store.upsertUser(sam2);
+    const results = await Promise.allSettled([service.decide(r.id, users.sam, 'approve', ''), service.decide(r.id, sam2, 'approve', '')]);
+    expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+    expect(results.find((x) => x.status === 'rejected')).toMatchObject({ reason: { code: 'request_closed' } });
+    expect(bk.unblocks.filter((u) => u.jobId === 'block-10')).toHaveLength(1);
+    expect((await store.getApprovalRequest(r.id))!.status).toBe('unblocked');
+  });
+
   it('an approval is bound to its own build and step', async () => {
     blockedBuild(5, { branch: 'feature/a' });
     blockedBuild(6, { branch: 'feature/b' });

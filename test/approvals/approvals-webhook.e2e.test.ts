@@ -85,8 +85,9 @@ describe('approvals over webhooks, against the Buildkite simulator', () => {
     expect((await replay.json()).error).toBe('replayed_delivery');
   });
 
-  it('job.finished revokes every Port token of that job', async () => {
+  it('job.finished revokes every Port token of that job, and its unexchanged Buildkite tokens buy nothing', async () => {
     const job = h.sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
+    const leaked = await h.sim.mintToken(job, { audience: h.audience, lifetime: 3600 });
     const res = await h.exchange(await h.sim.mintToken(job, { audience: h.audience }), { scope: 'deploy-token' });
     const token = res.body.access_token as string;
     const active = async () => (await h.post('/oauth/introspect', { token }, { authorization: `Bearer ${token}` })).status;
@@ -103,5 +104,10 @@ describe('approvals over webhooks, against the Buildkite simulator', () => {
     expect((await h.sim.deliverWebhook(hook, 'job.finished', payload, { secret: SECRET })).status).toBe(202);
     // The holder's own introspection stops working once the job's tokens are revoked.
     await eventually(async () => ((await active()) === 401 ? true : undefined), 10_000, 'the revocation');
+    // A Buildkite token of the finished job, never exchanged, is refused.
+    const late = await h.exchange(leaked);
+    expect(late.status).toBe(400);
+    expect(late.body).toMatchObject({ error: 'invalid_grant' });
+    expect(late.body.error_description).toMatch(/finished or was revoked/);
   });
 });

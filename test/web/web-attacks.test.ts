@@ -132,6 +132,13 @@ describe('sessions', () => {
     const page = await samElsewhere.request(`/approvals/${request.id}`);
     expect(page.status).toBe(302);
     expect(page.headers.get('location')).toBe(`/login?return_to=${encodeURIComponent(`/approvals/${request.id}`)}`);
+
+    // Signing in again at the IdP does not re-activate them: deactivation in Port wins.
+    const again = new Agent(env.url);
+    const res = await again.signIn('sam@acme.test', '/approvals');
+    expect(res.status).toBe(403);
+    expect((await env.store.getUser('sam@acme.test'))!.active).toBe(false);
+    await env.store.upsertUser({ ...user, active: true, updatedAt: Date.now() }); // for the tests after this one
   });
 
   it('a forged or unknown session cookie is treated as signed out', async () => {
