@@ -3,39 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
-import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
+import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
+import { FakeBuildkite } from '../helpers/fake-buildkite.js';
 
-
-class FakeBuildkite implements BuildkiteBuildsApi {
-  builds = new Map<string, BuildkiteBuildSummary>();
-  unblocks: { jobId: string; body: unknown }[] = [];
-  members = new Map<string, string>();
-  failUnblock = false;
-  cancels: string[] = [];
-  async cancelBuild(pipeline: string, number: number) {
-    this.cancels.push(`${pipeline}/${number}`);
-    return {};
-  }
-  async findOrganizationMemberByEmail(email: string) {
-    const id = this.members.get(email);
-    return id === undefined ? undefined : { id };
-  }
-  async getBuild(pipeline: string, number: number) {
-    const b = this.builds.get(`${pipeline}/${number}`);
-    if (!b) throw new Error('404');
-    return b;
-  }
-  async unblockJob(jobId: string, body: unknown) {
-    if (this.failUnblock) throw new Error('Buildkite answered 500');
-    this.unblocks.push({ jobId, body });
-    return {};
-  }
-}
 
 let dir: string;
 let store: SqliteStore;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
-import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
+import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
 import { slackClosedMessage, slackOpenedMessage, slackText, webhookNotification } from '../../src/approvals/notification-messages.js';
 import { ApprovalNotifier, NotificationError, type ApprovalNotifications } from '../../src/approvals/notifier.js';
 import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
@@ -15,29 +15,9 @@ import { ConfigError } from '../../src/errors.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
+import { FakeBuildkite } from '../helpers/fake-buildkite.js';
 
 // The same small fake as approval-service.test.ts.
-class FakeBuildkite implements BuildkiteBuildsApi {
-  builds = new Map<string, BuildkiteBuildSummary>();
-  unblocks: { jobId: string; body: unknown }[] = [];
-  members = new Map<string, string>();
-  failUnblock = false;
-  async findOrganizationMemberByEmail(email: string) {
-    const id = this.members.get(email);
-    return id === undefined ? undefined : { id };
-  }
-  async getBuild(pipeline: string, number: number) {
-    const b = this.builds.get(`${pipeline}/${number}`);
-    if (!b) throw new Error('404');
-    return b;
-  }
-  async unblockJob(jobId: string, body: unknown) {
-    if (this.failUnblock) throw new Error('Buildkite answered 500');
-    this.unblocks.push({ jobId, body });
-    return {};
-  }
-}
-
 /** A local server standing in for Slack and a generic webhook receiver. */
 interface Received {
   path: string;

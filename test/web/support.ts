@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
-import type { BuildkiteBuildSummary, BuildkiteBuildsApi } from '../../src/approvals/buildkite-builds.js';
+import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
 import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
@@ -19,22 +19,10 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { webRoutes } from '../../src/web/approvals-pages.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 import { IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_SCOPES, listening, startIdp } from './idp.js';
+import { FakeBuildkite } from '../helpers/fake-buildkite.js';
+export { FakeBuildkite };
 
 export { IDP_USERS } from './idp.js';
-
-export class FakeBuildkite implements BuildkiteBuildsApi {
-  builds = new Map<string, BuildkiteBuildSummary>();
-  unblocks: { jobId: string; body: unknown }[] = [];
-  async getBuild(pipeline: string, number: number) {
-    const b = this.builds.get(`${pipeline}/${number}`);
-    if (!b) throw new Error('404');
-    return b;
-  }
-  async unblockJob(jobId: string, body: unknown) {
-    this.unblocks.push({ jobId, body });
-    return {};
-  }
-}
 
 export interface WebEnv {
   dir: string;
