@@ -34,7 +34,10 @@ when { principal.tag != "" };
 };
 
 /** The credentials the exchange server is configured with. */
-export const EXCHANGE_CREDENTIALS = { 'deploy-token': { type: 'port_token' }, 'npm-publish': { type: 'secret' } };
+export const EXCHANGE_CREDENTIALS = {
+  'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.test' },
+  'npm-publish': { type: 'secret', value: 'command:printf %s bench-npm-secret' },
+};
 
 export const SERVICES = 30;
 export const PACKAGES = 10;

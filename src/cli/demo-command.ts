@@ -50,6 +50,9 @@ export function registerDemoCommand(program: Command): void {
       // The demo seals its signing keys as production should (issuer.key_encryption_key).
       const kekFile = join(dir, 'key-encryption-key');
       if (!existsSync(kekFile)) writeFileSync(kekFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
+      // The demo's brokered secret: a random value in a file, as a real one would be.
+      const npmTokenFile = join(dir, 'npm-publish-token');
+      if (!existsSync(npmTokenFile)) writeFileSync(npmTokenFile, `npm_${randomBytes(18).toString('base64url')}`, { mode: 0o600 });
       const raw = {
         server: { listen: `127.0.0.1:${portNumber}`, public_url: publicUrl },
         store: { sqlite: join(dir, 'port.db') },
@@ -57,8 +60,8 @@ export function registerDemoCommand(program: Command): void {
         policies: EXAMPLE_POLICIES,
         issuer: { key_encryption_key: `file:${kekFile}` },
         credentials: {
-          'deploy-token': { type: 'port_token', description: 'deploys acme/deploy to production' },
-          'npm-publish': { type: 'secret', description: 'publishes release packages' },
+          'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.internal', description: 'deploys acme/deploy to production' },
+          'npm-publish': { type: 'secret', value: `file:${npmTokenFile}`, description: 'publishes release packages' },
         },
       };
       const configFile = join(dir, 'port.yaml');

@@ -16,7 +16,54 @@ export interface SecretSource {
 export type InjectConfig =
   | { kind: 'bearer'; token: SecretSource }
   | { kind: 'basic'; username: string; password: SecretSource }
-  | { kind: 'header'; name: string; value: SecretSource };
+  | { kind: 'header'; name: string; value: SecretSource }
+  /** SigV4-sign each request with the job's session of an `aws_role` credential. */
+  | { kind: 'aws_sigv4'; service: string; region: string; credential: string };
+
+/** A Port-signed JWT for a downstream audience (DESIGN capability 2). */
+export interface PortTokenCredentialConfig {
+  name: string;
+  type: 'port_token';
+  description?: string;
+  audience: string;
+  /** Seconds; capped by the bearer's Port token. */
+  ttl: number;
+}
+
+export type RotationHookConfig = { kind: 'command'; command: string } | { kind: 'http'; url: string; signingSecret: SecretSource };
+
+/** A brokered secret: `value` is env:, file: or command: (`SecretSource.ref` keeps the prefix). */
+export interface SecretCredentialConfig {
+  name: string;
+  type: 'secret';
+  description?: string;
+  value: SecretSource;
+  /** Seconds a `command:` may run. */
+  commandTimeout: number;
+  rotation?: { every?: number; overlap: number; timeout: number; hook: RotationHookConfig };
+}
+
+/** AWS credentials through STS (DESIGN capability 2). Durations in seconds. */
+export interface AwsRoleCredentialConfig {
+  name: string;
+  type: 'aws_role';
+  description?: string;
+  roleArn: string;
+  mode: 'web_identity' | 'assume_role';
+  region: string;
+  stsEndpoint?: string;
+  duration: number;
+  /** Session tag key → Port token claim name. */
+  sessionTags: Record<string, string>;
+  transitiveTagKeys: string[];
+  /** Absolute path of the session policy template. */
+  sessionPolicy?: string;
+  webIdentityAudience: string;
+  accessKeyId?: SecretSource;
+  secretAccessKey?: SecretSource;
+}
+
+export type CredentialConfig = PortTokenCredentialConfig | SecretCredentialConfig | AwsRoleCredentialConfig;
 
 export interface UpstreamConfig {
   name: string;
@@ -43,7 +90,7 @@ export interface RelayConfig {
 /** The validated configuration with paths made absolute and defaults filled in. */
 export interface PortConfig {
   file: string;
-  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number; logLevel: string };
+  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number; logLevel: string; adminToken?: SecretSource };
   store: { sqlite: string };
   buildkite: {
     organization: string;
@@ -80,7 +127,9 @@ export interface PortConfig {
     notify?: { slackWebhook?: SecretSource; webhook?: SecretSource };
   };
   sso?: { issuer: string; clientId: string; clientSecret: SecretSource; groupsClaim: string; scopes: string[]; sessionTtl: number };
-  credentials: Record<string, { type: string; description?: string }>;
+  /** SCIM 2.0 provisioning; `token` is the bearer the IdP presents. */
+  scim?: { token: SecretSource };
+  credentials: Record<string, CredentialConfig>;
   relay: RelayConfig;
   upstreams: Record<string, UpstreamConfig>;
 }
@@ -121,7 +170,13 @@ function finish(c: ParsedConfig, file: string): PortConfig {
   }
   return {
     file,
-    server: { listen: { host: host!, port: portNumber }, publicUrl: c.server.public_url, bodyLimit: c.server.body_limit, logLevel: c.server.log_level },
+    server: {
+      listen: { host: host!, port: portNumber },
+      publicUrl: c.server.public_url,
+      bodyLimit: c.server.body_limit,
+      logLevel: c.server.log_level,
+      ...optionalSecret('adminToken', c.server.admin_token, 'server.admin_token', baseDir),
+    },
     store: { sqlite: resolve(baseDir, c.store.sqlite) },
     buildkite: {
       organization: c.buildkite.organization,
@@ -181,7 +236,8 @@ function finish(c: ParsedConfig, file: string): PortConfig {
           }
         : {}),
     },
-    credentials: c.credentials,
+    ...(c.scim ? { scim: { token: optionalSecret('t', c.scim.token, 'scim.token', baseDir).t! } } : {}),
+    credentials: Object.fromEntries(Object.entries(c.credentials).map(([name, cred]) => [name, credentialConfig(name, cred, c, file, baseDir)])),
     relay: {
       acceptBuildkiteTokens: c.relay.accept_buildkite_tokens,
       decisionCacheTtl: c.relay.decision_cache_ttl,
@@ -228,8 +284,7 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
     if (cred?.type !== 'aws_role') {
       throw new ConfigError(`${file}: ${at}.aws_sigv4.credential: "${i.aws_sigv4.credential}" is not a credential of type aws_role; add it under credentials:.`);
     }
-    // The key is part of the public contract; signing needs Port's AWS broker (issue #5).
-    throw new ConfigError(`${file}: ${at}.aws_sigv4: signing with brokered AWS credentials is not available in this version of Port yet; use bearer, basic or header.`);
+    inject = { kind: 'aws_sigv4', service: i.aws_sigv4.service, region: i.aws_sigv4.region, credential: i.aws_sigv4.credential };
   }
   return {
     name,
@@ -242,6 +297,75 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
     connections: u.connections,
     ...(inject ? { inject } : {}),
   };
+}
+
+function credentialConfig(name: string, cred: ParsedConfig['credentials'][string], c: ParsedConfig, file: string, baseDir: string): CredentialConfig {
+  const at = `credentials.${name}`;
+  const description = cred.description === undefined ? {} : { description: cred.description };
+  switch (cred.type) {
+    case 'port_token': {
+      const audiences = c.issuer.audiences ?? [c.server.public_url];
+      // A token for Port's own audience would be a Port token: it could call the relay.
+      if (audiences.includes(cred.audience)) {
+        throw new ConfigError(`${file}: ${at}.audience: "${cred.audience}" is one of Port's own audiences; name the downstream service instead.`);
+      }
+      return { name, type: 'port_token', ...description, audience: cred.audience, ttl: cred.ttl };
+    }
+    case 'secret': {
+      // command: values run on demand, not at start; env: and file: must resolve now.
+      if (!cred.value.startsWith('command:')) resolveSecretRef(cred.value, `${at}.value`, baseDir);
+      const r = cred.rotation;
+      return {
+        name,
+        type: 'secret',
+        ...description,
+        value: { ref: cred.value, key: `${at}.value`, baseDir },
+        commandTimeout: cred.command_timeout,
+        ...(r
+          ? {
+              rotation: {
+                ...(r.every !== undefined ? { every: r.every } : {}),
+                overlap: r.overlap,
+                timeout: r.timeout,
+                hook:
+                  'command' in r.hook
+                    ? { kind: 'command' as const, command: r.hook.command }
+                    : { kind: 'http' as const, url: r.hook.url, signingSecret: optionalSecret('s', r.hook.signing_secret, `${at}.rotation.hook.signing_secret`, baseDir).s! },
+              },
+            }
+          : {}),
+      };
+    }
+    case 'aws_role': {
+      if (cred.mode === 'web_identity' && (cred.access_key_id !== undefined || cred.secret_access_key !== undefined)) {
+        throw new ConfigError(`${file}: ${at}: access_key_id/secret_access_key are for mode: assume_role; web_identity needs no AWS keys in Port.`);
+      }
+      if ((cred.access_key_id === undefined) !== (cred.secret_access_key === undefined)) {
+        throw new ConfigError(`${file}: ${at}: set both access_key_id and secret_access_key, or neither (the AWS SDK's default chain).`);
+      }
+      if (cred.duration < 900) throw new ConfigError(`${file}: ${at}.duration: AWS sessions last at least 15m (900 s).`);
+      const sessionPolicy = cred.session_policy === undefined ? undefined : resolve(baseDir, cred.session_policy);
+      if (sessionPolicy !== undefined && !existsSync(sessionPolicy)) {
+        throw new ConfigError(`${file}: ${at}.session_policy: ${sessionPolicy} does not exist; point it at a JSON policy template.`);
+      }
+      return {
+        name,
+        type: 'aws_role',
+        ...description,
+        roleArn: cred.role_arn,
+        mode: cred.mode,
+        region: cred.region,
+        ...(cred.sts_endpoint !== undefined ? { stsEndpoint: cred.sts_endpoint.replace(/\/+$/, '') } : {}),
+        duration: cred.duration,
+        sessionTags: cred.session_tags,
+        transitiveTagKeys: cred.transitive_tag_keys,
+        ...(sessionPolicy !== undefined ? { sessionPolicy } : {}),
+        webIdentityAudience: cred.web_identity_audience,
+        ...optionalSecret('accessKeyId', cred.access_key_id, `${at}.access_key_id`, baseDir),
+        ...optionalSecret('secretAccessKey', cred.secret_access_key, `${at}.secret_access_key`, baseDir),
+      };
+    }
+  }
 }
 
 const KNOWN_KEYS: Record<string, string[]> = {

@@ -37,6 +37,8 @@ const serverSchema = z.strictObject({
   /** Largest request body Port reads on its own endpoints (bytes). */
   body_limit: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Bearer token for the admin API (/v1/admin/…: revocations); the API is off without it. */
+  admin_token: secretRef.optional(),
 });
 
 const storeSchema = z.strictObject({
@@ -192,9 +194,80 @@ const relaySchema = z.strictObject({
   client_idle_timeout: duration(3600).default(60),
 });
 
-const credentialSchema = z.strictObject({
-  type: z.enum(['port_token', 'secret', 'aws_role']),
+/** A secret's value: env:NAME, file:PATH, or command:CMD (its stdout, run with a timeout). */
+const secretValueRef = z
+  .string()
+  .regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|command:\s*\S.*)$/s, 'must be env:NAME, file:PATH or command:CMD');
+
+const portTokenCredentialSchema = z.strictObject({
+  type: z.literal('port_token'),
   description: z.string().optional(),
+  /** `aud` of the minted JWT: the downstream service that trusts Port's JWKS. */
+  audience: z.string().min(1),
+  /** Lifetime; never beyond the bearer's own Port token. */
+  ttl: duration(86400).default(900),
+});
+
+const rotationHookSchema = z.union([
+  /** Run with the rotation request as JSON on stdin; prints the new value on stdout. */
+  z.strictObject({ command: z.string().min(1) }),
+  /** POSTed the rotation request, HMAC-signed with `signing_secret`; answers `{"value": "..."}`. */
+  z.strictObject({ url: httpUrl, signing_secret: secretRef }),
+]);
+
+const secretCredentialSchema = z.strictObject({
+  type: z.literal('secret'),
+  description: z.string().optional(),
+  /** Where the value comes from (until the first rotation). */
+  value: secretValueRef,
+  /** How long a `command:` may run. */
+  command_timeout: duration(300).default(10),
+  rotation: z
+    .strictObject({
+      /** Rotate on this schedule; without it only `port rotate <name>` rotates. */
+      every: duration().optional(),
+      /** After a rotation the previous value stays valid (and is still reported) this long. */
+      overlap: duration().default(3600),
+      /** How long the hook may take. */
+      timeout: duration(600).default(30),
+      hook: rotationHookSchema,
+    })
+    .optional(),
+});
+
+const awsRoleCredentialSchema = z.strictObject({
+  type: z.literal('aws_role'),
+  description: z.string().optional(),
+  role_arn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN, e.g. arn:aws:iam::123456789012:role/deploy'),
+  /**
+   * `web_identity` (default): AssumeRoleWithWebIdentity with a token Port mints as an
+   * OIDC issuer, so Port holds no AWS keys. `assume_role`: AssumeRole with Port's own
+   * AWS credentials.
+   */
+  mode: z.enum(['web_identity', 'assume_role']).default('web_identity'),
+  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region, e.g. us-east-1').default('us-east-1'),
+  /** STS endpoint; the regional AWS endpoint when unset. */
+  sts_endpoint: httpUrl.optional(),
+  /** Session duration, capped by the role's own maximum (AWS: 15 min to 12 h). */
+  duration: duration(43200).default(3600),
+  /** Session tag name → job claim (Port token claim name, e.g. pipeline_slug). */
+  session_tags: z.record(z.string().regex(/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u, 'must be an AWS tag key'), z.string().min(1)).default({}),
+  /** Tag keys that pass on to chained role sessions. */
+  transitive_tag_keys: z.array(z.string().min(1)).default([]),
+  /** A session policy (JSON) template file narrowing the role per job; `${claim}` placeholders. */
+  session_policy: z.string().min(1).optional(),
+  /** `aud` of the web identity token (the IAM OIDC provider's client id). */
+  web_identity_audience: z.string().min(1).default('sts.amazonaws.com'),
+  /** Port's own AWS keys for `assume_role`; without them, the AWS SDK's default chain. */
+  access_key_id: secretRef.optional(),
+  secret_access_key: secretRef.optional(),
+});
+
+const credentialSchema = z.discriminatedUnion('type', [portTokenCredentialSchema, secretCredentialSchema, awsRoleCredentialSchema]);
+
+/** SCIM 2.0 provisioning (RFC 7644) at /scim/v2; enabled by the bearer token the IdP presents. */
+const scimSchema = z.strictObject({
+  token: secretRef,
 });
 
 export const configSchema = z.strictObject({
@@ -205,6 +278,7 @@ export const configSchema = z.strictObject({
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
   audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
   sso: ssoSchema.optional(),
+  scim: scimSchema.optional(),
   approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC' }),
   relay: relaySchema.default({
     accept_buildkite_tokens: false,

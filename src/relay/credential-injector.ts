@@ -26,5 +26,8 @@ export function buildInjector(inject: InjectConfig | undefined): Injector {
       const value = read(inject.value);
       return (h) => void (h[name] = value);
     }
+    case 'aws_sigv4':
+      // Placeholder until the relay signs with the job's AWS session (issue #5).
+      throw new Error('aws_sigv4 injection is not wired yet');
   }
 }

@@ -69,6 +69,12 @@ export interface Store {
   /** Sets the status of a request whatever it was (after the unblock call). */
   setApprovalStatus(id: string, status: ApprovalStatus, at: number): Promise<void>;
 
+  // Brokered credentials (src/broker/credentials): what was handed to which job, for
+  // revocation results and lineage. Never the secret material.
+  recordIssuedCredential(record: IssuedCredentialRecord): Promise<void>;
+  /** Issued credentials matching every given field, still valid at `activeAt` when given. */
+  listIssuedCredentials(filter: IssuedCredentialFilter): Promise<IssuedCredentialRecord[]>;
+
   /** Deletes expired replay and revocation rows. */
   purgeExpired(now: number): Promise<void>;
   /** Resolves when the store answers (readiness). */
@@ -98,4 +104,37 @@ export interface RevocationEntry {
   /** The token's subject (the job), for audit. */
   subject?: string;
   reason: string;
+}
+
+/** One credential handed to a job (src/broker/credentials). Times in ms since the epoch. */
+export interface IssuedCredentialRecord {
+  id: string;
+  /** The credential's name in the config. */
+  credential: string;
+  type: 'port_token' | 'secret' | 'aws_role';
+  jobId: string;
+  /** `org/pipeline/number`. */
+  build: string;
+  agentId: string;
+  pool?: string;
+  /** The build creator's lower-cased e-mail, when known. */
+  creator?: string;
+  /** SHA-256 of the bearer Port token's jti. */
+  tokenJtiHash: string;
+  issuedAt: number;
+  expiresAt: number;
+  /** False when Port can't make it stop working early (AWS STS sessions). */
+  recallable: boolean;
+  /** Non-secret facts (role ARN, session name, secret version…). */
+  facts: Record<string, unknown>;
+}
+
+export interface IssuedCredentialFilter {
+  jobId?: string;
+  build?: string;
+  agentId?: string;
+  pool?: string;
+  creator?: string;
+  tokenJtiHash?: string;
+  activeAt?: number;
 }

@@ -31,7 +31,7 @@ it('port serve re-reads an upstream secret file on SIGHUP; a bad reference at st
     stringify({
       server: { listen: '127.0.0.1:0', public_url: 'https://port.acme.test', log_level: 'info' },
       buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: 'https://port.acme.test' },
-      credentials: { 'deploy-token': { type: 'port_token' } },
+      credentials: { 'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.test' } },
       upstreams: { files: { url: upstream.url, inject } },
     });
   writeFileSync(join(dir, 'bad.yaml'), config({ bearer: 'file:./missing-token' }));

@@ -28,7 +28,7 @@ function writeConfig(name: string, policies: Record<string, string>, extra: Reco
     stringify({
       server: { listen: '127.0.0.1:0', public_url: 'https://port.acme.test', log_level: 'info' },
       buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: 'https://port.acme.test' },
-      credentials: { 'deploy-token': { type: 'port_token' } },
+      credentials: { 'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.test' } },
       ...extra,
     }),
   );

@@ -59,7 +59,7 @@ export async function startHarness(
     buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience },
     policies: './policies',
     audit: { checkpoint_every: 5 },
-    credentials: { 'deploy-token': { type: 'port_token' }, 'npm-publish': { type: 'secret' } },
+    credentials: { 'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.test' }, 'npm-publish': { type: 'secret', value: 'command:printf %s harness-npm-secret' } },
     ...(typeof opts.config === 'function' ? opts.config(sim) : opts.config),
   };
   const configFile = join(dir, 'port.yaml');

@@ -60,6 +60,26 @@ const MIGRATIONS: string[] = [
      record TEXT NOT NULL
    );
    CREATE INDEX sessions_email ON sessions(email);`,
+  // 3: SCIM users and groups (src/scim).
+  `SELECT 1;`,
+  // 4: brokered credentials: issued credentials (and secret versions) (src/broker/credentials).
+  `CREATE TABLE issued_credentials (
+     id TEXT PRIMARY KEY,
+     credential TEXT NOT NULL,
+     job_id TEXT NOT NULL,
+     build TEXT NOT NULL,
+     agent_id TEXT NOT NULL,
+     pool TEXT,
+     creator TEXT,
+     token_jti_hash TEXT NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX issued_credentials_job ON issued_credentials(job_id);
+   CREATE INDEX issued_credentials_build ON issued_credentials(build);
+   CREATE INDEX issued_credentials_creator ON issued_credentials(creator);
+   CREATE INDEX issued_credentials_expires ON issued_credentials(expires_at);`,
 ];
 
 export function migrate(db: Database.Database): void {

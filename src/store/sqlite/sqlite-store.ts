@@ -5,7 +5,7 @@ import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord }
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
 import { StoreError } from '../../errors.js';
-import type { RevocationEntry, SigningKeyRecord, Store } from '../store.js';
+import type { IssuedCredentialFilter, IssuedCredentialRecord, RevocationEntry, SigningKeyRecord, Store } from '../store.js';
 import { migrate } from './migrations.js';
 import { WriteBatcher } from './write-batcher.js';
 
@@ -89,6 +89,11 @@ export class SqliteStore implements Store {
       purgeSessions: db.prepare('DELETE FROM sessions WHERE expires_at <= ?'),
       purgeReplay: db.prepare('DELETE FROM replay_cache WHERE expires_at <= ?'),
       purgeRevocations: db.prepare('DELETE FROM revocations WHERE expires_at <= ?'),
+      purgeIssued: db.prepare('DELETE FROM issued_credentials WHERE expires_at <= ?'),
+      insertIssued: db.prepare(
+        `INSERT INTO issued_credentials (id, credential, job_id, build, agent_id, pool, creator, token_jti_hash, issued_at, expires_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
     };
   }
 
@@ -186,11 +191,45 @@ export class SqliteStore implements Store {
     return this.stmts.listCheckpoints.all() as Checkpoint[];
   }
 
+  recordIssuedCredential(r: IssuedCredentialRecord): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.insertIssued.run(r.id, r.credential, r.jobId, r.build, r.agentId, r.pool ?? null, r.creator ?? null, r.tokenJtiHash, r.issuedAt, r.expiresAt, JSON.stringify(r));
+    });
+  }
+
+  async listIssuedCredentials(f: IssuedCredentialFilter): Promise<IssuedCredentialRecord[]> {
+    const columns: [keyof IssuedCredentialFilter, string][] = [
+      ['jobId', 'job_id'],
+      ['build', 'build'],
+      ['agentId', 'agent_id'],
+      ['pool', 'pool'],
+      ['creator', 'creator'],
+      ['tokenJtiHash', 'token_jti_hash'],
+    ];
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    for (const [key, column] of columns) {
+      const value = f[key];
+      if (value !== undefined) {
+        where.push(`${column} = ?`);
+        args.push(value);
+      }
+    }
+    if (f.activeAt !== undefined) {
+      where.push('expires_at > ?');
+      args.push(f.activeAt);
+    }
+    const sql = `SELECT record FROM issued_credentials${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at`;
+    return (this.db.prepare(sql).all(...args) as { record: string }[]).map((r) => JSON.parse(r.record) as IssuedCredentialRecord);
+  }
+
   purgeExpired(now: number): Promise<void> {
     return this.batcher.write(() => {
       this.stmts.purgeReplay.run(now);
       this.stmts.purgeSessions.run(now);
       this.stmts.purgeRevocations.run(now);
+      // Kept a day past expiry so revocation results and lineage can still name them.
+      this.stmts.purgeIssued.run(now - 86_400_000);
     });
   }
 
