@@ -139,6 +139,8 @@ export function outcome(request: ApprovalRequestRecord): { title: string; detail
       return { title: 'Unblock failed', detail: `Approved by ${approvers || 'nobody'}, but Port could not unblock the step; the decision log says why.` };
     case 'pending':
       return { title: 'Pending', detail: `Still needed: ${needs(request)}.` };
+    case 'revoked':
+      return { title: 'Revoked', detail: 'The build, job or person it was for was revoked; Port will not unblock the step.' };
   }
 }
 

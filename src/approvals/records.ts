@@ -1,12 +1,18 @@
 import type { BlockStepFacts, BuildFacts } from '../policy/block-step-entities.js';
 
-/** A person Port knows (from SSO sign-in now, SCIM later); User ids are lower-cased e-mails. */
+/** A person Port knows (from SSO sign-in and SCIM provisioning); User ids are lower-cased e-mails. */
 export interface UserRecord {
   email: string;
   name?: string;
   active: boolean;
   groups: string[];
   updatedAt: number;
+  /**
+   * Who is authoritative for `active` and `groups`. `scim` once SCIM provisioned the
+   * person (src/scim): a sign-in then changes neither (src/web/sso.ts). Absent or `sso`:
+   * each sign-in sets them from the ID token.
+   */
+  source?: 'sso' | 'scim';
 }
 
 /** What an approval request needs before Port unblocks (from the policies that asked for it). */
@@ -30,7 +36,8 @@ export interface ApprovalEntry {
   policies: string[];
 }
 
-export type ApprovalStatus = 'pending' | 'rejected' | 'expired' | 'unblocked' | 'unblock_failed';
+/** `revoked`: closed by a revocation of its build, job or creator (src/revocation). */
+export type ApprovalStatus = 'pending' | 'rejected' | 'expired' | 'unblocked' | 'unblock_failed' | 'revoked';
 
 export interface ApprovalRequestRecord {
   id: string;

@@ -26,7 +26,10 @@ export function approvalWebhookHandlers(deps: ApprovalWebhookDeps): WebhookHandl
       if (!deps.approvals) return deps.onUnconfigured('a blocked build arrived, but approvals need buildkite.api_token');
       await deps.approvals.handleBlockedBuild(p.pipeline.slug, p.build.number);
     },
+    // Runs before the delivery is answered (durable first) and again for a repeated
+    // delivery: a job already revoked is left as it is, and logged once.
     async jobFinished(p) {
+      if (deps.revocations.isJobRevoked(p.job.id)) return;
       await deps.revocations.revokeJob(p.job.id, 'the job finished (job.finished webhook)', deps.maxTokenLifetime);
       await deps.log.record([
         event('revoke', `Port::Job::${JSON.stringify(p.job.id)}`, 'The job finished: every Port token it was issued is revoked.', {

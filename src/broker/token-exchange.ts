@@ -8,11 +8,13 @@ import { jtiHash } from '../audit/token-hash.js';
 import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
 import { TokenRejectedError } from '../identity/errors.js';
 import type { PortTokenIssuer } from '../issuer/port-token.js';
-import type { RevocationList } from '../revocation/revocation-list.js';
+import type { Revocation, RevocationList } from '../revocation/revocation-list.js';
+import { tokenFacts } from '../revocation/token-facts.js';
 import { credentialRef, jobRequestParts, organizationRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { AuthzRequest, EntityRef } from '../policy/types.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
+import type { BuildCreator, BuildCreatorLookup } from './build-creator.js';
 import { identityContext } from './identity-context.js';
 
 export interface TokenResponse {
@@ -30,6 +32,8 @@ export interface ExchangeDeps {
   issuer: PortTokenIssuer;
   log: DecisionLog;
   revocations: RevocationList;
+  /** Who started the build (Buildkite API); without it the creator is unknown. */
+  creators?: BuildCreatorLookup;
 }
 
 /** Identifies the request in decision log entries (never the token). */
@@ -59,16 +63,32 @@ export class TokenExchange {
     let verified: VerifiedJobToken;
     try {
       verified = await verifier.verify(req.subjectToken);
-      if (this.deps.revocations.isJobRevoked(verified.identity.jobId)) {
-        throw new TokenRejectedError('job_revoked', 'The job this token belongs to has finished or was revoked; it gets no Port token.');
-      }
     } catch (err) {
       if (err instanceof TokenRejectedError) await log.record([refusal(err, meta, undefined)]);
       throw err;
     }
+    const creator: BuildCreator = this.deps.creators ? await this.deps.creators.creatorOf(verified.identity) : { status: 'unavailable' };
+    const creatorEmail = creator.status === 'known' ? creator.email : undefined;
+    // A job or build revoked at any time, or a user, agent or pool revoked after this
+    // Buildkite token was issued: the token buys nothing (src/revocation/revocation-list.ts).
+    const revoked = this.deps.revocations.revokedBy(
+      tokenFacts(verified.identity, { jti: verified.replayKey, issuedAt: verified.identity.issuedAt, creator: creatorEmail }),
+    );
+    if (revoked) {
+      const err = new TokenRejectedError('job_revoked', revokedMessage(revoked));
+      await log.record([refusal(err, meta, verified, { revocation: { scope: revoked.scope }, build_creator: creatorContext(creator) })]);
+      throw err;
+    }
 
-    const { principal, entities } = jobRequestParts(verified.identity);
-    const context = { ...identityContext(verified), request_id: meta.requestId };
+    const { principal, entities } = jobRequestParts(verified.identity, creator.status === 'known' && creator.user ? { creator: creator.user } : undefined);
+    const identityCtx = identityContext(verified);
+    const context = {
+      ...identityCtx,
+      // DESIGN decision-log convention: context.job carries build_creator when known.
+      job: { ...(identityCtx.job as Record<string, unknown>), ...(creatorEmail !== undefined ? { build_creator: creatorEmail } : {}) },
+      build_creator: creatorContext(creator),
+      request_id: meta.requestId,
+    };
     const decide = (action: AuthzRequest['action'], resource: EntityRef, ctx: AuthzRequest['context']) =>
       ({ action, resource, decision: policy.decide({ principal, action, resource, context: ctx, entities }) }) as const;
 
@@ -80,7 +100,12 @@ export class TokenExchange {
 
     let minted: Awaited<ReturnType<PortTokenIssuer['mint']>> | undefined;
     if (!denied) {
-      minted = await issuer.mint(verified.identity, { audience, scopes: req.scopes, ttl: config.issuer.tokenTtl });
+      minted = await issuer.mint(verified.identity, {
+        audience,
+        scopes: req.scopes,
+        ttl: config.issuer.tokenTtl,
+        ...(creatorEmail !== undefined ? { creator: creatorEmail } : {}),
+      });
     }
     const records = results.map((r) =>
       decisionRecord(r.decision, principal, r.action, r.resource, {
@@ -115,7 +140,7 @@ export class TokenExchange {
 }
 
 /** A refused subject token: logged with the failed check, and the job only if the token verified. */
-function refusal(err: TokenRejectedError, meta: RequestMeta, verified: VerifiedJobToken | undefined): DecisionRecord {
+function refusal(err: TokenRejectedError, meta: RequestMeta, verified: VerifiedJobToken | undefined, extra: Record<string, unknown> = {}): DecisionRecord {
   return {
     id: randomUUID(),
     time: new Date().toISOString(),
@@ -130,6 +155,30 @@ function refusal(err: TokenRejectedError, meta: RequestMeta, verified: VerifiedJ
       request_id: meta.requestId,
       ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}),
       ...(verified ? identityContext(verified) : {}),
+      ...extra,
     },
   };
+}
+
+/** Whether the exchange knew the build's creator (recorded with every exchange decision). */
+function creatorContext(creator: BuildCreator): Record<string, unknown> {
+  if (creator.status !== 'known') return { known: false, status: creator.status };
+  return { known: true, in_directory: creator.user !== undefined, ...(creator.user ? { active: creator.user.active } : {}) };
+}
+
+function revokedMessage(r: Revocation): string {
+  switch (r.scope) {
+    case 'job':
+      return 'The job this token belongs to has finished or was revoked; it gets no Port token.';
+    case 'build':
+      return 'The build this token belongs to was revoked; its jobs get no Port token.';
+    case 'user':
+      return "The build's creator was revoked after this token was issued; request a fresh token.";
+    case 'agent':
+      return 'The agent this token names was revoked after this token was issued; request a fresh token.';
+    case 'pool':
+      return "The agent's pool was revoked after this token was issued; request a fresh token.";
+    default:
+      return 'This token was revoked.';
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * `port audit verify | export | tail` (DESIGN.md capability 8). Exit codes follow
+ * `port audit verify | export | tail | lineage` (DESIGN.md capability 8). Exit codes follow
  * exit-codes.ts: 0 ok, 1 the log failed verification (or the command failed), 2 usage
  * or config error. Every command opens the store named by `-c port.yaml`.
  */
@@ -11,6 +11,10 @@ import type { Command } from 'commander';
 import type { JWK } from 'jose';
 import { AuditError } from '../audit/errors.js';
 import { exportDecisions, tailDecisions } from '../audit/export.js';
+import { entryToJsonLine } from '../audit/format.js';
+import { selectorProblem, type LineageSelector } from '../audit/lineage.js';
+import { lineageToText, selectorText, verificationText } from '../audit/lineage-format.js';
+import { readLineage } from '../audit/lineage-read.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../audit/verify.js';
 import { writeOut } from '../audit/write-out.js';
 import { loadConfig, type PortConfig } from '../config/config.js';
@@ -49,6 +53,12 @@ export interface TailCliOptions extends AuditConfigOptions {
   json?: boolean;
   follow?: boolean;
 }
+export interface LineageCliOptions extends AuditConfigOptions {
+  job?: string;
+  build?: string;
+  user?: string;
+  json?: boolean;
+}
 
 /** A mistake in how the command was called: exit 2. */
 class UsageError extends Error {}
@@ -82,6 +92,58 @@ export function registerAuditCommands(program: Command, io: AuditCliIO = auditPr
     .action(async (opts: TailCliOptions) => {
       process.exitCode = await runAuditTail(opts, io);
     });
+
+  withConfig(audit.command('lineage').description('print the chain of a job, build or user: exchanges, credentials, relay use, approvals, revocations'))
+    .option('--job <id>', 'one job (Buildkite job id)')
+    .option('--build <org/pipeline/number>', 'every job of one build, grouped per job')
+    .option('--user <email>', 'what a person started (builds they created) and did (approvals), grouped per job')
+    .option('--json', 'print the matching entries as JSON lines (the chain check goes to stderr)')
+    .action(async (opts: LineageCliOptions) => {
+      process.exitCode = await runAuditLineage(opts, io);
+    });
+}
+
+/**
+ * Exit 0 with the chain; 1 when no entry matches or the log does not verify (the chain
+ * is still printed: a tampered log is the auditor's finding, not a reason to hide it);
+ * 2 for a usage mistake.
+ */
+export async function runAuditLineage(opts: LineageCliOptions, io: AuditCliIO): Promise<number> {
+  return guard(io, () => {
+    const selector = lineageSelector(opts);
+    return withStore(opts, async (store) => {
+      const { lineage, lastSeq } = await readLineage(store, selector);
+      // After the read, so the verified range covers every entry the chain came from.
+      const report = await verifyAuditLog(store, await storeKeys(store), { maxProblems: 1 });
+      const checked = verificationText(report, lastSeq);
+      if (lineage.entries.length === 0) {
+        io.err(`port audit lineage: no entries for ${selectorText(selector)}`);
+        io.err(checked);
+        return EXIT_FAILED;
+      }
+      if (opts.json === true) {
+        await writeOut(io.stdout, lineage.entries.map(entryToJsonLine).join(''));
+        io.err(checked);
+      } else {
+        await writeOut(io.stdout, `${lineageToText(lineage)}\n${checked}\n`);
+      }
+      if (!report.ok) {
+        io.err(`port audit lineage: FAILED: the decision log does not verify: ${report.firstBad?.message ?? 'unknown problem'}`);
+        return EXIT_FAILED;
+      }
+      return EXIT_OK;
+    });
+  });
+}
+
+function lineageSelector(opts: LineageCliOptions): LineageSelector {
+  const given = (['job', 'build', 'user'] as const).filter((k) => opts[k] !== undefined);
+  if (given.length !== 1) throw new UsageError('lineage needs exactly one of --job ID, --build ORG/PIPELINE/NUMBER or --user EMAIL');
+  const kind = given[0]!;
+  const id = opts[kind]!;
+  const problem = selectorProblem(kind, id);
+  if (problem !== undefined) throw new UsageError(problem);
+  return { kind, id: kind === 'user' ? id.toLowerCase() : id };
 }
 
 export async function runAuditVerify(opts: VerifyCliOptions, io: AuditCliIO): Promise<number> {

@@ -5,6 +5,9 @@ import { EXIT_USAGE } from './exit-codes.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenCommands } from './token-command.js';
+import { registerCredsCommand } from './creds-command.js';
+import { registerRotateCommand } from './rotate-command.js';
+import { registerRevokeCommand } from './revoke-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('port')
@@ -16,6 +19,9 @@ export function buildProgram(): Command {
   registerPolicyCommands(program);
   registerAuditCommands(program);
   registerTokenCommands(program);
+  registerCredsCommand(program);
+  registerRotateCommand(program);
+  registerRevokeCommand(program);
   registerDemoCommand(program);
   return program;
 }

@@ -24,8 +24,8 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').trim();
 }
 
-/** Asks the agent for a job token (buildkite.md §1.1). */
-async function requestAgentToken(audience: string, claims: string | undefined): Promise<string> {
+/** Asks the agent for a job token (buildkite.md §1.1). Also used by `port creds`. */
+export async function requestAgentToken(audience: string, claims: string | undefined): Promise<string> {
   const args = ['oidc', 'request-token', '--audience', audience];
   if (claims) args.push('--claim', claims);
   try {
@@ -36,6 +36,33 @@ async function requestAgentToken(audience: string, claims: string | undefined): 
     if (e.code === 'ENOENT') throw new Error('no token on stdin and buildkite-agent is not on PATH; pipe a Buildkite OIDC token in or run inside a job');
     throw new Error(`buildkite-agent oidc request-token failed: ${(e.stderr ?? e.message).trim().split('\n').at(-1)}`);
   }
+}
+
+/** The claims Port needs beyond the defaults (DESIGN: Pool, pipeline and organization ids). */
+export const PORT_CLAIMS = 'organization_id,pipeline_id,cluster_id,cluster_name,queue_id,queue_key';
+
+/** RFC 8693 exchange at Port; resolves to the HTTP status and the JSON body. Also used by `port creds`. */
+export async function exchangeAtPort(
+  url: string,
+  subject: string,
+  opts: { scope?: string | undefined; audience?: string | undefined },
+): Promise<{ status: number; body: Record<string, string> }> {
+  const form = new URLSearchParams({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: subject,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+  });
+  if (opts.scope) form.set('scope', opts.scope);
+  if (opts.audience) form.set('audience', opts.audience);
+  const res = await request(`${url}/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: form.toString(),
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  });
+  const body = (await res.body.json().catch(() => ({}))) as Record<string, string>;
+  return { status: res.statusCode, body };
 }
 
 export function registerTokenCommands(program: Command): void {
@@ -65,24 +92,9 @@ export function registerTokenCommands(program: Command): void {
           ? await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim)
           : await readStdin();
         if (!subject) throw new Error('no Buildkite token: pipe one in on stdin, or run inside a job where buildkite-agent is on PATH');
-        const form = new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          subject_token: subject,
-          subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-        });
-        const scope = opts.scope ?? process.env.PORT_SCOPE;
-        if (scope) form.set('scope', scope);
-        if (opts.audience) form.set('audience', opts.audience);
-        const res = await request(`${url}/oauth/token`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: form.toString(),
-          headersTimeout: 30_000,
-          bodyTimeout: 30_000,
-        });
-        const body = (await res.body.json().catch(() => ({}))) as Record<string, string>;
-        if (res.statusCode !== 200) {
-          process.stderr.write(`port: token exchange refused (${res.statusCode} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}\n`);
+        const { status, body } = await exchangeAtPort(url, subject, { scope: opts.scope ?? process.env.PORT_SCOPE, audience: opts.audience });
+        if (status !== 200) {
+          process.stderr.write(`port: token exchange refused (${status} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}\n`);
           process.exitCode = EXIT_FAILED;
           return;
         }

@@ -344,10 +344,16 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
         throw new ConfigError(`${file}: ${at}: set both access_key_id and secret_access_key, or neither (the AWS SDK's default chain).`);
       }
       if (cred.duration < 900) throw new ConfigError(`${file}: ${at}.duration: AWS sessions last at least 15m (900 s).`);
+      // STS accepts web identity tokens signed RS256/384/512 or ES256/384/512 only (STS API
+      // reference, AssumeRoleWithWebIdentity, WebIdentityToken): Port's EdDSA key can't sign them.
+      if (cred.mode === 'web_identity' && c.issuer.algorithm === 'EdDSA') {
+        throw new ConfigError(`${file}: ${at}: mode web_identity needs issuer.algorithm: ES256 (AWS STS does not accept EdDSA-signed tokens); change issuer.algorithm or use mode: assume_role.`);
+      }
       const sessionPolicy = cred.session_policy === undefined ? undefined : resolve(baseDir, cred.session_policy);
       if (sessionPolicy !== undefined && !existsSync(sessionPolicy)) {
         throw new ConfigError(`${file}: ${at}.session_policy: ${sessionPolicy} does not exist; point it at a JSON policy template.`);
       }
+      if (sessionPolicy !== undefined) checkPolicyTemplate(sessionPolicy, `${file}: ${at}.session_policy`);
       return {
         name,
         type: 'aws_role',
@@ -365,6 +371,18 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
         ...optionalSecret('secretAccessKey', cred.secret_access_key, `${at}.secret_access_key`, baseDir),
       };
     }
+  }
+}
+
+/**
+ * A session policy template must be JSON once its `${claim}` placeholders are filled
+ * (src/broker/credentials/aws-session-policy.ts): checked at start with stand-in values.
+ */
+function checkPolicyTemplate(path: string, at: string): void {
+  try {
+    JSON.parse(readFileSync(path, 'utf8').replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, 'x'));
+  } catch {
+    throw new ConfigError(`${at}: ${path} is not a JSON policy once its \${claim} placeholders are filled; fix the template.`);
   }
 }
 

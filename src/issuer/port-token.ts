@@ -40,6 +40,11 @@ export interface PortTokenClaims extends JobIdentityClaims, JWTPayload {
   iat: number;
   jti: string;
   scope: string;
+  /**
+   * The build creator's lower-cased e-mail, when Port learned it from the Buildkite API
+   * at exchange (the Buildkite token doesn't carry it). Revocation by `user` matches it.
+   */
+  build_creator?: string;
 }
 
 export interface MintedToken {
@@ -83,7 +88,7 @@ export class PortTokenIssuer {
   ) {}
 
   /** Signs a token for the job, valid for `ttl` seconds from `now` (ms). */
-  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number }): Promise<MintedToken> {
+  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number; creator?: string }): Promise<MintedToken> {
     const iat = Math.floor((opts.now ?? Date.now()) / 1000);
     const jti = randomUUID();
     const claims: PortTokenClaims = {
@@ -96,6 +101,7 @@ export class PortTokenIssuer {
       exp: iat + opts.ttl,
       jti,
       scope: opts.scopes.join(' '),
+      ...(opts.creator !== undefined ? { build_creator: opts.creator.toLowerCase() } : {}),
     };
     const { kid, alg, key } = this.keys.signer();
     const token = await new SignJWT(claims).setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP }).sign(key);

@@ -3,7 +3,10 @@ import type { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifie
 import { identityFromClaims } from '../identity/claims.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import type { PortTokenIssuer } from '../issuer/port-token.js';
+import type { BuildCreatorLookup } from '../broker/build-creator.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
+import { portTokenFacts } from '../revocation/port-token-facts.js';
+import { tokenFacts, type TokenFacts } from '../revocation/token-facts.js';
 import { RelayError } from './relay-error.js';
 
 /** Who is calling the relay, from a verified token. */
@@ -13,6 +16,8 @@ export interface RelayCaller {
   tokenId: string;
   kind: 'port' | 'buildkite';
   expiresAt: number;
+  /** What revocation checks (job, build, agent, pool, and the build's creator when known). */
+  facts: TokenFacts;
 }
 
 const CHALLENGE = ['Bearer realm="port"', 'Basic realm="port", charset="UTF-8"'];
@@ -32,6 +37,8 @@ export class CallerAuthenticator {
     private readonly audiences: string[],
     private readonly revocations: RevocationList,
     private readonly buildkite: BuildkiteTokenVerifier | undefined,
+    /** The build's creator for Buildkite tokens (a Port token carries it as `build_creator`). */
+    private readonly creators?: BuildCreatorLookup,
   ) {}
 
   async authenticate(headers: IncomingHttpHeaders, now = Date.now()): Promise<RelayCaller> {
@@ -46,7 +53,8 @@ export class CallerAuthenticator {
       this.cache.delete(token);
       throw unauthorized('invalid_token', 'The token has expired; exchange a fresh Buildkite token.');
     }
-    if (this.revocations.isTokenRevoked({ jti: caller.tokenId, jobId: caller.identity.jobId, issuedAt: caller.identity.issuedAt })) {
+    // Checked on every request, cached or not: a revocation applies to the next request.
+    if (this.revocations.isTokenRevoked(caller.facts)) {
       throw unauthorized('invalid_token', 'The token has been revoked.');
     }
     return caller;
@@ -55,12 +63,14 @@ export class CallerAuthenticator {
   private async verify(token: string): Promise<RelayCaller> {
     const claims = await this.issuer.verify(token, this.audiences);
     if (claims) {
-      return { identity: identityFromClaims(claims), tokenId: claims.jti, kind: 'port', expiresAt: claims.exp };
+      return { identity: identityFromClaims(claims), tokenId: claims.jti, kind: 'port', expiresAt: claims.exp, facts: portTokenFacts(claims) };
     }
     if (this.buildkite) {
       try {
         const v = await this.buildkite.verify(token);
-        return { identity: v.identity, tokenId: v.replayKey, kind: 'buildkite', expiresAt: v.identity.expiresAt };
+        const creator = this.creators ? await this.creators.creatorOf(v.identity) : undefined;
+        const facts = tokenFacts(v.identity, { jti: v.replayKey, issuedAt: v.identity.issuedAt, creator: creator?.status === 'known' ? creator.email : undefined });
+        return { identity: v.identity, tokenId: v.replayKey, kind: 'buildkite', expiresAt: v.identity.expiresAt, facts };
       } catch {
         // Fall through to the generic refusal: which check failed is not the caller's business here.
       }

@@ -27,7 +27,8 @@ export function buildInjector(inject: InjectConfig | undefined): Injector {
       return (h) => void (h[name] = value);
     }
     case 'aws_sigv4':
-      // Placeholder until the relay signs with the job's AWS session (issue #5).
-      throw new Error('aws_sigv4 injection is not wired yet');
+      // Signed per request in the relay (src/relay/aws-sigv4-signer.ts): the signature
+      // covers the calling job's own session, the path and the body, none known here.
+      return () => {};
   }
 }

@@ -10,6 +10,9 @@ import { jobRequestParts, upstreamRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Decision } from '../policy/types.js';
 import { AllowLog } from './allow-log.js';
+import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
+import type { AwsSessionSource } from './aws-sigv4-sessions.js';
+import { signAwsRequest } from './aws-sigv4-signer.js';
 import { BodyLimit } from './body-limit.js';
 import type { CallerAuthenticator, RelayCaller } from './caller-auth.js';
 import { DecisionCache } from './decision-cache.js';
@@ -28,6 +31,8 @@ export interface RelayDeps {
   onError: (err: unknown, msg: string) => void;
   /** Each refusal, by code only: never the target, a header or a token (they may hold secrets). */
   onRefused: (info: { status: number; code: string; method: string }) => void;
+  /** The calling job's AWS sessions, for upstreams with `inject: aws_sigv4`. */
+  awsSessions?: AwsSessionSource;
 }
 
 /**
@@ -129,11 +134,16 @@ export class Relay {
     return decision;
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, route: UpstreamRoute, pathAndQuery: string, _caller: RelayCaller): Promise<void> {
+  private async forward(req: IncomingMessage, res: ServerResponse, route: UpstreamRoute, pathAndQuery: string, caller: RelayCaller): Promise<void> {
     const headers = this.outgoingHeaders(req, route);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
-    let body: BodyLimit | null = null;
-    if (hasBody) {
+    let body: BodyLimit | Buffer | null = null;
+    const sigv4 = route.config.inject?.kind === 'aws_sigv4' ? route.config.inject : undefined;
+    if (sigv4 && sigv4.service !== 's3') {
+      // Other services sign the body's hash: read it whole (capped) before signing.
+      body = hasBody ? await bufferBody(req, Math.min(route.config.maxBody, AWS_SIGV4_MAX_BUFFERED_BODY)) : null;
+      if (body) headers['content-length'] = String(body.length);
+    } else if (hasBody) {
       const limited = new BodyLimit(route.config.maxBody);
       body = limited;
       // `pipe` keeps back-pressure; a client that leaves mid-body fails the upstream
@@ -144,6 +154,7 @@ export class Relay {
       });
       req.pipe(limited);
     }
+    if (sigv4) await this.signForAws(sigv4, route, req.method ?? 'GET', pathAndQuery, headers, body instanceof Buffer ? body : undefined, caller);
     const aborter = new AbortController();
     // A client that goes away cancels the upstream request (and its body stream).
     res.once('close', () => {
@@ -176,6 +187,31 @@ export class Relay {
     });
   }
 
+  /** SigV4 with the calling job's own session of the upstream's aws_role credential (issue #5). */
+  private async signForAws(
+    inject: { service: string; region: string; credential: string },
+    route: UpstreamRoute,
+    method: string,
+    pathAndQuery: string,
+    headers: Record<string, string | string[]>,
+    body: Buffer | undefined,
+    caller: RelayCaller,
+  ): Promise<void> {
+    if (!this.deps.awsSessions) throw new RelayError('credential_unavailable', 'This Port has no AWS session source for SigV4 signing.', 503);
+    const session = await this.deps.awsSessions.session(inject.credential, caller, route.name);
+    const q = pathAndQuery.indexOf('?');
+    await signAwsRequest({
+      method,
+      path: `${route.basePath}${q < 0 ? pathAndQuery : pathAndQuery.slice(0, q)}`,
+      query: q < 0 ? '' : pathAndQuery.slice(q + 1),
+      headers,
+      body,
+      service: inject.service,
+      region: inject.region,
+      credentials: session,
+    });
+  }
+
   /** The caller's headers, cleaned (src/relay/headers), with Port's forwarding headers and the upstream's credential. */
   private outgoingHeaders(req: IncomingMessage, route: UpstreamRoute): Record<string, string | string[]> {
     const headers = upstreamRequestHeaders(req.rawHeaders, {
@@ -201,6 +237,9 @@ export class Relay {
       const target = normalizeRelayPath(req.url ?? '', this.pathOptions);
       if (!this.routes.get(target.upstream)?.config.allowUpgrade) {
         throw new RelayError('upgrade_not_allowed', 'Protocol upgrades are not allowed on this route.', 403);
+      }
+      if (this.routes.get(target.upstream)?.config.inject?.kind === 'aws_sigv4') {
+        throw new RelayError('upgrade_not_allowed', 'Protocol upgrades are not signed with SigV4; this route does not allow them.', 403);
       }
       const { route, path, query } = await this.admit(req);
       // undici's upgrade() sets Upgrade and Connection itself from `protocol`.

@@ -22,12 +22,25 @@ import { webhookRoutes } from '../webhooks/webhook-route.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
 import { Relay } from '../relay/relay.js';
 import { RevocationList } from '../revocation/revocation-list.js';
+import { RevocationService } from '../revocation/revocation-service.js';
+import { BuildCreatorLookup } from '../broker/build-creator.js';
+import { adminAuthenticator } from './admin-auth.js';
+import { revocationRoutes } from './routes/revocations.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { installErrorHandler } from './error-handler.js';
 import { healthRoutes } from './routes/health.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { wellKnownRoutes } from './routes/well-known.js';
+import { credentialRoutes } from './routes/credentials.js';
+import { ScimProvisioning } from '../scim/provisioning.js';
+import { SCIM_PREFIX, scimRoutes } from '../scim/scim-routes.js';
+import { CredentialService } from '../broker/credentials/credential-service.js';
+import { credentialProviders } from '../broker/credentials/providers.js';
+import { AwsRoleProvider } from '../broker/credentials/aws-role-provider.js';
+import { AwsRelaySessions } from '../relay/aws-sigv4-sessions.js';
+import { SecretRotation } from '../broker/credentials/secret-rotation.js';
+import type { SecretCredentialConfig } from '../config/config.js';
 
 export interface RunningPort {
   /** Base URL the server listens on (may differ from public_url behind a proxy). */
@@ -37,6 +50,8 @@ export interface RunningPort {
   policy: PolicyEngine;
   keys: SigningKeys;
   verifier: BuildkiteTokenVerifier;
+  /** Revocation by token, job, build, user, agent or pool, with its effects (SCIM deactivation uses it). */
+  revocations: RevocationService;
   close(): Promise<void>;
 }
 
@@ -60,6 +75,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
   const store = openStore(config);
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
+  let stopSecrets: (() => Promise<void>) | undefined;
   try {
     const keys = await SigningKeys.open(store, {
       algorithm: config.issuer.algorithm,
@@ -134,14 +150,45 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const log = new DecisionLog(store, checkpointer);
     const verifier = new BuildkiteTokenVerifier(config.buildkite);
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
-    const exchange = new TokenExchange({ config, verifier, policy, issuer, log, revocations });
+    // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
+    const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS;
+    const revocationService = new RevocationService({ revocations, store, log, maxTokenLifetime });
+    // Who started each build (the token doesn't say): short timeout, one retry — an
+    // unanswered lookup leaves the creator unknown, it never fails the exchange.
+    const creators = new BuildCreatorLookup(
+      config.buildkite.apiToken ? buildkiteApiFromConfig(config.buildkite, { timeoutMs: 3000, maxRetries: 1 }) : undefined,
+      store,
+      { onError: (err) => app.log.warn({ err: { message: (err as Error).message } }, 'build creator lookup failed; the creator is unknown') },
+    );
+    const exchange = new TokenExchange({ config, verifier, policy, issuer, log, revocations, creators });
+    // Brokered credentials (POST /v1/credentials/{name}) and secret rotation.
+    const secrets = new SecretRotation({
+      store,
+      log,
+      credentials: Object.values(config.credentials).filter((c): c is SecretCredentialConfig => c.type === 'secret'),
+      ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
+      onError: (err, msg) => logError(msg)(err),
+    });
+    stopSecrets = () => secrets.stop();
+    const credentialService = new CredentialService({
+      config,
+      issuer,
+      revocations,
+      policy,
+      log,
+      store,
+      providers: credentialProviders({ config, keys, issuerUrl: config.server.publicUrl, secrets }),
+      onError: (err, msg) => logError(msg)(err),
+    });
     relay = new Relay({
       config,
       policy,
       log,
-      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined),
+      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators),
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
+      // Upstreams with inject: aws_sigv4 sign with the calling job's own STS session.
+      awsSessions: new AwsRelaySessions(new AwsRoleProvider({ issuerUrl: config.server.publicUrl, keys }), config, log),
     });
     // Before any route that reads forms (the web pages check for an existing parser).
     await app.register(formbody, { bodyLimit: config.server.bodyLimit });
@@ -173,8 +220,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         revocations,
         log,
         organization: config.buildkite.organization,
-        // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
-        maxTokenLifetime: 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+        maxTokenLifetime,
         onUnconfigured: (what) => app.log.warn(what),
       }),
       onError: logError('webhook handler failed'),
@@ -199,6 +245,19 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       audiences: config.issuer.audiences,
       ...(config.issuer.introspectionToken !== undefined ? { introspectionToken: config.issuer.introspectionToken } : {}),
     });
+    revocationRoutes(app, { service: revocationService, admin: adminAuthenticator(config.server.adminToken), issuer, audiences: config.issuer.audiences, log });
+    credentialRoutes(app, { config, credentials: credentialService, secrets, admin: adminAuthenticator(config.server.adminToken) });
+    if (config.scim) {
+      // SCIM deprovisioning revokes at once (DESIGN capability 5): everything the person started or holds.
+      const provisioning = new ScimProvisioning({
+        store,
+        log,
+        baseUrl: `${config.server.publicUrl.replace(/\/+$/, '')}${SCIM_PREFIX}`,
+        revokeUser: (email, reason) => revocationService.revoke({ scope: 'user', id: email, reason, actor: 'scim' }),
+      });
+      await scimRoutes(app, { token: config.scim.token, provisioning });
+    }
+    await secrets.start();
     healthRoutes(app, async () => {
       const checks: Record<string, string> = {};
       try {
@@ -248,10 +307,12 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       policy,
       keys,
       verifier,
+      revocations: revocationService,
       async close() {
         process.off('SIGHUP', onHup);
         stopWatching?.();
         timers.forEach(clearInterval);
+        await stopSecrets?.();
         await app.close();
         await relay?.close();
         await notifier?.idle();
@@ -261,6 +322,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     };
   } catch (err) {
     stopWatching?.();
+    await stopSecrets?.().catch(() => undefined);
     timers.forEach(clearInterval);
     await store.close().catch(() => undefined);
     throw err;

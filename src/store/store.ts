@@ -1,13 +1,14 @@
 import type { JWK } from 'jose';
 import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord } from '../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
+import type { ScimStore } from './scim-store.js';
 
 /**
  * Port's storage, one interface for every backend (SQLite now, PostgreSQL later).
  * Each capability owns its methods; nothing outside a store implementation touches
  * tables. Every write resolves only once it is durable.
  */
-export interface Store {
+export interface Store extends ScimStore {
   readonly kind: string;
 
   // Issuer signing keys (src/issuer). Keys are never deleted: old checkpoints need them.
@@ -75,6 +76,23 @@ export interface Store {
   /** Issued credentials matching every given field, still valid at `activeAt` when given. */
   listIssuedCredentials(filter: IssuedCredentialFilter): Promise<IssuedCredentialRecord[]>;
 
+  // Secret versions (src/broker/credentials/secret-rotation.ts), values sealed by the caller.
+  /** Every stored version of a secret credential, oldest first. */
+  listSecretVersions(credential: string): Promise<SecretVersionRecord[]>;
+  /**
+   * Records a secret's first version (the configured value) unless it has one: the
+   * rotation schedule counts from when Port first served it, across restarts.
+   */
+  initSecretVersion(record: SecretVersionRecord): Promise<void>;
+  /**
+   * Compare-and-set rotation, in one transaction: adds `next` and sets `retiresAt` on the
+   * previous version only while `next.version` is one more than the newest stored
+   * version. False when another rotation got there first (nothing changes then).
+   */
+  addSecretVersion(next: SecretVersionRecord, previousRetiresAt: number): Promise<boolean>;
+  /** Marks a version retired (its retire hook call succeeded). */
+  markSecretVersionRetired(credential: string, version: number, at: number): Promise<void>;
+
   /** Deletes expired replay and revocation rows. */
   purgeExpired(now: number): Promise<void>;
   /** Resolves when the store answers (readiness). */
@@ -127,6 +145,20 @@ export interface IssuedCredentialRecord {
   recallable: boolean;
   /** Non-secret facts (role ARN, session name, secret version…). */
   facts: Record<string, unknown>;
+}
+
+/** One version of a brokered secret. Times in ms since the epoch. */
+export interface SecretVersionRecord {
+  credential: string;
+  /** 0 is the configured value (`value:`); each rotation adds one. */
+  version: number;
+  /** The value sealed by the caller (opaque to the store); null for version 0, read from its reference. */
+  sealedValue: string | null;
+  createdAt: number;
+  /** Set when a newer version replaced it: the end of its overlap. */
+  retiresAt?: number;
+  /** When the retire hook call succeeded. */
+  retiredAt?: number;
 }
 
 export interface IssuedCredentialFilter {

@@ -9,7 +9,8 @@
  *   scoped to the callback path). One use each.
  * - `GET /auth/callback` exchanges the code (state, nonce and PKCE checked by
  *   openid-client), reads `email` (required, lower-cased), `name` and the groups
- *   claim, upserts the person as an active UserRecord and opens a session: a 32-byte
+ *   claim, upserts the person as an active UserRecord (a SCIM-provisioned person keeps
+ *   SCIM's `active` and groups; a deactivated one is refused) and opens a session: a 32-byte
  *   random `port_session` cookie (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age =
  *   sso.session_ttl) whose SHA-256 is the store key, with its own CSRF token.
  * - `POST /logout` (CSRF-checked) ends the session.
@@ -348,14 +349,20 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
     if (profile.email_verified === false) {
       return sendErrorPage(reply, 403, 'sso_email_unverified', 'The sign-in provider says your e-mail address is not verified.', again(login.returnTo));
     }
-    // Deactivation in Port (and later SCIM) wins over a working IdP sign-in.
-    const known = await deps.store.getUser(email);
-    if (known && !known.active) {
+    // Deactivation in Port (by SCIM or otherwise) wins over a working IdP sign-in. For a
+    // SCIM-provisioned person SCIM is authoritative for `active` and `groups`: the sign-in
+    // neither re-activates them nor brings back a group SCIM removed; the ID token's groups
+    // count only for people SCIM does not manage. One read-modify-write, so a concurrent
+    // SCIM deactivation is never overwritten by a stale read.
+    const name = typeof profile.name === 'string' && profile.name.trim() ? profile.name.trim().slice(0, 200) : undefined;
+    const user = await deps.store.updateUser(email, (current): UserRecord | undefined => {
+      if (current && !current.active) return undefined;
+      if (current?.source === 'scim') return { ...current, updatedAt: now(), ...(current.name || !name ? {} : { name }) };
+      return { email, active: true, groups: groupsFrom(profile[sso.groupsClaim]), updatedAt: now(), source: 'sso', ...(name ? { name } : {}) };
+    });
+    if (!user || !user.active) {
       return sendErrorPage(reply, 403, 'user_inactive', 'Your account is deactivated in Port; ask an administrator.');
     }
-    const name = typeof profile.name === 'string' && profile.name.trim() ? profile.name.trim().slice(0, 200) : undefined;
-    const user: UserRecord = { email, active: true, groups: groupsFrom(profile[sso.groupsClaim]), updatedAt: now(), ...(name ? { name } : {}) };
-    await deps.store.upsertUser(user);
     // A new session on every sign-in (never reuse one the browser brought: fixation).
     await sessions.close(request);
     reply.header('set-cookie', await sessions.open(user));

@@ -12,10 +12,17 @@ export type { BuildFinishedPayload, JobPayload } from './payloads.js';
 
 export const WEBHOOK_PATH = '/webhooks/buildkite';
 
-/** What Port does with each event it acts on. Each runs after the delivery was answered. */
+/**
+ * What Port does with each event it acts on. Each runs after the delivery was answered,
+ * except `jobFinished` (see ANSWERED_AFTER_HANDLING).
+ */
 export interface WebhookHandlers {
   /** Every `build.finished`; a build waiting on a block step has `build.blocked: true`. */
   buildFinished?(payload: BuildFinishedPayload): Promise<void>;
+  /**
+   * Revokes the job's tokens: runs, and must be durable, before the delivery is
+   * answered, and runs again for a repeated delivery — so it must be idempotent.
+   */
   jobFinished?(payload: JobPayload): Promise<void>;
   /** A block step was unblocked (web or API); `job.unblocked_by` names who. */
   jobActivated?(payload: JobPayload): Promise<void>;
@@ -59,6 +66,21 @@ const MAX_WINDOW_SECONDS = 300;
 const DEFAULT_DEDUPE_SECONDS = 24 * 60 * 60;
 
 type Dispatch = { run: () => Promise<void> } | { problems: string[] } | undefined;
+
+/**
+ * Events whose handler takes access away (a finished job's tokens). Handled before the
+ * answer and before the delivery's replay keys are spent: if the handler fails, Port
+ * answers 503 and a re-sent event (or Buildkite's retry) is processed, not dropped as a
+ * duplicate. Their handlers are idempotent, so running one for a replay changes nothing.
+ */
+const ANSWERED_AFTER_HANDLING: ReadonlySet<string> = new Set(['job.finished']);
+
+/** A handler that must finish before the answer failed (503: nothing was spent; send it again). */
+export class WebhookHandlerFailedError extends PortError {
+  constructor(event: string, options?: { cause?: unknown }) {
+    super('webhook_handler_failed', `Port could not process the ${event} event; it was not recorded, so a re-sent delivery will be.`, 503, options);
+  }
+}
 
 /**
  * `POST /webhooks/buildkite`. Registered in its own encapsulated plugin: it reads the
@@ -136,6 +158,23 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
         const rawBody = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
         const at = now();
         const verified = verifyDelivery({ headers: request.headers, rawBody, now: at }, credentials());
+        const info = { event: verified.event, requestId: request.id };
+
+        if (ANSWERED_AFTER_HANDLING.has(verified.event)) {
+          const body = parseJsonObject(rawBody);
+          if (body.event !== undefined && body.event !== verified.event) {
+            throw new WebhookRejectedError('event_mismatch', 'X-Buildkite-Event does not match the event named in the body.', 400);
+          }
+          const dispatch = dispatchFor(verified.event, body, deps.handlers);
+          if (dispatch !== undefined && 'run' in dispatch) {
+            try {
+              await dispatch.run();
+            } catch (err) {
+              reportError(err, info);
+              throw new WebhookHandlerFailedError(verified.event, { cause: err });
+            }
+          }
+        }
 
         // Replay cache. A signature is remembered for as long as it would pass the
         // window; in token mode the key is the body hash, kept for the dedupe period.
@@ -158,7 +197,6 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
         }
         if (event === 'ping') return reply.code(200).send({ pong: true });
 
-        const info = { event, requestId: request.id };
         const dispatch = dispatchFor(event, body, deps.handlers);
         if (dispatch === undefined) return reply.code(202).send({ accepted: true, event, ignored: true });
         if ('problems' in dispatch) {
@@ -171,6 +209,8 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
           return reply.code(202).send({ accepted: true, event, ignored: true });
         }
         if (!newBody) return reply.code(202).send({ accepted: true, event, duplicate: true });
+        // Already handled, and durable, before the answer.
+        if (ANSWERED_AFTER_HANDLING.has(event)) return reply.code(202).send({ accepted: true, event });
 
         // Runs after the answer is on its way; tracked from now so close() can wait for it.
         const task: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))

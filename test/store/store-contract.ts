@@ -146,6 +146,28 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(await store.getUser('nobody@acme.test')).toBeUndefined();
     });
 
+    it('SCIM: derives Port users from SCIM users and groups in the same write, with compare-and-set and uniqueness', async () => {
+      const u = (id: string, email: string, active = true, version = 1) => ({ id, userName: email, email, active, attributes: {}, created: 1, lastModified: version, version });
+      const g = (members: string[], version = 1) => ({ id: 'g1', displayName: 'deployers', members, created: 1, lastModified: version, version });
+      expect((await store.createScimUser(u('u1', 'sc@acme.test'))).changes).toMatchObject([{ email: 'sc@acme.test', after: { active: true, groups: [], source: 'scim' } }]);
+      await expect(store.createScimUser({ ...u('u2', 'other@acme.test'), userName: 'SC@ACME.TEST' })).rejects.toMatchObject({ code: 'uniqueness', status: 409 });
+      await expect(store.createScimGroup(g(['nobody']))).rejects.toMatchObject({ code: 'invalidValue' });
+      expect(await store.getScimGroup('g1')).toBeUndefined();
+      const added = await store.createScimGroup(g(['u1', 'u1']));
+      expect(added.changes).toMatchObject([{ email: 'sc@acme.test', before: { groups: [] }, after: { groups: ['deployers'] } }]);
+      expect((await store.getScimGroup('g1'))!.members).toEqual(['u1']);
+      expect(await store.replaceScimGroup(g([], 2), 7)).toBe('conflict');
+      expect((await store.getUser('sc@acme.test'))!.groups).toEqual(['deployers']);
+      expect(await store.replaceScimUser(u('u1', 'sc@acme.test', false, 2), 1)).toMatchObject({ changes: [{ after: { active: false, groups: [] } }] });
+      expect((await store.listScimUsers({ userName: 'Sc@Acme.Test', offset: 0, limit: 10 })).total).toBe(1);
+      expect((await store.listScimGroups({ member: 'u1', offset: 0, limit: 0 })).total).toBe(1);
+      expect(await store.deleteScimUser('u1')).toMatchObject({ changes: [{ email: 'sc@acme.test', after: { active: false, groups: [] } }] });
+      expect((await store.getScimGroup('g1'))!.members).toEqual([]);
+      expect(await store.deleteScimUser('u1')).toBe('not_found');
+      // updateUser is one read-modify-write.
+      expect(await store.updateUser('sc@acme.test', (cur) => (cur && !cur.active ? undefined : { email: 'sc@acme.test', active: true, groups: [], updatedAt: 9 }))).toMatchObject({ active: false });
+    });
+
     it('keeps one approval request per job, and changes a pending one only once', async () => {
       const request = approvalRequest('job-1', 1_000);
       expect(await store.createApprovalRequest(request)).toBe(true);
@@ -180,6 +202,57 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(await store.getSession('h2')).toBeUndefined();
       await store.deleteSession('h3');
       expect(await store.getSession('h3')).toBeUndefined();
+    });
+
+    it('records issued credentials and finds them by job, build, agent, pool, creator, token and validity', async () => {
+      const base = {
+        credential: 'npm',
+        type: 'secret' as const,
+        build: 'acme/deploy/7',
+        agentId: 'agent-1',
+        tokenJtiHash: 'a'.repeat(64),
+        issuedAt: 1_000,
+        recallable: true,
+        facts: { version: 0 },
+      };
+      await store.recordIssuedCredential({ ...base, id: 'c1', jobId: 'job-1', pool: 'default/deploy', creator: 'dev@acme.test', expiresAt: 5_000 });
+      await store.recordIssuedCredential({ ...base, id: 'c2', jobId: 'job-2', build: 'acme/deploy/8', agentId: 'agent-2', tokenJtiHash: 'b'.repeat(64), issuedAt: 2_000, expiresAt: 9_000, type: 'aws_role', recallable: false });
+      expect((await store.listIssuedCredentials({ jobId: 'job-1' })).map((c) => c.id)).toEqual(['c1']);
+      expect((await store.listIssuedCredentials({ build: 'acme/deploy/8' })).map((c) => c.id)).toEqual(['c2']);
+      expect((await store.listIssuedCredentials({ agentId: 'agent-1' })).map((c) => c.id)).toEqual(['c1']);
+      expect((await store.listIssuedCredentials({ pool: 'default/deploy' })).map((c) => c.id)).toEqual(['c1']);
+      expect((await store.listIssuedCredentials({ creator: 'dev@acme.test' })).map((c) => c.id)).toEqual(['c1']);
+      expect((await store.listIssuedCredentials({ tokenJtiHash: 'b'.repeat(64) })).map((c) => c.id)).toEqual(['c2']);
+      expect((await store.listIssuedCredentials({ activeAt: 6_000 })).map((c) => c.id)).toEqual(['c2']);
+      expect((await store.listIssuedCredentials({})).map((c) => c.id)).toEqual(['c1', 'c2']);
+      expect((await store.listIssuedCredentials({ jobId: 'job-1', agentId: 'agent-2' }))).toEqual([]);
+      const [c2] = await store.listIssuedCredentials({ jobId: 'job-2' });
+      expect(c2).toMatchObject({ type: 'aws_role', recallable: false, expiresAt: 9_000, facts: { version: 0 } });
+      expect(c2).not.toHaveProperty('pool');
+    });
+
+    it('keeps secret versions: version 0 once, rotation as compare-and-set, retirement', async () => {
+      await store.initSecretVersion({ credential: 's', version: 0, sealedValue: null, createdAt: 100 });
+      await store.initSecretVersion({ credential: 's', version: 0, sealedValue: null, createdAt: 999 });
+      expect(await store.listSecretVersions('s')).toEqual([{ credential: 's', version: 0, sealedValue: null, createdAt: 100 }]);
+      expect(await store.addSecretVersion({ credential: 's', version: 1, sealedValue: 'sealed-1', createdAt: 200 }, 1_200)).toBe(true);
+      // A second writer that read the same newest version loses; nothing changes.
+      const [a, b] = await Promise.all([
+        store.addSecretVersion({ credential: 's', version: 2, sealedValue: 'sealed-2a', createdAt: 300 }, 1_300),
+        store.addSecretVersion({ credential: 's', version: 2, sealedValue: 'sealed-2b', createdAt: 301 }, 1_301),
+      ]);
+      expect([a, b].sort()).toEqual([false, true]);
+      expect(await store.addSecretVersion({ credential: 's', version: 5, sealedValue: 'x', createdAt: 400 }, 1_400)).toBe(false);
+      expect(await store.addSecretVersion({ credential: 'never-initialised', version: 1, sealedValue: 'x', createdAt: 400 }, 1_400)).toBe(false);
+      await store.markSecretVersionRetired('s', 0, 1_250);
+      const versions = await store.listSecretVersions('s');
+      expect(versions.map((v) => [v.version, v.retiresAt, v.retiredAt])).toEqual([
+        [0, 1_200, 1_250],
+        [1, a ? 1_300 : 1_301, undefined],
+        [2, undefined, undefined],
+      ]);
+      expect(versions[2]!.sealedValue).toBe(a ? 'sealed-2a' : 'sealed-2b');
+      expect(await store.listSecretVersions('other')).toEqual([]);
     });
 
     it('answers ping', async () => {

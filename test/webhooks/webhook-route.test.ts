@@ -463,7 +463,9 @@ describe('answering before the work is done', () => {
       }),
     });
     try {
-      expect((await h.deliver('job.finished', jobBody('job.finished'))).status).toBe(202);
+      // job.finished revokes, so it is handled before the answer: its failure is a 503
+      // (and nothing is spent; test/revocation covers the re-send), others stay 202.
+      expect((await h.deliver('job.finished', jobBody('job.finished'))).status).toBe(503);
       expect((await h.deliver('job.activated', jobBody('job.activated'))).status).toBe(202);
       await settle();
       expect(h.calls.errors.map((e) => (e as Error).message).sort()).toEqual(['revocation failed', 'sync throw']);

@@ -8,6 +8,7 @@ import type { TokenExchange } from '../../broker/token-exchange.js';
 import { OAuthError } from '../../errors.js';
 import type { PortTokenClaims, PortTokenIssuer } from '../../issuer/port-token.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
+import { portTokenFacts } from '../../revocation/port-token-facts.js';
 
 export interface OAuthRouteDeps {
   exchange: TokenExchange;
@@ -102,9 +103,8 @@ async function authorizeIntrospection(request: FastifyRequest, deps: OAuthRouteD
   return claims.sub;
 }
 
-function tokenFacts(claims: PortTokenClaims) {
-  return { jti: claims.jti, jobId: claims.sub, issuedAt: claims.iat };
-}
+/** Every scope the token can be revoked by (token, job, build, user, agent, pool). */
+const tokenFacts = portTokenFacts;
 
 function sameSecret(a: string, b: string): boolean {
   // Compare digests so the comparison is constant-time whatever the lengths.

@@ -60,8 +60,33 @@ const MIGRATIONS: string[] = [
      record TEXT NOT NULL
    );
    CREATE INDEX sessions_email ON sessions(email);`,
-  // 3: SCIM users and groups (src/scim).
-  `SELECT 1;`,
+  // 3: SCIM users and groups (src/scim, src/store/sqlite/scim-tables.ts).
+  `CREATE TABLE scim_users (
+     id TEXT PRIMARY KEY,
+     user_name_key TEXT NOT NULL UNIQUE,
+     external_id TEXT,
+     email TEXT UNIQUE,
+     created_at INTEGER NOT NULL,
+     version INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX scim_users_external_id ON scim_users(external_id);
+   CREATE TABLE scim_groups (
+     id TEXT PRIMARY KEY,
+     display_name TEXT NOT NULL,
+     display_name_key TEXT NOT NULL UNIQUE,
+     external_id TEXT,
+     created_at INTEGER NOT NULL,
+     version INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX scim_groups_external_id ON scim_groups(external_id);
+   CREATE TABLE scim_members (
+     group_id TEXT NOT NULL REFERENCES scim_groups(id) ON DELETE CASCADE,
+     user_id TEXT NOT NULL REFERENCES scim_users(id) ON DELETE CASCADE,
+     PRIMARY KEY (group_id, user_id)
+   );
+   CREATE INDEX scim_members_user ON scim_members(user_id);`,
   // 4: brokered credentials: issued credentials (and secret versions) (src/broker/credentials).
   `CREATE TABLE issued_credentials (
      id TEXT PRIMARY KEY,
@@ -79,7 +104,16 @@ const MIGRATIONS: string[] = [
    CREATE INDEX issued_credentials_job ON issued_credentials(job_id);
    CREATE INDEX issued_credentials_build ON issued_credentials(build);
    CREATE INDEX issued_credentials_creator ON issued_credentials(creator);
-   CREATE INDEX issued_credentials_expires ON issued_credentials(expires_at);`,
+   CREATE INDEX issued_credentials_expires ON issued_credentials(expires_at);
+   CREATE TABLE secret_versions (
+     credential TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     sealed_value TEXT,
+     created_at INTEGER NOT NULL,
+     retires_at INTEGER,
+     retired_at INTEGER,
+     PRIMARY KEY (credential, version)
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -5,9 +5,11 @@ import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord }
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
 import { StoreError } from '../../errors.js';
-import type { IssuedCredentialFilter, IssuedCredentialRecord, RevocationEntry, SigningKeyRecord, Store } from '../store.js';
+import type { IssuedCredentialFilter, IssuedCredentialRecord, RevocationEntry, SecretVersionRecord, SigningKeyRecord, Store } from '../store.js';
 import { migrate } from './migrations.js';
+import { SqliteScimTables } from './scim-tables.js';
 import { WriteBatcher } from './write-batcher.js';
+import type { ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../scim-store.js';
 
 interface DecisionRow {
   seq: number;
@@ -26,6 +28,7 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly batcher: WriteBatcher;
   private readonly stmts;
+  private readonly scim: SqliteScimTables;
 
   private constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -40,6 +43,7 @@ export class SqliteStore implements Store {
       throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
     }
     this.stmts = this.prepare();
+    this.scim = new SqliteScimTables(this.db);
     this.batcher = new WriteBatcher(this.db, 512);
   }
 
@@ -94,6 +98,13 @@ export class SqliteStore implements Store {
         `INSERT INTO issued_credentials (id, credential, job_id, build, agent_id, pool, creator, token_jti_hash, issued_at, expires_at, record)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      listSecretVersions: db.prepare('SELECT * FROM secret_versions WHERE credential = ? ORDER BY version'),
+      newestSecretVersion: db.prepare('SELECT max(version) AS v FROM secret_versions WHERE credential = ?'),
+      insertSecretVersion: db.prepare(
+        'INSERT INTO secret_versions (credential, version, sealed_value, created_at, retires_at, retired_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      retireSecretVersionAt: db.prepare('UPDATE secret_versions SET retires_at = ? WHERE credential = ? AND version = ?'),
+      markSecretVersionRetired: db.prepare('UPDATE secret_versions SET retired_at = ? WHERE credential = ? AND version = ?'),
     };
   }
 
@@ -223,6 +234,44 @@ export class SqliteStore implements Store {
     return (this.db.prepare(sql).all(...args) as { record: string }[]).map((r) => JSON.parse(r.record) as IssuedCredentialRecord);
   }
 
+  async listSecretVersions(credential: string): Promise<SecretVersionRecord[]> {
+    return (this.stmts.listSecretVersions.all(credential) as Record<string, unknown>[]).map((r) => ({
+      credential: r.credential as string,
+      version: r.version as number,
+      sealedValue: (r.sealed_value as string | null) ?? null,
+      createdAt: r.created_at as number,
+      ...(r.retires_at !== null ? { retiresAt: r.retires_at as number } : {}),
+      ...(r.retired_at !== null ? { retiredAt: r.retired_at as number } : {}),
+    }));
+  }
+
+  initSecretVersion(r: SecretVersionRecord): Promise<void> {
+    return this.batcher.write(() => {
+      const newest = (this.stmts.newestSecretVersion.get(r.credential) as { v: number | null }).v;
+      if (newest === null) this.insertSecretVersion(r);
+    });
+  }
+
+  addSecretVersion(next: SecretVersionRecord, previousRetiresAt: number): Promise<boolean> {
+    return this.batcher.write(() => {
+      const newest = (this.stmts.newestSecretVersion.get(next.credential) as { v: number | null }).v;
+      if (newest === null || newest !== next.version - 1) return false;
+      this.insertSecretVersion(next);
+      this.stmts.retireSecretVersionAt.run(previousRetiresAt, next.credential, newest);
+      return true;
+    });
+  }
+
+  markSecretVersionRetired(credential: string, version: number, at: number): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.markSecretVersionRetired.run(at, credential, version);
+    });
+  }
+
+  private insertSecretVersion(r: SecretVersionRecord): void {
+    this.stmts.insertSecretVersion.run(r.credential, r.version, r.sealedValue, r.createdAt, r.retiresAt ?? null, r.retiredAt ?? null);
+  }
+
   purgeExpired(now: number): Promise<void> {
     return this.batcher.write(() => {
       this.stmts.purgeReplay.run(now);
@@ -302,6 +351,51 @@ export class SqliteStore implements Store {
       const next = { ...current, status, closedAt: at };
       this.stmts.updateApproval.run(status, next.expiresAt, JSON.stringify(next), id);
     });
+  }
+
+  // SCIM provisioning (src/scim): writes run in the batch transaction, reads directly.
+  createScimUser(user: ScimUserRecord): Promise<ScimWriteResult> {
+    return this.batcher.write(() => this.scim.createUser(user));
+  }
+
+  replaceScimUser(user: ScimUserRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'> {
+    return this.batcher.write(() => this.scim.replaceUser(user, expectedVersion));
+  }
+
+  deleteScimUser(id: string): Promise<ScimWriteResult | 'not_found'> {
+    return this.batcher.write(() => this.scim.deleteUser(id, Date.now()));
+  }
+
+  async getScimUser(id: string): Promise<ScimUserRecord | undefined> {
+    return this.scim.getUser(id);
+  }
+
+  async listScimUsers(query: ScimUserQuery): Promise<ScimPage<ScimUserRecord>> {
+    return this.scim.listUsers(query);
+  }
+
+  createScimGroup(group: ScimGroupRecord): Promise<ScimWriteResult> {
+    return this.batcher.write(() => this.scim.createGroup(group));
+  }
+
+  replaceScimGroup(group: ScimGroupRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'> {
+    return this.batcher.write(() => this.scim.replaceGroup(group, expectedVersion));
+  }
+
+  deleteScimGroup(id: string): Promise<ScimWriteResult | 'not_found'> {
+    return this.batcher.write(() => this.scim.deleteGroup(id, Date.now()));
+  }
+
+  async getScimGroup(id: string): Promise<ScimGroupRecord | undefined> {
+    return this.scim.getGroup(id);
+  }
+
+  async listScimGroups(query: ScimGroupQuery): Promise<ScimPage<ScimGroupRecord>> {
+    return this.scim.listGroups(query);
+  }
+
+  updateUser(email: string, change: (current: UserRecord | undefined) => UserRecord | undefined): Promise<UserRecord | undefined> {
+    return this.batcher.write(() => this.scim.updatePortUser(email, change));
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,91 @@
+/**
+ * Who started a build. The Buildkite OIDC token doesn't name the build's creator
+ * (buildkite.md §1.4), so Port asks the REST API (`GET …/builds/{number}`, §4.2) and
+ * maps the creator's e-mail to a Port user (DESIGN capability 1). Builds are cached
+ * briefly: every job of a build exchanges at about the same time. When the API can't
+ * be had the creator is unknown, and policies that need it don't match (fail closed).
+ */
+import type { JobIdentity } from '../identity/job-identity.js';
+import type { CreatorInfo } from '../policy/entities.js';
+import type { Store } from '../store/store.js';
+
+/** The one API call this needs (src/buildkite's client provides it). */
+export interface BuildCreatorApi {
+  getBuild(pipeline: string, number: number, opts?: { excludeJobs?: boolean }): Promise<{ creator?: { email?: string | null } | null }>;
+}
+
+export type BuildCreator =
+  /** Buildkite names the creator; `user` when Port knows the person (SSO or SCIM). */
+  | { status: 'known'; email: string; user?: CreatorInfo }
+  /** The build has no creator with an e-mail (e.g. a webhook or scheduled build). */
+  | { status: 'none' }
+  /** The API is not configured or did not answer. */
+  | { status: 'unavailable' };
+
+export interface BuildCreatorOptions {
+  /** How long an answer is reused (ms; default 60 s). */
+  ttlMs?: number;
+  /** Builds remembered at most (default 1000; the oldest goes first). */
+  maxEntries?: number;
+  now?: () => number;
+  onError?: (err: unknown) => void;
+}
+
+type Answer = { status: 'known'; email: string } | { status: 'none' };
+
+export class BuildCreatorLookup {
+  private readonly cache = new Map<string, { answer: Answer; until: number }>();
+  /** Lookups in flight, so a build's many jobs cost one API call. */
+  private readonly pending = new Map<string, Promise<Answer | undefined>>();
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly api: BuildCreatorApi | undefined,
+    private readonly store: Store,
+    private readonly options: BuildCreatorOptions = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 60_000;
+    this.maxEntries = options.maxEntries ?? 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  async creatorOf(identity: JobIdentity): Promise<BuildCreator> {
+    if (this.api === undefined) return { status: 'unavailable' };
+    const answer = await this.build(identity.pipelineSlug, identity.buildNumber);
+    if (answer === undefined) return { status: 'unavailable' };
+    if (answer.status === 'none') return answer;
+    // Not cached: a deactivation must apply to the next exchange.
+    const user = await this.store.getUser(answer.email);
+    return user ? { ...answer, user: { email: user.email, active: user.active, groups: user.groups } } : answer;
+  }
+
+  private async build(pipeline: string, number: number): Promise<Answer | undefined> {
+    const key = `${pipeline}/${number}`;
+    const cached = this.cache.get(key);
+    if (cached && cached.until > this.now()) return cached.answer;
+    let inflight = this.pending.get(key);
+    if (inflight === undefined) {
+      inflight = this.fetch(pipeline, number).finally(() => this.pending.delete(key));
+      this.pending.set(key, inflight);
+    }
+    return inflight;
+  }
+
+  private async fetch(pipeline: string, number: number): Promise<Answer | undefined> {
+    let email: string | null | undefined;
+    try {
+      email = (await this.api!.getBuild(pipeline, number, { excludeJobs: true })).creator?.email;
+    } catch (err) {
+      this.options.onError?.(err);
+      return undefined;
+    }
+    const answer: Answer = typeof email === 'string' && email !== '' ? { status: 'known', email: email.toLowerCase() } : { status: 'none' };
+    const key = `${pipeline}/${number}`;
+    this.cache.delete(key);
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(key, { answer, until: this.now() + this.ttlMs });
+    return answer;
+  }
+}

@@ -1,0 +1,161 @@
+import { AssumeRoleCommand, AssumeRoleWithWebIdentityCommand, STSClient, STSServiceException, type Credentials } from '@aws-sdk/client-sts';
+import { jtiHash } from '../../audit/token-hash.js';
+import type { AwsRoleCredentialConfig } from '../../config/config.js';
+import { resolveSecretRef } from '../../config/secret-ref.js';
+import type { JobIdentityClaims } from '../../issuer/port-token.js';
+import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { roleSessionName } from './aws-session-name.js';
+import { renderSessionPolicy } from './aws-session-policy.js';
+import { sessionTagsFromClaims, type SessionTag } from './aws-session-tags.js';
+import { mintWebIdentityToken } from './aws-web-identity-token.js';
+import type { CredentialGrant, CredentialProvider, IssuedCredential } from './credential-provider.js';
+import { CredentialError } from './errors.js';
+
+export interface AwsRoleProviderDeps {
+  /** Port's issuer URL (`server.public_url`): `iss` of the web identity token. */
+  issuerUrl: string;
+  keys: SigningKeys;
+}
+
+/** A role session STS issued for one job. */
+export interface AwsSession {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+  sessionName: string;
+  assumedRoleArn?: string;
+  tags: SessionTag[];
+  requestId?: string;
+  /** SHA-256 of the web identity token's jti (web_identity mode). */
+  webIdentityJtiSha256?: string;
+}
+
+/** The job's claims a session is made from: Port token claim names (`pipeline_slug`, `build_branch`…). */
+export type JobClaims = JobIdentityClaims;
+
+/**
+ * `aws_role` credentials (issue #5): STS through @aws-sdk/client-sts, either
+ * AssumeRoleWithWebIdentity with a JWT Port mints as an OIDC issuer (no AWS keys in Port)
+ * or AssumeRole with Port's own keys. Per job: RoleSessionName `bk-<pipeline>-<build>-<job>`,
+ * session tags from claims, an optional session policy. The body is the AWS
+ * `credential_process` JSON (AWS CLI "Sourcing credentials with an external process").
+ */
+export class AwsRoleProvider implements CredentialProvider {
+  private readonly clients = new Map<string, STSClient>();
+
+  constructor(private readonly deps: AwsRoleProviderDeps) {}
+
+  async issue(grant: CredentialGrant): Promise<IssuedCredential> {
+    const cred = grant.credential;
+    if (cred.type !== 'aws_role') throw new CredentialError('credential_unavailable', `Credential ${cred.name} is not an aws_role credential.`);
+    const s = await this.assume(cred, grant.claims, grant.now);
+    const expiration = new Date(s.expiresAt).toISOString();
+    return {
+      body: { Version: 1, AccessKeyId: s.accessKeyId, SecretAccessKey: s.secretAccessKey, SessionToken: s.sessionToken, Expiration: expiration },
+      expiresAt: Math.floor(s.expiresAt / 1000),
+      // An STS session can't be recalled from AWS: revocation stops renewing it, no more.
+      recallable: false,
+      facts: {
+        role_arn: cred.roleArn,
+        mode: cred.mode,
+        session_name: s.sessionName,
+        duration: cred.duration,
+        session_tags: Object.fromEntries(s.tags.map((t) => [t.Key, t.Value])),
+        expiration,
+        ...(s.assumedRoleArn ? { assumed_role_arn: s.assumedRoleArn } : {}),
+        ...(s.requestId ? { sts_request_id: s.requestId } : {}),
+        ...(s.webIdentityJtiSha256 ? { web_identity_token: { jti_sha256: s.webIdentityJtiSha256 } } : {}),
+      },
+    };
+  }
+
+  /** Assumes the role for one job (also used by the relay's SigV4 signing). */
+  async assume(cred: AwsRoleCredentialConfig, job: JobClaims, now = Date.now()): Promise<AwsSession> {
+    const sessionName = roleSessionName(job);
+    const claims = job as unknown as Record<string, unknown>;
+    const tags = sessionTagsFromClaims(cred.sessionTags, claims, cred.name);
+    const policy = cred.sessionPolicy === undefined ? undefined : renderSessionPolicy(cred.sessionPolicy, claims, cred.name);
+    const common = { RoleArn: cred.roleArn, RoleSessionName: sessionName, DurationSeconds: cred.duration, ...(policy !== undefined ? { Policy: policy } : {}) };
+    const client = this.client(cred);
+    const action = cred.mode === 'web_identity' ? 'AssumeRoleWithWebIdentity' : 'AssumeRole';
+    try {
+      if (cred.mode === 'web_identity') {
+        const { token, jti } = await mintWebIdentityToken(this.deps.keys, {
+          issuer: this.deps.issuerUrl,
+          audience: cred.webIdentityAudience,
+          job: pickJobClaims(job),
+          tags,
+          transitiveTagKeys: cred.transitiveTagKeys,
+          now,
+        });
+        const out = await client.send(new AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: token }));
+        return session(out.Credentials, { sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId, webIdentityJtiSha256: jtiHash(jti) }, cred);
+      }
+      const out = await client.send(
+        new AssumeRoleCommand({ ...common, ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) }),
+      );
+      return session(out.Credentials, { sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId }, cred);
+    } catch (err) {
+      if (err instanceof CredentialError) throw err;
+      throw stsFailure(err, action, cred);
+    }
+  }
+
+  private client(cred: AwsRoleCredentialConfig): STSClient {
+    let client = this.clients.get(cred.name);
+    if (client === undefined) {
+      const keys =
+        cred.accessKeyId && cred.secretAccessKey
+          ? {
+              credentials: {
+                accessKeyId: resolveSecretRef(cred.accessKeyId.ref, cred.accessKeyId.key, cred.accessKeyId.baseDir),
+                secretAccessKey: resolveSecretRef(cred.secretAccessKey.ref, cred.secretAccessKey.key, cred.secretAccessKey.baseDir),
+              },
+            }
+          : {};
+      // web_identity: AssumeRoleWithWebIdentity is unsigned, the SDK asks for no credentials.
+      // assume_role without keys: the SDK's default chain (env, profile, instance role…).
+      client = new STSClient({ region: cred.region, ...(cred.stsEndpoint ? { endpoint: cred.stsEndpoint } : {}), ...keys, maxAttempts: 2 });
+      this.clients.set(cred.name, client);
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
+  }
+}
+
+function session(c: Credentials | undefined, rest: Omit<AwsSession, 'accessKeyId' | 'secretAccessKey' | 'sessionToken' | 'expiresAt'>, cred: AwsRoleCredentialConfig): AwsSession {
+  if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration) {
+    throw new CredentialError('credential_unavailable', `AWS STS answered without credentials for ${cred.name}.`);
+  }
+  return { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiresAt: c.Expiration.getTime(), ...dropUndefined(rest) };
+}
+
+/** STS's refusal, as the job sees it: AWS's error code and request id, never a message that could echo a secret. */
+function stsFailure(err: unknown, action: string, cred: AwsRoleCredentialConfig): CredentialError {
+  if (err instanceof STSServiceException || (typeof err === 'object' && err !== null && '$metadata' in err && 'name' in err)) {
+    const e = err as { name: string; $metadata?: { requestId?: string; httpStatusCode?: number } };
+    const id = e.$metadata?.requestId ? ` (request id ${e.$metadata.requestId})` : '';
+    return new CredentialError('credential_unavailable', `AWS STS refused ${action} for credential ${cred.name}: ${e.name}${id}.`);
+  }
+  const where = cred.stsEndpoint ?? `the ${cred.region} STS endpoint`;
+  return new CredentialError('credential_unavailable', `AWS STS (${where}) could not be reached for credential ${cred.name}.`);
+}
+
+/** The job identity claims only (not the Port token's scope, jti…), for the web identity token. */
+function pickJobClaims(job: JobClaims): JobIdentityClaims {
+  const keys: (keyof JobIdentityClaims)[] = [
+    'organization_slug', 'pipeline_slug', 'build_number', 'build_branch', 'build_tag', 'build_commit', 'step_key', 'job_id', 'agent_id',
+    'build_source', 'runner_environment', 'organization_id', 'pipeline_id', 'build_id', 'cluster_id', 'cluster_name', 'queue_id', 'queue_key',
+  ];
+  return Object.fromEntries(keys.filter((k) => job[k] !== undefined).map((k) => [k, job[k]])) as unknown as JobIdentityClaims;
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

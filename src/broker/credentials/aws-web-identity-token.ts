@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { JobIdentityClaims } from '../../issuer/port-token.js';
+import type { SigningKeys } from '../../issuer/signing-keys.js';
+import type { SessionTag } from './aws-session-tags.js';
+import { CredentialError } from './errors.js';
+
+/** STS reads session tags of AssumeRoleWithWebIdentity from this claim ("Passing session tags using AssumeRoleWithWebIdentity"). */
+export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
+/**
+ * "Tokens must be signed using either RSA keys (RS256, RS384, or RS512) or ECDSA keys
+ * (ES256, ES384, or ES512)" (STS API reference, AssumeRoleWithWebIdentity): not EdDSA.
+ */
+export const STS_ACCEPTED_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
+/** Lifetime of the token: it is used once, right away. */
+export const WEB_IDENTITY_TOKEN_TTL = 300;
+
+/**
+ * Buildkite's compound subject (buildkite.md §1.4):
+ * `organization:ORG:pipeline:PIPELINE:ref:REF:commit:SHA:step:STEP`, REF `refs/tags/TAG` or
+ * `refs/heads/BRANCH`, an empty step when the step has no key — so trust policies written
+ * for Buildkite's own tokens (`…:sub` StringLike) work unchanged against Port's.
+ */
+export function compoundSubject(job: JobIdentityClaims): string {
+  const ref = job.build_tag ? `refs/tags/${job.build_tag}` : `refs/heads/${job.build_branch}`;
+  return `organization:${job.organization_slug}:pipeline:${job.pipeline_slug}:ref:${ref}:commit:${job.build_commit}:step:${job.step_key ?? ''}`;
+}
+
+/**
+ * The JWT Port presents to AssumeRoleWithWebIdentity, signed as an OIDC issuer with Port's
+ * current key (published at /.well-known/jwks.json): `typ: JWT` so it can never pass as a
+ * Port token (`at+jwt`), `aud` the IAM OIDC provider's client id, the job's claims, and the
+ * session tags in the AWS tags claim (that call has no Tags parameter).
+ */
+export async function mintWebIdentityToken(
+  keys: SigningKeys,
+  opts: { issuer: string; audience: string; job: JobIdentityClaims; tags: SessionTag[]; transitiveTagKeys: string[]; now: number },
+): Promise<{ token: string; jti: string }> {
+  const { kid, alg, key } = keys.signer();
+  if (!STS_ACCEPTED_ALGORITHMS.includes(alg)) {
+    throw new CredentialError('credential_unavailable', `AWS STS does not accept ${alg}-signed web identity tokens; set issuer.algorithm: ES256.`);
+  }
+  const iat = Math.floor(opts.now / 1000);
+  const jti = randomUUID();
+  const payload: Record<string, unknown> = {
+    ...opts.job,
+    [AWS_TAGS_CLAIM]: {
+      principal_tags: Object.fromEntries(opts.tags.map((t) => [t.Key, [t.Value]])),
+      transitive_tag_keys: opts.transitiveTagKeys,
+    },
+  };
+  const token = await new SignJWT(payload)
+    .setProtectedHeader({ alg, kid, typ: 'JWT' })
+    .setIssuer(opts.issuer)
+    .setSubject(compoundSubject(opts.job))
+    .setAudience(opts.audience)
+    .setIssuedAt(iat)
+    .setNotBefore(iat)
+    .setExpirationTime(iat + WEB_IDENTITY_TOKEN_TTL)
+    .setJti(jti)
+    .sign(key);
+  return { token, jti };
+}

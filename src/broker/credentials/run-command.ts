@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+
+/** Most a secret command or rotation hook may print; more is refused, not truncated. */
+export const MAX_COMMAND_OUTPUT = 64 * 1024;
+
+/** Why a command produced no usable output; never its output or stderr (they may hold the secret). */
+export type CommandFailure = { kind: 'exit'; status: number | string } | { kind: 'timeout'; seconds: number } | { kind: 'too_large' } | { kind: 'spawn' };
+
+export type CommandResult = { ok: true; stdout: string } | { ok: false; failure: CommandFailure };
+
+/**
+ * Runs `command` with `/bin/sh -c` in its own process group, `stdin` (or nothing) on
+ * its standard input, stdout captured up to MAX_COMMAND_OUTPUT and stderr discarded.
+ * On timeout the whole group is killed so a backgrounded child can't keep the secret's
+ * pipe open.
+ */
+export function runCommand(command: string, opts: { timeoutSeconds: number; stdin?: string }): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn('/bin/sh', ['-c', command], { stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'ignore'], detached: true });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failure: CommandFailure | undefined;
+    let settled = false;
+    const kill = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    };
+    const finish = (result: CommandResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const timer = setTimeout(() => {
+      failure = { kind: 'timeout', seconds: opts.timeoutSeconds };
+      kill();
+    }, opts.timeoutSeconds * 1000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_COMMAND_OUTPUT) {
+        failure ??= { kind: 'too_large' };
+        kill();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    if (child.stdin) {
+      child.stdin.on('error', () => undefined); // the command may not read its stdin
+      child.stdin.end(opts.stdin);
+    }
+    child.on('error', () => finish({ ok: false, failure: { kind: 'spawn' } }));
+    child.on('close', (code, signal) => {
+      if (failure) return finish({ ok: false, failure });
+      if (code !== 0) return finish({ ok: false, failure: { kind: 'exit', status: code ?? signal ?? 'unknown' } });
+      finish({ ok: true, stdout: Buffer.concat(chunks).toString('utf8') });
+    });
+  });
+}
+
+/** One sentence for a failure: the exit status or the timeout, nothing the command printed. */
+export function describeFailure(f: CommandFailure): string {
+  switch (f.kind) {
+    case 'exit':
+      return `exited with status ${f.status}`;
+    case 'timeout':
+      return `did not finish within ${f.seconds} s`;
+    case 'too_large':
+      return `printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB`;
+    case 'spawn':
+      return 'could not be started';
+  }
+}
+
+/** A value as printed: one trailing newline is how shells end output, not part of the value. */
+export function dropTrailingNewline(text: string): string {
+  return text.replace(/\r?\n$/, '');
+}

@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import { request } from 'undici';
+import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+import { exchangeAtPort, PORT_CLAIMS, requestAgentToken } from './token-command.js';
+
+interface CredsOptions {
+  url?: string;
+  value?: boolean;
+}
+
+/** A refusal or failure: one line on stderr, nothing on stdout (an AWS credential_process reads stdout). */
+class CredsFailure extends Error {}
+
+/**
+ * `port creds <name>` (DESIGN CLI): the credential as Port's JSON on stdout and nothing
+ * else, so `credential_process = port creds aws-prod` works. With $PORT_TOKEN it is the
+ * bearer; otherwise a Buildkite token from the agent is exchanged with `scope=<name>`.
+ */
+export function registerCredsCommand(program: Command): void {
+  program
+    .command('creds')
+    .description('print a brokered credential as JSON (usable as an AWS credential_process)')
+    .argument('<name>', 'the credential, as named under credentials: in port.yaml')
+    .option('--url <url>', 'Port base URL (default: $PORT_URL)')
+    .option('--value', "print only a secret's value (no newline added)")
+    .action(async (name: string, opts: CredsOptions) => {
+      const url = (opts.url ?? process.env.PORT_URL)?.replace(/\/+$/, '');
+      if (!url) return usage("give Port's URL with --url or $PORT_URL");
+      if (!/^[a-z0-9][a-z0-9_-]{0,127}$/.test(name)) return usage(`"${name.slice(0, 64)}" is not a credential name (lower-case letters, digits, - and _)`);
+      try {
+        const bearer = process.env.PORT_TOKEN || (await portTokenFromAgent(url, name));
+        const res = await request(`${url}/v1/credentials/${name}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
+          headersTimeout: 60_000,
+          bodyTimeout: 60_000,
+        });
+        const text = await res.body.text();
+        const body = parseObject(text);
+        if (res.statusCode !== 200 || body === undefined) {
+          throw new CredsFailure(`refused (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
+        }
+        if (opts.value) {
+          if (typeof body.value !== 'string') throw new CredsFailure(`--value is for secrets; "${name}" has no value field`);
+          process.stdout.write(body.value);
+        } else {
+          process.stdout.write(`${text}\n`);
+        }
+      } catch (err) {
+        process.stderr.write(`port: creds ${name}: ${oneLine((err as Error).message)}\n`);
+        process.exitCode = EXIT_FAILED;
+      }
+    });
+}
+
+/** Inside a job: a Buildkite token for Port's audience, exchanged for a Port token holding `name`. */
+async function portTokenFromAgent(url: string, name: string): Promise<string> {
+  if (!process.env.BUILDKITE_JOB_ID) throw new CredsFailure('no $PORT_TOKEN and not inside a Buildkite job (BUILDKITE_JOB_ID is unset)');
+  const subject = await requestAgentToken(process.env.PORT_AUDIENCE || url, PORT_CLAIMS);
+  const { status, body } = await exchangeAtPort(url, subject, { scope: name });
+  if (status !== 200 || typeof body.access_token !== 'string') {
+    throw new CredsFailure(`token exchange refused (${status} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}`);
+  }
+  return body.access_token;
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
+}
+
+function usage(message: string): void {
+  process.stderr.write(`port: creds: ${message}\n`);
+  process.exitCode = EXIT_USAGE;
+}

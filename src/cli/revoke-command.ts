@@ -1,0 +1,153 @@
+import type { Command } from 'commander';
+import { decodeJwt } from 'jose';
+import { request } from 'undici';
+import { loadConfig } from '../config/config.js';
+import { resolveSecretRef } from '../config/secret-ref.js';
+import { REVOCATION_SCOPES, type RevocationScope } from '../revocation/revocation-list.js';
+import type { RevocationResult } from '../revocation/revocation-service.js';
+import { normaliseId } from '../revocation/revocation-target.js';
+import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+
+interface RevokeOptions {
+  reason?: string;
+  config?: string;
+  url?: string;
+  json?: boolean;
+}
+
+class UsageError extends Error {}
+
+/**
+ * `port revoke <scope> <id>`: `POST /v1/revocations` with the admin token
+ * (`server.admin_token` from -c, else $PORT_ADMIN_TOKEN). `port revoke token <Port token | ->`
+ * sends the token's jti through the admin API; without an admin token it uses RFC 7009
+ * `/oauth/revoke`, where holding the token is the authority (and the answer says nothing more).
+ */
+export function registerRevokeCommand(program: Command): void {
+  program
+    .command('revoke')
+    .description('revoke Port tokens by token, job, build, user, agent or pool')
+    .argument('<scope>', REVOCATION_SCOPES.join('|'))
+    .argument('<id>', 'token: a Port token (or - to read it from stdin) or its jti; job/agent: UUID; build: org/pipeline/number; user: e-mail; pool: cluster/queue')
+    .option('--reason <text>', 'why (recorded in the decision log)')
+    .option('-c, --config <file>', "Port's config: its listen address and server.admin_token")
+    .option('--url <url>', "Port base URL (default: $PORT_URL, else the config's listen address)")
+    .option('--json', 'print the result as JSON')
+    .action(async (scopeArg: string, idArg: string, opts: RevokeOptions) => {
+      let plan: Plan;
+      try {
+        plan = await planFor(scopeArg, idArg, opts);
+      } catch (err) {
+        process.stderr.write(`port: revoke: ${(err as Error).message}\n`);
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      try {
+        if (plan.kind === 'rfc7009') {
+          const res = await request(`${plan.url}/oauth/revoke`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+            body: new URLSearchParams({ token: plan.token }).toString(),
+            headersTimeout: 30_000,
+            bodyTimeout: 30_000,
+          });
+          const body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
+          if (res.statusCode !== 200) return refused(res.statusCode, body);
+          process.stdout.write(
+            opts.json
+              ? `${JSON.stringify({ scope: 'token', via: 'rfc7009' })}\n`
+              : 'revoked the token (RFC 7009 /oauth/revoke; no admin token, so no details)\n',
+          );
+          return;
+        }
+        const res = await request(`${plan.url}/v1/revocations`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${plan.adminToken}`, 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify({ scope: plan.scope, id: plan.id, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) }),
+          headersTimeout: 60_000,
+          bodyTimeout: 60_000,
+        });
+        const body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
+        if (res.statusCode !== 200) return refused(res.statusCode, body);
+        process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : describe(body as unknown as RevocationResult));
+      } catch (err) {
+        process.stderr.write(`port: revoke: ${(err as Error).message}\n`);
+        process.exitCode = EXIT_FAILED;
+      }
+    });
+}
+
+type Plan = { kind: 'admin'; url: string; adminToken: string; scope: RevocationScope; id: string } | { kind: 'rfc7009'; url: string; token: string };
+
+async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Promise<Plan> {
+  if (!(REVOCATION_SCOPES as readonly string[]).includes(scopeArg)) throw new UsageError(`unknown scope "${scopeArg.slice(0, 40)}"; use one of ${REVOCATION_SCOPES.join(', ')}`);
+  const scope = scopeArg as RevocationScope;
+  const config = opts.config === undefined ? undefined : loadConfig(opts.config);
+  let url = opts.url ?? process.env.PORT_URL;
+  if (url === undefined && config) {
+    const { host, port } = config.server.listen;
+    // Run beside Port: its own listen address; a wildcard or ephemeral one says nothing, so public_url.
+    url = port === 0 ? config.server.publicUrl : `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+  if (!url) throw new UsageError("give Port's URL with --url, $PORT_URL or -c port.yaml");
+  url = url.replace(/\/+$/, '');
+  const adminSource = config?.server.adminToken;
+  const adminToken = adminSource ? resolveSecretRef(adminSource.ref, adminSource.key, adminSource.baseDir) : process.env.PORT_ADMIN_TOKEN || undefined;
+
+  let id = idArg;
+  if (scope === 'token') {
+    const presented = idArg === '-' ? await readStdin() : idArg;
+    if (!presented) throw new UsageError('no token: give a Port token, its jti, or - and the token on stdin');
+    if (presented.includes('.')) {
+      if (adminToken === undefined) return { kind: 'rfc7009', url, token: presented };
+      let jti: unknown;
+      try {
+        jti = decodeJwt(presented).jti;
+      } catch {
+        throw new UsageError('the token is not a JWT (a Port token is)');
+      }
+      if (typeof jti !== 'string') throw new UsageError('the token has no jti claim; it is not a Port token');
+      id = jti;
+    } else {
+      id = presented;
+    }
+  }
+  if (adminToken === undefined) throw new UsageError('no admin token: -c a config with server.admin_token, or set $PORT_ADMIN_TOKEN');
+  try {
+    id = normaliseId(scope, id);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return { kind: 'admin', url, adminToken, scope, id };
+}
+
+function refused(status: number, body: Record<string, unknown>): void {
+  process.stderr.write(`port: revoke: refused (${status} ${String(body.error ?? 'error')}): ${String(body.error_description ?? 'no description')}\n`);
+  process.exitCode = EXIT_FAILED;
+}
+
+/** The result in words, one fact a line. */
+function describe(r: RevocationResult): string {
+  const lines = [
+    `revoked ${r.scope} ${r.id} at ${r.revoked_at}`,
+    `  reason: ${r.reason}`,
+    `  approval requests closed: ${r.approvals_closed}${r.approvals_withdrawn ? `; approvals withdrawn: ${r.approvals_withdrawn}` : ''}`,
+    `  approver sessions ended: ${r.sessions_ended}`,
+    `  credentials stopped at once: ${r.credentials.recallable}`,
+  ];
+  if (r.credentials.not_recallable.length > 0) {
+    lines.push(`  AWS sessions Port can't recall (not renewed; valid until they expire):`);
+    for (const c of r.credentials.not_recallable) {
+      lines.push(`    - ${c.credential}${c.session_name ? ` (session ${c.session_name})` : ''}, job ${c.job_id}, expires ${c.expires_at}`);
+    }
+  }
+  lines.push(`  ${r.note}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').trim();
+}

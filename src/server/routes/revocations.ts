@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { entityString } from '../../audit/decision-from-policy.js';
+import type { DecisionLog } from '../../audit/decision-log.js';
+import { jtiHash } from '../../audit/token-hash.js';
+import { PortError } from '../../errors.js';
+import { identityFromClaims } from '../../identity/claims.js';
+import { identityClaims, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
+import type { RevocationService } from '../../revocation/revocation-service.js';
+import { parseRevocationRequest } from '../../revocation/revocation-target.js';
+import type { AdminAuthenticator } from '../admin-auth.js';
+import { sendPortError } from '../error-handler.js';
+
+export const REVOCATIONS_PATH = '/v1/revocations';
+
+/** Largest request body accepted (bytes): `{scope, id, reason}` fits in far less. */
+const MAX_BODY_BYTES = 4096;
+
+/** The revocation API refused the request. */
+export class RevocationApiError extends PortError {}
+
+export interface RevocationRouteDeps {
+  service: RevocationService;
+  admin: AdminAuthenticator;
+  issuer: PortTokenIssuer;
+  audiences: string[];
+  log: DecisionLog;
+}
+
+/**
+ * `POST /v1/revocations` `{scope, id, reason?}` and `GET /v1/revocations`.
+ * The admin bearer (`server.admin_token`) may revoke anything. A Port token may revoke
+ * only its own job (`{"scope":"job","id":<its job id>}`): the Buildkite plugin's
+ * `pre-exit` hook ends its job's access this way. Revocation only takes access away,
+ * so holding a token of the job is authority enough for that one thing.
+ */
+export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps): void {
+  const errorHandler = (err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof PortError) return sendPortError(err, request, reply);
+    const fe = err as FastifyError;
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendPortError(tooLarge(), request, reply);
+    if (fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (fe.statusCode === 400 && err instanceof SyntaxError)) {
+      return sendPortError(new RevocationApiError('invalid_request', 'The request body is not valid JSON.', 400), request, reply);
+    }
+    throw err;
+  };
+
+  app.post(
+    REVOCATIONS_PATH,
+    {
+      bodyLimit: MAX_BODY_BYTES,
+      errorHandler,
+      // Checked before the body is read, so a refused request is never parsed.
+      onRequest: async (request) => {
+        if (Number(request.headers['content-length']) > MAX_BODY_BYTES) throw tooLarge();
+        const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        if (type !== 'application/json') throw new RevocationApiError('unsupported_media_type', 'The request body must be application/json.', 415);
+      },
+    },
+    async (request, reply) => {
+      reply.header('Cache-Control', 'no-store');
+      const caller = await authenticate(request, deps);
+      const target = parseRevocationRequest(request.body);
+      if (caller.kind === 'job') {
+        if (target.scope !== 'job' || target.id !== caller.claims.sub) {
+          await deps.log.record([
+            {
+              id: randomUUID(),
+              time: new Date().toISOString(),
+              principal: entityString({ type: 'Job', id: caller.claims.sub }),
+              action: 'revoke',
+              resource: null,
+              decision: 'deny',
+              policies: [],
+              reason: 'A Port token may revoke only its own job.',
+              context: { ...jobContext(caller.claims), scope: target.scope, request_id: request.id },
+            },
+          ]);
+          throw new RevocationApiError('access_denied', 'A Port token may revoke only its own job: {"scope":"job","id":"<its job id>"}.', 403);
+        }
+        return deps.service.revoke({
+          scope: 'job',
+          id: target.id,
+          reason: target.reason ?? 'the job revoked itself (plugin pre-exit hook)',
+          actor: entityString({ type: 'Job', id: caller.claims.sub }),
+          context: { ...jobContext(caller.claims), request_id: request.id },
+        });
+      }
+      return deps.service.revoke({ ...target, actor: 'admin', context: { request_id: request.id, remote_address: request.ip } });
+    },
+  );
+
+  app.get(REVOCATIONS_PATH, async (request, reply) => {
+    deps.admin.require(request);
+    reply.header('Cache-Control', 'no-store');
+    return {
+      revocations: deps.service.revocations.list().map((r) => ({
+        scope: r.scope,
+        id: r.id,
+        revoked_at: new Date(r.revokedAt).toISOString(),
+        expires_at: new Date(r.expiresAt).toISOString(),
+        reason: r.reason,
+      })),
+    };
+  });
+}
+
+type Caller = { kind: 'admin' } | { kind: 'job'; claims: PortTokenClaims };
+
+async function authenticate(request: FastifyRequest, deps: RevocationRouteDeps): Promise<Caller> {
+  if (deps.admin.isAdmin(request)) return { kind: 'admin' };
+  const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(request.headers.authorization ?? '');
+  if (!m) throw new RevocationApiError('invalid_token', 'Revocation needs Authorization: Bearer with the admin token or a Port token of the job.', 401);
+  const claims = await deps.issuer.verify(m[1]!, deps.audiences);
+  if (!claims) throw new RevocationApiError('invalid_token', 'The bearer token is neither the admin token nor a valid Port token.', 401);
+  // A revoked token still may revoke its own job (and nothing else): that only takes
+  // access away, and makes the plugin's pre-exit call idempotent after job.finished.
+  return { kind: 'job', claims };
+}
+
+/** Decision-log convention: the job's identity claims and the bearer token's jti hash. */
+function jobContext(claims: PortTokenClaims): Record<string, unknown> {
+  return {
+    job: { ...identityClaims(identityFromClaims(claims)), ...(claims.build_creator !== undefined ? { build_creator: claims.build_creator } : {}) },
+    port_token: { jti_sha256: jtiHash(claims.jti) },
+  };
+}
+
+function tooLarge(): RevocationApiError {
+  return new RevocationApiError('request_too_large', `The request body is larger than the ${MAX_BODY_BYTES} bytes a revocation needs.`, 413);
+}

@@ -1,0 +1,232 @@
+import type Database from 'better-sqlite3';
+import type { UserRecord } from '../../approvals/records.js';
+import {
+  ScimConflictError,
+  ScimUnknownMemberError,
+  type ScimAccessChange,
+  type ScimGroupQuery,
+  type ScimGroupRecord,
+  type ScimPage,
+  type ScimUserQuery,
+  type ScimUserRecord,
+  type ScimWriteResult,
+} from '../scim-store.js';
+
+/** Case-insensitive uniqueness key (userName and group displayName are not caseExact, RFC 7643 §4.1.1, §4.2). */
+const foldKey = (s: string): string => s.normalize('NFC').toLowerCase();
+
+type GroupRow = Omit<ScimGroupRecord, 'members'>;
+
+/**
+ * The SCIM tables of the SQLite store. Every method runs synchronously inside the
+ * store's write transaction (the caller wraps it in the WriteBatcher), so the SCIM
+ * change and the Port users it derives commit together.
+ */
+export class SqliteScimTables {
+  private readonly s;
+
+  constructor(private readonly db: Database.Database) {
+    this.s = {
+      insertUser: db.prepare(
+        'INSERT INTO scim_users (id, user_name_key, external_id, email, created_at, version, record) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      updateUser: db.prepare(
+        'UPDATE scim_users SET user_name_key = ?, external_id = ?, email = ?, version = ?, record = ? WHERE id = ? AND version = ?',
+      ),
+      deleteUser: db.prepare('DELETE FROM scim_users WHERE id = ?'),
+      userById: db.prepare('SELECT record FROM scim_users WHERE id = ?'),
+      userByEmail: db.prepare('SELECT record FROM scim_users WHERE email = ?'),
+      userNameTaken: db.prepare('SELECT id FROM scim_users WHERE user_name_key = ? AND id != ?'),
+      emailTaken: db.prepare('SELECT id FROM scim_users WHERE email = ? AND id != ?'),
+      insertGroup: db.prepare(
+        'INSERT INTO scim_groups (id, display_name, display_name_key, external_id, created_at, version, record) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      updateGroup: db.prepare(
+        'UPDATE scim_groups SET display_name = ?, display_name_key = ?, external_id = ?, version = ?, record = ? WHERE id = ? AND version = ?',
+      ),
+      deleteGroup: db.prepare('DELETE FROM scim_groups WHERE id = ?'),
+      groupById: db.prepare('SELECT record FROM scim_groups WHERE id = ?'),
+      groupNameTaken: db.prepare('SELECT id FROM scim_groups WHERE display_name_key = ? AND id != ?'),
+      membersOf: db.prepare('SELECT user_id FROM scim_members WHERE group_id = ? ORDER BY rowid'),
+      clearMembers: db.prepare('DELETE FROM scim_members WHERE group_id = ?'),
+      addMember: db.prepare('INSERT OR IGNORE INTO scim_members (group_id, user_id) VALUES (?, ?)'),
+      userExists: db.prepare('SELECT 1 FROM scim_users WHERE id = ?'),
+      groupNamesOfUser: db.prepare(
+        'SELECT g.display_name AS name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.display_name',
+      ),
+      emailsOfMembers: db.prepare(
+        'SELECT u.email AS email FROM scim_members m JOIN scim_users u ON u.id = m.user_id WHERE m.group_id = ? AND u.email IS NOT NULL',
+      ),
+      getPortUser: db.prepare('SELECT record FROM users WHERE email = ?'),
+      putPortUser: db.prepare('INSERT INTO users (email, record) VALUES (?, ?) ON CONFLICT(email) DO UPDATE SET record = excluded.record'),
+    };
+  }
+
+  createUser(u: ScimUserRecord): ScimWriteResult {
+    this.checkUserUnique(u);
+    this.s.insertUser.run(u.id, foldKey(u.userName), u.externalId ?? null, u.email ?? null, u.created, u.version, JSON.stringify(u));
+    return { changes: this.refresh([u.email], u.lastModified) };
+  }
+
+  replaceUser(u: ScimUserRecord, expectedVersion: number): ScimWriteResult | 'conflict' | 'not_found' {
+    const before = this.getUser(u.id);
+    if (!before) return 'not_found';
+    if (before.version !== expectedVersion) return 'conflict';
+    this.checkUserUnique(u);
+    this.s.updateUser.run(foldKey(u.userName), u.externalId ?? null, u.email ?? null, u.version, JSON.stringify(u), u.id, expectedVersion);
+    return { changes: this.refresh([before.email, u.email], u.lastModified) };
+  }
+
+  deleteUser(id: string, at: number): ScimWriteResult | 'not_found' {
+    const before = this.getUser(id);
+    if (!before) return 'not_found';
+    this.s.deleteUser.run(id); // memberships go with it (ON DELETE CASCADE)
+    return { changes: this.refresh([before.email], at) };
+  }
+
+  getUser(id: string): ScimUserRecord | undefined {
+    const row = this.s.userById.get(id) as { record: string } | undefined;
+    return row && (JSON.parse(row.record) as ScimUserRecord);
+  }
+
+  listUsers(q: ScimUserQuery): ScimPage<ScimUserRecord> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.id !== undefined) (where.push('id = ?'), args.push(q.id));
+    if (q.userName !== undefined) (where.push('user_name_key = ?'), args.push(foldKey(q.userName)));
+    if (q.externalId !== undefined) (where.push('external_id = ?'), args.push(q.externalId));
+    if (q.email !== undefined) (where.push('email = ?'), args.push(q.email.toLowerCase()));
+    return this.page('scim_users', where, args, q.offset, q.limit, (r) => JSON.parse(r) as ScimUserRecord);
+  }
+
+  createGroup(g: ScimGroupRecord): ScimWriteResult {
+    this.checkGroupUnique(g);
+    this.s.insertGroup.run(g.id, g.displayName, foldKey(g.displayName), g.externalId ?? null, g.created, g.version, JSON.stringify(groupRow(g)));
+    this.setMembers(g);
+    return { changes: this.refresh(this.memberEmails(g.id), g.lastModified) };
+  }
+
+  replaceGroup(g: ScimGroupRecord, expectedVersion: number): ScimWriteResult | 'conflict' | 'not_found' {
+    const before = this.getGroup(g.id);
+    if (!before) return 'not_found';
+    if (before.version !== expectedVersion) return 'conflict';
+    this.checkGroupUnique(g);
+    const emailsBefore = this.memberEmails(g.id);
+    this.s.updateGroup.run(g.displayName, foldKey(g.displayName), g.externalId ?? null, g.version, JSON.stringify(groupRow(g)), g.id, expectedVersion);
+    this.s.clearMembers.run(g.id);
+    this.setMembers(g);
+    return { changes: this.refresh([...emailsBefore, ...this.memberEmails(g.id)], g.lastModified) };
+  }
+
+  deleteGroup(id: string, at: number): ScimWriteResult | 'not_found' {
+    if (!this.getGroup(id)) return 'not_found';
+    const emails = this.memberEmails(id);
+    this.s.deleteGroup.run(id);
+    return { changes: this.refresh(emails, at) };
+  }
+
+  getGroup(id: string): ScimGroupRecord | undefined {
+    const row = this.s.groupById.get(id) as { record: string } | undefined;
+    return row && this.withMembers(JSON.parse(row.record) as GroupRow);
+  }
+
+  listGroups(q: ScimGroupQuery): ScimPage<ScimGroupRecord> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.id !== undefined) (where.push('id = ?'), args.push(q.id));
+    if (q.displayName !== undefined) (where.push('display_name_key = ?'), args.push(foldKey(q.displayName)));
+    if (q.externalId !== undefined) (where.push('external_id = ?'), args.push(q.externalId));
+    if (q.member !== undefined) (where.push('id IN (SELECT group_id FROM scim_members WHERE user_id = ?)'), args.push(q.member));
+    return this.page('scim_groups', where, args, q.offset, q.limit, (r) => this.withMembers(JSON.parse(r) as GroupRow));
+  }
+
+  updatePortUser(email: string, change: (current: UserRecord | undefined) => UserRecord | undefined): UserRecord | undefined {
+    const key = email.toLowerCase();
+    const current = this.portUser(key);
+    const next = change(current);
+    if (next === undefined) return current;
+    this.putPortUser({ ...next, email: key });
+    return this.portUser(key);
+  }
+
+  private page<T>(table: string, where: string[], args: (string | number)[], offset: number, limit: number, parse: (record: string) => T): ScimPage<T> {
+    const clause = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT count(*) AS n FROM ${table}${clause}`).get(...args) as { n: number }).n;
+    const rows =
+      limit <= 0
+        ? []
+        : (this.db.prepare(`SELECT record FROM ${table}${clause} ORDER BY created_at, id LIMIT ? OFFSET ?`).all(...args, limit, offset) as { record: string }[]);
+    return { total, items: rows.map((r) => parse(r.record)) };
+  }
+
+  private checkUserUnique(u: ScimUserRecord): void {
+    if (this.s.userNameTaken.get(foldKey(u.userName), u.id)) throw new ScimConflictError('Another user already has this userName (compared case-insensitively).');
+    if (u.email !== undefined && this.s.emailTaken.get(u.email, u.id)) {
+      throw new ScimConflictError('Another user already has this e-mail address, which is their Port identity.');
+    }
+  }
+
+  private checkGroupUnique(g: ScimGroupRecord): void {
+    if (this.s.groupNameTaken.get(foldKey(g.displayName), g.id)) {
+      throw new ScimConflictError('Another group already has this displayName (compared case-insensitively); it is the Cedar Group id.');
+    }
+  }
+
+  private setMembers(g: ScimGroupRecord): void {
+    for (const userId of g.members) {
+      if (!this.s.userExists.get(userId)) throw new ScimUnknownMemberError(userId);
+      this.s.addMember.run(g.id, userId);
+    }
+  }
+
+  private withMembers(row: GroupRow): ScimGroupRecord {
+    return { ...row, members: (this.s.membersOf.all(row.id) as { user_id: string }[]).map((m) => m.user_id) };
+  }
+
+  private memberEmails(groupId: string): string[] {
+    return (this.s.emailsOfMembers.all(groupId) as { email: string }[]).map((r) => r.email);
+  }
+
+  private portUser(email: string): UserRecord | undefined {
+    const row = this.s.getPortUser.get(email) as { record: string } | undefined;
+    return row && (JSON.parse(row.record) as UserRecord);
+  }
+
+  private putPortUser(user: UserRecord): void {
+    this.s.putPortUser.run(user.email, JSON.stringify(user));
+  }
+
+  /**
+   * Re-derives the Port user of each e-mail from the SCIM tables: SCIM is authoritative
+   * for `active` and `groups` of a person it provisions. An e-mail no SCIM user maps to
+   * any more (deleted, or its e-mail changed) stays known but inactive and group-less,
+   * so an SSO sign-in cannot bring it back (src/web/sso.ts).
+   */
+  private refresh(emails: (string | undefined)[], at: number): ScimAccessChange[] {
+    const changes: ScimAccessChange[] = [];
+    for (const email of new Set(emails.filter((e): e is string => e !== undefined))) {
+      const before = this.portUser(email);
+      const row = this.s.userByEmail.get(email) as { record: string } | undefined;
+      let after: UserRecord;
+      if (row) {
+        const scim = JSON.parse(row.record) as ScimUserRecord;
+        // An inactive person is in no group: a policy that forgets to test `active` still fails closed.
+        const groups = scim.active ? (this.s.groupNamesOfUser.all(scim.id) as { name: string }[]).map((g) => g.name) : [];
+        const name = scim.name ?? before?.name;
+        after = { email, active: scim.active, groups, updatedAt: at, source: 'scim', ...(name ? { name } : {}) };
+      } else if (before) {
+        after = { ...before, active: false, groups: [], updatedAt: at, source: 'scim' };
+      } else {
+        continue;
+      }
+      this.putPortUser(after);
+      changes.push(before ? { email, before, after } : { email, after });
+    }
+    return changes;
+  }
+}
+
+function groupRow(g: ScimGroupRecord): GroupRow {
+  const { members: _members, ...row } = g;
+  return row;
+}

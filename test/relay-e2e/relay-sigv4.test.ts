@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, TEST_POLICIES, type Harness } from '../helpers/port-harness.js';
+import { AwsServiceSimulator, AwsSimError, StsSimulator } from '../../src/sim/aws-sts/index.js';
+
+const POLICIES: Record<string, string> = {
+  ...TEST_POLICIES,
+  'relay.cedar': `
+@id("aws-upstreams")
+@reason("acme jobs may call the API and the bucket")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource)
+when { resource == Port::Upstream::"api" || resource == Port::Upstream::"bucket" || resource == Port::Upstream::"queue-api" };
+`,
+};
+
+/**
+ * `inject: { aws_sigv4: … }`: the relay signs each request with the calling job's own STS
+ * session; the simulated AWS service verifies the signature with the session the STS
+ * simulator issued, exactly as AWS would.
+ */
+describe('relay: SigV4 signing with the job\'s own AWS session', () => {
+  let sts: StsSimulator;
+  let api: AwsServiceSimulator;
+  let s3: AwsServiceSimulator;
+  let h: Harness;
+
+  beforeAll(async () => {
+    sts = await StsSimulator.start({
+      roles: [{ name: 'api-caller', trust: { webIdentity: { provider: 'port.acme.test', audience: 'sts.amazonaws.com', subjectLike: 'organization:acme:*' } } }],
+      oidcProviders: [{ url: 'https://port.acme.test', clientIds: ['sts.amazonaws.com'] }],
+    });
+    api = await AwsServiceSimulator.start(sts, { service: 'execute-api' });
+    s3 = await AwsServiceSimulator.start(sts, { service: 's3' });
+    const cred = { type: 'aws_role', role_arn: sts.roleArn('api-caller'), sts_endpoint: sts.url, duration: '1h', session_tags: { pipeline: 'pipeline_slug' } };
+    h = await startHarness({
+      policies: POLICIES,
+      config: {
+        credentials: { 'aws-api': cred, 'aws-queue': { ...cred, session_tags: { queue: 'queue_key' } } },
+        upstreams: {
+          api: { url: `${api.url}/prod`, timeout: 5, max_body: '64KiB', inject: { aws_sigv4: { service: 'execute-api', region: 'us-east-1', credential: 'aws-api' } } },
+          bucket: { url: s3.url, timeout: 5, inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api' } } },
+          'queue-api': { url: api.url, timeout: 5, inject: { aws_sigv4: { service: 'execute-api', region: 'us-east-1', credential: 'aws-queue' } } },
+        },
+      },
+    });
+    sts.setOriginOverride('https://port.acme.test', h.url);
+  });
+  afterAll(async () => {
+    await h.close();
+    await Promise.all([api.close(), s3.close(), sts.close()]);
+  });
+
+  const jobToken = async (pipelineSlug = 'deploy') => {
+    const job = h.sim.createJob({ pipelineSlug, branch: 'main' });
+    const res = await h.exchange(await h.sim.mintToken(job, { audience: h.audience }));
+    expect(res.status).toBe(200);
+    return { job, token: res.body.access_token as string };
+  };
+  const relay = (path: string, token: string, init: RequestInit = {}) =>
+    fetch(`${h.url}/relay${path}`, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } });
+
+  it('a GET arrives signed with the job\'s session: path as forwarded, query, host and the security token', async () => {
+    const { job, token } = await jobToken();
+    const res = await relay('/api/items/a%20b/c?y=two%2Bthree&x=1&x=0', token, {
+      // A caller's own SigV4 headers never pass: the relay replaces them with its signature.
+      headers: { 'x-amz-security-token': 'caller-forged', 'x-amz-date': '20000101T000000Z', 'x-amz-meta-note': 'kept and signed' },
+    });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen).toMatchObject({
+      outcome: 'ok',
+      method: 'GET',
+      url: '/prod/items/a%20b/c?y=two%2Bthree&x=1&x=0',
+      callerArn: `arn:aws:sts::123456789012:assumed-role/api-caller/bk-deploy-${job.buildNumber}-${job.jobId}`,
+      tags: [{ Key: 'pipeline', Value: 'deploy' }],
+    });
+    expect(seen.signedHeaders).toEqual(expect.arrayContaining(['host', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'x-amz-meta-note']));
+    const call = sts.succeeded('AssumeRoleWithWebIdentity').at(-1)!;
+    expect(call.sessionName).toBe(`bk-deploy-${job.buildNumber}-${job.jobId}`);
+  });
+
+  it('a POST body is hashed into the signature (the service recomputes it)', async () => {
+    const { token } = await jobToken();
+    const body = JSON.stringify({ deploy: 'v1.2.3', items: Array.from({ length: 200 }, (_, i) => i) });
+    const res = await relay('/api/deployments', token, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen.outcome).toBe('ok');
+    expect(seen.bodyBytes).toBe(Buffer.byteLength(body));
+    expect(seen.payloadHash).toBe(seen.bodySha256);
+    expect(seen.signedHeaders).toContain('content-type');
+  });
+
+  it('S3 gets UNSIGNED-PAYLOAD with the body streamed', async () => {
+    const { token } = await jobToken();
+    const body = Buffer.alloc(300_000, 7);
+    const res = await relay('/bucket/artifacts/build%201/out.bin?x-id=PutObject', token, { method: 'PUT', body });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen).toMatchObject({ outcome: 'ok', payloadHash: 'UNSIGNED-PAYLOAD', bodyBytes: 300_000, url: '/artifacts/build%201/out.bin?x-id=PutObject' });
+  });
+
+  it('one session per job, reused across its requests; a second job gets a different session', async () => {
+    const a = await jobToken();
+    const b = await jobToken();
+    const before = sts.succeeded('AssumeRoleWithWebIdentity').length;
+    const seenA1 = await (await relay('/api/one', a.token)).json();
+    const seenA2 = await (await relay('/api/two', a.token)).json();
+    const seenB = await (await relay('/api/one', b.token)).json();
+    expect(sts.succeeded('AssumeRoleWithWebIdentity').length - before).toBe(2);
+    expect(seenA1.accessKeyId).toBe(seenA2.accessKeyId);
+    expect(seenB.accessKeyId).not.toBe(seenA1.accessKeyId);
+    expect(seenA1.sessionName).toContain(a.job.jobId);
+    expect(seenB.sessionName).toContain(b.job.jobId);
+  });
+
+  it('a revoked job is refused before anything is signed', async () => {
+    const { token } = await jobToken();
+    expect((await relay('/api/x', token)).status).toBe(200);
+    const served = api.requests.length;
+    expect((await h.post('/oauth/revoke', { token })).status).toBe(200);
+    const res = await relay('/api/x', token);
+    expect(res.status).toBe(401);
+    expect(api.requests.length).toBe(served);
+  });
+
+  it('STS failing answers 503 credential_unavailable as JSON, with no credential in it; the next request retries', async () => {
+    const { token } = await jobToken();
+    sts.failWith = new AwsSimError('ServiceUnavailable', 'simulated outage', 503, 'Receiver');
+    try {
+      const res = await relay('/api/x', token);
+      expect(res.status).toBe(503);
+      const body = await res.json();
+      expect(body.error).toBe('credential_unavailable');
+      expect(body.error_description).toMatch(/AssumeRoleWithWebIdentity/);
+    } finally {
+      sts.failWith = undefined;
+    }
+    expect((await relay('/api/x', token)).status).toBe(200);
+  });
+
+  it('a job lacking a claim the session tags need is refused with the tag and claim named', async () => {
+    const { token } = await jobToken();
+    const res = await relay('/queue-api/x', token);
+    expect(res.status).toBe(400);
+    const body = await res.json();
+    expect(body).toMatchObject({ error: 'invalid_request' });
+    expect(body.error_description).toContain('queue_key');
+  });
+
+  it('a body over the route\'s limit is refused with 413 before it is buffered or signed', async () => {
+    const { token } = await jobToken();
+    const served = api.requests.length;
+    const res = await relay('/api/big', token, { method: 'POST', body: Buffer.alloc(70 * 1024, 1) });
+    expect(res.status).toBe(413);
+    expect((await res.json()).error).toBe('body_too_large');
+    expect(api.requests.length).toBe(served);
+  });
+});
