@@ -108,7 +108,10 @@ port_token_expiring() {
 
 # port_refused_as_revoked: 0 when the last answer (PORT_HTTP_BODY) refused the token
 # because it was revoked — the job finished (pre-exit, job.finished) or an operator
-# revoked it. Such a token is never renewed.
+# revoked it. Such a token is never renewed. Port says so in the description ("The Port
+# token has been revoked.", src/broker/credentials/credential-service.ts); were that
+# text to change, renewal would still fail closed: Port refuses to exchange a Buildkite
+# token of a revoked job.
 port_refused_as_revoked() {
   [[ "$PORT_HTTP_STATUS" == 401 ]] || return 1
   jq -e 'type == "object" and .error == "invalid_token" and ((.error_description // "") | tostring | test("revoked"; "i"))' \

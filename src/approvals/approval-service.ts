@@ -13,7 +13,7 @@ import { clockContext } from './clock-context.js';
 import { ApprovalError } from './errors.js';
 import type { ApprovalNotifications } from './notifier.js';
 import type { ApprovalRequestRecord, UserRecord } from './records.js';
-import { isSatisfied, requirementFrom } from './requirement.js';
+import { isSatisfied, requirementFrom, withNoCreatorRule } from './requirement.js';
 
 export interface ApprovalServiceDeps {
   config: PortConfig;
@@ -33,8 +33,9 @@ export interface ApprovalServiceDeps {
  * `unblock` (principal: the Build): allowed → Port unblocks it at once; denied → an
  * approval request whose requirement comes from the refusing policies. People who
  * policy allows `approve` approve or reject; the build's creator and the commit's
- * author never count unless an approving policy says `@allow_author("true")`. Every
- * step is in the decision log, linked to the build.
+ * author never count unless an approving policy says `@allow_author("true")`; a build
+ * Buildkite names no creator for is handled as `approvals.no_creator` says (by default
+ * one approval more). Every step is in the decision log, linked to the build.
  */
 export class ApprovalService {
   private readonly now: () => number;
@@ -76,6 +77,25 @@ export class ApprovalService {
       await this.unblock(job.id, step.fields, principal, resource, { ...context, by: 'policy' });
       return;
     }
+    // Who approves is checked against who started the build; when Buildkite names nobody,
+    // `approvals.no_creator` decides (requirement.ts: withNoCreatorRule says why).
+    const noCreator = build.creator?.email?.trim() ? undefined : this.deps.config.approvals.noCreator;
+    if (noCreator === 'deny') {
+      await this.deps.log.record([
+        this.record(decision, principal, 'unblock', resource, { ...context, no_creator: 'deny' }),
+        this.event(
+          'approval_requested',
+          principal,
+          resource,
+          `No approval request: Buildkite names no creator for this build (source: ${build.source ?? 'unknown'}), so Port cannot tell who started it, and approvals.no_creator is deny; the step stays blocked.`,
+          { ...context, no_creator: 'deny' },
+          'deny',
+        ),
+      ]);
+      return;
+    }
+    const fromPolicies = requirementFrom(decision, this.deps.policy);
+    const requirement = noCreator ? withNoCreatorRule(fromPolicies, noCreator, build.source ?? '') : fromPolicies;
     const request: ApprovalRequestRecord = {
       id: randomUUID(),
       jobId: job.id,
@@ -83,19 +103,25 @@ export class ApprovalService {
       build: facts,
       step,
       authors: [build.creator?.email, build.author?.email].filter((e): e is string => !!e).map((e) => e.toLowerCase()),
-      requirement: requirementFrom(decision, this.deps.policy),
+      requirement,
       status: 'pending',
       createdAt: now,
       expiresAt: now + this.deps.config.approvals.expireAfter * 1000,
       approvals: [],
     };
     if (!(await this.deps.store.createApprovalRequest(request))) return;
+    const noCreatorContext = noCreator ? { no_creator: noCreator } : {};
     await this.deps.log.record([
-      this.record(decision, principal, 'unblock', resource, context),
-      this.event('approval_requested', principal, resource, `Approval requested: ${decision.reason}`, {
+      this.record(decision, principal, 'unblock', resource, { ...context, ...noCreatorContext }),
+      this.event('approval_requested', principal, resource, `Approval requested: ${requirement.reason}`, {
         ...context,
+        ...noCreatorContext,
         request_id: request.id,
-        requirement: { approvals: request.requirement.approvals, groups: request.requirement.groups },
+        requirement: {
+          approvals: request.requirement.approvals,
+          groups: request.requirement.groups,
+          ...(noCreator ? { policies_ask: fromPolicies.approvals } : {}),
+        },
         expires_at: new Date(request.expiresAt).toISOString(),
       }),
     ]);

@@ -24,6 +24,11 @@ export interface ApprovalRequirement {
   /** The unblock policies that made Port ask, and why. */
   policies: { id: string; reason?: string }[];
   reason: string;
+  /**
+   * Set when Buildkite names no creator for the build (`approvals.no_creator`): the rule
+   * applied (`extra_approval` added one to `approvals`) and why, for people and the log.
+   */
+  noCreator?: { rule: 'extra_approval' | 'allow'; reason: string };
 }
 
 export interface ApprovalEntry {

@@ -23,6 +23,25 @@ export function requirementFrom(decision: Decision, policy: PolicyEngine): Appro
   };
 }
 
+/**
+ * Separation of duties when nobody Port can identify started the build. The author
+ * exclusion rests on `build.creator` (the Buildkite user who started it); a build
+ * triggered by a webhook has none, and its `build.author` is the commit's author as git
+ * reports it — self-asserted, so the person who pushed may approve their own change
+ * under another name. `extra_approval` (the default) asks one eligible approval more
+ * than the policies do, so someone besides a possible author always approves.
+ */
+export function withNoCreatorRule(requirement: ApprovalRequirement, rule: 'extra_approval' | 'allow', source: string): ApprovalRequirement {
+  const who = `Buildkite names no creator for this build (source: ${source || 'unknown'}), so Port cannot tell who started it and its commit author is self-reported`;
+  if (rule === 'allow') {
+    const reason = `${who}; approvals.no_creator is allow, so the policies' requirement stands`;
+    return { ...requirement, reason: `${requirement.reason}; ${reason}`, noCreator: { rule, reason } };
+  }
+  const approvals = requirement.approvals + 1;
+  const reason = `${who}: one approval more than the policies ask (${approvals} in all)`;
+  return { ...requirement, approvals, reason: `${requirement.reason}; ${reason}`, noCreator: { rule, reason } };
+}
+
 /** Whether the approvals given so far meet the requirement (distinct people, one per group). */
 export function isSatisfied(requirement: ApprovalRequirement, entries: readonly ApprovalEntry[]): boolean {
   const approvers = entries.filter((e) => e.decision === 'approve');

@@ -92,6 +92,7 @@ export function describeStep(record: DecisionRecord): { at: string; stage: Linea
       if (windowStart !== undefined) add('until', record.time);
       add('token_kind', ctx.token_kind);
       token('port_token', ctx.port_token);
+      token('buildkite_token', ctx.subject_token);
       break;
     case 'approval': {
       add('request', ctx.request_id);

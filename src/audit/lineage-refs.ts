@@ -18,6 +18,8 @@ export interface EntryRefs {
   requestId?: string;
   /** SHA-256 of the bearer Port token's jti (`context.port_token.jti_sha256`). */
   tokenHash?: string;
+  /** SHA-256 of a Buildkite token's jti (`context.subject_token.jti_sha256`): exchanged, or presented to the relay. */
+  subjectTokenHash?: string;
   /** `context.job.agent_id`. */
   agent?: string;
   /** `cluster_name/queue_key`, the Cedar Pool id. */
@@ -143,6 +145,7 @@ export function entryRefs(record: DecisionRecord): EntryRefs {
   // which restarts with Port and so links nothing.
   if (resource?.type === 'BlockStep') refs.requestId = stringAt(ctx.request_id);
   refs.tokenHash = stringAt(objectAt(ctx.port_token)?.jti_sha256);
+  refs.subjectTokenHash = stringAt(objectAt(ctx.subject_token)?.jti_sha256);
   const scope = stringAt(ctx.scope);
   // A token revocation names the token by its jti hash, never the token.
   const id = stringAt(ctx.id) ?? (scope === 'token' ? stringAt(ctx.jti_sha256) : undefined);

@@ -6,7 +6,9 @@
  *
  * How records link (the convention in common.md): a record about a job has principal
  * `Port::Job::"<id>"` and/or `context.job` (the job's claims, with `build_creator` when
- * known) and the bearer Port token's `context.port_token.jti_sha256`; approval records
+ * known) and the bearer Port token's `context.port_token.jti_sha256` (a Buildkite token,
+ * at exchange or presented to the relay: `context.subject_token.jti_sha256`); relay
+ * decisions, allowed (aggregated per token) or denied, carry both; approval records
  * carry `context.request_id`, the block step's `context.job_id` and the build; a
  * revocation carries `context.scope` and `context.id` (a token: `context.jti_sha256`).
  */
@@ -60,7 +62,9 @@ export class LineageTracker {
   private readonly creators = new Map<string, number>();
   private readonly credentials = new Map<string, number>();
   private readonly requests = new Set<string>();
-  private readonly tokens = new Set<string>();
+  /** Linked token hashes (Port tokens; Buildkite tokens apart), each with the job that held it when known. */
+  private readonly tokens = new Map<string, string | undefined>();
+  private readonly subjectTokens = new Map<string, string | undefined>();
   private readonly user: string | undefined;
   private readonly build: BuildRef | undefined;
 
@@ -88,9 +92,13 @@ export class LineageTracker {
     return linked;
   }
 
-  /** The job group an entry belongs in, when it names a linked job. */
+  /** The job group an entry belongs in: a linked job it names, else the job whose token it names. */
   jobOf(e: DecisionEntry): string | undefined {
-    return entryRefs(e.record).jobs.find((j) => this.jobs.has(j));
+    const r = entryRefs(e.record);
+    const named = r.jobs.find((j) => this.jobs.has(j));
+    if (named !== undefined) return named;
+    const byToken = (r.tokenHash !== undefined ? this.tokens.get(r.tokenHash) : undefined) ?? (r.subjectTokenHash !== undefined ? this.subjectTokens.get(r.subjectTokenHash) : undefined);
+    return byToken ?? (r.revoke?.scope === 'token' ? this.tokens.get(r.revoke.id) : undefined);
   }
 
   /** The entry is about the selection itself: its job, its build, or something the user started. */
@@ -105,6 +113,7 @@ export class LineageTracker {
   private linked(r: EntryRefs, e: DecisionEntry): boolean {
     if (r.requestId !== undefined && this.requests.has(r.requestId)) return true;
     if (r.tokenHash !== undefined && this.tokens.has(r.tokenHash)) return true;
+    if (r.subjectTokenHash !== undefined && this.subjectTokens.has(r.subjectTokenHash)) return true;
     if (r.revoke !== undefined) {
       const { scope, id } = r.revoke;
       if (scope === 'token' && this.tokens.has(id)) return true;
@@ -135,7 +144,9 @@ export class LineageTracker {
     note(this.pools, r.pool);
     note(this.creators, r.creator);
     if (r.requestId !== undefined) this.requests.add(r.requestId);
-    if (r.tokenHash !== undefined) this.tokens.add(r.tokenHash);
+    const holder = r.jobs.find((j) => this.jobs.has(j));
+    if (r.tokenHash !== undefined && this.tokens.get(r.tokenHash) === undefined) this.tokens.set(r.tokenHash, holder);
+    if (r.subjectTokenHash !== undefined && this.subjectTokens.get(r.subjectTokenHash) === undefined) this.subjectTokens.set(r.subjectTokenHash, holder);
     if (r.credential !== undefined && r.issued === true) note(this.credentials, r.credential);
   }
 

@@ -19,8 +19,17 @@ export type BuildCreator =
   | { status: 'known'; email: string; user?: CreatorInfo }
   /** The build has no creator with an e-mail (e.g. a webhook or scheduled build). */
   | { status: 'none' }
-  /** The API is not configured or did not answer. */
-  | { status: 'unavailable' };
+  /**
+   * Unknown: `not_configured` — Port has no `buildkite.api_token`, so it never knows;
+   * `lookup_failed` — the API did not answer (revocation by user then fails closed).
+   * Absent means not configured.
+   */
+  | { status: 'unavailable'; reason?: 'not_configured' | 'lookup_failed' };
+
+/** Whether Port asked who started the build and got no answer (not merely unconfigured). */
+export function creatorLookupFailed(creator: BuildCreator): boolean {
+  return creator.status === 'unavailable' && creator.reason === 'lookup_failed';
+}
 
 export interface BuildCreatorOptions {
   /** How long an answer is reused (ms; default 60 s). */
@@ -52,9 +61,9 @@ export class BuildCreatorLookup {
   }
 
   async creatorOf(identity: JobIdentity): Promise<BuildCreator> {
-    if (this.api === undefined) return { status: 'unavailable' };
+    if (this.api === undefined) return { status: 'unavailable', reason: 'not_configured' };
     const answer = await this.build(identity.pipelineSlug, identity.buildNumber);
-    if (answer === undefined) return { status: 'unavailable' };
+    if (answer === undefined) return { status: 'unavailable', reason: 'lookup_failed' };
     if (answer.status === 'none') return answer;
     // Not cached: a deactivation must apply to the next exchange.
     const user = await this.store.getUser(answer.email);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
-import { exchangeAtPort, PORT_CLAIMS, requestAgentToken } from './token-command.js';
+import { PORT_CLAIMS, requestAgentToken } from './token-command.js';
 
 interface CredsOptions {
   url?: string;
@@ -14,7 +14,8 @@ class CredsFailure extends Error {}
 /**
  * `port creds <name>` (DESIGN CLI): the credential as Port's JSON on stdout and nothing
  * else, so `credential_process = port creds aws-prod` works. With $PORT_TOKEN it is the
- * bearer; otherwise a Buildkite token from the agent is exchanged with `scope=<name>`.
+ * bearer; otherwise, inside a job, the bearer is a Buildkite token from the agent and Port
+ * decides the exchange and the credential in one request (POST /v1/credentials accepts it).
  */
 export function registerCredsCommand(program: Command): void {
   program
@@ -28,7 +29,8 @@ export function registerCredsCommand(program: Command): void {
       if (!url) return usage("give Port's URL with --url or $PORT_URL");
       if (!/^[a-z0-9][a-z0-9_-]{0,127}$/.test(name)) return usage(`"${name.slice(0, 64)}" is not a credential name (lower-case letters, digits, - and _)`);
       try {
-        const bearer = process.env.PORT_TOKEN || (await portTokenFromAgent(url, name));
+        const fromAgent = !process.env.PORT_TOKEN;
+        const bearer = process.env.PORT_TOKEN || (await buildkiteTokenFromAgent(url));
         const res = await request(`${url}/v1/credentials/${name}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -38,7 +40,8 @@ export function registerCredsCommand(program: Command): void {
         const text = await res.body.text();
         const body = parseObject(text);
         if (res.statusCode !== 200 || body === undefined) {
-          throw new CredsFailure(`refused (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
+          // With the agent's token Port refuses the exchange and the credential as one step.
+          throw new CredsFailure(`${fromAgent ? 'token exchange refused' : 'refused'} (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
         }
         if (opts.value) {
           if (typeof body.value !== 'string') throw new CredsFailure(`--value is for secrets; "${name}" has no value field`);
@@ -53,15 +56,10 @@ export function registerCredsCommand(program: Command): void {
     });
 }
 
-/** Inside a job: a Buildkite token for Port's audience, exchanged for a Port token holding `name`. */
-async function portTokenFromAgent(url: string, name: string): Promise<string> {
+/** Inside a job: a single-use Buildkite token for Port's audience, with the claims Port needs. */
+async function buildkiteTokenFromAgent(url: string): Promise<string> {
   if (!process.env.BUILDKITE_JOB_ID) throw new CredsFailure('no $PORT_TOKEN and not inside a Buildkite job (BUILDKITE_JOB_ID is unset)');
-  const subject = await requestAgentToken(process.env.PORT_AUDIENCE || url, PORT_CLAIMS);
-  const { status, body } = await exchangeAtPort(url, subject, { scope: name });
-  if (status !== 200 || typeof body.access_token !== 'string') {
-    throw new CredsFailure(`token exchange refused (${status} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}`);
-  }
-  return body.access_token;
+  return requestAgentToken(process.env.PORT_AUDIENCE || url, PORT_CLAIMS);
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -4,12 +4,14 @@ import { request } from 'undici';
 import { loadConfig } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
 import { REVOCATION_SCOPES, type RevocationScope } from '../revocation/revocation-list.js';
-import type { RevocationResult } from '../revocation/revocation-service.js';
-import { normaliseId } from '../revocation/revocation-target.js';
+import type { LiftResult, RevocationResult } from '../revocation/revocation-service.js';
+import { EXPIRES_IN_RULE, normaliseId, revocationLifetime } from '../revocation/revocation-target.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 
 interface RevokeOptions {
   reason?: string;
+  for?: string;
+  lift?: boolean;
   config?: string;
   url?: string;
   json?: boolean;
@@ -18,10 +20,11 @@ interface RevokeOptions {
 class UsageError extends Error {}
 
 /**
- * `port revoke <scope> <id>`: `POST /v1/revocations` with the admin token
- * (`server.admin_token` from -c, else $PORT_ADMIN_TOKEN). `port revoke token <Port token | ->`
- * sends the token's jti through the admin API; without an admin token it uses RFC 7009
- * `/oauth/revoke`, where holding the token is the authority (and the answer says nothing more).
+ * `port revoke <scope> <id> [--for DURATION]`: `POST /v1/revocations` with the admin token
+ * (`server.admin_token` from -c, else $PORT_ADMIN_TOKEN); `--lift` ends a revocation early
+ * (`DELETE /v1/revocations`). `port revoke token <Port token | ->` sends the token's jti
+ * through the admin API; without an admin token it uses RFC 7009 `/oauth/revoke`, where
+ * holding the token is the authority (and the answer says nothing more).
  */
 export function registerRevokeCommand(program: Command): void {
   program
@@ -30,6 +33,8 @@ export function registerRevokeCommand(program: Command): void {
     .argument('<scope>', REVOCATION_SCOPES.join('|'))
     .argument('<id>', 'token: a Port token (or - to read it from stdin) or its jti; job/agent: UUID; build: org/pipeline/number; user: e-mail; pool: cluster/queue')
     .option('--reason <text>', 'why (recorded in the decision log)')
+    .option('--for <duration>', 'how long the revocation lasts, e.g. 30m, 24h, 7d (default: token/job/build as long as their tokens can live; user/agent/pool 24h)')
+    .option('--lift', 'lift the revocation of <scope> <id> instead (admin only)')
     .option('-c, --config <file>', "Port's config: its listen address and server.admin_token")
     .option('--url <url>', "Port base URL (default: $PORT_URL, else the config's listen address)")
     .option('--json', 'print the result as JSON')
@@ -61,15 +66,21 @@ export function registerRevokeCommand(program: Command): void {
           return;
         }
         const res = await request(`${plan.url}/v1/revocations`, {
-          method: 'POST',
+          method: opts.lift ? 'DELETE' : 'POST',
           headers: { authorization: `Bearer ${plan.adminToken}`, 'content-type': 'application/json', accept: 'application/json' },
-          body: JSON.stringify({ scope: plan.scope, id: plan.id, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) }),
+          body: JSON.stringify({
+            scope: plan.scope,
+            id: plan.id,
+            ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
+            ...(plan.expiresIn !== undefined ? { expires_in: plan.expiresIn } : {}),
+          }),
           headersTimeout: 60_000,
           bodyTimeout: 60_000,
         });
         const body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
         if (res.statusCode !== 200) return refused(res.statusCode, body);
-        process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : describe(body as unknown as RevocationResult));
+        if (opts.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+        else process.stdout.write(opts.lift ? describeLift(body as unknown as LiftResult) : describe(body as unknown as RevocationResult));
       } catch (err) {
         process.stderr.write(`port: revoke: ${(err as Error).message}\n`);
         process.exitCode = EXIT_FAILED;
@@ -77,11 +88,14 @@ export function registerRevokeCommand(program: Command): void {
     });
 }
 
-type Plan = { kind: 'admin'; url: string; adminToken: string; scope: RevocationScope; id: string } | { kind: 'rfc7009'; url: string; token: string };
+type Plan = { kind: 'admin'; url: string; adminToken: string; scope: RevocationScope; id: string; expiresIn?: number } | { kind: 'rfc7009'; url: string; token: string };
 
 async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Promise<Plan> {
   if (!(REVOCATION_SCOPES as readonly string[]).includes(scopeArg)) throw new UsageError(`unknown scope "${scopeArg.slice(0, 40)}"; use one of ${REVOCATION_SCOPES.join(', ')}`);
   const scope = scopeArg as RevocationScope;
+  if (opts.lift && opts.for !== undefined) throw new UsageError('--for sets how long a new revocation lasts; a lift takes none');
+  const expiresIn = opts.for === undefined ? undefined : revocationLifetime(opts.for);
+  if (opts.for !== undefined && expiresIn === undefined) throw new UsageError(`--for must be ${EXPIRES_IN_RULE}`);
   const config = opts.config === undefined ? undefined : loadConfig(opts.config);
   let url = opts.url ?? process.env.PORT_URL;
   if (url === undefined && config) {
@@ -99,7 +113,7 @@ async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Pr
     const presented = idArg === '-' ? await readStdin() : idArg;
     if (!presented) throw new UsageError('no token: give a Port token, its jti, or - and the token on stdin');
     if (presented.includes('.')) {
-      if (adminToken === undefined) return { kind: 'rfc7009', url, token: presented };
+      if (adminToken === undefined && !opts.lift && expiresIn === undefined) return { kind: 'rfc7009', url, token: presented };
       let jti: unknown;
       try {
         jti = decodeJwt(presented).jti;
@@ -112,13 +126,15 @@ async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Pr
       id = presented;
     }
   }
-  if (adminToken === undefined) throw new UsageError('no admin token: -c a config with server.admin_token, or set $PORT_ADMIN_TOKEN');
+  if (adminToken === undefined) {
+    throw new UsageError(`no admin token${opts.lift ? ' (lifting needs it)' : expiresIn !== undefined ? ' (--for needs it)' : ''}: -c a config with server.admin_token, or set $PORT_ADMIN_TOKEN`);
+  }
   try {
     id = normaliseId(scope, id);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  return { kind: 'admin', url, adminToken, scope, id };
+  return { kind: 'admin', url, adminToken, scope, id, ...(expiresIn !== undefined ? { expiresIn } : {}) };
 }
 
 function refused(status: number, body: Record<string, unknown>): void {
@@ -129,19 +145,36 @@ function refused(status: number, body: Record<string, unknown>): void {
 /** The result in words, one fact a line. */
 function describe(r: RevocationResult): string {
   const lines = [
-    `revoked ${r.scope} ${r.id} at ${r.revoked_at}`,
+    `revoked ${r.scope} ${r.id} at ${r.revoked_at}, in force until ${r.expires_at}`,
     `  reason: ${r.reason}`,
     `  approval requests closed: ${r.approvals_closed}${r.approvals_withdrawn ? `; approvals withdrawn: ${r.approvals_withdrawn}` : ''}`,
     `  approver sessions ended: ${r.sessions_ended}`,
-    `  credentials stopped at once: ${r.credentials.recallable}`,
+    `  credentials stopped at once: ${r.credentials.recallable} (relay access stops at once too)`,
   ];
-  if (r.credentials.not_recallable.length > 0) {
+  const of = (type: string) => r.credentials.not_recallable.filter((c) => c.type === type);
+  const aws = of('aws_role');
+  if (aws.length > 0) {
     lines.push(`  AWS sessions Port can't recall (not renewed; valid until they expire):`);
-    for (const c of r.credentials.not_recallable) {
-      lines.push(`    - ${c.credential}${c.session_name ? ` (session ${c.session_name})` : ''}, job ${c.job_id}, expires ${c.expires_at}`);
-    }
+    for (const c of aws) lines.push(`    - ${c.credential}${c.session_name ? ` (session ${c.session_name})` : ''}, job ${c.job_id}, expires ${c.expires_at}`);
   }
+  const secrets = of('secret');
+  if (secrets.length > 0) {
+    lines.push(`  secrets the jobs hold (valid until rotated — rotate them):`);
+    for (const c of secrets) lines.push(`    - ${c.credential}, version ${String(c.facts.version ?? '?')}, job ${c.job_id}: ${c.rotate_with ?? `port rotate ${c.credential}`}`);
+  }
+  const portTokens = of('port_token');
+  if (portTokens.length > 0) {
+    lines.push(`  port_tokens (valid at services that verify them offline until their exp):`);
+    for (const c of portTokens) lines.push(`    - ${c.credential}, job ${c.job_id}, expires ${c.expires_at}`);
+  }
+  if (r.creator_coverage) lines.push(`  ${r.creator_coverage}`);
   lines.push(`  ${r.note}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function describeLift(r: LiftResult): string {
+  const lines = [`lifted the ${r.scope} revocation of ${r.id} at ${r.lifted_at} (${r.lifted} record${r.lifted === 1 ? '' : 's'})`, `  reason: ${r.reason}`];
+  if (r.still_revoked_until) lines.push(`  another revocation of it is still in force until ${r.still_revoked_until}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -17,8 +17,11 @@ export type InjectConfig =
   | { kind: 'bearer'; token: SecretSource }
   | { kind: 'basic'; username: string; password: SecretSource }
   | { kind: 'header'; name: string; value: SecretSource }
-  /** SigV4-sign each request with the job's session of an `aws_role` credential. */
-  | { kind: 'aws_sigv4'; service: string; region: string; credential: string };
+  /**
+   * SigV4-sign each request with the job's session of an `aws_role` credential.
+   * `forwardHeaders`: the caller `x-amz-*` headers kept (lower-case names, or `…-*` families).
+   */
+  | { kind: 'aws_sigv4'; service: string; region: string; credential: string; forwardHeaders: string[] };
 
 /** A Port-signed JWT for a downstream audience (DESIGN capability 2). */
 export interface PortTokenCredentialConfig {
@@ -30,7 +33,8 @@ export interface PortTokenCredentialConfig {
   ttl: number;
 }
 
-export type RotationHookConfig = { kind: 'command'; command: string } | { kind: 'http'; url: string; signingSecret: SecretSource };
+/** `commandEnv`: the names of Port's environment variables the hook command may see (`command_env`). */
+export type RotationHookConfig = { kind: 'command'; command: string; commandEnv: string[] } | { kind: 'http'; url: string; signingSecret: SecretSource };
 
 /** A brokered secret: `value` is env:, file: or command: (`SecretSource.ref` keeps the prefix). */
 export interface SecretCredentialConfig {
@@ -40,6 +44,12 @@ export interface SecretCredentialConfig {
   value: SecretSource;
   /** Seconds a `command:` may run. */
   commandTimeout: number;
+  /** Names of Port's environment variables a `command:` may see besides the basic ones (`command_env`). */
+  commandEnv: string[];
+  /** Most runs of the `command:` at once. */
+  commandConcurrency: number;
+  /** Seconds the `command:`'s output is reused; 0: none. */
+  cacheFor: number;
   rotation?: { every?: number; overlap: number; timeout: number; hook: RotationHookConfig };
 }
 
@@ -59,6 +69,8 @@ export interface AwsRoleCredentialConfig {
   /** Absolute path of the session policy template. */
   sessionPolicy?: string;
   webIdentityAudience: string;
+  /** Most STS calls in flight at once for this credential. */
+  stsConcurrency: number;
   accessKeyId?: SecretSource;
   secretAccessKey?: SecretSource;
 }
@@ -123,10 +135,21 @@ export interface PortConfig {
     expireAfter: number;
     onExpiry: 'fail' | 'leave';
     timezone: string;
+    /** A build Buildkite names no creator for: one approval more, no request, or as the policies say. */
+    noCreator: 'extra_approval' | 'deny' | 'allow';
     /** Notification sinks (secret references: the URLs are credentials). */
     notify?: { slackWebhook?: SecretSource; webhook?: SecretSource };
   };
-  sso?: { issuer: string; clientId: string; clientSecret: SecretSource; groupsClaim: string; scopes: string[]; sessionTtl: number };
+  sso?: {
+    issuer: string;
+    clientId: string;
+    clientSecret: SecretSource;
+    groupsClaim: string;
+    scopes: string[];
+    sessionTtl: number;
+    /** Sign-in needs `email_verified: true` (else an absent claim is accepted; `false` never is). */
+    requireEmailVerified: boolean;
+  };
   /** SCIM 2.0 provisioning; `token` is the bearer the IdP presents. */
   scim?: { token: SecretSource };
   credentials: Record<string, CredentialConfig>;
@@ -151,7 +174,7 @@ export function loadConfig(file: string): PortConfig {
 
 /** Validates an already-parsed config object (used by `loadConfig` and the demo). */
 export function configFromObject(raw: unknown, path: string): PortConfig {
-  const parsed = configSchema.safeParse(raw);
+  const parsed = configSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) throw new ConfigError(describeIssues(path, parsed.error.issues));
   return finish(parsed.data, path);
 }
@@ -220,6 +243,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
             groupsClaim: c.sso.groups_claim,
             scopes: c.sso.scopes.includes('openid') ? c.sso.scopes : ['openid', ...c.sso.scopes],
             sessionTtl: c.sso.session_ttl,
+            requireEmailVerified: c.sso.require_email_verified,
           },
         }
       : {}),
@@ -227,6 +251,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       expireAfter: c.approvals.expire_after,
       onExpiry: c.approvals.on_expiry,
       timezone: checkTimeZone(c.approvals.timezone, file),
+      noCreator: c.approvals.no_creator,
       ...(c.approvals.notify
         ? {
             notify: {
@@ -284,7 +309,13 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
     if (cred?.type !== 'aws_role') {
       throw new ConfigError(`${file}: ${at}.aws_sigv4.credential: "${i.aws_sigv4.credential}" is not a credential of type aws_role; add it under credentials:.`);
     }
-    inject = { kind: 'aws_sigv4', service: i.aws_sigv4.service, region: i.aws_sigv4.region, credential: i.aws_sigv4.credential };
+    for (const h of i.aws_sigv4.forward_headers) {
+      // The signature's own headers: Port always sets them, a caller's never pass.
+      if (['x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256'].includes(h)) {
+        throw new ConfigError(`${file}: ${at}.aws_sigv4.forward_headers: ${h} is set by Port's signature and never forwarded; remove it.`);
+      }
+    }
+    inject = { kind: 'aws_sigv4', service: i.aws_sigv4.service, region: i.aws_sigv4.region, credential: i.aws_sigv4.credential, forwardHeaders: i.aws_sigv4.forward_headers };
   }
   return {
     name,
@@ -309,18 +340,37 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
       if (audiences.includes(cred.audience)) {
         throw new ConfigError(`${file}: ${at}.audience: "${cred.audience}" is one of Port's own audiences; name the downstream service instead.`);
       }
+      // A Port-signed JWT for STS's audience could be taken straight to AssumeRoleWithWebIdentity,
+      // bypassing the aws_role credential's assume decision, session policy, tags and duration cap.
+      const stsAudiences = new Set(['sts.amazonaws.com', ...Object.values(c.credentials).flatMap((o) => (o.type === 'aws_role' ? [o.web_identity_audience] : []))].map((a) => a.toLowerCase()));
+      if (stsAudiences.has(cred.audience.toLowerCase())) {
+        throw new ConfigError(
+          `${file}: ${at}.audience: "${cred.audience}" is an AWS STS audience (sts.amazonaws.com or an aws_role web_identity_audience); a job could call STS with it directly, bypassing the aws_role decision — name the downstream service instead.`,
+        );
+      }
       return { name, type: 'port_token', ...description, audience: cred.audience, ttl: cred.ttl };
     }
     case 'secret': {
       // command: values run on demand, not at start; env: and file: must resolve now.
-      if (!cred.value.startsWith('command:')) resolveSecretRef(cred.value, `${at}.value`, baseDir);
+      if (!cred.value.startsWith('command:')) {
+        resolveSecretRef(cred.value, `${at}.value`, baseDir);
+        if (cred.command_env.length > 0) throw new ConfigError(`${file}: ${at}.command_env: only a command: value runs a command; remove it.`);
+        if (cred.cache_for > 0) throw new ConfigError(`${file}: ${at}.cache_for: only a command: value is cached (env: and file: are read on each release); remove it.`);
+      }
       const r = cred.rotation;
+      // The HTTP hook's answer is the new secret: never in clear text off this machine (review F11).
+      if (r !== undefined && 'url' in r.hook && !isHttpsOrLoopback(r.hook.url)) {
+        throw new ConfigError(`${file}: ${at}.rotation.hook.url: ${r.hook.url} is plain http:// to a host other than this machine; use https:// (http:// is allowed only for localhost, 127.0.0.0/8 or [::1]).`);
+      }
       return {
         name,
         type: 'secret',
         ...description,
         value: { ref: cred.value, key: `${at}.value`, baseDir },
         commandTimeout: cred.command_timeout,
+        commandEnv: cred.command_env,
+        commandConcurrency: cred.command_concurrency,
+        cacheFor: cred.cache_for,
         ...(r
           ? {
               rotation: {
@@ -329,7 +379,7 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
                 timeout: r.timeout,
                 hook:
                   'command' in r.hook
-                    ? { kind: 'command' as const, command: r.hook.command }
+                    ? { kind: 'command' as const, command: r.hook.command, commandEnv: r.hook.command_env }
                     : { kind: 'http' as const, url: r.hook.url, signingSecret: optionalSecret('s', r.hook.signing_secret, `${at}.rotation.hook.signing_secret`, baseDir).s! },
               },
             }
@@ -367,11 +417,19 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
         transitiveTagKeys: cred.transitive_tag_keys,
         ...(sessionPolicy !== undefined ? { sessionPolicy } : {}),
         webIdentityAudience: cred.web_identity_audience,
+        stsConcurrency: cred.sts_concurrency,
         ...optionalSecret('accessKeyId', cred.access_key_id, `${at}.access_key_id`, baseDir),
         ...optionalSecret('secretAccessKey', cred.secret_access_key, `${at}.secret_access_key`, baseDir),
       };
     }
   }
+}
+
+/** https://, or http:// to a loopback host (the hook runs beside Port). */
+function isHttpsOrLoopback(url: string): boolean {
+  const u = new URL(url);
+  if (u.protocol === 'https:') return true;
+  return u.hostname === 'localhost' || u.hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(u.hostname);
 }
 
 /**

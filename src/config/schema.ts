@@ -98,6 +98,13 @@ const ssoSchema = z.strictObject({
   scopes: z.array(z.string().regex(/^[!-~]+$/)).default(['openid', 'email', 'profile']),
   /** How long a sign-in lasts. */
   session_ttl: duration(7 * 86400).default(8 * 3600),
+  /**
+   * Sign-in needs `email_verified: true` from the IdP. `false` accepts an absent claim
+   * (Microsoft Entra ID never sends it); an explicit `false` is refused either way.
+   */
+  require_email_verified: z
+    .custom<boolean>((v) => typeof v === 'boolean', { error: 'must be true or false (false only for an IdP that never sends email_verified, e.g. Entra ID)' })
+    .default(true),
 });
 
 const approvalsSchema = z.strictObject({
@@ -107,6 +114,12 @@ const approvalsSchema = z.strictObject({
   on_expiry: z.enum(['fail', 'leave']).default('leave'),
   /** IANA time zone for the `hour` and `weekday` an `unblock` policy sees. */
   timezone: z.string().min(1).default('UTC'),
+  /**
+   * A build Buildkite names no creator for (webhook-triggered; its git author is
+   * self-reported): `extra_approval` asks one approval more than the policies,
+   * `deny` opens no request, `allow` asks what the policies ask.
+   */
+  no_creator: z.enum(['extra_approval', 'deny', 'allow']).default('extra_approval'),
   /** Where Port says a request opened or closed; the URLs are secrets, so references. */
   notify: z
     .strictObject({
@@ -154,6 +167,15 @@ const injectSchema = z.union([
       service: z.string().regex(/^[a-z0-9-]+$/),
       region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region, e.g. us-east-1'),
       credential: z.string().min(1),
+      /** Caller `x-amz-*` headers forwarded (and signed): exact names or a `-*` family; all others are dropped. */
+      forward_headers: z
+        .array(
+          z
+            .string()
+            .regex(/^x-amz-[a-z0-9]+(-[a-z0-9]+)*(-\*)?$/i, 'must be an x-amz-* header name (x-amz-server-side-encryption) or a family ending in -* (x-amz-meta-*)')
+            .transform((h) => h.toLowerCase()),
+        )
+        .default([]),
     }),
   }),
 ]);
@@ -208,9 +230,19 @@ const portTokenCredentialSchema = z.strictObject({
   ttl: duration(86400).default(900),
 });
 
+/**
+ * Names of Port's environment variables a command may see besides PATH, HOME, LANG,
+ * LC_ALL, TZ and TMPDIR (src/broker/credentials/run-command.ts); Port sets PORT_CREDENTIAL.
+ */
+const commandEnv = z
+  .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'))
+  .max(64)
+  .refine((names) => !names.includes('PORT_CREDENTIAL'), 'must not list PORT_CREDENTIAL: Port sets it to the credential\'s name')
+  .default([]);
+
 const rotationHookSchema = z.union([
   /** Run with the rotation request as JSON on stdin; prints the new value on stdout. */
-  z.strictObject({ command: z.string().min(1) }),
+  z.strictObject({ command: z.string().min(1), command_env: commandEnv }),
   /** POSTed the rotation request, HMAC-signed with `signing_secret`; answers `{"value": "..."}`. */
   z.strictObject({ url: httpUrl, signing_secret: secretRef }),
 ]);
@@ -222,6 +254,12 @@ const secretCredentialSchema = z.strictObject({
   value: secretValueRef,
   /** How long a `command:` may run. */
   command_timeout: duration(300).default(10),
+  /** Environment variables of Port's a `command:` may see (only with a command: value). */
+  command_env: commandEnv,
+  /** At most this many runs of the `command:` at once; more releases wait briefly, then 503. */
+  command_concurrency: z.number().int().min(1).max(64).default(4),
+  /** Serve the `command:`'s last output this long (held in memory only); 0: run it on each release. */
+  cache_for: duration(3600).default(0),
   rotation: z
     .strictObject({
       /** Rotate on this schedule; without it only `port rotate <name>` rotates. */
@@ -258,6 +296,8 @@ const awsRoleCredentialSchema = z.strictObject({
   session_policy: z.string().min(1).optional(),
   /** `aud` of the web identity token (the IAM OIDC provider's client id). */
   web_identity_audience: z.string().min(1).default('sts.amazonaws.com'),
+  /** At most this many STS calls in flight at once for this credential; more: 503 busy. */
+  sts_concurrency: z.number().int().min(1).max(256).default(8),
   /** Port's own AWS keys for `assume_role`; without them, the AWS SDK's default chain. */
   access_key_id: secretRef.optional(),
   secret_access_key: secretRef.optional(),
@@ -279,7 +319,7 @@ export const configSchema = z.strictObject({
   audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
   sso: ssoSchema.optional(),
   scim: scimSchema.optional(),
-  approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC' }),
+  approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC', no_creator: 'extra_approval' }),
   relay: relaySchema.default({
     accept_buildkite_tokens: false,
     decision_cache_ttl: 5,

@@ -21,7 +21,9 @@ export type TokenCheck =
   | 'invalid_claim'
   | 'wrong_organization'
   | 'replayed'
-  | 'job_revoked';
+  | 'job_revoked'
+  /** A user revocation is in force and the Buildkite API can't say who started the build (retry). */
+  | 'creator_unknown';
 
 /**
  * A subject token was refused. It answers `400 invalid_grant` (RFC 8693 §2.2.2) with
@@ -33,6 +35,6 @@ export class TokenRejectedError extends OAuthError {
     description: string,
     options?: { cause?: unknown },
   ) {
-    super(check === 'jwks_unavailable' ? 'temporarily_unavailable' : 'invalid_grant', description, undefined, options);
+    super(check === 'jwks_unavailable' || check === 'creator_unknown' ? 'temporarily_unavailable' : 'invalid_grant', description, undefined, options);
   }
 }

@@ -45,6 +45,11 @@ export interface PortTokenClaims extends JobIdentityClaims, JWTPayload {
    * at exchange (the Buildkite token doesn't carry it). Revocation by `user` matches it.
    */
   build_creator?: string;
+  /**
+   * Set when Port asked the Buildkite API who started the build and got no answer: while
+   * a user revocation made since is in force, the token is refused (src/revocation).
+   */
+  build_creator_unknown?: boolean;
 }
 
 export interface MintedToken {
@@ -88,7 +93,7 @@ export class PortTokenIssuer {
   ) {}
 
   /** Signs a token for the job, valid for `ttl` seconds from `now` (ms). */
-  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number; creator?: string }): Promise<MintedToken> {
+  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number; creator?: string; creatorUnknown?: boolean }): Promise<MintedToken> {
     const iat = Math.floor((opts.now ?? Date.now()) / 1000);
     const jti = randomUUID();
     const claims: PortTokenClaims = {
@@ -101,7 +106,7 @@ export class PortTokenIssuer {
       exp: iat + opts.ttl,
       jti,
       scope: opts.scopes.join(' '),
-      ...(opts.creator !== undefined ? { build_creator: opts.creator.toLowerCase() } : {}),
+      ...(opts.creator !== undefined ? { build_creator: opts.creator.toLowerCase() } : opts.creatorUnknown ? { build_creator_unknown: true } : {}),
     };
     const { kid, alg, key } = this.keys.signer();
     const token = await new SignJWT(claims).setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP }).sign(key);

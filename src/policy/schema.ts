@@ -81,11 +81,13 @@ export const PORT_SCHEMA = `namespace Port {
     resource: Credential,
     context: {},
   };
-  // path is the normalised path Port forwards (security-notes §4.2).
+  // path is the normalised path Port forwards (security-notes §4.2). aws_target: the
+  // X-Amz-Target operation (DynamoDB_20120810.GetItem), only on aws_sigv4 upstreams that
+  // forward that header and only when the caller sent one (test it with has first).
   action proxy appliesTo {
     principal: Job,
     resource: Upstream,
-    context: { method: String, path: String },
+    context: { method: String, path: String, aws_target?: String },
   };
   // Decided automatically when a build reaches a block step. hour/weekday are in the
   // approvals time zone; weekday 0 = Sunday.

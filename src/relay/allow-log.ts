@@ -7,6 +7,8 @@ export interface AllowedRequest {
   resource: string;
   upstream: string;
   method: string;
+  /** The caller's token id (jti or Buildkite replay key): part of the aggregation key, never logged. */
+  token: string;
   policies: { id: string; reason?: string }[];
   reason: string;
   revision: string;
@@ -21,9 +23,11 @@ interface Bucket {
 
 /**
  * Allowed relay requests are logged as decisions, not endpoints (issue #3): one entry
- * per (job, upstream, method, determining policies) per window, with a request count,
- * so the relay's hot path never writes to the store. Never a path, a query, a header
- * value or a body. Denials are logged one by one elsewhere.
+ * per (job, token, upstream, method, determining policies) per window, with a request
+ * count, so the relay's hot path never writes to the store. Per token, so the entry's
+ * `context.port_token` (or `subject_token`) names the token that made every request it
+ * counts. Never a path, a query, a header value or a body. Denials are logged one by
+ * one elsewhere.
  */
 export class AllowLog {
   private buckets = new Map<string, Bucket>();
@@ -39,7 +43,7 @@ export class AllowLog {
   }
 
   count(req: AllowedRequest, now = Date.now()): void {
-    const key = `${req.principal}\n${req.upstream}\n${req.method}\n${req.policies.map((p) => p.id).join(',')}`;
+    const key = `${req.principal}\n${req.token}\n${req.upstream}\n${req.method}\n${req.policies.map((p) => p.id).join(',')}`;
     const bucket = this.buckets.get(key);
     if (bucket) bucket.count++;
     else this.buckets.set(key, { first: req, count: 1, since: now });

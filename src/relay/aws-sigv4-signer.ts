@@ -10,7 +10,11 @@ export interface SigningCredentials {
 
 /** Headers the relay sets from the signature; a caller's own values for them never pass. */
 const SIGNATURE_HEADERS = ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256'];
-/** Besides `host` and every `x-amz-*`, these are signed when present (they change what the service does with the body). */
+/**
+ * Besides `host` and every `x-amz-*` left (the relay first drops those the upstream does not
+ * forward: aws-sigv4-headers.ts), these are signed when present (they change what the
+ * service does with the body).
+ */
 const SIGNED_IF_PRESENT = new Set(['content-type', 'content-md5', 'content-encoding']);
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 

@@ -1,11 +1,14 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { jtiHash } from '../audit/token-hash.js';
+import { identityContext } from '../broker/identity-context.js';
 import type { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
 import { identityFromClaims } from '../identity/claims.js';
 import type { JobIdentity } from '../identity/job-identity.js';
-import type { PortTokenIssuer } from '../issuer/port-token.js';
-import type { BuildCreatorLookup } from '../broker/build-creator.js';
+import { identityClaims, type PortTokenIssuer } from '../issuer/port-token.js';
+import { creatorLookupFailed, type BuildCreatorLookup } from '../broker/build-creator.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
 import { portTokenFacts } from '../revocation/port-token-facts.js';
+import { refusalMessage } from '../revocation/refusal.js';
 import { tokenFacts, type TokenFacts } from '../revocation/token-facts.js';
 import { RelayError } from './relay-error.js';
 
@@ -18,6 +21,15 @@ export interface RelayCaller {
   expiresAt: number;
   /** What revocation checks (job, build, agent, pool, and the build's creator when known). */
   facts: TokenFacts;
+  /** The build creator's lower-cased e-mail when known (Port tokens: `build_creator`). */
+  creator?: string;
+  /**
+   * What every relay decision record about this caller carries (common.md's convention):
+   * `job` (the identity claims, with `build_creator` when known), the token as the SHA-256
+   * of its jti — `port_token`, or for a Buildkite token `subject_token` — and `token_kind`.
+   * Computed once per verified token, not per request.
+   */
+  recordContext: Readonly<Record<string, unknown>>;
 }
 
 const CHALLENGE = ['Bearer realm="port"', 'Basic realm="port", charset="UTF-8"'];
@@ -54,8 +66,15 @@ export class CallerAuthenticator {
       throw unauthorized('invalid_token', 'The token has expired; exchange a fresh Buildkite token.');
     }
     // Checked on every request, cached or not: a revocation applies to the next request.
-    if (this.revocations.isTokenRevoked(caller.facts)) {
-      throw unauthorized('invalid_token', 'The token has been revoked.');
+    const refused = this.revocations.refusalOf(caller.facts, now);
+    if (refused) {
+      // The creator unknown for the Buildkite API's outage: retry later (RFC 6750 §3.1 has no code for it).
+      if (refused.kind === 'creator_unknown' && refused.since === 'now') {
+        // Not remembered with the token: the retry asks the Buildkite API again.
+        this.cache.delete(token);
+        throw new RelayError('temporarily_unavailable', refusalMessage(refused), 503, { 'retry-after': '5' });
+      }
+      throw unauthorized('invalid_token', refusalMessage(refused));
     }
     return caller;
   }
@@ -63,20 +82,46 @@ export class CallerAuthenticator {
   private async verify(token: string): Promise<RelayCaller> {
     const claims = await this.issuer.verify(token, this.audiences);
     if (claims) {
-      return { identity: identityFromClaims(claims), tokenId: claims.jti, kind: 'port', expiresAt: claims.exp, facts: portTokenFacts(claims) };
+      const identity = identityFromClaims(claims);
+      // Signed by Port at exchange, so trusted; anything but a non-empty string is no creator.
+      const creator = typeof claims.build_creator === 'string' && claims.build_creator !== '' ? claims.build_creator.toLowerCase() : undefined;
+      return {
+        identity,
+        tokenId: claims.jti,
+        kind: 'port',
+        expiresAt: claims.exp,
+        facts: portTokenFacts(claims),
+        ...(creator !== undefined ? { creator } : {}),
+        recordContext: { token_kind: 'port', job: withCreator(identityClaims(identity), creator), port_token: { jti_sha256: jtiHash(claims.jti) } },
+      };
     }
     if (this.buildkite) {
       try {
         const v = await this.buildkite.verify(token);
-        const creator = this.creators ? await this.creators.creatorOf(v.identity) : undefined;
-        const facts = tokenFacts(v.identity, { jti: v.replayKey, issuedAt: v.identity.issuedAt, creator: creator?.status === 'known' ? creator.email : undefined });
-        return { identity: v.identity, tokenId: v.replayKey, kind: 'buildkite', expiresAt: v.identity.expiresAt, facts };
+        const found = this.creators ? await this.creators.creatorOf(v.identity) : undefined;
+        const creator = found?.status === 'known' ? found.email : undefined;
+        // A failed creator lookup is remembered as such: a user revocation then refuses the token (fail closed).
+        const facts = tokenFacts(v.identity, { jti: v.replayKey, issuedAt: v.identity.issuedAt, creator, creatorUnknown: found && creatorLookupFailed(found) ? 'now' : undefined });
+        const { job, subject_token } = identityContext(v);
+        return {
+          identity: v.identity,
+          tokenId: v.replayKey,
+          kind: 'buildkite',
+          expiresAt: v.identity.expiresAt,
+          facts,
+          ...(creator !== undefined ? { creator } : {}),
+          recordContext: { token_kind: 'buildkite', job: withCreator(job as Record<string, unknown>, creator), subject_token },
+        };
       } catch {
         // Fall through to the generic refusal: which check failed is not the caller's business here.
       }
     }
     throw unauthorized('invalid_token', 'The credential is not a valid Port token for this relay.');
   }
+}
+
+function withCreator(job: object, creator: string | undefined): Record<string, unknown> {
+  return creator === undefined ? { ...job } : { ...job, build_creator: creator };
 }
 
 function unauthorized(code: string, message: string): RelayError {

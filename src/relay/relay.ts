@@ -8,13 +8,16 @@ import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
 import { jobRequestParts, upstreamRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
+import type { CreatorInfo } from '../policy/entities.js';
 import type { Decision } from '../policy/types.js';
 import { AllowLog } from './allow-log.js';
 import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
+import { awsTargetOf, dropUnlistedAmzHeaders } from './aws-sigv4-headers.js';
 import type { AwsSessionSource } from './aws-sigv4-sessions.js';
 import { signAwsRequest } from './aws-sigv4-signer.js';
 import { BodyLimit } from './body-limit.js';
 import type { CallerAuthenticator, RelayCaller } from './caller-auth.js';
+import type { CreatorDirectory } from './creator-directory.js';
 import { DecisionCache } from './decision-cache.js';
 import { checkRequestFraming, downstreamResponseHeaders, upstreamRequestHeaders } from './headers/index.js';
 import { normalizeRelayPath } from './path/normalize-path.js';
@@ -27,6 +30,8 @@ export interface RelayDeps {
   config: PortConfig;
   policy: PolicyEngine;
   auth: CallerAuthenticator;
+  /** The build creators' directory records (`active`, groups), for `principal.creator` in `proxy` policies. */
+  creators: CreatorDirectory;
   log: DecisionLog;
   onError: (err: unknown, msg: string) => void;
   /** Each refusal, by code only: never the target, a header or a token (they may hold secrets). */
@@ -95,7 +100,10 @@ export class Relay {
       throw new RelayError('body_too_large', `The request body is larger than this route's limit of ${route.config.maxBody} bytes.`, 413);
     }
     const method = req.method ?? 'GET';
-    const decision = this.decide(caller, route.name, method, target.path);
+    const creator = caller.creator === undefined ? undefined : await this.creatorOf(caller.creator);
+    // aws_sigv4 upstreams forwarding X-Amz-Target: the operation is part of the decision.
+    const awsTarget = awsTargetOf(route.config.inject, req.rawHeaders);
+    const decision = this.decide(caller, creator, route.name, method, target.path, awsTarget);
     const principal = entityString({ type: 'Job', id: caller.identity.jobId });
     const resource = entityString(upstreamRef(route.name));
     const policies = determiningPolicies(decision);
@@ -114,24 +122,43 @@ export class Relay {
           reason: decision.reason,
           ...(decision.errors.length > 0 ? { errors: decision.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
           policyRevision: decision.revision,
-          context: { upstream: route.name, method, path: target.path, token_kind: caller.kind },
+          context: { ...caller.recordContext, upstream: route.name, method, path: target.path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}) },
         },
       ]);
       throw new RelayError('access_denied', `Policy denied ${method} ${target.path} on ${route.name}: ${decision.reason}`, 403, { 'x-port-decision-id': id });
     }
-    this.allows.count({ principal, resource, upstream: route.name, method, policies, reason: decision.reason, revision: decision.revision, context: { token_kind: caller.kind } });
+    this.allows.count({ principal, resource, upstream: route.name, method, token: caller.tokenId, policies, reason: decision.reason, revision: decision.revision, context: caller.recordContext });
     return { route, path: target.path, query: target.query, caller };
   }
 
-  private decide(caller: RelayCaller, upstream: string, method: string, path: string): Decision {
+  /**
+   * Per token: a token names one job and at most one creator, so no decision serves
+   * another token. The creator's record is the entry's basis: once it changes (a group
+   * lost, a deactivation) the entry no longer answers.
+   */
+  private decide(caller: RelayCaller, creator: CreatorInfo | undefined, upstream: string, method: string, path: string, awsTarget?: string): Decision {
     const now = Date.now();
-    const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}`;
-    const cached = this.cache.get(key, this.deps.policy.revision, now);
+    const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}\n${awsTarget ?? ''}`;
+    const cached = this.cache.get(key, this.deps.policy.revision, now, creator);
     if (cached) return cached;
-    const { principal, entities } = jobRequestParts(caller.identity);
-    const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path }, entities });
-    this.cache.set(key, decision, now);
+    const { principal, entities } = jobRequestParts(caller.identity, creator ? { creator } : undefined);
+    const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}) }, entities });
+    this.cache.set(key, decision, now, creator);
     return decision;
+  }
+
+  /**
+   * The creator's directory record, undefined when Port has none (policies that need it
+   * don't match). A store that doesn't answer refuses the request: deciding without the
+   * creator could skip a `forbid` on their groups (DESIGN: fail closed).
+   */
+  private async creatorOf(email: string): Promise<CreatorInfo | undefined> {
+    try {
+      return await this.deps.creators.lookup(email);
+    } catch (err) {
+      this.deps.onError(err, "relay: cannot read the build creator's directory record");
+      throw new RelayError('creator_unavailable', "Port could not read the build creator's directory record to decide this request; retry shortly.", 503);
+    }
   }
 
   private async forward(req: IncomingMessage, res: ServerResponse, route: UpstreamRoute, pathAndQuery: string, caller: RelayCaller): Promise<void> {
@@ -154,7 +181,10 @@ export class Relay {
       });
       req.pipe(limited);
     }
-    if (sigv4) await this.signForAws(sigv4, route, req.method ?? 'GET', pathAndQuery, headers, body instanceof Buffer ? body : undefined, caller);
+    if (sigv4) {
+      const target = awsTargetOf(sigv4, req.rawHeaders);
+      await this.signForAws(sigv4, route, req.method ?? 'GET', pathAndQuery, headers, body instanceof Buffer ? body : undefined, caller, target);
+    }
     const aborter = new AbortController();
     // A client that goes away cancels the upstream request (and its body stream).
     res.once('close', () => {
@@ -189,15 +219,20 @@ export class Relay {
 
   /** SigV4 with the calling job's own session of the upstream's aws_role credential (issue #5). */
   private async signForAws(
-    inject: { service: string; region: string; credential: string },
+    inject: { service: string; region: string; credential: string; forwardHeaders: string[] },
     route: UpstreamRoute,
     method: string,
     pathAndQuery: string,
     headers: Record<string, string | string[]>,
     body: Buffer | undefined,
     caller: RelayCaller,
+    /** The X-Amz-Target `proxy` decided on (aws-sigv4-headers.ts), or none. */
+    awsTarget: string | undefined,
   ): Promise<void> {
     if (!this.deps.awsSessions) throw new RelayError('credential_unavailable', 'This Port has no AWS session source for SigV4 signing.', 503);
+    dropUnlistedAmzHeaders(headers, inject.forwardHeaders);
+    if (awsTarget === undefined) delete headers['x-amz-target'];
+    else headers['x-amz-target'] = awsTarget;
     const session = await this.deps.awsSessions.session(inject.credential, caller, route.name);
     const q = pathAndQuery.indexOf('?');
     await signAwsRequest({

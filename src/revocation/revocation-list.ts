@@ -1,68 +1,79 @@
 import type { RevocationEntry, Store } from '../store/store.js';
-import type { TokenFacts } from './token-facts.js';
+import { liftKey, parseKey, revocationKey, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
+import { POOL_CLAIMS, type CreatorUnknown, type TokenFacts } from './token-facts.js';
 
+export { REVOCATION_ORIGINS, REVOCATION_SCOPES, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
 export type { TokenFacts } from './token-facts.js';
 
-/** What a revocation can name (DESIGN capability 6). */
-export const REVOCATION_SCOPES = ['token', 'job', 'build', 'user', 'agent', 'pool'] as const;
-export type RevocationScope = (typeof REVOCATION_SCOPES)[number];
-
-/** One active revocation. Times are milliseconds since the epoch. */
+/**
+ * A revocation in force: the merged view of the records of one thing that are in force
+ * (the latest made, the longest lasting). Times are milliseconds since the epoch.
+ */
 export interface Revocation {
   scope: RevocationScope;
   /** The jti, job id, `org/pipeline/number`, lower-cased e-mail, agent id or `cluster/queue`. */
   id: string;
   revokedAt: number;
-  /** When every token it covers has expired anyway; the entry can go after this. */
+  /** Until when it is in force (unless lifted sooner). */
   expiresAt: number;
   reason: string;
+  /** Who made the records in force. */
+  origins: RevocationOrigin[];
 }
 
-/**
- * Scopes other than `token` are stored in the `revocations` table under a prefixed key
- * (`job:…`, `build:…`); a bare key is a token's jti (RFC 7009). Port token jtis are
- * UUIDs, so no jti can collide with a prefixed key.
- */
-const PREFIXED_SCOPES = ['job', 'build', 'user', 'agent', 'pool'] as const;
-type PrefixedScope = (typeof PREFIXED_SCOPES)[number];
-
-interface ScopeEntry {
+/** One revocation to record. */
+export interface NewRevocation {
+  scope: RevocationScope;
+  id: string;
   revokedAt: number;
   expiresAt: number;
   reason: string;
-}
-
-export function revocationKey(scope: RevocationScope, id: string): string {
-  return scope === 'token' ? id : `${scope}:${id}`;
-}
-
-function parseKey(key: string): { scope: RevocationScope; id: string } {
-  const colon = key.indexOf(':');
-  if (colon > 0) {
-    const scope = key.slice(0, colon);
-    if ((PREFIXED_SCOPES as readonly string[]).includes(scope)) return { scope: scope as PrefixedScope, id: key.slice(colon + 1) };
-  }
-  return { scope: 'token', id: key };
+  origin: RevocationOrigin;
 }
 
 /**
- * Port's revocations, by token, job, build, user, agent or pool. The store is the
- * record; this in-memory copy answers the hot path (the relay checks every request)
- * with one map lookup per scope. A revocation is written to the store before it is
- * acknowledged, and added here at once, so the next use is refused.
+ * Why a token is refused: a revocation covers it, or a revocation is in force whose
+ * reach Port can't rule out for it — a pool revocation and a token that doesn't name its
+ * pool, a user revocation and a token whose build creator Port couldn't learn. Those
+ * fail closed (DESIGN "Fail closed").
+ */
+export type Refusal =
+  | { kind: 'revoked'; revocation: Revocation }
+  | { kind: 'pool_unknown'; missingClaims: string[]; revocation: Revocation }
+  | { kind: 'creator_unknown'; since: CreatorUnknown; revocation: Revocation };
+
+interface Entry {
+  revokedAt: number;
+  expiresAt: number;
+  reason: string;
+  origin: RevocationOrigin;
+}
+
+interface Lift {
+  /** Revocations made up to this time are lifted. */
+  at: number;
+  /** When every revocation it lifted would have expired anyway. */
+  expiresAt: number;
+}
+
+/**
+ * Port's revocations, by token, job, build, user, agent or pool. The store is the record
+ * (keys: revocation-keys.ts); this in-memory copy answers the hot path (the relay checks
+ * every request) with one map lookup per scope. A revocation or a lift is written to the
+ * store before it is acknowledged, and applied here at once, so the next use sees it.
  *
- * Semantics:
- * - `token`: that token.
- * - `job`, `build`: every token of the job or build, whenever issued; its Buildkite
- *   tokens exchange for nothing afterwards. Buildkite never reuses a job or build, so
- *   nothing legitimate is lost.
- * - `user` (the build creator), `agent`, `pool`: every token issued at or before the
- *   revocation (`iat`, in whole seconds, ≤ the revocation's second: a token of the same
- *   second is refused, failing closed). A repaired agent or a re-admitted person gets
- *   new tokens from fresh Buildkite tokens; to block new exchanges, use policy.
+ * Semantics: while a revocation is in force — made, not expired, not lifted — every token
+ * it covers is refused, whenever issued (so a running job can't get round it by asking its
+ * agent for a fresh Buildkite token):
+ * - `token`: that token; `job`, `build`: every token of the job or build;
+ * - `user`: every token of a build that person created (`build_creator`); while any is in
+ *   force, a token whose creator Port couldn't learn is refused too (`creator_unknown`);
+ * - `agent`: every token naming the agent; `pool`: every token naming the pool, and while
+ *   any is in force, every token that lacks `cluster_name`/`queue_key` (`pool_unknown`).
+ * How long each lasts is the RevocationService's choice (per scope, or `expires_in`).
  */
 export class RevocationList {
-  private readonly scopes: Record<RevocationScope, Map<string, ScopeEntry>> = {
+  private readonly scopes: Record<RevocationScope, Map<string, Map<string, Entry>>> = {
     token: new Map(),
     job: new Map(),
     build: new Map(),
@@ -70,6 +81,8 @@ export class RevocationList {
     agent: new Map(),
     pool: new Map(),
   };
+  /** By liftKey(scope, origin | 'all', id). */
+  private readonly lifts = new Map<string, Lift>();
 
   private constructor(private readonly store: Store) {}
 
@@ -80,60 +93,123 @@ export class RevocationList {
   }
 
   private remember(e: RevocationEntry): void {
-    const { scope, id } = parseKey(e.jti);
-    const map = this.scopes[scope];
-    const prior = map.get(id);
-    // A later revocation of the same thing replaces the earlier one; the store does the same.
-    map.set(id, {
-      revokedAt: Math.max(prior?.revokedAt ?? 0, e.revokedAt),
+    const key = parseKey(e.jti);
+    if (key.kind === 'lift') {
+      const k = liftKey(key.scope, key.origin, key.id);
+      const prior = this.lifts.get(k);
+      this.lifts.set(k, { at: Math.max(prior?.at ?? -Infinity, e.revokedAt), expiresAt: Math.max(prior?.expiresAt ?? 0, e.expiresAt) });
+      return;
+    }
+    const byId = this.scopes[key.scope];
+    let records = byId.get(key.id);
+    if (records === undefined) byId.set(key.id, (records = new Map()));
+    const prior = records.get(e.jti);
+    // The same row again (RFC 7009 repeats): the later time and the longer life, as the store keeps.
+    records.set(e.jti, {
+      revokedAt: Math.max(prior?.revokedAt ?? -Infinity, e.revokedAt),
       expiresAt: Math.max(prior?.expiresAt ?? 0, e.expiresAt),
       reason: prior && prior.revokedAt > e.revokedAt ? prior.reason : e.reason,
+      origin: key.origin,
     });
   }
 
-  /** Whether any revocation covers the token. */
-  isTokenRevoked(token: TokenFacts): boolean {
-    return this.revokedBy(token) !== undefined;
+  /** Revocations of this thing by `origin` made up to the returned time are lifted. */
+  private liftedUpTo(scope: RevocationScope, id: string, origin: RevocationOrigin): number {
+    return Math.max(this.lifts.get(liftKey(scope, 'all', id))?.at ?? -Infinity, this.lifts.get(liftKey(scope, origin, id))?.at ?? -Infinity);
   }
 
-  /** The revocation that covers the token, if any (the first found: token, job, build, user, agent, pool). */
-  revokedBy(token: TokenFacts): Revocation | undefined {
-    const hit = (scope: RevocationScope, id: string | undefined, issuedBefore: boolean): Revocation | undefined => {
-      if (id === undefined) return undefined;
-      const e = this.scopes[scope].get(id);
-      if (e === undefined) return undefined;
-      if (issuedBefore && Math.floor(token.issuedAt) > Math.floor(e.revokedAt / 1000)) return undefined;
-      return { scope, id, ...e };
-    };
-    return (
-      hit('token', token.jti, false) ??
-      hit('job', token.jobId, false) ??
-      hit('build', token.build, false) ??
-      hit('user', token.creator, true) ??
-      hit('agent', token.agentId, true) ??
-      hit('pool', token.pool, true)
-    );
+  private isInForce(scope: RevocationScope, id: string, r: Entry, now: number): boolean {
+    return r.expiresAt > now && r.revokedAt > this.liftedUpTo(scope, id, r.origin);
   }
 
-  /** Whether the job was revoked (a finished job): its Buildkite tokens exchange for nothing. */
-  isJobRevoked(jobId: string): boolean {
-    return this.scopes.job.has(jobId);
+  private inForce(scope: RevocationScope, id: string | undefined, now: number): Revocation | undefined {
+    if (id === undefined) return undefined;
+    const records = this.scopes[scope].get(id);
+    if (records === undefined) return undefined;
+    let merged: Revocation | undefined;
+    for (const r of records.values()) {
+      if (!this.isInForce(scope, id, r, now)) continue;
+      if (merged === undefined) {
+        merged = { scope, id, revokedAt: r.revokedAt, expiresAt: r.expiresAt, reason: r.reason, origins: [r.origin] };
+        continue;
+      }
+      if (r.revokedAt > merged.revokedAt) {
+        merged.revokedAt = r.revokedAt;
+        merged.reason = r.reason;
+      }
+      merged.expiresAt = Math.max(merged.expiresAt, r.expiresAt);
+      if (!merged.origins.includes(r.origin)) merged.origins.push(r.origin);
+    }
+    return merged;
   }
 
-  /** Durably records the revocation, then applies it. */
-  async add(revocation: Revocation): Promise<void> {
+  /**
+   * A revocation of `scope` in force for any id; with `sinceSecond`, one made in or after
+   * that second (a revocation of the same second as a token's `iat` counts: fail closed).
+   * User and pool revocations are few, so a scan is cheap.
+   */
+  private anyInForce(scope: RevocationScope, now: number, sinceSecond?: number): Revocation | undefined {
+    for (const id of this.scopes[scope].keys()) {
+      const r = this.inForce(scope, id, now);
+      if (r !== undefined && (sinceSecond === undefined || Math.floor(r.revokedAt / 1000) >= Math.floor(sinceSecond))) return r;
+    }
+    return undefined;
+  }
+
+  /** Why the token is refused, if it is (the first found: token, job, build, user, agent, pool, then the unknowns). */
+  refusalOf(token: TokenFacts, now = Date.now()): Refusal | undefined {
+    const covered =
+      this.inForce('token', token.jti, now) ??
+      this.inForce('job', token.jobId, now) ??
+      this.inForce('build', token.build, now) ??
+      this.inForce('user', token.creator, now) ??
+      this.inForce('agent', token.agentId, now) ??
+      this.inForce('pool', token.pool, now);
+    if (covered !== undefined) return { kind: 'revoked', revocation: covered };
+    if (token.pool === undefined) {
+      // The pool claims are optional and the job chooses whether to ask for them.
+      const pool = this.anyInForce('pool', now);
+      if (pool !== undefined) {
+        const missingClaims = token.poolClaimsMissing !== undefined && token.poolClaimsMissing.length > 0 ? token.poolClaimsMissing : [...POOL_CLAIMS];
+        return { kind: 'pool_unknown', missingClaims, revocation: pool };
+      }
+    }
+    if (token.creator === undefined && token.creatorUnknown !== undefined) {
+      // A Port token minted with the creator unknown predates every user revocation in
+      // force then (the exchange refuses otherwise): only later ones can have been meant for it.
+      const user = this.anyInForce('user', now, token.creatorUnknown === 'at_exchange' ? token.issuedAt : undefined);
+      if (user !== undefined) return { kind: 'creator_unknown', since: token.creatorUnknown, revocation: user };
+    }
+    return undefined;
+  }
+
+  /** Whether the token is refused (refusalOf). */
+  isTokenRevoked(token: TokenFacts, now = Date.now()): boolean {
+    return this.refusalOf(token, now) !== undefined;
+  }
+
+  /** Whether the job is revoked (a finished job): its Buildkite tokens exchange for nothing. */
+  isJobRevoked(jobId: string, now = Date.now()): boolean {
+    return this.inForce('job', jobId, now) !== undefined;
+  }
+
+  /** Durably records the revocation, then applies it; returns it as recorded. */
+  async add(revocation: NewRevocation): Promise<NewRevocation> {
+    // Made in the same millisecond as a lift, it must still count as made after it.
+    const revokedAt = Math.max(revocation.revokedAt, this.liftedUpTo(revocation.scope, revocation.id, revocation.origin) + 1);
     const entry: RevocationEntry = {
-      jti: revocationKey(revocation.scope, revocation.id),
-      revokedAt: revocation.revokedAt,
+      jti: revocationKey(revocation.scope, revocation.origin, revocation.id),
+      revokedAt,
       expiresAt: revocation.expiresAt,
       subject: revocation.id,
       reason: revocation.reason,
     };
     await this.store.addRevocation(entry);
     this.remember(entry);
+    return { ...revocation, revokedAt };
   }
 
-  /** A single token by its jti (RFC 7009). */
+  /** A single token by its jti, revoked by its holder (RFC 7009). */
   async revoke(entry: RevocationEntry): Promise<void> {
     await this.store.addRevocation(entry);
     this.remember(entry);
@@ -145,30 +221,65 @@ export class RevocationList {
    * just before plus the Port token exchanged for it.
    */
   async revokeJob(jobId: string, reason: string, maxTokenLifetime: number, now = Date.now()): Promise<void> {
-    await this.add({ scope: 'job', id: jobId, revokedAt: now, expiresAt: now + maxTokenLifetime * 1000, reason });
+    await this.add({ scope: 'job', id: jobId, revokedAt: now, expiresAt: now + maxTokenLifetime * 1000, reason, origin: 'webhook' });
   }
 
-  /** Whether this exact revocation is in force (`GET /v1/revocations`, idempotent repeats). */
-  get(scope: RevocationScope, id: string): Revocation | undefined {
-    const e = this.scopes[scope].get(id);
-    return e === undefined ? undefined : { scope, id, ...e };
+  /**
+   * Lifts the revocations of a thing in force now — all of them, or only those `origin`
+   * made — durably, then here. Returns how many records it lifted (0: nothing was in
+   * force, and nothing is written).
+   */
+  async lift(scope: RevocationScope, id: string, opts: { origin?: RevocationOrigin; reason: string; now?: number }): Promise<number> {
+    const now = opts.now ?? Date.now();
+    const which = opts.origin ?? 'all';
+    let count = 0;
+    let madeUpTo = now;
+    let lastsUntil = 0;
+    for (const r of this.scopes[scope].get(id)?.values() ?? []) {
+      if (!this.isInForce(scope, id, r, now) || (which !== 'all' && r.origin !== which)) continue;
+      count++;
+      madeUpTo = Math.max(madeUpTo, r.revokedAt);
+      lastsUntil = Math.max(lastsUntil, r.expiresAt);
+    }
+    if (count === 0) return 0;
+    const entry: RevocationEntry = { jti: liftKey(scope, which, id), revokedAt: madeUpTo, expiresAt: lastsUntil, subject: id, reason: opts.reason };
+    await this.store.addRevocation(entry);
+    this.remember(entry);
+    return count;
+  }
+
+  /** This thing's revocation in force, if any (`GET /v1/revocations`, idempotent repeats). */
+  get(scope: RevocationScope, id: string, now = Date.now()): Revocation | undefined {
+    return this.inForce(scope, id, now);
   }
 
   /** Revocations in force at `now`, newest first. */
   list(now = Date.now()): Revocation[] {
     const out: Revocation[] = [];
-    for (const scope of REVOCATION_SCOPES) {
-      for (const [id, e] of this.scopes[scope]) if (e.expiresAt > now) out.push({ scope, id, ...e });
+    for (const [scope, byId] of Object.entries(this.scopes) as [RevocationScope, Map<string, Map<string, Entry>>][]) {
+      for (const id of byId.keys()) {
+        const r = this.inForce(scope, id, now);
+        if (r !== undefined) out.push(r);
+      }
     }
     return out.sort((a, b) => b.revokedAt - a.revokedAt);
   }
 
-  /** Drops entries for tokens that have expired anyway. */
+  /** Drops expired records, and lifts whose revocations have all expired. */
   prune(now = Date.now()): void {
-    for (const map of Object.values(this.scopes)) for (const [id, e] of map) if (e.expiresAt <= now) map.delete(id);
+    for (const byId of Object.values(this.scopes)) {
+      for (const [id, records] of byId) {
+        for (const [key, r] of records) if (r.expiresAt <= now) records.delete(key);
+        if (records.size === 0) byId.delete(id);
+      }
+    }
+    for (const [key, l] of this.lifts) if (l.expiresAt <= now) this.lifts.delete(key);
   }
 
+  /** Records held (in force, lifted or expired but not yet pruned). */
   get size(): number {
-    return Object.values(this.scopes).reduce((n, m) => n + m.size, 0);
+    let n = 0;
+    for (const byId of Object.values(this.scopes)) for (const records of byId.values()) n += records.size;
+    return n;
   }
 }

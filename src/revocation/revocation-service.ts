@@ -1,8 +1,8 @@
 /**
  * Revocation and its effects (DESIGN capability 6): the revocation is durable before
  * anything is answered; then the approval requests it covers are closed, a revoked
- * person's sessions end, and the result says which brokered credentials stop at once
- * and which (AWS STS sessions) only stop being renewed.
+ * person's sessions end, and the result says, per brokered credential, what revoking can
+ * and can't do to it. Lifting ends a revocation early.
  */
 import { randomUUID } from 'node:crypto';
 import type { ApprovalRequestRecord } from '../approvals/records.js';
@@ -11,8 +11,11 @@ import type { DecisionLog } from '../audit/decision-log.js';
 import { jtiHash } from '../audit/token-hash.js';
 import type { EntityRef } from '../policy/types.js';
 import type { IssuedCredentialFilter, IssuedCredentialRecord, Store } from '../store/store.js';
-import type { RevocationList, RevocationScope } from './revocation-list.js';
+import type { RevocationList, RevocationOrigin, RevocationScope } from './revocation-list.js';
 import { normaliseId } from './revocation-target.js';
+
+/** How long a user, agent or pool revocation lasts unless asked otherwise (`expires_in`): 24 h. */
+export const DEFAULT_STANDING_REVOCATION_SECONDS = 24 * 3600;
 
 export interface RevokeInput {
   scope: RevocationScope;
@@ -25,8 +28,21 @@ export interface RevokeInput {
   actor: string;
   /** Extra decision-log context (e.g. the bearer's `port_token: {jti_sha256}`). */
   context?: Record<string, unknown>;
-  /** For `token`: when the token expires (ms); defaults to the longest token lifetime. */
+  /** For `token`: when the token expires (ms); it is never kept longer. */
   expiresAt?: number;
+  /** How long the revocation lasts (seconds, `expires_in`); else the scope's default. */
+  expiresIn?: number | undefined;
+}
+
+export interface LiftInput {
+  scope: RevocationScope;
+  id: string;
+  reason?: string | undefined;
+  /** Who lifted (decision-log principal): `admin`, `scim`. */
+  actor: string;
+  context?: Record<string, unknown>;
+  /** Lift only the revocations this origin made (a SCIM re-activation lifts SCIM's). */
+  origin?: RevocationOrigin;
 }
 
 export interface NotRecallableCredential {
@@ -35,13 +51,20 @@ export interface NotRecallableCredential {
   job_id: string;
   session_name?: string;
   facts: Record<string, unknown>;
-  expires_at: string;
+  /** When it stops working by itself; null for a secret value (it works until rotated). */
+  expires_at: string | null;
+  /** What the revocation does to it, in one sentence. */
+  after_revocation: string;
+  /** For a secret: the command that makes the released value useless. */
+  rotate_with?: string;
 }
 
 export interface RevocationResult {
   scope: RevocationScope;
   id: string;
   revoked_at: string;
+  /** Until when it is in force, unless lifted sooner. */
+  expires_at: string;
   reason: string;
   /** Pending approval requests closed (status `revoked`). */
   approvals_closed: number;
@@ -49,8 +72,22 @@ export interface RevocationResult {
   approvals_withdrawn: number;
   /** For `user`: approver sessions ended. */
   sessions_ended: number;
+  /** `recallable`: issued credentials that stop working now; `not_recallable`: those that don't, and what to do. */
   credentials: { recallable: number; not_recallable: NotRecallableCredential[] };
+  /** For `user`: which tokens a user revocation can reach (it depends on Port knowing build creators). */
+  creator_coverage?: string;
   note: string;
+}
+
+export interface LiftResult {
+  scope: RevocationScope;
+  id: string;
+  lifted_at: string;
+  reason: string;
+  /** How many revocation records were lifted (0: none was in force). */
+  lifted: number;
+  /** When another revocation of the same thing is still in force (e.g. an admin's after SCIM lifted its own). */
+  still_revoked_until: string | null;
 }
 
 export interface RevocationServiceDeps {
@@ -59,6 +96,10 @@ export interface RevocationServiceDeps {
   log: DecisionLog;
   /** Longest any covered token can live (seconds): Buildkite's 2 h + issuer.token_ttl + skew. */
   maxTokenLifetime: number;
+  /** False when Port has no `buildkite.api_token` and so never learns who started a build. */
+  knowsCreators?: boolean;
+  /** How long user/agent/pool revocations last by default (seconds). */
+  standingLifetime?: number;
   now?: () => number;
 }
 
@@ -86,35 +127,34 @@ export class RevocationService {
     const { scope } = input;
     const id = normaliseId(scope, input.id);
     const reason = (input.reason ?? '').trim().slice(0, 500) || DEFAULT_REASONS[scope];
-    const revokedAt = this.now();
-    const lastsUntil = revokedAt + this.deps.maxTokenLifetime * 1000;
+    const origin = originOf(input.actor);
     // Durable first: nothing below runs, and nothing is answered, until the store has it.
-    await this.deps.revocations.add({
-      scope,
-      id,
-      revokedAt,
-      expiresAt: scope === 'token' && input.expiresAt !== undefined ? Math.min(input.expiresAt, lastsUntil) : lastsUntil,
-      reason,
-    });
+    const at = this.now();
+    const recorded = await this.deps.revocations.add({ scope, id, revokedAt: at, expiresAt: this.lifetimeEnd(input, at), reason, origin });
+    const { revokedAt, expiresAt } = recorded;
 
     const { closed, withdrawn } = await this.closeApprovals(scope, id, revokedAt);
     const sessionsEnded = scope === 'user' ? await this.deps.store.deleteSessionsOf(id) : 0;
-    const issued = await this.deps.store.listIssuedCredentials({ ...credentialFilter(scope, id), activeAt: revokedAt });
-    const notRecallable = issued.filter((c) => !c.recallable && c.issuedAt <= revokedAt).map(describe);
-    const recallable = issued.filter((c) => c.recallable).length;
+    const issued = (await this.deps.store.listIssuedCredentials(credentialFilter(scope, id))).filter((c) => c.issuedAt <= revokedAt);
+    // A released secret value works until rotated, whenever its bearer expired; the rest until their expiry.
+    const live = issued.filter((c) => c.type === 'secret' || c.expiresAt > revokedAt);
+    const recallable = live.filter((c) => c.recallable && c.expiresAt > revokedAt).length;
+    const notRecallable = await this.describeNotRecallable(live.filter((c) => !c.recallable));
+    const creatorCoverage = scope === 'user' ? this.creatorCoverage() : undefined;
 
     const result: RevocationResult = {
       scope,
       id,
       revoked_at: new Date(revokedAt).toISOString(),
+      expires_at: new Date(expiresAt).toISOString(),
       reason,
       approvals_closed: closed.length,
       approvals_withdrawn: withdrawn.length,
       sessions_ended: sessionsEnded,
       credentials: { recallable, not_recallable: notRecallable },
-      note: note(scope, notRecallable),
+      ...(creatorCoverage !== undefined ? { creator_coverage: creatorCoverage } : {}),
+      note: note(scope, new Date(expiresAt).toISOString(), notRecallable),
     };
-    const target = scope === 'token' ? { jti_sha256: jtiHash(id) } : { id };
     await this.deps.log.record([
       {
         id: randomUUID(),
@@ -128,8 +168,9 @@ export class RevocationService {
         context: {
           ...input.context,
           scope,
-          ...target,
+          ...target(scope, id),
           reason,
+          expires_at: result.expires_at,
           approvals_closed: closed,
           approvals_withdrawn: withdrawn,
           sessions_ended: sessionsEnded,
@@ -139,6 +180,87 @@ export class RevocationService {
       },
     ]);
     return result;
+  }
+
+  /**
+   * Lifts the revocations of a thing that are in force (all, or only `origin`'s),
+   * durably; one decision-log entry (action `unrevoke`) when anything was lifted.
+   */
+  async lift(input: LiftInput): Promise<LiftResult> {
+    const { scope } = input;
+    const id = normaliseId(scope, input.id);
+    const reason = (input.reason ?? '').trim().slice(0, 500) || 'revocation lifted';
+    const liftedAt = this.now();
+    const lifted = await this.deps.revocations.lift(scope, id, { reason, now: liftedAt, ...(input.origin !== undefined ? { origin: input.origin } : {}) });
+    const still = this.deps.revocations.get(scope, id, liftedAt);
+    const result: LiftResult = {
+      scope,
+      id,
+      lifted_at: new Date(liftedAt).toISOString(),
+      reason,
+      lifted,
+      still_revoked_until: still ? new Date(still.expiresAt).toISOString() : null,
+    };
+    if (lifted > 0) {
+      await this.deps.log.record([
+        {
+          id: randomUUID(),
+          time: result.lifted_at,
+          principal: input.actor,
+          action: 'unrevoke',
+          resource: resourceOf(scope, id),
+          decision: 'allow',
+          policies: [],
+          reason: `Lifted the ${scope} revocation: ${reason}`,
+          context: { ...input.context, scope, ...target(scope, id), reason, lifted, only_origin: input.origin ?? 'all', still_revoked_until: result.still_revoked_until },
+        },
+      ]);
+    }
+    return result;
+  }
+
+  /** When a new revocation ends: `expires_in` when asked, else per scope; a token's never after the token. */
+  private lifetimeEnd(input: RevokeInput, at: number): number {
+    const tokenLife = at + this.deps.maxTokenLifetime * 1000;
+    const standing = this.deps.standingLifetime ?? DEFAULT_STANDING_REVOCATION_SECONDS;
+    let end: number;
+    if (input.expiresIn !== undefined) end = at + input.expiresIn * 1000;
+    else if (input.scope === 'token' || input.scope === 'job' || input.scope === 'build') end = tokenLife;
+    else end = at + standing * 1000;
+    if (input.scope === 'token') end = Math.min(end, tokenLife, input.expiresAt ?? Infinity);
+    return end;
+  }
+
+  private creatorCoverage(): string {
+    if (this.deps.knowsCreators === false) {
+      return "Port has no buildkite.api_token, so it never learns who started a build: a user revocation covers only tokens whose creator Port knew, and here that is none. Revoke the person's builds by build, or use policy.";
+    }
+    return "Covers every token of a build Port knows this person started, old and new. While it is in force, an exchange whose build creator the Buildkite API can't tell is refused (503, retry), and Port tokens minted with the creator unknown (claim build_creator_unknown) are refused.";
+  }
+
+  /** Per credential, what revoking does to it; a secret once per (name, version) still accepted. */
+  private async describeNotRecallable(records: IssuedCredentialRecord[]): Promise<NotRecallableCredential[]> {
+    const out: NotRecallableCredential[] = [];
+    const secretsSeen = new Set<string>();
+    const retired = new Map<string, Set<number>>();
+    for (const c of [...records].reverse()) {
+      if (c.type !== 'secret') {
+        out.push(describe(c));
+        continue;
+      }
+      const version = typeof c.facts.version === 'number' ? c.facts.version : -1;
+      const key = `${c.credential}\u0000${version}`;
+      if (secretsSeen.has(key)) continue;
+      secretsSeen.add(key);
+      let gone = retired.get(c.credential);
+      if (gone === undefined) {
+        gone = new Set((await this.deps.store.listSecretVersions(c.credential)).filter((v) => v.retiredAt !== undefined).map((v) => v.version));
+        retired.set(c.credential, gone);
+      }
+      // A version whose retire hook ran is no longer accepted anywhere: nothing to do.
+      if (!gone.has(version)) out.push(describe(c));
+    }
+    return out.reverse();
   }
 
   /** Closes the pending requests the revocation covers; for a user, also withdraws their approvals elsewhere. */
@@ -158,6 +280,14 @@ export class RevocationService {
     }
     return { closed, withdrawn };
   }
+}
+
+/** The origin recorded with a revocation, from its actor (SCIM re-activation lifts only SCIM's). */
+function originOf(actor: string): RevocationOrigin {
+  if (actor === 'scim') return 'scim';
+  if (actor === 'webhook') return 'webhook';
+  if (actor.startsWith('Port::Job::')) return 'job';
+  return 'admin';
 }
 
 /** Whether a pending approval request is for the revoked job, build or person's build. */
@@ -194,27 +324,49 @@ function credentialFilter(scope: RevocationScope, id: string): IssuedCredentialF
 
 function describe(c: IssuedCredentialRecord): NotRecallableCredential {
   const sessionName = typeof c.facts.session_name === 'string' ? c.facts.session_name : undefined;
-  return {
-    credential: c.credential,
-    type: c.type,
-    job_id: c.jobId,
-    ...(sessionName !== undefined ? { session_name: sessionName } : {}),
-    facts: c.facts,
-    expires_at: new Date(c.expiresAt).toISOString(),
-  };
+  const expires = new Date(c.expiresAt).toISOString();
+  const base = { credential: c.credential, type: c.type, job_id: c.jobId, ...(sessionName !== undefined ? { session_name: sessionName } : {}), facts: c.facts };
+  switch (c.type) {
+    case 'secret':
+      return {
+        ...base,
+        expires_at: null,
+        after_revocation: `The job holds the value, and it works until the secret is rotated: port rotate ${c.credential} (with a rotation hook; else rotate it at its source).`,
+        rotate_with: `port rotate ${c.credential}`,
+      };
+    case 'port_token':
+      return { ...base, expires_at: expires, after_revocation: `Services that verify it offline with Port's JWKS accept it until its exp, ${expires}.` };
+    case 'aws_role':
+      return { ...base, expires_at: expires, after_revocation: `AWS can't recall the session: it works until ${expires}; Port won't renew it (the token that would is refused).` };
+  }
 }
 
-function note(scope: RevocationScope, notRecallable: NotRecallableCredential[]): string {
-  const covered =
-    scope === 'job' || scope === 'build'
-      ? `Every Port token of this ${scope} is refused from now on, and its Buildkite tokens exchange for nothing.`
-      : scope === 'token'
-        ? 'The token is refused from now on.'
-        : `Every Port token issued to this ${scope} up to now is refused, as are Buildkite tokens issued up to now; later tokens are not (use policy to block new exchanges).`;
-  const relayed = ' Relayed access and recallable credentials stop at once.';
-  if (notRecallable.length === 0) return covered + relayed;
-  const last = notRecallable.reduce((a, c) => (c.expires_at > a ? c.expires_at : a), notRecallable[0]!.expires_at);
-  return `${covered}${relayed} ${notRecallable.length} brokered AWS session(s) can't be recalled from AWS: Port stops renewing them (the token that would get a new one is refused); they expire by ${last}.`;
+function note(scope: RevocationScope, until: string, notRecallable: NotRecallableCredential[]): string {
+  const covered: Record<RevocationScope, string> = {
+    token: `The token is refused from now on.`,
+    job: `Every token of this job — Port tokens, and Buildkite tokens presented to Port — is refused until ${until}.`,
+    build: `Every token of this build's jobs — Port tokens, and Buildkite tokens presented to Port — is refused until ${until}.`,
+    user: `Every token of a build this person started, old and new, is refused until ${until} unless lifted.`,
+    agent: `Every token of a job on this agent, old and new, is refused until ${until} unless lifted.`,
+    pool: `Every token of a job in this pool, old and new, is refused until ${until} unless lifted; meanwhile tokens without cluster_name and queue_key are refused too.`,
+  };
+  const parts = [covered[scope], 'Relay access stops at once: the relay checks every request, so the upstream credentials it injects are not used for these tokens any more.'];
+  const count = (type: IssuedCredentialRecord['type']) => notRecallable.filter((c) => c.type === type);
+  const latest = (cs: NotRecallableCredential[]) => cs.reduce((a, c) => (c.expires_at !== null && c.expires_at > a ? c.expires_at : a), '');
+  const aws = count('aws_role');
+  if (aws.length > 0) parts.push(`${aws.length} AWS session(s) can't be recalled from AWS: they work until they expire (by ${latest(aws)}), and Port won't renew them.`);
+  const secrets = count('secret');
+  if (secrets.length > 0) {
+    const names = [...new Set(secrets.map((c) => c.credential))];
+    parts.push(`${secrets.length} secret value(s) were released and can't be recalled; rotate them: ${names.map((n) => `port rotate ${n}`).join(', ')}.`);
+  }
+  const portTokens = count('port_token');
+  if (portTokens.length > 0) parts.push(`${portTokens.length} port_token(s) stay valid at services that verify them offline until their exp (by ${latest(portTokens)}).`);
+  return parts.join(' ');
+}
+
+function target(scope: RevocationScope, id: string): Record<string, unknown> {
+  return scope === 'token' ? { jti_sha256: jtiHash(id) } : { id };
 }
 
 function resourceOf(scope: RevocationScope, id: string): string | null {

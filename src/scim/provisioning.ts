@@ -27,6 +27,8 @@ export interface ScimProvisioningDeps {
   log: DecisionLog;
   /** Revokes every grant a person started or holds (RevocationService, scope `user`, actor `scim`). */
   revokeUser: (email: string, reason: string) => Promise<unknown>;
+  /** Lifts the user revocations SCIM made for a person SCIM re-activates (RevocationService.lift, origin `scim`). */
+  liftUser?: (email: string, reason: string) => Promise<unknown>;
   /** Absolute URL of the SCIM root, e.g. `https://port.acme.test/scim/v2` (for `meta.location`). */
   baseUrl: string;
   now?: () => number;
@@ -39,6 +41,8 @@ interface Operation {
   id: string;
   /** The e-mail this request explicitly deprovisions (DELETE, or a write leaving the user inactive). */
   deprovisions?: string | undefined;
+  /** `deprovisions` was already revoked, before the write (DELETE). */
+  revokedFirst?: boolean;
 }
 
 const MAX_ATTEMPTS = 8;
@@ -86,9 +90,19 @@ export class ScimProvisioning {
     const current = await this.deps.store.getScimUser(id);
     if (!current) throw notFound('User');
     checkIfMatch(ifMatch, current.version);
+    // Revoke first, delete after: when revoking fails nothing is deleted and the answer is
+    // 503, so the IdP's retry runs the whole thing again (after a delete it would get 404
+    // and stop). Revoking again on a retry is harmless.
+    if (current.email) {
+      try {
+        await this.deps.revokeUser(current.email, 'SCIM deleted the user');
+      } catch {
+        throw new ScimError(503, 'revocation_failed', "Revoking the user's grants failed, so the user was not deleted; retry the request.");
+      }
+    }
     const result = await this.deps.store.deleteScimUser(id);
     if (result === 'not_found') throw notFound('User');
-    await this.applyAccess(result, { method: 'DELETE', resourceType: 'User', id, deprovisions: current.email });
+    await this.applyAccess(result, { method: 'DELETE', resourceType: 'User', id, deprovisions: current.email, revokedFirst: current.email !== undefined });
   }
 
   getUser(id: string): Promise<ScimUserRecord | undefined> {
@@ -221,7 +235,7 @@ export class ScimProvisioning {
         const reason = op.method === 'DELETE' && op.resourceType === 'User' ? 'SCIM deleted the user' : 'SCIM deactivated the user';
         let revocation = 'done';
         try {
-          await this.deps.revokeUser(email, reason);
+          if (!(op.revokedFirst && email === explicit)) await this.deps.revokeUser(email, reason);
         } catch {
           revocation = 'failed';
           revocationFailed = true;
@@ -237,7 +251,11 @@ export class ScimProvisioning {
       }
       if (!after.active) continue;
       if (before?.active !== true) {
-        records.push(this.record(email, 'scim_provision', 'SCIM provisioned the user as active', { scim, groups: after.groups }));
+        // (Re-)activated: what SCIM revoked when it deprovisioned them is lifted (an admin's revocation stays).
+        // A failed lift leaves them revoked (fail closed) until it expires or an admin lifts it.
+        let lift: string | undefined;
+        if (this.deps.liftUser) lift = await this.deps.liftUser(email, 'SCIM re-activated the user').then(() => 'done', () => 'failed');
+        records.push(this.record(email, 'scim_provision', 'SCIM provisioned the user as active', { scim, groups: after.groups, ...(lift ? { revocation_lift: lift } : {}) }));
         continue;
       }
       const removed = before.groups.filter((g) => !after.groups.includes(g));

@@ -21,6 +21,8 @@ import { webhookCredentials } from '../webhooks/credentials.js';
 import { webhookRoutes } from '../webhooks/webhook-route.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
 import { Relay } from '../relay/relay.js';
+import { CreatorDirectory } from '../relay/creator-directory.js';
+import { observeUserWrites } from './user-writes.js';
 import { RevocationList } from '../revocation/revocation-list.js';
 import { RevocationService } from '../revocation/revocation-service.js';
 import { BuildCreatorLookup } from '../broker/build-creator.js';
@@ -40,6 +42,7 @@ import { credentialProviders } from '../broker/credentials/providers.js';
 import { AwsRoleProvider } from '../broker/credentials/aws-role-provider.js';
 import { AwsRelaySessions } from '../relay/aws-sigv4-sessions.js';
 import { SecretRotation } from '../broker/credentials/secret-rotation.js';
+import { unsealedRotationWarning } from '../broker/credentials/secret-seal.js';
 import type { SecretCredentialConfig } from '../config/config.js';
 
 export interface RunningPort {
@@ -72,7 +75,11 @@ const MAX_SKEW_SECONDS = 60;
  * fail (store, keys, policies) is checked before the socket opens.
  */
 export async function startPort(config: PortConfig, options: StartOptions = {}): Promise<RunningPort> {
-  const store = openStore(config);
+  const opened = openStore(config);
+  // The relay's build creators' records, briefly cached: every user write (SCIM, SSO
+  // sign-in) through the store drops the people it changed, so it applies to the next request.
+  const creatorRecords = new CreatorDirectory(opened);
+  const store = observeUserWrites(opened, (emails) => creatorRecords.forget(emails));
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
   let stopSecrets: (() => Promise<void>) | undefined;
@@ -131,6 +138,11 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     if (config.issuer.keyEncryptionKey === undefined) {
       app.log.warn('issuer.key_encryption_key is not set: Port\'s private signing keys are stored unencrypted in the store');
     }
+    const unsealedRotation = unsealedRotationWarning(
+      Object.values(config.credentials).filter((c): c is SecretCredentialConfig => c.type === 'secret'),
+      config.issuer.keyEncryptionKey,
+    );
+    if (unsealedRotation !== undefined) app.log.warn(unsealedRotation);
     const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
 
     const policy = await PolicyEngine.open(config.policies, {
@@ -152,7 +164,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
     // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
     const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS;
-    const revocationService = new RevocationService({ revocations, store, log, maxTokenLifetime });
+    const revocationService = new RevocationService({ revocations, store, log, maxTokenLifetime, knowsCreators: config.buildkite.apiToken !== undefined });
     // Who started each build (the token doesn't say): short timeout, one retry — an
     // unanswered lookup leaves the creator unknown, it never fails the exchange.
     const creators = new BuildCreatorLookup(
@@ -170,6 +182,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       onError: (err, msg) => logError(msg)(err),
     });
     stopSecrets = () => secrets.stop();
+    // One aws_role provider, so /v1/credentials and the relay share each job's STS session.
+    const awsRoles = new AwsRoleProvider({ issuerUrl: config.server.publicUrl, keys });
     const credentialService = new CredentialService({
       config,
       issuer,
@@ -177,7 +191,10 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       policy,
       log,
       store,
-      providers: credentialProviders({ config, keys, issuerUrl: config.server.publicUrl, secrets }),
+      providers: credentialProviders({ config, keys, issuerUrl: config.server.publicUrl, secrets, awsRoles }),
+      // A Buildkite token as the bearer: verified, single use and revocation-checked as at exchange.
+      verifier,
+      creators,
       onError: (err, msg) => logError(msg)(err),
     });
     relay = new Relay({
@@ -185,10 +202,11 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       policy,
       log,
       auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators),
+      creators: creatorRecords,
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
       // Upstreams with inject: aws_sigv4 sign with the calling job's own STS session.
-      awsSessions: new AwsRelaySessions(new AwsRoleProvider({ issuerUrl: config.server.publicUrl, keys }), config, log),
+      awsSessions: new AwsRelaySessions(awsRoles, config, log),
     });
     // Before any route that reads forms (the web pages check for an existing parser).
     await app.register(formbody, { bodyLimit: config.server.bodyLimit });
@@ -254,6 +272,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         log,
         baseUrl: `${config.server.publicUrl.replace(/\/+$/, '')}${SCIM_PREFIX}`,
         revokeUser: (email, reason) => revocationService.revoke({ scope: 'user', id: email, reason, actor: 'scim' }),
+        liftUser: (email, reason) => revocationService.lift({ scope: 'user', id: email, reason, actor: 'scim', origin: 'scim' }),
       });
       await scimRoutes(app, { token: config.scim.token, provisioning });
     }

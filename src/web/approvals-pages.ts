@@ -152,6 +152,18 @@ function buildLine(r: ApprovalRequestRecord): Html {
   return html`<code>${b.organization}/${b.pipeline}</code> build <strong>#${b.number}</strong>`;
 }
 
+/** Who started the build, as far as Port can tell; a build without a creator says so. */
+function creatorText(r: ApprovalRequestRecord): string {
+  if (r.requirement.noCreator) return `none named by Buildkite${r.authors.length > 0 ? `; commit author ${r.authors.join(', ')} (self-reported)` : ''}`;
+  return r.authors.join(', ') || 'unknown';
+}
+
+/** The policies' reason; the no-creator note appended to it is shown on its own. */
+function policiesReason(r: ApprovalRequestRecord): string {
+  const note = r.requirement.noCreator ? `; ${r.requirement.noCreator.reason}` : '';
+  return note && r.requirement.reason.endsWith(note) ? r.requirement.reason.slice(0, -note.length) : r.requirement.reason;
+}
+
 function missingText(r: ApprovalRequestRecord): string {
   const m = missing(r.requirement, r.approvals);
   if (m.approvals === 0 && m.groups.length === 0) return 'nothing';
@@ -177,7 +189,7 @@ function summaryCard(r: ApprovalRequestRecord, when: (ms: number) => string, now
     <h3><a href="/approvals/${encodeURIComponent(r.id)}">${r.step.label || r.step.step}</a> — ${buildLine(r)}</h3>
     <dl>
       <dt>Ref</dt><dd>${refOf(r)} at <code title="${r.build.commit}">${r.build.commit.slice(0, 12)}</code></dd>
-      <dt>Creator / author</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
+      <dt>Creator / author</dt><dd>${creatorText(r)}</dd>
       <dt>Why Port asks</dt><dd>${r.requirement.reason}</dd>
       <dt>Still needed</dt><dd>${missingText(r)}</dd>
       <dt>Expires</dt><dd>${when(r.expiresAt)} (${relative(r.expiresAt, now)})</dd>
@@ -214,14 +226,15 @@ function detail(r: ApprovalRequestRecord, who: SignedIn, verdict: { eligible: bo
         <dt>Branch</dt><dd><code>${b.branch}</code></dd>
         ${b.tag ? html`<dt>Tag</dt><dd><code>${b.tag}</code></dd>` : ''}
         <dt>Commit</dt><dd><code>${b.commit}</code></dd>
-        <dt>Creator / author</dt><dd>${r.authors.join(', ') || 'unknown'}</dd>
+        <dt>Creator / author</dt><dd>${creatorText(r)}</dd>
         <dt>Step</dt><dd>${r.step.label || '(no label)'}${r.step.key ? html` <code>${r.step.key}</code>` : ''}</dd>
         <dt>Requested</dt><dd>${when(r.createdAt)}</dd>
         <dt>${open ? 'Expires' : 'Expiry'}</dt><dd>${when(r.expiresAt)}${open ? ` (${relative(r.expiresAt, now)})` : ''}</dd>
       </dl>
     </div>
     <h2>Why Port asks</h2>
-    <div class="card"><p>${r.requirement.reason}</p><ul>${policies}</ul>
+    <div class="card"><p>${policiesReason(r)}</p><ul>${policies}</ul>
+      ${r.requirement.noCreator ? html`<p class="notice no-creator"><strong>No creator:</strong> ${r.requirement.noCreator.reason}.</p>` : ''}
       <p>Needs ${r.requirement.approvals} approval${r.requirement.approvals === 1 ? '' : 's'}${r.requirement.groups.length > 0 ? ` with one from each of: ${r.requirement.groups.join(', ')}` : ''}.
       ${open ? html`Still needed: <strong>${missingText(r)}</strong>.` : ''}</p>
     </div>

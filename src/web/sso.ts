@@ -4,11 +4,13 @@
  * token's configured claim, and server-side sessions.
  *
  * - `GET /login?return_to=/approvals/…` starts a sign-in. State, nonce, PKCE verifier
- *   and the (same-origin, relative) return path stay in Port's memory, keyed by the
- *   SHA-256 of a random `port_login` cookie (HttpOnly, Secure, SameSite=Lax, 10 min,
- *   scoped to the callback path). One use each.
- * - `GET /auth/callback` exchanges the code (state, nonce and PKCE checked by
- *   openid-client), reads `email` (required, lower-cased), `name` and the groups
+ *   and the (same-origin, relative) return path are sealed (AES-256-GCM) into the
+ *   `port_login` cookie (HttpOnly, Secure, SameSite=Lax, 10 min, scoped to the callback
+ *   path): Port holds nothing per sign-in, so no flood of `/login` can evict anyone's
+ *   (src/web/login-cookie.ts says why, and about the key).
+ * - `GET /auth/callback` clears that cookie and exchanges the code (state, nonce and
+ *   PKCE checked by openid-client), reads `email` (required, lower-cased; with
+ *   `sso.require_email_verified`, `email_verified` must be true), `name` and the groups
  *   claim, upserts the person as an active UserRecord (a SCIM-provisioned person keeps
  *   SCIM's `active` and groups; a deactivated one is refused) and opens a session: a 32-byte
  *   random `port_session` cookie (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age =
@@ -28,14 +30,15 @@ import { resolveSecretRef } from '../config/secret-ref.js';
 import type { Store } from '../store/store.js';
 import { parseCookies, serializeCookie } from './cookies.js';
 import { html, securityHeaders, sendErrorPage, sendPage, type PageViewer } from './html.js';
+import { loginCookieKey, LoginSealer, type LoginInProgress } from './login-cookie.js';
 
 export const SESSION_COOKIE = 'port_session';
 export const LOGIN_COOKIE = 'port_login';
 const CALLBACK_PATH = '/auth/callback';
 /** How long a started sign-in may take at the IdP. */
 const LOGIN_TTL_SECONDS = 600;
-/** Sign-ins in flight kept in memory at most (oldest dropped first). */
-const MAX_PENDING_LOGINS = 10_000;
+/** Finished sign-ins remembered against replay (FinishedLogins). */
+const MAX_FINISHED_LOGINS = 10_000;
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
 export interface SsoDeps {
@@ -53,14 +56,6 @@ export interface SignedIn {
   session: SessionRecord;
   user: UserRecord;
   viewer: PageViewer;
-}
-
-interface PendingLogin {
-  state: string;
-  nonce: string;
-  verifier: string;
-  returnTo: string;
-  expiresAt: number;
 }
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
@@ -228,25 +223,27 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
-/** In-memory sign-ins in flight, one use each, bounded. */
-class PendingLogins {
-  private readonly byKey = new Map<string, PendingLogin>();
+/**
+ * Defence in depth against a replayed callback: the states of sign-ins already finished
+ * here, until they expire. The IdP's one-use code is the real guard (login-cookie.ts);
+ * this refuses the replay before the IdP is asked and covers an IdP that is lax about it.
+ * Bounded; when full the oldest entries go, which only falls back on the IdP's guard —
+ * unlike a table of sign-ins in flight, evicting from it can't break anyone's sign-in.
+ */
+class FinishedLogins {
+  private readonly until = new Map<string, number>();
   constructor(private readonly now: () => number) {}
 
-  add(key: string, login: PendingLogin): void {
+  /** Records the sign-in as finished; false when it already was. */
+  finish(login: LoginInProgress): boolean {
     const now = this.now();
-    for (const [k, v] of this.byKey) {
-      if (v.expiresAt > now && this.byKey.size < MAX_PENDING_LOGINS) break;
-      this.byKey.delete(k);
+    if ((this.until.get(login.state) ?? 0) > now) return false;
+    for (const [state, expiresAt] of this.until) {
+      if (expiresAt > now && this.until.size < MAX_FINISHED_LOGINS) break;
+      this.until.delete(state);
     }
-    this.byKey.set(sha256hex(key), login);
-  }
-
-  take(key: string): PendingLogin | undefined {
-    const id = sha256hex(key);
-    const login = this.byKey.get(id);
-    this.byKey.delete(id);
-    return login && login.expiresAt > this.now() ? login : undefined;
+    this.until.set(login.state, login.expiresAt);
+    return true;
   }
 }
 
@@ -260,7 +257,8 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
   const now = deps.now ?? Date.now;
   const sessions = new WebSessions(deps, now);
   const idp = new IdpClient(sso);
-  const pending = new PendingLogins(now);
+  const sealer = new LoginSealer(loginCookieKey(deps.config.issuer.keyEncryptionKey), sessions.redirectUri);
+  const finished = new FinishedLogins(now);
   ensureFormParser(app);
 
   app.get('/login', async (request, reply) => {
@@ -275,15 +273,13 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
       });
     }
     const verifier = oidc.randomPKCECodeVerifier();
-    const login: PendingLogin = {
+    const login: LoginInProgress = {
       state: oidc.randomState(),
       nonce: oidc.randomNonce(),
       verifier,
       returnTo,
       expiresAt: now() + LOGIN_TTL_SECONDS * 1000,
     };
-    const key = randomBytes(32).toString('base64url');
-    pending.add(key, login);
     const target = oidc.buildAuthorizationUrl(configuration, {
       redirect_uri: sessions.redirectUri,
       scope: sso.scopes.join(' '),
@@ -293,14 +289,14 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
       state: login.state,
       nonce: login.nonce,
     });
-    reply.header('set-cookie', sessions.loginCookie(key, LOGIN_TTL_SECONDS));
+    reply.header('set-cookie', sessions.loginCookie(sealer.seal(login), LOGIN_TTL_SECONDS));
     return securityHeaders(reply).redirect(target.href, 302);
   });
 
   app.get(CALLBACK_PATH, async (request, reply) => {
-    const key = parseCookies(request.headers.cookie).get(LOGIN_COOKIE);
     reply.header('set-cookie', sessions.loginCookie('', 0));
-    const login = key && COOKIE_VALUE.test(key) ? pending.take(key) : undefined;
+    const sealed = sealer.open(parseCookies(request.headers.cookie).get(LOGIN_COOKIE), now());
+    const login = sealed && finished.finish(sealed) ? sealed : undefined;
     const again = (to: string) => ({ link: { href: `/login?return_to=${encodeURIComponent(to)}`, text: 'Sign in again' } });
     if (!login) {
       return sendErrorPage(reply, 400, 'login_expired', 'This sign-in was not started here, took too long or was already used; sign in again.', again(sessions.home));
@@ -325,7 +321,7 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
       const claims = tokens.claims()!;
       profile = { ...claims };
       // Some IdPs put only `sub` in the ID token; the rest is at the userinfo endpoint.
-      const wanted = typeof claims.email !== 'string' || !(sso.groupsClaim in claims);
+      const wanted = typeof claims.email !== 'string' || !(sso.groupsClaim in claims) || (sso.requireEmailVerified && claims.email_verified === undefined);
       if (wanted && configuration.serverMetadata().userinfo_endpoint) {
         const info = await oidc.fetchUserInfo(configuration, tokens.access_token, claims.sub);
         profile = { ...info, ...claims };
@@ -346,8 +342,22 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
     if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254) {
       return sendErrorPage(reply, 403, 'sso_no_email', 'The sign-in provider did not say who you are (no e-mail address); ask your IdP admin to release the email claim to Port.', again(login.returnTo));
     }
-    if (profile.email_verified === false) {
-      return sendErrorPage(reply, 403, 'sso_email_unverified', 'The sign-in provider says your e-mail address is not verified.', again(login.returnTo));
+    // The e-mail is the person's identity in Port (approver, author exclusion), so an
+    // address the IdP has not verified must not become one (OIDC Core §5.1 `email_verified`).
+    const verified = emailVerified(profile.email_verified);
+    if (verified === false) {
+      request.log.info({ email }, 'sign-in refused: email_verified is false');
+      return sendErrorPage(reply, 403, 'sso_email_unverified', 'The sign-in provider says your e-mail address is not verified; verify it there and sign in again.', again(login.returnTo));
+    }
+    if (verified === undefined && sso.requireEmailVerified) {
+      request.log.warn({ email }, 'sign-in refused: the IdP sent no email_verified claim and sso.require_email_verified is true');
+      return sendErrorPage(
+        reply,
+        403,
+        'sso_email_unverified',
+        'The sign-in provider did not say your e-mail address is verified (no email_verified claim). An administrator can set sso.require_email_verified: false for an IdP that never sends it, such as Microsoft Entra ID.',
+        again(login.returnTo),
+      );
     }
     // Deactivation in Port (by SCIM or otherwise) wins over a working IdP sign-in. For a
     // SCIM-provisioned person SCIM is authoritative for `active` and `groups`: the sign-in
@@ -389,6 +399,16 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
   });
 
   return sessions;
+}
+
+/**
+ * `email_verified` as a boolean: true/false, or their string forms (some IdPs' userinfo
+ * answers send strings, e.g. Amazon Cognito); anything else is undefined (not asserted).
+ */
+function emailVerified(claim: unknown): boolean | undefined {
+  if (claim === true || claim === 'true') return true;
+  if (claim === false || claim === 'false') return false;
+  return undefined;
 }
 
 /** The groups claim: an array of strings (others dropped), a single string, or absent → []. */

@@ -163,6 +163,9 @@ describe('port audit lineage', () => {
     // The three reads, one entry (timed at the window's start), and the refused path.
     expect(steps[4]).toMatch(/ allow proxy Port::Upstream::"files" — allowed by files-read: acme jobs may read the file store \| upstream=files method=GET requests=3 until=/);
     expect(steps[5]).toMatch(/ deny {2}proxy Port::Upstream::"files" — forbidden by no-admin: nobody reaches the admin area through the relay \| upstream=files method=GET path=\/admin\/keys/);
+    // Relay use names the Port token that made it, as the exchange that minted it does.
+    expect(steps[4]).toContain(`token_kind=port port_token=${short}`);
+    expect(steps[5]).toContain(`token_kind=port port_token=${short}`);
     expect(lines[9]).toMatch(/ allow revoke - — The job finished: every Port token it was issued is revoked\. \| scope=job id=/);
     expect(lines.at(-1)).toMatch(/^Decision log: read entries 1–\d+; the hash chain verifies, signed by checkpoints up to entry \d+/);
     // Times never go backwards.
@@ -191,6 +194,9 @@ describe('port audit lineage', () => {
     expect(r.stdout).toContain(`job ${block.id}  block_step=acme/deploy/${build.number}/deploy`);
     expect(r.stdout).toMatch(new RegExp(`job ${command.id}  build=acme/deploy/${build.number} .* creator=rel@acme.test`));
     expect(r.stdout).toMatch(/ allow unblock Port::BlockStep::/);
+    // The relay's records carry the job's identity with its creator (context.job).
+    expect(r.stdout).toMatch(/ allow proxy Port::Upstream::"files" — allowed by files-read/);
+    expect(r.stdout).toMatch(/ deny {2}proxy Port::Upstream::"files" — forbidden by no-admin/);
     expect(r.stdout).not.toContain(other.jobId);
   });
 
@@ -200,7 +206,10 @@ describe('port audit lineage', () => {
     const entries = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(entries.map((e) => e.action)).toEqual(['exchange', 'assume', 'exchange', 'assume', 'proxy', 'proxy', 'revoke']);
     expect(entries[0]).toMatchObject({ seq: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/), principal: `Port::Job::"${command.id}"` });
-    expect(entries[4]).toMatchObject({ decision: 'allow', context: { requests: 3, upstream: 'files' } });
+    expect(entries[4]).toMatchObject({
+      decision: 'allow',
+      context: { requests: 3, upstream: 'files', job: { job_id: command.id, build_creator: 'rel@acme.test' }, port_token: { jti_sha256: tokenHash } },
+    });
     expect(r.stderr).toMatch(/^Decision log: read entries 1–\d+; the hash chain verifies/);
   });
 

@@ -91,8 +91,16 @@ function jobChain(): DecisionEntry[] {
         credential: { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/deploy', session_name: `bk-deploy-7-${JOB}`.slice(0, 64), expires_at: 1748773800, recallable: false },
       },
     }),
-    // 6: a relay denial, logged at once.
-    rec(5, { action: 'proxy', decision: 'deny', principal: jobP(JOB), resource: 'Port::Upstream::"files"', reason: 'forbidden by no-admin', policies: [{ id: 'no-admin' }], context: { upstream: 'files', method: 'GET', path: '/admin/x', token_kind: 'port' } }),
+    // 6: a relay denial, logged at once (with the job and the token, as the relay writes it).
+    rec(5, {
+      action: 'proxy',
+      decision: 'deny',
+      principal: jobP(JOB),
+      resource: 'Port::Upstream::"files"',
+      reason: 'forbidden by no-admin',
+      policies: [{ id: 'no-admin' }],
+      context: { token_kind: 'port', job: job(JOB), port_token: { jti_sha256: H1 }, upstream: 'files', method: 'GET', path: '/admin/x' },
+    }),
     // 7: a rotation of the credential it holds; 8: of one it never got.
     rec(6, { action: 'rotate', principal: null, resource: 'Port::Credential::"aws-prod"', context: { trigger: 'admin', versions: { current: 3, previous: 2 }, retires_at: t(600) } }),
     rec(6, { action: 'rotate', principal: null, resource: 'Port::Credential::"npm"', context: { trigger: 'schedule' } }),
@@ -109,7 +117,7 @@ function jobChain(): DecisionEntry[] {
       resource: 'Port::Upstream::"files"',
       reason: 'allowed by files-read',
       policies: [{ id: 'files-read', reason: 'reads' }],
-      context: { token_kind: 'port', upstream: 'files', method: 'GET', requests: 3, window_start: t(4) },
+      context: { token_kind: 'port', job: job(JOB), port_token: { jti_sha256: H1 }, upstream: 'files', method: 'GET', requests: 3, window_start: t(4) },
     }),
     // 13: a token-scope revocation as RevocationService writes it (actor a word, the token by jti hash); 14: another job's, not linked.
     rec(21, {
@@ -137,9 +145,9 @@ describe('lineage --job', () => {
     const short = `sha256:${H1.slice(0, 16)}`;
     expect(facts(0)).toMatchObject({ port_token: short, audience: 'https://port.acme.test', expires: new Date(1748772900 * 1000).toISOString() });
     expect(facts(2)).toMatchObject({ type: 'aws_role', session_name: `bk-deploy-7-${JOB}`.slice(0, 64), expires: new Date(1748773800 * 1000).toISOString(), recallable: 'false', port_token: short });
-    expect(facts(3)).toMatchObject({ upstream: 'files', method: 'GET', requests: '3', until: t(20) });
+    expect(facts(3)).toEqual({ upstream: 'files', method: 'GET', requests: '3', until: t(20), token_kind: 'port', port_token: short });
     expect(steps[3]!.at).toBe(t(4));
-    expect(facts(4)).toMatchObject({ upstream: 'files', method: 'GET', path: '/admin/x' });
+    expect(facts(4)).toEqual({ upstream: 'files', method: 'GET', path: '/admin/x', token_kind: 'port', port_token: short });
     expect(facts(5)).toMatchObject({ trigger: 'admin', 'versions.current': '3', retires_at: t(600) });
     expect(facts(6)).toMatchObject({ scope: 'agent', id: AGENT, actor: 'User admin@acme.test', tokens: '2' });
     expect(facts(7)).toMatchObject({ scope: 'token', port_token: short });
@@ -264,6 +272,51 @@ describe('lineage --user', () => {
     // The approver's lineage: the request they decided, their approval and the unblock it led to; not the build's jobs.
     const plat = lineage(entries, { kind: 'user', id: 'plat@acme.test' });
     expect(actions(plat)).toEqual(['approval_requested', 'approval_notified', 'approve', 'approve', 'unblocked']);
+  });
+});
+
+describe('relay decisions (context.job and the token hash, allows aggregated per token)', () => {
+  const SOLO = '01900000-0000-4000-8000-0000000000c1';
+  const HS = jtiHash('bk-jti-solo');
+  const HP = jtiHash('jti-solo-port');
+  const relayRec = (time: number, id: string, extra: Record<string, unknown>, r: Partial<DecisionRecord> = {}) =>
+    rec(time, { action: 'proxy', principal: jobP(id), resource: 'Port::Upstream::"files"', reason: 'allowed by files-read', policies: [{ id: 'files-read' }], context: { upstream: 'files', method: 'GET', ...extra }, ...r });
+  function chain(): DecisionEntry[] {
+    seq = 0;
+    const soloJob = job(SOLO, { build_number: 9, build_creator: 'solo@acme.test' });
+    return [
+      // 1: a Buildkite token presented to the relay by a job that never exchanged one.
+      relayRec(1, SOLO, { token_kind: 'buildkite', job: soloJob, subject_token: { kid: 'k', jti_sha256: HS, iat: 1, exp: 2 }, requests: 2, window_start: t(0) }),
+      // 2: later, a Port token of the same job; 3: denied on another path.
+      relayRec(2, SOLO, { token_kind: 'port', job: soloJob, port_token: { jti_sha256: HP }, requests: 5, window_start: t(1) }),
+      relayRec(3, SOLO, { token_kind: 'port', job: soloJob, port_token: { jti_sha256: HP }, path: '/admin' }, { decision: 'deny', reason: 'forbidden by no-admin', policies: [{ id: 'no-admin' }] }),
+      // 4: someone else's build uses the same upstream.
+      relayRec(4, OTHER, { token_kind: 'port', job: job(OTHER, { build_number: 8, build_creator: 'other@acme.test' }), port_token: { jti_sha256: H2 }, requests: 1, window_start: t(4) }),
+      // 5, 6: records naming only a token of the job (no principal, no job context): linked by hash.
+      rec(5, { action: 'revoke', principal: null, context: { port_token: { jti_sha256: HP } } }),
+      rec(6, { action: 'exchange', principal: null, decision: 'deny', reason: 'replayed', context: { check: 'replayed', subject_token: { jti_sha256: HS } } }),
+      // 7: a token hash of the other job: not linked.
+      rec(7, { action: 'revoke', principal: null, context: { port_token: { jti_sha256: H2 } } }),
+    ];
+  }
+
+  it('--build and --user find relay use through context.job alone (no exchange in the log)', () => {
+    for (const selector of [{ kind: 'build', id: 'acme/deploy/9' }, { kind: 'user', id: 'Solo@acme.test' }] as const) {
+      const l = lineage(chain(), selector);
+      expect(ids(l), selector.kind).toEqual(['dec-1', 'dec-2', 'dec-3', 'dec-5', 'dec-6']);
+      expect(l.groups.map((g) => `${g.kind}:${g.id}`)).toEqual([`job:${SOLO}`]);
+      expect(l.groups[0]!.title).toEqual(expect.arrayContaining([['build', 'acme/deploy/9'], ['creator', 'solo@acme.test']]));
+    }
+    expect(ids(lineage(chain(), { kind: 'user', id: 'other@acme.test' }))).toEqual(['dec-4', 'dec-7']);
+  });
+
+  it('--job links records that name only its tokens, Port or Buildkite, by their hash; relay facts show which token', () => {
+    const l = lineage(chain(), { kind: 'job', id: SOLO });
+    expect(ids(l)).toEqual(['dec-1', 'dec-2', 'dec-3', 'dec-5', 'dec-6']);
+    const facts = l.groups[0]!.steps.map((s) => Object.fromEntries(s.facts));
+    expect(facts[0]).toEqual({ upstream: 'files', method: 'GET', requests: '2', until: t(1), token_kind: 'buildkite', buildkite_token: `sha256:${HS.slice(0, 16)}` });
+    expect(facts[1]).toMatchObject({ requests: '5', token_kind: 'port', port_token: `sha256:${HP.slice(0, 16)}` });
+    expect(facts[2]).toEqual({ upstream: 'files', method: 'GET', path: '/admin', token_kind: 'port', port_token: `sha256:${HP.slice(0, 16)}` });
   });
 });
 

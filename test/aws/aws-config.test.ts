@@ -36,3 +36,53 @@ describe('aws_role configuration checks at load', () => {
     expect(load({ credential: { session_policy: './good.json' } }).credentials['aws-prod']).toMatchObject({ sessionPolicy: join(dir, 'good.json') });
   });
 });
+
+function loadRaw(extra: Record<string, unknown>) {
+  return configFromObject(
+    { server: { public_url: 'https://port.acme.test' }, buildkite: { organization: 'acme' }, policies: './policies', ...extra },
+    join(dir, 'port.yaml'),
+  );
+}
+
+describe('F14: a port_token credential can\'t be minted for an AWS STS audience', () => {
+  const role = { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/deploy' };
+
+  it('refuses sts.amazonaws.com (in any case), with or without aws_role credentials, naming the bypass', () => {
+    for (const audience of ['sts.amazonaws.com', 'STS.amazonaws.com']) {
+      expect(() => loadRaw({ credentials: { 'sts-token': { type: 'port_token', audience } } })).toThrow(
+        /credentials\.sts-token\.audience: ".*" is an AWS STS audience .*bypassing the aws_role decision/,
+      );
+    }
+  });
+
+  it('refuses an aws_role credential\'s web_identity_audience, declared before or after the port_token', () => {
+    const custom = { ...role, web_identity_audience: 'port-federation' };
+    expect(() => loadRaw({ credentials: { 'aws-prod': custom, tok: { type: 'port_token', audience: 'port-federation' } } })).toThrow(/credentials\.tok\.audience: "port-federation" is an AWS STS audience/);
+    expect(() => loadRaw({ credentials: { tok: { type: 'port_token', audience: 'port-federation' }, 'aws-prod': custom } })).toThrow(/credentials\.tok\.audience/);
+  });
+
+  it('accepts a downstream service\'s audience', () => {
+    const c = loadRaw({ credentials: { 'aws-prod': role, tok: { type: 'port_token', audience: 'https://deploy.acme.test' } } });
+    expect(c.credentials.tok).toMatchObject({ audience: 'https://deploy.acme.test' });
+    expect(c.credentials['aws-prod']).toMatchObject({ stsConcurrency: 8 });
+  });
+});
+
+describe('F5: upstreams.<name>.inject.aws_sigv4.forward_headers', () => {
+  const upstream = (forward_headers: unknown) => ({
+    credentials: { 'aws-api': { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/api' } },
+    upstreams: { dynamo: { url: 'https://dynamodb.us-east-1.amazonaws.com', inject: { aws_sigv4: { service: 'dynamodb', region: 'us-east-1', credential: 'aws-api', forward_headers } } } },
+  });
+
+  it('defaults to none and keeps names and -* families lower-cased', () => {
+    expect(loadRaw(upstream(undefined)).upstreams.dynamo!.inject).toMatchObject({ kind: 'aws_sigv4', forwardHeaders: [] });
+    expect(loadRaw(upstream(['X-Amz-Target', 'x-amz-meta-*'])).upstreams.dynamo!.inject).toMatchObject({ forwardHeaders: ['x-amz-target', 'x-amz-meta-*'] });
+  });
+
+  it('refuses a blanket x-amz-*, a header that is not x-amz-*, and the signature\'s own headers', () => {
+    expect(() => loadRaw(upstream(['x-amz-*']))).toThrow(/forward_headers\.0: must be an x-amz-\* header name/);
+    expect(() => loadRaw(upstream(['content-type']))).toThrow(/forward_headers\.0: must be an x-amz-\* header name/);
+    expect(() => loadRaw(upstream(['x-amz-meta*']))).toThrow(/forward_headers\.0/);
+    expect(() => loadRaw(upstream(['x-amz-security-token']))).toThrow(/forward_headers: x-amz-security-token is set by Port's signature/);
+  });
+});

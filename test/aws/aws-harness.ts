@@ -91,8 +91,17 @@ export async function startAwsHarness(opts: { credentials?: (sts: StsSimulator, 
       sts_endpoint: sts.url,
       session_tags: { queue: 'queue_key' },
     },
+    // web_identity with no session policy and no tags: only the sub is made from the job.
+    'aws-web-plain': {
+      type: 'aws_role',
+      role_arn: sts.roleArn('deploy-web'),
+      sts_endpoint: sts.url,
+      duration: '30m',
+    },
   };
-  const h = await startHarness({ policies: AWS_POLICIES, config: { credentials, ...opts.config } });
+  // Port tokens outlive every duration above, so sessions get their configured duration
+  // (a session is capped by the bearer's token: aws-duration-cap tests).
+  const h = await startHarness({ policies: AWS_POLICIES, config: { credentials, issuer: { token_ttl: '3h' }, ...opts.config } });
   sts.setOriginOverride('https://port.acme.test', h.url);
   return {
     ...h,

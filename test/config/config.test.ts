@@ -32,6 +32,9 @@ describe('config', () => {
     expect(load(`${minimal}issuer:\n  token_ttl: soon\n`)).toThrow(/issuer\.token_ttl: "soon" is not a duration/);
     expect(load(`${minimal}  clock_skew: 5m\n`)).toThrow(/buildkite\.clock_skew: 5m is longer than the allowed maximum of 60s/);
     expect(load(`${minimal}  algorithms: [HS256]\n`)).toThrow(/buildkite\.algorithms\.0/);
+    // A present value of the wrong type is not reported as missing.
+    expect(load(`${minimal}  max_token_bytes: lots\n`)).toThrow(/buildkite\.max_token_bytes: Invalid input: expected number, received string/);
+    expect(load(`${minimal}  max_token_bytes: lots\n`)).not.toThrow(/required key is missing/);
   });
   it('names a missing required key', () => {
     expect(load('server:\n  public_url: https://port.example\n')).toThrow(/buildkite: required key is missing/);

@@ -71,7 +71,7 @@ describe('secret release', () => {
 
     const issued = await h.port.store.listIssuedCredentials({ jobId: job.jobId });
     expect(issued.map((i) => i.credential)).toEqual(['env-secret', 'file-secret', 'cmd-secret']);
-    expect(issued[0]).toMatchObject({ type: 'secret', build: `acme/deploy/${job.buildNumber}`, agentId: job.agentId, recallable: true, expiresAt: exp * 1000 });
+    expect(issued[0]).toMatchObject({ type: 'secret', build: `acme/deploy/${job.buildNumber}`, agentId: job.agentId, recallable: false, expiresAt: exp * 1000 });
     expect(JSON.stringify(issued)).not.toContain('secret-value');
   });
 

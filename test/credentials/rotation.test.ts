@@ -35,31 +35,42 @@ function hookRequests(dir: string, prefix: string): Record<string, unknown>[] {
   return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
-/** The test's HTTP rotation hook: verifies Port's signature like a real receiver would. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * The test's HTTP rotation hook, a receiver as the README asks for: it checks Port's
+ * signature (constant-time), a fresh timestamp that matches the body's, and refuses a
+ * `request_id` it has seen before.
+ */
 interface HttpHook {
   url: string;
   server: Server;
-  mode: 'ok' | 'bad-json' | 'error' | 'no-value';
-  calls: { body: Record<string, unknown>; signatureValid: boolean }[];
+  mode: 'ok' | 'bad-json' | 'error' | 'no-value' | 'bad-id';
+  calls: { body: Record<string, unknown>; signatureValid: boolean; replayed: boolean; raw: string; signature: string }[];
 }
 
 async function startHttpHook(): Promise<HttpHook> {
   const hook: HttpHook = { url: '', server: undefined as unknown as Server, mode: 'ok', calls: [] };
+  const seen = new Set<unknown>();
   hook.server = createServer((req, res) => {
     let raw = '';
     req.on('data', (c) => (raw += c));
     req.on('end', () => {
-      const m = /^timestamp=(\d+),signature=([0-9a-f]{64})$/.exec(String(req.headers['x-port-signature'] ?? ''));
+      const signature = String(req.headers['x-port-signature'] ?? '');
+      const m = /^timestamp=(\d+),signature=([0-9a-f]{64})$/.exec(signature);
       const expected = m ? createHmac('sha256', HOOK_SECRET).update(`${m[1]}.${raw}`).digest() : undefined;
-      const fresh = m !== null && Math.abs(Date.now() / 1000 - Number(m[1])) < 300;
-      const signatureValid = m !== null && fresh && timingSafeEqual(expected!, Buffer.from(m[2]!, 'hex'));
       const body = JSON.parse(raw) as Record<string, unknown>;
-      hook.calls.push({ body, signatureValid });
-      if (!signatureValid) return res.writeHead(401).end();
+      const fresh = m !== null && Math.abs(Date.now() / 1000 - Number(m[1])) < 300 && body.timestamp === Number(m[1]);
+      const signatureValid = m !== null && fresh && timingSafeEqual(expected!, Buffer.from(m[2]!, 'hex'));
+      const replayed = seen.has(body.request_id);
+      hook.calls.push({ body, signatureValid, replayed, raw, signature });
+      if (!signatureValid || replayed) return res.writeHead(401).end();
+      seen.add(body.request_id);
       if (hook.mode === 'error') return res.writeHead(500, { 'content-type': 'application/json' }).end('{"value":"from-a-500"}');
       if (hook.mode === 'bad-json') return res.writeHead(200, { 'content-type': 'application/json' }).end('value=oops');
+      if (hook.mode === 'bad-id') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"value":"bad-id-value","id":"two words\\n"}');
       if (hook.mode === 'no-value') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"secret":"x"}');
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body.action === 'rotate' ? { value: `http-secret-v${String(body.version)}` } : {}));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body.action === 'rotate' ? { value: `http-secret-v${String(body.version)}`, id: `key-${String(body.version)}` } : {}));
     });
   });
   await new Promise<void>((r) => hook.server.listen(0, '127.0.0.1', r));
@@ -104,7 +115,9 @@ describe('rotation through the admin API, with overlap', () => {
     expect(rotated.headers.get('cache-control')).toBe('no-store');
     expect(rotated.body).toMatchObject({ name: 'rot', version: 1, previous_version: 0 });
     expect(JSON.stringify(rotated.body)).not.toContain('rot-secret-v1');
-    expect(hookRequests(dir, 'rot')).toEqual([{ action: 'rotate', credential: 'rot', version: 1, previous_version: 0 }]);
+    const [rotateCall] = hookRequests(dir, 'rot');
+    expect(hookRequests(dir, 'rot')).toHaveLength(1);
+    expect(rotateCall).toEqual({ action: 'rotate', credential: 'rot', version: 1, previous_version: 0, request_id: expect.stringMatching(UUID), timestamp: expect.any(Number) });
 
     // Jobs now get the new value; the old one is reported accepted until the overlap ends.
     expect((await release(h, 'rot', bearer)).body).toMatchObject({ name: 'rot', value: 'rot-secret-v1' });
@@ -120,14 +133,17 @@ describe('rotation through the admin API, with overlap', () => {
       return s.body.versions[0].state === 'retired' ? s.body.versions[0] : undefined;
     });
     expect(Date.parse(retired.retired_at)).toBeGreaterThanOrEqual(Date.parse(rotated.body.previous_retires_at));
-    expect(hookRequests(dir, 'rot').at(-1)).toEqual({ action: 'retire', credential: 'rot', version: 0 });
+    // Version 0 is the configured value: no rotate call made it, so no rotation_id.
+    const retireCall = hookRequests(dir, 'rot').at(-1)!;
+    expect(retireCall).toEqual({ action: 'retire', credential: 'rot', version: 0, request_id: expect.stringMatching(UUID), timestamp: expect.any(Number) });
+    expect(retireCall.request_id).not.toBe(rotateCall!.request_id);
 
     const records = (await decisionsSince(h, before)).filter((r) => r.action === 'rotate' && r.resource === 'Port::Credential::"rot"');
     expect(records.map((r) => [r.decision, r.resource, r.context.event, r.context.trigger, r.context.version])).toEqual([
       ['allow', 'Port::Credential::"rot"', 'rotate', 'admin', 1],
       ['allow', 'Port::Credential::"rot"', 'retire', 'schedule', 0],
     ]);
-    expect(records[0]!.context).toMatchObject({ previous_version: 0, retires_at: rotated.body.previous_retires_at });
+    expect(records[0]!.context).toMatchObject({ previous_version: 0, retires_at: rotated.body.previous_retires_at, rotation_id: rotateCall!.request_id });
     const all = JSON.stringify(await decisionsSince(h, 0));
     expect(all).not.toContain('rot-secret-v1');
     expect(all).not.toContain('rot-initial-value-31ad');
@@ -147,7 +163,8 @@ describe('rotation through the admin API, with overlap', () => {
       rmSync(join(dir, 'rot-fail'));
     }
     expect((await release(h, 'rot', bearer)).body.value).toBe(current);
-    const [r] = (await decisionsSince(h, before)).filter((x) => x.action === 'rotate');
+    // Only rot's rotate events: sched rotates on its own every 2 s meanwhile.
+    const [r] = (await decisionsSince(h, before)).filter((x) => x.action === 'rotate' && x.resource === 'Port::Credential::"rot"' && x.context.event === 'rotate');
     expect(r).toMatchObject({ decision: 'deny', context: { event: 'rotate', trigger: 'admin' } });
     expect(JSON.stringify(r)).not.toContain('hook-output');
   });
@@ -201,12 +218,17 @@ describe('signed HTTP rotation hook', () => {
     expect(res.status).toBe(200);
     const call = httpHook.calls.at(-1)!;
     expect(call.signatureValid).toBe(true);
-    expect(call.body).toEqual({ action: 'rotate', credential: 'web', version: 1, previous_version: 0 });
+    // The nonce and the timestamp are inside the signed body; the header's timestamp is the body's.
+    expect(call.body).toEqual({ action: 'rotate', credential: 'web', version: 1, previous_version: 0, request_id: expect.stringMatching(UUID), timestamp: expect.any(Number) });
+    expect(call.signature).toMatch(new RegExp(`^timestamp=${String(call.body.timestamp)},signature=`));
     const bearer = await portToken(h, deployJob(h), 'web');
     expect((await release(h, 'web', bearer)).body.value).toBe('http-secret-v1');
+    // The hook's id for the value is kept with it (and audited), so retire can name it.
+    const [audit] = (await decisionsSince(h, 0)).filter((r) => r.resource === 'Port::Credential::"web"' && r.context.event === 'rotate' && r.decision === 'allow');
+    expect(audit!.context).toMatchObject({ rotation_id: call.body.request_id, value_id: 'key-1' });
   });
 
-  it.each(['error', 'bad-json', 'no-value'] as const)('leaves the current value in place when the hook answers %s', async (mode) => {
+  it.each(['error', 'bad-json', 'no-value', 'bad-id'] as const)('leaves the current value in place when the hook answers %s', async (mode) => {
     httpHook.mode = mode;
     try {
       const res = await admin(h, 'POST', '/v1/admin/credentials/web/rotate');
@@ -220,5 +242,28 @@ describe('signed HTTP rotation hook', () => {
     expect((await release(h, 'web', bearer)).body.value).toBe('http-secret-v1');
     const status = await admin(h, 'GET', '/v1/admin/credentials/web');
     expect(status.body.versions.map((v: { version: number }) => v.version)).toEqual([0, 1]);
+  });
+
+  it('sends a fresh request id each call, so a captured request replayed to the hook is refused', async () => {
+    const first = httpHook.calls.find((c) => c.body.action === 'rotate' && c.signatureValid)!;
+    expect((await admin(h, 'POST', '/v1/admin/credentials/web/rotate')).status).toBe(200);
+    const second = httpHook.calls.at(-1)!;
+    expect(second).toMatchObject({ signatureValid: true, replayed: false });
+    expect(second.body.request_id).not.toBe(first.body.request_id);
+
+    // An eavesdropper re-sends a captured rotate, byte for byte, inside the time window:
+    // its signature is valid, and its request_id is what gives it away.
+    const replay = await fetch(httpHook.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-port-signature': second.signature }, body: second.raw });
+    expect(replay.status).toBe(401);
+    expect(httpHook.calls.at(-1)).toMatchObject({ signatureValid: true, replayed: true });
+    // Changing the id to dodge that breaks the signature: the id is signed.
+    const renamed = second.raw.replace(String(second.body.request_id), '00000000-0000-4000-8000-000000000000');
+    expect(renamed).not.toBe(second.raw);
+    const forged = await fetch(httpHook.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-port-signature': second.signature }, body: renamed });
+    expect(forged.status).toBe(401);
+    expect(httpHook.calls.at(-1)).toMatchObject({ signatureValid: false, replayed: false });
+    // Nothing the replays did changed what jobs get.
+    const bearer = await portToken(h, deployJob(h), 'web');
+    expect((await release(h, 'web', bearer)).body.value).toBe('http-secret-v2');
   });
 });

@@ -43,7 +43,10 @@ function cred(rotationConfig: Partial<NonNullable<SecretCredentialConfig['rotati
     type: 'secret',
     value: { ref: 'command:printf initial', key: 'credentials.db.value', baseDir: dir },
     commandTimeout: 5,
-    rotation: { overlap: 1, timeout: 5, hook: { kind: 'command', command: hookCommand() }, ...rotationConfig },
+    commandEnv: [],
+    commandConcurrency: 4,
+    cacheFor: 0,
+    rotation: { overlap: 1, timeout: 5, hook: { kind: 'command', command: hookCommand(), commandEnv: [] }, ...rotationConfig },
   };
 }
 
@@ -109,7 +112,11 @@ describe('SecretRotation', () => {
     r = open(short);
     await r.start();
     await eventually(async () => ((await r.current(short)).version >= 2 ? true : undefined));
-    const log = (await store.readDecisions(0, 100)).map((e) => e.record).filter((x) => x.context.event === 'rotate');
+    // The audit entry follows the stored version: wait for it too.
+    const log = await eventually(async () => {
+      const rotations = (await store.readDecisions(0, 100)).map((e) => e.record).filter((x) => x.context.event === 'rotate');
+      return rotations.length >= 2 ? rotations : undefined;
+    });
     expect(log.map((x) => x.context.trigger).slice(0, 2)).toEqual(['admin', 'schedule']);
   });
 });

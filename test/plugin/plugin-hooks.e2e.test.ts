@@ -373,7 +373,7 @@ describe('hooks/pre-exit', () => {
     );
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain('credential "aws-prod" refused by Port (HTTP 401 invalid_token: The Port token has been revoked.)');
+    expect(run.stderr).toContain('credential "aws-prod" refused by Port (HTTP 401 invalid_token: The Port token has been revoked: The job this token belongs to has finished or was revoked');
     expect(run.stderr).toContain('a revoked token is not renewed');
     expect(run.stderr).not.toContain(token);
     expect(h.sim.redactions(job.sim)).toHaveLength(redactions); // no Buildkite token was even requested

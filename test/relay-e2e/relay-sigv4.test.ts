@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, TEST_POLICIES, type Harness } from '../helpers/port-harness.js';
+import { rawRequestUrl } from '../helpers/relay/raw-http.js';
 import { AwsServiceSimulator, AwsSimError, StsSimulator } from '../../src/sim/aws-sts/index.js';
 
 const POLICIES: Record<string, string> = {
@@ -8,7 +9,16 @@ const POLICIES: Record<string, string> = {
 @id("aws-upstreams")
 @reason("acme jobs may call the API and the bucket")
 permit (principal is Port::Job, action == Port::Action::"proxy", resource)
-when { resource == Port::Upstream::"api" || resource == Port::Upstream::"bucket" || resource == Port::Upstream::"queue-api" };
+when { resource == Port::Upstream::"api" || resource == Port::Upstream::"bucket" || resource == Port::Upstream::"bucket-meta" || resource == Port::Upstream::"queue-api" };
+
+@id("dynamo-reads-only")
+@reason("acme jobs may read items, nothing else")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"dynamo")
+when { context has aws_target && context.aws_target == "DynamoDB_20120810.GetItem" };
+
+@id("aws-api-credential")
+@reason("jobs may also take the API's credential themselves")
+permit (principal is Port::Job, action == Port::Action::"assume", resource == Port::Credential::"aws-api");
 `,
 };
 
@@ -21,6 +31,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
   let sts: StsSimulator;
   let api: AwsServiceSimulator;
   let s3: AwsServiceSimulator;
+  let dynamo: AwsServiceSimulator;
   let h: Harness;
 
   beforeAll(async () => {
@@ -30,6 +41,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     });
     api = await AwsServiceSimulator.start(sts, { service: 'execute-api' });
     s3 = await AwsServiceSimulator.start(sts, { service: 's3' });
+    dynamo = await AwsServiceSimulator.start(sts, { service: 'dynamodb' });
     const cred = { type: 'aws_role', role_arn: sts.roleArn('api-caller'), sts_endpoint: sts.url, duration: '1h', session_tags: { pipeline: 'pipeline_slug' } };
     h = await startHarness({
       policies: POLICIES,
@@ -39,6 +51,12 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
           api: { url: `${api.url}/prod`, timeout: 5, max_body: '64KiB', inject: { aws_sigv4: { service: 'execute-api', region: 'us-east-1', credential: 'aws-api' } } },
           bucket: { url: s3.url, timeout: 5, inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api' } } },
           'queue-api': { url: api.url, timeout: 5, inject: { aws_sigv4: { service: 'execute-api', region: 'us-east-1', credential: 'aws-queue' } } },
+          'bucket-meta': {
+            url: s3.url,
+            timeout: 5,
+            inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api', forward_headers: ['X-Amz-Meta-*', 'x-amz-copy-source'] } },
+          },
+          dynamo: { url: dynamo.url, timeout: 5, inject: { aws_sigv4: { service: 'dynamodb', region: 'us-east-1', credential: 'aws-api', forward_headers: ['x-amz-target'] } } },
         },
       },
     });
@@ -46,12 +64,12 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
   });
   afterAll(async () => {
     await h.close();
-    await Promise.all([api.close(), s3.close(), sts.close()]);
+    await Promise.all([api.close(), s3.close(), dynamo.close(), sts.close()]);
   });
 
-  const jobToken = async (pipelineSlug = 'deploy') => {
+  const jobToken = async (pipelineSlug = 'deploy', extra: Record<string, string> = {}) => {
     const job = h.sim.createJob({ pipelineSlug, branch: 'main' });
-    const res = await h.exchange(await h.sim.mintToken(job, { audience: h.audience }));
+    const res = await h.exchange(await h.sim.mintToken(job, { audience: h.audience }), extra);
     expect(res.status).toBe(200);
     return { job, token: res.body.access_token as string };
   };
@@ -62,7 +80,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     const { job, token } = await jobToken();
     const res = await relay('/api/items/a%20b/c?y=two%2Bthree&x=1&x=0', token, {
       // A caller's own SigV4 headers never pass: the relay replaces them with its signature.
-      headers: { 'x-amz-security-token': 'caller-forged', 'x-amz-date': '20000101T000000Z', 'x-amz-meta-note': 'kept and signed' },
+      headers: { 'x-amz-security-token': 'caller-forged', 'x-amz-date': '20000101T000000Z', 'x-amz-meta-note': 'dropped: api forwards no x-amz-* header' },
     });
     expect(res.status).toBe(200);
     const seen = await res.json();
@@ -73,9 +91,12 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
       callerArn: `arn:aws:sts::123456789012:assumed-role/api-caller/bk-deploy-${job.buildNumber}-${job.jobId}`,
       tags: [{ Key: 'pipeline', Value: 'deploy' }],
     });
-    expect(seen.signedHeaders).toEqual(expect.arrayContaining(['host', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'x-amz-meta-note']));
+    expect(seen.signedHeaders).toEqual(expect.arrayContaining(['host', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256']));
+    expect(seen.headerNames).not.toContain('x-amz-meta-note');
     const call = sts.succeeded('AssumeRoleWithWebIdentity').at(-1)!;
     expect(call.sessionName).toBe(`bk-deploy-${job.buildNumber}-${job.jobId}`);
+    // Capped by the caller's 15-minute Port token, not the credential's 1h (F10).
+    expect(call.duration).toBe(900);
   });
 
   it('a POST body is hashed into the signature (the service recomputes it)', async () => {
@@ -154,5 +175,96 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(res.status).toBe(413);
     expect((await res.json()).error).toBe('body_too_large');
     expect(api.requests.length).toBe(served);
+  });
+  it('review F5: caller x-amz-* headers that change the S3 operation are dropped by default (CopyObject, ACLs, redirects)', async () => {
+    const { token } = await jobToken();
+    const res = await relay('/bucket/artifacts/deploy/x', token, {
+      method: 'PUT',
+      body: 'content',
+      headers: {
+        'x-amz-copy-source': '/prod-secrets/db.env',
+        'x-amz-copy-source-if-match': '"etag"',
+        'x-amz-acl': 'public-read',
+        'x-amz-grant-read': 'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
+        'x-amz-website-redirect-location': 'https://evil.example',
+        x_amz_copy_source: '/prod-secrets/db.env',
+        'x-amz-meta-note': 'not listed either',
+      },
+    });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen.outcome).toBe('ok');
+    expect(seen.headerNames.filter((n: string) => n.replaceAll('_', '-').startsWith('x-amz-')).sort()).toEqual(['x-amz-content-sha256', 'x-amz-date', 'x-amz-security-token']);
+  });
+
+  it('F5: headers an upstream lists in forward_headers (names or -* families) are forwarded and signed; the rest still dropped', async () => {
+    const { token } = await jobToken();
+    const res = await relay('/bucket-meta/artifacts/deploy/x', token, {
+      method: 'PUT',
+      body: 'content',
+      headers: { 'x-amz-meta-note': 'kept', 'x-amz-meta-build': '42', 'x-amz-copy-source': '/artifacts/deploy/y', 'x-amz-acl': 'public-read' },
+    });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen.signedHeaders).toEqual(expect.arrayContaining(['x-amz-meta-note', 'x-amz-meta-build', 'x-amz-copy-source']));
+    expect(seen.headerNames).not.toContain('x-amz-acl');
+  });
+
+  it('F5: X-Amz-Target is dropped by default (the caller can\'t pick a JSON-protocol operation)', async () => {
+    const { token } = await jobToken();
+    const res = await relay('/api/', token, { method: 'POST', body: '{}', headers: { 'x-amz-target': 'DynamoDB_20120810.DeleteTable' } });
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen.target).toBeUndefined();
+    expect(seen.headerNames).not.toContain('x-amz-target');
+  });
+
+  it('F5: a forwarded X-Amz-Target is part of the proxy decision (context.aws_target): a policy allowing GetItem refuses DeleteTable', async () => {
+    const { token } = await jobToken();
+    const call = (target?: string) =>
+      relay('/dynamo/', token, { method: 'POST', body: '{"TableName":"deploys"}', headers: { 'content-type': 'application/x-amz-json-1.0', ...(target ? { 'x-amz-target': target } : {}) } });
+    const ok = await call('DynamoDB_20120810.GetItem');
+    expect(ok.status).toBe(200);
+    expect((await ok.json()).target).toBe('DynamoDB_20120810.GetItem');
+    const served = dynamo.requests.length;
+    // Same token, method and path right after an allow: the decision cache must not answer for another target.
+    const denied = await call('DynamoDB_20120810.DeleteTable');
+    expect(denied.status).toBe(403);
+    expect((await denied.json()).error).toBe('access_denied');
+    const id = denied.headers.get('x-port-decision-id');
+    const record = (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
+    expect(record.context).toMatchObject({ upstream: 'dynamo', method: 'POST', path: '/', aws_target: 'DynamoDB_20120810.DeleteTable' });
+    const none = await call();
+    expect(none.status).toBe(403);
+    await none.body?.cancel();
+    const malformed = await call('DynamoDB_20120810.GetItem, DynamoDB_20120810.DeleteTable');
+    expect(malformed.status).toBe(400);
+    expect((await malformed.json()).error).toBe('invalid_request');
+    expect(dynamo.requests.length).toBe(served);
+  });
+
+  it('F5: X-Amz-Target sent twice is refused before policy (the service must run the operation decided)', async () => {
+    const { token } = await jobToken();
+    const served = dynamo.requests.length;
+    const body = '{}';
+    const r = await rawRequestUrl(
+      h.url,
+      `POST /relay/dynamo/ HTTP/1.1\r\nHost: port\r\nAuthorization: Bearer ${token}\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\nX-Amz-Target: DynamoDB_20120810.DeleteTable\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      { expectResponses: 1 },
+    );
+    expect(r.responses[0]!.status).toBe(400);
+    expect(JSON.parse(r.responses[0]!.body).error).toBe('invalid_request');
+    expect(dynamo.requests.length).toBe(served);
+  });
+
+  it('F8: the relay and POST /v1/credentials share the job\'s session: one STS call for both', async () => {
+    const { token } = await jobToken('deploy', { scope: 'aws-api' });
+    const before = sts.calls.length;
+    const cred = await fetch(`${h.url}/v1/credentials/aws-api`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    expect(cred.status).toBe(200);
+    const { AccessKeyId } = await cred.json();
+    const seen = await (await relay('/api/shared', token)).json();
+    expect(seen.accessKeyId).toBe(AccessKeyId);
+    expect(sts.calls.length - before).toBe(1);
   });
 });

@@ -19,7 +19,10 @@ describe('revocations survive a restart', () => {
     const byJob = harness.sim.createJob();
     const byAgent = harness.sim.createJob();
     const byPool = harness.sim.createJob({ clusterName: 'gpu', queueKey: 'train' });
-    const untouched = harness.sim.createJob({ clusterName: 'gpu', queueKey: 'infer' });
+    // Jobs of real builds (their creator is known), so the user revocation below leaves them alone.
+    const other = harness.sim.createUser({ name: 'Otto', email: 'otto@acme.test' });
+    const untouched = harness.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', creator: other, steps: [{ type: 'command' }] }).jobs[0]!.oidcJob!;
+    const liftedBuild = harness.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', creator: other, steps: [{ type: 'command' }] });
     const tokens = {
       user: await harness.portToken(byUser!),
       job: await harness.portToken(byJob),
@@ -28,6 +31,7 @@ describe('revocations survive a restart', () => {
       untouched: await harness.portToken(untouched),
     };
     const buildToken = await harness.portToken(byBuild!);
+    const liftedToken = await harness.portToken(liftedBuild.jobs[0]!.oidcJob!);
     const fresh = harness.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', creator: null, steps: [{ type: 'command' }] });
     for (const body of [
       { scope: 'user', id: 'rita@acme.test' },
@@ -38,6 +42,9 @@ describe('revocations survive a restart', () => {
     ]) {
       expect((await harness.revoke(body)).status).toBe(200);
     }
+    // Revoked, then lifted: stays lifted after the restart.
+    expect((await harness.revoke({ scope: 'build', id: `acme/deploy/${liftedBuild.number}` })).status).toBe(200);
+    expect((await harness.lift({ scope: 'build', id: `acme/deploy/${liftedBuild.number}` })).status).toBe(200);
     await harness.port.close();
 
     const again = await startPort(harness.config, { logger: false });
@@ -52,6 +59,10 @@ describe('revocations survive a restart', () => {
       };
       for (const scope of ['user', 'job', 'agent', 'pool'] as const) expect(await introspect(tokens[scope]), scope).toBe(false);
       expect(await introspect(tokens.untouched)).toBe(true);
+      expect(await introspect(liftedToken)).toBe(true);
+      expect(again.revocations.revocations.get('build', `acme/deploy/${liftedBuild.number}`)).toBeUndefined();
+      // Still a standing revocation after the restart: a fresh Buildkite token of Rita's build buys nothing.
+      expect(again.revocations.revocations.get('user', 'rita@acme.test')?.expiresAt).toBeGreaterThan(Date.now() + 23 * 3600 * 1000);
       // The same build's other job was covered by the user revocation (its creator).
       expect(await introspect(buildToken)).toBe(false);
       // A revoked build's Buildkite tokens still buy nothing after the restart.

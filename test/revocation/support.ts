@@ -4,6 +4,7 @@ import { expect } from 'vitest';
 import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
 import { TEST_POLICIES, startHarness, type Harness } from '../helpers/port-harness.js';
 import { spawnPort } from '../helpers/spawn-port.js';
+import { SCIM_TOKEN } from '../scim/scim-client.js';
 import type { SimJob } from '../../src/sim/index.js';
 
 export const ADMIN_TOKEN = 'revocation-test-admin-token';
@@ -23,9 +24,24 @@ when { principal has creator && principal.creator in Port::Group::"deployers" };
 `,
 };
 
+export interface RevocationHarnessOptions {
+  /** Turn SCIM on (token SCIM_TOKEN from test/scim/scim-client.ts). */
+  scim?: boolean;
+  /** Give Port `buildkite.api_token` (default true): without it Port never knows build creators. */
+  buildkiteApi?: boolean;
+  /** `relay.accept_buildkite_tokens`. */
+  relayBuildkiteTokens?: boolean;
+}
+
 export interface RevocationHarness extends Harness {
   upstream: Server;
   relay(token: string): Promise<number>;
+  /** The relay's status and JSON error body. */
+  relayAnswer(token: string): Promise<{ status: number; body: any }>;
+  /** POST /v1/credentials/{name} with the bearer. */
+  credential(name: string, bearer: string): Promise<{ status: number; body: any }>;
+  /** DELETE /v1/revocations (lift) with a bearer (the admin token by default). */
+  lift(body: unknown, bearer?: string): Promise<{ status: number; body: any }>;
   introspect(token: string): Promise<boolean>;
   /** A Port token for a Buildkite token of `job` (200 expected). */
   portToken(job: SimJob, opts?: { scope?: string; now?: number }): Promise<string>;
@@ -36,7 +52,9 @@ export interface RevocationHarness extends Harness {
   cli(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-export async function startRevocationHarness(): Promise<RevocationHarness> {
+let harnesses = 0;
+
+export async function startRevocationHarness(opts: RevocationHarnessOptions = {}): Promise<RevocationHarness> {
   const upstream = createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
@@ -44,10 +62,13 @@ export async function startRevocationHarness(): Promise<RevocationHarness> {
   process.env.PORT_TEST_WEBHOOK_SECRET = WEBHOOK_SECRET;
   process.env.PORT_TEST_UPSTREAM_SECRET = 'upstream-secret';
   process.env.PORT_TEST_INTROSPECTION = 'introspection-secret';
+  process.env.PORT_TEST_REVOCATION_SCIM_TOKEN = SCIM_TOKEN;
+  const apiTokenVar = `PORT_TEST_BK_API_TOKEN_${process.pid}_${++harnesses}`;
   const h = await startHarness({
     policies: REVOCATION_POLICIES,
     config: (sim) => {
-      process.env.PORT_TEST_BK_API_TOKEN = sim.apiToken;
+      // One variable per harness: Port reads it on every call, and tests may run two harnesses at once.
+      process.env[apiTokenVar] = sim.apiToken;
       return {
         server: { listen: '127.0.0.1:0', public_url: 'https://port.acme.test', log_level: 'silent', admin_token: 'env:PORT_TEST_ADMIN_TOKEN' },
         issuer: { introspection_token: 'env:PORT_TEST_INTROSPECTION' },
@@ -57,10 +78,12 @@ export async function startRevocationHarness(): Promise<RevocationHarness> {
           jwks_url: sim.jwksUrl,
           audience: 'https://port.acme.test',
           api_url: sim.url,
-          api_token: 'env:PORT_TEST_BK_API_TOKEN',
+          ...(opts.buildkiteApi === false ? {} : { api_token: `env:${apiTokenVar}` }),
           webhook_secret: 'env:PORT_TEST_WEBHOOK_SECRET',
         },
         upstreams: { echo: { url: upstreamUrl, inject: { bearer: 'env:PORT_TEST_UPSTREAM_SECRET' } } },
+        ...(opts.relayBuildkiteTokens ? { relay: { accept_buildkite_tokens: true } } : {}),
+        ...(opts.scim ? { scim: { token: 'env:PORT_TEST_REVOCATION_SCIM_TOKEN' } } : {}),
       };
     },
   });
@@ -73,6 +96,25 @@ export async function startRevocationHarness(): Promise<RevocationHarness> {
       const res = await fetch(`${h.url}/relay/echo/x`, { headers: { authorization: `Bearer ${token}` } });
       await res.text();
       return res.status;
+    },
+    async relayAnswer(token) {
+      const res = await fetch(`${h.url}/relay/echo/x`, { headers: { authorization: `Bearer ${token}` } });
+      const text = await res.text();
+      return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
+    },
+    async credential(name, bearer) {
+      const res = await fetch(`${h.url}/v1/credentials/${name}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}` } });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async lift(body, bearer = ADMIN_TOKEN) {
+      const res = await fetch(`${h.url}/v1/revocations`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
     },
     async introspect(token) {
       const res = await h.post('/oauth/introspect', { token }, { authorization: 'Bearer introspection-secret' });
@@ -132,3 +174,22 @@ export function pendingRequest(init: { build: { pipeline: string; number: number
     approvals: (init.approvals ?? []).map((email) => ({ email, groups: [], decision: 'approve' as const, comment: '', at: now, policies: [] })),
   };
 }
+
+/** A build of acme/deploy on main by `email` (null: no creator), with two running command jobs. */
+export function buildBy(h: Harness, email: string | null): { build: import('../../src/sim/index.js').SimBuild; a: SimJob; b: SimJob } {
+  const creator = email === null ? null : h.sim.createUser({ name: email, email });
+  const build = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', creator, steps: [{ type: 'command', key: 'a' }, { type: 'command', key: 'b' }] });
+  const [a, b] = build.jobs.map((j) => j.oidcJob!);
+  return { build, a: a!, b: b! };
+}
+
+/** Whether the token still works: the relay and introspection must agree. */
+export async function works(h: RevocationHarness, token: string): Promise<boolean> {
+  const relay = await h.relay(token);
+  const active = await h.introspect(token);
+  expect(relay === 200, `relay ${relay} but introspection active=${active}`).toBe(active);
+  return active;
+}
+
+/** Waits past the current second: Buildkite's `iat` is in whole seconds. */
+export const nextSecond = () => new Promise((r) => setTimeout(r, 1100));

@@ -12,6 +12,8 @@ import Provider from 'oidc-provider';
 export interface IdpPerson {
   name: string;
   groups: string[];
+  /** What the IdP says of the e-mail address: `email_verified` true (the default), false, or no claim at all (as Entra ID). */
+  emailVerified?: boolean | 'absent';
 }
 
 /** The company directory the IdP knows. */
@@ -98,7 +100,8 @@ export async function startIdp(opts: { redirectUris: string[]; users?: Record<st
       return {
         accountId: email,
         async claims() {
-          return { sub: email, email, email_verified: true, name: person.name, groups: person.groups };
+          const verified = person.emailVerified ?? true;
+          return { sub: email, email, ...(verified === 'absent' ? {} : { email_verified: verified }), name: person.name, groups: person.groups };
         },
       };
     },

@@ -5,7 +5,7 @@
  * Port's real server and the Buildkite simulator is port-approvals.e2e.test.ts.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -18,7 +18,7 @@ import { PolicyEngine } from '../../src/policy/engine.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { webRoutes } from '../../src/web/approvals-pages.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
-import { IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_SCOPES, listening, startIdp } from './idp.js';
+import { IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_SCOPES, listening, startIdp, type IdpPerson } from './idp.js';
 import { FakeBuildkite } from '../helpers/fake-buildkite.js';
 export { FakeBuildkite };
 
@@ -37,20 +37,33 @@ export interface WebEnv {
   /** A blocked feature-branch build by dev@ and the pending approval request it opened. */
   openFeatureRequest(number: number, init?: Partial<BuildkiteBuildSummary>): Promise<ApprovalRequestRecord>;
   actions(): Promise<string[]>;
+  /** Stops Port's web app and starts a fresh one (new process state) on the same URL and store. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
+export interface WebOptions {
+  /** Extra keys for `sso:` (e.g. `require_email_verified`). */
+  sso?: Record<string, unknown>;
+  /** Extra keys for `issuer:` (e.g. `key_encryption_key`). */
+  issuer?: Record<string, unknown>;
+  /** The IdP's directory (default IDP_USERS). */
+  users?: Record<string, IdpPerson>;
+  /** Port's clock (the IdP keeps real time). */
+  now?: () => number;
+}
+
 /** Starts the IdP and Port's web routes, each on its own 127.0.0.1 port. */
-export async function startWeb(): Promise<WebEnv> {
+export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'port-web-'));
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
   writeFileSync(join(dir, 'sso-secret'), `${IDP_CLIENT_SECRET}\n`);
 
   // Port's socket first: the IdP needs Port's redirect URI, Port needs the IdP's issuer.
-  const portServer = createServer();
+  let portServer = createServer();
   const url = await listening(portServer);
-  const idp = await startIdp({ redirectUris: [`${url}/auth/callback`] });
+  const idp = await startIdp({ redirectUris: [`${url}/auth/callback`], ...(opts.users ? { users: opts.users } : {}) });
   const idpUrl = idp.url;
 
   const raw = {
@@ -59,22 +72,27 @@ export async function startWeb(): Promise<WebEnv> {
     buildkite: { organization: 'acme' },
     policies: './policies',
     approvals: { expire_after: '1h' },
-    sso: { issuer: idpUrl, client_id: IDP_CLIENT_ID, client_secret: 'file:sso-secret', groups_claim: 'groups', scopes: IDP_SCOPES, session_ttl: '8h' },
+    sso: { issuer: idpUrl, client_id: IDP_CLIENT_ID, client_secret: 'file:sso-secret', groups_claim: 'groups', scopes: IDP_SCOPES, session_ttl: '8h', ...opts.sso },
+    ...(opts.issuer ? { issuer: opts.issuer } : {}),
   };
   const config = configFromObject(raw, join(dir, 'port.yaml'));
   const store = SqliteStore.open(join(dir, 'port.db'));
   const bk = new FakeBuildkite();
   const approvals = new ApprovalService({ config, policy: await PolicyEngine.open(config.policies), store, log: new DecisionLog(store), api: bk });
 
-  const app = Fastify({
-    logger: false,
-    serverFactory: (handler) => {
-      portServer.on('request', handler);
-      return portServer;
-    },
-  });
-  webRoutes(app, { config, store, approvals, publicUrl: url });
-  await app.ready();
+  const startApp = async (server: Server): Promise<FastifyInstance> => {
+    const app = Fastify({
+      logger: false,
+      serverFactory: (handler) => {
+        server.on('request', handler);
+        return server;
+      },
+    });
+    webRoutes(app, { config, store, approvals, publicUrl: url, ...(opts.now ? { now: opts.now } : {}) });
+    await app.ready();
+    return app;
+  };
+  let app = await startApp(portServer);
 
   return {
     dir,
@@ -84,7 +102,21 @@ export async function startWeb(): Promise<WebEnv> {
     store,
     bk,
     approvals,
-    app,
+    get app() {
+      return app;
+    },
+    async restart() {
+      await app.close();
+      portServer.closeAllConnections();
+      await new Promise<void>((resolve) => (portServer.listening ? portServer.close(() => resolve()) : resolve()));
+      const server = createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(Number(new URL(url).port), '127.0.0.1', () => resolve());
+      });
+      portServer = server;
+      app = await startApp(server);
+    },
     async openFeatureRequest(number, init = {}) {
       const build: BuildkiteBuildSummary = {
         id: `build-${number}`,
@@ -133,12 +165,17 @@ export class Agent {
     const headers: Record<string, string> = { ...init.headers };
     if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     if (init.form) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const res = await fetch(target, {
-      method: init.method ?? (init.form ? 'POST' : 'GET'),
-      headers,
-      redirect: 'manual',
-      ...(init.form ? { body: new URLSearchParams(init.form).toString() } : {}),
-    });
+    const method = init.method ?? (init.form ? 'POST' : 'GET');
+    const send = () => fetch(target, { method, headers, redirect: 'manual', ...(init.form ? { body: new URLSearchParams(init.form).toString() } : {}) });
+    let res: Response;
+    try {
+      res = await send();
+    } catch (err) {
+      // As a browser does (RFC 9112 §9.3.1): a GET on a kept-alive connection the server
+      // closed meanwhile (a restarted Port) is sent again once on a new connection.
+      if (method !== 'GET' || (err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
+      res = await send();
+    }
     for (const line of res.headers.getSetCookie()) {
       const [pair, ...attrs] = line.split(';');
       const eq = pair!.indexOf('=');
@@ -154,16 +191,33 @@ export class Agent {
   /**
    * Signs in through Port's /login and the IdP's dev interactions (login, consent) by
    * following redirects and submitting the IdP's forms. Returns where Port sent us.
+   * `atIdp` runs once when the IdP's sign-in form is up (the sign-in is in progress).
    */
-  async signIn(email: string, returnTo?: string): Promise<{ location: string | null; status: number }> {
+  async signIn(email: string, returnTo?: string, opts: { atIdp?: () => Promise<void> } = {}): Promise<{ location: string | null; status: number }> {
+    const res = (await this.walk(email, returnTo, { ...opts, stopAtCallback: false })) as Response;
+    return { location: res.headers.get('location'), status: res.status };
+  }
+
+  /**
+   * Like `signIn`, but stops when the IdP sends the browser back: returns the callback
+   * URL (with its code and state) without visiting it.
+   */
+  async authorizeOnly(email: string, returnTo?: string): Promise<string> {
+    return (await this.walk(email, returnTo, { stopAtCallback: true })) as string;
+  }
+
+  private async walk(email: string, returnTo: string | undefined, opts: { atIdp?: () => Promise<void>; stopAtCallback: boolean }): Promise<Response | string> {
+    let atIdp = opts.atIdp;
     const port = new URL(this.base).origin;
+    const isCallback = (u: URL) => u.origin === port && u.pathname === '/auth/callback';
     let url = new URL(returnTo === undefined ? '/login' : `/login?return_to=${encodeURIComponent(returnTo)}`, this.base);
     let res = await this.request(url.href);
     for (let hops = 0; hops < 30; hops++) {
       // Port's answer to the callback ends the sign-in (a redirect, or a refusal page).
-      if (url.origin === port && url.pathname === '/auth/callback') return { location: res.headers.get('location'), status: res.status };
+      if (isCallback(url)) return res;
       if (res.status >= 300 && res.status < 400) {
         url = new URL(res.headers.get('location')!, url);
+        if (opts.stopAtCallback && isCallback(url)) return url.href;
         res = await this.request(url.href);
         continue;
       }
@@ -171,6 +225,10 @@ export class Agent {
       const action = /<form[^>]*action="([^"]+)"/.exec(body)?.[1];
       const prompt = /name="prompt" value="(\w+)"/.exec(body)?.[1];
       if (res.status !== 200 || !action || !prompt) throw new Error(`sign-in stuck at ${url.href} (${res.status}): ${body.slice(0, 300)}`);
+      if (atIdp) {
+        await atIdp();
+        atIdp = undefined;
+      }
       url = new URL(action.replace(/&amp;/g, '&'), url);
       res = await this.request(url.href, { form: prompt === 'login' ? { prompt, login: email, password: 'any' } : { prompt } });
     }

@@ -1,13 +1,15 @@
+import { createHash } from 'node:crypto';
 import { AssumeRoleCommand, AssumeRoleWithWebIdentityCommand, STSClient, STSServiceException, type Credentials } from '@aws-sdk/client-sts';
 import { jtiHash } from '../../audit/token-hash.js';
 import type { AwsRoleCredentialConfig } from '../../config/config.js';
 import { resolveSecretRef } from '../../config/secret-ref.js';
 import type { JobIdentityClaims } from '../../issuer/port-token.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { AwsSessionCache } from './aws-session-cache.js';
 import { roleSessionName } from './aws-session-name.js';
 import { renderSessionPolicy } from './aws-session-policy.js';
 import { sessionTagsFromClaims, type SessionTag } from './aws-session-tags.js';
-import { mintWebIdentityToken } from './aws-web-identity-token.js';
+import { checkSubjectComponents, mintWebIdentityToken } from './aws-web-identity-token.js';
 import type { CredentialGrant, CredentialProvider, IssuedCredential } from './credential-provider.js';
 import { CredentialError } from './errors.js';
 
@@ -15,7 +17,12 @@ export interface AwsRoleProviderDeps {
   /** Port's issuer URL (`server.public_url`): `iss` of the web identity token. */
   issuerUrl: string;
   keys: SigningKeys;
+  /** Shared with the relay's SigV4 signing; a new one when unset. */
+  sessions?: AwsSessionCache;
 }
+
+/** AWS's shortest session (STS API reference, `DurationSeconds`: 900 to the role's maximum). */
+export const MIN_SESSION_SECONDS = 900;
 
 /** A role session STS issued for one job. */
 export interface AwsSession {
@@ -24,6 +31,8 @@ export interface AwsSession {
   sessionToken: string;
   /** Milliseconds since the epoch. */
   expiresAt: number;
+  /** The `DurationSeconds` asked for (see sessionDuration). */
+  duration: number;
   sessionName: string;
   assumedRoleArn?: string;
   tags: SessionTag[];
@@ -35,6 +44,34 @@ export interface AwsSession {
 /** The job's claims a session is made from: Port token claim names (`pipeline_slug`, `build_branch`…). */
 export type JobClaims = JobIdentityClaims;
 
+/** Who asks for a session, and when. */
+export interface SessionAsk {
+  /** Milliseconds since the epoch. */
+  now: number;
+  /** `exp` of the bearer's token (seconds since the epoch): the session is capped by it. */
+  bearerExpiresAt: number;
+}
+
+/**
+ * `DurationSeconds` for a bearer: the credential's `duration`, but no longer than the
+ * bearer's token has left — and never under AWS's 900 s minimum, so a session may outlive
+ * a token about to expire by at most 15 minutes (DESIGN: grants expire with the job).
+ */
+export function sessionDuration(configured: number, bearerExpiresAt: number, now: number): number {
+  return Math.min(configured, Math.max(MIN_SESSION_SECONDS, Math.floor(bearerExpiresAt - now / 1000)));
+}
+
+/** Everything one job's session of one credential is made from, worked out before STS is called. */
+interface SessionParameters {
+  sessionName: string;
+  tags: SessionTag[];
+  policy: string | undefined;
+  /** The web identity token's job claims (web_identity mode). */
+  jobClaims: JobIdentityClaims;
+  /** Cache key: job id, credential and a digest of all of the above. */
+  key: string;
+}
+
 /**
  * `aws_role` credentials (issue #5): STS through @aws-sdk/client-sts, either
  * AssumeRoleWithWebIdentity with a JWT Port mints as an OIDC issuer (no AWS keys in Port)
@@ -42,15 +79,19 @@ export type JobClaims = JobIdentityClaims;
  * session tags from claims, an optional session policy. The body is the AWS
  * `credential_process` JSON (AWS CLI "Sourcing credentials with an external process").
  */
-export class AwsRoleProvider implements CredentialProvider {
+export class AwsRoleProvider {
   private readonly clients = new Map<string, STSClient>();
+  /** The sessions handed out, per (job, credential, parameters): see aws-session-cache.ts. */
+  readonly sessions: AwsSessionCache;
 
-  constructor(private readonly deps: AwsRoleProviderDeps) {}
+  constructor(private readonly deps: AwsRoleProviderDeps) {
+    this.sessions = deps.sessions ?? new AwsSessionCache();
+  }
 
   async issue(grant: CredentialGrant): Promise<IssuedCredential> {
     const cred = grant.credential;
     if (cred.type !== 'aws_role') throw new CredentialError('credential_unavailable', `Credential ${cred.name} is not an aws_role credential.`);
-    const s = await this.assume(cred, grant.claims, grant.now);
+    const { session: s, fresh } = await this.session(cred, grant.claims, { now: grant.now, bearerExpiresAt: grant.claims.exp });
     const expiration = new Date(s.expiresAt).toISOString();
     return {
       body: { Version: 1, AccessKeyId: s.accessKeyId, SecretAccessKey: s.secretAccessKey, SessionToken: s.sessionToken, Expiration: expiration },
@@ -61,9 +102,11 @@ export class AwsRoleProvider implements CredentialProvider {
         role_arn: cred.roleArn,
         mode: cred.mode,
         session_name: s.sessionName,
-        duration: cred.duration,
+        duration: s.duration,
         session_tags: Object.fromEntries(s.tags.map((t) => [t.Key, t.Value])),
         expiration,
+        // The job's session from an earlier release or relay request: no STS call this time.
+        ...(fresh ? {} : { session_reused: true }),
         ...(s.assumedRoleArn ? { assumed_role_arn: s.assumedRoleArn } : {}),
         ...(s.requestId ? { sts_request_id: s.requestId } : {}),
         ...(s.webIdentityJtiSha256 ? { web_identity_token: { jti_sha256: s.webIdentityJtiSha256 } } : {}),
@@ -71,13 +114,36 @@ export class AwsRoleProvider implements CredentialProvider {
     };
   }
 
-  /** Assumes the role for one job (also used by the relay's SigV4 signing). */
-  async assume(cred: AwsRoleCredentialConfig, job: JobClaims, now = Date.now()): Promise<AwsSession> {
+  /**
+   * The job's session of `cred` (also the relay's, for SigV4 signing): the cached one while
+   * it is good for this bearer, else assumed now. `fresh` when this call assumed it. A job
+   * lacking what the session needs is refused (400) before any cache or STS call.
+   */
+  async session(cred: AwsRoleCredentialConfig, job: JobClaims, ask: SessionAsk): Promise<{ session: AwsSession; fresh: boolean }> {
+    const params = this.parameters(cred, job);
+    const duration = sessionDuration(cred.duration, ask.bearerExpiresAt, ask.now);
+    return this.sessions.get(
+      { key: params.key, credential: cred.name, maxInFlight: cred.stsConcurrency, usableUntil: ask.now + duration * 1000, now: ask.now },
+      () => this.assume(cred, params, duration, ask.now),
+    );
+  }
+
+  private parameters(cred: AwsRoleCredentialConfig, job: JobClaims): SessionParameters {
     const sessionName = roleSessionName(job);
     const claims = job as unknown as Record<string, unknown>;
     const tags = sessionTagsFromClaims(cred.sessionTags, claims, cred.name);
     const policy = cred.sessionPolicy === undefined ? undefined : renderSessionPolicy(cred.sessionPolicy, claims, cred.name);
-    const common = { RoleArn: cred.roleArn, RoleSessionName: sessionName, DurationSeconds: cred.duration, ...(policy !== undefined ? { Policy: policy } : {}) };
+    if (cred.mode === 'web_identity') checkSubjectComponents(job, cred.name);
+    const jobClaims = pickJobClaims(job);
+    const digest = createHash('sha256')
+      .update(JSON.stringify([cred.roleArn, cred.mode, cred.webIdentityAudience, sessionName, tags, cred.transitiveTagKeys, policy ?? null, jobClaims]))
+      .digest('base64url');
+    return { sessionName, tags, policy, jobClaims, key: `${job.job_id}\n${cred.name}\n${digest}` };
+  }
+
+  private async assume(cred: AwsRoleCredentialConfig, p: SessionParameters, duration: number, now: number): Promise<AwsSession> {
+    const { sessionName, tags, policy } = p;
+    const common = { RoleArn: cred.roleArn, RoleSessionName: sessionName, DurationSeconds: duration, ...(policy !== undefined ? { Policy: policy } : {}) };
     const client = this.client(cred);
     const action = cred.mode === 'web_identity' ? 'AssumeRoleWithWebIdentity' : 'AssumeRole';
     try {
@@ -85,18 +151,18 @@ export class AwsRoleProvider implements CredentialProvider {
         const { token, jti } = await mintWebIdentityToken(this.deps.keys, {
           issuer: this.deps.issuerUrl,
           audience: cred.webIdentityAudience,
-          job: pickJobClaims(job),
+          job: p.jobClaims,
           tags,
           transitiveTagKeys: cred.transitiveTagKeys,
           now,
         });
         const out = await client.send(new AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: token }));
-        return session(out.Credentials, { sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId, webIdentityJtiSha256: jtiHash(jti) }, cred);
+        return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId, webIdentityJtiSha256: jtiHash(jti) }, cred);
       }
       const out = await client.send(
         new AssumeRoleCommand({ ...common, ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) }),
       );
-      return session(out.Credentials, { sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId }, cred);
+      return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId }, cred);
     } catch (err) {
       if (err instanceof CredentialError) throw err;
       throw stsFailure(err, action, cred);

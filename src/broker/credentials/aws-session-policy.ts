@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { SAFE_VALUE_DESCRIPTION, unsafeCharacter } from './aws-claim-value.js';
 import { CredentialError } from './errors.js';
 
 /** The plaintext session policy limit (STS API reference, AssumeRole `Policy`: 2,048 characters). */
@@ -11,8 +12,11 @@ const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 /**
  * Renders a session policy template: each `${claim}` is replaced by the job claim's value,
- * JSON-escaped (so a value can't break out of its string), the result must parse as JSON
- * and is packed (whitespace removed) to at most 2,048 characters. Any failure names the problem.
+ * the result must parse as JSON and is packed (whitespace removed) to at most 2,048
+ * characters. A value is refused, not escaped, unless every character is safe in an IAM
+ * pattern (aws-claim-value.ts): a branch named `*` must not widen `…/${build_branch}/…` to
+ * every branch's objects. A missing or empty value is refused too (`…/${build_tag}*` would become `…/*`).
+ * Any failure names the placeholder and the claim, never the value.
  */
 export function renderSessionPolicy(templatePath: string, claims: Record<string, unknown>, credential: string): string {
   let template: string;
@@ -23,17 +27,25 @@ export function renderSessionPolicy(templatePath: string, claims: Record<string,
   }
   const rendered = template.replace(PLACEHOLDER, (_, claim: string) => {
     const value = claims[claim];
-    if (value === undefined || value === null || typeof value === 'object') {
+    if (value === undefined || value === null || value === '' || typeof value === 'object') {
       throw new CredentialError('invalid_request', `Credential ${credential}: the session policy uses \${${claim}}, which this job's token does not carry as a single value.`);
     }
-    // JSON.stringify escapes quotes, backslashes and control characters; drop its own quotes.
-    return JSON.stringify(String(value)).slice(1, -1);
+    const text = String(value);
+    const bad = unsafeCharacter(text);
+    if (bad !== undefined) {
+      throw new CredentialError(
+        'invalid_request',
+        `Credential ${credential}: the session policy's \${${claim}} can't take this job's ${claim}: it holds ${bad}, and a placeholder value may hold only ${SAFE_VALUE_DESCRIPTION} (no IAM wildcard or policy variable).`,
+      );
+    }
+    // Safe characters need no JSON escaping: the value can't leave its string.
+    return text;
   });
   let packed: string;
   try {
     packed = JSON.stringify(JSON.parse(rendered));
   } catch {
-    // The template itself is broken (values are escaped): Port's configuration, not the job.
+    // The template itself is broken (values hold no quote or backslash): Port's configuration, not the job.
     throw new CredentialError('credential_unavailable', `Credential ${credential}: the session policy template does not render to valid JSON; fix the template.`);
   }
   if (packed.length > MAX_SESSION_POLICY_CHARS) {

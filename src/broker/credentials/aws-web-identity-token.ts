@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { JobIdentityClaims } from '../../issuer/port-token.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { SAFE_VALUE_DESCRIPTION, unsafeCharacter } from './aws-claim-value.js';
 import type { SessionTag } from './aws-session-tags.js';
 import { CredentialError } from './errors.js';
 
@@ -24,6 +25,36 @@ export const WEB_IDENTITY_TOKEN_TTL = 300;
 export function compoundSubject(job: JobIdentityClaims): string {
   const ref = job.build_tag ? `refs/tags/${job.build_tag}` : `refs/heads/${job.build_branch}`;
   return `organization:${job.organization_slug}:pipeline:${job.pipeline_slug}:ref:${ref}:commit:${job.build_commit}:step:${job.step_key ?? ''}`;
+}
+
+/**
+ * Refuses a job whose compound `sub` would be ambiguous: a component holding `:` (a branch
+ * `main:commit:evil` gives `…:ref:refs/heads/main:commit:evil:commit:<sha>:step:`, which
+ * matches a trust policy's `…:ref:refs/heads/main:*`), `*`, `?` or anything else outside
+ * the safe set (aws-claim-value.ts). The step key may be empty (a step without a key);
+ * the other components may not. Names the claim, never its value.
+ */
+export function checkSubjectComponents(job: JobIdentityClaims, credential: string): void {
+  const ref: [string, unknown] = job.build_tag ? ['build_tag', job.build_tag] : ['build_branch', job.build_branch];
+  const components: [string, unknown, boolean][] = [
+    ['organization_slug', job.organization_slug, false],
+    ['pipeline_slug', job.pipeline_slug, false],
+    [...ref, false],
+    ['build_commit', job.build_commit, false],
+    ['step_key', job.step_key ?? '', true],
+  ];
+  for (const [claim, value, mayBeEmpty] of components) {
+    if (typeof value !== 'string' || (value === '' && !mayBeEmpty)) {
+      throw new CredentialError('invalid_request', `Credential ${credential}: the web identity token's sub needs the job claim ${claim}, which this job's token does not carry.`);
+    }
+    const bad = value === '' ? undefined : unsafeCharacter(value);
+    if (bad !== undefined) {
+      throw new CredentialError(
+        'invalid_request',
+        `Credential ${credential}: this job's ${claim} holds ${bad}, which would make the web identity token's sub ambiguous to trust policies; it may hold only ${SAFE_VALUE_DESCRIPTION}.`,
+      );
+    }
+  }
 }
 
 /**

@@ -3,15 +3,21 @@ import { decisionRecord, entityString } from '../../audit/decision-from-policy.j
 import type { DecisionLog } from '../../audit/decision-log.js';
 import type { DecisionRecord } from '../../audit/decision-record.js';
 import { jtiHash } from '../../audit/token-hash.js';
-import type { PortConfig } from '../../config/config.js';
+import type { CredentialConfig, PortConfig } from '../../config/config.js';
+import type { BuildkiteTokenVerifier } from '../../identity/buildkite-token-verifier.js';
 import { identityFromClaims } from '../../identity/claims.js';
+import { TokenRejectedError } from '../../identity/errors.js';
 import { poolId, type JobIdentity } from '../../identity/job-identity.js';
-import { identityClaims, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
+import { identityClaims, PORT_TOKEN_TYP, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
 import type { PolicyEngine } from '../../policy/engine.js';
 import { credentialRef, jobRequestParts, type CreatorInfo } from '../../policy/entities.js';
+import type { Decision, EntityRef } from '../../policy/types.js';
 import { portTokenFacts } from '../../revocation/port-token-facts.js';
+import { refusalContext, refusalMessage } from '../../revocation/refusal.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import type { Store } from '../../store/store.js';
+import type { BuildCreatorLookup } from '../build-creator.js';
+import { BuildkiteTokenAdmission, decideExchange, type AdmittedJob, type RefusalTarget } from '../buildkite-admission.js';
 import type { IssuedCredential } from './credential-provider.js';
 import { CredentialError } from './errors.js';
 import type { CredentialProviders } from './providers.js';
@@ -24,6 +30,10 @@ export interface CredentialServiceDeps {
   log: DecisionLog;
   store: Store;
   providers: CredentialProviders;
+  /** Verifies a Buildkite token presented as the bearer: the exchange's verifier. */
+  verifier: BuildkiteTokenVerifier;
+  /** Who started the build, for a Buildkite bearer (as at exchange); without it the creator is unknown. */
+  creators?: BuildCreatorLookup | undefined;
   /** An unexpected provider failure (its message is logged, never answered). */
   onError(err: unknown, message: string): void;
 }
@@ -36,43 +46,91 @@ export interface ReleaseMeta {
 /** Config credential names (src/config/schema.ts); anything else is not echoed anywhere. */
 const CREDENTIAL_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
 
+/** RFC 6750 §2.1 `Authorization: Bearer b64token`. */
+const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i;
+
+/** Everything a release needs once the bearer is known and `assume` was allowed. */
+interface Release {
+  name: string;
+  cred: CredentialConfig;
+  decision: Decision;
+  job: EntityRef;
+  /** The decision-log context of this request (job, bearer token hash, request id). */
+  context: Record<string, unknown>;
+  /** What the provider reads of the bearer: the job's identity claims and `exp`. */
+  claims: PortTokenClaims;
+  identity: JobIdentity;
+  creatorEmail: string | undefined;
+  /** SHA-256 of the bearer's jti (Port token) or of the Buildkite token's jti. */
+  tokenJtiHash: string;
+  now: number;
+  meta: ReleaseMeta;
+}
+
 /**
- * `POST /v1/credentials/{name}` (DESIGN capability 2): a bearer Port token, unrevoked,
- * whose scope holds the credential; `assume` decided again now (policy, or the build
- * creator's standing, may have changed since the exchange); then the credential's
- * provider issues it. Every allow and deny is one decision record, durable before the
- * answer; each issued credential is recorded for revocation results and lineage.
+ * `POST /v1/credentials/{name}` (DESIGN capability 2). The bearer is either
+ * - a Port token, unrevoked, whose scope holds the credential; `assume` is decided again
+ *   now (policy, or the build creator's standing, may have changed since the exchange); or
+ * - a Buildkite OIDC token for Port's audience: the exchange and the release in one round
+ *   trip, with every rule of the exchange (src/broker/buildkite-admission.ts): verified,
+ *   single use, refused when its job, build, creator, agent or pool is revoked, `exchange`
+ *   on the Organization and `assume` on the credential decided. Always accepted: the same
+ *   token buys a Port token with scope=<name> at /oauth/token anyway, so this grants
+ *   nothing more (unlike relay.accept_buildkite_tokens, where the token is not single use).
+ * Then the credential's provider issues it. Every allow and deny is one decision record,
+ * durable before the answer; each issued credential is recorded for revocation results
+ * and lineage.
  */
 export class CredentialService {
-  constructor(private readonly deps: CredentialServiceDeps) {}
+  private readonly admission: BuildkiteTokenAdmission;
+
+  constructor(private readonly deps: CredentialServiceDeps) {
+    this.admission = new BuildkiteTokenAdmission(deps);
+  }
 
   async release(name: string, authorization: string | undefined, meta: ReleaseMeta): Promise<Record<string, unknown>> {
-    const { config, log } = this.deps;
     const resource = CREDENTIAL_NAME.test(name) ? entityString(credentialRef(name)) : null;
-    const now = Date.now();
+    const bearer = BEARER.exec(authorization ?? '')?.[1];
+    const claims = bearer === undefined ? undefined : await this.portToken(bearer);
+    if (claims) return this.releaseForPortToken(name, resource, claims, meta);
+    if (bearer !== undefined && mayBeBuildkiteToken(bearer)) return this.releaseForBuildkiteToken(name, resource, bearer, meta);
 
-    const claims = await this.authenticate(authorization, resource, meta);
+    const message =
+      bearer !== undefined
+        ? 'The bearer is not a valid Port token (signature, issuer, audience, type or lifetime); exchange a fresh Buildkite token.'
+        : "A Port token, or a Buildkite token for Port's audience, is needed: Authorization: Bearer <token>.";
+    const check = bearer !== undefined ? 'bearer_invalid' : 'bearer_missing';
+    await this.deps.log.record([bare(null, resource, message, { check, ...requestContext(meta) })]);
+    throw new CredentialError('invalid_token', message);
+  }
+
+  private async releaseForPortToken(name: string, resource: string | null, claims: PortTokenClaims, meta: ReleaseMeta): Promise<Record<string, unknown>> {
+    const { config, log } = this.deps;
+    const now = Date.now();
     const identity = identityFromClaims(claims);
     const creator = await this.creatorOf(claims);
     const principal = { type: 'Job' as const, id: identity.jobId };
     const context = {
       job: { ...identityClaims(identity), ...(creator ? { build_creator: creator.email } : {}) },
       port_token: { jti_sha256: jtiHash(claims.jti) },
-      request_id: meta.requestId,
-      ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}),
+      ...requestContext(meta),
     };
     const refuse = async (err: CredentialError, extra: Record<string, unknown> = {}): Promise<never> => {
       await log.record([bare(entityString(principal), resource, err.message, { ...context, ...extra })]);
       throw err;
     };
 
-    if (this.deps.revocations.isTokenRevoked(portTokenFacts(claims))) {
-      return refuse(new CredentialError('invalid_token', 'The Port token has been revoked.'), { check: 'revoked' });
+    const refusal = this.deps.revocations.refusalOf(portTokenFacts(claims), now);
+    if (refusal !== undefined) {
+      // The plugin's renewal keys on "revoked" here: a revoked token is never renewed.
+      const why = refusal.kind === 'revoked' && refusal.revocation.scope === 'token' ? '' : `: ${refusalMessage(refusal)}`;
+      return refuse(new CredentialError('invalid_token', `The Port token has been revoked${why || '.'}`), {
+        check: 'revoked',
+        revocation: refusalContext(refusal),
+      });
     }
     const cred = resource === null ? undefined : config.credentials[name];
-    if (cred === undefined) {
-      return refuse(new CredentialError('unknown_credential', resource === null ? 'No credential has that name.' : `No credential is named "${name}".`));
-    }
+    if (cred === undefined) return refuse(unknownCredential(name, resource));
     const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
     if (!scopes.includes(name)) {
       return refuse(new CredentialError('access_denied', `The Port token's scope does not hold "${name}"; exchange a Buildkite token with scope=${name}.`), { check: 'scope' });
@@ -85,35 +143,79 @@ export class CredentialService {
       await log.record([decisionRecord(decision, job, 'assume', ref, context)]);
       throw new CredentialError('access_denied', `Policy denied the credential "${name}": ${decision.reason}`);
     }
+    return this.deliver({ name, cred, decision, job, context, claims, identity, creatorEmail: creator?.email, tokenJtiHash: jtiHash(claims.jti), now, meta });
+  }
 
-    const provider = this.deps.providers[cred.type];
+  /** A Buildkite token as the bearer: the token exchange with scope=<name> and the release, in one request. */
+  private async releaseForBuildkiteToken(name: string, resource: string | null, token: string, meta: ReleaseMeta): Promise<Record<string, unknown>> {
+    const { config, log } = this.deps;
+    const now = Date.now();
+    const target: RefusalTarget = { action: 'assume', resource };
+    const admitted = await this.admission.admit(token, meta, target).catch((err: unknown) => {
+      throw asCredentialError(err);
+    });
+    const { verified, principal } = admitted;
+    const context = { ...admitted.context, ...requestContext(meta), bearer: 'buildkite_token' };
+    const cred = resource === null ? undefined : config.credentials[name];
+    if (cred === undefined) {
+      // Nothing was decided or released: the token is not consumed.
+      const err = unknownCredential(name, resource);
+      await log.record([bare(entityString(principal), resource, err.message, context)]);
+      throw err;
+    }
+
+    // Exactly what an exchange with scope=<name> and Port's default audience decides.
+    const { results, denied } = decideExchange(this.deps.policy, admitted, config.issuer.audiences[0]!, [name]);
+    const [exchange, assume] = results;
+    // The exchange decisions (and a denied assume) commit with the replay check; an allowed
+    // assume is logged once the credential is issued, with what was issued (as for a Port token).
+    const first = denied ? results : [exchange!];
+    const records = first.map((r) => decisionRecord(r.decision, principal, r.action, r.resource, context));
+    await this.admission.consumeOnce(admitted, records, meta, target).catch((err: unknown) => {
+      throw asCredentialError(err);
+    });
+    if (denied) {
+      const what = denied.action === 'exchange' ? 'the token exchange' : `the credential "${name}"`;
+      throw new CredentialError('access_denied', `Policy denied ${what}: ${denied.decision.reason}`);
+    }
+    const identity = verified.identity;
+    const claims = impliedClaims(admitted, name, config, now);
+    const tokenJtiHash = jtiHash(identity.jti ?? verified.replayKey);
+    return this.deliver({ name, cred, decision: assume!.decision, job: principal, context, claims, identity, creatorEmail: admitted.creatorEmail, tokenJtiHash, now, meta });
+  }
+
+  /** `assume` was allowed: the provider issues the credential; logged and recorded before it is answered. */
+  private async deliver(r: Release): Promise<Record<string, unknown>> {
+    const { log } = this.deps;
+    const ref = credentialRef(r.name);
+    const provider = this.deps.providers[r.cred.type];
     let issued: IssuedCredential;
     try {
-      if (provider === undefined) throw new CredentialError('credential_unavailable', `The credential "${name}" (${cred.type}) is not available in this Port.`);
-      issued = await provider.issue({ credential: cred, claims, identity, requestId: meta.requestId, now });
+      if (provider === undefined) throw new CredentialError('credential_unavailable', `The credential "${r.name}" (${r.cred.type}) is not available in this Port.`);
+      issued = await provider.issue({ credential: r.cred, claims: r.claims, identity: r.identity, requestId: r.meta.requestId, now: r.now });
     } catch (err) {
       const failure =
-        err instanceof CredentialError ? err : new CredentialError('credential_unavailable', `The credential "${name}" could not be issued; see Port's log.`, { cause: err });
-      if (!(err instanceof CredentialError)) this.deps.onError(err, `credential ${name} could not be issued`);
+        err instanceof CredentialError ? err : new CredentialError('credential_unavailable', `The credential "${r.name}" could not be issued; see Port's log.`, { cause: err });
+      if (!(err instanceof CredentialError)) this.deps.onError(err, `credential ${r.name} could not be issued`);
       // Policy allowed it, but the job gets nothing: logged as a deny with the cause.
-      await log.record([{ ...decisionRecord(decision, job, 'assume', ref, { ...context, failure: failure.code }), decision: 'deny', reason: failure.message }]);
+      await log.record([{ ...decisionRecord(r.decision, r.job, 'assume', ref, { ...r.context, failure: failure.code }), decision: 'deny', reason: failure.message }]);
       throw failure;
     }
 
     const expiresAtIso = new Date(issued.expiresAt * 1000).toISOString();
     await Promise.all([
-      log.record([decisionRecord(decision, job, 'assume', ref, { ...context, credential: { type: cred.type, expires_at: expiresAtIso, ...issued.facts } })]),
+      log.record([decisionRecord(r.decision, r.job, 'assume', ref, { ...r.context, credential: { type: r.cred.type, expires_at: expiresAtIso, ...issued.facts } })]),
       this.deps.store.recordIssuedCredential({
         id: randomUUID(),
-        credential: name,
-        type: cred.type,
-        jobId: identity.jobId,
-        build: buildId(identity),
-        agentId: identity.agentId,
-        ...optional('pool', poolId(identity)),
-        ...optional('creator', creator?.email),
-        tokenJtiHash: jtiHash(claims.jti),
-        issuedAt: now,
+        credential: r.name,
+        type: r.cred.type,
+        jobId: r.identity.jobId,
+        build: buildId(r.identity),
+        agentId: r.identity.agentId,
+        ...optional('pool', poolId(r.identity)),
+        ...optional('creator', r.creatorEmail),
+        tokenJtiHash: r.tokenJtiHash,
+        issuedAt: r.now,
         expiresAt: issued.expiresAt * 1000,
         recallable: issued.recallable,
         facts: issued.facts,
@@ -122,26 +224,17 @@ export class CredentialService {
     return issued.body;
   }
 
-  /** A verified Port token for one of Port's audiences (RFC 6750 §2.1 bearer), else 401. */
-  private async authenticate(authorization: string | undefined, resource: string | null, meta: ReleaseMeta): Promise<PortTokenClaims> {
-    const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(authorization ?? '');
-    const claims = m ? await this.deps.issuer.verify(m[1]!, this.deps.config.issuer.audiences) : undefined;
-    let identityOk = false;
-    if (claims) {
-      try {
-        identityFromClaims(claims);
-        identityOk = true;
-      } catch {
-        // A Port-signed token without a job identity is no bearer for a credential.
-      }
+  /** A verified Port token for one of Port's audiences carrying a job identity, else undefined. */
+  private async portToken(bearer: string): Promise<PortTokenClaims | undefined> {
+    const claims = await this.deps.issuer.verify(bearer, this.deps.config.issuer.audiences);
+    if (claims === undefined) return undefined;
+    try {
+      identityFromClaims(claims);
+      return claims;
+    } catch {
+      // A Port-signed token without a job identity is no bearer for a credential.
+      return undefined;
     }
-    if (claims && identityOk) return claims;
-    const message = m
-      ? 'The bearer is not a valid Port token (signature, issuer, audience, type or lifetime); exchange a fresh Buildkite token.'
-      : 'A Port token is needed: Authorization: Bearer <Port token>.';
-    const check = m ? 'bearer_invalid' : 'bearer_missing';
-    await this.deps.log.record([bare(null, resource, message, { check, request_id: meta.requestId, ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}) })]);
-    throw new CredentialError('invalid_token', message);
   }
 
   /** The build's creator from the token's `build_creator`, with their current standing in Port's directory. */
@@ -152,6 +245,70 @@ export class CredentialService {
     const user = await this.deps.store.getUser(email);
     return user ? { email, user: { email: user.email, active: user.active, groups: user.groups } } : { email };
   }
+}
+
+/**
+ * Whether a bearer that is not a valid Port token should be tried as a Buildkite token:
+ * a JWT whose header does not declare Port's own type. Port tokens are explicitly typed
+ * `at+jwt` (RFC 8725 §3.11) and Buildkite's are not, so an expired or foreign-audience
+ * Port token is refused as a Port token, with the advice that fits it.
+ */
+function mayBeBuildkiteToken(bearer: string): boolean {
+  const dot = bearer.indexOf('.');
+  if (dot <= 0) return false;
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(bearer.slice(0, dot), 'base64url').toString('utf8'));
+  } catch {
+    return false;
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) return false;
+  const typ = (header as Record<string, unknown>).typ;
+  return !(typeof typ === 'string' && [PORT_TOKEN_TYP, `application/${PORT_TOKEN_TYP}`].includes(typ.toLowerCase()));
+}
+
+/**
+ * What the providers read of the bearer (CredentialGrant.claims): the job's identity claims
+ * and `exp`. For a Buildkite bearer, the claims an exchange with scope=<name> would mint now,
+ * with `exp` also capped by the Buildkite token's own `exp`: nothing released for it (a
+ * secret's expires_at, a port_token's exp) outlives the token that asked, nor token_ttl.
+ */
+function impliedClaims(admitted: AdmittedJob, name: string, config: PortConfig, now: number): PortTokenClaims {
+  const { identity, replayKey } = admitted.verified;
+  const iat = Math.floor(now / 1000);
+  return {
+    ...identityClaims(identity),
+    iss: config.server.publicUrl,
+    sub: identity.jobId,
+    aud: config.issuer.audiences[0]!,
+    iat,
+    nbf: iat,
+    exp: Math.min(identity.expiresAt, iat + config.issuer.tokenTtl),
+    jti: identity.jti ?? replayKey,
+    scope: name,
+    ...(admitted.creatorEmail !== undefined ? { build_creator: admitted.creatorEmail } : admitted.creatorUnknown ? { build_creator_unknown: true } : {}),
+  };
+}
+
+/**
+ * A refused Buildkite bearer, as this endpoint answers it (RFC 6750 §3.1 invalid_token, 401):
+ * the exchange's check in the description; what only Buildkite can settle is a 503.
+ */
+function asCredentialError(err: unknown): unknown {
+  if (!(err instanceof TokenRejectedError)) return err;
+  // Buildkite's keys, or who started the build while a user revocation is in force, unknown for now: retry.
+  if (err.check === 'jwks_unavailable' || err.check === 'creator_unknown') return new CredentialError('credential_unavailable', err.message, { cause: err });
+  // A revoked or replayed token verified; any other check means it is no valid token at all.
+  const verified = err.check === 'job_revoked' || err.check === 'replayed';
+  return new CredentialError('invalid_token', verified ? err.message : `The bearer is not a valid Port token, and Port refused it as a Buildkite token: ${err.message}`, { cause: err });
+}
+
+function unknownCredential(name: string, resource: string | null): CredentialError {
+  return new CredentialError('unknown_credential', resource === null ? 'No credential has that name.' : `No credential is named "${name}".`);
+}
+
+function requestContext(meta: ReleaseMeta): Record<string, unknown> {
+  return { request_id: meta.requestId, ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}) };
 }
 
 /** A deny decided before policy (bad bearer, revoked, scope, unknown name). */

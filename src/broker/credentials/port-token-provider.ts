@@ -39,7 +39,8 @@ export class PortTokenProvider implements CredentialProvider {
     return {
       body: { name: cred.name, access_token: token, token_type: 'Bearer', audience: cred.audience, expires_at: new Date(exp * 1000).toISOString() },
       expiresAt: exp,
-      recallable: true,
+      // Downstreams verify it offline with Port's JWKS: it works there until `exp`, revoked or not.
+      recallable: false,
       facts: { audience: cred.audience, kid, jti_sha256: jtiHash(jti) },
     };
   }

@@ -14,6 +14,8 @@ export interface ProviderDeps {
   /** Port's issuer URL (`server.public_url`). */
   issuerUrl: string;
   secrets: SecretRotation;
+  /** The aws_role provider, when the relay shares its sessions (one cache for both); else a new one. */
+  awsRoles?: AwsRoleProvider;
 }
 
 /**
@@ -24,6 +26,6 @@ export function credentialProviders(deps: ProviderDeps): CredentialProviders {
   return {
     port_token: new PortTokenProvider(deps.keys, deps.issuerUrl),
     secret: new SecretProvider(deps.secrets),
-    aws_role: new AwsRoleProvider({ issuerUrl: deps.issuerUrl, keys: deps.keys }),
+    aws_role: deps.awsRoles ?? new AwsRoleProvider({ issuerUrl: deps.issuerUrl, keys: deps.keys }),
   };
 }

@@ -1,17 +1,39 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { RotationHookConfig } from '../../config/config.js';
 import { resolveSecretRef } from '../../config/secret-ref.js';
 import { PortError } from '../../errors.js';
-import { describeFailure, dropTrailingNewline, MAX_COMMAND_OUTPUT, runCommand } from './run-command.js';
+import { commandEnvironment, describeFailure, dropTrailingNewline, MAX_COMMAND_OUTPUT, runCommand } from './run-command.js';
 
-/** What Port asks a rotation hook to do (the JSON it gets on stdin or as the POST body). */
+/**
+ * What Port asks a rotation hook to do. Every call also carries `request_id` (a fresh
+ * UUID) and `timestamp` (unix s) in the body, so a signed HTTP request can't be replayed:
+ * the receiver refuses an id it has seen and a timestamp outside its window.
+ * - `rotate`: create a new value (answer it) — record `request_id` with what you created.
+ * - `retire`: version N's overlap is over; delete it. `rotation_id` is the `request_id`
+ *   of the rotate call that created it (absent for version 0), `value_id` the id you answered.
+ * - `discard`: the value the rotate call `rotation_id` produced was never stored (another
+ *   Port process stored its own version N first); delete *that* value, not version N.
+ */
 export type RotationHookRequest =
   | { action: 'rotate'; credential: string; version: number; previous_version: number }
-  | { action: 'retire'; credential: string; version: number };
+  | { action: 'retire'; credential: string; version: number; rotation_id?: string; value_id?: string }
+  | { action: 'discard'; credential: string; version: number; rotation_id: string; value_id?: string };
+
+/** A new value from `rotate`, with the handles a later retire/discard names it by. */
+export interface RotatedValue {
+  value: string;
+  /** The rotate call's `request_id`. */
+  rotationId: string;
+  /** The hook's own id for the value (HTTP hooks may answer `"id"`); not secret, it is logged. */
+  valueId?: string;
+}
 
 /** The header carrying the HTTP hook's signature: `timestamp=<unix s>,signature=<hex>`. */
 export const SIGNATURE_HEADER = 'x-port-signature';
+
+/** An `id` a hook may answer: short, printable, so it can go into the decision log. */
+const VALUE_ID = /^[\x21-\x7e]{1,256}$/;
 
 /** A hook call failed; the message says how (status, timeout), never what the hook printed or answered. */
 export class RotationHookError extends PortError {
@@ -20,35 +42,63 @@ export class RotationHookError extends PortError {
   }
 }
 
-/**
- * Calls the hook. For `rotate` it resolves to the new value; for `retire` to undefined
- * once the hook confirmed (exit 0 or a 2xx answer).
- */
-export async function callRotationHook(hook: RotationHookConfig, req: RotationHookRequest, timeoutSeconds: number): Promise<string | undefined> {
-  const body = JSON.stringify(req);
-  return hook.kind === 'command' ? callCommand(hook.command, req, body, timeoutSeconds) : callHttp(hook, req, body, timeoutSeconds);
+/** Asks the hook for a new value. */
+export async function requestRotation(hook: RotationHookConfig, req: Extract<RotationHookRequest, { action: 'rotate' }>, timeoutSeconds: number): Promise<RotatedValue> {
+  const call = hookCall(req);
+  const answer = await callHook(hook, call, timeoutSeconds);
+  return { ...parseRotated(hook, answer), rotationId: call.request_id };
 }
 
-async function callCommand(command: string, req: RotationHookRequest, body: string, timeoutSeconds: number): Promise<string | undefined> {
-  const result = await runCommand(command, { timeoutSeconds, stdin: body });
+/** Asks the hook to retire or discard a value; resolves once the hook confirmed (exit 0 or a 2xx answer). */
+export async function requestRetirement(hook: RotationHookConfig, req: Exclude<RotationHookRequest, { action: 'rotate' }>, timeoutSeconds: number): Promise<void> {
+  await callHook(hook, hookCall(req), timeoutSeconds);
+}
+
+type HookCall = RotationHookRequest & { request_id: string; timestamp: number };
+
+function hookCall(req: RotationHookRequest): HookCall {
+  return { ...req, request_id: randomUUID(), timestamp: Math.floor(Date.now() / 1000) };
+}
+
+/** The hook's stdout (command) or response body (HTTP), at most MAX_COMMAND_OUTPUT. */
+async function callHook(hook: RotationHookConfig, call: HookCall, timeoutSeconds: number): Promise<string> {
+  const body = JSON.stringify(call);
+  if (hook.kind === 'http') return callHttp(hook, call.timestamp, body, timeoutSeconds);
+  const result = await runCommand(hook.command, { timeoutSeconds, stdin: body, env: commandEnvironment(call.credential, hook.commandEnv) });
   if (!result.ok) throw new RotationHookError(`the rotation hook command ${describeFailure(result.failure)}`);
-  if (req.action === 'retire') return undefined;
-  const value = dropTrailingNewline(result.stdout);
-  if (value === '') throw new RotationHookError('the rotation hook command printed no value');
-  return value;
+  return result.stdout;
+}
+
+function parseRotated(hook: RotationHookConfig, answer: string): { value: string; valueId?: string } {
+  if (hook.kind === 'command') {
+    const value = dropTrailingNewline(answer);
+    if (value === '') throw new RotationHookError('the rotation hook command printed no value');
+    return { value };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer);
+  } catch {
+    throw new RotationHookError('the rotation hook answered something other than JSON');
+  }
+  const { value, id } = (parsed ?? {}) as { value?: unknown; id?: unknown };
+  if (typeof value !== 'string' || value === '') throw new RotationHookError('the rotation hook\'s answer has no "value" string');
+  if (id === undefined) return { value };
+  if (typeof id !== 'string' || !VALUE_ID.test(id)) throw new RotationHookError('the rotation hook\'s "id" is not a string of 1 to 256 printable ASCII characters');
+  return { value, valueId: id };
 }
 
 /**
  * HMAC-SHA256 over `timestamp.body` (the Stripe/Slack convention: the timestamp is
- * signed so the receiver can refuse replays outside its window).
+ * signed so the receiver can refuse replays outside its window; the body's own
+ * `request_id` lets it refuse a replay inside the window).
  */
 export function signHookBody(secret: string, timestamp: number, body: string): string {
   return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
 }
 
-async function callHttp(hook: Extract<RotationHookConfig, { kind: 'http' }>, req: RotationHookRequest, body: string, timeoutSeconds: number): Promise<string | undefined> {
+async function callHttp(hook: Extract<RotationHookConfig, { kind: 'http' }>, timestamp: number, body: string, timeoutSeconds: number): Promise<string> {
   const secret = resolveSecretRef(hook.signingSecret.ref, hook.signingSecret.key, hook.signingSecret.baseDir);
-  const timestamp = Math.floor(Date.now() / 1000);
   let status: number;
   let text: string;
   try {
@@ -72,16 +122,7 @@ async function callHttp(hook: Extract<RotationHookConfig, { kind: 'http' }>, req
     throw new RotationHookError(timedOut ? `the rotation hook did not answer within ${timeoutSeconds} s` : `the rotation hook could not be reached (${(err as { code?: string }).code ?? 'error'})`, { cause: err });
   }
   if (status < 200 || status > 299) throw new RotationHookError(`the rotation hook answered HTTP ${status}`);
-  if (req.action === 'retire') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new RotationHookError('the rotation hook answered something other than JSON');
-  }
-  const value = (parsed as { value?: unknown } | null)?.value;
-  if (typeof value !== 'string' || value === '') throw new RotationHookError('the rotation hook\'s answer has no "value" string');
-  return value;
+  return text;
 }
 
 async function readCapped(body: AsyncIterable<Buffer>): Promise<string> {

@@ -8,15 +8,37 @@ export type CommandFailure = { kind: 'exit'; status: number | string } | { kind:
 
 export type CommandResult = { ok: true; stdout: string } | { ok: false; failure: CommandFailure };
 
+/** What a command sees of Port's environment without being told: enough to run a shell tool. */
+export const BASE_COMMAND_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as const;
+
+/** Set by Port for every command it runs: the credential the command is for. */
+export const CREDENTIAL_ENV = 'PORT_CREDENTIAL';
+
 /**
- * Runs `command` with `/bin/sh -c` in its own process group, `stdin` (or nothing) on
- * its standard input, stdout captured up to MAX_COMMAND_OUTPUT and stderr discarded.
- * On timeout the whole group is killed so a backgrounded child can't keep the secret's
- * pipe open.
+ * The environment of a secret command or rotation hook command: BASE_COMMAND_ENV, the
+ * names the credential lists (`command_env`), and PORT_CREDENTIAL — never the rest of
+ * Port's environment, which holds its admin, SCIM and Buildkite tokens, the key-encryption
+ * key and AWS keys (a helper that logs its environment on error would leak them).
  */
-export function runCommand(command: string, opts: { timeoutSeconds: number; stdin?: string }): Promise<CommandResult> {
+export function commandEnvironment(credential: string, allowed: readonly string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [...BASE_COMMAND_ENV, ...allowed]) {
+    const value = from[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env[CREDENTIAL_ENV] = credential;
+  return env;
+}
+
+/**
+ * Runs `command` with `/bin/sh -c` in its own process group with exactly `env` as its
+ * environment, `stdin` (or nothing) on its standard input, stdout captured up to
+ * MAX_COMMAND_OUTPUT and stderr discarded. On timeout the whole group is killed so a
+ * backgrounded child can't keep the secret's pipe open.
+ */
+export function runCommand(command: string, opts: { timeoutSeconds: number; env: Record<string, string>; stdin?: string }): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'ignore'], detached: true });
+    const child = spawn('/bin/sh', ['-c', command], { stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'ignore'], detached: true, env: opts.env });
     const chunks: Buffer[] = [];
     let size = 0;
     let failure: CommandFailure | undefined;

@@ -18,8 +18,9 @@ export class SecretProvider implements CredentialProvider {
     return {
       body: { name: cred.name, value: current.value, expires_at: new Date(expiresAt * 1000).toISOString() },
       expiresAt,
-      // A rotation and its retire call end the value's use; that is Port's to trigger.
-      recallable: true,
+      // The job holds the value: revoking can't take it back; only rotating it (and its
+      // retire call) ends its use. The revocation result says so (`port rotate <name>`).
+      recallable: false,
       facts: { version: current.version, source: cred.rotation !== undefined && current.version > 0 ? 'rotation' : cred.value.ref.slice(0, cred.value.ref.indexOf(':')) },
     };
   }

@@ -5,9 +5,9 @@ import type { SecretCredentialConfig } from '../../config/config.js';
 import { credentialRef } from '../../policy/entities.js';
 import type { SecretVersionRecord, Store } from '../../store/store.js';
 import { CredentialError } from './errors.js';
-import { callRotationHook } from './rotation-hook.js';
+import { requestRetirement, requestRotation, type RotatedValue } from './rotation-hook.js';
 import { openSecretValue, sealSecretValue } from './secret-seal.js';
-import { resolveSecretValue } from './secret-value.js';
+import { SecretValues } from './secret-value.js';
 
 /** What started a rotation. */
 export type RotationTrigger = 'schedule' | 'admin';
@@ -48,6 +48,8 @@ export interface SecretRotationDeps {
   onError(err: unknown, message: string): void;
   /** Wait before calling a failed retire hook again (ms). */
   retireRetryAfter?: number;
+  /** The configured (version 0 / unrotated) values; one per Port so command caps and caches are shared. */
+  values?: SecretValues;
 }
 
 const MAX_SLEEP_MS = 60_000;
@@ -59,8 +61,10 @@ const MAX_SLEEP_MS = 60_000;
  * keep accepting it until Port calls the hook with `{"action":"retire"}` — jobs that
  * fetched it just before the rotation keep working until then. One rotation at a time
  * per credential: concurrent callers share the running one, and the store's
- * compare-and-set refuses a second writer (another process on the same file). The
- * schedule counts from the newest stored version's creation, so it holds across restarts.
+ * compare-and-set refuses a second writer (another process on the same store); the
+ * loser asks the hook to `discard` the value it got, so no live value is left that Port
+ * would never retire. The schedule counts from the newest stored version's creation, so
+ * it holds across restarts.
  */
 export class SecretRotation {
   private readonly byName: Map<string, SecretCredentialConfig>;
@@ -71,9 +75,11 @@ export class SecretRotation {
   private wakeAt = 0;
   private stopped = true;
   private ticking: Promise<void> | undefined;
+  private readonly values: SecretValues;
 
   constructor(private readonly deps: SecretRotationDeps) {
     this.byName = new Map(deps.credentials.map((c) => [c.name, c]));
+    this.values = deps.values ?? new SecretValues();
   }
 
   private get rotating(): SecretCredentialConfig[] {
@@ -96,13 +102,13 @@ export class SecretRotation {
 
   /** The value a job gets now and its version. */
   async current(cred: SecretCredentialConfig): Promise<CurrentSecret> {
-    if (cred.rotation === undefined) return { value: await resolveSecretValue(cred), version: 0 };
+    if (cred.rotation === undefined) return { value: await this.values.resolve(cred), version: 0 };
     const versions = await this.deps.store.listSecretVersions(cred.name);
     const current = versions.at(-1);
     if (current === undefined || current.sealedValue === null) {
-      return { value: await resolveSecretValue(cred), version: current?.version ?? 0, ...this.scheduledRetirement(cred, current) };
+      return { value: await this.values.resolve(cred), version: current?.version ?? 0, ...this.scheduledRetirement(cred, current) };
     }
-    return { value: openSecretValue(current.sealedValue, cred.name, current.version, this.deps.keyEncryptionKey), version: current.version, ...this.scheduledRetirement(cred, current) };
+    return { value: openSecretValue(current.sealedValue, cred.name, current.version, this.deps.keyEncryptionKey).value, version: current.version, ...this.scheduledRetirement(cred, current) };
   }
 
   private scheduledRetirement(cred: SecretCredentialConfig, current: SecretVersionRecord | undefined): { retiresAt?: number } {
@@ -136,29 +142,78 @@ export class SecretRotation {
     const previous = versions.at(-1)?.version ?? 0;
     const version = previous + 1;
     const base = { event: 'rotate', trigger, version, previous_version: previous, hook: rotation.hook.kind };
-    let value: string;
+    let rotated: RotatedValue;
     try {
-      value = (await callRotationHook(rotation.hook, { action: 'rotate', credential: cred.name, version, previous_version: previous }, rotation.timeout))!;
+      rotated = await requestRotation(rotation.hook, { action: 'rotate', credential: cred.name, version, previous_version: previous }, rotation.timeout);
     } catch (err) {
       const reason = `Rotation of "${cred.name}" failed: ${(err as Error).message}; the current value stays.`;
       await this.audit(cred.name, 'deny', reason, base);
       throw new CredentialError('credential_unavailable', reason, { cause: err });
     }
+    const handles = { rotation_id: rotated.rotationId, ...(rotated.valueId !== undefined ? { value_id: rotated.valueId } : {}) };
     const now = Date.now();
     const retiresAt = now + rotation.overlap * 1000;
-    const stored = await this.deps.store.addSecretVersion(
-      { credential: cred.name, version, sealedValue: sealSecretValue(value, cred.name, version, this.deps.keyEncryptionKey), createdAt: now },
-      retiresAt,
-    );
-    if (!stored) {
-      const reason = `Rotation of "${cred.name}" lost to a concurrent rotation; its new value was discarded.`;
-      await this.audit(cred.name, 'deny', reason, base);
+    let stored: boolean | 'unknown';
+    let writeFailed = false;
+    try {
+      stored = await this.deps.store.addSecretVersion(
+        { credential: cred.name, version, sealedValue: sealSecretValue(rotated, cred.name, version, this.deps.keyEncryptionKey), createdAt: now },
+        retiresAt,
+      );
+    } catch (err) {
+      // The write failed, or only its answer did: look before discarding a value jobs may get.
+      writeFailed = true;
+      this.deps.onError(err, `storing version ${version} of "${cred.name}" failed`);
+      stored = await this.holds(cred, version, rotated.rotationId).catch(() => 'unknown' as const);
+    }
+    if (stored === 'unknown') {
+      const reason = `Rotation of "${cred.name}" could not tell whether version ${version} was stored; if it was not, the value of rotation ${rotated.rotationId} is live and unused: discard it by hand.`;
+      this.deps.onError(new Error(reason), reason);
+      await this.audit(cred.name, 'deny', reason, { ...base, ...handles });
       throw new CredentialError('credential_unavailable', reason);
     }
+    if (!stored) {
+      const reason = writeFailed
+        ? `Rotation of "${cred.name}" could not store its new value; the current value stays.`
+        : `Rotation of "${cred.name}" lost to a concurrent rotation; its new value was not stored.`;
+      try {
+        await this.audit(cred.name, 'deny', reason, { ...base, ...handles });
+      } finally {
+        // Even when the audit write fails (the store is what just failed, perhaps).
+        await this.discard(cred, version, rotated, trigger);
+      }
+      throw new CredentialError('credential_unavailable', `${reason} Retry to rotate again.`);
+    }
     const retires_at = new Date(retiresAt).toISOString();
-    await this.audit(cred.name, 'allow', `Rotated "${cred.name}" to version ${version}; version ${previous} is accepted until ${retires_at}.`, { ...base, retires_at });
+    await this.audit(cred.name, 'allow', `Rotated "${cred.name}" to version ${version}; version ${previous} is accepted until ${retires_at}.`, { ...base, ...handles, retires_at });
     this.wake(Math.max(0, retiresAt - Date.now()));
     return { name: cred.name, version, previous_version: previous, previous_retires_at: retires_at, versions: await this.status(cred.name) };
+  }
+
+  /** Whether the store's `version` is the value of rotation `rotationId` (ours), not another process's. */
+  private async holds(cred: SecretCredentialConfig, version: number, rotationId: string): Promise<boolean> {
+    const v = (await this.deps.store.listSecretVersions(cred.name)).find((x) => x.version === version);
+    if (v === undefined || v.sealedValue === null) return false;
+    return openSecretValue(v.sealedValue, cred.name, version, this.deps.keyEncryptionKey).rotationId === rotationId;
+  }
+
+  /**
+   * Asks the hook to delete a value Port got but did not store (review F9): nothing would
+   * ever retire it otherwise. One attempt: Port can't keep the value to retry with; a
+   * failure is logged and audited with the rotation id, so an operator can delete it.
+   */
+  private async discard(cred: SecretCredentialConfig, version: number, rotated: RotatedValue, trigger: RotationTrigger): Promise<void> {
+    const handles = { rotation_id: rotated.rotationId, ...(rotated.valueId !== undefined ? { value_id: rotated.valueId } : {}) };
+    const base = { event: 'discard', trigger, version, ...handles };
+    try {
+      await requestRetirement(cred.rotation!.hook, { action: 'discard', credential: cred.name, version, ...handles }, cred.rotation!.timeout);
+    } catch (err) {
+      const reason = `Discarding the unstored value of rotation ${rotated.rotationId} of "${cred.name}" failed: ${(err as Error).message}; it may still be live: delete it by hand.`;
+      this.deps.onError(err, reason);
+      await this.audit(cred.name, 'deny', reason, base);
+      return;
+    }
+    await this.audit(cred.name, 'allow', `Discarded the unstored value of rotation ${rotated.rotationId} of "${cred.name}".`, base);
   }
 
   private async retire(cred: SecretCredentialConfig, v: SecretVersionRecord, now: number): Promise<void> {
@@ -166,7 +221,7 @@ export class SecretRotation {
     if ((this.retireRetryAt.get(key) ?? 0) > now) return;
     const base = { event: 'retire', trigger: 'schedule', version: v.version, retires_at: new Date(v.retiresAt!).toISOString() };
     try {
-      await callRotationHook(cred.rotation!.hook, { action: 'retire', credential: cred.name, version: v.version }, cred.rotation!.timeout);
+      await requestRetirement(cred.rotation!.hook, { action: 'retire', credential: cred.name, version: v.version, ...this.retireHandles(cred, v) }, cred.rotation!.timeout);
     } catch (err) {
       // Not fatal: the old value stays accepted a little longer; tried again later.
       const retryAt = Date.now() + (this.deps.retireRetryAfter ?? 30_000);
@@ -179,6 +234,18 @@ export class SecretRotation {
     this.retireRetryAt.delete(key);
     await this.deps.store.markSecretVersionRetired(cred.name, v.version, Date.now());
     await this.audit(cred.name, 'allow', `Retired version ${v.version} of "${cred.name}".`, base);
+  }
+
+  /** The rotate call's id and the hook's id of a stored version, when it opens (version 0 has none). */
+  private retireHandles(cred: SecretCredentialConfig, v: SecretVersionRecord): { rotation_id?: string; value_id?: string } {
+    if (v.sealedValue === null) return {};
+    try {
+      const s = openSecretValue(v.sealedValue, cred.name, v.version, this.deps.keyEncryptionKey);
+      return { ...(s.rotationId !== undefined ? { rotation_id: s.rotationId } : {}), ...(s.valueId !== undefined ? { value_id: s.valueId } : {}) };
+    } catch {
+      // Sealed under another key: the version number still names it.
+      return {};
+    }
   }
 
   private async audit(name: string, decision: 'allow' | 'deny', reason: string, context: Record<string, unknown>): Promise<void> {

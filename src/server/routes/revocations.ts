@@ -7,13 +7,13 @@ import { PortError } from '../../errors.js';
 import { identityFromClaims } from '../../identity/claims.js';
 import { identityClaims, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
 import type { RevocationService } from '../../revocation/revocation-service.js';
-import { parseRevocationRequest } from '../../revocation/revocation-target.js';
+import { parseLiftRequest, parseRevocationRequest } from '../../revocation/revocation-target.js';
 import type { AdminAuthenticator } from '../admin-auth.js';
 import { sendPortError } from '../error-handler.js';
 
 export const REVOCATIONS_PATH = '/v1/revocations';
 
-/** Largest request body accepted (bytes): `{scope, id, reason}` fits in far less. */
+/** Largest request body accepted (bytes): `{scope, id, reason, expires_in}` fits in far less. */
 const MAX_BODY_BYTES = 4096;
 
 /** The revocation API refused the request. */
@@ -28,11 +28,13 @@ export interface RevocationRouteDeps {
 }
 
 /**
- * `POST /v1/revocations` `{scope, id, reason?}` and `GET /v1/revocations`.
- * The admin bearer (`server.admin_token`) may revoke anything. A Port token may revoke
- * only its own job (`{"scope":"job","id":<its job id>}`): the Buildkite plugin's
- * `pre-exit` hook ends its job's access this way. Revocation only takes access away,
- * so holding a token of the job is authority enough for that one thing.
+ * `POST /v1/revocations` `{scope, id, reason?, expires_in?}`, `DELETE /v1/revocations`
+ * `{scope, id, reason?}` (lift) and `GET /v1/revocations`.
+ * The admin bearer (`server.admin_token`) may revoke and lift anything. A Port token may
+ * revoke only its own job (`{"scope":"job","id":<its job id>}`), for the default time:
+ * the Buildkite plugin's `pre-exit` hook ends its job's access this way. Revocation only
+ * takes access away, so holding a token of the job is authority enough for that one
+ * thing; lifting gives access back, so it is the admin's alone.
  */
 export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps): void {
   const errorHandler = (err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) => {
@@ -45,18 +47,20 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
     throw err;
   };
 
+  const jsonBody = {
+    bodyLimit: MAX_BODY_BYTES,
+    errorHandler,
+    // Checked before the body is read, so a refused request is never parsed.
+    onRequest: async (request: FastifyRequest) => {
+      if (Number(request.headers['content-length']) > MAX_BODY_BYTES) throw tooLarge();
+      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/json') throw new RevocationApiError('unsupported_media_type', 'The request body must be application/json.', 415);
+    },
+  };
+
   app.post(
     REVOCATIONS_PATH,
-    {
-      bodyLimit: MAX_BODY_BYTES,
-      errorHandler,
-      // Checked before the body is read, so a refused request is never parsed.
-      onRequest: async (request) => {
-        if (Number(request.headers['content-length']) > MAX_BODY_BYTES) throw tooLarge();
-        const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-        if (type !== 'application/json') throw new RevocationApiError('unsupported_media_type', 'The request body must be application/json.', 415);
-      },
-    },
+    jsonBody,
     async (request, reply) => {
       reply.header('Cache-Control', 'no-store');
       const caller = await authenticate(request, deps);
@@ -78,6 +82,10 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
           ]);
           throw new RevocationApiError('access_denied', 'A Port token may revoke only its own job: {"scope":"job","id":"<its job id>"}.', 403);
         }
+        if (target.expiresIn !== undefined) {
+          // A shorter self-revocation would hand the job its tokens back early.
+          throw new RevocationApiError('invalid_request', "A job's revocation of itself lasts as long as its tokens can; leave out expires_in.", 400);
+        }
         return deps.service.revoke({
           scope: 'job',
           id: target.id,
@@ -90,6 +98,24 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
     },
   );
 
+  // Lifting: the admin only. Answered once the lift is durable; 404 when nothing was in force.
+  app.delete(REVOCATIONS_PATH, jsonBody, async (request, reply) => {
+    reply.header('Cache-Control', 'no-store');
+    if (!deps.admin.isAdmin(request)) {
+      const bearer = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(request.headers.authorization ?? '')?.[1];
+      if (bearer !== undefined && (await deps.issuer.verify(bearer, deps.audiences)) !== undefined) {
+        throw new RevocationApiError('access_denied', 'Only the admin token may lift a revocation.', 403);
+      }
+      deps.admin.require(request);
+    }
+    const target = parseLiftRequest(request.body);
+    const result = await deps.service.lift({ ...target, actor: 'admin', context: { request_id: request.id, remote_address: request.ip } });
+    if (result.lifted === 0) {
+      throw new RevocationApiError('not_revoked', `No ${target.scope} revocation of that id is in force; nothing was lifted.`, 404);
+    }
+    return result;
+  });
+
   app.get(REVOCATIONS_PATH, async (request, reply) => {
     deps.admin.require(request);
     reply.header('Cache-Control', 'no-store');
@@ -100,6 +126,7 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
         revoked_at: new Date(r.revokedAt).toISOString(),
         expires_at: new Date(r.expiresAt).toISOString(),
         reason: r.reason,
+        by: r.origins,
       })),
     };
   });

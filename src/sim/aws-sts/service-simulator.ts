@@ -21,6 +21,8 @@ export interface ServiceRequestRecord {
   bodyBytes: number;
   /** Header names as received (values are not kept: they hold credentials). */
   headerNames: string[];
+  /** `X-Amz-Target`: the operation a JSON-protocol service (DynamoDB, KMS…) runs on `POST /`. */
+  target?: string;
 }
 
 /**
@@ -41,7 +43,16 @@ export class AwsServiceSimulator {
     let sim: AwsServiceSimulator | undefined;
     const s3 = opts.service === 's3';
     const server = createServer(async (req, res) => {
-      const rec: ServiceRequestRecord = { method: req.method ?? '', url: req.url ?? '', outcome: 'ok', bodySha256: '', bodyBytes: 0, headerNames: Object.keys(req.headers) };
+      const target = req.headers['x-amz-target'];
+      const rec: ServiceRequestRecord = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        outcome: 'ok',
+        bodySha256: '',
+        bodyBytes: 0,
+        headerNames: Object.keys(req.headers),
+        ...(typeof target === 'string' ? { target } : {}),
+      };
       let status = 200;
       try {
         const body = await readBody(req, opts.maxBody ?? 64 * 1024 * 1024);

@@ -94,6 +94,8 @@ export class StsSimulator {
   private readonly origins: Record<string, string>;
   /** When set, every call fails with this error (an STS outage). */
   failWith: AwsSimError | undefined;
+  /** When set, every call is answered this many milliseconds late (a slow STS). */
+  delayMs: number | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -154,6 +156,7 @@ export class StsSimulator {
       record.action = form.get('Action') ?? '';
       for (const [k, v] of form) if (k !== 'WebIdentityToken') record.params[k] = v;
       if (form.get('Version') !== '2011-06-15') throw new AwsSimError('InvalidParameterValue', 'Version must be 2011-06-15.', 400);
+      if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
       if (this.failWith) throw this.failWith;
       const xml = await this.dispatch(req, body, form, record);
       this.calls.push(record);

@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import { entityString } from '../audit/decision-from-policy.js';
+import type { DecisionLog } from '../audit/decision-log.js';
+import type { DecisionRecord } from '../audit/decision-record.js';
+import type { PortConfig } from '../config/config.js';
+import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
+import { TokenRejectedError } from '../identity/errors.js';
+import { credentialRef, jobRequestParts, organizationRef, type JobRequestParts } from '../policy/entities.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { AuthzRequest, Decision, EntityRef } from '../policy/types.js';
+import { refusalContext, refusalMessage } from '../revocation/refusal.js';
+import type { RevocationList } from '../revocation/revocation-list.js';
+import { tokenFacts } from '../revocation/token-facts.js';
+import { creatorLookupFailed, type BuildCreator, type BuildCreatorLookup } from './build-creator.js';
+import { identityContext } from './identity-context.js';
+
+export interface AdmissionDeps {
+  config: PortConfig;
+  verifier: BuildkiteTokenVerifier;
+  log: DecisionLog;
+  revocations: RevocationList;
+  /** Who started the build (Buildkite API); without it the creator is unknown. */
+  creators?: BuildCreatorLookup | undefined;
+}
+
+/** Identifies the request in decision log entries (never the token). */
+export interface RequestMeta {
+  requestId: string;
+  remoteAddress?: string;
+}
+
+/**
+ * Where a refused Buildkite token is logged: the action and resource of the request it
+ * came with (`exchange` at `/oauth/token`; `assume` of the credential at `/v1/credentials`).
+ */
+export interface RefusalTarget {
+  action: 'exchange' | 'assume';
+  resource: string | null;
+}
+
+/** A verified, unrevoked Buildkite job token, with what policy and the decision log need. */
+export interface AdmittedJob extends JobRequestParts {
+  verified: VerifiedJobToken;
+  creator: BuildCreator;
+  /** The build creator's lower-cased e-mail when Buildkite named one. */
+  creatorEmail: string | undefined;
+  /** Port asked the Buildkite API who started the build and got no answer (a Port token says so). */
+  creatorUnknown: boolean;
+  /**
+   * The decision-log context (DESIGN convention): `job` (with `build_creator` when known),
+   * `subject_token` (its jti only as a hash), the creator's standing, the request id.
+   */
+  context: Record<string, unknown>;
+}
+
+/**
+ * What every use of a Buildkite token at Port shares — the RFC 8693 exchange and a
+ * credential released directly for one (DESIGN capability 2): verify it, learn the
+ * build's creator, refuse a revoked job, build, user, agent or pool, and consume it
+ * exactly once. Refusals are decision-log entries before the error leaves.
+ */
+export class BuildkiteTokenAdmission {
+  constructor(private readonly deps: AdmissionDeps) {}
+
+  /** Verifies the token and refuses it when revoked; throws TokenRejectedError (logged). */
+  async admit(token: string, meta: RequestMeta, target: RefusalTarget): Promise<AdmittedJob> {
+    let verified: VerifiedJobToken;
+    try {
+      verified = await this.deps.verifier.verify(token);
+    } catch (err) {
+      if (err instanceof TokenRejectedError) await this.deps.log.record([refusal(err, meta, target, undefined)]);
+      throw err;
+    }
+    const creator: BuildCreator = this.deps.creators ? await this.deps.creators.creatorOf(verified.identity) : { status: 'unavailable' };
+    const creatorEmail = creator.status === 'known' ? creator.email : undefined;
+    const creatorUnknown = creatorLookupFailed(creator);
+    // Any revocation in force that covers the token — or that Port can't rule out for it
+    // (src/revocation/revocation-list.ts, fail closed): the token buys nothing.
+    const refused = this.deps.revocations.refusalOf(
+      tokenFacts(verified.identity, { jti: verified.replayKey, issuedAt: verified.identity.issuedAt, creator: creatorEmail, creatorUnknown: creatorUnknown ? 'now' : undefined }),
+    );
+    if (refused) {
+      // Not knowing the creator while a user revocation is in force is Buildkite's outage, not the job's fault: 503, retry.
+      const err = new TokenRejectedError(refused.kind === 'creator_unknown' && refused.since === 'now' ? 'creator_unknown' : 'job_revoked', refusalMessage(refused));
+      await this.deps.log.record([refusal(err, meta, target, verified, { revocation: refusalContext(refused), build_creator: creatorContext(creator) })]);
+      throw err;
+    }
+    const parts = jobRequestParts(verified.identity, creator.status === 'known' && creator.user ? { creator: creator.user } : undefined);
+    const identityCtx = identityContext(verified);
+    const context = {
+      ...identityCtx,
+      // DESIGN decision-log convention: context.job carries build_creator when known.
+      job: { ...(identityCtx.job as Record<string, unknown>), ...(creatorEmail !== undefined ? { build_creator: creatorEmail } : {}) },
+      build_creator: creatorContext(creator),
+      request_id: meta.requestId,
+    };
+    return { ...parts, verified, creator, creatorEmail, creatorUnknown, context };
+  }
+
+  /**
+   * Single use (buildkite.md §1.5), remembered until the token expires anyway: consumes
+   * the token and logs `records` in one durable write. On a replay only the refusal is
+   * logged (the decisions are discarded) and TokenRejectedError `replayed` is thrown.
+   */
+  async consumeOnce(job: AdmittedJob, records: DecisionRecord[], meta: RequestMeta, target: RefusalTarget): Promise<void> {
+    const replayed = new TokenRejectedError('replayed', 'The subject token was already exchanged; request a fresh one from the agent.');
+    const firstUse = await this.deps.log.recordFirstUse(
+      job.verified.replayKey,
+      (job.verified.identity.expiresAt + this.deps.config.buildkite.clockSkew) * 1000,
+      records,
+      [refusal(replayed, meta, target, job.verified)],
+    );
+    if (!firstUse) throw replayed;
+  }
+}
+
+/** One decision on a Buildkite token's job: `exchange` on the Organization or `assume` on a Credential. */
+export interface GrantDecision {
+  action: 'exchange' | 'assume';
+  resource: EntityRef;
+  decision: Decision;
+}
+
+/**
+ * DESIGN: `exchange` on the organization (context `audience`, `scopes`), then, when it
+ * is allowed, `assume` for each requested credential — all or nothing: `denied` is the
+ * first deny, if any.
+ */
+export function decideExchange(policy: PolicyEngine, job: AdmittedJob, audience: string, scopes: string[]): { results: GrantDecision[]; denied: GrantDecision | undefined } {
+  const { principal, entities } = job;
+  const decide = (action: GrantDecision['action'], resource: EntityRef, context: AuthzRequest['context']): GrantDecision => ({
+    action,
+    resource,
+    decision: policy.decide({ principal, action, resource, context, entities }),
+  });
+  const results = [decide('exchange', organizationRef(job.verified.identity.organizationSlug), { audience, scopes })];
+  if (results[0]!.decision.decision === 'allow') {
+    for (const scope of scopes) results.push(decide('assume', credentialRef(scope), {}));
+  }
+  return { results, denied: results.find((r) => r.decision.decision === 'deny') };
+}
+
+/** A refused subject token: logged with the failed check, and the job only if the token verified. */
+function refusal(err: TokenRejectedError, meta: RequestMeta, target: RefusalTarget, verified: VerifiedJobToken | undefined, extra: Record<string, unknown> = {}): DecisionRecord {
+  return {
+    id: randomUUID(),
+    time: new Date().toISOString(),
+    principal: verified ? entityString({ type: 'Job', id: verified.identity.jobId }) : null,
+    action: target.action,
+    resource: target.resource,
+    decision: 'deny',
+    policies: [],
+    reason: err.message,
+    context: {
+      check: err.check,
+      request_id: meta.requestId,
+      ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}),
+      ...(verified ? identityContext(verified) : {}),
+      ...extra,
+    },
+  };
+}
+
+/** Whether Port knew the build's creator (recorded with every decision on a Buildkite token). */
+function creatorContext(creator: BuildCreator): Record<string, unknown> {
+  if (creator.status === 'unavailable' && creator.reason !== undefined) return { known: false, status: creator.status, reason: creator.reason };
+  if (creator.status !== 'known') return { known: false, status: creator.status };
+  return { known: true, in_directory: creator.user !== undefined, ...(creator.user ? { active: creator.user.active } : {}) };
+}
