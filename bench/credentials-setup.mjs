@@ -1,9 +1,9 @@
 /**
  * What bench/credentials.mjs and its children share: Port's credentials and policies for
  * the run, the STS simulator's IAM (as test/aws/aws-harness.ts sets it up), the claims a
- * baseline signs, and the CPU time of a process's reaped children.
+ * baseline signs, and the CPU time of a process's children.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export const ORGANIZATION = 'acme';
 /** Port's public URL: `iss` of its tokens, an https origin the STS simulator reaches through an override. */
@@ -114,14 +114,29 @@ export function jobClaims(payload) {
 }
 
 /**
- * CPU time (user + system, ms, 10 ms ticks) of this process's children that have exited
- * and been reaped (cutime + cstime in /proc/self/stat): the commands a secret spawns.
+ * CPU time (user + system, ms, 10 ms ticks) of this process's children: those that have
+ * exited and been reaped (cutime + cstime in /proc/self/stat), plus those still running
+ * and what they reaped (Port's long-lived command runner spawns the commands a secret runs).
  */
 export function childrenCpuMs() {
   try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[13]) + Number(f[14])) * 10;
+    const fields = (pid) => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    };
+    const own = fields('self');
+    let ticks = own[13] + own[14];
+    for (const tid of readdirSync('/proc/self/task')) {
+      for (const pid of readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(Boolean)) {
+        try {
+          const f = fields(pid);
+          ticks += f[11] + f[12] + f[13] + f[14];
+        } catch {
+          // Exited meanwhile: counted in cutime once reaped.
+        }
+      }
+    }
+    return ticks * 10;
   } catch {
     return NaN;
   }

@@ -145,13 +145,37 @@ port_read_token_file() {
   PORT_FILE_TOKEN=$(<"$file")
 }
 
+# port_pinned_url TOKEN_FILE: sets PORT_PINNED_URL to the URL of the Port that issued the
+# token file — the `url` the environment hook wrote next to it — or '' when there is none
+# (a token file this plugin did not write). The job's tokens go only there, whatever
+# --url or PORT_URL say now (review G6; lib/pre-exit.bash does the same): a renewal sends
+# a fresh Buildkite token for Port's audience, which whoever receives it can exchange at
+# Port first. A url file that is not a regular file of this user, or holds no usable URL,
+# is an error: which Port issued the token is then unknown.
+port_pinned_url() {
+  local file raw
+  file="$(dirname -- "$1")/url"
+  PORT_PINNED_URL=''
+  [[ -e "$file" || -L "$file" ]] || return 0
+  if [[ ! -f "$file" || -L "$file" || ! -O "$file" ]]; then
+    port_error "${file} is not a regular file of this user; cannot tell which Port issued the token"
+    return 1
+  fi
+  raw=$(<"$file")
+  if ! PORT_PINNED_URL=$(port_check_url "$raw" 2>/dev/null); then
+    PORT_PINNED_URL=''
+    port_error "${file} does not hold a usable Port URL; cannot tell which Port issued the token"
+    return 1
+  fi
+}
+
 # port_check_renewable TOKEN_FILE TOKEN: 0 when the token in TOKEN_FILE can be renewed
 # here: inside its own Buildkite job (BUILDKITE_JOB_ID = the token's `sub`, the agent's
 # access token and Job API for `oidc request-token` and `redactor add`, buildkite-agent
-# on PATH) with the audience the environment hook wrote next to the token. Otherwise 1,
-# and PORT_RENEW_BLOCKER says why.
+# on PATH) with the audience and Port URL the environment hook wrote next to the token.
+# Otherwise 1, and PORT_RENEW_BLOCKER says why.
 port_check_renewable() {
-  local file=$1 token=$2 audience_file sub
+  local file=$1 token=$2 audience_file url_file sub
   PORT_RENEW_BLOCKER=''
   if [[ -z "$file" ]]; then
     PORT_RENEW_BLOCKER='the token came from $PORT_TOKEN; only a token file (--token-file) can be renewed'
@@ -163,9 +187,12 @@ port_check_renewable() {
     PORT_RENEW_BLOCKER='buildkite-agent is not on PATH'
   else
     audience_file="$(dirname -- "$file")/audience"
+    url_file="$(dirname -- "$file")/url"
     sub=$(port_token_claims "$token" | jq -r '.sub // "" | tostring' 2>/dev/null || true)
     if [[ ! -f "$audience_file" || -L "$audience_file" || ! -O "$audience_file" ]]; then
       PORT_RENEW_BLOCKER="there is no audience file next to the token file (${audience_file}; the plugin's environment hook writes it)"
+    elif [[ ! -f "$url_file" || -L "$url_file" || ! -O "$url_file" ]]; then
+      PORT_RENEW_BLOCKER="there is no url file next to the token file (${url_file}; the plugin's environment hook writes it)"
     elif [[ "$sub" != "$BUILDKITE_JOB_ID" ]]; then
       PORT_RENEW_BLOCKER='the token belongs to another job than this one (BUILDKITE_JOB_ID)'
     fi
@@ -220,7 +247,8 @@ port_unlock() {
 }
 
 # port_renew_token_file URL TOKEN_FILE STALE_TOKEN: makes TOKEN_FILE hold a usable Port
-# token and sets PORT_TOKEN_VALUE to it. STALE_TOKEN is the token the caller found
+# token and sets PORT_TOKEN_VALUE to it. URL must be the token file's pinned URL
+# (port_pinned_url); any other is refused before a Buildkite token is requested. STALE_TOKEN is the token the caller found
 # expiring or Port refused. Under the lock, the file is read again: if another process
 # already replaced STALE_TOKEN with a token that is not expiring, that one is used.
 # Otherwise a fresh Buildkite token is exchanged for the scopes STALE_TOKEN's file token
@@ -260,6 +288,15 @@ port_renew_token_file_locked() {
   audience=$(<"${dir}/audience")
   if [[ -z "$audience" || "$audience" =~ [[:cntrl:]] ]]; then
     port_error "${dir}/audience does not hold an audience; cannot renew the token"
+    return 1
+  fi
+  port_pinned_url "$file" || return 1
+  if [[ -z "$PORT_PINNED_URL" ]]; then
+    port_error "there is no url file next to ${file}; cannot tell which Port to renew the token at"
+    return 1
+  fi
+  if [[ "$url" != "$PORT_PINNED_URL" ]]; then
+    port_error "refusing to renew the token in ${file} at ${url}: it was issued by the Port at ${PORT_PINNED_URL}, and a fresh Buildkite token goes only there"
     return 1
   fi
 

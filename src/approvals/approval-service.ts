@@ -7,6 +7,7 @@ import { approveRequestParts, unblockRequestParts, type BlockStepFacts, type Bui
 import type { CreatorInfo } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Decision, EntityRef } from '../policy/types.js';
+import { revocationEnd, type Revocation, type RevocationList } from '../revocation/revocation-list.js';
 import type { Store } from '../store/store.js';
 import type { BuildkiteBuildSummary, BuildkiteBuildsApi, BuildkiteJobSummary } from './buildkite-builds.js';
 import { clockContext } from './clock-context.js';
@@ -21,6 +22,11 @@ export interface ApprovalServiceDeps {
   store: Store;
   log: DecisionLog;
   api: BuildkiteBuildsApi;
+  /**
+   * Revocations in force (in memory): a revoked approver's decisions are refused, and a
+   * step whose job, build, creator or commit author is revoked is never unblocked.
+   */
+  revocations: RevocationList;
   now?: () => number;
   /** Told when a request opens and closes; never awaited, never able to fail the flow. */
   notifier?: ApprovalNotifications;
@@ -36,6 +42,14 @@ export interface ApprovalServiceDeps {
  * author never count unless an approving policy says `@allow_author("true")`; a build
  * Buildkite names no creator for is handled as `approvals.no_creator` says (by default
  * one approval more). Every step is in the decision log, linked to the build.
+ *
+ * Revocations (src/revocation) reach approvals while they are in force, whenever the
+ * step blocked: a step whose job, build, or creator/commit author (`user`) is revoked is
+ * denied `unblock` with the revocation as the reason and gets a request opened already
+ * closed as `revoked` (so a repeated webhook finds it and nothing reopens it once the
+ * revocation lapses); a pending request found so at decision time is closed the same way;
+ * a revoked person's approvals and rejections are refused. Agent and pool revocations
+ * don't apply: a block step runs on no agent.
  */
 export class ApprovalService {
   private readonly now: () => number;
@@ -64,6 +78,31 @@ export class ApprovalService {
     };
     const { principal, resource, entities } = unblockRequestParts(facts, step);
     const now = this.now();
+    const context = { build: buildContext(build, pipeline), job_id: job.id, step: { key: step.key, label: step.label } };
+    const authors = [build.creator?.email, build.author?.email].filter((e): e is string => !!e).map((e) => e.toLowerCase());
+    const revoked = this.stepRevocation(job.id, buildIdOf(facts), authors, now);
+    if (revoked !== undefined) {
+      const reason = `Port will not unblock this step: ${revocationSentence(revoked)}.`;
+      const closed: ApprovalRequestRecord = {
+        id: randomUUID(),
+        jobId: job.id,
+        buildId: build.id,
+        build: facts,
+        step,
+        authors,
+        requirement: revokedRequirement(reason),
+        status: 'revoked',
+        createdAt: now,
+        expiresAt: now,
+        closedAt: now,
+        approvals: [],
+      };
+      if (!(await this.deps.store.createApprovalRequest(closed))) return;
+      await this.deps.log.record([
+        this.event('unblock', principal, resource, reason, { ...context, request_id: closed.id, revocation: revocationContext(revoked) }, 'deny'),
+      ]);
+      return;
+    }
     const decision = this.deps.policy.decide({
       principal,
       action: 'unblock',
@@ -71,7 +110,6 @@ export class ApprovalService {
       context: { ...clockContext(now, this.deps.config.approvals.timezone), step_label: step.label, step_key: step.key ?? '' },
       entities,
     });
-    const context = { build: buildContext(build, pipeline), job_id: job.id, step: { key: step.key, label: step.label } };
     if (decision.decision === 'allow') {
       await this.deps.log.record([this.record(decision, principal, 'unblock', resource, context)]);
       await this.unblock(job.id, step.fields, principal, resource, { ...context, by: 'policy' });
@@ -102,7 +140,7 @@ export class ApprovalService {
       buildId: build.id,
       build: facts,
       step,
-      authors: [build.creator?.email, build.author?.email].filter((e): e is string => !!e).map((e) => e.toLowerCase()),
+      authors,
       requirement,
       status: 'pending',
       createdAt: now,
@@ -144,6 +182,9 @@ export class ApprovalService {
     const { principal, resource, entities } = approveRequestParts(request.build, request.step, approver);
     const decision = this.deps.policy.decide({ principal, action: 'approve', resource, context: { is_author: isAuthor }, entities });
     const context = { request_id: request.id, job_id: request.jobId, build: request.build, verdict, is_author: isAuthor };
+    const refuse = (why: RevokedDecision) => this.refuseRevoked(why, request, verdict, principal, resource, context);
+    const revokedNow = this.decisionRevocation(email, request, this.now());
+    if (revokedNow !== undefined) return refuse(revokedNow);
     if (decision.decision === 'deny') {
       await this.deps.log.record([this.record(decision, principal, 'approve', resource, context)]);
       throw new ApprovalError('not_eligible', `You may not approve this step: ${decision.reason}`, 403);
@@ -162,14 +203,20 @@ export class ApprovalService {
     // One transaction decides what this approval does: the duplicate check, the append,
     // and — when it completes the requirement — claiming the unblock, so two concurrent
     // last approvals can't both call Buildkite (the loser finds the request closed).
+    // Cast: assigned in the callback, which TypeScript's narrowing doesn't see.
+    let revokedMeanwhile = undefined as RevokedDecision | undefined;
     const updated = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => {
       if (r.approvals.some((a) => a.email === email)) throw new ApprovalError('already_decided', 'You have already decided on this request.', 409);
+      // Checked again inside the transaction: a revocation made while this decision was on its way wins.
+      revokedMeanwhile = this.decisionRevocation(email, r, at);
+      if (revokedMeanwhile !== undefined) return r;
       const approvals = [...r.approvals, entry];
       if (verdict === 'reject') return { ...r, approvals, status: 'rejected', closedAt: at };
       if (isSatisfied(r.requirement, approvals)) return { ...r, approvals, status: 'unblocked', closedAt: at };
       return { ...r, approvals };
     });
     if (!updated) throw new ApprovalError('request_closed', 'This request was closed meanwhile.', 409);
+    if (revokedMeanwhile !== undefined) return refuse(revokedMeanwhile);
     await this.deps.log.record([
       this.record(decision, principal, verdict === 'approve' ? 'approve' : 'reject', resource, { ...context, comment_length: entry.comment.length }),
     ]);
@@ -206,6 +253,25 @@ export class ApprovalService {
     if (request.status !== 'pending' || this.now() >= request.expiresAt) return { eligible: false, reason: `the request is ${request.status}` };
     if (!user.active) return { eligible: false, reason: 'your account is deactivated' };
     const email = user.email.toLowerCase();
+    const revoked = this.decisionRevocation(email, request, this.now());
+    if (revoked?.who === 'approver') return { eligible: false, reason: `your access is revoked ${until(revoked.revocation)}` };
+    if (revoked?.who === 'step') return { eligible: false, reason: revocationSentence(revoked.revocation) };
+    const byPolicy = this.policyEligibility(request, user);
+    if (!byPolicy.eligible) return byPolicy;
+    if (request.approvals.some((a) => a.email === email)) return { eligible: false, reason: 'you have already decided' };
+    return byPolicy;
+  }
+
+  /**
+   * Whether policy lets `user` approve this step, whatever the request's state, its
+   * approvals so far and any revocation (who may view a request, open or closed).
+   */
+  wouldBeEligible(request: ApprovalRequestRecord, user: UserRecord): boolean {
+    return user.active && this.policyEligibility(request, user).eligible;
+  }
+
+  private policyEligibility(request: ApprovalRequestRecord, user: UserRecord): { eligible: boolean; reason: string } {
+    const email = user.email.toLowerCase();
     const isAuthor = request.authors.includes(email);
     const { principal, resource, entities } = approveRequestParts(request.build, request.step, { email, active: user.active, groups: user.groups });
     const d = this.deps.policy.decide({ principal, action: 'approve', resource, context: { is_author: isAuthor }, entities });
@@ -213,8 +279,59 @@ export class ApprovalService {
     if (isAuthor && !d.determining.some((p) => this.deps.policy.policy(p.id)?.annotations.allow_author === 'true')) {
       return { eligible: false, reason: 'you started this build or wrote its commit' };
     }
-    if (request.approvals.some((a) => a.email === email)) return { eligible: false, reason: 'you have already decided' };
     return { eligible: true, reason: d.reason };
+  }
+
+  /**
+   * The revocation in force that shuts a block step: of its job, its build, or a person
+   * who started the build or wrote its commit. The same reach RevocationService gives a
+   * revocation over the requests pending when it is made (`covers`), so a step that
+   * blocks after a revocation is treated as one that was pending before it. Map lookups only.
+   */
+  private stepRevocation(jobId: string, build: string, people: readonly string[], now: number): Revocation | undefined {
+    const list = this.deps.revocations;
+    const byJobOrBuild = list.get('job', jobId, now) ?? list.get('build', build, now);
+    if (byJobOrBuild !== undefined) return byJobOrBuild;
+    for (const email of people) {
+      const byPerson = list.get('user', email, now);
+      if (byPerson !== undefined) return byPerson;
+    }
+    return undefined;
+  }
+
+  /** Why a decision on `request` by `email` can't count: the approver is revoked, or the step is. */
+  private decisionRevocation(email: string, request: ApprovalRequestRecord, now: number): RevokedDecision | undefined {
+    const approver = this.deps.revocations.get('user', email, now);
+    if (approver !== undefined) return { who: 'approver', revocation: approver };
+    const step = this.stepRevocation(request.jobId, buildIdOf(request.build), request.authors, now);
+    return step === undefined ? undefined : { who: 'step', revocation: step };
+  }
+
+  /**
+   * Refuses a decision a revocation rules out, in the decision log; a revoked step's
+   * request is closed as `revoked` (compare-and-set: a concurrent close that won stands).
+   */
+  private async refuseRevoked(
+    why: RevokedDecision,
+    request: ApprovalRequestRecord,
+    verdict: 'approve' | 'reject',
+    principal: EntityRef,
+    resource: EntityRef,
+    context: Record<string, unknown>,
+  ): Promise<never> {
+    const action = verdict === 'approve' ? 'approve' : 'reject';
+    const revocation = revocationContext(why.revocation);
+    if (why.who === 'approver') {
+      const reason = `${why.revocation.id} is revoked ${until(why.revocation)}; their approvals and rejections are refused`;
+      await this.deps.log.record([this.event(action, principal, resource, reason, { ...context, revocation }, 'deny')]);
+      throw new ApprovalError('user_revoked', `Your access to Port is revoked ${until(why.revocation)}; your decision is not recorded.`, 403);
+    }
+    const at = this.now();
+    const closed = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'revoked', closedAt: at }));
+    const reason = `Port will not unblock this step: ${revocationSentence(why.revocation)}`;
+    await this.deps.log.record([this.event(action, principal, resource, reason, { ...context, revocation, request_closed: closed !== undefined }, 'deny')]);
+    if (closed) this.notify('closed', closed);
+    throw new ApprovalError('request_revoked', `This request is closed: ${revocationSentence(why.revocation)}.`, 409);
   }
 
   /** Closes every pending request past its expiry; returns how many. */
@@ -319,6 +436,59 @@ export class ApprovalService {
   private event(action: string, principal: EntityRef, resource: EntityRef, reason: string, context: Record<string, unknown>, decision: 'allow' | 'deny' = 'allow'): DecisionRecord {
     return { id: randomUUID(), time: new Date(this.now()).toISOString(), principal: entityString(principal), action, resource: entityString(resource), decision, policies: [], reason, context };
   }
+}
+
+/** A decision ruled out by a revocation in force: of the person deciding, or of the step's job, build or people. */
+interface RevokedDecision {
+  who: 'approver' | 'step';
+  revocation: Revocation;
+}
+
+/**
+ * The requirement of a request opened already closed by a revocation: no approval can
+ * open it (`approvals: 0`, no policies), and `reason` says why. See `openedRevoked`.
+ */
+function revokedRequirement(reason: string): ApprovalRequestRecord['requirement'] {
+  return { approvals: 0, groups: [], policies: [], reason };
+}
+
+/** Whether Port opened this request already closed, because a revocation covered its step (the pages say so). */
+export function openedRevoked(r: ApprovalRequestRecord): boolean {
+  return r.status === 'revoked' && r.requirement.approvals === 0 && r.requirement.policies.length === 0;
+}
+
+function buildIdOf(b: BuildFacts): string {
+  return `${b.organization}/${b.pipeline}/${b.number}`;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** `until <time>`, or `until it is lifted` for one that never expires (a SCIM deprovisioning). */
+function until(r: Revocation): string {
+  const end = revocationEnd(r.expiresAt);
+  return end === null ? 'until it is lifted' : `until ${end}`;
+}
+
+/**
+ * What a revocation shutting a step is, in words people may see (the approval pages):
+ * never the revocation's own reason, which an administrator wrote for the decision log.
+ */
+function revocationSentence(r: Revocation): string {
+  switch (r.scope) {
+    case 'job':
+      return `its job ${r.id} is revoked ${until(r)}`;
+    case 'build':
+      return `the build ${r.id} is revoked ${until(r)}`;
+    case 'user':
+      return `${r.id}, who started the build or wrote its commit, is revoked ${until(r)}`;
+    default:
+      return `a ${r.scope} revocation is in force ${until(r)}`;
+  }
+}
+
+/** The decision log's `context.revocation`. */
+function revocationContext(r: Revocation): Record<string, unknown> {
+  return { scope: r.scope, id: r.id, reason: r.reason, origins: r.origins, revoked_at: iso(r.revokedAt), expires_at: revocationEnd(r.expiresAt) };
 }
 
 function buildContext(build: BuildkiteBuildSummary, pipeline: string): Record<string, unknown> {

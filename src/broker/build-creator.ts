@@ -1,9 +1,11 @@
 /**
  * Who started a build. The Buildkite OIDC token doesn't name the build's creator
  * (buildkite.md §1.4), so Port asks the REST API (`GET …/builds/{number}`, §4.2) and
- * maps the creator's e-mail to a Port user (DESIGN capability 1). Builds are cached
- * briefly: every job of a build exchanges at about the same time. When the API can't
- * be had the creator is unknown, and policies that need it don't match (fail closed).
+ * maps the creator's e-mail to a Port user (DESIGN capability 1). A build's creator never
+ * changes, so answers are cached for an hour and, when the API fails, an older answer
+ * for the same build is still used (stale-if-error): an outage then only affects builds
+ * Port has not seen. Otherwise the creator is unknown, and policies that need it don't
+ * match (fail closed).
  */
 import type { JobIdentity } from '../identity/job-identity.js';
 import type { CreatorInfo } from '../policy/entities.js';
@@ -32,9 +34,9 @@ export function creatorLookupFailed(creator: BuildCreator): boolean {
 }
 
 export interface BuildCreatorOptions {
-  /** How long an answer is reused (ms; default 60 s). */
+  /** How long an answer is reused before asking again (ms; default 1 h). */
   ttlMs?: number;
-  /** Builds remembered at most (default 1000; the oldest goes first). */
+  /** Builds remembered at most (default 10,000; the oldest goes first). */
   maxEntries?: number;
   now?: () => number;
   onError?: (err: unknown) => void;
@@ -55,8 +57,8 @@ export class BuildCreatorLookup {
     private readonly store: Store,
     private readonly options: BuildCreatorOptions = {},
   ) {
-    this.ttlMs = options.ttlMs ?? 60_000;
-    this.maxEntries = options.maxEntries ?? 1000;
+    this.ttlMs = options.ttlMs ?? 3_600_000;
+    this.maxEntries = options.maxEntries ?? 10_000;
     this.now = options.now ?? Date.now;
   }
 
@@ -88,7 +90,8 @@ export class BuildCreatorLookup {
       email = (await this.api!.getBuild(pipeline, number, { excludeJobs: true })).creator?.email;
     } catch (err) {
       this.options.onError?.(err);
-      return undefined;
+      // The creator of a build never changes: an expired answer is still the truth.
+      return this.cache.get(`${pipeline}/${number}`)?.answer;
     }
     const answer: Answer = typeof email === 'string' && email !== '' ? { status: 'known', email: email.toLowerCase() } : { status: 'none' };
     const key = `${pipeline}/${number}`;

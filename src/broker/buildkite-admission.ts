@@ -8,9 +8,9 @@ import { TokenRejectedError } from '../identity/errors.js';
 import { credentialRef, jobRequestParts, organizationRef, type JobRequestParts } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { AuthzRequest, Decision, EntityRef } from '../policy/types.js';
-import { refusalContext, refusalMessage } from '../revocation/refusal.js';
+import { CREATOR_INACTIVE_MESSAGE, refusalContext, refusalMessage } from '../revocation/refusal.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
-import { tokenFacts } from '../revocation/token-facts.js';
+import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
 import { creatorLookupFailed, type BuildCreator, type BuildCreatorLookup } from './build-creator.js';
 import { identityContext } from './identity-context.js';
 
@@ -76,13 +76,19 @@ export class BuildkiteTokenAdmission {
     const creatorUnknown = creatorLookupFailed(creator);
     // Any revocation in force that covers the token — or that Port can't rule out for it
     // (src/revocation/revocation-list.ts, fail closed): the token buys nothing.
-    const refused = this.deps.revocations.refusalOf(
-      tokenFacts(verified.identity, { jti: verified.replayKey, issuedAt: verified.identity.issuedAt, creator: creatorEmail, creatorUnknown: creatorUnknown ? 'now' : undefined }),
-    );
+    const refused = this.deps.revocations.refusalOf(buildkiteTokenFacts(verified, creatorEmail, creatorUnknown));
     if (refused) {
       // Not knowing the creator while a user revocation is in force is Buildkite's outage, not the job's fault: 503, retry.
       const err = new TokenRejectedError(refused.kind === 'creator_unknown' && refused.since === 'now' ? 'creator_unknown' : 'job_revoked', refusalMessage(refused));
       await this.deps.log.record([refusal(err, meta, target, verified, { revocation: refusalContext(refused), build_creator: creatorContext(creator) })]);
+      throw err;
+    }
+    // The directory's word stands on its own (review G2): a build of a person SCIM
+    // deactivated or deleted buys nothing, even with no revocation in force and under a
+    // policy that never tests `creator.active`.
+    if (creator.status === 'known' && creator.user !== undefined && !creator.user.active) {
+      const err = new TokenRejectedError('job_revoked', CREATOR_INACTIVE_MESSAGE);
+      await this.deps.log.record([refusal(err, meta, target, verified, { refusal: 'creator_inactive', build_creator: creatorContext(creator) })]);
       throw err;
     }
     const parts = jobRequestParts(verified.identity, creator.status === 'known' && creator.user ? { creator: creator.user } : undefined);

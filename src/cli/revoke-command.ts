@@ -145,7 +145,7 @@ function refused(status: number, body: Record<string, unknown>): void {
 /** The result in words, one fact a line. */
 function describe(r: RevocationResult): string {
   const lines = [
-    `revoked ${r.scope} ${r.id} at ${r.revoked_at}, in force until ${r.expires_at}`,
+    `revoked ${r.scope} ${r.id} at ${r.revoked_at}, in force ${r.expires_at === null ? 'until lifted' : `until ${r.expires_at}`}`,
     `  reason: ${r.reason}`,
     `  approval requests closed: ${r.approvals_closed}${r.approvals_withdrawn ? `; approvals withdrawn: ${r.approvals_withdrawn}` : ''}`,
     `  approver sessions ended: ${r.sessions_ended}`,
@@ -174,7 +174,11 @@ function describe(r: RevocationResult): string {
 
 function describeLift(r: LiftResult): string {
   const lines = [`lifted the ${r.scope} revocation of ${r.id} at ${r.lifted_at} (${r.lifted} record${r.lifted === 1 ? '' : 's'})`, `  reason: ${r.reason}`];
-  if (r.still_revoked_until) lines.push(`  another revocation of it is still in force until ${r.still_revoked_until}`);
+  if (r.still_revoked_by.length > 0) {
+    const until = r.still_revoked_until === null ? 'until lifted' : `until ${r.still_revoked_until}`;
+    const unliftable = r.still_revoked_by.some((o) => o === 'webhook' || o === 'job' || o === 'holder');
+    lines.push(`  still revoked ${until}, by ${r.still_revoked_by.join(', ')}${unliftable ? " (a finished job's or a holder's own revocation is never lifted)" : ''}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

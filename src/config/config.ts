@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import { resolveSecretRef } from './secret-ref.js';
+import { guardedS3Subresource, S3_GUARDED_SUBRESOURCES } from '../relay/aws-sigv4-query.js';
 
 /** A secret reference kept for re-reading on reload; `key` names it in errors. */
 export interface SecretSource {
@@ -20,8 +21,9 @@ export type InjectConfig =
   /**
    * SigV4-sign each request with the job's session of an `aws_role` credential.
    * `forwardHeaders`: the caller `x-amz-*` headers kept (lower-case names, or `…-*` families).
+   * `allowSubresources`: guarded S3 sub-resources let through to policy (lower-case; src/relay/aws-sigv4-query.ts).
    */
-  | { kind: 'aws_sigv4'; service: string; region: string; credential: string; forwardHeaders: string[] };
+  | { kind: 'aws_sigv4'; service: string; region: string; credential: string; forwardHeaders: string[]; allowSubresources: string[] };
 
 /** A Port-signed JWT for a downstream audience (DESIGN capability 2). */
 export interface PortTokenCredentialConfig {
@@ -315,7 +317,24 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
         throw new ConfigError(`${file}: ${at}.aws_sigv4.forward_headers: ${h} is set by Port's signature and never forwarded; remove it.`);
       }
     }
-    inject = { kind: 'aws_sigv4', service: i.aws_sigv4.service, region: i.aws_sigv4.region, credential: i.aws_sigv4.credential, forwardHeaders: i.aws_sigv4.forward_headers };
+    const allowSubresources = i.aws_sigv4.allow_subresources.map((name) => {
+      if (i.aws_sigv4.service !== 's3') {
+        throw new ConfigError(`${file}: ${at}.aws_sigv4.allow_subresources: only applies to service: s3; remove it.`);
+      }
+      const guarded = guardedS3Subresource(name);
+      if (guarded === undefined) {
+        throw new ConfigError(`${file}: ${at}.aws_sigv4.allow_subresources: "${name}" is not a sub-resource Port refuses; use one of ${S3_GUARDED_SUBRESOURCES.join(', ')}.`);
+      }
+      return guarded.toLowerCase();
+    });
+    inject = {
+      kind: 'aws_sigv4',
+      service: i.aws_sigv4.service,
+      region: i.aws_sigv4.region,
+      credential: i.aws_sigv4.credential,
+      forwardHeaders: i.aws_sigv4.forward_headers,
+      allowSubresources,
+    };
   }
   return {
     name,

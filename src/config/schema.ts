@@ -176,6 +176,8 @@ const injectSchema = z.union([
             .transform((h) => h.toLowerCase()),
         )
         .default([]),
+      /** `service: s3` only: guarded S3 sub-resources (`?acl`, `?policy`…) let through to policy (src/relay/aws-sigv4-query.ts). */
+      allow_subresources: z.array(z.string().min(1)).default([]),
     }),
   }),
 ]);

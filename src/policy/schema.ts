@@ -84,10 +84,12 @@ export const PORT_SCHEMA = `namespace Port {
   // path is the normalised path Port forwards (security-notes §4.2). aws_target: the
   // X-Amz-Target operation (DynamoDB_20120810.GetItem), only on aws_sigv4 upstreams that
   // forward that header and only when the caller sent one (test it with has first).
+  // aws_query_keys: the query's parameter names, percent-decoded and lower-cased (S3's
+  // ?acl, ?list-type), on every aws_sigv4 upstream (empty without a query), never values.
   action proxy appliesTo {
     principal: Job,
     resource: Upstream,
-    context: { method: String, path: String, aws_target?: String },
+    context: { method: String, path: String, aws_target?: String, aws_query_keys?: Set<String> },
   };
   // Decided automatically when a build reaches a block step. hour/weekday are in the
   // approvals time zone; weekday 0 = Sunday.

@@ -8,8 +8,9 @@ import { identityClaims, type PortTokenIssuer } from '../issuer/port-token.js';
 import { creatorLookupFailed, type BuildCreatorLookup } from '../broker/build-creator.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
 import { portTokenFacts } from '../revocation/port-token-facts.js';
-import { refusalMessage } from '../revocation/refusal.js';
-import { tokenFacts, type TokenFacts } from '../revocation/token-facts.js';
+import { CREATOR_INACTIVE_MESSAGE, refusalMessage } from '../revocation/refusal.js';
+import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
+import type { TokenFacts } from '../revocation/token-facts.js';
 import { RelayError } from './relay-error.js';
 
 /** Who is calling the relay, from a verified token. */
@@ -100,8 +101,11 @@ export class CallerAuthenticator {
         const v = await this.buildkite.verify(token);
         const found = this.creators ? await this.creators.creatorOf(v.identity) : undefined;
         const creator = found?.status === 'known' ? found.email : undefined;
+        // As at the exchange (review G2): the directory's "inactive" refuses on its own. Not cached: asked again next time.
+        if (found?.status === 'known' && found.user?.active === false) throw unauthorized('invalid_token', CREATOR_INACTIVE_MESSAGE);
         // A failed creator lookup is remembered as such: a user revocation then refuses the token (fail closed).
-        const facts = tokenFacts(v.identity, { jti: v.replayKey, issuedAt: v.identity.issuedAt, creator, creatorUnknown: found && creatorLookupFailed(found) ? 'now' : undefined });
+        // The token's own jti, as a token revocation names it (review G11); v.replayKey is the replay cache's.
+        const facts = buildkiteTokenFacts(v, creator, found !== undefined && creatorLookupFailed(found));
         const { job, subject_token } = identityContext(v);
         return {
           identity: v.identity,
@@ -112,7 +116,8 @@ export class CallerAuthenticator {
           ...(creator !== undefined ? { creator } : {}),
           recordContext: { token_kind: 'buildkite', job: withCreator(job as Record<string, unknown>, creator), subject_token },
         };
-      } catch {
+      } catch (err) {
+        if (err instanceof RelayError) throw err;
         // Fall through to the generic refusal: which check failed is not the caller's business here.
       }
     }

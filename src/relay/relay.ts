@@ -13,6 +13,7 @@ import type { Decision } from '../policy/types.js';
 import { AllowLog } from './allow-log.js';
 import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
 import { awsTargetOf, dropUnlistedAmzHeaders } from './aws-sigv4-headers.js';
+import { awsQueryKeysOf } from './aws-sigv4-query.js';
 import type { AwsSessionSource } from './aws-sigv4-sessions.js';
 import { signAwsRequest } from './aws-sigv4-signer.js';
 import { BodyLimit } from './body-limit.js';
@@ -103,7 +104,9 @@ export class Relay {
     const creator = caller.creator === undefined ? undefined : await this.creatorOf(caller.creator);
     // aws_sigv4 upstreams forwarding X-Amz-Target: the operation is part of the decision.
     const awsTarget = awsTargetOf(route.config.inject, req.rawHeaders);
-    const decision = this.decide(caller, creator, route.name, method, target.path, awsTarget);
+    // aws_sigv4 upstreams: the query's names pick S3 operations (?acl); guarded ones are refused here.
+    const awsQueryKeys = awsQueryKeysOf(route.config.inject, target.query);
+    const decision = this.decide(caller, creator, route.name, method, target.path, awsTarget, awsQueryKeys);
     const principal = entityString({ type: 'Job', id: caller.identity.jobId });
     const resource = entityString(upstreamRef(route.name));
     const policies = determiningPolicies(decision);
@@ -122,7 +125,7 @@ export class Relay {
           reason: decision.reason,
           ...(decision.errors.length > 0 ? { errors: decision.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
           policyRevision: decision.revision,
-          context: { ...caller.recordContext, upstream: route.name, method, path: target.path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}) },
+          context: { ...caller.recordContext, upstream: route.name, method, path: target.path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}), ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}) },
         },
       ]);
       throw new RelayError('access_denied', `Policy denied ${method} ${target.path} on ${route.name}: ${decision.reason}`, 403, { 'x-port-decision-id': id });
@@ -136,13 +139,14 @@ export class Relay {
    * another token. The creator's record is the entry's basis: once it changes (a group
    * lost, a deactivation) the entry no longer answers.
    */
-  private decide(caller: RelayCaller, creator: CreatorInfo | undefined, upstream: string, method: string, path: string, awsTarget?: string): Decision {
+  private decide(caller: RelayCaller, creator: CreatorInfo | undefined, upstream: string, method: string, path: string, awsTarget?: string, awsQueryKeys?: string[]): Decision {
     const now = Date.now();
-    const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}\n${awsTarget ?? ''}`;
+    // Query names may hold any decoded byte but controls: JSON keeps the key unambiguous.
+    const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}\n${awsTarget ?? ''}\n${awsQueryKeys ? JSON.stringify(awsQueryKeys) : ''}`;
     const cached = this.cache.get(key, this.deps.policy.revision, now, creator);
     if (cached) return cached;
     const { principal, entities } = jobRequestParts(caller.identity, creator ? { creator } : undefined);
-    const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}) }, entities });
+    const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}), ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}) }, entities });
     this.cache.set(key, decision, now, creator);
     return decision;
   }

@@ -3,7 +3,14 @@
  * job's revoked thing), and the decision-log context. Used by the exchange, the relay and
  * /v1/credentials alike.
  */
-import type { Refusal } from './revocation-list.js';
+import { revocationEnd, type Refusal } from './revocation-list.js';
+
+/**
+ * A build whose creator Port's directory holds as inactive (SCIM deactivated or deleted
+ * them): refused in its own right, whatever the revocations say (review G2). The person
+ * is not named: the caller learns only why.
+ */
+export const CREATOR_INACTIVE_MESSAGE = "The person who started this build is deactivated in Port's directory; the tokens of their builds are refused.";
 
 export function refusalMessage(r: Refusal): string {
   if (r.kind === 'pool_unknown') {
@@ -14,14 +21,17 @@ export function refusalMessage(r: Refusal): string {
       ? "Port can't tell who started this build (the Buildkite API did not answer) while a user revocation is in force; retry."
       : "This token was issued while Port couldn't tell who started the build, and a user revocation has been made since; exchange a fresh Buildkite token.";
   }
-  const until = new Date(r.revocation.expiresAt).toISOString();
+  const end = revocationEnd(r.revocation.expiresAt);
+  const until = end ?? 'lifted';
   switch (r.revocation.scope) {
     case 'job':
       return 'The job this token belongs to has finished or was revoked; its tokens are refused.';
     case 'build':
       return 'The build this token belongs to was revoked; the tokens of its jobs are refused.';
     case 'user':
-      return `The person who started this build is revoked until ${until}; every token of their builds is refused.`;
+      return end === null
+        ? 'The person who started this build is revoked until they are re-activated; every token of their builds is refused.'
+        : `The person who started this build is revoked until ${until}; every token of their builds is refused.`;
     case 'agent':
       return `The agent this token names is revoked until ${until}; every token of its jobs is refused.`;
     case 'pool':

@@ -3,7 +3,9 @@
  * revocation is its own row, so a repeated one never stretches or shortens another, and a
  * lift is a row too (the store only adds rows and keeps the later time on a repeat):
  *
- * - `rev:<scope>:<origin>:<uuid>:<id>` — one revocation (the id last: it may hold `:`);
+ * - `rev:<scope>:<origin>:<uuid>:<id>` — one revocation (the id last: it may hold `:`); one
+ *   that never expires (a SCIM deprovisioning) has the nil UUID, so a repeat only moves its
+ *   time and a person deactivated again and again keeps one row;
  * - `lift:<scope>:<origin|all>:<id>` — every revocation of that thing made up to the
  *   row's `revoked_at` is lifted (`all`), or only those made by `origin` (SCIM re-activation);
  * - `<scope>:<id>` — a revocation written before lifts existed (origin unknown: `admin`);
@@ -32,9 +34,11 @@ const RECORD = new RegExp(`^rev:${SCOPE}:${ORIGIN}:[0-9a-f-]{36}:(.+)$`, 's');
 const LIFT = new RegExp(`^lift:${SCOPE}:(${REVOCATION_ORIGINS.join('|')}|all):(.+)$`, 's');
 const LEGACY = new RegExp(`^(job|build|user|agent|pool):(.+)$`, 's');
 
-/** A fresh key for one revocation. */
-export function revocationKey(scope: RevocationScope, origin: RevocationOrigin, id: string): string {
-  return `rev:${scope}:${origin}:${randomUUID()}:${id}`;
+const SHARED = '00000000-0000-0000-0000-000000000000';
+
+/** A fresh key for one revocation; `shared`: the one key of this thing's never-expiring revocation by `origin`. */
+export function revocationKey(scope: RevocationScope, origin: RevocationOrigin, id: string, shared = false): string {
+  return `rev:${scope}:${origin}:${shared ? SHARED : randomUUID()}:${id}`;
 }
 
 /** The key of the lifts of one thing (all origins, or one). Repeats share it. */

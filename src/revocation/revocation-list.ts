@@ -6,6 +6,18 @@ export { REVOCATION_ORIGINS, REVOCATION_SCOPES, type RevocationOrigin, type Revo
 export type { TokenFacts } from './token-facts.js';
 
 /**
+ * `expiresAt` of a revocation that lasts until it is lifted (a SCIM deprovisioning lasts
+ * until SCIM re-activates the person): the largest time a Date holds, so it is never
+ * pruned, never purged from the store, and still formats (`toISOString`) for any reader.
+ */
+export const UNTIL_LIFTED = 8_640_000_000_000_000;
+
+/** When a revocation ends, as the API says it: an ISO time, or null when it lasts until lifted. */
+export function revocationEnd(expiresAt: number): string | null {
+  return expiresAt >= UNTIL_LIFTED ? null : new Date(expiresAt).toISOString();
+}
+
+/**
  * A revocation in force: the merged view of the records of one thing that are in force
  * (the latest made, the longest lasting). Times are milliseconds since the epoch.
  */
@@ -70,7 +82,8 @@ interface Lift {
  *   force, a token whose creator Port couldn't learn is refused too (`creator_unknown`);
  * - `agent`: every token naming the agent; `pool`: every token naming the pool, and while
  *   any is in force, every token that lacks `cluster_name`/`queue_key` (`pool_unknown`).
- * How long each lasts is the RevocationService's choice (per scope, or `expires_in`).
+ * How long each lasts is the RevocationService's choice (per scope, or `expires_in`, or
+ * UNTIL_LIFTED).
  */
 export class RevocationList {
   private readonly scopes: Record<RevocationScope, Map<string, Map<string, Entry>>> = {
@@ -188,9 +201,13 @@ export class RevocationList {
     return this.refusalOf(token, now) !== undefined;
   }
 
-  /** Whether the job is revoked (a finished job): its Buildkite tokens exchange for nothing. */
+  /**
+   * Whether the job's end is recorded: a `job.finished` (`webhook`) or pre-exit (`job`)
+   * revocation of it is in force. An admin's revocation doesn't count: it may be lifted,
+   * and a finished job must stay finished (review G5), so `job.finished` records its own.
+   */
   isJobRevoked(jobId: string, now = Date.now()): boolean {
-    return this.inForce('job', jobId, now) !== undefined;
+    return this.inForce('job', jobId, now)?.origins.some((o) => o === 'webhook' || o === 'job') === true;
   }
 
   /** Durably records the revocation, then applies it; returns it as recorded. */
@@ -198,7 +215,8 @@ export class RevocationList {
     // Made in the same millisecond as a lift, it must still count as made after it.
     const revokedAt = Math.max(revocation.revokedAt, this.liftedUpTo(revocation.scope, revocation.id, revocation.origin) + 1);
     const entry: RevocationEntry = {
-      jti: revocationKey(revocation.scope, revocation.origin, revocation.id),
+      // One that never expires can't be stretched or shortened by a repeat: one row serves.
+      jti: revocationKey(revocation.scope, revocation.origin, revocation.id, revocation.expiresAt >= UNTIL_LIFTED),
       revokedAt,
       expiresAt: revocation.expiresAt,
       subject: revocation.id,
@@ -225,26 +243,35 @@ export class RevocationList {
   }
 
   /**
-   * Lifts the revocations of a thing in force now — all of them, or only those `origin`
-   * made — durably, then here. Returns how many records it lifted (0: nothing was in
-   * force, and nothing is written).
+   * Lifts the revocations of a thing in force now — those the given origins made (all
+   * origins when none are given), and with `madeBefore` only those made before that time
+   * (a SCIM re-activation lifts only what was revoked before it read the person) —
+   * durably, then here. One lift row per origin, covering that origin's records up to the
+   * latest lifted (never a record made later, even concurrently). Returns how many
+   * records it lifted (0: none matched, and nothing is written).
    */
-  async lift(scope: RevocationScope, id: string, opts: { origin?: RevocationOrigin; reason: string; now?: number }): Promise<number> {
+  async lift(
+    scope: RevocationScope,
+    id: string,
+    opts: { origins?: readonly RevocationOrigin[]; madeBefore?: number; reason: string; now?: number },
+  ): Promise<number> {
     const now = opts.now ?? Date.now();
-    const which = opts.origin ?? 'all';
+    const byOrigin = new Map<RevocationOrigin, { upTo: number; until: number }>();
     let count = 0;
-    let madeUpTo = now;
-    let lastsUntil = 0;
     for (const r of this.scopes[scope].get(id)?.values() ?? []) {
-      if (!this.isInForce(scope, id, r, now) || (which !== 'all' && r.origin !== which)) continue;
+      if (!this.isInForce(scope, id, r, now)) continue;
+      if (opts.origins !== undefined && !opts.origins.includes(r.origin)) continue;
+      if (opts.madeBefore !== undefined && r.revokedAt >= opts.madeBefore) continue;
       count++;
-      madeUpTo = Math.max(madeUpTo, r.revokedAt);
-      lastsUntil = Math.max(lastsUntil, r.expiresAt);
+      const prior = byOrigin.get(r.origin);
+      byOrigin.set(r.origin, { upTo: Math.max(prior?.upTo ?? -Infinity, r.revokedAt), until: Math.max(prior?.until ?? 0, r.expiresAt) });
     }
-    if (count === 0) return 0;
-    const entry: RevocationEntry = { jti: liftKey(scope, which, id), revokedAt: madeUpTo, expiresAt: lastsUntil, subject: id, reason: opts.reason };
-    await this.store.addRevocation(entry);
-    this.remember(entry);
+    for (const [origin, l] of byOrigin) {
+      // The lift lasts as long as what it lifted could: else a never-expiring record would return.
+      const entry: RevocationEntry = { jti: liftKey(scope, origin, id), revokedAt: l.upTo, expiresAt: l.until, subject: id, reason: opts.reason };
+      await this.store.addRevocation(entry);
+      this.remember(entry);
+    }
     return count;
   }
 
@@ -265,7 +292,7 @@ export class RevocationList {
     return out.sort((a, b) => b.revokedAt - a.revokedAt);
   }
 
-  /** Drops expired records, and lifts whose revocations have all expired. */
+  /** Drops expired records, and lifts whose revocations have all expired (never an UNTIL_LIFTED one). */
   prune(now = Date.now()): void {
     for (const byId of Object.values(this.scopes)) {
       for (const [id, records] of byId) {

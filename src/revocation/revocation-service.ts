@@ -11,11 +11,19 @@ import type { DecisionLog } from '../audit/decision-log.js';
 import { jtiHash } from '../audit/token-hash.js';
 import type { EntityRef } from '../policy/types.js';
 import type { IssuedCredentialFilter, IssuedCredentialRecord, Store } from '../store/store.js';
-import type { RevocationList, RevocationOrigin, RevocationScope } from './revocation-list.js';
+import { revocationEnd, UNTIL_LIFTED, type RevocationList, type RevocationOrigin, type RevocationScope } from './revocation-list.js';
 import { normaliseId } from './revocation-target.js';
 
 /** How long a user, agent or pool revocation lasts unless asked otherwise (`expires_in`): 24 h. */
 export const DEFAULT_STANDING_REVOCATION_SECONDS = 24 * 3600;
+
+/**
+ * What a lift may end unless it names an origin (`DELETE /v1/revocations`): an admin's and
+ * SCIM's revocations. A job's end — `job.finished` (`webhook`), the plugin's pre-exit
+ * revocation of its own job (`job`), a holder's RFC 7009 revocation of its token
+ * (`holder`) — is not undone: a finished job stays finished.
+ */
+export const LIFTABLE_ORIGINS: readonly RevocationOrigin[] = ['admin', 'scim'];
 
 export interface RevokeInput {
   scope: RevocationScope;
@@ -41,7 +49,10 @@ export interface LiftInput {
   /** Who lifted (decision-log principal): `admin`, `scim`. */
   actor: string;
   context?: Record<string, unknown>;
-  /** Lift only the revocations this origin made (a SCIM re-activation lifts SCIM's). */
+  /**
+   * Lift only the revocations this origin made (a SCIM re-activation lifts SCIM's, and
+   * only while the directory says the person is active); else LIFTABLE_ORIGINS.
+   */
   origin?: RevocationOrigin;
 }
 
@@ -63,8 +74,8 @@ export interface RevocationResult {
   scope: RevocationScope;
   id: string;
   revoked_at: string;
-  /** Until when it is in force, unless lifted sooner. */
-  expires_at: string;
+  /** Until when it is in force, unless lifted sooner; null: until lifted (a SCIM deprovisioning, until SCIM re-activates the person). */
+  expires_at: string | null;
   reason: string;
   /** Pending approval requests closed (status `revoked`). */
   approvals_closed: number;
@@ -84,9 +95,14 @@ export interface LiftResult {
   id: string;
   lifted_at: string;
   reason: string;
-  /** How many revocation records were lifted (0: none was in force). */
+  /** How many revocation records were lifted (0: none was in force, or none this lift may end). */
   lifted: number;
-  /** When another revocation of the same thing is still in force (e.g. an admin's after SCIM lifted its own). */
+  /**
+   * Who made the revocations of the same thing still in force (empty: none), e.g. an
+   * admin's after SCIM lifted its own, or `webhook`/`job` (a finished job, never lifted).
+   */
+  still_revoked_by: RevocationOrigin[];
+  /** Until when they are; null when none is, or when it lasts until lifted. */
   still_revoked_until: string | null;
 }
 
@@ -130,7 +146,7 @@ export class RevocationService {
     const origin = originOf(input.actor);
     // Durable first: nothing below runs, and nothing is answered, until the store has it.
     const at = this.now();
-    const recorded = await this.deps.revocations.add({ scope, id, revokedAt: at, expiresAt: this.lifetimeEnd(input, at), reason, origin });
+    const recorded = await this.deps.revocations.add({ scope, id, revokedAt: at, expiresAt: this.lifetimeEnd(input, origin, at), reason, origin });
     const { revokedAt, expiresAt } = recorded;
 
     const { closed, withdrawn } = await this.closeApprovals(scope, id, revokedAt);
@@ -146,14 +162,14 @@ export class RevocationService {
       scope,
       id,
       revoked_at: new Date(revokedAt).toISOString(),
-      expires_at: new Date(expiresAt).toISOString(),
+      expires_at: revocationEnd(expiresAt),
       reason,
       approvals_closed: closed.length,
       approvals_withdrawn: withdrawn.length,
       sessions_ended: sessionsEnded,
       credentials: { recallable, not_recallable: notRecallable },
       ...(creatorCoverage !== undefined ? { creator_coverage: creatorCoverage } : {}),
-      note: note(scope, new Date(expiresAt).toISOString(), notRecallable),
+      note: note(scope, revocationEnd(expiresAt), notRecallable),
     };
     await this.deps.log.record([
       {
@@ -183,15 +199,25 @@ export class RevocationService {
   }
 
   /**
-   * Lifts the revocations of a thing that are in force (all, or only `origin`'s),
-   * durably; one decision-log entry (action `unrevoke`) when anything was lifted.
+   * Lifts the revocations of a thing that are in force (those of LIFTABLE_ORIGINS, or only
+   * `origin`'s), durably; one decision-log entry (action `unrevoke`) when anything was lifted.
+   * SCIM's lift of a person is decided by the directory at the time of the lift, not by the
+   * write that asked for it: a re-activation racing a deactivation (review G4) lifts
+   * nothing while the person reads inactive, and never a revocation made after the read.
    */
   async lift(input: LiftInput): Promise<LiftResult> {
     const { scope } = input;
     const id = normaliseId(scope, input.id);
     const reason = (input.reason ?? '').trim().slice(0, 500) || 'revocation lifted';
     const liftedAt = this.now();
-    const lifted = await this.deps.revocations.lift(scope, id, { reason, now: liftedAt, ...(input.origin !== undefined ? { origin: input.origin } : {}) });
+    const origins = input.origin !== undefined ? [input.origin] : LIFTABLE_ORIGINS;
+    let lifted = 0;
+    if (input.origin === 'scim' && scope === 'user' && (await this.deps.store.getUser(id))?.active !== true) {
+      // The directory says inactive (or has no one): SCIM's revocation stays (fail closed).
+    } else {
+      const madeBefore = input.origin === 'scim' ? liftedAt : undefined;
+      lifted = await this.deps.revocations.lift(scope, id, { origins, reason, now: liftedAt, ...(madeBefore !== undefined ? { madeBefore } : {}) });
+    }
     const still = this.deps.revocations.get(scope, id, liftedAt);
     const result: LiftResult = {
       scope,
@@ -199,7 +225,8 @@ export class RevocationService {
       lifted_at: new Date(liftedAt).toISOString(),
       reason,
       lifted,
-      still_revoked_until: still ? new Date(still.expiresAt).toISOString() : null,
+      still_revoked_by: still?.origins ?? [],
+      still_revoked_until: still ? revocationEnd(still.expiresAt) : null,
     };
     if (lifted > 0) {
       await this.deps.log.record([
@@ -212,15 +239,29 @@ export class RevocationService {
           decision: 'allow',
           policies: [],
           reason: `Lifted the ${scope} revocation: ${reason}`,
-          context: { ...input.context, scope, ...target(scope, id), reason, lifted, only_origin: input.origin ?? 'all', still_revoked_until: result.still_revoked_until },
+          context: {
+            ...input.context,
+            scope,
+            ...target(scope, id),
+            reason,
+            lifted,
+            origins,
+            still_revoked_by: result.still_revoked_by,
+            still_revoked_until: result.still_revoked_until,
+          },
         },
       ]);
     }
     return result;
   }
 
-  /** When a new revocation ends: `expires_in` when asked, else per scope; a token's never after the token. */
-  private lifetimeEnd(input: RevokeInput, at: number): number {
+  /**
+   * When a new revocation ends: SCIM's never (until SCIM re-activates the person: the
+   * directory keeps them inactive for good, so must the revocation); `expires_in` when
+   * asked, else per scope; a token's never after the token.
+   */
+  private lifetimeEnd(input: RevokeInput, origin: RevocationOrigin, at: number): number {
+    if (origin === 'scim') return UNTIL_LIFTED;
     const tokenLife = at + this.deps.maxTokenLifetime * 1000;
     const standing = this.deps.standingLifetime ?? DEFAULT_STANDING_REVOCATION_SECONDS;
     let end: number;
@@ -341,12 +382,16 @@ function describe(c: IssuedCredentialRecord): NotRecallableCredential {
   }
 }
 
-function note(scope: RevocationScope, until: string, notRecallable: NotRecallableCredential[]): string {
+function note(scope: RevocationScope, end: string | null, notRecallable: NotRecallableCredential[]): string {
+  const until = end ?? 'lifted';
   const covered: Record<RevocationScope, string> = {
     token: `The token is refused from now on.`,
     job: `Every token of this job — Port tokens, and Buildkite tokens presented to Port — is refused until ${until}.`,
     build: `Every token of this build's jobs — Port tokens, and Buildkite tokens presented to Port — is refused until ${until}.`,
-    user: `Every token of a build this person started, old and new, is refused until ${until} unless lifted.`,
+    user:
+      end === null
+        ? 'Every token of a build this person started, old and new, is refused until SCIM re-activates the person (or an admin lifts it).'
+        : `Every token of a build this person started, old and new, is refused until ${until} unless lifted.`,
     agent: `Every token of a job on this agent, old and new, is refused until ${until} unless lifted.`,
     pool: `Every token of a job in this pool, old and new, is refused until ${until} unless lifted; meanwhile tokens without cluster_name and queue_key are refused too.`,
   };

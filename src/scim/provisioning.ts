@@ -27,7 +27,11 @@ export interface ScimProvisioningDeps {
   log: DecisionLog;
   /** Revokes every grant a person started or holds (RevocationService, scope `user`, actor `scim`). */
   revokeUser: (email: string, reason: string) => Promise<unknown>;
-  /** Lifts the user revocations SCIM made for a person SCIM re-activates (RevocationService.lift, origin `scim`). */
+  /**
+   * Lifts the user revocations SCIM made for a person SCIM re-activates (RevocationService.lift,
+   * origin `scim`: it re-reads the person and keeps them revoked if a concurrent deactivation
+   * won — its LiftResult then lists `scim` in `still_revoked_by`).
+   */
   liftUser?: (email: string, reason: string) => Promise<unknown>;
   /** Absolute URL of the SCIM root, e.g. `https://port.acme.test/scim/v2` (for `meta.location`). */
   baseUrl: string;
@@ -252,9 +256,10 @@ export class ScimProvisioning {
       if (!after.active) continue;
       if (before?.active !== true) {
         // (Re-)activated: what SCIM revoked when it deprovisioned them is lifted (an admin's revocation stays).
-        // A failed lift leaves them revoked (fail closed) until it expires or an admin lifts it.
+        // A failed lift leaves them revoked (fail closed) until SCIM re-activates them again or an admin lifts it;
+        // `kept`: the person read inactive by the time of the lift (a deactivation raced this write, review G4).
         let lift: string | undefined;
-        if (this.deps.liftUser) lift = await this.deps.liftUser(email, 'SCIM re-activated the user').then(() => 'done', () => 'failed');
+        if (this.deps.liftUser) lift = await this.deps.liftUser(email, 'SCIM re-activated the user').then(liftOutcome, () => 'failed');
         records.push(this.record(email, 'scim_provision', 'SCIM provisioned the user as active', { scim, groups: after.groups, ...(lift ? { revocation_lift: lift } : {}) }));
         continue;
       }
@@ -292,6 +297,12 @@ export class ScimProvisioning {
       context,
     };
   }
+}
+
+/** `kept` when SCIM's revocation is still in force after the lift, else `done`. */
+function liftOutcome(result: unknown): 'done' | 'kept' {
+  const by = typeof result === 'object' && result !== null ? (result as { still_revoked_by?: unknown }).still_revoked_by : undefined;
+  return Array.isArray(by) && by.includes('scim') ? 'kept' : 'done';
 }
 
 /** RFC 7644 §3.5.2 via SCIMMY's PatchOp; undefined when nothing changed. */

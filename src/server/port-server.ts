@@ -43,6 +43,7 @@ import { AwsRoleProvider } from '../broker/credentials/aws-role-provider.js';
 import { AwsRelaySessions } from '../relay/aws-sigv4-sessions.js';
 import { SecretRotation } from '../broker/credentials/secret-rotation.js';
 import { unsealedRotationWarning } from '../broker/credentials/secret-seal.js';
+import { holdCommandRunner } from '../broker/credentials/command-runner.js';
 import type { SecretCredentialConfig } from '../config/config.js';
 
 export interface RunningPort {
@@ -83,6 +84,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
   let stopSecrets: (() => Promise<void>) | undefined;
+  // The process that spawns `command:` secrets and hook commands (started on first use); close() stops it.
+  const commandRunner = holdCommandRunner();
   try {
     const keys = await SigningKeys.open(store, {
       algorithm: config.issuer.algorithm,
@@ -224,6 +227,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
           store,
           log,
           api: buildkiteApiFromConfig(config.buildkite),
+          revocations,
           ...(notifier ? { notifier } : {}),
           onNotifyError: logError('approval notification failed'),
         })
@@ -243,7 +247,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       }),
       onError: logError('webhook handler failed'),
     });
-    webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl });
+    webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl, revocations });
     if (approvals) {
       timers.push(setInterval(() => approvals.expireDue().catch(logError('approval expiry failed')), 30_000));
     }
@@ -336,12 +340,14 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         await relay?.close();
         await notifier?.idle();
         await checkpointer.stop();
+        await commandRunner.release();
         await store.close();
       },
     };
   } catch (err) {
     stopWatching?.();
     await stopSecrets?.().catch(() => undefined);
+    await commandRunner.release();
     timers.forEach(clearInterval);
     await store.close().catch(() => undefined);
     throw err;

@@ -10,12 +10,13 @@
  *   POST /approvals/:id/decision      verdict=approve|reject, comment, csrf → 303 back
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ApprovalService } from '../approvals/approval-service.js';
+import { openedRevoked, type ApprovalService } from '../approvals/approval-service.js';
 import { ApprovalError } from '../approvals/errors.js';
 import type { ApprovalRequestRecord, UserRecord } from '../approvals/records.js';
 import { missing } from '../approvals/requirement.js';
 import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
+import type { RevocationList } from '../revocation/revocation-list.js';
 import type { Store } from '../store/store.js';
 import { html, raw, securityHeaders, sendErrorPage, sendPage, type Html } from './html.js';
 import { ssoRoutes, type SignedIn, type WebSessions } from './sso.js';
@@ -27,6 +28,8 @@ export interface WebDeps {
   approvals?: ApprovalService;
   /** Port's public base URL (cookies, CSRF origin, the SSO redirect URI). */
   publicUrl: string;
+  /** Revocations in force: a revoked person can't sign in, and their sessions end. */
+  revocations: RevocationList;
   now?: () => number;
 }
 
@@ -45,7 +48,13 @@ const FLASH: Record<string, string> = {
  */
 export function webRoutes(app: FastifyInstance, deps: WebDeps): WebSessions | undefined {
   if (!deps.config.sso) return undefined;
-  const sessions = ssoRoutes(app, { config: deps.config, store: deps.store, publicUrl: deps.publicUrl, ...(deps.now ? { now: deps.now } : {}) });
+  const sessions = ssoRoutes(app, {
+    config: deps.config,
+    store: deps.store,
+    publicUrl: deps.publicUrl,
+    revocations: deps.revocations,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
   if (deps.approvals) approvalPages(app, deps.approvals, deps, sessions);
   return sessions;
 }
@@ -142,8 +151,8 @@ function approvalPages(app: FastifyInstance, approvals: ApprovalService, deps: W
 
   function mayView(r: ApprovalRequestRecord, user: UserRecord): boolean {
     if (r.authors.includes(user.email) || r.approvals.some((a) => a.email === user.email)) return true;
-    // As if it were still open and undecided: would policy let this person approve it?
-    return approvals.eligibility({ ...r, status: 'pending', expiresAt: Number.MAX_SAFE_INTEGER, approvals: [] }, user).eligible;
+    // Whatever its state: would policy let this person approve it?
+    return approvals.wouldBeEligible(r, user);
   }
 }
 
@@ -232,12 +241,14 @@ function detail(r: ApprovalRequestRecord, who: SignedIn, verdict: { eligible: bo
         <dt>${open ? 'Expires' : 'Expiry'}</dt><dd>${when(r.expiresAt)}${open ? ` (${relative(r.expiresAt, now)})` : ''}</dd>
       </dl>
     </div>
-    <h2>Why Port asks</h2>
+    ${openedRevoked(r)
+      ? html`<h2>Why Port refused</h2><div class="card notice revoked"><p>${r.requirement.reason}</p><p>Port opened no approval for this step and will not unblock it.</p></div>`
+      : html`<h2>Why Port asks</h2>
     <div class="card"><p>${policiesReason(r)}</p><ul>${policies}</ul>
       ${r.requirement.noCreator ? html`<p class="notice no-creator"><strong>No creator:</strong> ${r.requirement.noCreator.reason}.</p>` : ''}
       <p>Needs ${r.requirement.approvals} approval${r.requirement.approvals === 1 ? '' : 's'}${r.requirement.groups.length > 0 ? ` with one from each of: ${r.requirement.groups.join(', ')}` : ''}.
       ${open ? html`Still needed: <strong>${missingText(r)}</strong>.` : ''}</p>
-    </div>
+    </div>`}
     <h2>Decisions so far</h2>
     ${entries.length > 0 ? html`<table><thead><tr><th>Who</th><th>Groups</th><th>Decision</th><th>Comment</th><th>When</th></tr></thead><tbody>${entries}</tbody></table>` : html`<p class="muted">None yet.</p>`}
     ${open ? html`<h2>Your decision</h2>${form}` : ''}`;

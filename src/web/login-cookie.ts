@@ -1,6 +1,7 @@
 /**
  * A sign-in in progress (OIDC state, nonce, PKCE verifier, where to return), sealed into
- * the browser's own `port_login` cookie instead of held in Port's memory.
+ * the browser's own login cookie (`__Host-port_login` behind an https public URL, else
+ * `port_login`: sso.ts `cookieNames`) instead of held in Port's memory.
  *
  * Why a sealed cookie and not a server-side table: a table of sign-ins in flight must be
  * bounded, and anyone can fill it with `GET /login` and evict real people's sign-ins

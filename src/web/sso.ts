@@ -5,21 +5,29 @@
  *
  * - `GET /login?return_to=/approvals/…` starts a sign-in. State, nonce, PKCE verifier
  *   and the (same-origin, relative) return path are sealed (AES-256-GCM) into the
- *   `port_login` cookie (HttpOnly, Secure, SameSite=Lax, 10 min, scoped to the callback
- *   path): Port holds nothing per sign-in, so no flood of `/login` can evict anyone's
- *   (src/web/login-cookie.ts says why, and about the key).
+ *   login cookie (HttpOnly, Secure, SameSite=Lax, 10 min): Port holds nothing per
+ *   sign-in, so no flood of `/login` can evict anyone's (src/web/login-cookie.ts says
+ *   why, and about the key).
  * - `GET /auth/callback` clears that cookie and exchanges the code (state, nonce and
  *   PKCE checked by openid-client), reads `email` (required, lower-cased; with
  *   `sso.require_email_verified`, `email_verified` must be true), `name` and the groups
- *   claim, upserts the person as an active UserRecord (a SCIM-provisioned person keeps
- *   SCIM's `active` and groups; a deactivated one is refused) and opens a session: a 32-byte
- *   random `port_session` cookie (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age =
+ *   claim, refuses a person with a `user` revocation in force (403 `user_revoked`),
+ *   upserts the person as an active UserRecord (a SCIM-provisioned person keeps SCIM's
+ *   `active` and groups; a deactivated one is refused) and opens a session: a 32-byte
+ *   random session cookie (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age =
  *   sso.session_ttl) whose SHA-256 is the store key, with its own CSRF token.
  * - `POST /logout` (CSRF-checked) ends the session.
  *
- * Every authenticated request re-reads the UserRecord: an unknown or deactivated
- * person's sessions are deleted and the request is treated as signed out, so a
- * deactivated user's cookie stops working on their next request.
+ * Every authenticated request re-reads the UserRecord and the revocations: an unknown,
+ * deactivated or revoked person's sessions are deleted and the request is treated as
+ * signed out, so their cookie stops working on their next request.
+ *
+ * Cookie names (CookieNames): when Port's public URL is https they carry the `__Host-`
+ * prefix, which browsers accept only with Secure, Path=/ and no Domain (RFC 6265bis
+ * §4.1.3.2), so a sibling host under the same registrable domain can't plant ("toss")
+ * one that Port would read. Plain `port_session` / `port_login` over http (the local
+ * demo), where no browser would keep a prefixed cookie. A header that carries one of
+ * Port's cookie names twice is treated as carrying none (someone planted the other).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -27,13 +35,12 @@ import * as oidc from 'openid-client';
 import type { SessionRecord, UserRecord } from '../approvals/records.js';
 import type { PortConfig } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
+import { revocationEnd, type Revocation, type RevocationList } from '../revocation/revocation-list.js';
 import type { Store } from '../store/store.js';
 import { parseCookies, serializeCookie } from './cookies.js';
 import { html, securityHeaders, sendErrorPage, sendPage, type PageViewer } from './html.js';
 import { loginCookieKey, LoginSealer, type LoginInProgress } from './login-cookie.js';
 
-export const SESSION_COOKIE = 'port_session';
-export const LOGIN_COOKIE = 'port_login';
 const CALLBACK_PATH = '/auth/callback';
 /** How long a started sign-in may take at the IdP. */
 const LOGIN_TTL_SECONDS = 600;
@@ -41,11 +48,36 @@ const LOGIN_TTL_SECONDS = 600;
 const MAX_FINISHED_LOGINS = 10_000;
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
+/** The names and login-cookie path Port uses behind `publicUrl` (see the module comment). */
+export interface CookieNames {
+  session: string;
+  login: string;
+  /** `/` for `__Host-` (required); else only the callback needs it. */
+  loginPath: string;
+}
+
+export function cookieNames(publicUrl: string): CookieNames {
+  return new URL(publicUrl).protocol === 'https:'
+    ? { session: '__Host-port_session', login: '__Host-port_login', loginPath: '/' }
+    : { session: 'port_session', login: 'port_login', loginPath: CALLBACK_PATH };
+}
+
+/**
+ * The value of cookie `name`, or undefined when it is absent or sent more than once:
+ * two of one name means another host or path planted one (RFC 6265 §8.6), and Port can't
+ * tell which is its own.
+ */
+function soleCookie(header: string | undefined, name: string): string | undefined {
+  return cookieValues(header, name).length === 1 ? parseCookies(header).get(name) : undefined;
+}
+
 export interface SsoDeps {
   config: PortConfig;
   store: Store;
   /** Port's public base URL; the redirect URI is `${publicUrl}/auth/callback`. */
   publicUrl: string;
+  /** A person with a `user` revocation in force can't sign in, and their sessions end. */
+  revocations: RevocationList;
   /** Where a sign-in without (a valid) `return_to` lands. Default `/approvals`. */
   home?: string;
   now?: () => number;
@@ -65,6 +97,7 @@ const sha256hex = (s: string): string => createHash('sha256').update(s).digest('
 export class WebSessions {
   readonly origin: string;
   readonly home: string;
+  readonly cookies: CookieNames;
   private readonly base: string;
   private readonly secure = true;
 
@@ -75,11 +108,17 @@ export class WebSessions {
     this.base = deps.publicUrl.replace(/\/+$/, '');
     this.origin = new URL(this.base).origin;
     this.home = deps.home ?? '/approvals';
+    this.cookies = cookieNames(this.base);
   }
 
-  /** The signed-in person, or undefined (no, unknown, expired or revoked session; inactive user). */
+  /** The `user` revocation in force for this e-mail, if any: one map lookup. */
+  revocationOf(email: string): Revocation | undefined {
+    return this.deps.revocations.get('user', email.toLowerCase(), this.now());
+  }
+
+  /** The signed-in person, or undefined (no, unknown, expired or ended session; inactive or revoked user). */
   async current(request: FastifyRequest): Promise<SignedIn | undefined> {
-    const value = parseCookies(request.headers.cookie).get(SESSION_COOKIE);
+    const value = soleCookie(request.headers.cookie, this.cookies.session);
     if (!value || !COOKIE_VALUE.test(value)) return undefined;
     const idHash = sha256hex(value);
     const session = await this.deps.store.getSession(idHash);
@@ -90,6 +129,14 @@ export class WebSessions {
       if (user) await this.deps.store.deleteSessionsOf(user.email);
       await this.deps.store.deleteSession(idHash);
       request.log.info({ email: session.email }, 'session refused: the user is unknown or deactivated');
+      return undefined;
+    }
+    const revoked = this.revocationOf(user.email);
+    if (revoked) {
+      // A revocation made on another replica, or after this session opened: it ends here too.
+      await this.deps.store.deleteSessionsOf(user.email);
+      await this.deps.store.deleteSession(idHash);
+      request.log.info({ email: user.email, revoked_until: revocationEnd(revoked.expiresAt) }, 'session refused: the user is revoked');
       return undefined;
     }
     const viewer: PageViewer = { email: user.email, csrfToken: session.csrfToken, ...(user.name ? { name: user.name } : {}) };
@@ -103,7 +150,7 @@ export class WebSessions {
   async require(request: FastifyRequest, reply: FastifyReply): Promise<SignedIn | undefined> {
     const who = await this.current(request);
     if (who) return who;
-    if (parseCookies(request.headers.cookie).has(SESSION_COOKIE)) reply.header('set-cookie', this.clearSessionCookie());
+    if (parseCookies(request.headers.cookie).has(this.cookies.session)) reply.header('set-cookie', this.clearSessionCookie());
     if (request.method === 'GET' || request.method === 'HEAD') {
       const here = this.safeReturnTo(request.url) ?? this.home;
       securityHeaders(reply).redirect(`/login?return_to=${encodeURIComponent(here)}`, 302);
@@ -166,21 +213,28 @@ export class WebSessions {
       createdAt: now,
       expiresAt: now + ttl * 1000,
     });
-    return serializeCookie(SESSION_COOKIE, value, { maxAge: ttl, path: '/', secure: this.secure, sameSite: 'Lax' });
+    return serializeCookie(this.cookies.session, value, { maxAge: ttl, path: '/', secure: this.secure, sameSite: 'Lax' });
   }
 
   /** Ends the session the request carries, if any. */
   async close(request: FastifyRequest): Promise<void> {
-    const value = parseCookies(request.headers.cookie).get(SESSION_COOKIE);
-    if (value && COOKIE_VALUE.test(value)) await this.deps.store.deleteSession(sha256hex(value));
+    // Every copy the browser sent: a sign-in or sign-out leaves none of them usable.
+    for (const value of cookieValues(request.headers.cookie, this.cookies.session)) {
+      if (COOKIE_VALUE.test(value)) await this.deps.store.deleteSession(sha256hex(value));
+    }
   }
 
   clearSessionCookie(): string {
-    return serializeCookie(SESSION_COOKIE, '', { maxAge: 0, path: '/', secure: this.secure, sameSite: 'Lax' });
+    return serializeCookie(this.cookies.session, '', { maxAge: 0, path: '/', secure: this.secure, sameSite: 'Lax' });
   }
 
   loginCookie(value: string, maxAge: number): string {
-    return serializeCookie(LOGIN_COOKIE, value, { maxAge, path: CALLBACK_PATH, secure: this.secure, sameSite: 'Lax' });
+    return serializeCookie(this.cookies.login, value, { maxAge, path: this.cookies.loginPath, secure: this.secure, sameSite: 'Lax' });
+  }
+
+  /** The sealed sign-in the request carries (undefined when absent or sent twice). */
+  loginCookieOf(request: FastifyRequest): string | undefined {
+    return soleCookie(request.headers.cookie, this.cookies.login);
   }
 
   get redirectUri(): string {
@@ -295,7 +349,7 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
 
   app.get(CALLBACK_PATH, async (request, reply) => {
     reply.header('set-cookie', sessions.loginCookie('', 0));
-    const sealed = sealer.open(parseCookies(request.headers.cookie).get(LOGIN_COOKIE), now());
+    const sealed = sealer.open(sessions.loginCookieOf(request), now());
     const login = sealed && finished.finish(sealed) ? sealed : undefined;
     const again = (to: string) => ({ link: { href: `/login?return_to=${encodeURIComponent(to)}`, text: 'Sign in again' } });
     if (!login) {
@@ -359,6 +413,14 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
         again(login.returnTo),
       );
     }
+    // A revocation in force wins over a working IdP sign-in (an IdP account believed
+    // compromised is exactly what a user revocation is for); checked before anything is written.
+    const revoked = sessions.revocationOf(email);
+    if (revoked) {
+      request.log.warn({ email, revoked_until: revocationEnd(revoked.expiresAt) }, 'sign-in refused: the user is revoked');
+      const end = revocationEnd(revoked.expiresAt);
+      return sendErrorPage(reply, 403, 'user_revoked', `Port has revoked your access ${end === null ? 'until an administrator lifts it' : `until ${end}`}; ask an administrator.`);
+    }
     // Deactivation in Port (by SCIM or otherwise) wins over a working IdP sign-in. For a
     // SCIM-provisioned person SCIM is authoritative for `active` and `groups`: the sign-in
     // neither re-activates them nor brings back a group SCIM removed; the ID token's groups
@@ -399,6 +461,17 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
   });
 
   return sessions;
+}
+
+/** Every value of cookie `name` in a `Cookie` header. */
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const values: string[] = [];
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
+  }
+  return values;
 }
 
 /**

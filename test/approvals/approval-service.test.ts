@@ -7,6 +7,7 @@ import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
+import { RevocationList } from '../../src/revocation/revocation-list.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 import { FakeBuildkite } from '../helpers/fake-buildkite.js';
@@ -58,7 +59,7 @@ beforeEach(async () => {
     { server: { public_url: 'https://port.test' }, buildkite: { organization: 'acme' }, policies: './policies', approvals: { expire_after: '1h' } },
     join(dir, 'port.yaml'),
   );
-  service = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, now: () => clock.t });
+  service = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, revocations: await RevocationList.open(store), now: () => clock.t });
 });
 afterEach(async () => {
   await store.close();
@@ -156,7 +157,7 @@ describe('approvals', () => {
       { server: { public_url: 'https://port.test' }, buildkite: { organization: 'acme' }, policies: './policies', approvals: { expire_after: '1h', on_expiry: 'fail' } },
       join(dir, 'port.yaml'),
     );
-    const failing = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, now: () => clock.t });
+    const failing = new ApprovalService({ config, policy: await PolicyEngine.open(join(dir, 'policies')), store, log: new DecisionLog(store), api: bk, revocations: await RevocationList.open(store), now: () => clock.t });
     blockedBuild(9, { branch: 'feature/z' });
     await failing.handleBlockedBuild('deploy', 9);
     clock.t += 3600_000;

@@ -13,6 +13,7 @@ import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
+import { RevocationList } from '../../src/revocation/revocation-list.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 import { FakeBuildkite } from '../helpers/fake-buildkite.js';
@@ -76,6 +77,7 @@ let log: DecisionLog;
 let errors: NotificationError[];
 let notifier: ApprovalNotifier;
 let service: ApprovalService;
+let revocations: RevocationList;
 
 const users = {
   dev: { email: 'dev@acme.test', active: true, groups: ['platform', 'developers'], updatedAt: 0 },
@@ -118,7 +120,7 @@ function makeConfig(slackUrl: string, hookUrl: string): PortConfig {
 }
 
 function makeService(n: ApprovalNotifications | undefined, extra: { onNotifyError?: (err: unknown) => void } = {}): ApprovalService {
-  return new ApprovalService({ config, policy, store, log, api: bk, now: () => clock.t, ...(n ? { notifier: n } : {}), ...extra });
+  return new ApprovalService({ config, policy, store, log, api: bk, revocations, now: () => clock.t, ...(n ? { notifier: n } : {}), ...extra });
 }
 
 let policy: PolicyEngine;
@@ -128,6 +130,7 @@ beforeEach(async () => {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
   store = SqliteStore.open(join(dir, 'port.db'));
+  revocations = await RevocationList.open(store);
   for (const u of Object.values(users)) await store.upsertUser(u);
   bk = new FakeBuildkite();
   clock = { t: Date.UTC(2026, 10, 25, 12) };

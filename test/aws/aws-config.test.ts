@@ -86,3 +86,22 @@ describe('F5: upstreams.<name>.inject.aws_sigv4.forward_headers', () => {
     expect(() => loadRaw(upstream(['x-amz-security-token']))).toThrow(/forward_headers: x-amz-security-token is set by Port's signature/);
   });
 });
+
+describe('G9: upstreams.<name>.inject.aws_sigv4.allow_subresources', () => {
+  const upstream = (service: string, allow_subresources: unknown) => ({
+    credentials: { 'aws-api': { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/api' } },
+    upstreams: { store: { url: 'https://s3.eu-west-1.amazonaws.com', inject: { aws_sigv4: { service, region: 'eu-west-1', credential: 'aws-api', allow_subresources } } } },
+  });
+
+  it('defaults to none and keeps guarded sub-resources, named in any case, lower-cased', () => {
+    expect(loadRaw(upstream('s3', undefined)).upstreams.store!.inject).toMatchObject({ kind: 'aws_sigv4', allowSubresources: [] });
+    expect(loadRaw(upstream('s3', ['acl', 'PublicAccessBlock', 'legal-hold'])).upstreams.store!.inject).toMatchObject({ allowSubresources: ['acl', 'publicaccessblock', 'legal-hold'] });
+  });
+
+  it('refuses a name Port does not guard (a typo would silently allow nothing) and any list on a service other than s3', () => {
+    expect(() => loadRaw(upstream('s3', ['acls']))).toThrow(/upstreams\.store\.inject\.aws_sigv4\.allow_subresources: "acls" is not a sub-resource Port refuses; use one of acl, policy, /);
+    expect(() => loadRaw(upstream('s3', ['list-type']))).toThrow(/"list-type" is not a sub-resource Port refuses/);
+    expect(() => loadRaw(upstream('execute-api', ['acl']))).toThrow(/allow_subresources: only applies to service: s3/);
+    expect(() => loadRaw(upstream('s3', 'acl'))).toThrow(/upstreams\.store\.inject/);
+  });
+});

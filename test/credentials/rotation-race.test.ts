@@ -112,8 +112,10 @@ describe('a rotation that loses the compare-and-set', () => {
     expect(winner).toBeDefined();
 
     // The loser's value, and only it, is discarded; version 1 (the winner's) stays current.
+    // Review G8: the discard names no version — the only number it could carry is 1, the
+    // winner's live value, which a hook keying values by version would delete.
     const discards = requests().filter((r) => r.action === 'discard');
-    expect(discards).toEqual([{ action: 'discard', credential: 'db', version: 1, rotation_id: loser.request_id, request_id: expect.any(String), timestamp: expect.any(Number) }]);
+    expect(discards).toEqual([{ action: 'discard', credential: 'db', rotation_id: loser.request_id, request_id: expect.any(String), timestamp: expect.any(Number) }]);
     expect(discards[0]!.request_id).not.toBe(loser.request_id);
     expect(requests().filter((r) => r.action === 'retire' && r.version === 1)).toEqual([]);
     expect((await a.rotation.status('db')).map((v) => [v.version, v.state])).toEqual([
@@ -145,7 +147,8 @@ describe('a rotation that loses the compare-and-set', () => {
     const current = (await a.rotation.current(c)).value;
     const loser = requests().find((r) => r.action === 'rotate' && current !== `value-${r.request_id}`)!;
     const denied = (await decisions(a.store)).find((r) => r.context.event === 'discard')!;
-    expect(denied).toMatchObject({ action: 'rotate', decision: 'deny', context: { event: 'discard', version: 1, rotation_id: loser.request_id } });
+    expect(denied).toMatchObject({ action: 'rotate', decision: 'deny', context: { event: 'discard', attempted_version: 1, rotation_id: loser.request_id } });
+    expect(denied.context).not.toHaveProperty('version');
     expect(denied.reason).toMatch(/^Discarding the unstored value of rotation [0-9a-f-]{36} of "db" failed: the rotation hook command exited with status 6; it may still be live: delete it by hand\.$/);
     expect(errors.some((m) => m.startsWith(`Discarding the unstored value of rotation ${loser.request_id}`))).toBe(true);
   });
@@ -163,7 +166,7 @@ describe('a rotation whose store write throws', () => {
     await rotation.start();
     await expect(rotation.rotate('db', 'admin')).rejects.toThrow('Rotation of "db" could not store its new value; the current value stays.');
     const [rotate] = requests().filter((r) => r.action === 'rotate');
-    expect(requests().filter((r) => r.action === 'discard')).toMatchObject([{ rotation_id: rotate!.request_id, version: 1 }]);
+    expect(requests().filter((r) => r.action === 'discard')).toEqual([{ action: 'discard', credential: 'db', rotation_id: rotate!.request_id, request_id: expect.any(String), timestamp: expect.any(Number) }]);
     expect((await rotation.current(c)).value).toBe('initial');
     expect(errors).toContain('storing version 1 of "db" failed');
     expect((await decisions(store)).some((r) => r.context.event === 'discard' && r.decision === 'allow')).toBe(true);

@@ -7,6 +7,8 @@
  * passed); nothing is asserted on speed.
  */
 import { execFile } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -159,10 +161,10 @@ async function runTool(args: string[], env: Record<string, string>) {
   }
 }
 
-/** A private copy of the job's token file and audience, as a process that kept them would hold. */
-function keepTokenFiles(job: Job): string {
+/** A private copy of the job's token file, audience and Port URL, as a process that kept them would hold. */
+function keepTokenFiles(job: Job, files = ['port-token', 'audience', 'url']): string {
   const keep = mkdtempSync(join(job.tmp, 'kept-'));
-  for (const f of ['port-token', 'audience']) {
+  for (const f of files) {
     copyFileSync(join(job.agent.env.PORT_PLUGIN_STATE_DIR!, f), join(keep, f));
     chmodSync(join(keep, f), 0o600);
   }
@@ -356,5 +358,108 @@ describe('renewal happens only inside the token’s own job', () => {
     expect((await victim.agent.hook('pre-exit')).code).toBe(0);
     victim.agent.close();
     thief.agent.close();
+  });
+});
+
+/** Another server a job's environment might point at (a staging Port): records every request it gets. */
+async function startOtherPort(): Promise<{ url: string; requests: string[]; close: () => Promise<void> }> {
+  const requests: string[] = [];
+  const server: Server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // `localhost`, not 127.0.0.1: the same server, but not the URL string the token was issued at.
+  const url = `http://localhost:${(server.address() as AddressInfo).port}`;
+  return { url, requests, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe('the job’s tokens go only to the Port that issued them (review G6)', () => {
+  let other: Awaited<ReturnType<typeof startOtherPort>>;
+  beforeAll(async () => {
+    other = await startOtherPort();
+  });
+  afterAll(async () => {
+    await other?.close();
+  });
+
+  it('another --url or PORT_URL is refused before anything is sent: no Port token, no Buildkite token, fresh or expiring', async () => {
+    const job = newJob();
+    expect((await job.agent.hook('environment')).code).toBe(0);
+    const file = tokenFile(job);
+    const first = readFileSync(file, 'utf8');
+    const redactionsBefore = h.sim.redactions(job.sim).length;
+    const refusal = `the token in ${file} was issued by the Port at ${h.url}, but --url or PORT_URL says ${other.url}; refusing to send it elsewhere`;
+
+    // A fresh token: the Port token itself is a bearer credential at Port; it is not sent either.
+    const fresh = await runTool(['--format', 'aws', '--url', other.url, '--token-file', file, 'aws-prod'], job.baseEnv);
+    expect(fresh).toMatchObject({ code: 1, stdout: '' });
+    expect(fresh.stderr).toContain(refusal);
+
+    await waitForExpiry(first);
+    for (const [args, env] of [
+      [['--url', other.url], job.baseEnv],
+      [[], { ...job.baseEnv, PORT_URL: other.url }],
+      [['--url', `${other.url}/`], job.baseEnv],
+    ] as const) {
+      const r = await runTool(['--format', 'aws', ...args, '--token-file', file, 'aws-prod'], env);
+      expect(r).toMatchObject({ code: 1, stdout: '' });
+      expect(r.stderr).toContain(refusal);
+    }
+    expect(other.requests).toEqual([]);
+    expect(h.sim.redactions(job.sim)).toHaveLength(redactionsBefore); // no Buildkite token was requested
+    expect(readFileSync(file, 'utf8')).toBe(first);
+    expect((await job.agent.hook('pre-exit')).code).toBe(0);
+    job.agent.close();
+  });
+
+  it('without --url and PORT_URL the pinned URL is used: an expired token file is renewed at the Port that issued it', async () => {
+    const job = newJob();
+    expect((await job.agent.hook('environment')).code).toBe(0);
+    const file = tokenFile(job);
+    const first = readFileSync(file, 'utf8');
+    await waitForExpiry(first);
+    const r = await runTool(['--format', 'aws', '--token-file', file, 'aws-prod'], job.baseEnv);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ Version: 1, AccessKeyId: expect.stringMatching(/^ASIA/) });
+    const second = readFileSync(file, 'utf8');
+    expect(second).not.toBe(first);
+    expect(decodeJwt(second).sub).toBe(job.sim.jobId);
+    expect((await job.agent.hook('pre-exit')).code).toBe(0);
+    job.agent.close();
+  });
+
+  it('the renewal itself refuses another URL (the guard pre-exit relies on too), and a token file without its url is not renewed', async () => {
+    const job = newJob();
+    expect((await job.agent.hook('environment')).code).toBe(0);
+    const file = tokenFile(job);
+    const first = readFileSync(file, 'utf8');
+    const noUrl = join(keepTokenFiles(job, ['port-token', 'audience']), 'port-token');
+    await waitForExpiry(first);
+    const redactionsBefore = h.sim.redactions(job.sim).length;
+
+    const lib = join(PLUGIN_DIR, 'lib');
+    let renew: { code: number; stdout: string; stderr: string };
+    try {
+      const r = await execFileP('bash', ['-c', `set -euo pipefail; . "${lib}/port.bash"; . "${lib}/token.bash"; port_renew_token_file "$1" "$2" "$3"`, 'renew', other.url, file, first], {
+        env: job.baseEnv,
+      });
+      renew = { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      renew = err as { code: number; stdout: string; stderr: string };
+    }
+    expect(renew.code).toBe(1);
+    expect(renew.stderr).toContain(`refusing to renew the token in ${file} at ${other.url}: it was issued by the Port at ${h.url}`);
+
+    const r = await runTool(['--format', 'aws', '--url', h.url, '--token-file', noUrl, 'aws-prod'], job.baseEnv);
+    expect(r).toMatchObject({ code: 1, stdout: '' });
+    expect(r.stderr).toContain('cannot be renewed here: there is no url file next to the token file');
+
+    expect(other.requests).toEqual([]);
+    expect(h.sim.redactions(job.sim)).toHaveLength(redactionsBefore);
+    expect(readFileSync(file, 'utf8')).toBe(first);
+    expect((await job.agent.hook('pre-exit')).code).toBe(0);
+    job.agent.close();
   });
 });

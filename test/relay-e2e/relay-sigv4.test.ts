@@ -16,6 +16,26 @@ when { resource == Port::Upstream::"api" || resource == Port::Upstream::"bucket"
 permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"dynamo")
 when { context has aws_target && context.aws_target == "DynamoDB_20120810.GetItem" };
 
+@id("artifacts-put")
+@reason("deploy jobs may upload under artifacts/deploy/")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource)
+when { (resource == Port::Upstream::"artifacts" || resource == Port::Upstream::"artifacts-acl") && context.method == "PUT" && context.path like "/artifacts/deploy/*" };
+
+@id("artifacts-list")
+@reason("jobs may list the artifacts bucket (ListObjectsV2 and its paging parameters only)")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"artifacts")
+when {
+  context.method == "GET" && context.path == "/artifacts" && context has aws_query_keys &&
+  context.aws_query_keys.contains("list-type") &&
+  ["list-type", "prefix", "delimiter", "continuation-token", "max-keys"].containsAll(context.aws_query_keys)
+};
+
+@id("acl-only-for-release")
+@reason("only the release pipeline may set object ACLs")
+forbid (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"artifacts-acl")
+when { context has aws_query_keys && context.aws_query_keys.contains("acl") }
+unless { principal.pipeline_slug == "release" };
+
 @id("aws-api-credential")
 @reason("jobs may also take the API's credential themselves")
 permit (principal is Port::Job, action == Port::Action::"assume", resource == Port::Credential::"aws-api");
@@ -57,6 +77,8 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
             inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api', forward_headers: ['X-Amz-Meta-*', 'x-amz-copy-source'] } },
           },
           dynamo: { url: dynamo.url, timeout: 5, inject: { aws_sigv4: { service: 'dynamodb', region: 'us-east-1', credential: 'aws-api', forward_headers: ['x-amz-target'] } } },
+          artifacts: { url: s3.url, timeout: 5, inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api' } } },
+          'artifacts-acl': { url: s3.url, timeout: 5, inject: { aws_sigv4: { service: 's3', region: 'eu-west-1', credential: 'aws-api', allow_subresources: ['acl'] } } },
         },
       },
     });
@@ -266,5 +288,98 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     const seen = await (await relay('/api/shared', token)).json();
     expect(seen.accessKeyId).toBe(AccessKeyId);
     expect(sts.calls.length - before).toBe(1);
+  });
+  describe('review G9: the query names the S3 operation', () => {
+    const decisionRecord = async (id: string | null) => (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
+
+    it('a policy allowing PUT on a path refuses the same PUT with ?acl (and every spelling of it), before anything is signed or sent', async () => {
+      const { token } = await jobToken();
+      const put = (query: string, method = 'PUT') => relay(`/artifacts/artifacts/deploy/x${query}`, token, { method, body: '<AccessControlPolicy/>' });
+      const ok = await put('');
+      expect(ok.status).toBe(200);
+      expect((await ok.json()).url).toBe('/artifacts/deploy/x');
+      const served = s3.requests.length;
+      // Same token, method and path right after an allow: the decision cache must not answer.
+      for (const query of ['?acl', '?acl=', '?ACL', '?%61cl', '?x-id=PutObjectAcl&acl', '?tagging', '?retention', '?legal-hold', '?policy']) {
+        const res = await put(query);
+        expect(res.status, query).toBe(403);
+        const body = await res.json();
+        expect(body.error, query).toBe('subresource_not_allowed');
+        expect(body.error_description).toMatch(/^The S3 sub-resource \?[A-Za-z-]+ is not allowed on this upstream/);
+      }
+      // Multi-object delete names its keys in the body, outside any path a policy sees.
+      const del = await relay('/artifacts/artifacts?delete', token, { method: 'POST', body: '<Delete><Object><Key>prod/db.env</Key></Object></Delete>' });
+      expect(del.status).toBe(403);
+      expect((await del.json()).error).toBe('subresource_not_allowed');
+      expect(s3.requests.length).toBe(served);
+    });
+
+    it('x-amz-* query parameters (S3 reads them as headers, bypassing forward_headers) are refused on every SigV4 upstream', async () => {
+      const { token } = await jobToken();
+      const served = s3.requests.length + api.requests.length;
+      for (const path of ['/artifacts/artifacts/deploy/x?x-amz-acl=public-read', '/artifacts/artifacts/deploy/x?X-Amz-Grant-Read=uri%3Devil', '/bucket-meta/artifacts/deploy/x?x-amz-copy-source=/prod/db.env', '/api/x?X-Amz-Security-Token=forged']) {
+        const res = await relay(path, token, { method: 'PUT', body: 'x' });
+        expect(res.status, path).toBe(400);
+        const body = await res.json();
+        expect(body.error).toBe('invalid_request');
+        expect(body.error_description).toMatch(/x-amz-\* parameter/);
+        expect(JSON.stringify(body)).not.toMatch(/public-read|evil|forged/);
+      }
+      expect(s3.requests.length + api.requests.length).toBe(served);
+    });
+
+    it('the query names are context.aws_query_keys: a policy allows ?list-type=2 listing and refuses any other key; values are never logged', async () => {
+      const { token } = await jobToken();
+      const list = await relay('/artifacts/artifacts?list-type=2&prefix=deploy%2F&max-keys=10', token);
+      expect(list.status).toBe(200);
+      expect((await list.json()).url).toBe('/artifacts?list-type=2&prefix=deploy%2F&max-keys=10');
+      const served = s3.requests.length;
+      // Right after the allow, same token, method and path: another key set is decided again.
+      const versions = await relay('/artifacts/artifacts?list-type=2&versions&prefix=secret-prefix-value', token);
+      expect(versions.status).toBe(403);
+      expect((await versions.json()).error).toBe('access_denied');
+      const record = await decisionRecord(versions.headers.get('x-port-decision-id'));
+      expect(record.context).toMatchObject({ upstream: 'artifacts', method: 'GET', path: '/artifacts', aws_query_keys: ['list-type', 'prefix', 'versions'] });
+      expect(JSON.stringify(record)).not.toContain('secret-prefix-value');
+      // No list-type, or no query at all: ListObjects v1 and versions are not what the policy allows.
+      for (const path of ['/artifacts/artifacts?versions', '/artifacts/artifacts', '/artifacts/artifacts?List-Type=2&uploads']) {
+        const res = await relay(path, token);
+        expect(res.status, path).toBe(403);
+        await res.body?.cancel();
+      }
+      // Names are decoded and lower-cased as AWS reads them, so a spelling can't dodge the policy.
+      const spelled = await relay('/artifacts/artifacts?List-Type=2&%50refix=x', token);
+      expect(spelled.status).toBe(200);
+      await spelled.body?.cancel();
+      expect(s3.requests.length).toBe(served + 1);
+      const malformed = await relay('/artifacts/artifacts?list-type=2&%zz', token);
+      expect(malformed.status).toBe(400);
+      expect((await malformed.json()).error).toBe('invalid_request');
+    });
+
+    it('allow_subresources lets a guarded sub-resource through to policy, which decides on it; the others stay refused', async () => {
+      const deploy = await jobToken('deploy');
+      const release = await jobToken('release');
+      const putAcl = (token: string, pipeline: string) =>
+        relay(`/artifacts-acl/artifacts/deploy/${pipeline}?acl`, token, { method: 'PUT', body: '<AccessControlPolicy/>', headers: { 'content-type': 'application/xml' } });
+      const denied = await putAcl(deploy.token, 'deploy');
+      expect(denied.status).toBe(403);
+      expect((await denied.json()).error).toBe('access_denied');
+      expect((await decisionRecord(denied.headers.get('x-port-decision-id'))).policies).toEqual([expect.objectContaining({ id: 'acl-only-for-release' })]);
+      const allowed = await putAcl(release.token, 'release');
+      expect(allowed.status).toBe(200);
+      const seen = await allowed.json();
+      expect(seen).toMatchObject({ outcome: 'ok', url: '/artifacts/deploy/release?acl' });
+      const other = await relay('/artifacts-acl/artifacts/deploy/x?policy', release.token, { method: 'PUT', body: '{}' });
+      expect(other.status).toBe(403);
+      expect((await other.json()).error).toBe('subresource_not_allowed');
+    });
+
+    it('on other services the query is not guarded but still reaches policy as aws_query_keys', async () => {
+      const { token } = await jobToken();
+      const res = await relay('/api/items?acl&Action=List', token);
+      expect(res.status).toBe(200);
+      expect((await res.json()).url).toBe('/prod/items?acl&Action=List');
+    });
   });
 });

@@ -78,7 +78,7 @@ describe('SCIM re-activation lifts the revocation SCIM made (F4)', () => {
     expect(await works(h, token)).toBe(true);
     expect((await h.exchange(await h.bkToken(b))).status).toBe(200);
     const lift = (await records('unrevoke')).find((r) => r.resource === `Port::User::"${email}"`)!;
-    expect(lift).toMatchObject({ principal: 'scim', context: { scope: 'user', only_origin: 'scim', lifted: 1, still_revoked_until: null } });
+    expect(lift).toMatchObject({ principal: 'scim', context: { scope: 'user', origins: ['scim'], lifted: 1, still_revoked_by: [], still_revoked_until: null } });
     const provision = (await records('scim_provision')).filter((r) => r.principal === `Port::User::"${email}"`).at(-1)!;
     expect(provision.context).toMatchObject({ revocation_lift: 'done' });
   });
@@ -98,7 +98,7 @@ describe('SCIM re-activation lifts the revocation SCIM made (F4)', () => {
     };
     expect(listed.revocations.find((r) => r.scope === 'user' && r.id === email)).toMatchObject({ by: ['admin'], reason: 'under investigation' });
     const lift = (await records('unrevoke')).find((r) => r.resource === `Port::User::"${email}"`)!;
-    expect(lift.context).toMatchObject({ only_origin: 'scim', lifted: 1 });
+    expect(lift.context).toMatchObject({ origins: ['scim'], lifted: 1, still_revoked_by: ['admin'] });
     expect(typeof lift.context.still_revoked_until).toBe('string');
 
     expect((await h.lift({ scope: 'user', id: email })).status).toBe(200);

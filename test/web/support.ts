@@ -6,6 +6,8 @@
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -15,6 +17,7 @@ import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
+import { RevocationList } from '../../src/revocation/revocation-list.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { webRoutes } from '../../src/web/approvals-pages.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
@@ -33,6 +36,7 @@ export interface WebEnv {
   store: SqliteStore;
   bk: FakeBuildkite;
   approvals: ApprovalService;
+  revocations: RevocationList;
   app: FastifyInstance;
   /** A blocked feature-branch build by dev@ and the pending approval request it opened. */
   openFeatureRequest(number: number, init?: Partial<BuildkiteBuildSummary>): Promise<ApprovalRequestRecord>;
@@ -51,6 +55,12 @@ export interface WebOptions {
   users?: Record<string, IdpPerson>;
   /** Port's clock (the IdP keeps real time). */
   now?: () => number;
+  /**
+   * Serve Port over TLS with this key and certificate at `https://<host>:<port>` (its
+   * public_url; `host` must resolve to 127.0.0.1 for the client, e.g. through a lookup
+   * or Chromium's host-resolver rules). Default: plain http on 127.0.0.1.
+   */
+  tls?: { key: string; cert: string; host: string };
 }
 
 /** Starts the IdP and Port's web routes, each on its own 127.0.0.1 port. */
@@ -61,8 +71,10 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
   writeFileSync(join(dir, 'sso-secret'), `${IDP_CLIENT_SECRET}\n`);
 
   // Port's socket first: the IdP needs Port's redirect URI, Port needs the IdP's issuer.
-  let portServer = createServer();
-  const url = await listening(portServer);
+  const newServer = (): Server => (opts.tls ? (createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }) as unknown as Server) : createServer());
+  let portServer = newServer();
+  const local = await listening(portServer);
+  const url = opts.tls ? `https://${opts.tls.host}:${new URL(local).port}` : local;
   const idp = await startIdp({ redirectUris: [`${url}/auth/callback`], ...(opts.users ? { users: opts.users } : {}) });
   const idpUrl = idp.url;
 
@@ -78,7 +90,8 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
   const config = configFromObject(raw, join(dir, 'port.yaml'));
   const store = SqliteStore.open(join(dir, 'port.db'));
   const bk = new FakeBuildkite();
-  const approvals = new ApprovalService({ config, policy: await PolicyEngine.open(config.policies), store, log: new DecisionLog(store), api: bk });
+  const revocations = await RevocationList.open(store);
+  const approvals = new ApprovalService({ config, policy: await PolicyEngine.open(config.policies), store, log: new DecisionLog(store), api: bk, revocations });
 
   const startApp = async (server: Server): Promise<FastifyInstance> => {
     const app = Fastify({
@@ -88,7 +101,7 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
         return server;
       },
     });
-    webRoutes(app, { config, store, approvals, publicUrl: url, ...(opts.now ? { now: opts.now } : {}) });
+    webRoutes(app, { config, store, approvals, publicUrl: url, revocations, ...(opts.now ? { now: opts.now } : {}) });
     await app.ready();
     return app;
   };
@@ -102,6 +115,7 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
     store,
     bk,
     approvals,
+    revocations,
     get app() {
       return app;
     },
@@ -109,7 +123,7 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
       await app.close();
       portServer.closeAllConnections();
       await new Promise<void>((resolve) => (portServer.listening ? portServer.close(() => resolve()) : resolve()));
-      const server = createServer();
+      const server = newServer();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(Number(new URL(url).port), '127.0.0.1', () => resolve());
@@ -158,7 +172,11 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
 export class Agent {
   readonly cookies = new Map<string, string>();
 
-  constructor(private readonly base: string) {}
+  /** `dispatcher`: an undici dispatcher (e.g. trusting a test CA, resolving a test host name). */
+  constructor(
+    private readonly base: string,
+    private readonly dispatcher?: Dispatcher,
+  ) {}
 
   async request(pathOrUrl: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
     const target = new URL(pathOrUrl, this.base);
@@ -166,7 +184,11 @@ export class Agent {
     if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     if (init.form) headers['content-type'] = 'application/x-www-form-urlencoded';
     const method = init.method ?? (init.form ? 'POST' : 'GET');
-    const send = () => fetch(target, { method, headers, redirect: 'manual', ...(init.form ? { body: new URLSearchParams(init.form).toString() } : {}) });
+    const body = init.form ? { body: new URLSearchParams(init.form).toString() } : {};
+    const send = (): Promise<Response> =>
+      this.dispatcher
+        ? (undiciFetch(target, { method, headers, redirect: 'manual', dispatcher: this.dispatcher, ...body }) as unknown as Promise<Response>)
+        : fetch(target, { method, headers, redirect: 'manual', ...body });
     let res: Response;
     try {
       res = await send();

@@ -122,9 +122,15 @@ export class CredentialService {
 
     const refusal = this.deps.revocations.refusalOf(portTokenFacts(claims), now);
     if (refusal !== undefined) {
-      // The plugin's renewal keys on "revoked" here: a revoked token is never renewed.
-      const why = refusal.kind === 'revoked' && refusal.revocation.scope === 'token' ? '' : `: ${refusalMessage(refusal)}`;
-      return refuse(new CredentialError('invalid_token', `The Port token has been revoked${why || '.'}`), {
+      // The plugin's renewal keys on "revoked": a revoked token is never renewed, while a
+      // token refused for a missing pool claim or an unknown creator may be exchanged afresh.
+      const message =
+        refusal.kind !== 'revoked'
+          ? `The Port token is refused: ${refusalMessage(refusal)}`
+          : refusal.revocation.scope === 'token'
+            ? 'The Port token has been revoked.'
+            : `The Port token has been revoked: ${refusalMessage(refusal)}`;
+      return refuse(new CredentialError('invalid_token', message), {
         check: 'revoked',
         revocation: refusalContext(refusal),
       });

@@ -13,12 +13,16 @@ import { commandEnvironment, describeFailure, dropTrailingNewline, MAX_COMMAND_O
  * - `retire`: version N's overlap is over; delete it. `rotation_id` is the `request_id`
  *   of the rotate call that created it (absent for version 0), `value_id` the id you answered.
  * - `discard`: the value the rotate call `rotation_id` produced was never stored (another
- *   Port process stored its own version N first); delete *that* value, not version N.
+ *   Port process stored its own version first, or the write failed); delete *that* value.
+ *   It carries no `version` (review G8): the only version number it could name is the one
+ *   the winner now serves to jobs, and a hook that keys values by version, or treats an
+ *   unknown action as `retire`, would delete the live value.
+ * A hook refuses (non-zero exit, non-2xx) an action it doesn't know.
  */
 export type RotationHookRequest =
   | { action: 'rotate'; credential: string; version: number; previous_version: number }
   | { action: 'retire'; credential: string; version: number; rotation_id?: string; value_id?: string }
-  | { action: 'discard'; credential: string; version: number; rotation_id: string; value_id?: string };
+  | { action: 'discard'; credential: string; rotation_id: string; value_id?: string };
 
 /** A new value from `rotate`, with the handles a later retire/discard names it by. */
 export interface RotatedValue {

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
+import { commandRunner } from './command-runner.js';
 
 /** Most a secret command or rotation hook may print; more is refused, not truncated. */
 export const MAX_COMMAND_OUTPUT = 64 * 1024;
 
 /** Why a command produced no usable output; never its output or stderr (they may hold the secret). */
-export type CommandFailure = { kind: 'exit'; status: number | string } | { kind: 'timeout'; seconds: number } | { kind: 'too_large' } | { kind: 'spawn' };
+export type CommandFailure = { kind: 'exit'; status: number | string } | { kind: 'timeout'; seconds: number } | { kind: 'too_large' } | { kind: 'spawn' } | { kind: 'runner' };
 
 export type CommandResult = { ok: true; stdout: string } | { ok: false; failure: CommandFailure };
 
@@ -34,52 +34,24 @@ export function commandEnvironment(credential: string, allowed: readonly string[
  * Runs `command` with `/bin/sh -c` in its own process group with exactly `env` as its
  * environment, `stdin` (or nothing) on its standard input, stdout captured up to
  * MAX_COMMAND_OUTPUT and stderr discarded. On timeout the whole group is killed so a
- * backgrounded child can't keep the secret's pipe open.
+ * backgrounded child can't keep the secret's pipe open. The spawn happens in the command
+ * runner (command-runner.ts), so Port's event loop doesn't stop while it forks.
  */
-export function runCommand(command: string, opts: { timeoutSeconds: number; env: Record<string, string>; stdin?: string }): Promise<CommandResult> {
-  return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'ignore'], detached: true, env: opts.env });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failure: CommandFailure | undefined;
-    let settled = false;
-    const kill = () => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    };
-    const finish = (result: CommandResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(result);
-    };
-    const timer = setTimeout(() => {
-      failure = { kind: 'timeout', seconds: opts.timeoutSeconds };
-      kill();
-    }, opts.timeoutSeconds * 1000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_COMMAND_OUTPUT) {
-        failure ??= { kind: 'too_large' };
-        kill();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    if (child.stdin) {
-      child.stdin.on('error', () => undefined); // the command may not read its stdin
-      child.stdin.end(opts.stdin);
-    }
-    child.on('error', () => finish({ ok: false, failure: { kind: 'spawn' } }));
-    child.on('close', (code, signal) => {
-      if (failure) return finish({ ok: false, failure });
-      if (code !== 0) return finish({ ok: false, failure: { kind: 'exit', status: code ?? signal ?? 'unknown' } });
-      finish({ ok: true, stdout: Buffer.concat(chunks).toString('utf8') });
-    });
+export async function runCommand(command: string, opts: { timeoutSeconds: number; env: Record<string, string>; stdin?: string }): Promise<CommandResult> {
+  const outcome = await commandRunner.run({
+    command,
+    env: opts.env,
+    ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+    timeoutMs: opts.timeoutSeconds * 1000,
+    maxOutput: MAX_COMMAND_OUTPUT,
   });
+  if (outcome.kind === 'runner_stopped') return { ok: false, failure: { kind: 'runner' } };
+  const a = outcome.answer;
+  if (a.spawnFailed) return { ok: false, failure: { kind: 'spawn' } };
+  if (a.timedOut) return { ok: false, failure: { kind: 'timeout', seconds: opts.timeoutSeconds } };
+  if (a.truncated) return { ok: false, failure: { kind: 'too_large' } };
+  if (a.exitCode !== 0 || a.stdout === undefined) return { ok: false, failure: { kind: 'exit', status: a.exitCode ?? a.signal ?? 'unknown' } };
+  return { ok: true, stdout: a.stdout };
 }
 
 /** One sentence for a failure: the exit status or the timeout, nothing the command printed. */
@@ -93,6 +65,8 @@ export function describeFailure(f: CommandFailure): string {
       return `printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB`;
     case 'spawn':
       return 'could not be started';
+    case 'runner':
+      return "was cut short: Port's command runner stopped";
   }
 }
 

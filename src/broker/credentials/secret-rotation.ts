@@ -204,9 +204,11 @@ export class SecretRotation {
    */
   private async discard(cred: SecretCredentialConfig, version: number, rotated: RotatedValue, trigger: RotationTrigger): Promise<void> {
     const handles = { rotation_id: rotated.rotationId, ...(rotated.valueId !== undefined ? { value_id: rotated.valueId } : {}) };
-    const base = { event: 'discard', trigger, version, ...handles };
+    // `attempted_version`: the number this rotation tried to store, now another rotation's
+    // live value; the hook is never told it (rotation-hook.ts, review G8).
+    const base = { event: 'discard', trigger, attempted_version: version, ...handles };
     try {
-      await requestRetirement(cred.rotation!.hook, { action: 'discard', credential: cred.name, version, ...handles }, cred.rotation!.timeout);
+      await requestRetirement(cred.rotation!.hook, { action: 'discard', credential: cred.name, ...handles }, cred.rotation!.timeout);
     } catch (err) {
       const reason = `Discarding the unstored value of rotation ${rotated.rotationId} of "${cred.name}" failed: ${(err as Error).message}; it may still be live: delete it by hand.`;
       this.deps.onError(err, reason);

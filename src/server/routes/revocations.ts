@@ -6,6 +6,7 @@ import { jtiHash } from '../../audit/token-hash.js';
 import { PortError } from '../../errors.js';
 import { identityFromClaims } from '../../identity/claims.js';
 import { identityClaims, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
+import { revocationEnd, type RevocationOrigin } from '../../revocation/revocation-list.js';
 import type { RevocationService } from '../../revocation/revocation-service.js';
 import { parseLiftRequest, parseRevocationRequest } from '../../revocation/revocation-target.js';
 import type { AdminAuthenticator } from '../admin-auth.js';
@@ -98,7 +99,8 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
     },
   );
 
-  // Lifting: the admin only. Answered once the lift is durable; 404 when nothing was in force.
+  // Lifting: the admin only. Answered once the lift is durable; 404 when nothing was in
+  // force; 409 when only a job's own end is (LIFTABLE_ORIGINS: a finished job stays finished).
   app.delete(REVOCATIONS_PATH, jsonBody, async (request, reply) => {
     reply.header('Cache-Control', 'no-store');
     if (!deps.admin.isAdmin(request)) {
@@ -111,6 +113,7 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
     const target = parseLiftRequest(request.body);
     const result = await deps.service.lift({ ...target, actor: 'admin', context: { request_id: request.id, remote_address: request.ip } });
     if (result.lifted === 0) {
+      if (result.still_revoked_by.length > 0) throw notLiftable(result.still_revoked_by);
       throw new RevocationApiError('not_revoked', `No ${target.scope} revocation of that id is in force; nothing was lifted.`, 404);
     }
     return result;
@@ -124,7 +127,7 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
         scope: r.scope,
         id: r.id,
         revoked_at: new Date(r.revokedAt).toISOString(),
-        expires_at: new Date(r.expiresAt).toISOString(),
+        expires_at: revocationEnd(r.expiresAt),
         reason: r.reason,
         by: r.origins,
       })),
@@ -151,6 +154,14 @@ function jobContext(claims: PortTokenClaims): Record<string, unknown> {
     job: { ...identityClaims(identityFromClaims(claims)), ...(claims.build_creator !== undefined ? { build_creator: claims.build_creator } : {}) },
     port_token: { jti_sha256: jtiHash(claims.jti) },
   };
+}
+
+/** 409: what is in force is a job's (or token's) own end, which no lift undoes. */
+function notLiftable(by: RevocationOrigin[]): RevocationApiError {
+  const why = by.includes('webhook') || by.includes('job')
+    ? 'The job has finished (job.finished) or revoked itself, and a finished job stays finished'
+    : "The token's holder revoked it (RFC 7009), and a token given up stays given up";
+  return new RevocationApiError('not_liftable', `${why}: that revocation can't be lifted; nothing was lifted.`, 409);
 }
 
 function tooLarge(): RevocationApiError {
