@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DecisionLog } from '../audit/decision-log.js';
 import { entityString } from '../audit/decision-from-policy.js';
-import { jtiHash } from '../audit/token-hash.js';
 import type { AwsRoleProvider, AwsSession } from '../broker/credentials/aws-role-provider.js';
 import { CredentialError } from '../broker/credentials/errors.js';
 import type { AwsRoleCredentialConfig, PortConfig } from '../config/config.js';
@@ -50,7 +49,6 @@ export class AwsRelaySessions implements AwsSessionSource {
   }
 
   private async record(cred: AwsRoleCredentialConfig, caller: RelayCaller, upstream: string, s: AwsSession, now: number): Promise<void> {
-    const job = identityClaims(caller.identity);
     await this.log.record([
       {
         id: randomUUID(),
@@ -62,8 +60,8 @@ export class AwsRelaySessions implements AwsSessionSource {
         policies: [],
         reason: `AWS session for SigV4 signing on upstream ${upstream} (the request was allowed by proxy)`,
         context: {
-          job,
-          ...(caller.kind === 'port' ? { port_token: { jti_sha256: jtiHash(caller.tokenId) } } : {}),
+          // The caller's job (with its creator) and token hash, as on the relay's own records.
+          ...caller.recordContext,
           relay: { upstream },
           credential: {
             type: 'aws_role',

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jtiHash } from '../../src/audit/token-hash.js';
 import { startHarness, TEST_POLICIES, type Harness } from '../helpers/port-harness.js';
 import { rawRequestUrl } from '../helpers/relay/raw-http.js';
 import { AwsServiceSimulator, AwsSimError, StsSimulator } from '../../src/sim/aws-sts/index.js';
@@ -154,6 +155,16 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seenB.accessKeyId).not.toBe(seenA1.accessKeyId);
     expect(seenA1.sessionName).toContain(a.job.jobId);
     expect(seenB.sessionName).toContain(b.job.jobId);
+    // Each session is one `assume` record naming the job and its Port token's hash (lineage links by it).
+    const assumed = (await h.port.store.readDecisions(0, 100_000))
+      .map((e) => e.record)
+      .filter((r) => r.action === 'assume' && (r.context as { relay?: unknown }).relay !== undefined && r.principal === `Port::Job::"${a.job.jobId}"`);
+    expect(assumed).toHaveLength(1);
+    const ctx = assumed[0]!.context as { job: { job_id: string }; port_token: { jti_sha256: string }; credential: { session_name: string } };
+    expect(ctx.job.job_id).toBe(a.job.jobId);
+    expect(ctx.port_token.jti_sha256).toBe(jtiHash(JSON.parse(Buffer.from(a.token.split('.')[1]!, 'base64url').toString()).jti));
+    expect(ctx.credential.session_name).toBe(seenA1.sessionName);
+    expect(JSON.stringify(assumed[0])).not.toContain(a.token);
   });
 
   it('a revoked job is refused before anything is signed', async () => {
