@@ -80,23 +80,12 @@ export class ApprovalService {
     const now = this.now();
     const context = { build: buildContext(build, pipeline), job_id: job.id, step: { key: step.key, label: step.label } };
     const authors = [build.creator?.email, build.author?.email].filter((e): e is string => !!e).map((e) => e.toLowerCase());
+    // One request per blocked job: what every request for this step starts from.
+    const base = { id: randomUUID(), jobId: job.id, buildId: build.id, build: facts, step, authors, createdAt: now, approvals: [] };
     const revoked = this.stepRevocation(job.id, buildIdOf(facts), authors, now);
     if (revoked !== undefined) {
       const reason = `Port will not unblock this step: ${revocationSentence(revoked)}.`;
-      const closed: ApprovalRequestRecord = {
-        id: randomUUID(),
-        jobId: job.id,
-        buildId: build.id,
-        build: facts,
-        step,
-        authors,
-        requirement: revokedRequirement(reason),
-        status: 'revoked',
-        createdAt: now,
-        expiresAt: now,
-        closedAt: now,
-        approvals: [],
-      };
+      const closed: ApprovalRequestRecord = { ...base, requirement: revokedRequirement(reason), status: 'revoked', expiresAt: now, closedAt: now };
       if (!(await this.deps.store.createApprovalRequest(closed))) return;
       await this.deps.log.record([
         this.event('unblock', principal, resource, reason, { ...context, request_id: closed.id, revocation: revocationContext(revoked) }, 'deny'),
@@ -135,17 +124,10 @@ export class ApprovalService {
     const fromPolicies = requirementFrom(decision, this.deps.policy);
     const requirement = noCreator ? withNoCreatorRule(fromPolicies, noCreator, build.source ?? '') : fromPolicies;
     const request: ApprovalRequestRecord = {
-      id: randomUUID(),
-      jobId: job.id,
-      buildId: build.id,
-      build: facts,
-      step,
-      authors,
+      ...base,
       requirement,
       status: 'pending',
-      createdAt: now,
       expiresAt: now + this.deps.config.approvals.expireAfter * 1000,
-      approvals: [],
     };
     if (!(await this.deps.store.createApprovalRequest(request))) return;
     const noCreatorContext = noCreator ? { no_creator: noCreator } : {};

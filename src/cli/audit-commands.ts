@@ -22,6 +22,7 @@ import { ConfigError } from '../errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { UsageError } from './usage-error.js';
 
 /** Where the commands write; tests pass their own. */
 export interface AuditCliIO {
@@ -60,8 +61,6 @@ export interface LineageCliOptions extends AuditConfigOptions {
   json?: boolean;
 }
 
-/** A mistake in how the command was called: exit 2. */
-class UsageError extends Error {}
 
 /** Problems listed by `verify` before "… and N more". */
 const LISTED_PROBLEMS = 20;

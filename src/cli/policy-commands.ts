@@ -17,6 +17,7 @@ import { buildJobRequest, claimsWithDefaults, JOB_ACTIONS, type JobAction } from
 import { loadPolicyDir } from '../policy/loader.js';
 import { runPolicyTests, toCedarRecord } from '../policy/test-cases.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { UsageError } from './usage-error.js';
 
 /** Where the commands write and read; tests pass their own. */
 export interface PolicyCliIO {
@@ -49,8 +50,6 @@ export interface ExplainOptions extends FolderOptions {
   json?: boolean;
 }
 
-/** A mistake in how the command was called: exit 2. */
-class UsageError extends Error {}
 
 export function registerPolicyCommands(program: Command, io: PolicyCliIO = processIO): void {
   const policy = program.command('policy').description('author and check Cedar policies');

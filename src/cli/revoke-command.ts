@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
 import { loadConfig } from '../config/config.js';
-import { resolveSecretRef } from '../config/secret-ref.js';
 import { REVOCATION_SCOPES, type RevocationScope } from '../revocation/revocation-list.js';
 import type { LiftResult, RevocationResult } from '../revocation/revocation-service.js';
 import { EXPIRES_IN_RULE, normaliseId, revocationLifetime } from '../revocation/revocation-target.js';
+import { configuredAdminToken, portUrl } from './admin-target.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+import { UsageError } from './usage-error.js';
 
 interface RevokeOptions {
   reason?: string;
@@ -17,7 +18,6 @@ interface RevokeOptions {
   json?: boolean;
 }
 
-class UsageError extends Error {}
 
 /**
  * `port revoke <scope> <id> [--for DURATION]`: `POST /v1/revocations` with the admin token
@@ -97,16 +97,8 @@ async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Pr
   const expiresIn = opts.for === undefined ? undefined : revocationLifetime(opts.for);
   if (opts.for !== undefined && expiresIn === undefined) throw new UsageError(`--for must be ${EXPIRES_IN_RULE}`);
   const config = opts.config === undefined ? undefined : loadConfig(opts.config);
-  let url = opts.url ?? process.env.PORT_URL;
-  if (url === undefined && config) {
-    const { host, port } = config.server.listen;
-    // Run beside Port: its own listen address; a wildcard or ephemeral one says nothing, so public_url.
-    url = port === 0 ? config.server.publicUrl : `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
-  }
-  if (!url) throw new UsageError("give Port's URL with --url, $PORT_URL or -c port.yaml");
-  url = url.replace(/\/+$/, '');
-  const adminSource = config?.server.adminToken;
-  const adminToken = adminSource ? resolveSecretRef(adminSource.ref, adminSource.key, adminSource.baseDir) : process.env.PORT_ADMIN_TOKEN || undefined;
+  const url = portUrl(opts.url, config);
+  const adminToken = configuredAdminToken(config);
 
   let id = idArg;
   if (scope === 'token') {

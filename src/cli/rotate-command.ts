@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
 import { loadConfig } from '../config/config.js';
-import { resolveSecretRef } from '../config/secret-ref.js';
+import { configuredAdminToken, portUrl } from './admin-target.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+import { UsageError } from './usage-error.js';
 
 interface RotateOptions {
   config?: string;
@@ -11,7 +12,6 @@ interface RotateOptions {
   json?: boolean;
 }
 
-class UsageError extends Error {}
 
 /**
  * `port rotate <name>`: rotates a secret now through the admin API
@@ -64,23 +64,14 @@ export function registerRotateCommand(program: Command): void {
 
 function target(opts: RotateOptions): { url: string; token: string } {
   const config = opts.config === undefined ? undefined : loadConfig(opts.config);
-  let url = opts.url ?? process.env.PORT_URL;
-  if (url === undefined && config) {
-    const { host, port } = config.server.listen;
-    // Run beside Port: its own listen address; a wildcard or ephemeral one says nothing, so public_url.
-    url = port === 0 ? config.server.publicUrl : `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
-  }
-  if (!url) throw new UsageError("give Port's URL with --url, $PORT_URL or -c port.yaml");
+  const url = portUrl(opts.url, config);
   let token: string | undefined;
   if (opts.adminTokenEnv !== undefined) {
     token = process.env[opts.adminTokenEnv];
     if (!token) throw new UsageError(`$${opts.adminTokenEnv} (--admin-token-env) is not set`);
-  } else if (config?.server.adminToken) {
-    const s = config.server.adminToken;
-    token = resolveSecretRef(s.ref, s.key, s.baseDir);
   } else {
-    token = process.env.PORT_ADMIN_TOKEN;
+    token = configuredAdminToken(config);
     if (!token) throw new UsageError('no admin token: set $PORT_ADMIN_TOKEN, pass --admin-token-env VAR, or -c a config with server.admin_token');
   }
-  return { url: url.replace(/\/+$/, ''), token };
+  return { url, token };
 }
