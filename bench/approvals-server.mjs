@@ -144,7 +144,7 @@ childMain({
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
-    port = await startPort(configFromObject(raw, file), { logger: false, watchPolicies: false });
+    port = await startPort(configFromObject(raw, file), { logger: false, watchPolicies: false, createStore: true });
     for (const u of users) await port.store.upsertUser({ email: u.email, active: true, groups: u.groups, updatedAt: Date.now() });
     process.send({ type: 'ready', url: port.url, policies: port.policy.policies.length });
   },

@@ -49,7 +49,7 @@ childMain({
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
-    port = await startPort(configFromObject(raw, file), { logger: logLevel !== undefined });
+    port = await startPort(configFromObject(raw, file), { logger: logLevel !== undefined, createStore: true });
     process.send({ type: 'ready', url: port.url });
   },
   ...profilerHandlers(),

@@ -49,7 +49,7 @@ childMain({
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
-    port = await startPort(configFromObject(raw, file), { logger: false });
+    port = await startPort(configFromObject(raw, file), { logger: false, createStore: true });
     process.send({ type: 'ready', url: port.url, policies: port.policy.policies.length });
   },
   async 'profile-start'() {

@@ -70,7 +70,7 @@ childMain({
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
-    port = await startPort(configFromObject(raw, file), { logger: false });
+    port = await startPort(configFromObject(raw, file), { logger: false, createStore: true });
     process.send({ type: 'ready', url: port.url });
   },
   ...profilerHandlers(),

@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { configFromObject } from '../config/config.js';
-import { startPort } from '../server/port-server.js';
+import { startPort, type RunningPort } from '../server/port-server.js';
+import { lockDemoDir } from './demo-lock.js';
+import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 import { BuildkiteSimulator, writeBuildkiteAgentShim } from '../sim/index.js';
 import type { SimJob } from '../sim/types.js';
 
@@ -44,8 +46,22 @@ export function registerDemoCommand(program: Command): void {
     .action(async (opts: DemoOptions) => {
       const dir = resolve(opts.dir);
       mkdirSync(dir, { recursive: true });
+      let lock: { release(): void };
+      try {
+        lock = lockDemoDir(dir);
+      } catch (err) {
+        process.stderr.write(`port demo: ${(err as Error).message}\n`);
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
       const portNumber = Number(opts.port) || (await freePort());
-      const sim = await BuildkiteSimulator.start({ organization: 'acme', port: Number(opts.simPort) });
+      let sim: BuildkiteSimulator;
+      try {
+        sim = await BuildkiteSimulator.start({ organization: 'acme', port: Number(opts.simPort) });
+      } catch (err) {
+        lock.release();
+        return refuseStart(err, `the Buildkite simulator's port ${opts.simPort}`, '--sim-port 0');
+      }
       const publicUrl = `http://127.0.0.1:${portNumber}`;
       // The demo seals its signing keys as production should (issuer.key_encryption_key).
       const kekFile = join(dir, 'key-encryption-key');
@@ -67,7 +83,15 @@ export function registerDemoCommand(program: Command): void {
       const configFile = join(dir, 'port.yaml');
       writeFileSync(configFile, `# Written by \`port demo\`; Buildkite is the local simulator at ${sim.url}.\n${stringify(raw)}`);
       const config = configFromObject(raw, configFile);
-      const port = await startPort(config, { logger: false, handleSignals: true });
+      let port: RunningPort;
+      try {
+        // The demo's store is its own: created on first run, reused after.
+        port = await startPort(config, { logger: false, handleSignals: true, createStore: true });
+      } catch (err) {
+        await sim.close();
+        lock.release();
+        return refuseStart(err, `port ${portNumber}`, '--port 0');
+      }
       const bin = join(dir, 'bin');
       writeBuildkiteAgentShim(bin);
 
@@ -116,9 +140,21 @@ export function registerDemoCommand(program: Command): void {
         setTimeout(() => process.exit(0), 5000).unref();
         await port.close();
         await sim.close();
+        lock.release();
         process.exit(0);
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+}
+
+/** A demo that can't start says why in one line: a taken port suggests a free one (exit 2). */
+function refuseStart(err: unknown, what: string, fix: string): void {
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    process.stderr.write(`port demo: ${what} is already in use; stop what holds it, or run with ${fix} to take any free port\n`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  process.stderr.write(`port demo: cannot start: ${(err as Error).message}\n`);
+  process.exitCode = EXIT_FAILED;
 }

@@ -9,7 +9,8 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run Port (token exchange, JWKS, introspection, revocation, health)')
     .option('-c, --config <file>', 'configuration file', './port.yaml')
-    .action(async (opts: { config: string }) => {
+    .option('--create-store', 'create the store if it does not exist (first start); without it a missing store is refused')
+    .action(async (opts: { config: string; createStore?: boolean }) => {
       let config;
       try {
         config = loadConfig(opts.config);
@@ -19,7 +20,7 @@ export function registerServeCommand(program: Command): void {
         return;
       }
       try {
-        const port = await startPort(config, { handleSignals: true });
+        const port = await startPort(config, { handleSignals: true, createStore: opts.createStore === true });
         port.app.log.info({ url: port.url, public_url: config.server.publicUrl }, 'Port is listening');
         const stop = async () => {
           // Drain for a few seconds, then go regardless (open keep-alive connections).
@@ -31,7 +32,8 @@ export function registerServeCommand(program: Command): void {
         process.once('SIGTERM', stop);
       } catch (err) {
         process.stderr.write(`port: cannot start: ${(err as Error).message}\n`);
-        process.exitCode = err instanceof PortError && err.code === 'policy_invalid' ? EXIT_USAGE : 1;
+        // A missing store is the operator's call (restore it, or --create-store on a first start).
+        process.exitCode = err instanceof PortError && (err.code === 'policy_invalid' || err.code === 'store_missing') ? EXIT_USAGE : 1;
       }
     });
 }

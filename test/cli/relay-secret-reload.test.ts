@@ -40,7 +40,7 @@ it('port serve re-reads an upstream secret file on SIGHUP; a bad reference at st
   expect(bad.stderr).toMatch(/upstreams\.files\.inject\.bearer: cannot read .*missing-token/);
 
   writeFileSync(join(dir, 'port.yaml'), config({ bearer: 'file:./files-token' }));
-  const p = spawnPort(['serve', '-c', join(dir, 'port.yaml')]);
+  const p = spawnPort(['serve', '--create-store', '-c', join(dir, 'port.yaml')]);
   try {
     const [, url] = await p.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"/);
     const bk = await sim.mintToken(sim.createJob({ pipelineSlug: 'deploy', branch: 'main' }), { audience: 'https://port.acme.test' });

@@ -55,7 +55,7 @@ describe('port serve', () => {
 
   it('serves exchanges, and on SIGHUP keeps its last good policy set or takes a new good one', async () => {
     const file = writeConfig('good', TEST_POLICIES);
-    const p = spawnPort(['serve', '-c', file]);
+    const p = spawnPort(['serve', '--create-store', '-c', file]);
     try {
       const [, url] = await p.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"/);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);

@@ -42,7 +42,7 @@ beforeAll(async () => {
       },
     }),
   );
-  port = spawnPort(['serve', '-c', join(dir, 'port.yaml')], { env: { PORT_TEST_CLI_INITIAL: VALUES[0]! } });
+  port = spawnPort(['serve', '--create-store', '-c', join(dir, 'port.yaml')], { env: { PORT_TEST_CLI_INITIAL: VALUES[0]! } });
   [, url] = (await port.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"/)) as unknown as [string, string];
 });
 afterAll(async () => {

@@ -224,7 +224,7 @@ describe('port serve', () => {
   });
 
   async function serve(): Promise<{ port: Spawned; url: string; bearer: string }> {
-    const port = spawnPort(['serve', '-c', join(serveDir, 'port.yaml')]);
+    const port = spawnPort(['serve', '--create-store', '-c', join(serveDir, 'port.yaml')]);
     const [, url] = (await port.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"/)) as unknown as [string, string];
     const bk = await sim.mintToken(sim.createJob({ pipelineSlug: 'deploy', branch: 'main' }), { audience: AUDIENCE });
     const res = await fetch(`${url}/oauth/token`, {

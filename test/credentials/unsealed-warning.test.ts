@@ -39,7 +39,7 @@ async function startLog(name: string, credentials: Record<string, unknown>, issu
       credentials,
     }),
   );
-  const port = spawnPort(['serve', '-c', config], { env: { PORT_TEST_WARN_KEK: 'key-encryption-key-for-the-warning-test' } });
+  const port = spawnPort(['serve', '--create-store', '-c', config], { env: { PORT_TEST_WARN_KEK: 'key-encryption-key-for-the-warning-test' } });
   try {
     await port.waitFor(/"url":"http:\/\/127\.0\.0\.1:\d+"/);
     return port.stdout() + port.stderr();

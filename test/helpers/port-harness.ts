@@ -65,7 +65,7 @@ export async function startHarness(
   const configFile = join(dir, 'port.yaml');
   writeFileSync(configFile, stringify(raw));
   const config = configFromObject(raw, configFile);
-  const port = await startPort(config, { logger: false });
+  const port = await startPort(config, { logger: false, createStore: true });
   const post = async (path: string, form: Record<string, string>, headers: Record<string, string> = {}) => {
     const res = await fetch(`${port.url}${path}`, {
       method: 'POST',

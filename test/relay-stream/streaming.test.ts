@@ -206,7 +206,7 @@ beforeAll(async () => {
     },
   };
   writeFileSync(join(dir, 'port.yaml'), stringify(config));
-  port = spawnPort(['serve', '-c', join(dir, 'port.yaml')], { cwd: dir });
+  port = spawnPort(['serve', '--create-store', '-c', join(dir, 'port.yaml')], { cwd: dir });
   await port.waitFor(/Port is listening/, 30_000);
   portUrl = `http://127.0.0.1:${listen}`;
 

@@ -1,9 +1,22 @@
 import type Database from 'better-sqlite3';
+import { storageFailure, StoreUnavailableError } from '../errors.js';
 
 interface PendingWrite {
   run: () => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+}
+
+/** What the batcher reports to its store around each commit. */
+export interface WriteBatcherHooks {
+  /**
+   * Called before and after each commit; a returned reason fails the whole batch. After
+   * the commit this means the commit may not be durable (its file is gone), so no
+   * write of the batch is acknowledged.
+   */
+  check?(): string | undefined;
+  /** Each batch's outcome for the store's health: a storage failure's reason, or undefined when it committed cleanly. */
+  outcome?(failure: string | undefined): void;
 }
 
 /**
@@ -19,6 +32,7 @@ export class WriteBatcher {
   constructor(
     private readonly db: Database.Database,
     private readonly maxBatch = 512,
+    private readonly hooks: WriteBatcherHooks = {},
   ) {}
 
   write<T>(run: () => T): Promise<T> {
@@ -38,7 +52,15 @@ export class WriteBatcher {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
+    const failAll = (err: unknown, commitFailed = true) => {
+      // A moved file is the check's own finding, re-made on every call; only a failed commit is remembered.
+      if (commitFailed) this.hooks.outcome?.(storageFailure(err) ?? 'the store failed to commit');
+      for (const w of batch) w.reject(err);
+    };
+    const before = this.hooks.check?.();
+    if (before !== undefined) return failAll(new StoreUnavailableError(before), false);
     const outcomes: { ok: boolean; value: unknown }[] = [];
+    let failure: string | undefined;
     try {
       this.db.transaction(() => {
         for (const w of batch) {
@@ -46,14 +68,19 @@ export class WriteBatcher {
             // A nested better-sqlite3 transaction is a SAVEPOINT.
             outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
           } catch (err) {
-            outcomes.push({ ok: false, value: err });
+            const storage = storageFailure(err);
+            failure ??= storage;
+            outcomes.push({ ok: false, value: storage !== undefined ? new StoreUnavailableError(storage, { cause: err }) : err });
           }
         }
       }).immediate();
     } catch (err) {
-      for (const w of batch) w.reject(err);
-      return;
+      return failAll(storageFailure(err) !== undefined ? new StoreUnavailableError(storageFailure(err)!, { cause: err }) : err);
     }
+    // The commit went to a file descriptor; make sure the path still names that file.
+    const after = this.hooks.check?.();
+    if (after !== undefined) return failAll(new StoreUnavailableError(after), false);
+    this.hooks.outcome?.(failure);
     batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.value) : w.reject(outcomes[i]!.value)));
   }
 }

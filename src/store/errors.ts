@@ -1,0 +1,47 @@
+import { PortError } from '../errors.js';
+
+/**
+ * The store cannot durably write right now (its file was deleted or replaced, the disk
+ * is full, an I/O error). Port fails closed: whatever needed the write is refused with
+ * 503 and nothing was changed; the message says why without naming paths.
+ */
+export class StoreUnavailableError extends PortError {
+  constructor(
+    /** What is wrong with the store, e.g. "the disk is full". */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super('store_unavailable', `Port cannot record this request in its store right now (${reason}), so it changed nothing; retry shortly.`, 503, options);
+  }
+}
+
+/**
+ * `port serve` found no store where the config says one is, and was not asked to
+ * create one: starting on an empty store would forget revocations and accept Buildkite
+ * tokens that were already exchanged.
+ */
+export class StoreMissingError extends PortError {
+  constructor(path: string) {
+    super(
+      'store_missing',
+      `the store ${path} does not exist (or is empty); if this is Port's first start, run it once with --create-store, ` +
+        'otherwise restore the file from a backup — an empty store would forget revocations and accept tokens already exchanged',
+      500,
+    );
+  }
+}
+
+/** SQLite result codes that mean the file can't take writes (https://www.sqlite.org/rescode.html). */
+const STORAGE_CODES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|BUSY|LOCKED)/;
+
+/** A short, path-free description of a storage failure, or undefined for an ordinary error (a constraint, a bug). */
+export function storageFailure(err: unknown): string | undefined {
+  if (err instanceof StoreUnavailableError) return err.reason;
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !STORAGE_CODES.test(code)) return undefined;
+  if (code === 'SQLITE_FULL') return 'the disk is full';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'the store is locked by another process';
+  if (code.startsWith('SQLITE_READONLY')) return 'the store is read-only';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'the store file is corrupt';
+  return 'the store reported an I/O error';
+}
