@@ -7,6 +7,7 @@ import type { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifie
 import type { PortTokenIssuer } from '../issuer/port-token.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
 import type { PolicyEngine } from '../policy/engine.js';
+import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import type { BuildCreatorLookup } from './build-creator.js';
 import { BuildkiteTokenAdmission, decideExchange, type RequestMeta } from './buildkite-admission.js';
@@ -71,6 +72,8 @@ export class TokenExchange {
     const records = results.map((r) =>
       decisionRecord(r.decision, principal, r.action, r.resource, {
         ...context,
+        // A default deny also lists the permits that did not match (ids and @reasons).
+        ...unmatchedPermitsContext(r.decision),
         ...(minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {}),
       }),
     );

@@ -5,10 +5,16 @@
  * it silently stops protecting, so Port never lets an answer with errors allow.
  */
 import type { AuthorizationAnswer } from './cedar.js';
-import type { Decision, DecisionError, DeterminingPolicy, PolicyInfo, PortAction } from './types.js';
+import type { Decision, DecisionError, DeterminingPolicy, PolicyInfo, PortAction, UnmatchedPermit } from './types.js';
 
 /** Cedar messages may quote request values; keep reasons and logs bounded. */
 const MAX_MESSAGE = 300;
+
+/** A default deny names at most this many unmatched permits, then "and N more" (issue #9 item 10). */
+export const NAMED_UNMATCHED = 3;
+
+/** Each named permit's @reason is authored text; bounded so the reason stays one short line. */
+const MAX_NAMED_REASON = 120;
 
 export interface DecisionContext {
   action: PortAction;
@@ -43,7 +49,23 @@ export function interpretAnswer(answer: AuthorizationAnswer, ctx: DecisionContex
     return { decision: 'allow', determining, errors: [], reason: `allowed by ${describe(determining)}`, revision: ctx.revision };
   }
   if (determining.length > 0) return deny(determining, [], `forbidden by ${describe(determining)}`, ctx.revision);
-  return deny([], [], `denied by default: no policy permits ${ctx.action}`, ctx.revision);
+  return deny([], [], defaultDenyReason(ctx.action), ctx.revision);
+}
+
+/**
+ * `denied by default: no policy permits assume; not matched: deploy-main ("only main may
+ * deploy"), npm-on-tags, and 2 more` — a default deny with the permits for the action and
+ * resource whose conditions did not hold (ids and @reasons only: authored text, never
+ * request values), so the refused job learns what it would take.
+ */
+export function defaultDenyReason(action: PortAction, unmatched: readonly UnmatchedPermit[] = []): string {
+  const base = `denied by default: no policy permits ${action}`;
+  if (unmatched.length === 0) return base;
+  const named = unmatched
+    .slice(0, NAMED_UNMATCHED)
+    .map((p) => (p.reason === undefined ? p.id : `${p.id} (${JSON.stringify(clip(p.reason, MAX_NAMED_REASON))})`));
+  const more = unmatched.length - named.length;
+  return `${base}; not matched: ${named.join(', ')}${more > 0 ? `, and ${more} more` : ''}`;
 }
 
 /** A deny for an exception thrown by cedar-wasm (e.g. a value it cannot marshal). */
@@ -67,7 +89,7 @@ function describe(policies: DeterminingPolicy[]): string {
   return policies.map((p) => (p.reason !== undefined ? `${p.id}: ${p.reason}` : p.id)).join('; ');
 }
 
-function clip(message: string): string {
+function clip(message: string, max = MAX_MESSAGE): string {
   const oneLine = message.replace(/\s+/g, ' ').trim();
-  return oneLine.length > MAX_MESSAGE ? `${oneLine.slice(0, MAX_MESSAGE - 1)}…` : oneLine;
+  return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
 }

@@ -7,33 +7,73 @@
  * deciding with its last good set; a good set is preparsed under the spare id and then
  * switched to in one assignment. Cedar has no "drop" for a preparsed set; re-preparsing an
  * id replaces it (security-notes §2.1), so each engine alternates between two ids.
+ *
+ * Reloads are also atomic in effect (issue #9 item 7): a folder caught half-written — a
+ * file truncated by a non-atomic save and rewritten a moment later — parses as a smaller
+ * set, and applying it would drop a `forbid` for that moment. So a set that loses
+ * policies (or turns a forbid into something else) while the files that held them are
+ * still in the folder is not applied at once: the engine waits until the folder has read
+ * the same for a quiet period, re-reading it, and says so through `onDeferred`. A loss
+ * the folder explains — the file that held the policy was removed or renamed — applies
+ * at once. Writers should save atomically anyway (temp file in the folder, then rename:
+ * rename(2) replaces the name in one step, https://man7.org/linux/man-pages/man2/rename.2.html).
  */
 import { watch as watchDir, type FSWatcher } from 'node:fs';
+import path from 'node:path';
 import { PortError } from '../errors.js';
 import { preparsePolicySet, preparseSchema, statefulIsAuthorized, type CedarValueJson, type EntityJson } from './cedar.js';
-import { failedDecision, interpretAnswer } from './decision.js';
+import { defaultDenyReason, failedDecision, interpretAnswer } from './decision.js';
 import { jobRequestParts } from './entities.js';
 import { PolicyLoadError } from './errors.js';
 import { loadPolicyDir, type LoadedPolicySet } from './loader.js';
 import { ACTION_TYPE, PORT_SCHEMA, qualifiedType } from './schema.js';
-import type { AuthzRequest, CedarEntity, CedarValue, Decision, EntityRef, PolicyInfo, PolicyProblem } from './types.js';
+import type { AuthzRequest, CedarEntity, CedarValue, Decision, EntityRef, PolicyInfo, PolicyProblem, PortAction } from './types.js';
+import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
 
 export interface EngineOptions {
-  /** Called after a reload that changed the policy set. */
-  onReload?: (info: { revision: string; policies: number; warnings: readonly PolicyProblem[] }) => void;
+  /**
+   * Called after a reload that changed the policy set; `afterQuietPeriod` when it is a
+   * set that had been deferred (see onDeferred) and the folder then stayed unchanged.
+   */
+  onReload?: (info: { revision: string; policies: number; warnings: readonly PolicyProblem[]; afterQuietPeriod?: true }) => void;
   /**
    * Called when a reload is refused (a PolicyLoadError, whose `problems` list every
    * problem) or the folder watcher fails; the old set stays in force.
    */
   onError?: (err: Error) => void;
+  /**
+   * Called once when a reload finds a set that would lose policies without the folder
+   * explaining it (a file truncated mid-save?): the old set stays in force until the folder
+   * reads the same for `quietPeriodMs`, then the new set applies (onReload) — or the
+   * folder changes back and nothing happens.
+   */
+  onDeferred?: (info: DeferredReload) => void;
+  /** How long a losing set must stay unchanged on disk before it applies. Default 1500 ms. */
+  quietPeriodMs?: number;
+  /** The clock the quiet period is measured with (tests inject one). */
+  now?: () => number;
+}
+
+/** A reload the engine is holding back until the folder is quiet. */
+export interface DeferredReload {
+  /** The revision read from the folder that is waiting (not in force). */
+  revision: string;
+  /** The policy ids it would drop (or turn from forbid to permit). */
+  lost: string[];
+  /** One sentence: what would be lost, and that Port is waiting. */
+  reason: string;
+  quietPeriodMs: number;
 }
 
 export type ReloadResult =
-  | { ok: true; changed: boolean; revision: string; warnings: readonly PolicyProblem[] }
+  | { ok: true; changed: boolean; revision: string; warnings: readonly PolicyProblem[]; deferred?: DeferredReload }
   | { ok: false; problems: readonly PolicyProblem[] };
 
 /** fs.watch fires several events per save (and per ConfigMap symlink swap); coalesce them. */
 const WATCH_DEBOUNCE_MS = 200;
+
+/** Long enough for an editor's or a config tool's truncate-then-write to finish. */
+const DEFAULT_QUIET_PERIOD_MS = 1500;
 
 /** Cedar keeps preparsed schemas per wasm instance (per thread); one name per process. */
 const SCHEMA_NAME = 'port-schema';
@@ -49,6 +89,8 @@ interface Snapshot {
   policies: readonly PolicyInfo[];
   byId: ReadonlyMap<string, PolicyInfo>;
   warnings: readonly PolicyProblem[];
+  /** Permits by the action they name, computed lazily on the first default deny for it. */
+  permitsByAction: Map<PortAction, PolicyInfo[]>;
 }
 
 function prepareSchema(): void {
@@ -69,10 +111,18 @@ export class PolicyEngine {
   private current: Snapshot;
   private reloading: Promise<unknown> = Promise.resolve();
   private warmedUp = false;
+  private readonly quietPeriodMs: number;
+  private readonly now: () => number;
+  /** A losing set seen on disk, and when it was first read. */
+  private pending: { info: DeferredReload; since: number } | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private closed = false;
 
   private constructor(dir: string, options: EngineOptions, set: LoadedPolicySet) {
     this.dir = dir;
     this.options = options;
+    this.quietPeriodMs = options.quietPeriodMs ?? DEFAULT_QUIET_PERIOD_MS;
+    this.now = options.now ?? Date.now;
     this.instance = ++engineCount;
     this.current = this.prepare(set);
   }
@@ -110,6 +160,11 @@ export class PolicyEngine {
     return this.current.byId.get(id);
   }
 
+  /** The reload being held back until the folder is quiet, if any. */
+  get deferred(): DeferredReload | undefined {
+    return this.pending?.info;
+  }
+
   /** Synchronous and fail-closed: every error becomes a deny that says why. */
   decide(req: AuthzRequest): Decision {
     const snap = this.current;
@@ -124,7 +179,13 @@ export class PolicyEngine {
         preparsedSchemaName: SCHEMA_NAME,
         validateRequest: true,
       });
-      return interpretAnswer(answer, { action: req.action, revision: snap.revision, policy: (id) => snap.byId.get(id) });
+      const decision = interpretAnswer(answer, { action: req.action, revision: snap.revision, policy: (id) => snap.byId.get(id) });
+      // A default deny (no permit held, no forbid, no error) says which permits were
+      // written for this request and did not match; allows never pay for it.
+      if (decision.decision === 'deny' && decision.determining.length === 0 && decision.errors.length === 0) {
+        return this.explainDefaultDeny(snap, req, decision);
+      }
+      return decision;
     } catch (err) {
       return failedDecision(err, snap.revision);
     }
@@ -154,7 +215,15 @@ export class PolicyEngine {
     return () => {
       clearTimeout(timer);
       watcher.close();
+      this.close();
     };
+  }
+
+  /** Stops the quiet-period re-check (watch()'s stop function calls this too). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
   }
 
   /** One throw-away decision so the wasm code is compiled before the server says ready (security-notes §2.4). */
@@ -188,25 +257,96 @@ export class PolicyEngine {
 
   private async reloadNow(): Promise<ReloadResult> {
     let result: ReloadResult;
+    let afterQuietPeriod = false;
     try {
       const outcome = await loadPolicyDir(this.dir);
       if (!outcome.ok) {
+        // The folder is not what was waiting: a losing set must be seen again, quietly.
+        this.clearPending();
         result = { ok: false, problems: outcome.problems };
       } else if (outcome.set.revision === this.current.revision) {
+        // Rewritten back (the truncate-then-write case): nothing to apply, nothing waiting.
+        this.clearPending();
         result = { ok: true, changed: false, revision: outcome.set.revision, warnings: outcome.set.warnings };
       } else {
-        this.current = this.prepare(outcome.set);
-        result = { ok: true, changed: true, revision: outcome.set.revision, warnings: outcome.set.warnings };
+        const held = this.holdBack(outcome.set);
+        if (held !== undefined) {
+          result = { ok: true, changed: false, revision: this.current.revision, warnings: this.current.warnings, deferred: held };
+        } else {
+          afterQuietPeriod = this.pending?.info.revision === outcome.set.revision;
+          this.current = this.prepare(outcome.set);
+          this.clearPending();
+          result = { ok: true, changed: true, revision: outcome.set.revision, warnings: outcome.set.warnings };
+        }
       }
     } catch (err) {
+      this.clearPending();
       const problems = err instanceof PolicyLoadError ? err.problems : [{ file: this.dir, line: 0, column: 0, message: asError(err).message }];
       result = { ok: false, problems };
     }
     if (!result.ok) this.options.onError?.(new PolicyLoadError(result.problems));
     else if (result.changed) {
-      this.options.onReload?.({ revision: result.revision, policies: this.current.policies.length, warnings: result.warnings });
+      this.options.onReload?.({
+        revision: result.revision,
+        policies: this.current.policies.length,
+        warnings: result.warnings,
+        ...(afterQuietPeriod ? { afterQuietPeriod: true as const } : {}),
+      });
     }
     return result;
+  }
+
+  /**
+   * Whether `set` must wait for a quiet folder: it drops policies (or turns a forbid into
+   * a permit) whose files are still in the folder. Returns the deferral while it must
+   * wait, undefined once it may apply (no unexplained loss, or unchanged for the period).
+   */
+  private holdBack(set: LoadedPolicySet): DeferredReload | undefined {
+    const lost = unexplainedLoss(this.current.policies, set);
+    if (lost.length === 0) return undefined;
+    const now = this.now();
+    if (this.pending === undefined || this.pending.info.revision !== set.revision) {
+      const info: DeferredReload = {
+        revision: set.revision,
+        lost: lost.map((p) => p.id),
+        reason: lossReason(lost, set, this.quietPeriodMs),
+        quietPeriodMs: this.quietPeriodMs,
+      };
+      this.pending = { info, since: now };
+      this.options.onDeferred?.(info);
+      this.scheduleRecheck(this.quietPeriodMs);
+      return info;
+    }
+    const waited = now - this.pending.since;
+    if (waited >= this.quietPeriodMs) return undefined;
+    this.scheduleRecheck(this.quietPeriodMs - waited);
+    return this.pending.info;
+  }
+
+  /** Re-reads the folder once the quiet period is over, whether or not the watcher fires again. */
+  private scheduleRecheck(ms: number): void {
+    if (this.closed) return;
+    clearTimeout(this.recheck);
+    this.recheck = setTimeout(() => void this.reload(), Math.max(ms, 1));
+    this.recheck.unref();
+  }
+
+  private clearPending(): void {
+    this.pending = undefined;
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
+  }
+
+  private explainDefaultDeny(snap: Snapshot, req: AuthzRequest, decision: Decision): Decision {
+    let candidates = snap.permitsByAction.get(req.action);
+    if (candidates === undefined) {
+      candidates = permitsFor(snap.policies, req.action);
+      snap.permitsByAction.set(req.action, candidates);
+    }
+    if (candidates.length === 0) return decision;
+    const unmatched = asUnmatched(relevantPermits(candidates, req));
+    if (unmatched.length === 0) return decision;
+    return { ...decision, unmatched, reason: defaultDenyReason(req.action, unmatched) };
   }
 
   /** Preparses under the id not in use; throws PolicyLoadError if Cedar refuses the set. */
@@ -225,8 +365,32 @@ export class PolicyEngine {
       policies: set.policies,
       byId: new Map(set.policies.map((p) => [p.id, p])),
       warnings: set.warnings,
+      permitsByAction: new Map(),
     };
   }
+}
+
+/**
+ * The policies in force that `set` would drop — gone, or a forbid no longer a forbid —
+ * although the file that held them is still in the folder (a removed or renamed file
+ * explains its policies' loss; a truncated one does not).
+ */
+function unexplainedLoss(current: readonly PolicyInfo[], set: LoadedPolicySet): PolicyInfo[] {
+  const next = new Map(set.policies.map((p) => [p.id, p]));
+  const files = new Set(set.files);
+  return current.filter((p) => {
+    const q = next.get(p.id);
+    const lost = q === undefined || (p.effect === 'forbid' && q.effect !== 'forbid');
+    return lost && files.has(p.file);
+  });
+}
+
+function lossReason(lost: readonly PolicyInfo[], set: LoadedPolicySet, quietMs: number): string {
+  const forbids = lost.filter((p) => p.effect === 'forbid').length;
+  const named = lost.slice(0, 3).map((p) => `${p.id} (${path.basename(p.file)})`);
+  const more = lost.length > named.length ? `, and ${lost.length - named.length} more` : '';
+  const what = set.policies.length === 0 ? 'the policy folder now reads as empty' : `the policy folder now lacks ${lost.length} polic${lost.length === 1 ? 'y' : 'ies'}${forbids > 0 ? ` (${forbids} forbid${forbids === 1 ? '' : 's'})` : ''}`;
+  return `${what} — ${named.join(', ')}${more} — while their files are still there (a file caught half-written?); keeping the current set until the folder is unchanged for ${quietMs} ms`;
 }
 
 function cedarUid(ref: EntityRef): { type: string; id: string } {

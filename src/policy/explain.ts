@@ -6,6 +6,7 @@
  */
 import type { PolicyEngine } from './engine.js';
 import type { AuthzRequest, CedarEntity, CedarValue, Decision, EntityRef, PolicyInfo } from './types.js';
+import { permitsFor, relevantPermits } from './unmatched-permits.js';
 
 export interface Explanation {
   decision: Decision;
@@ -34,12 +35,15 @@ export function explain(engine: PolicyEngine, req: AuthzRequest): Explanation {
     }
   }
   if (decision.decision === 'deny' && decision.determining.length === 0) {
+    // The same permits a refusal names (src/policy/unmatched-permits.ts): written for this
+    // action and this resource. Erroring ones are listed above instead.
     const erroring = new Set(decision.errors.map((e) => e.policyId));
-    const candidates = engine.policies.filter(
-      (p) => p.effect === 'permit' && (p.actions === undefined || p.actions.includes(req.action)) && !erroring.has(p.id),
-    );
-    if (candidates.length === 0) {
+    const forAction = permitsFor(engine.policies, req.action).filter((p) => !erroring.has(p.id));
+    const candidates = relevantPermits(forAction, req);
+    if (forAction.length === 0) {
       lines.push(`No permit policy names the action ${req.action}; add one to allow this.`);
+    } else if (candidates.length === 0) {
+      lines.push(`No permit policy for ${req.action} applies to ${ref(req.resource)}; add one to allow this.`);
     } else {
       lines.push(`Permit policies for ${req.action} that did not match this request:`);
       for (const p of candidates) lines.push(`  ${policyLine(p)}`);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { policySetTextToParts, policyToJson, validate, type DetailedError, type PolicyJson } from './cedar.js';
 import { isPortAction, PORT_SCHEMA } from './schema.js';
 import { locatePolicies, SourceText } from './source-text.js';
-import type { PolicyInfo, PolicyProblem, PortAction } from './types.js';
+import type { PolicyInfo, PolicyProblem, PortAction, ResourceScope, ScopeEntity } from './types.js';
 
 export interface LoadedPolicySet {
   dir: string;
@@ -193,6 +193,7 @@ function parseFile(file: PolicyFile): ParsedFile {
       continue;
     }
     const actions = actionsOf(json.json);
+    const resourceScope = resourceScopeOf(json.json);
     policies.push({
       id,
       ...(reason !== undefined ? { reason } : {}),
@@ -201,6 +202,7 @@ function parseFile(file: PolicyFile): ParsedFile {
       column: pos.column,
       effect: json.json.effect,
       ...(actions !== undefined ? { actions } : {}),
+      ...(resourceScope !== undefined ? { resourceScope } : {}),
       text,
       annotations: Object.fromEntries(Object.entries(annotations).map(([k, v]) => [k, v ?? ''])),
     });
@@ -303,6 +305,36 @@ function actionsOf(json: PolicyJson): PortAction[] | undefined {
   const refs = 'entities' in c ? c.entities : 'entity' in c ? [c.entity] : [];
   const ids = refs.map((r) => ('__entity' in r ? r.__entity.id : r.id)).filter(isPortAction);
   return [...new Set(ids)];
+}
+
+/**
+ * The policy's resource scope (https://docs.cedarpolicy.com/policies/syntax-policy.html#term-parc-resource),
+ * so a refusal names only permits written for the resource asked about. Undefined for a
+ * shape this code does not know (a template slot): the policy then counts for any resource.
+ */
+function resourceScopeOf(json: PolicyJson): ResourceScope | undefined {
+  const c = json.resource;
+  switch (c.op) {
+    case 'All':
+      return { op: 'all' };
+    case '==':
+    case 'in': {
+      const entity = 'entity' in c ? scopeEntity(c.entity) : undefined;
+      return entity === undefined ? undefined : { op: c.op, entity };
+    }
+    case 'is': {
+      if (c.in === undefined) return { op: 'is', entityType: c.entity_type };
+      const entity = 'entity' in c.in ? scopeEntity(c.in.entity) : undefined;
+      return entity === undefined ? undefined : { op: 'is', entityType: c.entity_type, in: entity };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function scopeEntity(uid: { __entity: { type: string; id: string } } | { type: string; id: string }): ScopeEntity | undefined {
+  const e = '__entity' in uid ? uid.__entity : uid;
+  return typeof e.type === 'string' && typeof e.id === 'string' ? { type: e.type, id: e.id } : undefined;
 }
 
 function wholeFile(file: string, message: string): PolicyProblem {

@@ -59,7 +59,35 @@ export interface Decision {
   reason: string;
   /** The policy set revision that decided (security-notes §3.4: log it). */
   revision: string;
+  /**
+   * On a default deny only (no permit satisfied, no forbid, no error): the permits written
+   * for this action and resource that did not match, in file order — what a refused job
+   * is told to look at (the reason names the first few). Absent on every other decision.
+   */
+  unmatched?: UnmatchedPermit[];
 }
+
+/** A permit that applied to the request's action and resource but whose conditions did not hold. */
+export interface UnmatchedPermit {
+  id: string;
+  reason?: string;
+}
+
+/** An entity in a policy's scope, its type qualified as Cedar writes it (`Port::Credential`). */
+export interface ScopeEntity {
+  type: string;
+  id: string;
+}
+
+/**
+ * A policy's resource scope (Cedar's `resource == E`, `resource in E`, `resource is T`,
+ * `resource is T in E`, or unconstrained).
+ */
+export type ResourceScope =
+  | { op: 'all' }
+  | { op: '=='; entity: ScopeEntity }
+  | { op: 'in'; entity: ScopeEntity }
+  | { op: 'is'; entityType: string; in?: ScopeEntity };
 
 /** A load or validation problem, located in the original file (1-based; 0 = whole file). */
 export interface PolicyProblem {
@@ -80,6 +108,8 @@ export interface PolicyInfo {
   effect: 'permit' | 'forbid';
   /** The actions the policy's scope names; absent when it applies to every action. */
   actions?: PortAction[];
+  /** The policy's resource scope; absent when it could not be read (then it is treated as any resource). */
+  resourceScope?: ResourceScope;
   /** The policy's source text, annotations included. */
   text: string;
   /** All its annotations (`@id`, `@reason`, and approval rules such as `@approvals_required`). */

@@ -85,8 +85,15 @@ describe('token exchange: policy denials', () => {
     expect(res.body.error).toBe('access_denied');
     expect(res.body.error_description).toContain('"deploy-token"');
     expect(res.body.error_description).toMatch(/no policy permits/i);
+    // The permit for that grant that did not match, with its @reason (issue #9 item 10).
+    expect(res.body.error_description).toMatch(/; not matched: deploy-from-main \("deploys come from main of acme\/deploy"\)$/);
     const [, assume] = await lastDecisions(2);
-    expect(assume!.record).toMatchObject({ action: 'assume', decision: 'deny', policies: [] });
+    expect(assume!.record).toMatchObject({
+      action: 'assume',
+      decision: 'deny',
+      policies: [],
+      context: { unmatched_permits: [{ id: 'deploy-from-main', reason: 'deploys come from main of acme/deploy' }] },
+    });
   });
 
   it('is all or nothing: one denied scope refuses the whole exchange', async () => {

@@ -104,7 +104,12 @@ describe('port policy explain', () => {
       io,
     );
     expect(code).toBe(0);
-    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ decision: 'deny', reason: 'denied by default: no policy permits proxy' });
+    // A default deny names the permits for proxy on this upstream that did not match.
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({
+      decision: 'deny',
+      reason: 'denied by default: no policy permits proxy; not matched: artifacts-read-only ("acme jobs may read, not write, the artifact store")',
+      unmatched: [{ id: 'artifacts-read-only', reason: 'acme jobs may read, not write, the artifact store' }],
+    });
   });
 
   const usage: [string, Parameters<typeof runExplain>[0], string][] = [

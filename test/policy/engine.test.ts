@@ -122,17 +122,17 @@ when { principal.build_number + 9223372036854775800 < 0 };`;
     expect(engine.ready).toBe(true);
   });
 
-  it('lists its policies with id, reason, file, line, effect and actions', async () => {
+  it('lists its policies with id, reason, file, line, effect, actions and resource scope', async () => {
     const dir = await policyDir({
       'a.cedar': PERMIT_EXCHANGE,
       'b.cedar': `\n${FORBID_BRANCHES}\n@id("any") permit (principal, action in [Port::Action::"assume", Port::Action::"proxy"], resource);\n@id("all") forbid (principal, action, resource) when { false || principal is Port::User };`,
     });
     const engine = await PolicyEngine.open(dir);
     expect(engine.policies.map(({ text: _t, annotations: _a, ...p }) => p)).toEqual([
-      { id: 'acme-exchange', reason: 'acme jobs may exchange', file: `${dir}/a.cedar`, line: 1, effect: 'permit', actions: ['exchange'] },
-      { id: 'no-branches', reason: 'only main gets tokens', file: `${dir}/b.cedar`, line: 2, effect: 'forbid', actions: ['exchange'] },
-      { id: 'any', file: `${dir}/b.cedar`, line: 7, effect: 'permit', actions: ['assume', 'proxy'] },
-      { id: 'all', file: `${dir}/b.cedar`, line: 8, effect: 'forbid' },
+      { id: 'acme-exchange', reason: 'acme jobs may exchange', file: `${dir}/a.cedar`, line: 1, effect: 'permit', actions: ['exchange'], resourceScope: { op: '==', entity: { type: 'Port::Organization', id: 'acme' } } },
+      { id: 'no-branches', reason: 'only main gets tokens', file: `${dir}/b.cedar`, line: 2, effect: 'forbid', actions: ['exchange'], resourceScope: { op: 'all' } },
+      { id: 'any', file: `${dir}/b.cedar`, line: 7, effect: 'permit', actions: ['assume', 'proxy'], resourceScope: { op: 'all' } },
+      { id: 'all', file: `${dir}/b.cedar`, line: 8, effect: 'forbid', resourceScope: { op: 'all' } },
     ]);
     expect(engine.policy('acme-exchange')!.annotations).toEqual({ id: 'acme-exchange', reason: 'acme jobs may exchange' });
   });

@@ -24,10 +24,18 @@ describe('explain', () => {
     const lines = text.split('\n');
     expect(lines[0]).toBe('DENY: assume on Credential::"deploy-token" by Job::"job-1"');
     expect(lines[1]).toMatch(/^ {2}principal: branch="feature" tag="" .*pipeline_slug="deploy"/);
-    expect(lines).toContain('Reason: denied by default: no policy permits assume');
+    expect(lines).toContain('Reason: denied by default: no policy permits assume; not matched: deploy-main ("deploys from main only")');
     expect(text).toContain(`Permit policies for assume that did not match this request:\n  deploy-main (${dir}/b.cedar:2) — deploys from main only\nPolicy set revision: ${engine.revision}`);
     // Neither the exchange permit, the proxy permit, nor the forbid are candidates.
     expect(text).not.toMatch(/acme-exchange|proxy-any|forbid-x/);
+  });
+
+  it('says when permits name the action but none applies to the resource', async () => {
+    const engine = await PolicyEngine.open(await policyDir({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': DEPLOY }));
+    const { decision, text } = explain(engine, assumeRequest('other-token', { branch: 'main' }));
+    expect(decision.reason).toBe('denied by default: no policy permits assume');
+    expect(text).toContain('No permit policy for assume applies to Credential::"other-token"; add one to allow this.');
+    expect(text).not.toContain('deploy-main');
   });
 
   it('says when no permit names the action at all', async () => {

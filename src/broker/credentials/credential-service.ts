@@ -12,6 +12,7 @@ import { identityClaims, PORT_TOKEN_TYP, type PortTokenClaims, type PortTokenIss
 import type { PolicyEngine } from '../../policy/engine.js';
 import { credentialRef, jobRequestParts, type CreatorInfo } from '../../policy/entities.js';
 import type { Decision, EntityRef } from '../../policy/types.js';
+import { unmatchedPermitsContext } from '../../policy/unmatched-permits.js';
 import { portTokenFacts } from '../../revocation/port-token-facts.js';
 import { refusalContext, refusalMessage } from '../../revocation/refusal.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
@@ -146,7 +147,7 @@ export class CredentialService {
     const { principal: job, entities } = jobRequestParts(identity, creator?.user ? { creator: creator.user } : undefined);
     const decision = this.deps.policy.decide({ principal: job, action: 'assume', resource: ref, context: {}, entities });
     if (decision.decision === 'deny') {
-      await log.record([decisionRecord(decision, job, 'assume', ref, context)]);
+      await log.record([decisionRecord(decision, job, 'assume', ref, { ...context, ...unmatchedPermitsContext(decision) })]);
       throw new CredentialError('access_denied', `Policy denied the credential "${name}": ${decision.reason}`);
     }
     return this.deliver({ name, cred, decision, job, context, claims, identity, creatorEmail: creator?.email, tokenJtiHash: jtiHash(claims.jti), now, meta });
@@ -176,7 +177,7 @@ export class CredentialService {
     // The exchange decisions (and a denied assume) commit with the replay check; an allowed
     // assume is logged once the credential is issued, with what was issued (as for a Port token).
     const first = denied ? results : [exchange!];
-    const records = first.map((r) => decisionRecord(r.decision, principal, r.action, r.resource, context));
+    const records = first.map((r) => decisionRecord(r.decision, principal, r.action, r.resource, { ...context, ...unmatchedPermitsContext(r.decision) }));
     await this.admission.consumeOnce(admitted, records, meta, target).catch((err: unknown) => {
       throw asCredentialError(err);
     });
