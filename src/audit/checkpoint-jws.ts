@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { compactVerify, CompactSign, decodeProtectedHeader, errors as joseErrors, importJWK, type JWK } from 'jose';
 import type { ActiveKey } from '../issuer/signing-keys.js';
 import { canonicalJson } from './canonical-json.js';
@@ -12,14 +13,37 @@ export const CHECKPOINT_TYP = 'port-audit-checkpoint+jwt';
 /** Algorithms Port signs with; anything else in a checkpoint header is refused. */
 const ALGORITHMS = new Set(['ES256', 'EdDSA', 'Ed25519']);
 
-/** What a checkpoint signs: the chain head at `time`. */
-function payloadOf(c: Pick<Checkpoint, 'seq' | 'hash' | 'time'>): string {
-  return canonicalJson({ seq: c.seq, hash: c.hash, time: c.time });
+/** The `prev` of the first chained checkpoint when no checkpoint came before it. */
+export const GENESIS_CHECKPOINT = '0'.repeat(64);
+
+/** What the next checkpoint links to: SHA-256 (hex) of this checkpoint's compact JWS, exactly as stored. */
+export function checkpointDigest(jws: string): string {
+  return createHash('sha256').update(jws, 'utf8').digest('hex');
 }
 
-/** Signs the chain head `{seq, hash}` at `time` with Port's current signing key. */
-export async function signCheckpoint(head: { seq: number; hash: string }, signer: ActiveKey, time: string): Promise<Checkpoint> {
-  const body = { seq: head.seq, hash: head.hash, time };
+type Signed = Pick<Checkpoint, 'num' | 'seq' | 'hash' | 'time' | 'prev'>;
+
+/**
+ * What a checkpoint signs: the chain head at `time`, its own number and the link to the
+ * checkpoint before it. A legacy checkpoint (no `prev`) signed only `{seq, hash, time}`;
+ * its `num` was given by the store when the chain was introduced and is not signed.
+ */
+function payloadOf(c: Signed): string {
+  if (c.prev === undefined) return canonicalJson({ seq: c.seq, hash: c.hash, time: c.time });
+  return canonicalJson({ num: c.num, seq: c.seq, hash: c.hash, time: c.time, prev: c.prev });
+}
+
+/**
+ * Signs the chain head `{seq, hash}` at `time` as checkpoint `link.num`, linked to the
+ * previous checkpoint by `link.prev` (checkpointDigest of its JWS, or GENESIS_CHECKPOINT).
+ */
+export async function signCheckpoint(
+  head: { seq: number; hash: string },
+  signer: ActiveKey,
+  time: string,
+  link: { num: number; prev: string },
+): Promise<Checkpoint> {
+  const body = { num: link.num, seq: head.seq, hash: head.hash, time, prev: link.prev };
   const jws = await new CompactSign(new TextEncoder().encode(payloadOf(body)))
     .setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: CHECKPOINT_TYP })
     .sign(signer.key);
@@ -32,8 +56,9 @@ export type CheckpointSignatureResult = { ok: true } | { ok: false; problem: Che
 
 /**
  * Checks a stored checkpoint on its own: signed by the key it names, typed as a
- * checkpoint, and signing exactly the row's `{seq, hash, time}`. Whether the chain
- * still holds that hash is the caller's business.
+ * checkpoint, and signing exactly the row's `{num, seq, hash, time, prev}` (legacy:
+ * `{seq, hash, time}`). Whether the chain still holds that hash, and whether `prev`
+ * links to the checkpoint before, is the caller's business.
  */
 export async function checkCheckpointSignature(c: Checkpoint, publicKeys: Map<string, JWK>): Promise<CheckpointSignatureResult> {
   const jwk = publicKeys.get(c.kid);
@@ -69,7 +94,7 @@ export async function checkCheckpointSignature(c: Checkpoint, publicKeys: Map<st
     return fail('checkpoint_mismatch', 'signed something that is not JSON');
   }
   if (canonicalJson(signed) !== payloadOf(c)) {
-    return fail('checkpoint_mismatch', 'has a seq, hash or time that differ from what was signed');
+    return fail('checkpoint_mismatch', 'has a number, seq, hash, time or link that differ from what was signed');
   }
   return { ok: true };
 }

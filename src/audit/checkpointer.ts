@@ -1,36 +1,77 @@
 import type { SigningKeys } from '../issuer/signing-keys.js';
 import type { Store } from '../store/store.js';
-import { signCheckpoint } from './checkpoint-jws.js';
+import { checkpointDigest, GENESIS_CHECKPOINT, signCheckpoint } from './checkpoint-jws.js';
 import type { Checkpoint, DecisionEntry } from './decision-record.js';
 import { AuditError } from './errors.js';
+import { GENESIS_HASH } from './hash-chain.js';
+
+/** Where each checkpoint this process writes is shipped (src/audit/checkpoint-sinks.ts). */
+export interface CheckpointShipper {
+  /** Hands a checkpoint over; never throws and never waits for delivery. */
+  ship(checkpoint: Checkpoint): void;
+  /** Delivers what is queued (bounded in time), then stops. */
+  close(): Promise<void>;
+}
 
 export interface CheckpointerOptions {
   /** Sign after this many entries since the last checkpoint (config `audit.checkpoint_every`). */
   every: number;
-  /** …or this many seconds, when anything was appended (config `audit.checkpoint_interval`); 0 disables the timer. */
+  /**
+   * Config `audit.checkpoint_interval`, in seconds: every tick signs the head if anything
+   * is unsigned, and otherwise writes a heartbeat when the newest checkpoint is about
+   * this old, so a verifier can demand a recent one (`--max-age`). 0 disables the timer.
+   */
   intervalSeconds: number;
-  /** Where background checkpoint failures go; the default emits a process warning. */
+  /** Where background checkpoint failures go (once per failing stretch); the default emits a process warning. */
   onError?: (err: AuditError) => void;
+  /** Checkpoint sinks (config `audit.checkpoint_sinks`). */
+  sinks?: CheckpointShipper;
   /** Clock, for tests (ms since the epoch). */
   now?: () => number;
 }
 
 /**
+ * A tick writes a heartbeat when the newest checkpoint is at least this fraction of the
+ * interval old: a little under 1 so timer jitter never skips a beat, and with several
+ * Port processes on one store only one of them writes per interval.
+ */
+const HEARTBEAT_AGE = 0.9;
+
+/** Compare-and-set losses in a row before giving up until the next trigger (another writer keeps winning). */
+const MAX_CAS_ATTEMPTS = 3;
+
+type Mode =
+  /** `every` entries since the newest checkpoint. */
+  | 'count'
+  /** Anything unsigned (checkpointNow, stop). */
+  | 'cover'
+  /** Anything unsigned, or a heartbeat when the newest checkpoint is old (timer, start). */
+  | 'tick';
+
+/**
  * Signs the head of the decision chain now and then, so that rewriting the chain —
- * even re-hashing it consistently — is detectable up to the last checkpoint.
- * Checkpoints are written one at a time; a checkpoint never covers an entry that is
- * not yet durable, because it signs what `store.lastDecision()` reads back.
+ * even re-hashing it consistently — is detectable up to the last checkpoint, and so
+ * that `audit.checkpoint_interval` holds: every entry is signed within one interval.
+ *
+ * Everything is read from the store, never remembered: several Port processes may share
+ * one SQLite file, and each write is a compare-and-set on the newest checkpoint's
+ * number (Store.appendCheckpoint), so a process that loses re-reads and moves on.
+ * A checkpoint never covers an entry that is not yet durable, because it signs what
+ * `store.lastDecision()` reads back.
  */
 export class Checkpointer {
-  /** Highest seq a checkpoint covers; undefined until read from the store. */
-  private checkpointedSeq: number | undefined;
+  /** Highest seq the newest stored checkpoint covered when last read; a hint for the count trigger only. */
+  private coveredSeq: number | undefined;
   private loading: Promise<void> | undefined;
   /** Highest seq we were told about. */
   private appendedSeq = 0;
-  /** Serialises checkpoint writes. */
+  /** Serialises checkpoint writes of this process. */
   private queue: Promise<unknown> = Promise.resolve();
   private triggered = false;
-  /** After a failed write, count-triggered retries wait until this seq. */
+  /** True from a failed background write until one succeeds; count triggers then wait for the timer. */
+  private failing = false;
+  private lastReported: string | undefined;
+  /** Without a timer, a failed count-triggered write is retried after another `every` entries. */
   private retryAtSeq = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -55,61 +96,100 @@ export class Checkpointer {
     this.maybeCheckpoint();
   }
 
-  /** Starts the interval timer (unref'd) and signs whatever an earlier run left unsigned. */
+  /** Starts the interval timer (unref'd) and at once signs whatever an earlier run left unsigned. */
   start(): void {
     if (this.timer || this.stopped) return;
     if (this.opts.intervalSeconds > 0) {
-      this.timer = setInterval(() => this.background(), this.opts.intervalSeconds * 1000);
+      this.timer = setInterval(() => this.background('tick'), this.opts.intervalSeconds * 1000);
       this.timer.unref();
     }
-    this.background();
+    this.background('tick');
   }
 
   /** Signs the current head unless a checkpoint already covers it; resolves to the new checkpoint. */
   checkpointNow(): Promise<Checkpoint | undefined> {
-    const run = this.queue.then(() => this.write());
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue('cover');
   }
 
-  /** Stops the timer and writes a final checkpoint; rejects if that fails. */
+  /**
+   * What the timer does each interval: signs the head if anything is unsigned, otherwise
+   * writes a heartbeat if the newest checkpoint (whoever wrote it) is about an interval old.
+   */
+  tick(): Promise<Checkpoint | undefined> {
+    return this.enqueue('tick');
+  }
+
+  /** Stops the timer, writes a final checkpoint and flushes the sinks; rejects if the checkpoint fails. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.checkpointNow();
+    try {
+      await this.checkpointNow();
+    } finally {
+      await this.opts.sinks?.close();
+    }
+  }
+
+  private enqueue(mode: Mode): Promise<Checkpoint | undefined> {
+    const run = this.queue.then(() => this.write(mode));
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   private maybeCheckpoint(): void {
     if (this.stopped || this.triggered) return;
-    if (this.checkpointedSeq === undefined) {
-      // Counting starts from the store's last checkpoint, not from this process's start.
-      void this.load().then(() => this.maybeCheckpoint(), (err: unknown) => this.onError(asAuditError(err)));
+    // While writes fail, the timer retries (once per tick) — not every append; without a
+    // timer, the next try waits for another `every` entries.
+    if (this.failing && (this.timer !== undefined || this.appendedSeq < this.retryAtSeq)) return;
+    if (this.coveredSeq === undefined) {
+      // Counting starts from the store's newest checkpoint, not from this process's start.
+      void this.load().then(
+        () => this.maybeCheckpoint(),
+        (err: unknown) => {
+          this.retryAtSeq = this.appendedSeq + this.opts.every;
+          this.report(asAuditError(err));
+        },
+      );
       return;
     }
-    if (this.appendedSeq < Math.max(this.checkpointedSeq + this.opts.every, this.retryAtSeq)) return;
+    if (this.appendedSeq < this.coveredSeq + this.opts.every) return;
     this.triggered = true;
-    this.checkpointNow()
-      .catch((err: unknown) => {
-        // Retry after another `every` entries (or on the timer), not on every append.
-        this.retryAtSeq = this.appendedSeq + this.opts.every;
-        this.onError(asAuditError(err));
-      })
-      .finally(() => {
-        this.triggered = false;
-        // Entries appended while signing may already call for the next checkpoint.
-        this.maybeCheckpoint();
-      });
+    void this.attempt('count').finally(() => {
+      this.triggered = false;
+      // Entries appended while signing may already call for the next checkpoint.
+      if (!this.failing) this.maybeCheckpoint();
+    });
   }
 
-  private background(): void {
-    this.checkpointNow().catch((err: unknown) => this.onError(asAuditError(err)));
+  private background(mode: Mode): void {
+    void this.attempt(mode);
+  }
+
+  /** A background write: failures are reported once per failing stretch, then retried on the next trigger. */
+  private async attempt(mode: Mode): Promise<void> {
+    try {
+      await this.enqueue(mode);
+      this.failing = false;
+      this.lastReported = undefined;
+    } catch (err) {
+      this.retryAtSeq = this.appendedSeq + this.opts.every;
+      this.report(asAuditError(err));
+    }
+  }
+
+  private report(err: AuditError): void {
+    // The same failure again (the store still down) is not news; a different one is.
+    const repeat = this.failing && err.message === this.lastReported;
+    this.failing = true;
+    this.lastReported = err.message;
+    if (!repeat) this.onError(err);
   }
 
   private load(): Promise<void> {
-    this.loading ??= this.store.listCheckpoints().then(
-      (cps) => {
-        this.checkpointedSeq = Math.max(this.checkpointedSeq ?? 0, cps.at(-1)?.seq ?? 0);
+    this.loading ??= this.store.lastCheckpoint().then(
+      (last) => {
+        this.coveredSeq = Math.max(this.coveredSeq ?? 0, last?.seq ?? 0);
       },
       (err: unknown) => {
         this.loading = undefined;
@@ -119,16 +199,38 @@ export class Checkpointer {
     return this.loading;
   }
 
-  private async write(): Promise<Checkpoint | undefined> {
+  private async write(mode: Mode): Promise<Checkpoint | undefined> {
     try {
-      await this.load();
-      const head = await this.store.lastDecision();
-      if (!head || head.seq <= (this.checkpointedSeq ?? 0)) return undefined;
-      const checkpoint = await signCheckpoint(head, this.keys.signer(), new Date(this.now()).toISOString());
-      await this.store.appendCheckpoint(checkpoint);
-      this.checkpointedSeq = head.seq;
-      this.appendedSeq = Math.max(this.appendedSeq, head.seq);
-      return checkpoint;
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        // The newest checkpoint first, then the head: the head is then at or past what it covers.
+        const last = await this.store.lastCheckpoint();
+        const head = await this.store.lastDecision();
+        const lastTime = last ? Date.parse(last.time) : Number.NEGATIVE_INFINITY;
+        this.coveredSeq = last?.seq ?? 0;
+        const headSeq = head?.seq ?? 0;
+        const unsigned = headSeq - this.coveredSeq;
+        // Checkpoint times never go backwards, even if this clock is behind another writer's.
+        const now = Math.max(this.now(), Number.isFinite(lastTime) ? lastTime : 0);
+        const due =
+          mode === 'count'
+            ? unsigned >= this.opts.every
+            : unsigned > 0 || (mode === 'tick' && this.opts.intervalSeconds > 0 && now - lastTime >= HEARTBEAT_AGE * this.opts.intervalSeconds * 1000);
+        if (!due) return undefined;
+        const checkpoint = await signCheckpoint(
+          { seq: headSeq, hash: head?.hash ?? GENESIS_HASH },
+          this.keys.signer(),
+          new Date(now).toISOString(),
+          { num: (last?.num ?? 0) + 1, prev: last ? checkpointDigest(last.jws) : GENESIS_CHECKPOINT },
+        );
+        if (await this.store.appendCheckpoint(checkpoint)) {
+          this.coveredSeq = headSeq;
+          this.appendedSeq = Math.max(this.appendedSeq, headSeq);
+          this.opts.sinks?.ship(checkpoint);
+          return checkpoint;
+        }
+        // Another process wrote checkpoint `num` first: read what it wrote and decide again.
+      }
+      return undefined;
     } catch (err) {
       throw asAuditError(err);
     }

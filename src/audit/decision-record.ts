@@ -36,12 +36,26 @@ export interface DecisionEntry {
   record: DecisionRecord;
 }
 
-/** A signed statement that the chain up to `seq` ended in `hash` at `time`. */
+/**
+ * A signed statement that the chain up to `seq` ended in `hash` at `time`. Checkpoints
+ * form a chain of their own: each signs the SHA-256 of the previous checkpoint's JWS
+ * (`prev`), so one removed from the middle, or rewritten, breaks every link after it.
+ * Port also writes one every `audit.checkpoint_interval` when nothing was logged (a
+ * heartbeat, same `seq` as the one before), so checkpoints are numbered on their own.
+ */
 export interface Checkpoint {
+  /** The checkpoint's own number, 1, 2, 3… in the order written. */
+  num: number;
   seq: number;
   hash: string;
   time: string;
   kid: string;
-  /** Compact JWS over `{seq, hash, time}` made with Port's signing key `kid`. */
+  /**
+   * SHA-256 (hex) of the previous checkpoint's compact JWS, or 64 zeros for the first.
+   * Absent on checkpoints written by Port versions before the chain (legacy), which
+   * signed only `{seq, hash, time}` and may only precede chained ones.
+   */
+  prev?: string;
+  /** Compact JWS over `{num, seq, hash, time, prev}` (legacy: `{seq, hash, time}`) made with Port's signing key `kid`. */
   jws: string;
 }

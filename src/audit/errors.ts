@@ -7,7 +7,9 @@ export type AuditErrorCode =
   /** An option (time range, line count, key file) is not usable. */
   | 'audit_invalid_option'
   /** The output stream closed or failed while writing. */
-  | 'audit_output_closed';
+  | 'audit_output_closed'
+  /** A checkpoint could not be shipped to a checkpoint sink (file or URL). */
+  | 'audit_sink_failed';
 
 export class AuditError extends PortError {
   declare readonly code: AuditErrorCode;

@@ -1,34 +1,14 @@
 import type { JWK } from 'jose';
 import type { Store } from '../store/store.js';
+import { anchorProblems } from './checkpoint-anchor.js';
+import { checkCheckpointChain } from './checkpoint-chain.js';
 import { checkCheckpointSignature } from './checkpoint-jws.js';
+import { checkpointSlackSeconds, maxAgeProblem, timingProblems } from './checkpoint-timing.js';
 import type { Checkpoint, DecisionEntry } from './decision-record.js';
 import { entryHash, GENESIS_HASH } from './hash-chain.js';
+import type { AuditProblem } from './verify-problems.js';
 
-export type AuditProblemKind =
-  /** The entry's contents no longer match its hash, or were rewritten with it. */
-  | 'changed'
-  /** An entry is missing from the middle of the chain (a gap in seq). */
-  | 'removed'
-  /** Entries are out of place: contents moved to another seq, or seq repeats. */
-  | 'reordered'
-  /** The stored record is not JSON; verification stops there. */
-  | 'unreadable'
-  /** Entries a signed checkpoint covers were deleted from the end of the log. */
-  | 'truncated'
-  /** A valid checkpoint no longer matches the chain, or its row differs from what it signs. */
-  | 'checkpoint_mismatch'
-  /** A checkpoint's signature does not verify. */
-  | 'bad_signature'
-  /** A checkpoint names a key Port does not have. */
-  | 'unknown_key';
-
-export interface AuditProblem {
-  /** The first entry the problem concerns. */
-  seq: number;
-  problem: AuditProblemKind;
-  /** One line naming the entry: `entry 42: changed (hash does not match its contents)`. */
-  message: string;
-}
+export type { AuditProblem, AuditProblemKind } from './verify-problems.js';
 
 export interface AuditVerifyReport {
   ok: boolean;
@@ -41,6 +21,15 @@ export interface AuditVerifyReport {
   lastSeq: number;
   /** Highest seq covered by a valid checkpoint (0 when none). */
   lastCheckpointSeq: number;
+  /** The newest valid checkpoint's number and signing time. */
+  lastCheckpointNum?: number;
+  lastCheckpointTime?: string;
+  /** Checkpoints written before checkpoints were chained (they may only come first). */
+  legacyCheckpoints: number;
+  /** The timing rules applied: `audit.checkpoint_interval` and its slack, seconds (absent when the interval is 0). */
+  checkpointInterval?: { seconds: number; slackSeconds: number };
+  /** `--anchor`: how many anchored checkpoints were checked. */
+  anchored?: number;
   /**
    * Entries after the last valid checkpoint. They are only hash-chained, not signed:
    * deleting them, or rewriting them and re-hashing, cannot be detected.
@@ -68,6 +57,17 @@ export interface VerifyOptions {
   maxProblems?: number;
   /** The configured `audit.checkpoint_every`, to warn about missing checkpoints. */
   checkpointEvery?: number;
+  /**
+   * The configured `audit.checkpoint_interval`, seconds: entries must be covered by a
+   * checkpoint within it plus slack (checkpoint-timing.ts). 0 or absent: not checked.
+   */
+  checkpointInterval?: number;
+  /** `--max-age`, seconds: the newest valid checkpoint must be at most this old. */
+  maxAgeSeconds?: number;
+  /** `--anchor`: checkpoints kept outside that must all still be in the log. */
+  anchor?: readonly Checkpoint[];
+  /** Clock for `maxAgeSeconds` (ms since the epoch). */
+  now?: () => number;
 }
 
 /** An entry whose hash check failed, kept to recognise a swap when its partner turns up. */
@@ -81,9 +81,11 @@ const MAX_SUSPECTS = 64;
 
 /**
  * Verifies the decision log offline: every entry against its hash and its
- * predecessor, then every checkpoint's signature and that the chain still ends in
- * the hash it signed. Reads the log in pages, so memory stays flat; keeps only the
- * hashes at checkpointed seqs.
+ * predecessor; every checkpoint's signature, that the chain still ends in the hash it
+ * signed, and that the checkpoints still link into one chain; that checkpoints were
+ * written on time (`checkpointInterval`), recently enough (`maxAgeSeconds`), and that
+ * every anchored checkpoint is still there (`anchor`). Reads the log in pages, so
+ * memory stays flat; keeps only the hashes at checkpointed seqs.
  */
 export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>, opts: VerifyOptions = {}): Promise<AuditVerifyReport> {
   const pageSize = opts.pageSize ?? 1000;
@@ -126,6 +128,7 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
   const checkpointProblems: AuditProblem[] = [];
   const validSeqs: number[] = [];
   let lastCheckpointSeq = 0;
+  let lastValid: Checkpoint | undefined;
   for (const c of checkpoints) {
     const problem = await checkCheckpoint(c, publicKeys, chain, complete, lastCheckpointSeq);
     if (problem) {
@@ -133,8 +136,30 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
     } else {
       validSeqs.push(c.seq);
       lastCheckpointSeq = Math.max(lastCheckpointSeq, c.seq);
+      lastValid = c;
     }
   }
+  checkpointProblems.push(...checkCheckpointChain(checkpoints));
+
+  const interval = opts.checkpointInterval ?? 0;
+  const slackSeconds = checkpointSlackSeconds(interval);
+  if (interval > 0 && complete && chain.newest) {
+    const [firstUnsigned] = lastCheckpointSeq < chain.lastSeq ? await store.readDecisions(lastCheckpointSeq, 1) : [];
+    checkpointProblems.push(
+      ...timingProblems({
+        intervalSeconds: interval,
+        slackSeconds,
+        newest: chain.newest,
+        ...(firstUnsigned ? { firstUnsigned: { seq: firstUnsigned.seq, time: firstUnsigned.record.time } } : {}),
+        ...(lastValid ? { lastCheckpoint: lastValid } : {}),
+      }),
+    );
+  }
+  if (opts.maxAgeSeconds !== undefined) {
+    const stale = maxAgeProblem(lastValid, opts.maxAgeSeconds, (opts.now ?? Date.now)(), chain.lastSeq);
+    if (stale) checkpointProblems.push(stale);
+  }
+  if (opts.anchor) checkpointProblems.push(...(await anchorProblems(opts.anchor, checkpoints, publicKeys)));
 
   // Stable sort: at the same seq, the more specific chain problem comes first.
   const problems = [...chain.problems, ...checkpointProblems].sort((a, b) => a.seq - b.seq);
@@ -146,6 +171,10 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
     validCheckpoints: validSeqs.length,
     lastSeq: chain.lastSeq,
     lastCheckpointSeq,
+    ...(lastValid ? { lastCheckpointNum: lastValid.num, lastCheckpointTime: lastValid.time } : {}),
+    legacyCheckpoints: checkpoints.filter((c) => c.prev === undefined).length,
+    ...(interval > 0 ? { checkpointInterval: { seconds: interval, slackSeconds } } : {}),
+    ...(opts.anchor ? { anchored: opts.anchor.length } : {}),
     unsignedEntries: Math.max(0, chain.lastSeq - lastCheckpointSeq),
     complete,
     firstBad: problems[0],
@@ -187,10 +216,11 @@ async function checkCheckpoint(
   const sig = await checkCheckpointSignature(c, publicKeys);
   if (!sig.ok) {
     const label = sig.problem === 'unknown_key' ? 'unknown key' : sig.problem === 'bad_signature' ? 'bad signature' : 'checkpoint mismatch';
-    return { seq: c.seq, problem: sig.problem, message: `entry ${c.seq}: ${label} (the checkpoint at this entry ${sig.reason})` };
+    return { seq: c.seq, checkpoint: c.num, problem: sig.problem, message: `entry ${c.seq}: ${label} (the checkpoint at this entry ${sig.reason})` };
   }
   if (!complete && c.seq > chain.lastSeq) return undefined; // not reached; already reported why
-  const stored = chain.hashAt.get(c.seq);
+  // A heartbeat on an empty log signs the chain's starting point.
+  const stored = c.seq === 0 ? GENESIS_HASH : chain.hashAt.get(c.seq);
   if (stored === undefined) {
     if (c.seq > chain.lastSeq) {
       const first = chain.lastSeq + 1;
@@ -216,6 +246,8 @@ async function checkCheckpoint(
 class ChainWalker {
   entries = 0;
   lastSeq = 0;
+  /** The newest entry read (its time feeds the checkpoint timing rules). */
+  newest: { seq: number; time: string } | undefined;
   problems: AuditProblem[] = [];
   problemCount = 0;
   /** Stored hashes at checkpointed seqs. */
@@ -244,6 +276,7 @@ class ChainWalker {
       return;
     }
     this.lastSeq = e.seq;
+    this.newest = { seq: e.seq, time: e.record.time };
     if (this.checkpointed.has(e.seq)) this.hashAt.set(e.seq, e.hash);
 
     const selfOk = entryHash(e.seq, e.prevHash, e.record) === e.hash;

@@ -1,14 +1,17 @@
 /**
- * `port audit verify | export | tail | lineage` (DESIGN.md capability 8). Exit codes follow
+ * `port audit verify | export | tail | lineage | checkpoints export` (DESIGN.md capability 8). Exit codes follow
  * exit-codes.ts: 0 ok, 1 the log failed verification (or the command failed), 2 usage
  * or config error. Every command opens the store named by `-c port.yaml`.
  */
 import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { JWK } from 'jose';
+import { parseAnchor } from '../audit/checkpoint-anchor.js';
+import { checkpointToJsonLine } from '../audit/checkpoint-line.js';
+import type { Checkpoint } from '../audit/decision-record.js';
 import { AuditError } from '../audit/errors.js';
 import { exportDecisions, tailDecisions } from '../audit/export.js';
 import { entryToJsonLine } from '../audit/format.js';
@@ -18,6 +21,7 @@ import { readLineage } from '../audit/lineage-read.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../audit/verify.js';
 import { writeOut } from '../audit/write-out.js';
 import { loadConfig, type PortConfig } from '../config/config.js';
+import { formatDuration, parseDuration } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -43,6 +47,13 @@ export interface AuditConfigOptions {
 export interface VerifyCliOptions extends AuditConfigOptions {
   jwks?: string;
   json?: boolean;
+  /** Fail when the newest checkpoint is older than this (a duration: 90s, 10m, 1h). */
+  maxAge?: string;
+  /** Checkpoints kept outside (JSON lines) that must all still be in the log. */
+  anchor?: string;
+}
+export interface CheckpointsExportCliOptions extends AuditConfigOptions {
+  out?: string;
 }
 export interface ExportCliOptions extends AuditConfigOptions {
   out?: string;
@@ -72,8 +83,17 @@ export function registerAuditCommands(program: Command, io: AuditCliIO = auditPr
   withConfig(audit.command('verify').description('check the hash chain and the signed checkpoints; exit 1 naming the first bad entry'))
     .option('--jwks <file>', "check checkpoints against this JWKS file instead of the keys in Port's database")
     .option('--json', 'print the report as JSON')
+    .option('--max-age <duration>', 'fail when the newest checkpoint is older than this (e.g. 15m); for a log you know is live')
+    .option('--anchor <file>', 'fail when a checkpoint in FILE (from `port audit checkpoints export` or a file sink) is missing from the log or differs')
     .action(async (opts: VerifyCliOptions) => {
       process.exitCode = await runAuditVerify(opts, io);
+    });
+
+  const checkpoints = audit.command('checkpoints').description('the signed checkpoints of the decision log');
+  withConfig(checkpoints.command('export').description('write every signed checkpoint as JSON lines, to keep outside Port as an anchor for `verify --anchor`'))
+    .option('--out <file>', 'write to FILE instead of stdout')
+    .action(async (opts: CheckpointsExportCliOptions) => {
+      process.exitCode = await runCheckpointsExport(opts, io);
     });
 
   withConfig(audit.command('export').description('write the decision log as JSON lines'))
@@ -110,10 +130,10 @@ export function registerAuditCommands(program: Command, io: AuditCliIO = auditPr
 export async function runAuditLineage(opts: LineageCliOptions, io: AuditCliIO): Promise<number> {
   return guard(io, () => {
     const selector = lineageSelector(opts);
-    return withStore(opts, async (store) => {
+    return withStore(opts, async (store, config) => {
       const { lineage, lastSeq } = await readLineage(store, selector);
       // After the read, so the verified range covers every entry the chain came from.
-      const report = await verifyAuditLog(store, await storeKeys(store), { maxProblems: 1 });
+      const report = await verifyAuditLog(store, await storeKeys(store), { maxProblems: 1, checkpointInterval: config.audit.checkpointInterval });
       const checked = verificationText(report, lastSeq);
       if (lineage.entries.length === 0) {
         io.err(`port audit lineage: no entries for ${selectorText(selector)}`);
@@ -146,19 +166,74 @@ function lineageSelector(opts: LineageCliOptions): LineageSelector {
 }
 
 export async function runAuditVerify(opts: VerifyCliOptions, io: AuditCliIO): Promise<number> {
-  return guard(io, () =>
-    withStore(opts, async (store, config) => {
+  return guard(io, async () => {
+    const maxAgeSeconds = parseMaxAge(opts.maxAge);
+    const anchor = opts.anchor !== undefined ? await readAnchor(opts.anchor) : undefined;
+    return withStore(opts, async (store, config) => {
       const keys = opts.jwks !== undefined ? await readJwks(opts.jwks) : await storeKeys(store);
-      const report = await verifyAuditLog(store, keys, { maxProblems: LISTED_PROBLEMS, checkpointEvery: config.audit.checkpointEvery });
+      const report = await verifyAuditLog(store, keys, {
+        maxProblems: LISTED_PROBLEMS,
+        checkpointEvery: config.audit.checkpointEvery,
+        checkpointInterval: config.audit.checkpointInterval,
+        ...(maxAgeSeconds !== undefined ? { maxAgeSeconds } : {}),
+        ...(anchor ? { anchor } : {}),
+      });
       if (opts.json === true) await writeOut(io.stdout, `${JSON.stringify(report, null, 2)}\n`);
-      else await writeOut(io.stdout, describeReport(report, opts.jwks));
+      else await writeOut(io.stdout, describeReport(report, opts));
       if (!report.ok) {
         io.err(`port audit verify: FAILED: ${report.firstBad?.message ?? 'the log does not verify'}`);
         return EXIT_FAILED;
       }
       return EXIT_OK;
+    });
+  });
+}
+
+/** Every checkpoint, oldest first, as JSON lines (checkpoint-line.ts): what an auditor keeps. */
+export async function runCheckpointsExport(opts: CheckpointsExportCliOptions, io: AuditCliIO): Promise<number> {
+  return guard(io, () =>
+    withStore(opts, async (store) => {
+      const all = await store.listCheckpoints();
+      const text = all.map(checkpointToJsonLine).join('');
+      if (opts.out === undefined) {
+        await writeOut(io.stdout, text);
+        return EXIT_OK;
+      }
+      try {
+        await writeFile(opts.out, text);
+      } catch (err) {
+        throw new AuditError('audit_output_closed', `cannot write ${opts.out}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      }
+      io.err(`wrote ${all.length} checkpoint${all.length === 1 ? '' : 's'} to ${opts.out}${describeLast(all.at(-1))}`);
+      return EXIT_OK;
     }),
   );
+}
+
+function describeLast(c: Checkpoint | undefined): string {
+  return c ? ` (the last, ${c.num}, covers entries up to ${c.seq}, signed at ${c.time})` : '';
+}
+
+function parseMaxAge(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = parseDuration(value);
+  if (seconds === undefined || seconds === 0) throw new UsageError(`--max-age ${value}: not a duration; write e.g. 90s, 15m or 2h`);
+  return seconds;
+}
+
+async function readAnchor(file: string): Promise<Checkpoint[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--anchor ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    return parseAnchor(text, `--anchor ${file}`);
+  } catch (err) {
+    if (err instanceof AuditError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 export async function runAuditExport(opts: ExportCliOptions, io: AuditCliIO): Promise<number> {
@@ -249,7 +324,8 @@ async function readJwks(file: string): Promise<Map<string, JWK>> {
   return map;
 }
 
-function describeReport(r: AuditVerifyReport, jwksFile: string | undefined): string {
+function describeReport(r: AuditVerifyReport, opts: VerifyCliOptions): string {
+  const jwksFile = opts.jwks;
   const lines: string[] = [];
   const plural = (n: number, word: string, words = `${word}s`): string => `${n} ${n === 1 ? word : words}`;
   lines.push(
@@ -257,6 +333,18 @@ function describeReport(r: AuditVerifyReport, jwksFile: string | undefined): str
       `${plural(r.checkpoints, 'checkpoint')} (${r.validCheckpoints} valid${r.lastCheckpointSeq > 0 ? `, last at entry ${r.lastCheckpointSeq}` : ''}).`,
   );
   lines.push(`Checkpoint keys: ${jwksFile !== undefined ? jwksFile : "Port's database (pass --jwks FILE with keys kept elsewhere to rule out forged keys)"}.`);
+  if (r.checkpoints > 0) {
+    const legacy = r.legacyCheckpoints > 0 ? ` (the first ${r.legacyCheckpoints} written before checkpoints were chained)` : '';
+    lines.push(`Checkpoint chain: ${plural(r.checkpoints, 'checkpoint')}${legacy}${r.lastCheckpointTime ? `; the newest valid one signed at ${r.lastCheckpointTime}` : ''}.`);
+  }
+  lines.push(
+    r.checkpointInterval
+      ? `Timing: every entry must be checkpointed within audit.checkpoint_interval ${formatDuration(r.checkpointInterval.seconds)} plus ${r.checkpointInterval.slackSeconds}s slack.`
+      : 'Timing: not checked (audit.checkpoint_interval is 0).',
+  );
+  if (opts.maxAge !== undefined) lines.push(`Freshness: the newest checkpoint must be at most ${opts.maxAge} old (--max-age).`);
+  if (r.anchored !== undefined) lines.push(`Anchor: ${plural(r.anchored, 'checkpoint')} from ${opts.anchor ?? 'the anchor'} must still be in the log.`);
+  else lines.push('Anchor: none (pass --anchor FILE with checkpoints kept elsewhere to detect a log cut back, checkpoints and all).');
   if (r.unsignedEntries > 0) {
     lines.push(
       `${plural(r.unsignedEntries, 'entry', 'entries')} after ${r.lastCheckpointSeq > 0 ? `entry ${r.lastCheckpointSeq}` : 'the start'} ` +
@@ -266,7 +354,7 @@ function describeReport(r: AuditVerifyReport, jwksFile: string | undefined): str
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (!r.complete) lines.push(`Verification stopped early at entry ${r.lastSeq + 1}; entries after it were not checked.`);
   if (r.ok) {
-    lines.push('OK: every entry matches its hash and its predecessor, and every checkpoint verifies.');
+    lines.push('OK: every entry matches its hash and its predecessor, every checkpoint verifies and links to the one before, and checkpoints were written on time.');
   } else {
     for (const p of r.problems) lines.push(p.message);
     if (r.problemCount > r.problems.length) lines.push(`… and ${r.problemCount - r.problems.length} more`);

@@ -14,6 +14,9 @@ export interface SecretSource {
   baseDir: string;
 }
 
+/** `audit.checkpoint_sinks[i]`: a file (resolved against the config's folder) or a URL with secret headers. */
+export type CheckpointSinkConfig = { kind: 'file'; path: string } | { kind: 'http'; url: string; headers: Record<string, SecretSource> };
+
 export type InjectConfig =
   | { kind: 'bearer'; token: SecretSource }
   | { kind: 'basic'; username: string; password: SecretSource }
@@ -104,7 +107,15 @@ export interface RelayConfig {
 /** The validated configuration with paths made absolute and defaults filled in. */
 export interface PortConfig {
   file: string;
-  server: { listen: { host: string; port: number }; publicUrl: string; bodyLimit: number; logLevel: string; adminToken?: SecretSource };
+  server: {
+    listen: { host: string; port: number };
+    publicUrl: string;
+    bodyLimit: number;
+    logLevel: string;
+    adminToken?: SecretSource;
+    /** Per-source limit on tokens that don't verify (`server.refusal_rate_limit`). */
+    refusalRateLimit: { burst: number; perMinute: number; maxSources: number };
+  };
   store: { sqlite: string };
   buildkite: {
     organization: string;
@@ -118,6 +129,10 @@ export interface PortConfig {
     jwksRefreshInterval: number;
     jwksMinRefreshInterval: number;
     jwksMaxAge: number;
+    /** Seconds: total deadline for one JWKS fetch. */
+    jwksFetchTimeout: number;
+    /** Seconds a request with an uncached `kid` waits for a JWKS fetch. */
+    jwksRequestWait: number;
     apiUrl: string;
     apiToken?: SecretSource;
     webhookSecret?: SecretSource;
@@ -132,7 +147,7 @@ export interface PortConfig {
     introspectionToken?: string;
     keyEncryptionKey?: string;
   };
-  audit: { checkpointEvery: number; checkpointInterval: number };
+  audit: { checkpointEvery: number; checkpointInterval: number; refusalWindow: number; checkpointSinks: CheckpointSinkConfig[] };
   approvals: {
     expireAfter: number;
     onExpiry: 'fail' | 'leave';
@@ -201,6 +216,11 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       bodyLimit: c.server.body_limit,
       logLevel: c.server.log_level,
       ...optionalSecret('adminToken', c.server.admin_token, 'server.admin_token', baseDir),
+      refusalRateLimit: {
+        burst: c.server.refusal_rate_limit.burst,
+        perMinute: c.server.refusal_rate_limit.per_minute,
+        maxSources: c.server.refusal_rate_limit.max_sources,
+      },
     },
     store: { sqlite: resolve(baseDir, c.store.sqlite) },
     buildkite: {
@@ -215,6 +235,8 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       jwksRefreshInterval: c.buildkite.jwks_refresh_interval,
       jwksMinRefreshInterval: c.buildkite.jwks_min_refresh_interval,
       jwksMaxAge: c.buildkite.jwks_max_age,
+      jwksFetchTimeout: c.buildkite.jwks_fetch_timeout,
+      jwksRequestWait: c.buildkite.jwks_request_wait,
       apiUrl: c.buildkite.api_url.replace(/\/+$/, ''),
       ...optionalSecret('apiToken', c.buildkite.api_token, 'buildkite.api_token', baseDir),
       ...optionalSecret('webhookSecret', c.buildkite.webhook_secret, 'buildkite.webhook_secret', baseDir),
@@ -235,7 +257,12 @@ function finish(c: ParsedConfig, file: string): PortConfig {
           ? undefined
           : resolveSecretRef(c.issuer.key_encryption_key, 'issuer.key_encryption_key', baseDir),
     },
-    audit: { checkpointEvery: c.audit.checkpoint_every, checkpointInterval: c.audit.checkpoint_interval },
+    audit: {
+      checkpointEvery: c.audit.checkpoint_every,
+      checkpointInterval: c.audit.checkpoint_interval,
+      refusalWindow: c.audit.refusal_window,
+      checkpointSinks: c.audit.checkpoint_sinks.map((sink, i) => checkpointSink(sink, i, baseDir)),
+    },
     ...(c.sso
       ? {
           sso: {
@@ -282,6 +309,17 @@ function optionalSecret<K extends string>(name: K, ref: string | undefined, key:
   if (ref === undefined) return {};
   resolveSecretRef(ref, key, baseDir);
   return { [name]: { ref, key, baseDir } } as Partial<Record<K, SecretSource>>;
+}
+
+/** `audit.checkpoint_sinks[i]`: header secrets are checked now (a missing one fails at start) and re-read on every send. */
+function checkpointSink(sink: ParsedConfig['audit']['checkpoint_sinks'][number], i: number, baseDir: string): CheckpointSinkConfig {
+  if ('file' in sink) return { kind: 'file', path: resolve(baseDir, sink.file) };
+  const headers = Object.entries(sink.headers ?? {}).map(([name, ref]) => {
+    const key = `audit.checkpoint_sinks[${i}].headers.${name}`;
+    resolveSecretRef(ref, key, baseDir);
+    return [name, { ref, key, baseDir }] as const;
+  });
+  return { kind: 'http', url: sink.url, headers: Object.fromEntries(headers) };
 }
 
 function checkTimeZone(zone: string, file: string): string {

@@ -39,6 +39,20 @@ const serverSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Bearer token for the admin API (/v1/admin/…: revocations); the API is off without it. */
   admin_token: secretRef.optional(),
+  /**
+   * Per remote address, how many tokens that don't verify Port answers before it answers
+   * 429 instead (a token bucket); verified callers are never throttled by it.
+   */
+  refusal_rate_limit: z
+    .strictObject({
+      /** Refusals an address may have at once. */
+      burst: z.number().int().min(1).max(100_000).default(30),
+      /** Refusals per minute an address earns back. */
+      per_minute: z.number().int().min(1).max(1_000_000).default(30),
+      /** Most addresses tracked at once (least recently refused forgotten first). */
+      max_sources: z.number().int().min(1).max(1_000_000).default(10_000),
+    })
+    .default({ burst: 30, per_minute: 30, max_sources: 10_000 }),
 });
 
 const storeSchema = z.strictObject({
@@ -64,6 +78,12 @@ const buildkiteSchema = z.strictObject({
   jwks_min_refresh_interval: duration().default(30),
   /** How long a cached JWKS is still used while the endpoint is down; then fail closed. */
   jwks_max_age: duration().default(86400),
+  /** Total deadline for one JWKS fetch (connect, headers and body together; issue #9). */
+  jwks_fetch_timeout: duration(300)
+    .refine((s) => s >= 1, 'must be at least 1s')
+    .default(10),
+  /** How long a request with a `kid` Port hasn't cached waits for a JWKS fetch; 0 never waits. */
+  jwks_request_wait: duration(60).default(2),
   /** Buildkite REST API base (buildkite.md §4.1); the simulator's URL in tests and the demo. */
   api_url: httpUrl.default('https://api.buildkite.com'),
   /** REST API token (`read_builds`, `write_builds`, `read_agents`). */
@@ -131,11 +151,28 @@ const approvalsSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * One `audit.checkpoint_sinks` entry: each signed checkpoint is appended to a file (one
+ * JSON line, fsynced) or POSTed to a URL with optional headers whose values are secrets.
+ */
+const checkpointSinkSchema = z.union([
+  z.strictObject({ file: z.string().min(1) }),
+  z.strictObject({
+    url: httpUrl,
+    /** Header name (an RFC 9110 §5.6.2 token) → secret reference for its value. */
+    headers: z.record(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be an HTTP header name'), secretRef).optional(),
+  }),
+]);
+
 const auditSchema = z.strictObject({
+  /** Where each signed checkpoint is shipped as it is made (external anchors for `port audit verify --anchor`). */
+  checkpoint_sinks: z.array(checkpointSinkSchema).default([]),
   /** A signed checkpoint is written after this many entries… */
   checkpoint_every: z.number().int().min(1).default(1000),
   /** …or this long after the last one, whichever comes first. */
   checkpoint_interval: duration().default(300),
+  /** Unauthenticated refusals beyond the first of each kind are logged as one count per kind, action and source per window this long. */
+  refusal_window: duration(3600).default(60),
 });
 
 const size = (max?: number) =>
@@ -318,7 +355,7 @@ export const configSchema = z.strictObject({
   buildkite: buildkiteSchema,
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
-  audit: auditSchema.default({ checkpoint_every: 1000, checkpoint_interval: 300 }),
+  audit: auditSchema.default({ checkpoint_sinks: [], checkpoint_every: 1000, checkpoint_interval: 300, refusal_window: 60 }),
   sso: ssoSchema.optional(),
   scim: scimSchema.optional(),
   approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC', no_creator: 'extra_approval' }),

@@ -1,7 +1,7 @@
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { PortConfig } from '../config/config.js';
 import { identityFromClaims } from './claims.js';
-import { TokenRejectedError, type TokenCheck } from './errors.js';
+import { TokenRejectedError, type JwksFetchError, type TokenCheck } from './errors.js';
 import type { JobIdentity } from './job-identity.js';
 import { hasDuplicateMembers } from './json-duplicates.js';
 import { JwksCache } from './jwks-cache.js';
@@ -32,13 +32,19 @@ export interface VerifiedJobToken {
 export class BuildkiteTokenVerifier {
   readonly jwks: JwksCache;
 
-  constructor(private readonly config: PortConfig['buildkite']) {
+  constructor(
+    private readonly config: PortConfig['buildkite'],
+    options: { onJwksError?: (err: JwksFetchError) => void } = {},
+  ) {
     this.jwks = new JwksCache({
       url: config.jwksUrl,
       algorithms: config.algorithms,
       refreshInterval: config.jwksRefreshInterval,
       minRefreshInterval: config.jwksMinRefreshInterval,
       maxAge: config.jwksMaxAge,
+      timeout: config.jwksFetchTimeout * 1000,
+      requestWait: config.jwksRequestWait * 1000,
+      ...(options.onJwksError ? { onRefreshError: options.onJwksError } : {}),
     });
   }
 

@@ -1,4 +1,4 @@
-import { OAuthError } from '../errors.js';
+import { OAuthError, PortError } from '../errors.js';
 
 /** Which verification check refused a subject token; recorded in the decision log. */
 export type TokenCheck =
@@ -36,5 +36,22 @@ export class TokenRejectedError extends OAuthError {
     options?: { cause?: unknown },
   ) {
     super(check === 'jwks_unavailable' || check === 'creator_unknown' ? 'temporarily_unavailable' : 'invalid_grant', description, undefined, options);
+  }
+}
+
+/** Why one fetch of Buildkite's JWKS failed. */
+export type JwksFetchFailure = 'timeout' | 'aborted' | 'network' | 'http_status' | 'too_large' | 'invalid_json' | 'no_keys';
+
+/**
+ * One fetch of Buildkite's JWKS failed; the cached set stays in use until `jwks_max_age`.
+ * The message names the URL-independent reason (never a response body) for logs and `/readyz`.
+ */
+export class JwksFetchError extends PortError {
+  constructor(
+    readonly reason: JwksFetchFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('jwks_fetch_failed', message, 503, options);
   }
 }

@@ -1,20 +1,30 @@
 import { importJWK, type JWK, type JWSHeaderParameters, type CryptoKey } from 'jose';
-import { request } from 'undici';
-import { TokenRejectedError } from './errors.js';
+import { JwksFetchError, TokenRejectedError } from './errors.js';
+import { fetchJwksDocument } from './jwks-fetch.js';
 
 export interface JwksCacheOptions {
   url: string;
   /** Allowed `alg` values; keys for other algorithms are not loaded. */
   algorithms: string[];
-  /** Seconds between routine refreshes. */
+  /** Seconds between routine (background) refreshes. */
   refreshInterval: number;
   /** Minimum seconds between refreshes triggered by an unknown `kid`. */
   minRefreshInterval: number;
-  /** Seconds a cached set stays usable while the endpoint fails; then fail closed. */
+  /** Seconds a cached set stays usable after the last successful fetch; then fail closed. */
   maxAge: number;
-  /** Milliseconds to wait for the JWKS endpoint. */
+  /** Total deadline for one fetch, in milliseconds: connect, headers and the whole body. */
   timeout?: number;
+  /** How long a request whose `kid` is not cached waits for a fetch, in milliseconds. */
+  requestWait?: number;
   now?: () => number;
+  /** Told about each failed fetch (the last good set stays in use). */
+  onRefreshError?: (err: JwksFetchError) => void;
+}
+
+/** What `/readyz` shows for Buildkite's keys. */
+export interface JwksReadiness {
+  ready: boolean;
+  detail: string;
 }
 
 interface CachedKey {
@@ -22,21 +32,79 @@ interface CachedKey {
   key: CryptoKey;
 }
 
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_REQUEST_WAIT_MS = 2_000;
+/** First retry after a failed fetch; doubles up to the min refresh interval. */
+const FIRST_RETRY_MS = 1_000;
+
 /**
- * Buildkite's JWKS, cached (buildkite.md §1.5): keys by `kid`; refreshed on a
- * schedule and on an unknown `kid` (rate-limited so forged kids can't make Port hammer
- * the endpoint); served from cache while the endpoint is down, until `maxAge` after the
- * last successful fetch, then every token is refused (fail closed).
+ * Buildkite's JWKS, cached (buildkite.md §1.5; issue #9 item 2). Keys by `kid`.
+ *
+ * - Refreshed in the background on a schedule (`start()`), each fetch under a total deadline,
+ *   so a JWKS that hangs or drips holds nothing but that one fetch.
+ * - A request whose `kid` is cached never waits for a fetch. Only an unknown `kid` (or no
+ *   usable set at all) waits, and only up to `requestWait`; such fetches are rate-limited
+ *   so forged kids can't make Port hammer the endpoint, and join a fetch already running.
+ * - The cached set is used until `maxAge` after the last successful fetch, then every token
+ *   is refused (fail closed, 503 `temporarily_unavailable`).
  */
 export class JwksCache {
   private keys = new Map<string, CachedKey>();
   private lastSuccess = 0;
   private lastAttempt = 0;
-  private inflight: Promise<void> | undefined;
+  private lastError: JwksFetchError | undefined;
+  private failures = 0;
+  private inflight: Promise<boolean> | undefined;
+  private aborter: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
   private readonly now: () => number;
+  private readonly timeoutMs: number;
+  private readonly requestWaitMs: number;
 
   constructor(private readonly options: JwksCacheOptions) {
     this.now = options.now ?? Date.now;
+    this.timeoutMs = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.requestWaitMs = options.requestWait ?? DEFAULT_REQUEST_WAIT_MS;
+  }
+
+  /**
+   * Starts the background refresh: fetches now, then every `refreshInterval` (sooner, with
+   * backoff, after a failure). Resolves once the first fetch has settled or `requestWait`
+   * has passed, whichever is first; it never throws — `readiness()` tells how it went.
+   */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const first = this.refreshInBackground();
+    await this.waitAtMost(first, this.requestWaitMs);
+  }
+
+  /** Stops the schedule and abandons a fetch in flight (shutdown never waits on the JWKS). */
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.aborter?.abort();
+  }
+
+  /** Ready once a usable set was fetched and while it is younger than `maxAge`. */
+  readiness(): JwksReadiness {
+    const last = this.lastError ? ` The last attempt failed: ${this.lastError.message}` : '';
+    if (this.lastSuccess === 0) {
+      return { ready: false, detail: `Buildkite's signing keys have not been fetched yet from ${this.displayUrl}.${last}` };
+    }
+    const age = Math.max(0, Math.round((this.now() - this.lastSuccess) / 1000));
+    if (this.isStale()) {
+      return {
+        ready: false,
+        detail: `Buildkite's signing keys were last fetched ${age} s ago, more than jwks_max_age (${this.options.maxAge} s); every token is refused until a fetch succeeds.${last}`,
+      };
+    }
+    if (this.keys.size === 0) {
+      return { ready: false, detail: `Buildkite's JWKS has no key Port can use (allowed algorithms: ${this.options.algorithms.join(', ')}).` };
+    }
+    return { ready: true, detail: `${this.keys.size} ${this.keys.size === 1 ? 'key' : 'keys'}, fetched ${age} s ago` };
   }
 
   /** Resolves the verification key for a token header, as jose's `jwtVerify` expects. */
@@ -45,20 +113,38 @@ export class JwksCache {
     if (typeof kid !== 'string' || kid.length === 0 || kid.length > 256) {
       throw new TokenRejectedError('missing_kid', 'The subject token header has no usable kid; Buildkite tokens always name their key.');
     }
-    const now = this.now();
-    if (this.lastSuccess === 0 || now - this.lastSuccess >= this.options.refreshInterval * 1000) {
-      await this.tryRefresh();
-    } else if (!this.keys.has(kid) && now - this.lastAttempt >= this.options.minRefreshInterval * 1000) {
-      await this.tryRefresh();
+    // How the fetch this request waited for ended: undefined when it waited for none.
+    let waited: 'fetched' | 'failed' | 'timed_out' | undefined;
+    if (this.isStale() || !this.keys.has(kid)) {
+      // Only here does a request wait: for a kid Port hasn't seen, or for any usable set.
+      const fetch = this.inflight ?? (this.now() - this.lastAttempt >= this.options.minRefreshInterval * 1000 ? this.refreshInBackground() : undefined);
+      if (fetch) {
+        const result = await this.waitAtMost(fetch, this.requestWaitMs);
+        waited = result === undefined ? 'timed_out' : result ? 'fetched' : 'failed';
+      }
+    } else if (this.now() - this.lastSuccess >= this.options.refreshInterval * 1000) {
+      // Due for a routine refresh and nothing runs it (start() was not called): run it, don't wait.
+      this.kickRoutineRefresh();
     }
-    if (this.lastSuccess === 0 || this.now() - this.lastSuccess > this.options.maxAge * 1000) {
+    if (this.lastSuccess === 0 || this.isStale()) {
       throw new TokenRejectedError(
         'jwks_unavailable',
-        `Buildkite's signing keys could not be fetched from ${this.options.url} and no cached copy is fresh enough; try again later.`,
+        this.lastSuccess === 0
+          ? `Buildkite's signing keys have not been fetched yet from ${this.displayUrl}; try again shortly.`
+          : `Buildkite's signing keys could not be fetched from ${this.displayUrl} for longer than jwks_max_age; try again later.`,
       );
     }
     const entry = this.keys.get(kid);
     if (!entry) {
+      if (waited === 'failed' || waited === 'timed_out') {
+        // Can't tell a rotation Port missed from a forged kid while the JWKS doesn't answer: retryable.
+        throw new TokenRejectedError(
+          'jwks_unavailable',
+          `The subject token's kid is not among Buildkite's cached signing keys, and ${
+            waited === 'timed_out' ? `${this.displayUrl} did not answer within ${this.requestWaitMs} ms` : `fetching ${this.displayUrl} failed`
+          }; try again shortly.`,
+        );
+      }
       throw new TokenRejectedError('unknown_kid', "The subject token's kid is not one of Buildkite's current signing keys.");
     }
     if (entry.alg !== header.alg) {
@@ -67,31 +153,72 @@ export class JwksCache {
     return entry.key;
   };
 
-  /** Refreshes once at a time; failures keep the last good set. */
-  private tryRefresh(): Promise<void> {
-    this.inflight ??= this.refresh()
-      .catch(() => undefined)
-      .finally(() => (this.inflight = undefined));
+  /** The JWKS URL for messages, without any userinfo it might carry. */
+  private get displayUrl(): string {
+    try {
+      const u = new URL(this.options.url);
+      return `${u.origin}${u.pathname}`;
+    } catch {
+      return 'the configured jwks_url';
+    }
+  }
+
+  private isStale(): boolean {
+    return this.lastSuccess === 0 || this.now() - this.lastSuccess > this.options.maxAge * 1000;
+  }
+
+  private kickRoutineRefresh(): void {
+    if (this.inflight || this.now() - this.lastAttempt < this.options.minRefreshInterval * 1000) return;
+    void this.refreshInBackground();
+  }
+
+  /** One fetch at a time; resolves true when it replaced the set. Never rejects. */
+  private refreshInBackground(): Promise<boolean> {
+    if (this.inflight) return this.inflight;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const aborter = new AbortController();
+    this.aborter = aborter;
+    this.lastAttempt = this.now();
+    this.inflight = this.fetchKeys(aborter.signal)
+      .then((keys) => {
+        this.keys = keys;
+        this.lastSuccess = this.now();
+        this.lastError = undefined;
+        this.failures = 0;
+        return true;
+      })
+      .catch((err: unknown) => {
+        const failure = err instanceof JwksFetchError ? err : new JwksFetchError('network', 'the JWKS request failed', { cause: err });
+        // Stopped for shutdown: nothing failed, nothing to report.
+        if (failure.reason === 'aborted') return false;
+        this.lastError = failure;
+        this.failures++;
+        this.options.onRefreshError?.(failure);
+        return false;
+      })
+      .finally(() => {
+        this.inflight = undefined;
+        if (this.aborter === aborter) this.aborter = undefined;
+        this.schedule();
+      });
     return this.inflight;
   }
 
-  private async refresh(): Promise<void> {
-    this.lastAttempt = this.now();
-    const res = await request(this.options.url, {
-      method: 'GET',
-      headers: { accept: 'application/json' },
-      headersTimeout: this.options.timeout ?? 5000,
-      bodyTimeout: this.options.timeout ?? 5000,
-      maxRedirections: 0,
-    } as Parameters<typeof request>[1]);
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw new Error(`JWKS answered ${res.statusCode}`);
-    }
-    const text = await res.body.text();
-    if (text.length > 256 * 1024) throw new Error('JWKS too large');
-    const body = JSON.parse(text) as { keys?: unknown };
-    if (!Array.isArray(body.keys)) throw new Error('JWKS has no keys array');
+  /** The next background fetch: the routine interval after a success, backoff after a failure. */
+  private schedule(): void {
+    if (!this.running) return;
+    const routine = this.options.refreshInterval * 1000;
+    const delay =
+      this.failures === 0
+        ? routine
+        : Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), Math.max(FIRST_RETRY_MS, this.options.minRefreshInterval * 1000), routine);
+    this.timer = setTimeout(() => void this.refreshInBackground(), Math.max(delay, 1));
+    this.timer.unref();
+  }
+
+  private async fetchKeys(signal: AbortSignal): Promise<Map<string, CachedKey>> {
+    const body = await fetchJwksDocument(this.options.url, { timeoutMs: this.timeoutMs, signal });
     const next = new Map<string, CachedKey>();
     for (const jwk of body.keys as JWK[]) {
       if (typeof jwk?.kid !== 'string' || (jwk.use !== undefined && jwk.use !== 'sig')) continue;
@@ -104,7 +231,19 @@ export class JwksCache {
         // A key Port cannot import is skipped; tokens naming it fail as unknown_kid.
       }
     }
-    this.keys = next;
-    this.lastSuccess = this.now();
+    return next;
+  }
+
+  /** Resolves with the fetch's result, or `undefined` when `ms` pass first. */
+  private async waitAtMost(fetch: Promise<boolean>, ms: number): Promise<boolean | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    });
+    try {
+      return await Promise.race([fetch, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

@@ -3,6 +3,7 @@ import { jtiHash } from '../audit/token-hash.js';
 import { identityContext } from '../broker/identity-context.js';
 import type { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
 import { identityFromClaims } from '../identity/claims.js';
+import { TokenRejectedError } from '../identity/errors.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import { identityClaims, type PortTokenIssuer } from '../issuer/port-token.js';
 import { creatorLookupFailed, type BuildCreatorLookup } from '../broker/build-creator.js';
@@ -11,6 +12,7 @@ import { portTokenFacts } from '../revocation/port-token-facts.js';
 import { CREATOR_INACTIVE_MESSAGE, refusalMessage } from '../revocation/refusal.js';
 import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
 import type { TokenFacts } from '../revocation/token-facts.js';
+import { RefusalThrottledError, type RefusalThrottle } from '../audit/refusal-log.js';
 import { RelayError } from './relay-error.js';
 
 /** Who is calling the relay, from a verified token. */
@@ -52,13 +54,16 @@ export class CallerAuthenticator {
     private readonly buildkite: BuildkiteTokenVerifier | undefined,
     /** The build's creator for Buildkite tokens (a Port token carries it as `build_creator`). */
     private readonly creators?: BuildCreatorLookup,
+    /** Per-source limit on tokens that don't verify (issue #9 item 8); verified callers never meet it. */
+    private readonly refusals?: RefusalThrottle,
   ) {}
 
-  async authenticate(headers: IncomingHttpHeaders, now = Date.now()): Promise<RelayCaller> {
+  /** `source` is the remote address: a token that does not verify counts against it. */
+  async authenticate(headers: IncomingHttpHeaders, now = Date.now(), source?: string): Promise<RelayCaller> {
     const token = presentedToken(headers.authorization);
     let caller = this.cache.get(token);
     if (caller === undefined) {
-      caller = await this.verify(token);
+      caller = await this.verify(token, source);
       if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(token, caller);
     }
@@ -80,7 +85,7 @@ export class CallerAuthenticator {
     return caller;
   }
 
-  private async verify(token: string): Promise<RelayCaller> {
+  private async verify(token: string, source: string | undefined): Promise<RelayCaller> {
     const claims = await this.issuer.verify(token, this.audiences);
     if (claims) {
       const identity = identityFromClaims(claims);
@@ -118,10 +123,25 @@ export class CallerAuthenticator {
         };
       } catch (err) {
         if (err instanceof RelayError) throw err;
+        // Port can't reach Buildkite's keys: its outage, not the caller's fault — 503, never counted as a bad token.
+        if (err instanceof TokenRejectedError && err.check === 'jwks_unavailable') {
+          throw new RelayError('temporarily_unavailable', err.message, 503, { 'retry-after': '5' });
+        }
         // Fall through to the generic refusal: which check failed is not the caller's business here.
       }
     }
+    this.throttle(source);
     throw unauthorized('invalid_token', 'The credential is not a valid Port token for this relay.');
+  }
+
+  /** A token that verified as nothing counts against its source; over the limit, 429 (RFC 6585 §4) with Retry-After. */
+  private throttle(source: string | undefined): void {
+    try {
+      this.refusals?.charge(source);
+    } catch (err) {
+      if (!(err instanceof RefusalThrottledError)) throw err;
+      throw new RelayError(err.code, err.message, 429, { 'retry-after': String(err.retryAfterSeconds) });
+    }
   }
 }
 

@@ -8,9 +8,12 @@ import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
 import { jobRequestParts, upstreamRef } from '../policy/entities.js';
 import type { PolicyEngine } from '../policy/engine.js';
+import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import type { CreatorInfo } from '../policy/entities.js';
 import type { Decision } from '../policy/types.js';
-import { AllowLog } from './allow-log.js';
+import { AllowLog, type AllowLogOptions } from './allow-log.js';
+import type { DecisionEntry } from '../audit/decision-record.js';
+import type { Store } from '../store/store.js';
 import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
 import { awsTargetOf, dropUnlistedAmzHeaders } from './aws-sigv4-headers.js';
 import { awsQueryKeysOf } from './aws-sigv4-query.js';
@@ -34,6 +37,13 @@ export interface RelayDeps {
   /** The build creators' directory records (`active`, groups), for `principal.creator` in `proxy` policies. */
   creators: CreatorDirectory;
   log: DecisionLog;
+  /**
+   * Where allowed requests' counts are saved (every second) and logged; its health
+   * decides whether the relay forwards at all: nothing goes out unrecorded.
+   */
+  store: AllowLogOptions['store'] & Pick<Store, 'health'>;
+  /** Decision log entries the allow log appended (for the checkpointer). */
+  onAllowsAppended?: (entries: DecisionEntry[]) => void;
   onError: (err: unknown, msg: string) => void;
   /** Each refusal, by code only: never the target, a header or a token (they may hold secrets). */
   onRefused: (info: { status: number; code: string; method: string }) => void;
@@ -58,7 +68,12 @@ export class Relay {
     const { config } = deps;
     this.routes = new Map(Object.values(config.upstreams).map((u) => [u.name, new UpstreamRoute(u)]));
     this.cache = new DecisionCache(config.relay.decisionCacheTtl * 1000);
-    this.allows = new AllowLog(deps.log, config.relay.allowLogWindow, (err) => deps.onError(err, 'relay allow log flush failed'));
+    this.allows = new AllowLog({
+      store: deps.store,
+      windowSeconds: config.relay.allowLogWindow,
+      onError: deps.onError,
+      ...(deps.onAllowsAppended ? { onAppended: deps.onAllowsAppended } : {}),
+    });
     const pub = new URL(config.server.publicUrl);
     this.publicHost = pub.host;
     this.publicProto = pub.protocol === 'https:' ? 'https' : 'http';
@@ -95,7 +110,8 @@ export class Relay {
     const target = normalizeRelayPath(req.url ?? '', this.pathOptions);
     const route = this.routes.get(target.upstream);
     if (!route) throw new RelayError('unknown_upstream', `No upstream named "${target.upstream}" is configured.`, 404);
-    const caller = await this.deps.auth.authenticate(req.headers);
+    // The remote address: a token that does not verify counts against it (issue #9 item 8).
+    const caller = await this.deps.auth.authenticate(req.headers, Date.now(), req.socket.remoteAddress);
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > route.config.maxBody) {
       throw new RelayError('body_too_large', `The request body is larger than this route's limit of ${route.config.maxBody} bytes.`, 413);
@@ -125,10 +141,23 @@ export class Relay {
           reason: decision.reason,
           ...(decision.errors.length > 0 ? { errors: decision.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
           policyRevision: decision.revision,
-          context: { ...caller.recordContext, upstream: route.name, method, path: target.path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}), ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}) },
+          context: {
+            ...caller.recordContext,
+            upstream: route.name,
+            method,
+            path: target.path,
+            ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}),
+            ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}),
+            ...unmatchedPermitsContext(decision),
+          },
         },
       ]);
       throw new RelayError('access_denied', `Policy denied ${method} ${target.path} on ${route.name}: ${decision.reason}`, 403, { 'x-port-decision-id': id });
+    }
+    // Fail closed: a request Port could not record (its store can't write) is not forwarded.
+    const store = this.deps.store.health();
+    if (!store.writable) {
+      throw new RelayError('store_unavailable', `Port cannot record relay requests right now (${store.reason ?? 'its store cannot write'}), so it forwards none; retry shortly.`, 503);
     }
     this.allows.count({ principal, resource, upstream: route.name, method, token: caller.tokenId, policies, reason: decision.reason, revision: decision.revision, context: caller.recordContext });
     return { route, path: target.path, query: target.query, caller };

@@ -3,8 +3,11 @@ import { createServer, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { CheckpointSinks } from '../audit/checkpoint-sinks.js';
 import { Checkpointer } from '../audit/checkpointer.js';
-import { DecisionLog } from '../audit/decision-log.js';
+import { RefusalLog } from '../audit/refusal-log.js';
+import { SourceRateLimiter } from '../audit/source-rate-limit.js';
+import { installRetryAfter } from './retry-after.js';
 import { TokenExchange } from '../broker/token-exchange.js';
 import type { PortConfig } from '../config/config.js';
 import { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
@@ -19,6 +22,8 @@ import { buildkiteApiFromConfig } from '../buildkite/from-config.js';
 import { webRoutes } from '../web/approvals-pages.js';
 import { webhookCredentials } from '../webhooks/credentials.js';
 import { webhookRoutes } from '../webhooks/webhook-route.js';
+import { describeOutcome, WebhookWork } from '../webhooks/webhook-work.js';
+import { WebhookReconciler } from '../webhooks/webhook-reconciler.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
 import { Relay } from '../relay/relay.js';
 import { CreatorDirectory } from '../relay/creator-directory.js';
@@ -30,6 +35,7 @@ import { adminAuthenticator } from './admin-auth.js';
 import { revocationRoutes } from './routes/revocations.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
+import { StoreUnavailableError } from '../store/errors.js';
 import { installErrorHandler } from './error-handler.js';
 import { healthRoutes } from './routes/health.js';
 import { oauthRoutes } from './routes/oauth.js';
@@ -56,6 +62,8 @@ export interface RunningPort {
   verifier: BuildkiteTokenVerifier;
   /** Revocation by token, job, build, user, agent or pool, with its effects (SCIM deactivation uses it). */
   revocations: RevocationService;
+  /** The decision log, with unauthenticated refusals counted per window (`flush()` writes the counts now). */
+  log: RefusalLog;
   close(): Promise<void>;
 }
 
@@ -66,6 +74,17 @@ export interface StartOptions {
   handleSignals?: boolean;
   /** Reload policies when a file in the folder changes. */
   watchPolicies?: boolean;
+  /**
+   * Webhook work retries (tests): the first retry's wait and the cap (ms; defaults 2 s and
+   * 5 min, see src/webhooks/webhook-work.ts) and how often the reconciler looks (default 1 s).
+   */
+  webhookRetry?: { retryBaseMs?: number; retryMaxMs?: number; intervalMs?: number };
+  /**
+   * Create the store when it does not exist (first run, `port demo`, `port serve
+   * --create-store`). Otherwise a missing store is refused: starting afresh would forget
+   * revocations and accept Buildkite tokens that were already exchanged.
+   */
+  createStore?: boolean;
 }
 
 /** Longest clock skew Port allows anywhere; added to key overlap windows. */
@@ -76,7 +95,7 @@ const MAX_SKEW_SECONDS = 60;
  * fail (store, keys, policies) is checked before the socket opens.
  */
 export async function startPort(config: PortConfig, options: StartOptions = {}): Promise<RunningPort> {
-  const opened = openStore(config);
+  const opened = openStore(config, { create: options.createStore ?? false });
   // The relay's build creators' records, briefly cached: every user write (SCIM, SSO
   // sign-in) through the store drops the people it changed, so it applies to the next request.
   const creatorRecords = new CreatorDirectory(opened);
@@ -84,6 +103,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
   let stopSecrets: (() => Promise<void>) | undefined;
+  let stopJwks: (() => void) | undefined;
+  let stopReconciler: (() => Promise<void>) | undefined;
   // The process that spawns `command:` secrets and hook commands (started on first use); close() stops it.
   const commandRunner = holdCommandRunner();
   try {
@@ -149,21 +170,41 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
 
     const policy = await PolicyEngine.open(config.policies, {
-      onReload: (r) => app.log.info({ revision: r.revision }, 'policies reloaded'),
+      onReload: (r) => app.log.info({ revision: r.revision, ...(r.afterQuietPeriod ? { after_quiet_period: true } : {}) }, 'policies reloaded'),
       onError: (err) => app.log.error({ problems: (err as { problems?: unknown }).problems ?? err.message }, 'policy reload refused; keeping the last good set'),
+      // A set that lost policies while their files are still there (a half-written save?) waits for a quiet folder.
+      onDeferred: (d) => app.log.warn({ revision: d.revision, lost: d.lost, quiet_period_ms: d.quietPeriodMs }, `policy reload deferred: ${d.reason}`),
     });
     // Compile the wasm paths before /readyz says ready (security-notes §2.4).
     policy.warmUp();
     const warmed = true;
 
+    const checkpointSinks = CheckpointSinks.fromConfig(config.audit.checkpointSinks, { onError: logError('audit checkpoint sink failed') });
     const checkpointer = new Checkpointer(store, keys, {
       every: config.audit.checkpointEvery,
       intervalSeconds: config.audit.checkpointInterval,
       onError: logError('audit checkpoint failed'),
+      ...(checkpointSinks ? { sinks: checkpointSinks } : {}),
     });
     checkpointer.start();
-    const log = new DecisionLog(store, checkpointer);
-    const verifier = new BuildkiteTokenVerifier(config.buildkite);
+    // Unauthenticated refusals are throttled per source and counted per window, so junk
+    // can't fill the disk (issue #9 item 8); every other decision is logged one by one.
+    const log = new RefusalLog(
+      {
+        windowSeconds: config.audit.refusalWindow,
+        limiter: new SourceRateLimiter(config.server.refusalRateLimit),
+        onError: logError('refusal counts could not be logged'),
+      },
+      store,
+      checkpointer,
+    );
+    const verifier = new BuildkiteTokenVerifier(config.buildkite, {
+      onJwksError: (err) => app.log.warn({ jwks: { reason: err.reason } }, `Buildkite JWKS refresh failed (${err.message}); cached keys stay in use until jwks_max_age`),
+    });
+    // Buildkite's keys are fetched now and refreshed in the background (issue #9): requests
+    // never wait for a routine refresh. Waits at most jwks_request_wait; /readyz tells the rest.
+    stopJwks = () => verifier.jwks.stop();
+    await verifier.jwks.start();
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
     // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
     const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS;
@@ -204,8 +245,13 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       config,
       policy,
       log,
-      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators),
+      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators, log),
       creators: creatorRecords,
+      store,
+      onAllowsAppended: (entries) => {
+        const last = entries.at(-1);
+        if (last) checkpointer.noteAppended(last);
+      },
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
       // Upstreams with inject: aws_sigv4 sign with the calling job's own STS session.
@@ -233,20 +279,34 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         })
       : undefined;
     const webhookCreds = webhookCredentials(config.buildkite);
-    webhookRoutes(app, {
-      secret: webhookCreds.secret,
-      token: webhookCreds.token,
-      store,
-      handlers: approvalWebhookHandlers({
-        approvals,
-        revocations,
-        log,
-        organization: config.buildkite.organization,
-        maxTokenLifetime,
-        onUnconfigured: (what) => app.log.warn(what),
-      }),
-      onError: logError('webhook handler failed'),
+    const webhookHandlers = approvalWebhookHandlers({
+      approvals,
+      revocations,
+      log,
+      organization: config.buildkite.organization,
+      maxTokenLifetime,
+      onUnconfigured: (what) => app.log.warn(what),
     });
+    // Each delivery's work stays in the store until done; the reconciler retries what failed.
+    const webhookWork = new WebhookWork({
+      store,
+      handlers: webhookHandlers,
+      ...(options.webhookRetry?.retryBaseMs !== undefined ? { retryBaseMs: options.webhookRetry.retryBaseMs } : {}),
+      ...(options.webhookRetry?.retryMaxMs !== undefined ? { retryMaxMs: options.webhookRetry.retryMaxMs } : {}),
+      onError: logError('webhook handler failed'),
+      onOutcome: (o) => {
+        const line = describeOutcome(o);
+        if (line) app.log[line.level]({ webhook: line.fields }, line.message);
+      },
+    });
+    webhookRoutes(app, { secret: webhookCreds.secret, token: webhookCreds.token, store, handlers: webhookHandlers, work: webhookWork, onError: logError('webhook handler failed') });
+    const reconciler = new WebhookReconciler(webhookWork, {
+      ...(options.webhookRetry?.intervalMs !== undefined ? { intervalMs: options.webhookRetry.intervalMs } : {}),
+      onError: logError('webhook reconciliation failed; Port keeps trying and logs again when the failure changes'),
+      onRecovered: () => app.log.info('webhook reconciliation works again'),
+    });
+    reconciler.start();
+    stopReconciler = () => reconciler.stop();
     webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl, revocations });
     if (approvals) {
       timers.push(setInterval(() => approvals.expireDue().catch(logError('approval expiry failed')), 30_000));
@@ -255,6 +315,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
 
     installErrorHandler(app);
+    installRetryAfter(app);
     app.addHook('onSend', async (request, reply) => {
       reply.header('X-Request-Id', request.id);
     });
@@ -266,8 +327,9 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       log,
       audiences: config.issuer.audiences,
       ...(config.issuer.introspectionToken !== undefined ? { introspectionToken: config.issuer.introspectionToken } : {}),
+      refusals: log,
     });
-    revocationRoutes(app, { service: revocationService, admin: adminAuthenticator(config.server.adminToken), issuer, audiences: config.issuer.audiences, log });
+    revocationRoutes(app, { service: revocationService, admin: adminAuthenticator(config.server.adminToken), issuer, audiences: config.issuer.audiences, log, refusals: log });
     credentialRoutes(app, { config, credentials: credentialService, secrets, admin: adminAuthenticator(config.server.adminToken) });
     if (config.scim) {
       // SCIM deprovisioning revokes at once (DESIGN capability 5): everything the person started or holds.
@@ -284,13 +346,16 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     healthRoutes(app, async () => {
       const checks: Record<string, string> = {};
       try {
-        await store.ping();
+        // Not a read: the store must take a write (its file in place, disk not full).
+        await store.checkWritable();
         checks.store = 'ok';
       } catch (err) {
-        checks.store = `failing: ${(err as Error).message}`;
+        checks.store = `failing: ${err instanceof StoreUnavailableError ? err.reason : (err as Error).message}`;
       }
       checks.policies = warmed ? `ok (${policy.policies.length} policies, revision ${policy.revision.slice(0, 12)})` : 'not loaded';
       checks.signing_key = safe(() => keys.signer().kid) ? 'ok' : 'missing';
+      const buildkiteKeys = verifier.jwks.readiness();
+      checks.buildkite_keys = buildkiteKeys.ready ? `ok (${buildkiteKeys.detail})` : `not ready: ${buildkiteKeys.detail}`;
       return { ready: Object.values(checks).every((c) => c.startsWith('ok')), checks };
     });
 
@@ -331,13 +396,19 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       keys,
       verifier,
       revocations: revocationService,
+      log,
       async close() {
         process.off('SIGHUP', onHup);
         stopWatching?.();
+        policy.close();
+        stopJwks?.();
         timers.forEach(clearInterval);
+        await stopReconciler?.();
         await stopSecrets?.();
         await app.close();
         await relay?.close();
+        // The window's refusal counts, before the checkpointer's last word and the store closes.
+        await log.close();
         await notifier?.idle();
         await checkpointer.stop();
         await commandRunner.release();
@@ -346,7 +417,9 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     };
   } catch (err) {
     stopWatching?.();
+    stopJwks?.();
     await stopSecrets?.().catch(() => undefined);
+    await stopReconciler?.();
     await commandRunner.release();
     timers.forEach(clearInterval);
     await store.close().catch(() => undefined);

@@ -24,7 +24,7 @@ export class StoreMissingError extends PortError {
   constructor(path: string) {
     super(
       'store_missing',
-      `the store ${path} does not exist (or is empty); if this is Port's first start, run it once with --create-store, ` +
+      `the store ${path} does not exist (or is empty); if this is Port's first start, start it once with \`port serve --create-store\`, ` +
         'otherwise restore the file from a backup — an empty store would forget revocations and accept tokens already exchanged',
       500,
     );

@@ -41,8 +41,16 @@ export interface Store extends ScimStore {
   /** Entries with seq > afterSeq, in order, at most `limit`. */
   readDecisions(afterSeq: number, limit: number): Promise<DecisionEntry[]>;
   lastDecision(): Promise<DecisionEntry | undefined>;
-  appendCheckpoint(checkpoint: Checkpoint): Promise<void>;
+  /**
+   * Compare-and-set: stores `checkpoint` only while the newest stored checkpoint is
+   * number `checkpoint.num - 1` (none, for number 1), in one transaction. False when
+   * another writer (a second Port on the same store) got there first: re-read and move on.
+   */
+  appendCheckpoint(checkpoint: Checkpoint): Promise<boolean>;
+  /** Every checkpoint, by number. */
   listCheckpoints(): Promise<Checkpoint[]>;
+  /** The newest checkpoint (highest number). */
+  lastCheckpoint(): Promise<Checkpoint | undefined>;
 
   // People (src/approvals now; SCIM later).
   upsertUser(user: UserRecord): Promise<void>;
@@ -93,12 +101,98 @@ export interface Store extends ScimStore {
   /** Marks a version retired (its retire hook call succeeded). */
   markSecretVersionRetired(credential: string, version: number, at: number): Promise<void>;
 
+  // Relay allow counts (src/relay/allow-log.ts): each process's running counts per
+  // aggregation bucket, saved every second, so a crash loses at most a second of them.
+  /** Upserts `owner`'s pending counts and marks all its rows as alive at `now`. */
+  saveAllowCounts(owner: string, pending: PendingAllowRecord[], now: number): Promise<void>;
+  /** In one transaction: appends `records` to the decision log and deletes `owner`'s pending rows for `keys`. */
+  commitAllowWindow(owner: string, keys: string[], records: DecisionRecord[]): Promise<DecisionEntry[]>;
+  /**
+   * In one transaction: appends the pending records of owners not seen since
+   * `staleBefore` (a process that died), each passed through `mark`, and deletes them.
+   */
+  recoverAllowCounts(staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]>;
+
+  /**
+   * Whether the store can take writes now; synchronous and cheap (the relay asks on
+   * every request): its file is still the one opened and the last commit succeeded.
+   */
+  health(): StoreHealth;
+  /**
+   * Resolves once a write is known to succeed — a clean commit within `maxAgeMs`, else a
+   * probe write — and rejects with StoreUnavailableError otherwise (readiness).
+   */
+  checkWritable(maxAgeMs?: number): Promise<void>;
+
+  // Webhook work (src/webhooks): each delivery Port acts on, from receipt until its work
+  // is done. A finished row is the delivery's dedupe key, kept until its `expiresAt`.
+  /**
+   * In one transaction: records `work` as pending and leased to `owner` (until
+   * `leaseUntil`) unless its key is known; a known pending row whose lease has lapsed is
+   * leased to `owner` again. Says `busy` while another lease holds it, `finished` once done.
+   */
+  claimWebhookWork(work: NewWebhookWork, owner: string, now: number, leaseUntil: number): Promise<WebhookWorkClaim>;
+  /** Compare-and-set: leases to `owner` up to `limit` pending rows due at `now` whose lease lapsed. */
+  claimDueWebhookWork(owner: string, now: number, leaseUntil: number, limit: number): Promise<WebhookWorkRecord[]>;
+  /** Marks a pending row done (or dropped as moot), kept as the dedupe key until `keepUntil`; false if it was not pending. */
+  finishWebhookWork(key: string, outcome: 'done' | 'dropped', now: number, keepUntil: number): Promise<boolean>;
+  /** Compare-and-set on the lease: `owner` hands the row back, one attempt more, due again at `nextAttemptAt`. */
+  releaseWebhookWork(key: string, owner: string, retry: { nextAttemptAt: number; lastError: string; now: number }): Promise<boolean>;
+  /** Forgets a row (work given up on): a later re-send is new work. */
+  deleteWebhookWork(key: string): Promise<void>;
+  getWebhookWork(key: string): Promise<WebhookWorkRecord | undefined>;
+  listWebhookWork(status?: WebhookWorkStatus): Promise<WebhookWorkRecord[]>;
+
   /** Deletes expired replay and revocation rows. */
   purgeExpired(now: number): Promise<void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+export interface StoreHealth {
+  writable: boolean;
+  /** Why not, in a few path-free words (e.g. "the disk is full"). */
+  reason?: string;
+}
+
+/** One aggregation bucket of allowed relay requests, as it would be logged now. */
+export interface PendingAllowRecord {
+  key: string;
+  record: DecisionRecord;
+}
+
+export type WebhookWorkStatus = 'pending' | 'done' | 'dropped';
+
+/** A delivery's work as received (src/webhooks). Times in ms since the epoch. */
+export interface NewWebhookWork {
+  /** The delivery's dedupe key (a hash of its body). */
+  key: string;
+  event: string;
+  /** The validated payload as JSON (only the fields handlers use). */
+  payload: string;
+  createdAt: number;
+}
+
+export interface WebhookWorkRecord extends NewWebhookWork {
+  status: WebhookWorkStatus;
+  /** Failed attempts so far. */
+  attempts: number;
+  nextAttemptAt: number;
+  /** Who works it now (a process id), while `leaseUntil` is in the future. */
+  leaseOwner: string | null;
+  leaseUntil: number;
+  /** Why the last attempt failed (one sentence, no payload). */
+  lastError: string | null;
+  updatedAt: number;
+  /** Finished rows: when the dedupe key may go. Null while pending. */
+  expiresAt: number | null;
+}
+
+export type WebhookWorkClaim =
+  | { outcome: 'claimed'; work: WebhookWorkRecord; fresh: boolean }
+  | { outcome: 'busy' }
+  | { outcome: 'finished'; status: 'done' | 'dropped' };
 
 /** Times are milliseconds since the epoch. */
 export interface SigningKeyRecord {

@@ -88,7 +88,8 @@ describe('Checkpointer and DecisionLog', () => {
     const c = (await cp.checkpointNow())!;
     const [header, payload] = c.jws.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>);
     expect(header).toEqual({ alg: 'ES256', kid: c.kid, typ: 'port-audit-checkpoint+jwt' });
-    expect(payload).toEqual({ hash: c.hash, seq: 1, time: '2025-01-02T00:00:00.000Z' });
+    // Chained: its own number, and the link to the checkpoint before (none: 64 zeros).
+    expect(payload).toEqual({ num: 1, hash: c.hash, seq: 1, time: '2025-01-02T00:00:00.000Z', prev: '0'.repeat(64) });
   });
 
   it('counts from the last stored checkpoint after a restart', async () => {
@@ -106,17 +107,36 @@ describe('Checkpointer and DecisionLog', () => {
     expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([10, 15]);
   });
 
-  it('start() signs what an earlier run left unsigned, then ticks on the interval', async () => {
-    const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 0.05 });
+  it('start() signs what an earlier run left unsigned', async () => {
+    const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 3600 });
     const log = new DecisionLog(store, cp);
     await log.record([sampleRecord(1), sampleRecord(2)]);
     cp.start();
     await until(async () => (await store.listCheckpoints()).length === 1);
-    await log.record([sampleRecord(3)]);
-    await until(async () => (await store.listCheckpoints()).length === 2);
-    await sleep(120); // nothing new appended: no more checkpoints
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([2, 3]);
+    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([2]);
     await cp.stop();
+  });
+
+  it('each tick signs new entries, or writes a heartbeat once the newest checkpoint is an interval old', async () => {
+    let now = Date.UTC(2025, 0, 1);
+    const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300, now: () => now });
+    const log = new DecisionLog(store, cp);
+    // An empty, idle log still gets a heartbeat: a verifier can demand a recent checkpoint.
+    expect(await cp.tick()).toMatchObject({ num: 1, seq: 0 });
+    now += 100_000;
+    expect(await cp.tick()).toBeUndefined(); // nothing new, last one 100 s old
+    await log.record([sampleRecord(1)]);
+    expect(await cp.tick()).toMatchObject({ num: 2, seq: 1 }); // new entries are signed at once
+    now += 299_000; // 0.9 of the interval tolerates timer jitter
+    expect(await cp.tick()).toMatchObject({ num: 3, seq: 1 });
+    const cps = await store.listCheckpoints();
+    expect(cps.map((c) => [c.num, c.seq])).toEqual([
+      [1, 0],
+      [2, 1],
+      [3, 1],
+    ]);
+    const r = await verifyAuditLog(store, await storeKeys(store), { checkpointInterval: 300, now: () => now, maxAgeSeconds: 300 });
+    expect(r).toMatchObject({ ok: true, checkpoints: 3, lastCheckpointNum: 3 });
   });
 
   it('stop() writes a final checkpoint', async () => {
@@ -128,21 +148,50 @@ describe('Checkpointer and DecisionLog', () => {
     expect((await store.listCheckpoints()).at(-1)?.seq).toBe(3);
   });
 
-  it('reports background failures to onError and backs off', async () => {
+  it('reports a failing background write once and retries on the next trigger, not on every append', async () => {
     const errors: AuditError[] = [];
-    const broken = { signer: () => { throw new Error('no active signing key'); } } as unknown as SigningKeys;
+    let signs = 0;
+    const broken = {
+      signer: () => {
+        signs++;
+        throw new Error('no active signing key');
+      },
+    } as unknown as SigningKeys;
     const cp = new Checkpointer(store, broken, { every: 2, intervalSeconds: 0, onError: (e) => errors.push(e) });
     const log = new DecisionLog(store, cp);
     for (let i = 1; i <= 3; i++) {
       await log.record([sampleRecord(i)]);
       await sleep(10);
     }
-    expect(errors).toHaveLength(1); // failed at 2; waits until 4 before retrying
+    expect(signs).toBe(1); // failed at 2; without a timer, waits until 4 before retrying
+    expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ code: 'audit_checkpoint_failed' });
     expect(errors[0]!.message).toContain('no active signing key');
     await log.record([sampleRecord(4)]);
-    await until(async () => errors.length === 2);
+    await until(async () => signs === 2);
+    await sleep(10);
+    expect(errors).toHaveLength(1); // the same failure again is not reported again
     await expect(cp.stop()).rejects.toMatchObject({ code: 'audit_checkpoint_failed' });
+  });
+
+  it('a write failing on every tick is reported once, retried each tick, and recovers', async () => {
+    const errors: AuditError[] = [];
+    let signs = 0;
+    const flaky = {
+      signer: () => {
+        if (++signs <= 5) throw new Error('the key store is unavailable');
+        return keys.signer();
+      },
+    } as unknown as SigningKeys;
+    const cp = new Checkpointer(store, flaky, { every: 1, intervalSeconds: 0.02, onError: (e) => errors.push(e) });
+    const log = new DecisionLog(store, cp);
+    cp.start();
+    for (let i = 1; i <= 10; i++) await log.record([sampleRecord(i)]);
+    await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) === 10);
+    await cp.stop();
+    expect(signs).toBeGreaterThan(5);
+    expect(errors.map((e) => e.message)).toEqual(['cannot write an audit checkpoint: the key store is unavailable']);
+    expect((await verifyAuditLog(store, await storeKeys(store))).ok).toBe(true);
   });
 
   it('verifies checkpoints signed before and after a key rotation', async () => {

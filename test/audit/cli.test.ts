@@ -144,6 +144,7 @@ function builtAndFresh(): boolean {
     ['dist/cli/main.js', 'src/cli/main.ts'],
     ['dist/cli/audit-commands.js', 'src/cli/audit-commands.ts'],
     ['dist/audit/verify.js', 'src/audit/verify.ts'],
+    ['dist/audit/checkpoint-anchor.js', 'src/audit/checkpoint-anchor.ts'],
   ];
   return pairs.every(([built, source]) => existsSync(built!) && existsSync(source!) && statSync(built!).mtimeMs >= statSync(source!).mtimeMs);
 }
@@ -168,6 +169,24 @@ describe.skipIf(!builtAndFresh())('port audit verify (spawned binary)', () => {
     const bad = spawnSync(process.execPath, [bin, 'audit', 'verify', '-c', config], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('entry 7: removed');
+  });
+
+  it('checkpoints export, then verify --anchor: exit 1 once the tail is cut back, checkpoints and all', async () => {
+    const config = writeConfig(tmp.dir);
+    const dbPath = join(tmp.dir, 'port.db');
+    await buildLog(dbPath, 25, 10);
+    const anchor = join(tmp.dir, 'anchor.jsonl');
+    const exported = spawnSync(process.execPath, [bin, 'audit', 'checkpoints', 'export', '-c', config, '--out', anchor], { encoding: 'utf8' });
+    expect(exported.status).toBe(0);
+    expect(readFileSync(anchor, 'utf8').trimEnd().split('\n')).toHaveLength(2);
+    const db = raw(dbPath);
+    db.prepare('DELETE FROM decisions WHERE seq > 10').run();
+    db.prepare('DELETE FROM checkpoints WHERE seq > 10').run();
+    db.close();
+    expect(spawnSync(process.execPath, [bin, 'audit', 'verify', '-c', config], { encoding: 'utf8' }).status).toBe(0);
+    const bad = spawnSync(process.execPath, [bin, 'audit', 'verify', '-c', config, '--anchor', anchor], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/^port audit verify: FAILED: anchored checkpoint 2: missing \(it covers entries up to 20/);
   });
 
   it('exits 2 on a config error', () => {

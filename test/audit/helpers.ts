@@ -33,6 +33,41 @@ export function sampleRecord(i: number): DecisionRecord {
   };
 }
 
+/** sampleRecord(i), decided at `timeMs`. */
+export function sampleRecordAt(i: number, timeMs: number): DecisionRecord {
+  return { ...sampleRecord(i), time: new Date(timeMs).toISOString() };
+}
+
+export interface TimedLog {
+  dbPath: string;
+  /** The simulated clock when the last entry was written (ms). */
+  end: number;
+}
+
+/**
+ * A log as a running Port writes it: one entry every `stepSeconds` from `start`, and the
+ * real Checkpointer signing the head every `intervalSeconds` of a simulated clock (what
+ * its timer does), so checkpoints keep the `checkpoint_interval` promise. Closes the store after.
+ */
+export async function buildTimedLog(dbPath: string, opts: { entries: number; stepSeconds: number; intervalSeconds: number; start: number }): Promise<TimedLog> {
+  const store = SqliteStore.open(dbPath);
+  const keys = await SigningKeys.open(store, KEY_OPTIONS);
+  let clock = opts.start;
+  const checkpointer = new Checkpointer(store, keys, { every: 1_000_000, intervalSeconds: opts.intervalSeconds, now: () => clock });
+  const log = new DecisionLog(store, checkpointer);
+  let lastTick = clock;
+  for (let i = 1; i <= opts.entries; i++) {
+    clock = opts.start + i * opts.stepSeconds * 1000;
+    await log.record([sampleRecordAt(i, clock)]);
+    if (clock - lastTick >= opts.intervalSeconds * 1000) {
+      await checkpointer.checkpointNow();
+      lastTick = clock;
+    }
+  }
+  await store.close();
+  return { dbPath, end: clock };
+}
+
 export interface BuiltLog {
   dbPath: string;
   /** Checkpointed seqs, in order. */
@@ -44,7 +79,7 @@ export interface BuiltLog {
  * after each full batch (so checkpoints land on multiples of `every`), then closes
  * the store so the file can be tampered with offline.
  */
-export async function buildLog(dbPath: string, n: number, every: number, opts: { finalCheckpoint?: boolean } = {}): Promise<BuiltLog> {
+export async function buildLog(dbPath: string, n: number, every: number, opts: { finalCheckpoint?: boolean; stepSeconds?: number } = {}): Promise<BuiltLog> {
   const store = SqliteStore.open(dbPath);
   const keys = await SigningKeys.open(store, KEY_OPTIONS);
   // every: huge so only our explicit checkpointNow() calls write checkpoints.
@@ -52,7 +87,8 @@ export async function buildLog(dbPath: string, n: number, every: number, opts: {
   const log = new DecisionLog(store, checkpointer);
   const checkpoints: number[] = [];
   for (let start = 1; start <= n; start += every) {
-    const batch = Array.from({ length: Math.min(every, n - start + 1) }, (_, k) => sampleRecord(start + k));
+    const at = (i: number) => (opts.stepSeconds === undefined ? sampleRecord(i) : sampleRecordAt(i, Date.UTC(2025, 0, 1) + i * opts.stepSeconds * 1000));
+    const batch = Array.from({ length: Math.min(every, n - start + 1) }, (_, k) => at(start + k));
     await log.record(batch);
     if (batch.length === every || opts.finalCheckpoint) {
       const cp = await checkpointer.checkpointNow();

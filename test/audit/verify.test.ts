@@ -195,7 +195,7 @@ describe('verifyAuditLog on a real SQLite file', () => {
     const db = raw(dbPath);
     const cp = db.prepare('SELECT * FROM checkpoints WHERE seq = 30').get() as Checkpoint;
     const forger = await generateKeyPair('ES256');
-    const forged = await signCheckpoint({ seq: cp.seq, hash: cp.hash }, { kid: cp.kid, alg: 'ES256', key: forger.privateKey }, cp.time);
+    const forged = await signCheckpoint({ seq: cp.seq, hash: cp.hash }, { kid: cp.kid, alg: 'ES256', key: forger.privateKey }, cp.time, { num: cp.num, prev: cp.prev! });
     db.prepare('UPDATE checkpoints SET jws = ? WHERE seq = 30').run(forged.jws);
     db.close();
     const r = await verifyFile(dbPath);
@@ -218,12 +218,13 @@ describe('verifyAuditLog on a real SQLite file', () => {
     const db = raw(dbPath);
     const cp = db.prepare('SELECT * FROM checkpoints WHERE seq = 20').get() as Checkpoint;
     const attacker = await generateKeyPair('ES256');
-    const forged = await signCheckpoint({ seq: cp.seq, hash: cp.hash }, { kid: 'attacker-key', alg: 'ES256', key: attacker.privateKey }, cp.time);
+    const forged = await signCheckpoint({ seq: cp.seq, hash: cp.hash }, { kid: 'attacker-key', alg: 'ES256', key: attacker.privateKey }, cp.time, { num: cp.num, prev: cp.prev! });
     db.prepare('UPDATE checkpoints SET kid = ?, jws = ? WHERE seq = 20').run(forged.kid, forged.jws);
     db.close();
     const r = await verifyFile(dbPath);
     expect(r.firstBad).toEqual({
       seq: 20,
+      checkpoint: 2,
       problem: 'unknown_key',
       message: "entry 20: unknown key (the checkpoint at this entry was signed with key attacker-key, which is not one of Port's signing keys)",
     });

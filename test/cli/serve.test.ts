@@ -38,7 +38,7 @@ function writeConfig(name: string, policies: Record<string, string>, extra: Reco
 describe('port serve', () => {
   it('refuses an invalid config before listening, naming the key and the fix', async () => {
     const file = writeConfig('bad-config', TEST_POLICIES, { issuer: { token_tll: '5m' } });
-    const r = await runPort(['serve', '-c', file]);
+    const r = await runPort(['serve', '--create-store', '-c', file]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('issuer.token_tll: unknown key; did you mean "token_ttl"?');
   });
@@ -48,7 +48,7 @@ describe('port serve', () => {
       ...TEST_POLICIES,
       'broken.cedar': '@id("broken")\npermit (principal, action, resource)\nwhen { principal.no_such_attribute == "x" };\n',
     });
-    const r = await runPort(['serve', '-c', file]);
+    const r = await runPort(['serve', '--create-store', '-c', file]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/broken\.cedar:3:\d+: .*no_such_attribute/);
   });

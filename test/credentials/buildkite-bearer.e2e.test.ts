@@ -252,9 +252,12 @@ describe('a Buildkite token as the bearer: refused tokens', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(401);
     expect(res.body.error).toBe('invalid_token');
     expect(res.body.error_description).toMatch(/^The bearer is not a valid Port token, and Port refused it as a Buildkite token: /);
-    const records = await decisionsSince(h, before);
-    expect(records).toHaveLength(1);
-    expect(records[0]).toMatchObject({ action: 'assume', decision: 'deny', principal: null, resource: 'Port::Credential::"app-secret"', context: { check } });
+    // The first refusal of each kind per window is logged in full, a repeat only counted (issue #9
+    // item 8): once the window's counts are written, this refusal is in the log either way.
+    await h.port.log.flush();
+    const records = (await decisionsSince(h, before)).filter((r) => r.context.check === check);
+    expect(records.length).toBeGreaterThanOrEqual(1);
+    for (const r of records) expect(r).toMatchObject({ action: 'assume', decision: 'deny', principal: null, resource: 'Port::Credential::"app-secret"', context: { check } });
     return res.body.error_description as string;
   };
 

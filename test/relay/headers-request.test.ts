@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { upstreamRequestHeaders, type UpstreamRequestOptions } from '../../src/relay/headers/index.js';
+import { dropCgiAliases, upstreamRequestHeaders, type UpstreamRequestOptions } from '../../src/relay/headers/index.js';
 
 const opts: UpstreamRequestOptions = {
   upstreamHost: 'artifacts.internal:8443',
@@ -173,6 +173,27 @@ describe('upstreamRequestHeaders', () => {
       const out = build(ws, { allowUpgrade: true });
       expect(out['upgrade']).toBe('websocket');
       expect(Object.keys(out)).not.toContain('connection');
+    });
+  });
+
+  describe('headers the relay injects (issue #9: CGI-style upstreams merge X_Api_Key with X-Api-Key)', () => {
+    it.each(['X-Api-Key', 'x-api-key', 'X_Api_Key', 'x_API-key', 'X-Api_Key'])('drops the caller\'s %s when X-Api-Key is injected', (name) => {
+      const out = build([name, 'caller-key', 'X_Request_Tag', 'keep'], { injected: ['X-Api-Key'] });
+      expect(JSON.stringify(out)).not.toContain('caller-key');
+      expect(out['x_request_tag']).toBe('keep');
+    });
+
+    it('guards an injected name written with underscores against its dashed spelling', () => {
+      const out = build(['X-Service-Token', 'caller-key', 'x-service_token', 'caller-key'], { injected: ['X_Service_Token'] });
+      expect(JSON.stringify(out)).not.toContain('caller-key');
+    });
+  });
+
+  describe('dropCgiAliases', () => {
+    it('removes every name with the same CGI key (RFC 3875 §4.1.18), whatever its case or separator', () => {
+      const headers: Record<string, string | string[]> = { 'x-api-key': 'a', x_api_key: 'b', 'x-api_key': ['c', 'd'], 'x-api-keys': 'keep', accept: 'keep' };
+      dropCgiAliases(headers, 'X_Api-Key');
+      expect(headers).toEqual({ 'x-api-keys': 'keep', accept: 'keep' });
     });
   });
 

@@ -124,9 +124,16 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       await store.insertSigningKey(key);
       expect(await store.listSigningKeys()).toEqual([key]);
       await expect(store.insertSigningKey(key)).rejects.toThrow();
-      const cp = { seq: 5, hash: 'h', time: new Date(0).toISOString(), kid: 'k1', jws: 'a.b.c' };
-      await store.appendCheckpoint(cp);
+      const cp = { num: 1, seq: 5, hash: 'h', time: new Date(0).toISOString(), kid: 'k1', prev: '0'.repeat(64), jws: 'a.b.c' };
+      expect(await store.appendCheckpoint(cp)).toBe(true);
       expect(await store.listCheckpoints()).toEqual([cp]);
+      // Compare-and-set on the newest number: a second writer of checkpoint 1, or one that skips 2, is refused.
+      expect(await store.appendCheckpoint({ ...cp, jws: 'other' })).toBe(false);
+      expect(await store.appendCheckpoint({ ...cp, num: 3 })).toBe(false);
+      const next = { ...cp, num: 2, seq: 5, prev: 'p', jws: 'd.e.f' };
+      expect(await store.appendCheckpoint(next)).toBe(true);
+      expect(await store.lastCheckpoint()).toEqual(next);
+      expect(await store.listCheckpoints()).toEqual([cp, next]);
     });
 
     it('a failing write in a batch does not undo the others', async () => {

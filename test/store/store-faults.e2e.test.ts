@@ -113,6 +113,8 @@ describe('the store is deleted, moved or replaced under a running Port', () => {
 
     rmSync(db);
     renameSync(`${db}.moved`, db);
+    // Health re-checks the file at most every 100 ms.
+    await new Promise((res) => setTimeout(res, 200));
     const relay = await fetch(`${port.url}/relay/files/again.txt`, { headers: { authorization: `Bearer ${token}` } });
     expect(relay.status).toBe(200);
     expect((await fetch(`${port.url}/readyz`)).status).toBe(200);

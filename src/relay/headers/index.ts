@@ -4,3 +4,4 @@ export { upstreamRequestHeaders, type UpstreamRequestOptions } from './upstream-
 export { downstreamResponseHeaders } from './downstream-response-headers.js';
 export { HeaderRejectedError, type HeaderCheck } from './errors.js';
 export { HOP_BY_HOP } from './hop-by-hop.js';
+export { cgiFieldKey, dropCgiAliases } from './cgi-name.js';

@@ -1,3 +1,4 @@
+import { cgiFieldKey } from './cgi-name.js';
 import { HOP_BY_HOP, connectionListed } from './hop-by-hop.js';
 
 export interface UpstreamRequestOptions {
@@ -11,6 +12,11 @@ export interface UpstreamRequestOptions {
   publicHost: string;
   /** The route allows `Upgrade` (e.g. WebSocket); otherwise `upgrade` is stripped. */
   allowUpgrade: boolean;
+  /**
+   * Headers the relay sets afterwards for the upstream's credential (e.g. an `inject: header`
+   * name). A caller's header with the same CGI key (cgi-name.ts) is dropped, not merged.
+   */
+  injected?: readonly string[];
 }
 
 /** The caller's credentials: the upstream's are injected by the relay, the caller's never pass (issue #3). */
@@ -80,16 +86,19 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], opts: Upst
   // RFC 9110 §7.6.1: fields the Connection header lists are hop-by-hop too.
   const listed = connectionListed(connectionValues);
 
+  const injected = opts.injected?.length ? new Set(opts.injected.map(cgiFieldKey)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] ?? '').toLowerCase();
     const value = rawHeaders[i + 1] ?? '';
+    // `_` for `-`: CGI, WSGI and Rack map both to the same HTTP_X_FORWARDED_FOR (RFC 3875
+    // §4.1.18; git http-backend is CGI), so `X_Forwarded_For` is the same spoof and
+    // `X_Api_Key` the same credential as an injected `X-Api-Key`; Apache 2.4 and nginx drop
+    // such names by default.
+    const key = cgiFieldKey(name);
     if (name === 'upgrade' && opts.allowUpgrade) {
       // Kept even though the Upgrade request's `Connection: upgrade` lists it.
-    } else if (DROP.has(name.replaceAll('_', '-')) || (listed.has(name) && !FRAMING.has(name))) {
-      // `_` for `-`: CGI, WSGI and Rack map both to the same HTTP_X_FORWARDED_FOR (git
-      // http-backend is CGI), so `X_Forwarded_For` is the same spoof; Apache 2.4 and nginx
-      // drop such names by default.
+    } else if (DROP.has(key) || injected?.has(key) === true || (listed.has(name) && !FRAMING.has(name))) {
       continue;
     }
     const prev = out[name];

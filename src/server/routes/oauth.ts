@@ -7,6 +7,7 @@ import { entityString } from '../../audit/decision-from-policy.js';
 import type { TokenExchange } from '../../broker/token-exchange.js';
 import { OAuthError } from '../../errors.js';
 import type { PortTokenClaims, PortTokenIssuer } from '../../issuer/port-token.js';
+import type { RefusalThrottle } from '../../audit/refusal-log.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import { portTokenFacts } from '../../revocation/port-token-facts.js';
 
@@ -18,6 +19,8 @@ export interface OAuthRouteDeps {
   audiences: string[];
   /** Secret resource servers present to introspect any token. */
   introspectionToken?: string;
+  /** Per-source limit on bearer tokens that don't verify (issue #9 item 8): 429 past it. */
+  refusals?: RefusalThrottle;
 }
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -98,6 +101,8 @@ async function authorizeIntrospection(request: FastifyRequest, deps: OAuthRouteD
   if (deps.introspectionToken !== undefined && sameSecret(presented, deps.introspectionToken)) return 'any';
   const claims = await deps.issuer.verify(presented, deps.audiences);
   if (!claims || deps.revocations.isTokenRevoked(tokenFacts(claims))) {
+    // Not logged; only counted against the address, so guessing can't go on at full speed.
+    deps.refusals?.charge(request.ip);
     throw new OAuthError('invalid_client', 'The bearer credential for introspection is not valid.');
   }
   return claims.sub;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { entityString } from '../../audit/decision-from-policy.js';
+import type { RefusalThrottle } from '../../audit/refusal-log.js';
 import type { DecisionLog } from '../../audit/decision-log.js';
 import { jtiHash } from '../../audit/token-hash.js';
 import { PortError } from '../../errors.js';
@@ -26,6 +27,8 @@ export interface RevocationRouteDeps {
   issuer: PortTokenIssuer;
   audiences: string[];
   log: DecisionLog;
+  /** Per-source limit on bearer tokens that don't verify (issue #9 item 8): 429 past it. */
+  refusals?: RefusalThrottle;
 }
 
 /**
@@ -108,6 +111,8 @@ export function revocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps
       if (bearer !== undefined && (await deps.issuer.verify(bearer, deps.audiences)) !== undefined) {
         throw new RevocationApiError('access_denied', 'Only the admin token may lift a revocation.', 403);
       }
+      // A bearer that is neither the admin token nor a Port token counts against its address.
+      if (bearer !== undefined && deps.admin.enabled) deps.refusals?.charge(request.ip);
       deps.admin.require(request);
     }
     const target = parseLiftRequest(request.body);
@@ -142,7 +147,11 @@ async function authenticate(request: FastifyRequest, deps: RevocationRouteDeps):
   const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(request.headers.authorization ?? '');
   if (!m) throw new RevocationApiError('invalid_token', 'Revocation needs Authorization: Bearer with the admin token or a Port token of the job.', 401);
   const claims = await deps.issuer.verify(m[1]!, deps.audiences);
-  if (!claims) throw new RevocationApiError('invalid_token', 'The bearer token is neither the admin token nor a valid Port token.', 401);
+  if (!claims) {
+    // Counted against the address (429 past its limit); not logged: nobody was identified.
+    deps.refusals?.charge(request.ip);
+    throw new RevocationApiError('invalid_token', 'The bearer token is neither the admin token nor a valid Port token.', 401);
+  }
   // A revoked token still may revoke its own job (and nothing else): that only takes
   // access away, and makes the plugin's pre-exit call idempotent after job.finished.
   return { kind: 'job', claims };

@@ -114,6 +114,56 @@ const MIGRATIONS: string[] = [
      retired_at INTEGER,
      PRIMARY KEY (credential, version)
    );`,
+  // Store health: one row a readiness probe rewrites to prove the file takes writes.
+  // Relay allow counts (src/relay/allow-log.ts): each process's running counts, saved
+  // every second so a crash loses at most that much; rows of a dead process are recovered.
+  `CREATE TABLE write_probe (
+     id INTEGER PRIMARY KEY,
+     at INTEGER NOT NULL
+   );
+   CREATE TABLE relay_allow_pending (
+     owner TEXT NOT NULL,
+     key TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     record TEXT NOT NULL,
+     PRIMARY KEY (owner, key)
+   );
+   CREATE INDEX relay_allow_pending_updated ON relay_allow_pending(updated_at);`,
+  // Audit checkpoints as a chain of their own (src/audit/checkpoint-jws.ts): numbered
+  // apart from the entry they cover (heartbeats repeat a seq) and linked by `prev`.
+  // Existing (legacy) checkpoints keep their order as numbers 1…n with no link.
+  `CREATE TABLE checkpoints_chained (
+     num INTEGER PRIMARY KEY,
+     seq INTEGER NOT NULL,
+     hash TEXT NOT NULL,
+     time TEXT NOT NULL,
+     kid TEXT NOT NULL,
+     jws TEXT NOT NULL,
+     prev TEXT
+   );
+   INSERT INTO checkpoints_chained (num, seq, hash, time, kid, jws, prev)
+     SELECT row_number() OVER (ORDER BY seq), seq, hash, time, kid, jws, NULL FROM checkpoints;
+   DROP TABLE checkpoints;
+   ALTER TABLE checkpoints_chained RENAME TO checkpoints;`,
+  // Webhook work (src/webhooks, src/store/sqlite/webhook-work-table.ts): each delivery Port
+  // acts on, pending (leased while worked, retried with backoff) until done; a done row is
+  // the delivery's dedupe key until it expires.
+  `CREATE TABLE webhook_work (
+     key TEXT PRIMARY KEY,
+     event TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     status TEXT NOT NULL,
+     attempts INTEGER NOT NULL,
+     next_attempt_at INTEGER NOT NULL,
+     lease_owner TEXT,
+     lease_until INTEGER NOT NULL,
+     last_error TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     expires_at INTEGER
+   );
+   CREATE INDEX webhook_work_due ON webhook_work(status, next_attempt_at);
+   CREATE INDEX webhook_work_expires ON webhook_work(expires_at);`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -1,14 +1,18 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord } from '../../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../../audit/decision-record.js';
 import { entryHash, GENESIS_HASH } from '../../audit/hash-chain.js';
 import { StoreError } from '../../errors.js';
-import type { IssuedCredentialFilter, IssuedCredentialRecord, RevocationEntry, SecretVersionRecord, SigningKeyRecord, Store } from '../store.js';
+import type { IssuedCredentialFilter, IssuedCredentialRecord, RevocationEntry, SecretVersionRecord, SigningKeyRecord, PendingAllowRecord, Store, StoreHealth } from '../store.js';
 import { migrate } from './migrations.js';
 import { SqliteScimTables } from './scim-tables.js';
+import { SqliteWebhookWork } from './webhook-work-table.js';
+import type { NewWebhookWork, WebhookWorkClaim, WebhookWorkRecord, WebhookWorkStatus } from '../store.js';
 import { WriteBatcher } from './write-batcher.js';
+import { FileIdentity } from './file-identity.js';
+import { StoreMissingError, StoreUnavailableError } from '../errors.js';
 import type { ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../scim-store.js';
 
 interface DecisionRow {
@@ -16,6 +20,22 @@ interface DecisionRow {
   record: string;
   prev_hash: string;
   hash: string;
+}
+
+interface CheckpointRow {
+  num: number;
+  seq: number;
+  hash: string;
+  time: string;
+  kid: string;
+  jws: string;
+  prev: string | null;
+}
+
+/** A legacy checkpoint (written before checkpoints were chained) has no `prev`. */
+function toCheckpoint(r: CheckpointRow): Checkpoint {
+  const { prev, ...rest } = r;
+  return prev === null ? rest : { ...rest, prev };
 }
 
 /**
@@ -29,9 +49,27 @@ export class SqliteStore implements Store {
   private readonly batcher: WriteBatcher;
   private readonly stmts;
   private readonly scim: SqliteScimTables;
+  private readonly webhookWork: SqliteWebhookWork;
 
-  private constructor(readonly path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  /** The file Port opened (undefined for `:memory:`), checked around every commit. */
+  private readonly identity: FileIdentity | undefined;
+  /** Why the last batch could not be written; cleared by the next clean commit. */
+  private writeFailure: string | undefined;
+  private lastCommitAt = 0;
+  private probing: Promise<void> | undefined;
+  private lastProbeAt = 0;
+  private identityCheckedAt = 0;
+  private identityCached: string | undefined;
+
+  private constructor(
+    readonly path: string,
+    create: boolean,
+  ) {
+    if (path !== ':memory:') {
+      // Refuse before SQLite creates an empty file in place of a store that existed.
+      if (!create && !hasStore(path)) throw new StoreMissingError(path);
+      mkdirSync(dirname(path), { recursive: true });
+    }
     try {
       this.db = new Database(path);
       this.db.pragma('journal_mode = WAL');
@@ -42,13 +80,68 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
     }
+    this.identity = path === ':memory:' ? undefined : new FileIdentity(path);
     this.stmts = this.prepare();
     this.scim = new SqliteScimTables(this.db);
-    this.batcher = new WriteBatcher(this.db, 512);
+    this.webhookWork = new SqliteWebhookWork(this.db);
+    this.batcher = new WriteBatcher(this.db, 512, {
+      check: () => this.checkIdentity(),
+      outcome: (failure) => {
+        this.writeFailure = failure;
+        if (failure === undefined) this.lastCommitAt = Date.now();
+      },
+    });
   }
 
-  static open(path: string): SqliteStore {
-    return new SqliteStore(path);
+  /**
+   * Opens (and migrates) the SQLite store at `path`. With `create: false` a missing or
+   * empty file is refused (StoreMissingError) instead of silently starting afresh.
+   */
+  static open(path: string, opts: { create?: boolean } = {}): SqliteStore {
+    return new SqliteStore(path, opts.create ?? true);
+  }
+
+  health(): StoreHealth {
+    const moved = this.identityProblem();
+    if (moved !== undefined) return { writable: false, reason: moved };
+    if (this.writeFailure === undefined) return { writable: true };
+    // Nothing else may write while the store is failing (the relay refuses), so probe now and then to notice recovery.
+    if (!this.probing && Date.now() - this.lastProbeAt >= 1000) void this.probeWrite().catch(() => undefined);
+    return { writable: false, reason: this.writeFailure };
+  }
+
+  /**
+   * The file check for health(), reused for 100 ms: a stat costs microseconds and the
+   * relay asks on every request. Writes check on every commit regardless.
+   */
+  private identityProblem(): string | undefined {
+    return Date.now() - this.identityCheckedAt >= 100 ? this.checkIdentity() : this.identityCached;
+  }
+
+  /** Checks the file now (every commit does) and refreshes what health() reports. */
+  private checkIdentity(): string | undefined {
+    this.identityCheckedAt = Date.now();
+    this.identityCached = this.identity?.problem();
+    return this.identityCached;
+  }
+
+  probeWrite(): Promise<void> {
+    this.probing ??= this.batcher
+      .write(() => {
+        this.stmts.probe.run(Date.now());
+      })
+      .finally(() => {
+        this.probing = undefined;
+        this.lastProbeAt = Date.now();
+      });
+    return this.probing;
+  }
+
+  async checkWritable(maxAgeMs = 1000): Promise<void> {
+    const { writable, reason } = this.health();
+    if (!writable) throw new StoreUnavailableError(reason!);
+    // A clean commit this recent proves the file takes writes; otherwise write one.
+    if (Date.now() - this.lastCommitAt > maxAgeMs) await this.probeWrite();
   }
 
   private prepare() {
@@ -74,8 +167,10 @@ export class SqliteStore implements Store {
       readDecisions: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?'),
       lastDecision: db.prepare('SELECT seq, record, prev_hash, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
       head: db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
-      insertCheckpoint: db.prepare('INSERT INTO checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)'),
-      listCheckpoints: db.prepare('SELECT * FROM checkpoints ORDER BY seq'),
+      insertCheckpoint: db.prepare('INSERT INTO checkpoints (num, seq, hash, time, kid, jws, prev) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      listCheckpoints: db.prepare('SELECT num, seq, hash, time, kid, jws, prev FROM checkpoints ORDER BY num'),
+      lastCheckpoint: db.prepare('SELECT num, seq, hash, time, kid, jws, prev FROM checkpoints ORDER BY num DESC LIMIT 1'),
+      lastCheckpointNum: db.prepare('SELECT max(num) AS num FROM checkpoints'),
       upsertUser: db.prepare('INSERT INTO users (email, record) VALUES (?, ?) ON CONFLICT(email) DO UPDATE SET record = excluded.record'),
       getUser: db.prepare('SELECT record FROM users WHERE email = ?'),
       insertApproval: db.prepare(
@@ -105,6 +200,13 @@ export class SqliteStore implements Store {
       ),
       retireSecretVersionAt: db.prepare('UPDATE secret_versions SET retires_at = ? WHERE credential = ? AND version = ?'),
       markSecretVersionRetired: db.prepare('UPDATE secret_versions SET retired_at = ? WHERE credential = ? AND version = ?'),
+      savePending: db.prepare(
+        'INSERT INTO relay_allow_pending (owner, key, updated_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(owner, key) DO UPDATE SET updated_at = excluded.updated_at, record = excluded.record',
+      ),
+      touchPending: db.prepare('UPDATE relay_allow_pending SET updated_at = ? WHERE owner = ?'),
+      deletePending: db.prepare('DELETE FROM relay_allow_pending WHERE owner = ? AND key = ?'),
+      stalePending: db.prepare('SELECT owner, key, record FROM relay_allow_pending WHERE updated_at < ? ORDER BY updated_at'),
+      probe: db.prepare('INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at'),
     };
   }
 
@@ -183,6 +285,28 @@ export class SqliteStore implements Store {
     return entries;
   }
 
+  saveAllowCounts(owner: string, pending: PendingAllowRecord[], now: number): Promise<void> {
+    return this.batcher.write(() => {
+      this.stmts.touchPending.run(now, owner);
+      for (const p of pending) this.stmts.savePending.run(owner, p.key, now, JSON.stringify(p.record));
+    });
+  }
+
+  commitAllowWindow(owner: string, keys: string[], records: DecisionRecord[]): Promise<DecisionEntry[]> {
+    return this.batcher.write(() => {
+      for (const key of keys) this.stmts.deletePending.run(owner, key);
+      return this.appendInTransaction(records);
+    });
+  }
+
+  recoverAllowCounts(staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]> {
+    return this.batcher.write(() => {
+      const rows = this.stmts.stalePending.all(staleBefore) as { owner: string; key: string; record: string }[];
+      for (const r of rows) this.stmts.deletePending.run(r.owner, r.key);
+      return this.appendInTransaction(rows.map((r) => mark(JSON.parse(r.record) as DecisionRecord)));
+    });
+  }
+
   async readDecisions(afterSeq: number, limit: number): Promise<DecisionEntry[]> {
     return (this.stmts.readDecisions.all(afterSeq, limit) as DecisionRow[]).map(toEntry);
   }
@@ -192,14 +316,24 @@ export class SqliteStore implements Store {
     return row && toEntry(row);
   }
 
-  appendCheckpoint(c: Checkpoint): Promise<void> {
+  appendCheckpoint(c: Checkpoint): Promise<boolean> {
     return this.batcher.write(() => {
-      this.stmts.insertCheckpoint.run(c.seq, c.hash, c.time, c.kid, c.jws);
+      // Compare-and-set inside the (IMMEDIATE) transaction: another Port on this file may
+      // have written checkpoint c.num first; then this one is dropped, not an error.
+      const newest = (this.stmts.lastCheckpointNum.get() as { num: number | null }).num ?? 0;
+      if (newest !== c.num - 1) return false;
+      this.stmts.insertCheckpoint.run(c.num, c.seq, c.hash, c.time, c.kid, c.jws, c.prev ?? null);
+      return true;
     });
   }
 
   async listCheckpoints(): Promise<Checkpoint[]> {
-    return this.stmts.listCheckpoints.all() as Checkpoint[];
+    return (this.stmts.listCheckpoints.all() as CheckpointRow[]).map(toCheckpoint);
+  }
+
+  async lastCheckpoint(): Promise<Checkpoint | undefined> {
+    const row = this.stmts.lastCheckpoint.get() as CheckpointRow | undefined;
+    return row && toCheckpoint(row);
   }
 
   recordIssuedCredential(r: IssuedCredentialRecord): Promise<void> {
@@ -279,6 +413,7 @@ export class SqliteStore implements Store {
       this.stmts.purgeRevocations.run(now);
       // Kept a day past expiry so revocation results and lineage can still name them.
       this.stmts.purgeIssued.run(now - 86_400_000);
+      this.webhookWork.purge(now);
     });
   }
 
@@ -398,6 +533,37 @@ export class SqliteStore implements Store {
     return this.batcher.write(() => this.scim.updatePortUser(email, change));
   }
 
+  // Webhook work (src/webhooks): writes run in the batch transaction, reads directly.
+  claimWebhookWork(work: NewWebhookWork, owner: string, now: number, leaseUntil: number): Promise<WebhookWorkClaim> {
+    return this.batcher.write(() => this.webhookWork.claim(work, owner, now, leaseUntil));
+  }
+
+  claimDueWebhookWork(owner: string, now: number, leaseUntil: number, limit: number): Promise<WebhookWorkRecord[]> {
+    // Most passes find nothing due: answer those from a read, with no write transaction.
+    if (!this.webhookWork.anyDue(now)) return Promise.resolve([]);
+    return this.batcher.write(() => this.webhookWork.claimDue(owner, now, leaseUntil, limit));
+  }
+
+  finishWebhookWork(key: string, outcome: 'done' | 'dropped', now: number, keepUntil: number): Promise<boolean> {
+    return this.batcher.write(() => this.webhookWork.finish(key, outcome, now, keepUntil));
+  }
+
+  releaseWebhookWork(key: string, owner: string, retry: { nextAttemptAt: number; lastError: string; now: number }): Promise<boolean> {
+    return this.batcher.write(() => this.webhookWork.release(key, owner, retry));
+  }
+
+  deleteWebhookWork(key: string): Promise<void> {
+    return this.batcher.write(() => this.webhookWork.delete(key));
+  }
+
+  async getWebhookWork(key: string): Promise<WebhookWorkRecord | undefined> {
+    return this.webhookWork.get(key);
+  }
+
+  async listWebhookWork(status?: WebhookWorkStatus): Promise<WebhookWorkRecord[]> {
+    return this.webhookWork.list(status);
+  }
+
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
@@ -407,6 +573,18 @@ export class SqliteStore implements Store {
     await this.batcher.write(() => undefined);
     this.db.close();
   }
+}
+
+/** A store exists at `path`: a non-empty file (SQLite creates a 0-byte file on open). */
+function hasStore(path: string): boolean {
+  const size = (file: string) => {
+    try {
+      return statSync(file).size;
+    } catch {
+      return 0;
+    }
+  };
+  return size(path) > 0 || size(`${path}-wal`) > 0;
 }
 
 function parseApproval(row: unknown): ApprovalRequestRecord | undefined {

@@ -1,0 +1,13 @@
+import type { FastifyInstance } from 'fastify';
+import { RefusalThrottledError } from '../audit/refusal-log.js';
+
+/**
+ * A throttled refusal tells the caller when to come back: `Retry-After` (RFC 9110
+ * §10.2.3) on the 429 (RFC 6585 §4). Set in onError, which Fastify runs before the
+ * error handler answers (https://fastify.dev/docs/latest/Reference/Hooks/#onerror).
+ */
+export function installRetryAfter(app: FastifyInstance): void {
+  app.addHook('onError', async (_request, reply, err) => {
+    if (err instanceof RefusalThrottledError) reply.header('Retry-After', String(err.retryAfterSeconds));
+  });
+}
