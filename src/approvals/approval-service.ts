@@ -58,12 +58,20 @@ export class ApprovalService {
     this.now = deps.now ?? Date.now;
   }
 
-  /** `build.finished` with `blocked: true`: fetch the build and handle each blocked manual job. */
-  async handleBlockedBuild(pipeline: string, number: number): Promise<void> {
+  /**
+   * `build.finished` with `blocked: true`: fetch the build and handle each blocked manual
+   * job. The build is asked for afresh each time (a retry of failed webhook work too), so
+   * a build that is no longer blocked — unblocked, finished, canceled — is left alone, and
+   * `blockedJobs: 0` says why. Throws when Buildkite or the store fails: the caller retries.
+   */
+  async handleBlockedBuild(pipeline: string, number: number): Promise<{ blockedJobs: number; state: string }> {
     const build = await this.deps.api.getBuild(pipeline, number);
-    for (const job of build.jobs ?? []) {
-      if (job.type === 'manual' && job.state === 'blocked') await this.handleBlockStep(pipeline, build, job);
-    }
+    const state = build.state ?? 'unknown';
+    // A canceled build's block jobs can't be unblocked (§4.2: 422), so there is nothing to decide.
+    const live = state !== 'canceled' && state !== 'canceling';
+    const blocked = live ? (build.jobs ?? []).filter((job) => job.type === 'manual' && job.state === 'blocked') : [];
+    for (const job of blocked) await this.handleBlockStep(pipeline, build, job);
+    return { blockedJobs: blocked.length, state };
   }
 
   private async handleBlockStep(pipeline: string, build: BuildkiteBuildSummary, job: BuildkiteJobSummary): Promise<void> {

@@ -25,6 +25,8 @@ export interface BuildkiteBuildSummary {
   tag?: string | null;
   commit: string | null;
   source: string | null;
+  /** `running`, `passed`, `canceled`, … (a blocked build keeps its earlier state, §3). */
+  state?: string | null;
   blocked?: boolean | null;
   creator?: BuildkiteUserRef | null;
   author?: BuildkiteUserRef | null;

@@ -24,7 +24,11 @@ export function approvalWebhookHandlers(deps: ApprovalWebhookDeps): WebhookHandl
     async buildFinished(p) {
       if (!p.build.blocked) return;
       if (!deps.approvals) return deps.onUnconfigured('a blocked build arrived, but approvals need buildkite.api_token');
-      await deps.approvals.handleBlockedBuild(p.pipeline.slug, p.build.number);
+      // Buildkite's current word on the build decides, not the payload's: this runs again
+      // for a re-sent delivery and for Port's own retries, maybe long after the event.
+      const { blockedJobs, state } = await deps.approvals.handleBlockedBuild(p.pipeline.slug, p.build.number);
+      if (blockedJobs === 0) return { skipped: `${p.pipeline.slug}#${p.build.number} is no longer blocked (Buildkite says its state is ${state})` };
+      return undefined;
     },
     // Runs before the delivery is answered (durable first) and again for a repeated
     // delivery: a job already revoked is left as it is, and logged once.

@@ -17,6 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { AWS_TAGS_CLAIM, OPTIONAL_CLAIMS, applyOverrides, buildClaims } from './claims.js';
+import { parseOutageBody, type OutageInit, type OutageState } from './outage.js';
 import { SimApiError } from './errors.js';
 import { BodyError, isRecord, readJson, sendJson } from './http.js';
 import { uuid } from './ids.js';
@@ -322,6 +323,16 @@ export class BuildkiteSimulator {
     this.rest.failApiRequests(count, status, opts);
   }
 
+  /**
+   * A REST API outage: every `/v2/…` call answers 503 (`unavailable`, or `status`) or is
+   * held unanswered (`hang`) until it ends — after `seconds`, or at `setApiOutage(null)`.
+   * Also over HTTP: `PUT /_sim/faults/rest` `{mode: "unavailable"|"hang"|"none", status?, seconds?}`
+   * with the API token as Bearer.
+   */
+  setApiOutage(init: OutageInit | null): OutageState {
+    return this.rest.setOutage(init);
+  }
+
   buildFinishedPayload(build: SimBuild): WebhookPayload {
     return this.rest.buildFinishedPayload(build);
   }
@@ -364,6 +375,8 @@ export class BuildkiteSimulator {
   }
 
   async close(): Promise<void> {
+    // Held calls are let go before the server closes.
+    this.rest.setOutage(null);
     await this.rest.settleWebhooks();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -390,6 +403,7 @@ export class BuildkiteSimulator {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', this.url).pathname;
     if (path.startsWith('/v2/')) return this.rest.handle(req, res);
+    if (path === '/_sim/faults/rest' && req.method === 'PUT') return this.serveOutage(req, res);
     if (path === '/.well-known/jwks' && (req.method === 'GET' || req.method === 'HEAD')) return this.serveJwks(res);
     if (path === '/.well-known/openid-configuration' && (req.method === 'GET' || req.method === 'HEAD')) {
       return sendJson(res, 200, this.discovery());
@@ -397,6 +411,18 @@ export class BuildkiteSimulator {
     const match = TOKENS_PATH.exec(path);
     if (match !== null && req.method === 'POST') return this.serveToken(req, res, decodeURIComponent(match[1] ?? ''));
     sendJson(res, 404, { message: 'Not Found' });
+  }
+
+  /** The admin switch for REST outages (see `setApiOutage`); the API token guards it. */
+  private async serveOutage(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const given = /^Bearer\s+(\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (given !== this.rest.apiToken) return sendJson(res, 401, { message: 'Authentication required. Please supply a valid API Access Token.' });
+    try {
+      sendJson(res, 200, this.rest.setOutage(parseOutageBody(await readBody(req))));
+    } catch (err) {
+      if (err instanceof SimApiError) return sendJson(res, err.status, { message: err.message });
+      throw err;
+    }
   }
 
   private serveJwks(res: ServerResponse): void {

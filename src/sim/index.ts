@@ -41,3 +41,4 @@ export { UNBLOCK_REFUSALS } from './builds.js';
 export type { RateLimitOptions } from './rate-limit.js';
 export { signatureHeader, webhookSignature, deliverWebhook } from './webhook-delivery.js';
 export type { WebhookPayload } from './webhook-payloads.js';
+export type { OutageInit, OutageMode, OutageState } from './outage.js';

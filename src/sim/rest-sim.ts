@@ -32,6 +32,7 @@ import { routeRest, type RestBackend, type RestResponse } from './rest-api.js';
 import { jobJson, oidcJobJson, type Json, type RestContext } from './rest-json.js';
 import type { SimJob } from './types.js';
 import { deliverWebhook } from './webhook-delivery.js';
+import { RestOutage, type OutageInit, type OutageState } from './outage.js';
 import { buildEventPayload, jobEventPayload, pingPayload, type WebhookPayload } from './webhook-payloads.js';
 import { UserRegistry } from './users.js';
 
@@ -68,6 +69,7 @@ export class RestSim implements RestBackend {
 
   private readonly rate: RateLimitWindow;
   private injected: InjectedFailure = { remaining: 0, status: 500, resetSeconds: 1 };
+  private readonly outage = new RestOutage();
   private readonly unblockLog: UnblockCall[] = [];
   private readonly requestLog: ApiRequestRecord[] = [];
   private readonly deliveries: WebhookDelivery[] = [];
@@ -96,6 +98,14 @@ export class RestSim implements RestBackend {
   /** Answers one `/v2/…` request. */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.ctx.baseUrl);
+    // An outage (fault injection) comes first: Buildkite down or hanging, whoever asks.
+    const gone = new Promise<void>((resolve) => res.once('close', () => resolve()));
+    const outageStatus = await this.outage.meet(gone);
+    if (res.destroyed) return;
+    if (outageStatus !== undefined) {
+      this.requestLog.push({ at: new Date(), method: req.method ?? '', path: `${url.pathname}${url.search}`, status: outageStatus });
+      return sendJson(res, outageStatus, { message: 'Service Unavailable' });
+    }
     const window = this.rate.take();
     let response: RestResponse;
     try {
@@ -180,6 +190,15 @@ export class RestSim implements RestBackend {
 
   get webhookDeliveries(): readonly WebhookDelivery[] {
     return this.deliveries;
+  }
+
+  /** Every REST call answers a 5xx, or hangs, until the outage ends (null ends it). */
+  setOutage(init: OutageInit | null): OutageState {
+    return this.outage.set(init);
+  }
+
+  get outageState(): OutageState {
+    return this.outage.state();
   }
 
   failApiRequests(count: number, status = 500, opts: { resetSeconds?: number } = {}): void {

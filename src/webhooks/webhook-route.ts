@@ -1,32 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { FastifyError, FastifyInstance } from 'fastify';
-import type { z } from 'zod';
 import { PortError } from '../errors.js';
 import { sendPortError } from '../server/error-handler.js';
 import type { Store } from '../store/store.js';
+import { dispatchFor, type WebhookHandlers } from './dispatch.js';
 import { WebhookRejectedError } from './errors.js';
-import { buildFinishedPayloadSchema, jobPayloadSchema, type BuildFinishedPayload, type JobPayload } from './payloads.js';
 import { deliveryMode, requireCredentialHeader, verifyDelivery } from './verify-delivery.js';
+import { WebhookWork, type WebhookWorkOutcome } from './webhook-work.js';
 
 export type { BuildFinishedPayload, JobPayload } from './payloads.js';
+export type { WebhookHandlers, WebhookSkipped } from './dispatch.js';
 
 export const WEBHOOK_PATH = '/webhooks/buildkite';
-
-/**
- * What Port does with each event it acts on. Each runs after the delivery was answered,
- * except `jobFinished` (see ANSWERED_AFTER_HANDLING).
- */
-export interface WebhookHandlers {
-  /** Every `build.finished`; a build waiting on a block step has `build.blocked: true`. */
-  buildFinished?(payload: BuildFinishedPayload): Promise<void>;
-  /**
-   * Revokes the job's tokens: runs, and must be durable, before the delivery is
-   * answered, and runs again for a repeated delivery — so it must be idempotent.
-   */
-  jobFinished?(payload: JobPayload): Promise<void>;
-  /** A block step was unblocked (web or API); `job.unblocked_by` names who. */
-  jobActivated?(payload: JobPayload): Promise<void>;
-}
 
 export interface WebhookDispatchInfo {
   event: string;
@@ -38,47 +23,58 @@ export interface WebhookRouteDeps {
   secret: () => string | undefined;
   /** The clear-text webhook token (buildkite.webhook_token), read per delivery. */
   token: () => string | undefined;
-  /** Replay cache (`consumeOnce`). */
+  /** Replay cache (`consumeOnce`) and webhook work. */
   store: Store;
   handlers: WebhookHandlers;
+  /**
+   * Where each delivery's work is kept until done (shared with the WebhookReconciler);
+   * by default one made from `store`, `handlers`, `onError` and `dedupeSeconds`.
+   */
+  work?: WebhookWork;
   /** Largest body accepted, in bytes (default 1 MiB). */
   maxBytes?: number;
   /** Signature timestamp window either way, in seconds (default and maximum 300). */
   windowSeconds?: number;
   /**
-   * How long a body is remembered (seconds, default 24 h): a body seen before is not
-   * dispatched again (Buildkite re-sending an event re-signs it with a new timestamp),
-   * and in token mode, which has no timestamp, it is refused as a replay.
+   * How long a body is remembered once its work is done (seconds, default 24 h): a re-sent
+   * event (Buildkite re-signs it with a new timestamp) is not processed again, and in
+   * token mode, which has no timestamp, it is refused as a replay.
    */
   dedupeSeconds?: number;
   /** How long close() waits for handlers still running (ms, default 10 s). */
   drainTimeoutMs?: number;
   /** Clock in ms (tests). */
   now?: () => number;
-  /** A handler failed (or threw); the delivery had already been answered. */
+  /** A handler failed (or threw); its work stays pending and is retried. */
   onError(err: unknown, info?: WebhookDispatchInfo): void;
   /** A verified delivery was accepted but not dispatched because its payload doesn't fit. */
   onDropped?(info: WebhookDispatchInfo & { problems: string[] }): void;
+  /** What became of a delivery's work (when the route made `work` itself). */
+  onOutcome?(outcome: WebhookWorkOutcome): void;
 }
 
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 const MAX_WINDOW_SECONDS = 300;
 const DEFAULT_DEDUPE_SECONDS = 24 * 60 * 60;
 
-type Dispatch = { run: () => Promise<void> } | { problems: string[] } | undefined;
-
 /**
- * Events whose handler takes access away (a finished job's tokens). Handled before the
- * answer and before the delivery's replay keys are spent: if the handler fails, Port
- * answers 503 and a re-sent event (or Buildkite's retry) is processed, not dropped as a
- * duplicate. Their handlers are idempotent, so running one for a replay changes nothing.
+ * Events whose handler takes access away (a finished job's tokens): handled before the
+ * answer, so Buildkite hears 503 when it failed and re-sends. Every other event is
+ * answered once its work is recorded, and handled after.
  */
 const ANSWERED_AFTER_HANDLING: ReadonlySet<string> = new Set(['job.finished']);
 
-/** A handler that must finish before the answer failed (503: nothing was spent; send it again). */
+/** A handler that must finish before the answer failed (503: its work stays pending; send it again). */
 export class WebhookHandlerFailedError extends PortError {
   constructor(event: string, options?: { cause?: unknown }) {
-    super('webhook_handler_failed', `Port could not process the ${event} event; it was not recorded, so a re-sent delivery will be.`, 503, options);
+    super('webhook_handler_failed', `Port could not process the ${event} event; it is not marked done, so a re-sent delivery is processed and Port retries it on its own.`, 503, options);
+  }
+}
+
+/** The store could not record a delivery (503: nothing was spent; send it again). */
+export class WebhookStoreUnavailableError extends PortError {
+  constructor(options?: { cause?: unknown }) {
+    super('webhook_store_unavailable', 'Port could not record the delivery in its store; nothing was spent, so a re-sent delivery is processed.', 503, options);
   }
 }
 
@@ -86,7 +82,13 @@ export class WebhookHandlerFailedError extends PortError {
  * `POST /webhooks/buildkite`. Registered in its own encapsulated plugin: it reads the
  * body as raw bytes (the HMAC covers them exactly) with its own size limit, and other
  * routes keep their parsers. Flow: configured? → size → content type → credential
- * present → verify → replay cache → JSON → answer (202/200) → dispatch on setImmediate.
+ * present → verify → JSON → replay cache and work claim → answer (202/200) → work.
+ *
+ * A delivery's dedupe key (a hash of its body) is spent only when its work is done
+ * (WebhookWork): until then a re-sent delivery — same body, new signature — is processed
+ * again, and Port retries on its own (WebhookReconciler). Once done, a re-send is a 202
+ * duplicate and the same signed bytes again (or, in token mode, the same body) a 409
+ * replay, as before. Events Port does not act on spend their keys at once.
  */
 export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): void {
   const maxBytes = deps.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -98,6 +100,17 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
     throw new PortError('config_invalid', `webhookRoutes: windowSeconds must be in (0, ${MAX_WINDOW_SECONDS}].`);
   }
   if (!(dedupeMs >= windowSeconds * 1000)) throw new PortError('config_invalid', 'webhookRoutes: dedupeSeconds must be at least windowSeconds.');
+
+  const work =
+    deps.work ??
+    new WebhookWork({
+      store: deps.store,
+      handlers: deps.handlers,
+      now,
+      dedupeMs,
+      onError: (err, info) => reportError(err, { event: info.event, requestId: info.requestId ?? '' }),
+      ...(deps.onOutcome ? { onOutcome: deps.onOutcome } : {}),
+    });
 
   const inflight = new Set<Promise<void>>();
   const reportError = (err: unknown, info: WebhookDispatchInfo) => {
@@ -158,63 +171,63 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
         const rawBody = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
         const at = now();
         const verified = verifyDelivery({ headers: request.headers, rawBody, now: at }, credentials());
-        const info = { event: verified.event, requestId: request.id };
-
-        if (ANSWERED_AFTER_HANDLING.has(verified.event)) {
-          const body = parseJsonObject(rawBody);
-          if (body.event !== undefined && body.event !== verified.event) {
-            throw new WebhookRejectedError('event_mismatch', 'X-Buildkite-Event does not match the event named in the body.', 400);
-          }
-          const dispatch = dispatchFor(verified.event, body, deps.handlers);
-          if (dispatch !== undefined && 'run' in dispatch) {
-            try {
-              await dispatch.run();
-            } catch (err) {
-              reportError(err, info);
-              throw new WebhookHandlerFailedError(verified.event, { cause: err });
-            }
-          }
-        }
-
-        // Replay cache. A signature is remembered for as long as it would pass the
-        // window; in token mode the key is the body hash, kept for the dedupe period.
-        // The body key makes re-sent events (new signature, same body) idempotent.
-        // Both writes share one commit (the store batches writes of the same turn).
-        const bodyKey = `webhook-body:${createHash('sha256').update(rawBody).digest('hex')}`;
-        const [firstUse, newBody] = await Promise.all([
-          deps.store.consumeOnce(`webhook:${verified.deliveryKey}`, verified.replayableUntil ?? at + dedupeMs),
-          verified.mode === 'signature' ? deps.store.consumeOnce(bodyKey, at + dedupeMs) : Promise.resolve(true),
-        ]);
-        if (!firstUse) {
-          throw new WebhookRejectedError('replayed_delivery', 'This delivery was already received; a replay is not processed again.', 409);
-        }
-
-        const body = parseJsonObject(rawBody);
         const event = verified.event;
+        const info = { event, requestId: request.id };
+        const body = parseJsonObject(rawBody);
         // The event header is not covered by the signature; the body's `event` is.
         if (body.event !== undefined && body.event !== event) {
           throw new WebhookRejectedError('event_mismatch', 'X-Buildkite-Event does not match the event named in the body.', 400);
         }
-        if (event === 'ping') return reply.code(200).send({ pong: true });
+        const bodyKey = `webhook-body:${createHash('sha256').update(rawBody).digest('hex')}`;
+        const signatureKey = `webhook:${verified.deliveryKey}`;
+        const replayed = () => new WebhookRejectedError('replayed_delivery', 'This delivery was already received; a replay is not processed again.', 409);
+        const dispatch = event === 'ping' ? undefined : dispatchFor(event, body, deps.handlers);
 
-        const dispatch = dispatchFor(event, body, deps.handlers);
-        if (dispatch === undefined) return reply.code(202).send({ accepted: true, event, ignored: true });
-        if ('problems' in dispatch) {
-          request.log.warn({ webhook: { event, problems: dispatch.problems } }, 'webhook delivery dropped: its payload does not have the fields Port needs');
-          try {
-            deps.onDropped?.({ ...info, problems: dispatch.problems });
-          } catch (err) {
-            reportError(err, info);
+        if (dispatch === undefined || 'problems' in dispatch) {
+          // No work: the replay cache is all there is. A signature is remembered for as long
+          // as it would pass the window; in token mode the key is the body hash, kept for
+          // the dedupe period. Both writes share one commit (the store batches a turn's writes).
+          const [firstUse, newBody] = await recorded(
+            Promise.all([
+              deps.store.consumeOnce(signatureKey, verified.replayableUntil ?? at + dedupeMs),
+              verified.mode === 'signature' ? deps.store.consumeOnce(bodyKey, at + dedupeMs) : Promise.resolve(true),
+            ]),
+          );
+          if (!firstUse) throw replayed();
+          if (event === 'ping') return reply.code(200).send({ pong: true });
+          if (dispatch !== undefined) {
+            request.log.warn({ webhook: { event, problems: dispatch.problems } }, 'webhook delivery dropped: its payload does not have the fields Port needs');
+            try {
+              deps.onDropped?.({ ...info, problems: dispatch.problems });
+            } catch (err) {
+              reportError(err, info);
+            }
           }
+          if (!newBody) return reply.code(202).send({ accepted: true, event, duplicate: true });
           return reply.code(202).send({ accepted: true, event, ignored: true });
         }
-        if (!newBody) return reply.code(202).send({ accepted: true, event, duplicate: true });
-        // Already handled, and durable, before the answer.
-        if (ANSWERED_AFTER_HANDLING.has(event)) return reply.code(202).send({ accepted: true, event });
 
+        // Work: recorded (pending, leased to this process) before the answer, in the same
+        // commit as the signature's replay entry. The same signed bytes again — or in token
+        // mode the same body — are a replay; a new signature over the same body is a re-send.
+        const [firstSignature, claim] = await recorded(
+          Promise.all([
+            verified.mode === 'signature' ? deps.store.consumeOnce(signatureKey, verified.replayableUntil ?? at + dedupeMs) : Promise.resolve(false),
+            work.claim(bodyKey, event, dispatch.payload),
+          ]),
+        );
+        if (claim.outcome !== 'claimed') {
+          // Done, or being worked right now (its lease holds): nothing to do twice.
+          if (!firstSignature) throw replayed();
+          return reply.code(202).send({ accepted: true, event, duplicate: true });
+        }
+        if (ANSWERED_AFTER_HANDLING.has(event)) {
+          if ((await work.run(claim.work, request.id)) === 'failed') throw new WebhookHandlerFailedError(event);
+          return reply.code(202).send({ accepted: true, event });
+        }
         // Runs after the answer is on its way; tracked from now so close() can wait for it.
         const task: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
-          .then(() => dispatch.run())
+          .then(async () => void (await work.run(claim.work, request.id)))
           .catch((err: unknown) => reportError(err, info))
           .finally(() => inflight.delete(task));
         inflight.add(task);
@@ -222,6 +235,15 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
       },
     );
   });
+}
+
+/** A store write around a delivery: its failure is a 503 that spent nothing. */
+async function recorded<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write;
+  } catch (err) {
+    throw new WebhookStoreUnavailableError({ cause: err });
+  }
 }
 
 function isJson(contentType: string | undefined): boolean {
@@ -240,26 +262,4 @@ function parseJsonObject(rawBody: Buffer): Record<string, unknown> {
     throw new WebhookRejectedError('not_json', 'The delivery body is not a JSON object.', 400);
   }
   return value as Record<string, unknown>;
-}
-
-/** The handler call for `event`, the reasons the payload doesn't fit, or undefined to ignore it. */
-function dispatchFor(event: string, body: Record<string, unknown>, handlers: WebhookHandlers): Dispatch {
-  const call = <T>(handler: ((payload: T) => Promise<void>) | undefined, schema: z.ZodType<T>): Dispatch => {
-    if (handler === undefined) return undefined;
-    const parsed = schema.safeParse(body);
-    if (!parsed.success) return { problems: parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`) };
-    const payload = parsed.data;
-    // Called as a method so handler classes keep `this`; a synchronous throw becomes a rejection.
-    return { run: async () => handler.call(handlers, payload) };
-  };
-  switch (event) {
-    case 'build.finished':
-      return call(handlers.buildFinished, buildFinishedPayloadSchema);
-    case 'job.finished':
-      return call(handlers.jobFinished, jobPayloadSchema);
-    case 'job.activated':
-      return call(handlers.jobActivated, jobPayloadSchema);
-    default:
-      return undefined;
-  }
 }

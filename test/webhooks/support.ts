@@ -8,6 +8,7 @@ import { installErrorHandler } from '../../src/server/error-handler.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { BuildFinishedPayload, JobPayload, WebhookHandlers, WebhookRouteDeps } from '../../src/webhooks/webhook-route.js';
 import { webhookRoutes } from '../../src/webhooks/webhook-route.js';
+import { WebhookWork, type WebhookWorkOptions, type WebhookWorkOutcome } from '../../src/webhooks/webhook-work.js';
 
 export const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -82,12 +83,17 @@ export interface Recorded {
   jobActivated: JobPayload[];
   errors: unknown[];
   dropped: { event: string; problems: string[] }[];
+  /** What became of each delivery's work (WebhookWork's onOutcome). */
+  outcomes: WebhookWorkOutcome[];
 }
 
 export interface Harness {
   url: string;
   app: FastifyInstance;
   store: SqliteStore;
+  /** The delivery work queue the route uses (shared with a reconciler in tests). */
+  work: WebhookWork;
+  handlers: WebhookHandlers;
   calls: Recorded;
   /** POSTs to /webhooks/buildkite with the given raw body and headers. */
   post(body: string | Buffer, headers: Record<string, string>): Promise<{ status: number; body: any; text: string; headers: Headers }>;
@@ -103,11 +109,15 @@ export async function startWebhookHarness(
     maxBytes?: number;
     handlers?: (calls: Recorded) => WebhookHandlers;
     extra?: (app: FastifyInstance) => void;
+    /** WebhookWork options (clock, backoff, owner). */
+    work?: Partial<Omit<WebhookWorkOptions, 'store' | 'handlers'>>;
+    /** An existing store file to open (two processes on one store, restarts). */
+    storePath?: string;
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'port-webhooks-'));
-  const store = SqliteStore.open(join(dir, 'port.db'));
-  const calls: Recorded = { buildFinished: [], jobFinished: [], jobActivated: [], errors: [], dropped: [] };
+  const store = SqliteStore.open(opts.storePath ?? join(dir, 'port.db'));
+  const calls: Recorded = { buildFinished: [], jobFinished: [], jobActivated: [], errors: [], dropped: [], outcomes: [] };
   const handlers: WebhookHandlers = opts.handlers?.(calls) ?? {
     async buildFinished(p) {
       calls.buildFinished.push(p);
@@ -122,7 +132,15 @@ export async function startWebhookHarness(
   const app = Fastify({ logger: false });
   installErrorHandler(app);
   opts.extra?.(app);
+  const work = new WebhookWork({
+    store,
+    handlers,
+    onError: (err) => calls.errors.push(err),
+    onOutcome: (o) => calls.outcomes.push(o),
+    ...opts.work,
+  });
   const deps: WebhookRouteDeps = {
+    work,
     secret: () => ('secret' in opts ? opts.secret : SECRET),
     token: () => opts.token,
     store,
@@ -151,6 +169,8 @@ export async function startWebhookHarness(
     url,
     app,
     store,
+    work,
+    handlers,
     calls,
     post,
     deliver(event, payload, o = {}) {
