@@ -17,9 +17,10 @@ export interface CheckpointerOptions {
   /** Sign after this many entries since the last checkpoint (config `audit.checkpoint_every`). */
   every: number;
   /**
-   * Config `audit.checkpoint_interval`, in seconds: every tick signs the head if anything
-   * is unsigned, and otherwise writes a heartbeat when the newest checkpoint is about
-   * this old, so a verifier can demand a recent one (`--max-age`). 0 disables the timer.
+   * Config `audit.checkpoint_interval`, in seconds: a checkpoint (covering the head, or a
+   * heartbeat when nothing is new) is written whenever the newest one — whoever wrote it —
+   * is about this old, so every entry is signed within one interval and a verifier can
+   * demand a recent checkpoint (`--max-age`). 0 disables the timer.
    */
   intervalSeconds: number;
   /** Where background checkpoint failures go (once per failing stretch); the default emits a process warning. */
@@ -31,11 +32,21 @@ export interface CheckpointerOptions {
 }
 
 /**
- * A tick writes a heartbeat when the newest checkpoint is at least this fraction of the
- * interval old: a little under 1 so timer jitter never skips a beat, and with several
- * Port processes on one store only one of them writes per interval.
+ * A tick signs the head when the newest checkpoint is at least this fraction of the
+ * interval old: with ticks every tenth of the interval (TICK_FRACTION), the gap between
+ * checkpoints stays within one interval, and with several Port processes on one store
+ * only one of them writes per interval.
  */
 const HEARTBEAT_AGE = 0.9;
+
+/**
+ * The timer fires this often, as a fraction of the interval. It must be well under the
+ * interval: the newest checkpoint may have been written at any phase (a count trigger,
+ * another process, a restart), so a timer that fired once per interval could leave up to
+ * 1.9 intervals between checkpoints. Ticking every tenth keeps the gap at one interval,
+ * and a tick that finds nothing due costs two indexed reads.
+ */
+const TICK_FRACTION = 0.1;
 
 /** Compare-and-set losses in a row before giving up until the next trigger (another writer keeps winning). */
 const MAX_CAS_ATTEMPTS = 3;
@@ -45,7 +56,9 @@ type Mode =
   | 'count'
   /** Anything unsigned (checkpointNow, stop). */
   | 'cover'
-  /** Anything unsigned, or a heartbeat when the newest checkpoint is old (timer, start). */
+  /** Anything unsigned, or a heartbeat when the newest checkpoint is old (start). */
+  | 'start'
+  /** The head, signed or not, when the newest checkpoint is about an interval old (timer). */
   | 'tick';
 
 /**
@@ -96,14 +109,15 @@ export class Checkpointer {
     this.maybeCheckpoint();
   }
 
-  /** Starts the interval timer (unref'd) and at once signs whatever an earlier run left unsigned. */
+  /** Starts the timer (unref'd) and at once signs whatever an earlier run left unsigned. */
   start(): void {
     if (this.timer || this.stopped) return;
     if (this.opts.intervalSeconds > 0) {
-      this.timer = setInterval(() => this.background('tick'), this.opts.intervalSeconds * 1000);
+      const everyMs = Math.max(10, this.opts.intervalSeconds * 1000 * TICK_FRACTION);
+      this.timer = setInterval(() => this.background('tick'), everyMs);
       this.timer.unref();
     }
-    this.background('tick');
+    this.background('start');
   }
 
   /** Signs the current head unless a checkpoint already covers it; resolves to the new checkpoint. */
@@ -112,11 +126,16 @@ export class Checkpointer {
   }
 
   /**
-   * What the timer does each interval: signs the head if anything is unsigned, otherwise
-   * writes a heartbeat if the newest checkpoint (whoever wrote it) is about an interval old.
+   * What the timer does (every tenth of the interval): once the newest checkpoint, whoever
+   * wrote it, is about an interval old, signs the head — new entries, or a heartbeat.
    */
   tick(): Promise<Checkpoint | undefined> {
     return this.enqueue('tick');
+  }
+
+  /** Resolves when the checkpoint writes queued so far (by triggers, the timer or calls) are done. */
+  async settled(): Promise<void> {
+    await this.queue;
   }
 
   /** Stops the timer, writes a final checkpoint and flushes the sinks; rejects if the checkpoint fails. */
@@ -211,10 +230,9 @@ export class Checkpointer {
         const unsigned = headSeq - this.coveredSeq;
         // Checkpoint times never go backwards, even if this clock is behind another writer's.
         const now = Math.max(this.now(), Number.isFinite(lastTime) ? lastTime : 0);
+        const old = this.opts.intervalSeconds > 0 && now - lastTime >= HEARTBEAT_AGE * this.opts.intervalSeconds * 1000;
         const due =
-          mode === 'count'
-            ? unsigned >= this.opts.every
-            : unsigned > 0 || (mode === 'tick' && this.opts.intervalSeconds > 0 && now - lastTime >= HEARTBEAT_AGE * this.opts.intervalSeconds * 1000);
+          mode === 'count' ? unsigned >= this.opts.every : mode === 'cover' ? unsigned > 0 : mode === 'start' ? unsigned > 0 || old : old;
         if (!due) return undefined;
         const checkpoint = await signCheckpoint(
           { seq: headSeq, hash: head?.hash ?? GENESIS_HASH },

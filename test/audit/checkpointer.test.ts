@@ -1,13 +1,13 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Checkpointer } from '../../src/audit/checkpointer.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import type { AuditError } from '../../src/audit/errors.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { buildLog, KEY_OPTIONS, sampleRecord, tempDir } from './helpers.js';
+import { buildLog, KEY_OPTIONS, sampleRecord, sampleRecordAt, tempDir } from './helpers.js';
 
 async function storeKeys(store: SqliteStore) {
   return new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
@@ -42,12 +42,16 @@ describe('Checkpointer and DecisionLog', () => {
     const errors: AuditError[] = [];
     const cp = new Checkpointer(store, keys, { every: 5, intervalSeconds: 0, onError: (e) => errors.push(e) });
     const log = new DecisionLog(store, cp);
-    for (let i = 1; i <= 23; i++) await log.record([sampleRecord(i)]);
-    // Fewer than `every` entries stay unsigned once the background writes settle.
-    await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) >= 19);
-    const cps = await store.listCheckpoints();
-    expect(cps.length).toBeGreaterThanOrEqual(4);
-    for (const [i, c] of cps.entries()) expect(c.seq - (cps[i - 1]?.seq ?? 0)).toBeLessThanOrEqual(5 + 1);
+    // Appended one at a time, and each checkpoint allowed to land before the next entry,
+    // the count trigger fires exactly at every 5th entry (entries appended while a
+    // checkpoint is being signed would legitimately widen the gap, so none are here).
+    for (let i = 1; i <= 23; i++) {
+      await log.record([sampleRecord(i)]);
+      if (i % 5 === 0) await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) >= i);
+    }
+    await sleep(50);
+    // The 3 entries past the last multiple of 5 stay unsigned: fewer than `every`.
+    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([5, 10, 15, 20]);
     expect(errors).toEqual([]);
     expect((await verifyAuditLog(store, await storeKeys(store))).ok).toBe(true);
   });
@@ -117,18 +121,19 @@ describe('Checkpointer and DecisionLog', () => {
     await cp.stop();
   });
 
-  it('each tick signs new entries, or writes a heartbeat once the newest checkpoint is an interval old', async () => {
+  it('a tick signs the head once the newest checkpoint is about an interval old: new entries, or a heartbeat', async () => {
     let now = Date.UTC(2025, 0, 1);
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300, now: () => now });
     const log = new DecisionLog(store, cp);
     // An empty, idle log still gets a heartbeat: a verifier can demand a recent checkpoint.
     expect(await cp.tick()).toMatchObject({ num: 1, seq: 0 });
     now += 100_000;
-    expect(await cp.tick()).toBeUndefined(); // nothing new, last one 100 s old
-    await log.record([sampleRecord(1)]);
-    expect(await cp.tick()).toMatchObject({ num: 2, seq: 1 }); // new entries are signed at once
-    now += 299_000; // 0.9 of the interval tolerates timer jitter
-    expect(await cp.tick()).toMatchObject({ num: 3, seq: 1 });
+    await log.record([sampleRecordAt(1, now)]);
+    expect(await cp.tick()).toBeUndefined(); // the newest checkpoint is 100 s old: entry 1 waits
+    now += 170_000; // 270 s: 0.9 of the interval tolerates timer jitter
+    expect(await cp.tick()).toMatchObject({ num: 2, seq: 1 });
+    now += 270_000;
+    expect(await cp.tick()).toMatchObject({ num: 3, seq: 1 }); // nothing new: a heartbeat
     const cps = await store.listCheckpoints();
     expect(cps.map((c) => [c.num, c.seq])).toEqual([
       [1, 0],
@@ -172,6 +177,48 @@ describe('Checkpointer and DecisionLog', () => {
     await sleep(10);
     expect(errors).toHaveLength(1); // the same failure again is not reported again
     await expect(cp.stop()).rejects.toMatchObject({ code: 'audit_checkpoint_failed' });
+  });
+
+  it('checkpoints written off the timer phase (count trigger, restart) never leave a gap verify rejects', async () => {
+    // The real timer, on a simulated clock: bursts trip the count trigger at any phase and
+    // a restart starts a new timer off the old one's phase. A verifier running at any
+    // moment, with the interval, finds every entry signed in time and a recent checkpoint.
+    const start = Date.UTC(2025, 0, 1);
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'], now: start });
+    try {
+      const opts = { every: 4, intervalSeconds: 300 };
+      let cp = new Checkpointer(store, keys, opts);
+      let log = new DecisionLog(store, cp);
+      cp.start();
+      let seq = 0;
+      let rng = 7;
+      let nextBusy = 0;
+      const random = () => (rng = (rng * 48271) % 2147483647) / 2147483647;
+      for (let step = 1; step <= 300; step++) {
+        await vi.advanceTimersByTimeAsync(step === 150 ? 5_000 : 10_000);
+        await cp.settled();
+        if (step === 150) {
+          await cp.stop(); // a restart, off the old timer's phase
+          cp = new Checkpointer(store, keys, opts);
+          log = new DecisionLog(store, cp);
+          cp.start();
+        }
+        // Quiet stretches of up to ~8 min, each ended by a burst that trips the count trigger or a single entry.
+        const burst = step === nextBusy ? (random() < 0.5 ? 4 : 1) : 0;
+        if (step >= nextBusy) nextBusy = step + 1 + Math.floor(random() * 50);
+        for (let i = 0; i < burst; i++) await log.record([sampleRecordAt(++seq, Date.now())]);
+        // The count trigger settles: fewer than `every` entries left unsigned.
+        await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) > seq - 4);
+        await cp.settled();
+        const r = await verifyAuditLog(store, await storeKeys(store), { checkpointInterval: 300, maxAgeSeconds: 330, now: Date.now });
+        expect(r.problems, `at step ${step}`).toEqual([]);
+      }
+      await cp.stop();
+      const times = (await store.listCheckpoints()).map((c) => Date.parse(c.time));
+      expect(Math.max(...times.slice(1).map((t, i) => t - times[i]!))).toBeLessThanOrEqual(300_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a write failing on every tick is reported once, retried each tick, and recovers', async () => {
