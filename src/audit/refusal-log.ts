@@ -6,7 +6,9 @@ import type { SourceRateLimiter } from './source-rate-limit.js';
 
 /**
  * Checks that fail for Port's reasons, not the caller's (Buildkite's keys or API out of
- * reach): the caller did nothing wrong, so they are neither throttled nor folded into a count.
+ * reach): the caller may have done nothing wrong, so they are never throttled — but they
+ * are still aggregated, since anyone can send a token with an unknown `kid` while the
+ * keys are out of reach, and such an outage must not become a way to fill the disk.
  */
 const PORTS_OWN_FAILURES = new Set(['jwks_unavailable', 'creator_unknown']);
 
@@ -55,6 +57,8 @@ export interface Refusal {
   record: DecisionRecord;
   /** The remote address it came from. */
   source: string | undefined;
+  /** A failure of Port's (PORTS_OWN_FAILURES): counted, never throttled. */
+  ours: boolean;
 }
 
 interface Aggregate {
@@ -74,7 +78,8 @@ interface Aggregate {
  * item 8). A refusal about nobody — a deny whose principal is null because the token
  * did not verify (DecisionRecord: "null when the caller could not be identified"),
  * naming the failed `context.check` — is:
- * - charged to its source's rate limit; over it, RefusalThrottledError (429) and only a count;
+ * - charged to its source's rate limit (unless the failure is Port's own: Buildkite's
+ *   keys or API out of reach); over it, RefusalThrottledError (429) and only a count;
  * - logged in full when it is the first of its kind (check + action) in the window;
  * - otherwise counted, one entry per (kind, action, source) per window with
  *   `context.refusals` and `context.throttled`, written when the window closes and on close().
@@ -116,11 +121,11 @@ export class RefusalLog extends DecisionLog implements RefusalThrottle {
    * Logs (or counts) one unauthenticated refusal; throws RefusalThrottledError when its
    * source is over the limit. Resolves to the entry when it was logged in full.
    */
-  async refuse({ kind, record, source }: Refusal): Promise<DecisionEntry[]> {
+  async refuse({ kind, record, source, ours }: Refusal): Promise<DecisionEntry[]> {
     const now = this.now();
     this.roll(now);
     const from = source === undefined || source === '' ? UNKNOWN_SOURCE : source;
-    const verdict = this.options.limiter?.take(from, now);
+    const verdict = ours ? undefined : this.options.limiter?.take(from, now);
     if (verdict !== undefined && !verdict.allowed) {
       this.count(kind, record, from, 'throttled', now);
       throw new RefusalThrottledError(verdict.retryAfterSeconds);
@@ -207,9 +212,9 @@ export class RefusalLog extends DecisionLog implements RefusalThrottle {
 export function unauthenticatedRefusal(record: DecisionRecord): Refusal | undefined {
   if (record.decision !== 'deny' || record.principal !== null) return undefined;
   const check = record.context.check;
-  if (typeof check !== 'string' || PORTS_OWN_FAILURES.has(check)) return undefined;
+  if (typeof check !== 'string') return undefined;
   const source = record.context.remote_address;
-  return { kind: check, record, source: typeof source === 'string' ? source : undefined };
+  return { kind: check, record, source: typeof source === 'string' ? source : undefined, ours: PORTS_OWN_FAILURES.has(check) };
 }
 
 function alignedStart(now: number, windowMs: number): number {

@@ -133,7 +133,7 @@ export class AllowLog {
   private async recover(now = this.now()): Promise<void> {
     if (this.closed) return;
     try {
-      const entries = await this.opts.store.recoverAllowCounts(now - STALE_SYNCS * this.syncMs, (r) => ({
+      const entries = await this.opts.store.recoverAllowCounts(this.owner, now - STALE_SYNCS * this.syncMs, (r) => ({
         ...r,
         time: new Date(now).toISOString(),
         context: { ...r.context, recovered: true },

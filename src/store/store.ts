@@ -108,10 +108,12 @@ export interface Store extends ScimStore {
   /** In one transaction: appends `records` to the decision log and deletes `owner`'s pending rows for `keys`. */
   commitAllowWindow(owner: string, keys: string[], records: DecisionRecord[]): Promise<DecisionEntry[]>;
   /**
-   * In one transaction: appends the pending records of owners not seen since
-   * `staleBefore` (a process that died), each passed through `mark`, and deletes them.
+   * In one transaction: appends the pending records of owners other than `recoverer`
+   * not seen since `staleBefore` (a process that died), each passed through `mark`, and
+   * deletes them. Never the recoverer's own rows: a live process whose saves failed for
+   * a while (a full disk) still holds those counts and logs them itself.
    */
-  recoverAllowCounts(staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]>;
+  recoverAllowCounts(recoverer: string, staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]>;
 
   /**
    * Whether the store can take writes now; synchronous and cheap (the relay asks on

@@ -205,7 +205,7 @@ export class SqliteStore implements Store {
       ),
       touchPending: db.prepare('UPDATE relay_allow_pending SET updated_at = ? WHERE owner = ?'),
       deletePending: db.prepare('DELETE FROM relay_allow_pending WHERE owner = ? AND key = ?'),
-      stalePending: db.prepare('SELECT owner, key, record FROM relay_allow_pending WHERE updated_at < ? ORDER BY updated_at'),
+      stalePending: db.prepare('SELECT owner, key, record FROM relay_allow_pending WHERE updated_at < ? AND owner != ? ORDER BY updated_at'),
       probe: db.prepare('INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at'),
     };
   }
@@ -299,9 +299,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  recoverAllowCounts(staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]> {
+  recoverAllowCounts(recoverer: string, staleBefore: number, mark: (record: DecisionRecord) => DecisionRecord): Promise<DecisionEntry[]> {
     return this.batcher.write(() => {
-      const rows = this.stmts.stalePending.all(staleBefore) as { owner: string; key: string; record: string }[];
+      const rows = this.stmts.stalePending.all(staleBefore, recoverer) as { owner: string; key: string; record: string }[];
       for (const r of rows) this.stmts.deletePending.run(r.owner, r.key);
       return this.appendInTransaction(rows.map((r) => mark(JSON.parse(r.record) as DecisionRecord)));
     });
