@@ -18,16 +18,26 @@ export class FileIdentity {
   }
 
   /** Undefined while the path still names the file Port opened; otherwise what happened to it. */
-  problem(): string | undefined {
+  problem(): FileProblem | undefined {
     let st;
     try {
       st = statSync(this.path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       return code === 'ENOENT' || code === 'ENOTDIR'
-        ? 'the SQLite file was deleted or moved while Port was running'
-        : `the SQLite file can no longer be checked (${code ?? 'unknown error'})`;
+        ? { reason: 'the SQLite file was deleted or moved while Port was running', moved: true }
+        : { reason: `the SQLite file can no longer be checked (${code ?? 'unknown error'})`, moved: false };
     }
-    return st.dev === this.dev && st.ino === this.ino ? undefined : 'the SQLite file was replaced by another file while Port was running';
+    return st.dev === this.dev && st.ino === this.ino ? undefined : { reason: 'the SQLite file was replaced by another file while Port was running', moved: true };
   }
+}
+
+export interface FileProblem {
+  reason: string;
+  /**
+   * True when the path no longer names the file (deleted, moved, replaced): what was
+   * committed may be gone. False when it only can't be checked (EACCES, EMFILE): the
+   * file is likely where it was, but Port can't confirm it, so it stops writing.
+   */
+  moved: boolean;
 }

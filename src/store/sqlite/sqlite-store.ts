@@ -11,7 +11,7 @@ import { SqliteScimTables } from './scim-tables.js';
 import { SqliteWebhookWork } from './webhook-work-table.js';
 import type { NewWebhookWork, WebhookWorkClaim, WebhookWorkRecord, WebhookWorkStatus } from '../store.js';
 import { WriteBatcher } from './write-batcher.js';
-import { FileIdentity } from './file-identity.js';
+import { FileIdentity, type FileProblem } from './file-identity.js';
 import { StoreMissingError, StoreUnavailableError } from '../errors.js';
 import type { ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../scim-store.js';
 
@@ -59,7 +59,7 @@ export class SqliteStore implements Store {
   private probing: Promise<void> | undefined;
   private lastProbeAt = 0;
   private identityCheckedAt = 0;
-  private identityCached: string | undefined;
+  private identityCached: FileProblem | undefined;
 
   private constructor(
     readonly path: string,
@@ -85,7 +85,12 @@ export class SqliteStore implements Store {
     this.scim = new SqliteScimTables(this.db);
     this.webhookWork = new SqliteWebhookWork(this.db);
     this.batcher = new WriteBatcher(this.db, 512, {
-      check: () => this.checkIdentity(),
+      check: (phase) => {
+        const problem = this.checkIdentity();
+        // After a commit, only a moved file undoes it; a file that can't be checked still
+        // holds the commit (acknowledged), and health() now fails the writes that follow.
+        return problem === undefined || (phase === 'after' && !problem.moved) ? undefined : problem.reason;
+      },
       outcome: (failure) => {
         this.writeFailure = failure;
         if (failure === undefined) this.lastCommitAt = Date.now();
@@ -103,7 +108,7 @@ export class SqliteStore implements Store {
 
   health(): StoreHealth {
     const moved = this.identityProblem();
-    if (moved !== undefined) return { writable: false, reason: moved };
+    if (moved !== undefined) return { writable: false, reason: moved.reason };
     if (this.writeFailure === undefined) return { writable: true };
     // Nothing else may write while the store is failing (the relay refuses), so probe now and then to notice recovery.
     if (!this.probing && Date.now() - this.lastProbeAt >= 1000) void this.probeWrite().catch(() => undefined);
@@ -114,12 +119,12 @@ export class SqliteStore implements Store {
    * The file check for health(), reused for 100 ms: a stat costs microseconds and the
    * relay asks on every request. Writes check on every commit regardless.
    */
-  private identityProblem(): string | undefined {
+  private identityProblem(): FileProblem | undefined {
     return Date.now() - this.identityCheckedAt >= 100 ? this.checkIdentity() : this.identityCached;
   }
 
   /** Checks the file now (every commit does) and refreshes what health() reports. */
-  private checkIdentity(): string | undefined {
+  private checkIdentity(): FileProblem | undefined {
     this.identityCheckedAt = Date.now();
     this.identityCached = this.identity?.problem();
     return this.identityCached;

@@ -14,7 +14,7 @@ export interface WriteBatcherHooks {
    * the commit this means the commit may not be durable (its file is gone), so no
    * write of the batch is acknowledged.
    */
-  check?(): string | undefined;
+  check?(phase: 'before' | 'after'): string | undefined;
   /** Each batch's outcome for the store's health: a storage failure's reason, or undefined when it committed cleanly. */
   outcome?(failure: string | undefined): void;
 }
@@ -57,7 +57,7 @@ export class WriteBatcher {
       if (commitFailed) this.hooks.outcome?.(storageFailure(err) ?? 'the store failed to commit');
       for (const w of batch) w.reject(err);
     };
-    const before = this.hooks.check?.();
+    const before = this.hooks.check?.('before');
     if (before !== undefined) return failAll(new StoreUnavailableError(before), false);
     const outcomes: { ok: boolean; value: unknown }[] = [];
     let failure: string | undefined;
@@ -68,19 +68,30 @@ export class WriteBatcher {
             // A nested better-sqlite3 transaction is a SAVEPOINT.
             outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
           } catch (err) {
+            // After SQLITE_FULL, IOERR, NOMEM or BUSY, SQLite may have rolled back the whole
+            // transaction (https://www.sqlite.org/lang_transaction.html, "Response To Errors
+            // Within A Transaction"): the writes before this one are undone and the rest would
+            // each autocommit on their own. Abort the batch; nothing of it is acknowledged.
+            if (!this.db.inTransaction) throw err;
             const storage = storageFailure(err);
             failure ??= storage;
-            outcomes.push({ ok: false, value: storage !== undefined ? new StoreUnavailableError(storage, { cause: err }) : err });
+            outcomes.push({ ok: false, value: asUnavailable(err) });
           }
         }
       }).immediate();
     } catch (err) {
-      return failAll(storageFailure(err) !== undefined ? new StoreUnavailableError(storageFailure(err)!, { cause: err }) : err);
+      return failAll(asUnavailable(err));
     }
     // The commit went to a file descriptor; make sure the path still names that file.
-    const after = this.hooks.check?.();
+    const after = this.hooks.check?.('after');
     if (after !== undefined) return failAll(new StoreUnavailableError(after), false);
     this.hooks.outcome?.(failure);
     batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.value) : w.reject(outcomes[i]!.value)));
   }
+}
+
+/** A storage failure (disk full, I/O error…) as a 503 StoreUnavailableError; any other error as it is. */
+function asUnavailable(err: unknown): unknown {
+  const storage = storageFailure(err);
+  return storage !== undefined ? new StoreUnavailableError(storage, { cause: err }) : err;
 }
