@@ -372,8 +372,11 @@ export class PolicyEngine {
 
 /**
  * The policies in force that `set` would drop — gone, or a forbid no longer a forbid —
- * although the file that held them is still in the folder (a removed or renamed file
- * explains its policies' loss; a truncated one does not).
+ * without the folder explaining it: a permit whose file is still there (truncated, not
+ * removed or renamed), and any forbid, even one whose file is gone, because a save that
+ * deletes and re-creates a file has a moment without it, and dropping a forbid for that
+ * moment would allow what it denies. A permit's loss only denies more, so a removed
+ * file's permits go at once.
  */
 function unexplainedLoss(current: readonly PolicyInfo[], set: LoadedPolicySet): PolicyInfo[] {
   const next = new Map(set.policies.map((p) => [p.id, p]));
@@ -381,7 +384,7 @@ function unexplainedLoss(current: readonly PolicyInfo[], set: LoadedPolicySet): 
   return current.filter((p) => {
     const q = next.get(p.id);
     const lost = q === undefined || (p.effect === 'forbid' && q.effect !== 'forbid');
-    return lost && files.has(p.file);
+    return lost && (p.effect === 'forbid' || files.has(p.file));
   });
 }
 
@@ -390,7 +393,9 @@ function lossReason(lost: readonly PolicyInfo[], set: LoadedPolicySet, quietMs: 
   const named = lost.slice(0, 3).map((p) => `${p.id} (${path.basename(p.file)})`);
   const more = lost.length > named.length ? `, and ${lost.length - named.length} more` : '';
   const what = set.policies.length === 0 ? 'the policy folder now reads as empty' : `the policy folder now lacks ${lost.length} polic${lost.length === 1 ? 'y' : 'ies'}${forbids > 0 ? ` (${forbids} forbid${forbids === 1 ? '' : 's'})` : ''}`;
-  return `${what} — ${named.join(', ')}${more} — while their files are still there (a file caught half-written?); keeping the current set until the folder is unchanged for ${quietMs} ms`;
+  const files = new Set(set.files);
+  const why = lost.every((p) => files.has(p.file)) ? 'while their files are still there (a file caught half-written?)' : 'including forbids whose file is gone (a file being replaced?)';
+  return `${what} — ${named.join(', ')}${more} — ${why}; keeping the current set until the folder is unchanged for ${quietMs} ms`;
 }
 
 function cedarUid(ref: EntityRef): { type: string; id: string } {

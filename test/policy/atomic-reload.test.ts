@@ -1,8 +1,8 @@
 /**
  * Issue #9 item 7: a policy folder caught half-written must not briefly drop a forbid. A
  * set that loses policies while their files are still in the folder waits until the
- * folder reads the same for a quiet period; a loss the folder explains (a file removed or
- * renamed) applies at once.
+ * folder reads the same for a quiet period, and so does any lost forbid, even one whose file
+ * was removed; a permit loss the folder explains (a file removed or renamed) applies at once.
  */
 import { rename, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -101,13 +101,41 @@ describe('a reload that loses policies without the folder explaining it', () => 
   });
 });
 
-describe('a reload the folder explains applies at once', () => {
-  it('a removed file', async () => {
-    const { dir, engine, onDeferred } = await clocked({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': FORBID_BRANCHES });
+describe('a forbid whose file is removed', () => {
+  it('is kept through a delete-and-re-create save', async () => {
+    const { dir, engine, onDeferred, onReload } = await clocked({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': FORBID_BRANCHES });
+    const revision = engine.revision;
     await rm(path.join(dir, 'b.cedar'));
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: false, revision, deferred: { lost: ['no-branches'] } });
+    expect(onDeferred.mock.calls[0]![0].reason).toBe(
+      'the policy folder now lacks 1 policy (1 forbid) — no-branches (b.cedar) — including forbids whose file is gone (a file being replaced?); keeping the current set until the folder is unchanged for 60000 ms',
+    );
+    expect(devDecision(engine)).toBe('deny');
+    await writeFiles(dir, { 'b.cedar': FORBID_BRANCHES });
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: false, revision });
+    expect(engine.deferred).toBeUndefined();
+    expect(devDecision(engine)).toBe('deny');
+    expect(onReload).not.toHaveBeenCalled();
+  });
+
+  it('is dropped once the folder has stayed without it for the quiet period', async () => {
+    const { dir, engine, advance } = await clocked({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': FORBID_BRANCHES });
+    await rm(path.join(dir, 'b.cedar'));
+    await engine.reload();
+    expect(devDecision(engine)).toBe('deny');
+    advance(60_000);
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
+    expect(devDecision(engine)).toBe('allow');
+  });
+});
+
+describe('a reload the folder explains applies at once', () => {
+  it('a removed file of permits', async () => {
+    const { dir, engine, onDeferred } = await clocked({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': FORBID_BRANCHES });
+    await rm(path.join(dir, 'a.cedar'));
     expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
     expect(onDeferred).not.toHaveBeenCalled();
-    expect(devDecision(engine)).toBe('allow');
+    expect(engine.policies.map((p) => p.id)).toEqual(['no-branches']);
   });
 
   it('a renamed file, and policies added', async () => {
@@ -170,7 +198,7 @@ describe('a watching engine and a non-atomic save', () => {
     }
   });
 
-  it('applies a deliberate truncation after the quiet period, and a deletion at once', async () => {
+  it('applies a deliberate truncation, and a deliberate deletion of a forbid, after the quiet period', async () => {
     const dir = await policyDir({ 'a.cedar': PERMIT_EXCHANGE, 'b.cedar': FORBID_BRANCHES, 'c.cedar': FORBID_BRANCHES.replace(/no-branches/g, 'no-branches-2') });
     const events: string[] = [];
     let reloaded!: () => void;
@@ -195,7 +223,7 @@ describe('a watching engine and a non-atomic save', () => {
       next = new Promise<void>((resolve) => (reloaded = resolve));
       await rm(path.join(dir, 'b.cedar'));
       await Promise.race([next, within(10_000, 'no reload')]);
-      expect(events.slice(2)).toEqual(['reloaded']);
+      expect(events.slice(2)).toEqual(['deferred no-branches', 'reloaded after quiet period']);
       expect(devDecision(engine)).toBe('allow');
     } finally {
       stop();

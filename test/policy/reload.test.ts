@@ -47,11 +47,12 @@ describe('PolicyEngine.reload', () => {
     expect(d.revision).toBe(engine.revision);
 
     // Third and fourth generations re-use the two preparsed-set ids.
-    await rm(path.join(dir, 'b.cedar'));
-    expect(await engine.reload()).toMatchObject({ ok: true, changed: true, revision: before });
-    expect(engine.decide(exchangeRequest({ branch: 'feature' })).decision).toBe('allow');
-    await writeFiles(dir, { 'b.cedar': FORBID_BRANCHES });
-    await engine.reload();
+    const second = engine.revision;
+    await writeFiles(dir, { 'c.cedar': '@id("more") permit (principal, action == Port::Action::"assume", resource);' });
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
+    expect(engine.policies.map((p) => p.id)).toEqual(['acme-exchange', 'no-branches', 'more']);
+    await rm(path.join(dir, 'c.cedar'));
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true, revision: second });
     expect(engine.decide(exchangeRequest({ branch: 'feature' })).decision).toBe('deny');
   });
 
