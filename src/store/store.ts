@@ -140,6 +140,8 @@ export interface Store extends ScimStore {
   finishWebhookWork(key: string, outcome: 'done' | 'dropped', now: number, keepUntil: number): Promise<boolean>;
   /** Compare-and-set on the lease: `owner` hands the row back, one attempt more, due again at `nextAttemptAt`. */
   releaseWebhookWork(key: string, owner: string, retry: { nextAttemptAt: number; lastError: string; now: number }): Promise<boolean>;
+  /** Compare-and-set on the lease: `owner`, still holding it, extends it to `leaseUntil`; false once it lost it. */
+  renewWebhookWork(key: string, owner: string, now: number, leaseUntil: number): Promise<boolean>;
   /** Forgets a row (work given up on): a later re-send is new work. */
   deleteWebhookWork(key: string): Promise<void>;
   getWebhookWork(key: string): Promise<WebhookWorkRecord | undefined>;

@@ -18,8 +18,10 @@ export interface WebhookWorkOptions {
   /** No wait between retries is longer (ms, default 5 min). */
   retryMaxMs?: number;
   /**
-   * How long one attempt holds an item before another process may take it over (ms,
-   * default 5 min): longer than a handler's Buildkite calls with their own retries take.
+   * How long an item's lease lasts before another process may take it over (ms, default
+   * 60 s). The attempt renews it every third of that while its handler runs (Buildkite
+   * calls with their retries may take minutes), so a live attempt keeps it and the work
+   * of a process that died mid-attempt is picked up within this bound.
    */
   leaseMs?: number;
   /** How long a finished delivery is remembered, so a re-send of it is a duplicate (ms, default 24 h). */
@@ -58,7 +60,7 @@ export type RunResult = 'done' | 'skipped' | 'failed';
 const DEFAULTS = {
   retryBaseMs: 2_000,
   retryMaxMs: 5 * 60_000,
-  leaseMs: 5 * 60_000,
+  leaseMs: 60_000,
   dedupeMs: 24 * 60 * 60_000,
   giveUpAfterMs: 24 * 60 * 60_000,
 };
@@ -133,12 +135,15 @@ export class WebhookWork {
       return 'skipped';
     }
     let result;
+    const renewal = this.renewWhileRunning(work, info);
     try {
       result = await dispatch.run();
     } catch (err) {
       this.report(err, info);
       await this.retryLater(work, info, err);
       return 'failed';
+    } finally {
+      clearInterval(renewal);
     }
     if (result !== undefined && typeof result.skipped === 'string') {
       await this.finish(work, 'dropped', info);
@@ -148,6 +153,21 @@ export class WebhookWork {
     await this.finish(work, 'done', info);
     this.outcome({ ...info, kind: 'done' });
     return 'done';
+  }
+
+  /** Keeps the lease of a running attempt alive; a failed or lost renewal is reported, the attempt carries on (handlers are idempotent). */
+  private renewWhileRunning(work: WebhookWorkRecord, info: WebhookWorkInfo): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      const now = this.now();
+      this.opts.store.renewWebhookWork(work.key, this.owner, now, now + this.o.leaseMs).then(
+        (held) => {
+          if (!held) this.report(new WebhookWorkStoreError('lost the lease of running work', new Error('it lapsed and another Port process may be running the work too')), info);
+        },
+        (err: unknown) => this.report(new WebhookWorkStoreError('could not renew its lease', err), info),
+      );
+    }, this.o.leaseMs / 3);
+    timer.unref();
+    return timer;
   }
 
   private async finish(work: WebhookWorkRecord, outcome: 'done' | 'dropped', info: WebhookWorkInfo): Promise<void> {

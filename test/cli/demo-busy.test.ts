@@ -3,7 +3,8 @@
  * and a demo whose port is taken exits 2 suggesting `--port 0` — never a stack trace or
  * errors logged forever.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,3 +71,29 @@ it.each([
     server.close();
   }
 }, 30_000);
+
+it('demos racing to take over one stale lock: exactly one gets it', async () => {
+  const racing = join(dir, 'racing');
+  mkdirSync(racing);
+  // A pid no process has (beyond the kernel's pid_max default of 4194304).
+  writeFileSync(join(racing, 'demo.pid'), '4194399\n');
+  // The compiled module (dist/, built by `npm test`), as `port demo` runs it.
+  const lockModule = new URL('../../dist/cli/demo-lock.js', import.meta.url).pathname;
+  const script = `
+    const { lockDemoDir } = await import(${JSON.stringify(lockModule)});
+    await new Promise((r) => setTimeout(r, Number(process.env.START_AT) - Date.now()));
+    try { lockDemoDir(process.env.DIR); console.log('locked'); await new Promise((r) => setTimeout(r, 1500)); }
+    catch (e) { console.log(e.code ?? e.message); }`;
+  const startAt = Date.now() + 1500;
+  const runs = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, DIR: racing, START_AT: String(startAt) } }, (err, stdout) =>
+          err ? reject(err) : resolve(stdout.trim()),
+        );
+      }),
+    ),
+  );
+  expect(runs.filter((r) => r === 'locked')).toHaveLength(1);
+  expect(runs.filter((r) => r !== 'locked')).toEqual(Array(5).fill('demo_busy'));
+});

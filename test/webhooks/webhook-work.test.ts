@@ -264,6 +264,36 @@ describe('Port retries failed work on its own', () => {
     expect((await a.claim('webhook-body:bb', 'build.finished', uniqueBuild())).outcome).toBe('finished');
   });
 
+  it('a running attempt renews its lease, so a slow handler is not run twice', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'port.db');
+    const stores = [SqliteStore.open(path), SqliteStore.open(path)];
+    cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+    let runs = 0;
+    const errors: unknown[] = [];
+    const handlers: WebhookHandlers = {
+      async buildFinished() {
+        runs++;
+        // Several lease lengths: Buildkite calls retrying for minutes, scaled down.
+        await new Promise((r) => setTimeout(r, 600));
+      },
+    };
+    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 150, onError: (e) => errors.push(e) })) as [WebhookWork, WebhookWork];
+    const claimed = await a.claim('webhook-body:cc', 'build.finished', uniqueBuild());
+    if (claimed.outcome !== 'claimed') throw new Error(`not claimed: ${claimed.outcome}`);
+    const running = a.run(claimed.work);
+    let takenOver = 0;
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      takenOver += await b.runDue();
+    }
+    expect(await running).toBe('done');
+    expect(takenOver).toBe(0);
+    expect(runs).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
   it('the reconciler reports a failing store once, not every pass, and says when it works again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -557,6 +557,10 @@ export class SqliteStore implements Store {
     return this.batcher.write(() => this.webhookWork.release(key, owner, retry));
   }
 
+  renewWebhookWork(key: string, owner: string, now: number, leaseUntil: number): Promise<boolean> {
+    return this.batcher.write(() => this.webhookWork.renew(key, owner, now, leaseUntil));
+  }
+
   deleteWebhookWork(key: string): Promise<void> {
     return this.batcher.write(() => this.webhookWork.delete(key));
   }

@@ -50,6 +50,9 @@ export class SqliteWebhookWork {
         `UPDATE webhook_work SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_until = 0, updated_at = ?
          WHERE key = ? AND status = 'pending' AND lease_owner = ?`,
       ),
+      renew: db.prepare(
+        "UPDATE webhook_work SET lease_until = ?, updated_at = ? WHERE key = ? AND status = 'pending' AND lease_owner = ? AND lease_until > ?",
+      ),
       delete: db.prepare('DELETE FROM webhook_work WHERE key = ?'),
       all: db.prepare('SELECT * FROM webhook_work ORDER BY created_at'),
       byStatus: db.prepare('SELECT * FROM webhook_work WHERE status = ? ORDER BY created_at'),
@@ -90,6 +93,10 @@ export class SqliteWebhookWork {
 
   release(key: string, owner: string, retry: { nextAttemptAt: number; lastError: string; now: number }): boolean {
     return this.s.release.run(retry.nextAttemptAt, retry.lastError, retry.now, key, owner).changes === 1;
+  }
+
+  renew(key: string, owner: string, now: number, leaseUntil: number): boolean {
+    return this.s.renew.run(leaseUntil, now, key, owner, now).changes === 1;
   }
 
   delete(key: string): void {
