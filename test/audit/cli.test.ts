@@ -1,37 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Command } from 'commander';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { registerAuditCommands } from '../../src/cli/audit-commands.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { portAudit as port } from './cli-runner.js';
 import { buildLog, raw, tempDir, updateRecord, writeConfig } from './helpers.js';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `port audit …` in-process through commander, as main.ts wires it. */
-async function port(...args: string[]): Promise<Run> {
-  const stdout = new PassThrough();
-  const chunks: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => chunks.push(c));
-  const errs: string[] = [];
-  const program = new Command('port').exitOverride().configureOutput({ writeErr: (s) => errs.push(s), writeOut: (s) => chunks.push(Buffer.from(s)) });
-  registerAuditCommands(program, { stdout, err: (t) => errs.push(`${t}\n`) });
-  const saved = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await program.parseAsync(['node', 'port', 'audit', ...args]);
-    return { code: Number(process.exitCode ?? 0), stdout: Buffer.concat(chunks).toString('utf8'), stderr: errs.join('') };
-  } finally {
-    process.exitCode = saved;
-  }
-}
 
 describe('port audit (in-process)', () => {
   let tmp: ReturnType<typeof tempDir>;
