@@ -108,12 +108,21 @@ export class WebhookWork {
     return this.opts.store.claimWebhookWork({ key, event, payload: JSON.stringify(payload), createdAt: now }, this.owner, now, now + this.o.leaseMs);
   }
 
-  /** Leases the items due now (at most `limit`) and runs them one by one; resolves with how many ran. */
+  /**
+   * Runs the items due now one by one (at most `limit`); resolves with how many ran. Each
+   * is leased just before it runs: items leased together and left waiting their turn
+   * behind a slow one would see their leases lapse, and another Port would run them too.
+   */
   async runDue(limit = 20): Promise<number> {
-    const now = this.now();
-    const due = await this.opts.store.claimDueWebhookWork(this.owner, now, now + this.o.leaseMs, limit);
-    for (const work of due) await this.run(work);
-    return due.length;
+    let ran = 0;
+    while (ran < limit) {
+      const now = this.now();
+      const [work] = await this.opts.store.claimDueWebhookWork(this.owner, now, now + this.o.leaseMs, 1);
+      if (work === undefined) break;
+      await this.run(work);
+      ran++;
+    }
+    return ran;
   }
 
   /**

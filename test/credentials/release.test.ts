@@ -150,7 +150,14 @@ describe('refusals', () => {
       expect(r).toMatchObject({ action: 'assume', decision: 'deny', policies: [{ id: 'release-freeze', reason: 'releases are frozen' }] });
     } finally {
       rmSync(forbid);
-      await h.port.policy.reload();
+      // Lifting a forbid takes effect once the folder has been quiet for the reload's quiet
+      // period (a removed file may be a save in progress): reload until it applies.
+      for (let i = 0; ; i++) {
+        const reloaded = await h.port.policy.reload();
+        if (reloaded.ok && reloaded.deferred === undefined) break;
+        if (i > 50) throw new Error('the lifted forbid was never applied');
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     expect((await release(h, 'env-secret', bearer)).status).toBe(200);
   });

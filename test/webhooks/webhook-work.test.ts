@@ -294,6 +294,33 @@ describe('Port retries failed work on its own', () => {
     expect(errors).toEqual([]);
   });
 
+  it('due items are leased one at a time, so those waiting behind a slow one are not run by another Port too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'port.db');
+    const stores = [SqliteStore.open(path), SqliteStore.open(path)];
+    cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+    const runs: string[] = [];
+    const handlers: WebhookHandlers = {
+      async buildFinished(payload) {
+        runs.push(String((payload as { build?: { number?: number } }).build?.number));
+        await new Promise((r) => setTimeout(r, 400));
+      },
+    };
+    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 150, onError: () => undefined })) as [WebhookWork, WebhookWork];
+    // Two items due (recorded, then handed back for a retry due now).
+    for (const key of ['webhook-body:d1', 'webhook-body:d2']) {
+      expect((await a.claim(key, 'build.finished', uniqueBuild())).outcome).toBe('claimed');
+      await stores[0]!.releaseWebhookWork(key, 'port-0', { nextAttemptAt: Date.now(), lastError: 'x', now: Date.now() });
+    }
+    const first = a.runDue();
+    await new Promise((r) => setTimeout(r, 250)); // past the lease of anything leased with the first item
+    const second = b.runDue();
+    expect((await first) + (await second)).toBe(2);
+    expect(runs).toHaveLength(2);
+    expect(new Set(runs).size).toBe(2);
+  });
+
   it('the reconciler reports a failing store once, not every pass, and says when it works again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
