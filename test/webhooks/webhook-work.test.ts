@@ -19,6 +19,15 @@ const uniqueBuild = () => {
   return body;
 };
 const uniqueJob = (event: 'job.finished' | 'job.activated') => jobBody(event, { id: `01908f3a-9999-4b5c-9a43-${String(++n).padStart(12, '0')}` });
+/** Two SqliteStores on one file, as two Port processes have; closed and removed after the test. */
+function twoStoresOnOneFile(): [SqliteStore, SqliteStore] {
+  const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'port.db');
+  const stores: [SqliteStore, SqliteStore] = [SqliteStore.open(path), SqliteStore.open(path)];
+  cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+  return stores;
+}
 
 const harnesses: Harness[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -229,11 +238,7 @@ describe('Port retries failed work on its own', () => {
   });
 
   it('two processes on one store never run one item at once; one that died holding it is taken over after its lease', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, 'port.db');
-    const stores = [SqliteStore.open(path), SqliteStore.open(path)];
-    cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+    const stores = twoStoresOnOneFile();
     let t = Date.now();
     let runs = 0;
     const handlers: WebhookHandlers = {
@@ -265,11 +270,7 @@ describe('Port retries failed work on its own', () => {
   });
 
   it('a running attempt renews its lease, so a slow handler is not run twice', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, 'port.db');
-    const stores = [SqliteStore.open(path), SqliteStore.open(path)];
-    cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+    const stores = twoStoresOnOneFile();
     let runs = 0;
     const errors: unknown[] = [];
     const handlers: WebhookHandlers = {
@@ -295,11 +296,7 @@ describe('Port retries failed work on its own', () => {
   });
 
   it('due items are leased one at a time, so those waiting behind a slow one are not run by another Port too', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, 'port.db');
-    const stores = [SqliteStore.open(path), SqliteStore.open(path)];
-    cleanups.push(async () => void (await Promise.all(stores.map((s) => s.close()))));
+    const stores = twoStoresOnOneFile();
     const runs: string[] = [];
     const handlers: WebhookHandlers = {
       async buildFinished(payload) {
