@@ -94,8 +94,7 @@ export class ApprovalService {
     if (revoked !== undefined) {
       const reason = `Port will not unblock this step: ${revocationSentence(revoked)}.`;
       const closed: ApprovalRequestRecord = { ...base, requirement: revokedRequirement(reason), status: 'revoked', expiresAt: now, closedAt: now };
-      if (!(await this.deps.store.createApprovalRequest(closed))) return;
-      await this.deps.log.record([
+      await this.deps.log.recordApprovalRequest(closed, [
         this.event('unblock', principal, resource, reason, { ...context, request_id: closed.id, revocation: revocationContext(revoked) }, 'deny'),
       ]);
       return;
@@ -137,9 +136,10 @@ export class ApprovalService {
       status: 'pending',
       expiresAt: now + this.deps.config.approvals.expireAfter * 1000,
     };
-    if (!(await this.deps.store.createApprovalRequest(request))) return;
     const noCreatorContext = noCreator ? { no_creator: noCreator } : {};
-    await this.deps.log.record([
+    // The request and the decision that opened it in one write: a failure leaves neither,
+    // so the webhook's retry opens it (and notifies) again rather than finding it half done.
+    const opened = await this.deps.log.recordApprovalRequest(request, [
       this.record(decision, principal, 'unblock', resource, { ...context, ...noCreatorContext }),
       this.event('approval_requested', principal, resource, `Approval requested: ${requirement.reason}`, {
         ...context,
@@ -153,7 +153,7 @@ export class ApprovalService {
         expires_at: new Date(request.expiresAt).toISOString(),
       }),
     ]);
-    this.notify('opened', request);
+    if (opened) this.notify('opened', request);
   }
 
   /** An approver's decision on a pending request. Throws ApprovalError to refuse. */

@@ -29,6 +29,17 @@ export class DecisionLog {
     return firstUse;
   }
 
+  /**
+   * Opens an approval request and logs the decision that opened it, in one durable
+   * write; false (nothing written) when the job already has a request.
+   */
+  async recordApprovalRequest(request: Parameters<Store['openApprovalRequest']>[0], records: DecisionRecord[]): Promise<boolean> {
+    const entries = await this.store.openApprovalRequest(request, records);
+    if (entries === undefined) return false;
+    this.noted(entries);
+    return true;
+  }
+
   private noted(entries: DecisionEntry[]): DecisionEntry[] {
     const last = entries.at(-1);
     if (last) this.checkpointer?.noteAppended(last);

@@ -66,6 +66,13 @@ export interface Store extends ScimStore {
   // Approval requests (src/approvals).
   /** Creates the request unless one exists for its job (webhooks repeat); false then. */
   createApprovalRequest(request: ApprovalRequestRecord): Promise<boolean>;
+  /**
+   * In one transaction: creates the request and appends `records` (the decision that
+   * opened it) to the decision log; undefined, writing nothing, when one exists for its
+   * job. One transaction, so a retried webhook never finds a request whose log entries
+   * (and notification) were lost to a failed second write.
+   */
+  openApprovalRequest(request: ApprovalRequestRecord, records: DecisionRecord[]): Promise<DecisionEntry[] | undefined>;
   getApprovalRequest(id: string): Promise<ApprovalRequestRecord | undefined>;
   getApprovalRequestByJob(jobId: string): Promise<ApprovalRequestRecord | undefined>;
   listApprovalRequests(filter: { status?: ApprovalStatus; expiresBefore?: number }): Promise<ApprovalRequestRecord[]>;

@@ -146,6 +146,37 @@ describe('Buildkite API down while a build blocks: Port reconciles on its own', 
   }, 60_000);
 });
 
+describe('a store write error while opening an approval request', () => {
+  let r: Running;
+  beforeAll(async () => {
+    r = await start({ retryBaseMs: 300, retryMaxMs: 1000, intervalMs: 50 });
+  }, 60_000);
+  afterAll(async () => r?.close());
+
+  it('the request and the decision that opened it are written together: the retry opens it, logged, not half done', async () => {
+    const dev = r.sim.createUser({ name: 'Dev Eloper', email: 'dev@acme.test' });
+    await r.port.store.upsertUser({ email: 'dev@acme.test', active: true, groups: [], updatedAt: Date.now() });
+    const build = r.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/x', creator: dev, steps });
+    // The decision log refuses writes (SQLite itself, through a trigger) when the block arrives.
+    const restore = failWrites(join(r.dir, 'port.db'), 'decisions');
+    try {
+      expect((await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: nowSeconds() - 10 })).status).toBe(202);
+      const failed = await failedOnce(r);
+      expect(failed.lastError).toMatch(/simulated write failure/);
+      // Nothing half-written: no request without the decision that opened it.
+      expect(await r.port.store.getApprovalRequestByJob(manualJob(build).id)).toBeUndefined();
+    } finally {
+      restore();
+    }
+    const request = await waitUntil(() => r.port.store.getApprovalRequestByJob(manualJob(build).id), 30_000, 'the retry to open the request');
+    expect(request.status).toBe('pending');
+    const log = await r.port.store.readDecisions(0, 100_000);
+    const mine = log.filter((e) => (e.record.context as { job_id?: string }).job_id === manualJob(build).id);
+    expect(mine.map((e) => `${e.record.action}:${e.record.decision}`)).toEqual(['unblock:deny', 'approval_requested:allow']);
+    expect(r.sim.unblockCalls.some((c) => c.jobId === manualJob(build).id)).toBe(false);
+  }, 60_000);
+});
+
 describe('job events: a store write error, then Port retries on its own', () => {
   let r: Running;
   beforeAll(async () => {

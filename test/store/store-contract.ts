@@ -175,6 +175,16 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(await store.updateUser('sc@acme.test', (cur) => (cur && !cur.active ? undefined : { email: 'sc@acme.test', active: true, groups: [], updatedAt: 9 }))).toMatchObject({ active: false });
     });
 
+    it('opens an approval request and logs its decision in one write, or writes neither when the job has one', async () => {
+      const request = approvalRequest('job-open', 1_000);
+      const entries = await store.openApprovalRequest(request, [record(1), record(2)]);
+      expect(entries?.map((e) => e.record.principal)).toEqual(['Port::Job::"job-1"', 'Port::Job::"job-2"']);
+      expect((await store.getApprovalRequestByJob('job-open'))!.id).toBe(request.id);
+      const head = (await store.lastDecision())!.seq;
+      expect(await store.openApprovalRequest({ ...request, id: 'other-id' }, [record(3)])).toBeUndefined();
+      expect((await store.lastDecision())!.seq).toBe(head);
+    });
+
     it('keeps one approval request per job, and changes a pending one only once', async () => {
       const request = approvalRequest('job-1', 1_000);
       expect(await store.createApprovalRequest(request)).toBe(true);

@@ -454,8 +454,15 @@ export class SqliteStore implements Store {
     return this.batcher.write(() => this.stmts.deleteSessionsOf.run(email.toLowerCase()).changes);
   }
 
-  createApprovalRequest(r: ApprovalRequestRecord): Promise<boolean> {
-    return this.batcher.write(() => this.stmts.insertApproval.run(r.id, r.jobId, r.status, r.expiresAt, JSON.stringify(r)).changes === 1);
+  async createApprovalRequest(r: ApprovalRequestRecord): Promise<boolean> {
+    return (await this.openApprovalRequest(r, [])) !== undefined;
+  }
+
+  openApprovalRequest(r: ApprovalRequestRecord, records: DecisionRecord[]): Promise<DecisionEntry[] | undefined> {
+    return this.batcher.write(() => {
+      if (this.stmts.insertApproval.run(r.id, r.jobId, r.status, r.expiresAt, JSON.stringify(r)).changes !== 1) return undefined;
+      return this.appendInTransaction(records);
+    });
   }
 
   async getApprovalRequest(id: string): Promise<ApprovalRequestRecord | undefined> {
