@@ -1,6 +1,7 @@
 import type { JWK } from 'jose';
 import type { ApprovalRequestRecord, ApprovalStatus, SessionRecord, UserRecord } from '../approvals/records.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
+import type { LeaseStore } from './leases.js';
 import type { ScimStore } from './scim-store.js';
 
 /**
@@ -10,6 +11,9 @@ import type { ScimStore } from './scim-store.js';
  */
 export interface Store extends ScimStore {
   readonly kind: string;
+
+  /** Leases for background work that must run on one Port at a time (src/store/leases.ts). */
+  readonly leases: LeaseStore;
 
   // Issuer signing keys (src/issuer). Keys are never deleted: old checkpoints need them.
   listSigningKeys(): Promise<SigningKeyRecord[]>;

@@ -164,6 +164,12 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX webhook_work_due ON webhook_work(status, next_attempt_at);
    CREATE INDEX webhook_work_expires ON webhook_work(expires_at);`,
+  // Leases for background work that must run on one Port at a time (src/store/leases.ts).
+  `CREATE TABLE leases (
+     name TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     until INTEGER NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

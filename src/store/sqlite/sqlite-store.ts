@@ -11,6 +11,8 @@ import { SqliteScimTables } from './scim-tables.js';
 import { SqliteWebhookWork } from './webhook-work-table.js';
 import type { NewWebhookWork, WebhookWorkClaim, WebhookWorkRecord, WebhookWorkStatus } from '../store.js';
 import { WriteBatcher } from './write-batcher.js';
+import { SqliteLeases } from './lease-table.js';
+import type { LeaseStore } from '../leases.js';
 import { FileIdentity, type FileProblem } from './file-identity.js';
 import { StoreMissingError, StoreUnavailableError } from '../errors.js';
 import type { ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../scim-store.js';
@@ -50,6 +52,7 @@ export class SqliteStore implements Store {
   private readonly stmts;
   private readonly scim: SqliteScimTables;
   private readonly webhookWork: SqliteWebhookWork;
+  readonly leases: LeaseStore;
 
   /** The file Port opened (undefined for `:memory:`), checked around every commit. */
   private readonly identity: FileIdentity | undefined;
@@ -96,6 +99,7 @@ export class SqliteStore implements Store {
         if (failure === undefined) this.lastCommitAt = Date.now();
       },
     });
+    this.leases = new SqliteLeases(this.db, this.batcher);
   }
 
   /**

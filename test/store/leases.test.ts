@@ -1,0 +1,41 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { describe } from 'vitest';
+import { PostgresLeases } from '../../src/store/postgres/lease-table.js';
+import { migrate } from '../../src/store/postgres/migrate.js';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { createTestDatabase, postgresUnavailable } from '../helpers/postgres.js';
+import { describeLeaseContract } from './lease-contract.js';
+
+describeLeaseContract('SQLite (two processes on one file)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'port-leases-'));
+  const [one, two] = [SqliteStore.open(join(dir, 'port.db')), SqliteStore.open(join(dir, 'port.db'))];
+  return {
+    a: one.leases,
+    b: two.leases,
+    async cleanup() {
+      await Promise.all([one.close(), two.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+const unavailable = await postgresUnavailable();
+describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
+  describeLeaseContract('PostgreSQL (two replicas’ pools on one database)', async () => {
+    const db = await createTestDatabase();
+    const pools = [new pg.Pool({ connectionString: db.url, max: 4 }), new pg.Pool({ connectionString: db.url, max: 4 })] as const;
+    await migrate(pools[0], POSTGRES_MIGRATIONS);
+    return {
+      a: new PostgresLeases(pools[0]),
+      b: new PostgresLeases(pools[1]),
+      async cleanup() {
+        await Promise.all(pools.map((p) => p.end()));
+        await db.drop();
+      },
+    };
+  });
+});
