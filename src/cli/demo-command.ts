@@ -14,6 +14,8 @@ import type { SimJob } from '../sim/types.js';
 
 /** The example policies shipped with Port (examples/policies), from dist/cli or src/cli. */
 export const EXAMPLE_POLICIES = fileURLToPath(new URL('../../examples/policies', import.meta.url));
+/** This package's own bin: the demo's commands run it by path, never through npx (the registry's `port` is an unrelated package). */
+const PORT_BIN = fileURLToPath(new URL('../../bin/port.js', import.meta.url));
 
 interface DemoOptions {
   dir: string;
@@ -104,6 +106,7 @@ export function registerDemoCommand(program: Command): void {
         writeFileSync(join(dir, name), Object.entries(env).map(([k, v]) => `export ${k}='${v}'`).join('\n') + '\n', { mode: 0o600 });
         return `${rel}/${name}`;
       };
+      const portCmd = `node ${relative(process.cwd(), PORT_BIN)}`;
       const mainEnv = jobFile('deploy-main.env', deployMain);
       const featureEnv = jobFile('deploy-feature.env', deployFeature);
       process.stdout.write(
@@ -118,17 +121,17 @@ export function registerDemoCommand(program: Command): void {
           `  export PATH="${bin}:$PATH"`,
           '',
           '  # 1. a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
-          `  (. ${mainEnv} && npx port token exchange --scope deploy-token --json)`,
+          `  (. ${mainEnv} && ${portCmd} token exchange --scope deploy-token --json)`,
           '',
           '  # 2. the same pipeline on a feature branch is denied that grant, with the reason',
-          `  (. ${featureEnv} && npx port token exchange --scope deploy-token)`,
+          `  (. ${featureEnv} && ${portCmd} token exchange --scope deploy-token)`,
           '',
           '  # 3. every decision is in a hash-chained log; check it, then read it',
-          `  npx port audit verify -c ${rel}/port.yaml`,
-          `  npx port audit tail -c ${rel}/port.yaml --no-follow`,
+          `  ${portCmd} audit verify -c ${rel}/port.yaml`,
+          `  ${portCmd} audit tail -c ${rel}/port.yaml --no-follow`,
           '',
           '  # 4. the policies and their tests',
-          `  npx port policy test --policies ${relative(process.cwd(), config.policies) || '.'}`,
+          `  ${portCmd} policy test --policies ${relative(process.cwd(), config.policies) || '.'}`,
           `  curl -s ${publicUrl}/.well-known/jwks.json`,
           '',
           'Press Ctrl-C to stop.',

@@ -144,15 +144,12 @@ export class WebhookWork {
       return 'skipped';
     }
     let result;
-    const renewal = this.renewWhileRunning(work, info);
     try {
-      result = await dispatch.run();
+      result = await this.renewingLease(work, info, () => dispatch.run());
     } catch (err) {
       this.report(err, info);
       await this.retryLater(work, info, err);
       return 'failed';
-    } finally {
-      clearInterval(renewal);
     }
     if (result !== undefined && typeof result.skipped === 'string') {
       await this.finish(work, 'dropped', info);
@@ -164,8 +161,8 @@ export class WebhookWork {
     return 'done';
   }
 
-  /** Keeps the lease of a running attempt alive; a failed or lost renewal is reported, the attempt carries on (handlers are idempotent). */
-  private renewWhileRunning(work: WebhookWorkRecord, info: WebhookWorkInfo): NodeJS.Timeout {
+  /** Runs `handler`, keeping the item's lease alive meanwhile; a failed or lost renewal is reported, the attempt carries on (handlers are idempotent). */
+  private async renewingLease<T>(work: WebhookWorkRecord, info: WebhookWorkInfo, handler: () => Promise<T>): Promise<T> {
     const timer = setInterval(() => {
       const now = this.now();
       this.opts.store.renewWebhookWork(work.key, this.owner, now, now + this.o.leaseMs).then(
@@ -176,7 +173,11 @@ export class WebhookWork {
       );
     }, this.o.leaseMs / 3);
     timer.unref();
-    return timer;
+    try {
+      return await handler();
+    } finally {
+      clearInterval(timer);
+    }
   }
 
   private async finish(work: WebhookWorkRecord, outcome: 'done' | 'dropped', info: WebhookWorkInfo): Promise<void> {

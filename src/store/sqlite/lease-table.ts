@@ -35,6 +35,6 @@ export class SqliteLeases implements LeaseStore {
   }
 
   async holder(name: string, now: number): Promise<LeaseRecord | undefined> {
-    return (this.s.holder.get(name, now) as LeaseRecord | undefined) ?? undefined;
+    return this.s.holder.get(name, now) as LeaseRecord | undefined;
   }
 }
