@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DecisionLog } from '../audit/decision-log.js';
-import type { DecisionRecord } from '../audit/decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 import { decisionRecord, entityString } from '../audit/decision-from-policy.js';
 import type { PortConfig } from '../config/config.js';
 import { approveRequestParts, unblockRequestParts, type BlockStepFacts, type BuildFacts } from '../policy/block-step-entities.js';
@@ -13,7 +13,7 @@ import type { BuildkiteBuildSummary, BuildkiteBuildsApi, BuildkiteJobSummary } f
 import { clockContext } from './clock-context.js';
 import { ApprovalError } from './errors.js';
 import type { ApprovalNotifications } from './notifier.js';
-import type { ApprovalRequestRecord, UserRecord } from './records.js';
+import type { ApprovalRequestRecord, UserRecord } from '../store/records/approvals.js';
 import { isSatisfied, requirementFrom, withNoCreatorRule } from './requirement.js';
 
 export interface ApprovalServiceDeps {
@@ -76,7 +76,7 @@ export class ApprovalService {
 
   private async handleBlockStep(pipeline: string, build: BuildkiteBuildSummary, job: BuildkiteJobSummary): Promise<void> {
     // Webhooks repeat and overlap: one request (or unblock) per job.
-    if (await this.deps.store.getApprovalRequestByJob(job.id)) return;
+    if (await this.deps.store.approvals.getByJob(job.id)) return;
     const facts = await this.buildFacts(pipeline, build);
     const step: BlockStepFacts & { label: string; key: string | null } = {
       step: job.step_key ?? job.id,
@@ -158,7 +158,7 @@ export class ApprovalService {
 
   /** An approver's decision on a pending request. Throws ApprovalError to refuse. */
   async decide(requestId: string, user: UserRecord, verdict: 'approve' | 'reject', comment: string): Promise<ApprovalRequestRecord> {
-    const request = await this.deps.store.getApprovalRequest(requestId);
+    const request = await this.deps.store.approvals.get(requestId);
     if (!request) throw new ApprovalError('not_found', 'No such approval request.', 404);
     if (request.status !== 'pending') throw new ApprovalError('request_closed', `This request is ${request.status}; it can no longer be decided.`, 409);
     if (this.now() >= request.expiresAt) {
@@ -195,7 +195,7 @@ export class ApprovalService {
     // last approvals can't both call Buildkite (the loser finds the request closed).
     // Cast: assigned in the callback, which TypeScript's narrowing doesn't see.
     let revokedMeanwhile = undefined as RevokedDecision | undefined;
-    const updated = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => {
+    const updated = await this.deps.store.approvals.updatePending(request.id, (r) => {
       if (r.approvals.some((a) => a.email === email)) throw new ApprovalError('already_decided', 'You have already decided on this request.', 409);
       // Checked again inside the transaction: a revocation made while this decision was on its way wins.
       revokedMeanwhile = this.decisionRevocation(email, r, at);
@@ -225,7 +225,7 @@ export class ApprovalService {
       } catch (err) {
         // Approvals stand; the request says the gate could not be opened (the log has why).
         const failedAt = this.now();
-        await this.deps.store.setApprovalStatus(request.id, 'unblock_failed', failedAt);
+        await this.deps.store.approvals.setStatus(request.id, 'unblock_failed', failedAt);
         this.notify('closed', { ...updated, status: 'unblock_failed', closedAt: failedAt });
         throw new ApprovalError('unblock_failed', `Your approval is recorded, but Port could not unblock the step: ${(err as Error).message}`, 502);
       }
@@ -317,7 +317,7 @@ export class ApprovalService {
       throw new ApprovalError('user_revoked', `Your access to Port is revoked ${until(why.revocation)}; your decision is not recorded.`, 403);
     }
     const at = this.now();
-    const closed = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'revoked', closedAt: at }));
+    const closed = await this.deps.store.approvals.updatePending(request.id, (r) => ({ ...r, status: 'revoked', closedAt: at }));
     const reason = `Port will not unblock this step: ${revocationSentence(why.revocation)}`;
     await this.deps.log.record([this.event(action, principal, resource, reason, { ...context, revocation, request_closed: closed !== undefined }, 'deny')]);
     if (closed) this.notify('closed', closed);
@@ -326,7 +326,7 @@ export class ApprovalService {
 
   /** Closes every pending request past its expiry; returns how many. */
   async expireDue(): Promise<number> {
-    const due = await this.deps.store.listApprovalRequests({ status: 'pending', expiresBefore: this.now() + 1 });
+    const due = await this.deps.store.approvals.list({ status: 'pending', expiresBefore: this.now() + 1 });
     let n = 0;
     for (const r of due) if (await this.expire(r)) n++;
     return n;
@@ -334,7 +334,7 @@ export class ApprovalService {
 
   private async expire(request: ApprovalRequestRecord): Promise<boolean> {
     const at = this.now();
-    const closed = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'expired', closedAt: at }));
+    const closed = await this.deps.store.approvals.updatePending(request.id, (r) => ({ ...r, status: 'expired', closedAt: at }));
     if (!closed) return false;
     const step = { type: 'BlockStep' as const, id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}/${request.step.step}` };
     const build = { type: 'Build' as const, id: `${request.build.organization}/${request.build.pipeline}/${request.build.number}` };
@@ -414,7 +414,7 @@ export class ApprovalService {
       source: build.source ?? '',
     };
     const email = build.creator?.email?.toLowerCase();
-    const user = email ? await this.deps.store.getUser(email) : undefined;
+    const user = email ? await this.deps.store.users.get(email) : undefined;
     if (user) facts.creator = { email: user.email, active: user.active, groups: user.groups };
     return facts;
   }

@@ -7,7 +7,7 @@
  * decided and the outcome — never a comment (an approver may write anything into
  * it), a field value, a token or a secret.
  */
-import type { ApprovalEntry, ApprovalRequestRecord, ApprovalStatus } from './records.js';
+import type { ApprovalEntry, ApprovalRequestRecord, ApprovalStatus } from '../store/records/approvals.js';
 import { missing } from './requirement.js';
 
 export type NotificationEvent = 'approval.opened' | 'approval.closed';

@@ -22,7 +22,7 @@ import type { PortConfig, SecretSource } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
 import { ConfigError, PortError } from '../errors.js';
 import { slackClosedMessage, slackOpenedMessage, webhookNotification, type NotificationEvent } from './notification-messages.js';
-import type { ApprovalRequestRecord } from './records.js';
+import type { ApprovalRequestRecord } from '../store/records/approvals.js';
 
 /** What `ApprovalService` calls; `ApprovalNotifier` is the implementation. */
 export interface ApprovalNotifications {

@@ -1,6 +1,6 @@
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Decision } from '../policy/types.js';
-import type { ApprovalEntry, ApprovalRequirement } from './records.js';
+import type { ApprovalEntry, ApprovalRequirement } from '../store/records/approvals.js';
 
 /**
  * What an approval request needs, from the `unblock` policies that refused to open

@@ -1,7 +1,7 @@
 import type { JWK } from 'jose';
 import { checkCheckpointSignature } from './checkpoint-jws.js';
 import { parseCheckpointLine } from './checkpoint-line.js';
-import type { Checkpoint } from './decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 import { AuditError } from './errors.js';
 import type { AuditProblem } from './verify-problems.js';
 

@@ -1,5 +1,5 @@
 import { checkpointDigest, GENESIS_CHECKPOINT } from './checkpoint-jws.js';
-import type { Checkpoint } from './decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 import type { AuditProblem } from './verify-problems.js';
 
 /**

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { compactVerify, CompactSign, decodeProtectedHeader, errors as joseErrors, importJWK, type JWK } from 'jose';
 import type { ActiveKey } from '../issuer/signing-keys.js';
-import { canonicalJson } from './canonical-json.js';
-import type { Checkpoint } from './decision-record.js';
+import { canonicalJson } from '../store/canonical-json.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 
 /**
  * Explicit type (RFC 8725 §3.11) so a checkpoint can never pass as a Port access

@@ -1,4 +1,4 @@
-import type { Checkpoint } from './decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 
 /**
  * One checkpoint as a JSON line: the format of `port audit checkpoints export`, of a

@@ -22,7 +22,7 @@ import { resolveSecretRef } from '../config/secret-ref.js';
 import { PortError } from '../errors.js';
 import { checkpointToJsonLine } from './checkpoint-line.js';
 import type { CheckpointShipper } from './checkpointer.js';
-import type { Checkpoint } from './decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 import { AuditError } from './errors.js';
 
 export interface CheckpointSinksOptions {

@@ -1,4 +1,4 @@
-import type { Checkpoint } from './decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 import type { AuditProblem } from './verify-problems.js';
 
 /**

@@ -1,9 +1,9 @@
 import type { SigningKeys } from '../issuer/signing-keys.js';
 import type { Store } from '../store/store.js';
 import { checkpointDigest, GENESIS_CHECKPOINT, signCheckpoint } from './checkpoint-jws.js';
-import type { Checkpoint, DecisionEntry } from './decision-record.js';
+import type { Checkpoint, DecisionEntry } from '../store/records/decisions.js';
 import { AuditError } from './errors.js';
-import { GENESIS_HASH } from './hash-chain.js';
+import { GENESIS_HASH } from '../store/hash-chain.js';
 
 /** Where each checkpoint this process writes is shipped (src/audit/checkpoint-sinks.ts). */
 export interface CheckpointShipper {
@@ -68,9 +68,9 @@ type Mode =
  *
  * Everything is read from the store, never remembered: several Port processes may share
  * one SQLite file, and each write is a compare-and-set on the newest checkpoint's
- * number (Store.appendCheckpoint), so a process that loses re-reads and moves on.
+ * number (Store.decisions.appendCheckpoint), so a process that loses re-reads and moves on.
  * A checkpoint never covers an entry that is not yet durable, because it signs what
- * `store.lastDecision()` reads back.
+ * `store.decisions.last()` reads back.
  */
 export class Checkpointer {
   /** Highest seq the newest stored checkpoint covered when last read; a hint for the count trigger only. */
@@ -90,6 +90,7 @@ export class Checkpointer {
   private stopped = false;
   private readonly onError: (err: AuditError) => void;
   private readonly now: () => number;
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly store: Store,
@@ -100,9 +101,11 @@ export class Checkpointer {
     if (!(opts.intervalSeconds >= 0)) throw new AuditError('audit_invalid_option', 'checkpoint interval must be 0 or more seconds');
     this.onError = opts.onError ?? ((err) => process.emitWarning(err.message, { code: err.code }));
     this.now = opts.now ?? Date.now;
+    // Every batch this process seals counts towards `every` (on PostgreSQL only the sealer's replica hears them).
+    this.unsubscribe = store.decisions.onSealed((head) => this.noteAppended(head));
   }
 
-  /** Tells the checkpointer `last` is durable; signs once `every` entries are unsigned. */
+  /** Tells the checkpointer `last` is sealed; signs once `every` entries are unsigned. */
   noteAppended(last: DecisionEntry): void {
     // Concurrent appends may report out of order; only the highest seq matters.
     this.appendedSeq = Math.max(this.appendedSeq, last.seq);
@@ -141,6 +144,7 @@ export class Checkpointer {
   /** Stops the timer, writes a final checkpoint and flushes the sinks; rejects if the checkpoint fails. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {
@@ -206,7 +210,7 @@ export class Checkpointer {
   }
 
   private load(): Promise<void> {
-    this.loading ??= this.store.lastCheckpoint().then(
+    this.loading ??= this.store.decisions.lastCheckpoint().then(
       (last) => {
         this.coveredSeq = Math.max(this.coveredSeq ?? 0, last?.seq ?? 0);
       },
@@ -222,8 +226,8 @@ export class Checkpointer {
     try {
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
         // The newest checkpoint first, then the head: the head is then at or past what it covers.
-        const last = await this.store.lastCheckpoint();
-        const head = await this.store.lastDecision();
+        const last = await this.store.decisions.lastCheckpoint();
+        const head = await this.store.decisions.last();
         const lastTime = last ? Date.parse(last.time) : Number.NEGATIVE_INFINITY;
         this.coveredSeq = last?.seq ?? 0;
         const headSeq = head?.seq ?? 0;
@@ -240,7 +244,7 @@ export class Checkpointer {
           new Date(now).toISOString(),
           { num: (last?.num ?? 0) + 1, prev: last ? checkpointDigest(last.jws) : GENESIS_CHECKPOINT },
         );
-        if (await this.store.appendCheckpoint(checkpoint)) {
+        if (await this.store.decisions.appendCheckpoint(checkpoint)) {
           this.coveredSeq = headSeq;
           this.appendedSeq = Math.max(this.appendedSeq, headSeq);
           this.opts.sinks?.ship(checkpoint);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { qualifiedType } from '../policy/schema.js';
 import type { Decision, EntityRef } from '../policy/types.js';
-import type { DecisionRecord } from './decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 
 /** `Port::Job::"…"`: how entities appear in the decision log. */
 export function entityString(ref: EntityRef): string {

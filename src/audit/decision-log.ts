@@ -1,48 +1,36 @@
+import type { ApprovalRequestRecord } from '../store/records/approvals.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 import type { Store } from '../store/store.js';
-import type { Checkpointer } from './checkpointer.js';
-import type { DecisionEntry, DecisionRecord } from './decision-record.js';
 
 /**
- * The one way decisions enter the log. The store chains and commits them (group
- * commit, so concurrent callers share an fsync); the checkpointer hears about each
- * durable batch so it can sign the head every `checkpoint_every` entries.
+ * The one way decisions enter the log. Each write is one durable store transaction —
+ * with the replay key or approval request it decides about, when there is one — and
+ * resolves before the decision may be answered. The store numbers and chains what it
+ * commits (at once on SQLite; in batches by the sealer on PostgreSQL), and the
+ * checkpointer hears of sealed entries from the store (DecisionLogStore.onSealed).
  */
 export class DecisionLog {
-  constructor(
-    private readonly store: Store,
-    private readonly checkpointer?: Checkpointer,
-  ) {}
+  constructor(private readonly store: Pick<Store, 'decisions' | 'replay' | 'approvals'>) {}
 
   /** Appends `records` in order; durable when it resolves (a decision must not be answered before). */
-  async record(records: DecisionRecord[]): Promise<DecisionEntry[]> {
-    if (records.length === 0) return [];
-    return this.noted(await this.store.appendDecisions(records));
+  async record(records: DecisionRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.store.decisions.append(records);
   }
 
   /**
    * For single-use tokens: consumes `key` and logs `ifFirstUse`, or logs `ifReplayed`
    * when the key was already used — one durable write. Resolves to whether it was the first use.
    */
-  async recordFirstUse(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
-    const { firstUse, entries } = await this.store.consumeOnceAndAppend(key, expiresAt, ifFirstUse, ifReplayed);
-    this.noted(entries);
-    return firstUse;
+  recordFirstUse(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+    return this.store.replay.consumeAndLog(key, expiresAt, ifFirstUse, ifReplayed);
   }
 
   /**
    * Opens an approval request and logs the decision that opened it, in one durable
    * write; false (nothing written) when the job already has a request.
    */
-  async recordApprovalRequest(request: Parameters<Store['openApprovalRequest']>[0], records: DecisionRecord[]): Promise<boolean> {
-    const entries = await this.store.openApprovalRequest(request, records);
-    if (entries === undefined) return false;
-    this.noted(entries);
-    return true;
-  }
-
-  private noted(entries: DecisionEntry[]): DecisionEntry[] {
-    const last = entries.at(-1);
-    if (last) this.checkpointer?.noteAppended(last);
-    return entries;
+  recordApprovalRequest(request: ApprovalRequestRecord, records: DecisionRecord[]): Promise<boolean> {
+    return this.store.approvals.open(request, records);
   }
 }

@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Store } from '../store/store.js';
-import type { DecisionEntry } from './decision-record.js';
+import type { DecisionEntry } from '../store/records/decisions.js';
 import { AuditError } from './errors.js';
 import { entryToJsonLine, entryToTextLine } from './format.js';
 import { writeOut } from './write-out.js';
@@ -74,7 +74,7 @@ export async function tailDecisions(store: Store, out: Writable, opts: TailOptio
   const format = opts.json === true ? entryToJsonLine : entryToTextLine;
 
   let after = opts.afterSeq;
-  if (after === undefined) after = Math.max(0, ((await store.lastDecision())?.seq ?? 0) - lines);
+  if (after === undefined) after = Math.max(0, ((await store.decisions.last())?.seq ?? 0) - lines);
   let count = 0;
   const drain = async (): Promise<void> => {
     after = await forEachPage(store, after!, async (page) => {
@@ -100,7 +100,7 @@ export async function tailDecisions(store: Store, out: Writable, opts: TailOptio
 async function forEachPage(store: Store, afterSeq: number, each: (page: DecisionEntry[]) => Promise<void>): Promise<number> {
   let after = afterSeq;
   for (;;) {
-    const page = await store.readDecisions(after, PAGE);
+    const page = await store.decisions.read(after, PAGE);
     if (page.length === 0) return after;
     await each(page);
     const last = page.at(-1)!.seq;

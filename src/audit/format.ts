@@ -1,4 +1,4 @@
-import type { DecisionEntry } from './decision-record.js';
+import type { DecisionEntry } from '../store/records/decisions.js';
 
 /** One JSON line: the chain fields, then the record's own fields. */
 export function entryToJsonLine(e: DecisionEntry): string {

@@ -1,4 +1,4 @@
-import type { DecisionRecord } from './decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 import { buildLabel, entryRefs, objectAt, parseEntity, stringAt } from './lineage-refs.js';
 
 /** Where an entry sits in a job's chain. */

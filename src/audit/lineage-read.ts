@@ -1,5 +1,5 @@
 import type { Store } from '../store/store.js';
-import type { DecisionEntry } from './decision-record.js';
+import type { DecisionEntry } from '../store/records/decisions.js';
 import { arrangeLineage, LineageTracker, type Lineage, type LineageSelector } from './lineage.js';
 
 export interface LineageRead {
@@ -30,7 +30,7 @@ export async function readLineage(store: Store, selector: LineageSelector, pageS
 async function forEachEntry(store: Store, upTo: number, pageSize: number, visit: (e: DecisionEntry) => void): Promise<number> {
   let after = 0;
   for (;;) {
-    const page = await store.readDecisions(after, pageSize);
+    const page = await store.decisions.read(after, pageSize);
     let progressed = false;
     for (const e of page) {
       // Out of order (a store fault `port audit verify` reports): skipped, so we never loop.

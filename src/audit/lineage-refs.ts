@@ -1,4 +1,4 @@
-import type { DecisionRecord } from './decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 
 /**
  * What one decision record says it is about, read tolerantly: records written by older

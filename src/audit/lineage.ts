@@ -12,7 +12,7 @@
  * carry `context.request_id`, the block step's `context.job_id` and the build; a
  * revocation carries `context.scope` and `context.id` (a token: `context.jti_sha256`).
  */
-import type { DecisionEntry } from './decision-record.js';
+import type { DecisionEntry } from '../store/records/decisions.js';
 import { buildKey, buildLabel, entryRefs, parseBuildId, type BuildRef, type EntryRefs } from './lineage-refs.js';
 import { describeStep, groupTitle, type LineageStage } from './lineage-describe.js';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { PortError } from '../errors.js';
 import { DecisionLog } from './decision-log.js';
-import type { DecisionEntry, DecisionRecord } from './decision-record.js';
+import type { DecisionEntry, DecisionRecord } from '../store/records/decisions.js';
 import type { SourceRateLimiter } from './source-rate-limit.js';
 
 /**
@@ -111,7 +111,7 @@ export class RefusalLog extends DecisionLog implements RefusalThrottle {
   }
 
   /** As DecisionLog.record; a batch of one unauthenticated refusal goes through `refuse`. */
-  override async record(records: DecisionRecord[]): Promise<DecisionEntry[]> {
+  override async record(records: DecisionRecord[]): Promise<void> {
     const refusal = records.length === 1 ? unauthenticatedRefusal(records[0]!) : undefined;
     if (refusal === undefined) return super.record(records);
     return this.refuse(refusal);
@@ -119,9 +119,9 @@ export class RefusalLog extends DecisionLog implements RefusalThrottle {
 
   /**
    * Logs (or counts) one unauthenticated refusal; throws RefusalThrottledError when its
-   * source is over the limit. Resolves to the entry when it was logged in full.
+   * source is over the limit. Resolves once it is logged in full or counted.
    */
-  async refuse({ kind, record, source, ours }: Refusal): Promise<DecisionEntry[]> {
+  async refuse({ kind, record, source, ours }: Refusal): Promise<void> {
     const now = this.now();
     this.roll(now);
     const from = source === undefined || source === '' ? UNKNOWN_SOURCE : source;
@@ -136,7 +136,6 @@ export class RefusalLog extends DecisionLog implements RefusalThrottle {
       return super.record([record]);
     }
     this.count(kind, record, from, 'refusals', now);
-    return [];
   }
 
   /**

@@ -4,8 +4,8 @@ import { anchorProblems } from './checkpoint-anchor.js';
 import { checkCheckpointChain } from './checkpoint-chain.js';
 import { checkCheckpointSignature } from './checkpoint-jws.js';
 import { checkpointSlackSeconds, maxAgeProblem, timingProblems } from './checkpoint-timing.js';
-import type { Checkpoint, DecisionEntry } from './decision-record.js';
-import { entryHash, GENESIS_HASH } from './hash-chain.js';
+import type { Checkpoint, DecisionEntry } from '../store/records/decisions.js';
+import { entryHash, GENESIS_HASH } from '../store/hash-chain.js';
 import type { AuditProblem } from './verify-problems.js';
 
 export type { AuditProblem, AuditProblemKind } from './verify-problems.js';
@@ -92,7 +92,7 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
   const maxProblems = opts.maxProblems ?? 100;
   // Checkpoints first: each was written after the entry it covers was committed, so
   // every one of them refers to an entry the scan below will reach.
-  const checkpoints = await store.listCheckpoints();
+  const checkpoints = await store.decisions.listCheckpoints();
   const checkpointed = new Set(checkpoints.map((c) => c.seq));
 
   const chain = new ChainWalker(checkpointed, maxProblems);
@@ -101,12 +101,12 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
   for (;;) {
     let page: DecisionEntry[];
     try {
-      page = await store.readDecisions(afterSeq, pageSize);
+      page = await store.decisions.read(afterSeq, pageSize);
     } catch (err) {
       if (!(err instanceof SyntaxError)) throw err;
       // A record that is not JSON fails its whole page; step one entry at a time to reach it.
       try {
-        page = await store.readDecisions(afterSeq, 1);
+        page = await store.decisions.read(afterSeq, 1);
       } catch (inner) {
         if (!(inner instanceof SyntaxError)) throw inner;
         chain.add({ seq: afterSeq + 1, problem: 'unreadable', message: `entry ${afterSeq + 1}: unreadable (the entry after ${afterSeq} is not valid JSON; verification stopped here)` });
@@ -144,7 +144,7 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
   const interval = opts.checkpointInterval ?? 0;
   const slackSeconds = checkpointSlackSeconds(interval);
   if (interval > 0 && complete && chain.newest) {
-    const [firstUnsigned] = lastCheckpointSeq < chain.lastSeq ? await store.readDecisions(lastCheckpointSeq, 1) : [];
+    const [firstUnsigned] = lastCheckpointSeq < chain.lastSeq ? await store.decisions.read(lastCheckpointSeq, 1) : [];
     checkpointProblems.push(
       ...timingProblems({
         intervalSeconds: interval,

@@ -68,7 +68,7 @@ export class BuildCreatorLookup {
     if (answer === undefined) return { status: 'unavailable', reason: 'lookup_failed' };
     if (answer.status === 'none') return answer;
     // Not cached: a deactivation must apply to the next exchange.
-    const user = await this.store.getUser(answer.email);
+    const user = await this.store.users.get(answer.email);
     return user ? { ...answer, user: { email: user.email, active: user.active, groups: user.groups } } : answer;
   }
 

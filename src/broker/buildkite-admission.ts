@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { entityString } from '../audit/decision-from-policy.js';
 import type { DecisionLog } from '../audit/decision-log.js';
-import type { DecisionRecord } from '../audit/decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 import type { PortConfig } from '../config/config.js';
 import type { BuildkiteTokenVerifier, VerifiedJobToken } from '../identity/buildkite-token-verifier.js';
 import { TokenRejectedError } from '../identity/errors.js';

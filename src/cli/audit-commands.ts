@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import type { JWK } from 'jose';
 import { parseAnchor } from '../audit/checkpoint-anchor.js';
 import { checkpointToJsonLine } from '../audit/checkpoint-line.js';
-import type { Checkpoint } from '../audit/decision-record.js';
+import type { Checkpoint } from '../store/records/decisions.js';
 import { AuditError } from '../audit/errors.js';
 import { exportDecisions, tailDecisions } from '../audit/export.js';
 import { entryToJsonLine } from '../audit/format.js';
@@ -193,7 +193,7 @@ export async function runAuditVerify(opts: VerifyCliOptions, io: AuditCliIO): Pr
 export async function runCheckpointsExport(opts: CheckpointsExportCliOptions, io: AuditCliIO): Promise<number> {
   return guard(io, () =>
     withStore(opts, async (store) => {
-      const all = await store.listCheckpoints();
+      const all = await store.decisions.listCheckpoints();
       const text = all.map(checkpointToJsonLine).join('');
       if (opts.out === undefined) {
         await writeOut(io.stdout, text);
@@ -300,7 +300,7 @@ async function withStore(opts: AuditConfigOptions, run: (store: Store, config: P
 
 /** Every key Port ever signed with (keys are never deleted), by kid; public halves only. */
 async function storeKeys(store: Store): Promise<Map<string, JWK>> {
-  return new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+  return new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
 }
 
 async function readJwks(file: string): Promise<Map<string, JWK>> {

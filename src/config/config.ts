@@ -116,7 +116,14 @@ export interface PortConfig {
     /** Per-source limit on tokens that don't verify (`server.refusal_rate_limit`). */
     refusalRateLimit: { burst: number; perMinute: number; maxSources: number };
   };
-  store: { sqlite: string };
+  store: {
+    sqlite: string;
+    /** `store.postgres`: set, Port runs on PostgreSQL (the URL is resolved when the store opens). */
+    postgres?: SecretSource;
+    postgresPoolSize: number;
+    /** `store.feed_max_lag`, in seconds. */
+    feedMaxLag: number;
+  };
   buildkite: {
     organization: string;
     organizationId?: string;
@@ -222,7 +229,12 @@ function finish(c: ParsedConfig, file: string): PortConfig {
         maxSources: c.server.refusal_rate_limit.max_sources,
       },
     },
-    store: { sqlite: resolve(baseDir, c.store.sqlite) },
+    store: {
+      sqlite: resolve(baseDir, c.store.sqlite),
+      ...optionalSecret('postgres', c.store.postgres, 'store.postgres', baseDir),
+      postgresPoolSize: c.store.postgres_pool_size,
+      feedMaxLag: c.store.feed_max_lag,
+    },
     buildkite: {
       organization: c.buildkite.organization,
       organizationId: c.buildkite.organization_id,

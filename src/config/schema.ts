@@ -57,6 +57,19 @@ const serverSchema = z.strictObject({
 
 const storeSchema = z.strictObject({
   sqlite: z.string().min(1).default('./port.db'),
+  /**
+   * A PostgreSQL connection URL, by reference (env:PORT_DATABASE_URL): when set, Port uses
+   * PostgreSQL instead of SQLite, and several replicas may share it. TLS goes in the URL
+   * (`sslmode=verify-full&sslrootcert=/etc/port/db-ca.pem`).
+   */
+  postgres: secretRef.optional(),
+  /** Connections each Port process keeps open at most. */
+  postgres_pool_size: z.number().int().min(2).max(1000).default(10),
+  /**
+   * How long a replica goes on deciding with caches it can't confirm are current (the
+   * change feed down or behind) before it refuses what depends on them (fail closed).
+   */
+  feed_max_lag: duration(60).default(5),
 });
 
 const buildkiteSchema = z.strictObject({
@@ -351,7 +364,7 @@ const scimSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   server: serverSchema,
-  store: storeSchema.default({ sqlite: './port.db' }),
+  store: storeSchema.default({ sqlite: './port.db', postgres_pool_size: 10, feed_max_lag: 5 }),
   buildkite: buildkiteSchema,
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),

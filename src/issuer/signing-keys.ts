@@ -42,11 +42,11 @@ export class SigningKeys {
 
   /** Makes a new key when none may sign at `now`; reloads the published set either way. */
   async rotateIfDue(now = Date.now()): Promise<boolean> {
-    this.records = await this.store.listSigningKeys();
+    this.records = await this.store.keys.list();
     let rotated = false;
     if (!this.signerAt(now)) {
-      await this.store.insertSigningKey(await this.generate(now));
-      this.records = await this.store.listSigningKeys();
+      await this.store.keys.insert(await this.generate(now));
+      this.records = await this.store.keys.list();
       rotated = true;
     }
     await this.refresh(now);

@@ -8,24 +8,8 @@ import { buildRef, groupRef, organizationRef, pipelineRef, userRef, type Creator
 import type { CedarEntity, CedarValue, EntityRef } from './types.js';
 
 /** What Port knows of a blocked build, from the Buildkite API (never from the agent). */
-export interface BuildFacts {
-  organization: string;
-  pipeline: string;
-  number: number;
-  branch: string;
-  tag: string | null;
-  commit: string;
-  source: string;
-  /** The build's creator as a Port user, when Buildkite names one and Port knows them. */
-  creator?: CreatorInfo;
-}
-
-export interface BlockStepFacts {
-  /** The step key, else the job id (DESIGN: BlockStep id). */
-  step: string;
-  /** Field values by key, as `unblock` will submit them. */
-  fields: Record<string, string>;
-}
+import type { BlockStepFacts, BuildFacts } from '../store/records/approvals.js';
+export type { BlockStepFacts, BuildFacts } from '../store/records/approvals.js';
 
 export function blockStepRef(build: BuildFacts, step: string): EntityRef {
   return { type: 'BlockStep', id: `${build.organization}/${build.pipeline}/${build.number}/${step}` };

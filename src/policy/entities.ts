@@ -8,12 +8,8 @@ import { poolId } from '../identity/job-identity.js';
 import type { CedarEntity, CedarValue, EntityRef } from './types.js';
 
 /** The build's creator, when the Buildkite API told us (the token doesn't). */
-export interface CreatorInfo {
-  /** E-mail; lower-cased here because User ids are lower-cased e-mails. */
-  email: string;
-  active: boolean;
-  groups: string[];
-}
+export type { CreatorInfo } from '../store/records/approvals.js';
+import type { CreatorInfo } from '../store/records/approvals.js';
 
 export interface JobRequestParts {
   principal: EntityRef;

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { DecisionEntry, DecisionRecord } from '../audit/decision-record.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
 import type { PendingAllowRecord, Store } from '../store/store.js';
 
 export interface AllowedRequest {
@@ -16,13 +16,11 @@ export interface AllowedRequest {
 }
 
 export interface AllowLogOptions {
-  store: Pick<Store, 'saveAllowCounts' | 'commitAllowWindow' | 'recoverAllowCounts'>;
+  store: Pick<Store, 'allowCounts'>;
   /** Seconds per aggregation window (`relay.allow_log_window`). */
   windowSeconds: number;
   /** Milliseconds between durable saves of the running counts: what a crash can lose at most. */
   syncMs?: number;
-  /** Decision log entries this log appended (the checkpointer counts them). */
-  onAppended?: (entries: DecisionEntry[]) => void;
   onError: (err: unknown, msg: string) => void;
   now?: () => number;
 }
@@ -96,7 +94,7 @@ export class AllowLog {
       for (const b of dirty) b.dirty = false;
       const pending: PendingAllowRecord[] = dirty.map((b) => ({ key: b.key, record: recordOf(b, now) }));
       try {
-        await this.opts.store.saveAllowCounts(this.owner, pending, now);
+        await this.opts.store.allowCounts.save(this.owner, pending, now);
       } catch (err) {
         for (const b of dirty) b.dirty = true;
         this.opts.onError(err, 'relay allow counts could not be saved');
@@ -113,12 +111,11 @@ export class AllowLog {
     this.buckets = new Map();
     const list = [...buckets.values()];
     try {
-      const entries = await this.opts.store.commitAllowWindow(
+      await this.opts.store.allowCounts.commitWindow(
         this.owner,
         list.map((b) => b.key),
         list.map((b) => recordOf(b, now)),
       );
-      this.opts.onAppended?.(entries);
     } catch (err) {
       // Nothing was written: the counts go back into the next window, none lost.
       for (const [aggregation, b] of buckets) {
@@ -133,12 +130,11 @@ export class AllowLog {
   private async recover(now = this.now()): Promise<void> {
     if (this.closed) return;
     try {
-      const entries = await this.opts.store.recoverAllowCounts(this.owner, now - STALE_SYNCS * this.syncMs, (r) => ({
+      await this.opts.store.allowCounts.recover(this.owner, now - STALE_SYNCS * this.syncMs, (r) => ({
         ...r,
         time: new Date(now).toISOString(),
         context: { ...r.context, recovered: true },
       }));
-      if (entries.length > 0) this.opts.onAppended?.(entries);
     } catch (err) {
       this.opts.onError(err, 'relay allow counts of a stopped process could not be recovered');
     }

@@ -1,9 +1,9 @@
-import type { UserRecord } from '../approvals/records.js';
+import type { UserRecord } from '../store/records/approvals.js';
 import type { CreatorInfo } from '../policy/entities.js';
 
-/** The one store read this needs (the Store provides it). */
+/** The one store read this needs (the store's `users` repository provides it). */
 export interface CreatorRecordSource {
-  getUser(email: string): Promise<UserRecord | undefined>;
+  get(email: string): Promise<UserRecord | undefined>;
 }
 
 export interface CreatorDirectoryOptions {
@@ -71,7 +71,7 @@ export class CreatorDirectory {
   }
 
   private read(email: string, now: number): Promise<CreatorInfo | undefined> {
-    const reading = this.source.getUser(email).then(
+    const reading = this.source.get(email).then(
       (user) => {
         // Superseded by `forget` while in flight: answer this caller, remember nothing.
         const current = this.pending.get(email) === reading;

@@ -12,7 +12,6 @@ import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import type { CreatorInfo } from '../policy/entities.js';
 import type { Decision } from '../policy/types.js';
 import { AllowLog, type AllowLogOptions } from './allow-log.js';
-import type { DecisionEntry } from '../audit/decision-record.js';
 import type { Store } from '../store/store.js';
 import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
 import { awsTargetOf, dropUnlistedAmzHeaders } from './aws-sigv4-headers.js';
@@ -43,7 +42,6 @@ export interface RelayDeps {
    */
   store: AllowLogOptions['store'] & Pick<Store, 'health'>;
   /** Decision log entries the allow log appended (for the checkpointer). */
-  onAllowsAppended?: (entries: DecisionEntry[]) => void;
   onError: (err: unknown, msg: string) => void;
   /** Each refusal, by code only: never the target, a header or a token (they may hold secrets). */
   onRefused: (info: { status: number; code: string; method: string }) => void;
@@ -72,7 +70,6 @@ export class Relay {
       store: deps.store,
       windowSeconds: config.relay.allowLogWindow,
       onError: deps.onError,
-      ...(deps.onAllowsAppended ? { onAppended: deps.onAllowsAppended } : {}),
     });
     const pub = new URL(config.server.publicUrl);
     this.publicHost = pub.host;

@@ -1,5 +1,5 @@
-import type { RevocationEntry, Store } from '../store/store.js';
-import { liftKey, parseKey, revocationKey, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
+import type { RevocationRecord, Store } from '../store/store.js';
+import { liftId, revocationId, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
 import { POOL_CLAIMS, type CreatorUnknown, type TokenFacts } from './token-facts.js';
 
 export { REVOCATION_ORIGINS, REVOCATION_SCOPES, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
@@ -70,7 +70,7 @@ interface Lift {
 
 /**
  * Port's revocations, by token, job, build, user, agent or pool. The store is the record
- * (keys: revocation-keys.ts); this in-memory copy answers the hot path (the relay checks
+ * (row ids: revocation-keys.ts); this in-memory copy answers the hot path (the relay checks
  * every request) with one map lookup per scope. A revocation or a lift is written to the
  * store before it is acknowledged, and applied here at once, so the next use sees it.
  *
@@ -94,41 +94,42 @@ export class RevocationList {
     agent: new Map(),
     pool: new Map(),
   };
-  /** By liftKey(scope, origin | 'all', id). */
+  /** By liftId(scope, origin | 'all', id). */
   private readonly lifts = new Map<string, Lift>();
 
   private constructor(private readonly store: Store) {}
 
   static async open(store: Store, now = Date.now()): Promise<RevocationList> {
     const list = new RevocationList(store);
-    for (const e of await store.listActiveRevocations(now)) list.remember(e);
+    for (const e of await store.revocations.listActive(now)) list.remember(e);
     return list;
   }
 
-  private remember(e: RevocationEntry): void {
-    const key = parseKey(e.jti);
-    if (key.kind === 'lift') {
-      const k = liftKey(key.scope, key.origin, key.id);
+  private remember(e: RevocationRecord): void {
+    if (e.kind === 'lift') {
+      const k = liftId(e.scope, e.origin, e.target);
       const prior = this.lifts.get(k);
       this.lifts.set(k, { at: Math.max(prior?.at ?? -Infinity, e.revokedAt), expiresAt: Math.max(prior?.expiresAt ?? 0, e.expiresAt) });
       return;
     }
-    const byId = this.scopes[key.scope];
-    let records = byId.get(key.id);
-    if (records === undefined) byId.set(key.id, (records = new Map()));
-    const prior = records.get(e.jti);
+    // A revocation's origin is never `all` (only lifts use it); a row saying so is ignored.
+    if (e.origin === 'all') return;
+    const byId = this.scopes[e.scope];
+    let records = byId.get(e.target);
+    if (records === undefined) byId.set(e.target, (records = new Map()));
+    const prior = records.get(e.id);
     // The same row again (RFC 7009 repeats): the later time and the longer life, as the store keeps.
-    records.set(e.jti, {
+    records.set(e.id, {
       revokedAt: Math.max(prior?.revokedAt ?? -Infinity, e.revokedAt),
       expiresAt: Math.max(prior?.expiresAt ?? 0, e.expiresAt),
       reason: prior && prior.revokedAt > e.revokedAt ? prior.reason : e.reason,
-      origin: key.origin,
+      origin: e.origin,
     });
   }
 
   /** Revocations of this thing by `origin` made up to the returned time are lifted. */
   private liftedUpTo(scope: RevocationScope, id: string, origin: RevocationOrigin): number {
-    return Math.max(this.lifts.get(liftKey(scope, 'all', id))?.at ?? -Infinity, this.lifts.get(liftKey(scope, origin, id))?.at ?? -Infinity);
+    return Math.max(this.lifts.get(liftId(scope, 'all', id))?.at ?? -Infinity, this.lifts.get(liftId(scope, origin, id))?.at ?? -Infinity);
   }
 
   private isInForce(scope: RevocationScope, id: string, r: Entry, now: number): boolean {
@@ -214,22 +215,37 @@ export class RevocationList {
   async add(revocation: NewRevocation): Promise<NewRevocation> {
     // Made in the same millisecond as a lift, it must still count as made after it.
     const revokedAt = Math.max(revocation.revokedAt, this.liftedUpTo(revocation.scope, revocation.id, revocation.origin) + 1);
-    const entry: RevocationEntry = {
+    const entry: RevocationRecord = {
       // One that never expires can't be stretched or shortened by a repeat: one row serves.
-      jti: revocationKey(revocation.scope, revocation.origin, revocation.id, revocation.expiresAt >= UNTIL_LIFTED),
+      id: revocationId(revocation.scope, revocation.origin, revocation.id, revocation.expiresAt >= UNTIL_LIFTED),
+      kind: 'revocation',
+      scope: revocation.scope,
+      target: revocation.id,
+      origin: revocation.origin,
       revokedAt,
       expiresAt: revocation.expiresAt,
       subject: revocation.id,
       reason: revocation.reason,
     };
-    await this.store.addRevocation(entry);
+    await this.store.revocations.add(entry);
     this.remember(entry);
     return { ...revocation, revokedAt };
   }
 
-  /** A single token by its jti, revoked by its holder (RFC 7009). */
-  async revoke(entry: RevocationEntry): Promise<void> {
-    await this.store.addRevocation(entry);
+  /** A single token by its jti, revoked by its holder (RFC 7009 §2): one row per token, repeats keep it. */
+  async revokeToken(t: { jti: string; expiresAt: number; revokedAt: number; subject?: string; reason: string }): Promise<void> {
+    const entry: RevocationRecord = {
+      id: t.jti,
+      kind: 'revocation',
+      scope: 'token',
+      target: t.jti,
+      origin: 'holder',
+      revokedAt: t.revokedAt,
+      expiresAt: t.expiresAt,
+      reason: t.reason,
+      ...(t.subject !== undefined ? { subject: t.subject } : {}),
+    };
+    await this.store.revocations.add(entry);
     this.remember(entry);
   }
 
@@ -268,8 +284,18 @@ export class RevocationList {
     }
     for (const [origin, l] of byOrigin) {
       // The lift lasts as long as what it lifted could: else a never-expiring record would return.
-      const entry: RevocationEntry = { jti: liftKey(scope, origin, id), revokedAt: l.upTo, expiresAt: l.until, subject: id, reason: opts.reason };
-      await this.store.addRevocation(entry);
+      const entry: RevocationRecord = {
+        id: liftId(scope, origin, id),
+        kind: 'lift',
+        scope,
+        target: id,
+        origin,
+        revokedAt: l.upTo,
+        expiresAt: l.until,
+        subject: id,
+        reason: opts.reason,
+      };
+      await this.store.revocations.add(entry);
       this.remember(entry);
     }
     return count;

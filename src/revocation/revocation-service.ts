@@ -5,7 +5,7 @@
  * and can't do to it. Lifting ends a revocation early.
  */
 import { randomUUID } from 'node:crypto';
-import type { ApprovalRequestRecord } from '../approvals/records.js';
+import type { ApprovalRequestRecord } from '../store/records/approvals.js';
 import { entityString } from '../audit/decision-from-policy.js';
 import type { DecisionLog } from '../audit/decision-log.js';
 import { jtiHash } from '../audit/token-hash.js';
@@ -150,8 +150,8 @@ export class RevocationService {
     const { revokedAt, expiresAt } = recorded;
 
     const { closed, withdrawn } = await this.closeApprovals(scope, id, revokedAt);
-    const sessionsEnded = scope === 'user' ? await this.deps.store.deleteSessionsOf(id) : 0;
-    const issued = (await this.deps.store.listIssuedCredentials(credentialFilter(scope, id))).filter((c) => c.issuedAt <= revokedAt);
+    const sessionsEnded = scope === 'user' ? await this.deps.store.sessions.deleteAllOf(id) : 0;
+    const issued = (await this.deps.store.issued.list(credentialFilter(scope, id))).filter((c) => c.issuedAt <= revokedAt);
     // A released secret value works until rotated, whenever its bearer expired; the rest until their expiry.
     const live = issued.filter((c) => c.type === 'secret' || c.expiresAt > revokedAt);
     const recallable = live.filter((c) => c.recallable && c.expiresAt > revokedAt).length;
@@ -212,7 +212,7 @@ export class RevocationService {
     const liftedAt = this.now();
     const origins = input.origin !== undefined ? [input.origin] : LIFTABLE_ORIGINS;
     let lifted = 0;
-    if (input.origin === 'scim' && scope === 'user' && (await this.deps.store.getUser(id))?.active !== true) {
+    if (input.origin === 'scim' && scope === 'user' && (await this.deps.store.users.get(id))?.active !== true) {
       // The directory says inactive (or has no one): SCIM's revocation stays (fail closed).
     } else {
       const madeBefore = input.origin === 'scim' ? liftedAt : undefined;
@@ -295,7 +295,7 @@ export class RevocationService {
       secretsSeen.add(key);
       let gone = retired.get(c.credential);
       if (gone === undefined) {
-        gone = new Set((await this.deps.store.listSecretVersions(c.credential)).filter((v) => v.retiredAt !== undefined).map((v) => v.version));
+        gone = new Set((await this.deps.store.secretVersions.list(c.credential)).filter((v) => v.retiredAt !== undefined).map((v) => v.version));
         retired.set(c.credential, gone);
       }
       // A version whose retire hook ran is no longer accepted anywhere: nothing to do.
@@ -309,13 +309,13 @@ export class RevocationService {
     const closed: string[] = [];
     const withdrawn: string[] = [];
     if (scope === 'token' || scope === 'agent' || scope === 'pool') return { closed, withdrawn };
-    for (const request of await this.deps.store.listApprovalRequests({ status: 'pending' })) {
+    for (const request of await this.deps.store.approvals.list({ status: 'pending' })) {
       if (covers(scope, id, request)) {
         // Compare-and-set: a concurrent approval or expiry that won leaves it as it is.
-        const done = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, status: 'revoked', closedAt: at }));
+        const done = await this.deps.store.approvals.updatePending(request.id, (r) => ({ ...r, status: 'revoked', closedAt: at }));
         if (done) closed.push(request.id);
       } else if (scope === 'user' && request.approvals.some((a) => a.email === id)) {
-        const done = await this.deps.store.updatePendingApprovalRequest(request.id, (r) => ({ ...r, approvals: r.approvals.filter((a) => a.email !== id) }));
+        const done = await this.deps.store.approvals.updatePending(request.id, (r) => ({ ...r, approvals: r.approvals.filter((a) => a.email !== id) }));
         if (done) withdrawn.push(request.id);
       }
     }

@@ -6,7 +6,7 @@
  * rather than answer a partial or wrong list.
  */
 import type { SCIMMY } from 'scimmy';
-import type { ScimGroupQuery, ScimUserQuery } from '../store/scim-store.js';
+import type { ScimGroupQuery, ScimUserQuery } from '../store/repositories/scim.js';
 import { ScimError } from './errors.js';
 import { scimmy } from './scimmy.js';
 

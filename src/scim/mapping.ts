@@ -4,7 +4,7 @@
  * when it is an e-mail address; a user with none of these is stored but can hold nothing.
  */
 import type { SCIMMY } from 'scimmy';
-import type { ScimGroupRecord, ScimUserRecord } from '../store/scim-store.js';
+import type { ScimGroupRecord, ScimUserRecord } from '../store/repositories/scim.js';
 import { ScimError } from './errors.js';
 import { scimmy } from './scimmy.js';
 

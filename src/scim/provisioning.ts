@@ -14,8 +14,8 @@
 import { randomUUID } from 'node:crypto';
 import { entityString } from '../audit/decision-from-policy.js';
 import type { DecisionLog } from '../audit/decision-log.js';
-import type { DecisionRecord } from '../audit/decision-record.js';
-import type { ScimAccessChange, ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../store/scim-store.js';
+import type { DecisionRecord } from '../store/records/decisions.js';
+import type { ScimAccessChange, ScimGroupQuery, ScimGroupRecord, ScimPage, ScimUserQuery, ScimUserRecord, ScimWriteResult } from '../store/repositories/scim.js';
 import type { Store } from '../store/store.js';
 import { notFound, ScimError } from './errors.js';
 import { normalisePatch, normaliseResource, type PatchOperation } from './idp-quirks.js';
@@ -67,7 +67,7 @@ export class ScimProvisioning {
     const data = normaliseResource(body, S.Schemas.User.definition, [CORE_USER, ENTERPRISE_USER]);
     const coerced = coerceIn(() => new S.Schemas.User(data, 'in'));
     const record = userFromScim(coerced, randomUUID(), this.now());
-    const result = await this.deps.store.createScimUser(record);
+    const result = await this.deps.store.scim.createUser(record);
     await this.applyAccess(result, { method: 'POST', resourceType: 'User', id: record.id, deprovisions: record.active ? undefined : record.email });
     return record;
   }
@@ -91,7 +91,7 @@ export class ScimProvisioning {
   }
 
   async deleteUser(id: string, ifMatch?: string): Promise<void> {
-    const current = await this.deps.store.getScimUser(id);
+    const current = await this.deps.store.scim.getUser(id);
     if (!current) throw notFound('User');
     checkIfMatch(ifMatch, current.version);
     // Revoke first, delete after: when revoking fails nothing is deleted and the answer is
@@ -104,13 +104,13 @@ export class ScimProvisioning {
         throw new ScimError(503, 'revocation_failed', "Revoking the user's grants failed, so the user was not deleted; retry the request.");
       }
     }
-    const result = await this.deps.store.deleteScimUser(id);
+    const result = await this.deps.store.scim.deleteUser(id);
     if (result === 'not_found') throw notFound('User');
     await this.applyAccess(result, { method: 'DELETE', resourceType: 'User', id, deprovisions: current.email, revokedFirst: current.email !== undefined });
   }
 
   getUser(id: string): Promise<ScimUserRecord | undefined> {
-    return this.deps.store.getScimUser(id);
+    return this.deps.store.scim.getUser(id);
   }
 
   // Groups
@@ -120,7 +120,7 @@ export class ScimProvisioning {
     const data = normaliseResource(body, S.Schemas.Group.definition, [CORE_GROUP]);
     const coerced = coerceIn(() => new S.Schemas.Group(data, 'in'));
     const record = groupFromScim(coerced, randomUUID(), this.now());
-    const result = await this.deps.store.createScimGroup(record);
+    const result = await this.deps.store.scim.createGroup(record);
     await this.applyAccess(result, { method: 'POST', resourceType: 'Group', id: record.id });
     return record;
   }
@@ -144,24 +144,24 @@ export class ScimProvisioning {
   }
 
   async deleteGroup(id: string, ifMatch?: string): Promise<void> {
-    const current = await this.deps.store.getScimGroup(id);
+    const current = await this.deps.store.scim.getGroup(id);
     if (!current) throw notFound('Group');
     checkIfMatch(ifMatch, current.version);
-    const result = await this.deps.store.deleteScimGroup(id);
+    const result = await this.deps.store.scim.deleteGroup(id);
     if (result === 'not_found') throw notFound('Group');
     await this.applyAccess(result, { method: 'DELETE', resourceType: 'Group', id });
   }
 
   getGroup(id: string): Promise<ScimGroupRecord | undefined> {
-    return this.deps.store.getScimGroup(id);
+    return this.deps.store.scim.getGroup(id);
   }
 
   listUsers(query: ScimUserQuery): Promise<ScimPage<ScimUserRecord>> {
-    return this.deps.store.listScimUsers(query);
+    return this.deps.store.scim.listUsers(query);
   }
 
   listGroups(query: ScimGroupQuery): Promise<ScimPage<ScimGroupRecord>> {
-    return this.deps.store.listScimGroups(query);
+    return this.deps.store.scim.listGroups(query);
   }
 
   // Writes
@@ -174,7 +174,7 @@ export class ScimProvisioning {
     explicitDeactivation = false,
   ): Promise<ScimUserRecord> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const current = await this.deps.store.getScimUser(id);
+      const current = await this.deps.store.scim.getUser(id);
       if (!current) throw notFound('User');
       checkIfMatch(ifMatch, current.version);
       const next = await change(current);
@@ -186,7 +186,7 @@ export class ScimProvisioning {
         }
         return current;
       }
-      const result = await this.deps.store.replaceScimUser(next, current.version);
+      const result = await this.deps.store.scim.replaceUser(next, current.version);
       if (result === 'not_found') throw notFound('User');
       if (result === 'conflict') {
         if (ifMatch !== undefined) throw preconditionFailed();
@@ -205,12 +205,12 @@ export class ScimProvisioning {
     change: (current: ScimGroupRecord) => Promise<ScimGroupRecord | undefined>,
   ): Promise<ScimGroupRecord> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const current = await this.deps.store.getScimGroup(id);
+      const current = await this.deps.store.scim.getGroup(id);
       if (!current) throw notFound('Group');
       checkIfMatch(ifMatch, current.version);
       const next = await change(current);
       if (next === undefined) return current;
-      const result = await this.deps.store.replaceScimGroup(next, current.version);
+      const result = await this.deps.store.scim.replaceGroup(next, current.version);
       if (result === 'not_found') throw notFound('Group');
       if (result === 'conflict') {
         if (ifMatch !== undefined) throw preconditionFailed();
@@ -227,7 +227,7 @@ export class ScimProvisioning {
     const changes: ScimAccessChange[] = [...result.changes];
     const explicit = op.deprovisions;
     if (explicit !== undefined && !changes.some((c) => c.email === explicit)) {
-      const user = await this.deps.store.getUser(explicit);
+      const user = await this.deps.store.users.get(explicit);
       if (user && !user.active) changes.push({ email: explicit, before: user, after: user });
     }
     const records: DecisionRecord[] = [];
@@ -235,7 +235,7 @@ export class ScimProvisioning {
     for (const { email, before, after } of changes) {
       const scim = { method: op.method, resource_type: op.resourceType, id: op.id };
       if (!after.active && (before?.active === true || explicit === email)) {
-        const sessionsEnded = await this.deps.store.deleteSessionsOf(email);
+        const sessionsEnded = await this.deps.store.sessions.deleteAllOf(email);
         const reason = op.method === 'DELETE' && op.resourceType === 'User' ? 'SCIM deleted the user' : 'SCIM deactivated the user';
         let revocation = 'done';
         try {
@@ -267,7 +267,7 @@ export class ScimProvisioning {
       const added = after.groups.filter((g) => !before.groups.includes(g));
       if (removed.length === 0 && added.length === 0) continue;
       // Eligibility changed: a session must not keep approving with a group it lost.
-      const sessionsEnded = removed.length > 0 ? await this.deps.store.deleteSessionsOf(email) : 0;
+      const sessionsEnded = removed.length > 0 ? await this.deps.store.sessions.deleteAllOf(email) : 0;
       records.push(
         this.record(email, 'scim_group_change', `SCIM changed the user's groups${removed.length > 0 ? '; approver sessions ended' : ''}`, {
           scim,

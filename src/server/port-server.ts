@@ -98,7 +98,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
   const opened = openStore(config, { create: options.createStore ?? false });
   // The relay's build creators' records, briefly cached: every user write (SCIM, SSO
   // sign-in) through the store drops the people it changed, so it applies to the next request.
-  const creatorRecords = new CreatorDirectory(opened);
+  // (Read through `store`, so every read goes where the writes go.)
+  const creatorRecords = new CreatorDirectory({ get: (email) => store.users.get(email) });
   const store = observeUserWrites(opened, (emails) => creatorRecords.forget(emails));
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
@@ -196,7 +197,6 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         onError: logError('refusal counts could not be logged'),
       },
       store,
-      checkpointer,
     );
     const verifier = new BuildkiteTokenVerifier(config.buildkite, {
       onJwksError: (err) => app.log.warn({ jwks: { reason: err.reason } }, `Buildkite JWKS refresh failed (${err.message}); cached keys stay in use until jwks_max_age`),
@@ -248,10 +248,6 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators, log),
       creators: creatorRecords,
       store,
-      onAllowsAppended: (entries) => {
-        const last = entries.at(-1);
-        if (last) checkpointer.noteAppended(last);
-      },
       onError: (err, msg) => logError(msg)(err),
       onRefused: (info) => app.log.info({ relay: info }, 'relay refused a request'),
       // Upstreams with inject: aws_sigv4 sign with the calling job's own STS session.

@@ -1,65 +1,50 @@
-import type { UserRecord } from '../approvals/records.js';
-import type { ScimWriteResult } from '../store/scim-store.js';
+import type { ScimStore, ScimWriteResult } from '../store/repositories/scim.js';
+import type { UserStore } from '../store/repositories/users.js';
 import type { Store } from '../store/store.js';
 
 /** Told, after a write is durable, whose UserRecord (lower-cased e-mails) it may have changed. */
 export type UserWriteListener = (emails: string[]) => void;
 
 /**
- * The store, telling `listener` about every write that can change a person's
- * UserRecord (`active`, groups): SSO sign-in and SCIM both go through these methods
- * (src/store/scim-store.ts, src/store/store.ts). Caches of user records (the relay's
- * CreatorDirectory) drop what they hold of those people, so the change applies to the
- * next decision. Every other method is the store's own, untouched.
+ * The store, telling `listener` about every write through this process that can change
+ * a person's UserRecord (`active`, groups): SSO sign-in and SCIM both go through the
+ * `users` and `scim` repositories. Caches of user records (the relay's CreatorDirectory)
+ * drop what they hold of those people, so the change applies to the next decision.
+ * Every other repository is the store's own, untouched.
  */
 export function observeUserWrites(store: Store, listener: UserWriteListener): Store {
-  const changed = (result: ScimWriteResult | 'conflict' | 'not_found'): void => {
+  const changed = <T extends ScimWriteResult | 'conflict' | 'not_found'>(result: T): T => {
     if (typeof result === 'object') listener(result.changes.map((c) => c.email.toLowerCase()));
+    return result;
   };
-  const wrapped: Partial<Store> = {
-    upsertUser: async (user: UserRecord) => {
-      await store.upsertUser(user);
+  const users: UserStore = {
+    get: (email) => store.users.get(email),
+    upsert: async (user) => {
+      await store.users.upsert(user);
       listener([user.email.toLowerCase()]);
     },
-    updateUser: async (email, change) => {
-      const after = await store.updateUser(email, change);
+    update: async (email, change) => {
+      const after = await store.users.update(email, change);
       listener([email.toLowerCase()]);
       return after;
     },
-    createScimUser: async (user) => {
-      const result = await store.createScimUser(user);
-      changed(result);
-      return result;
-    },
-    replaceScimUser: async (user, expectedVersion) => {
-      const result = await store.replaceScimUser(user, expectedVersion);
-      changed(result);
-      return result;
-    },
-    deleteScimUser: async (id) => {
-      const result = await store.deleteScimUser(id);
-      changed(result);
-      return result;
-    },
-    createScimGroup: async (group) => {
-      const result = await store.createScimGroup(group);
-      changed(result);
-      return result;
-    },
-    replaceScimGroup: async (group, expectedVersion) => {
-      const result = await store.replaceScimGroup(group, expectedVersion);
-      changed(result);
-      return result;
-    },
-    deleteScimGroup: async (id) => {
-      const result = await store.deleteScimGroup(id);
-      changed(result);
-      return result;
-    },
+  };
+  const scim: ScimStore = {
+    createUser: async (user) => changed(await store.scim.createUser(user)),
+    replaceUser: async (user, expectedVersion) => changed(await store.scim.replaceUser(user, expectedVersion)),
+    deleteUser: async (id) => changed(await store.scim.deleteUser(id)),
+    getUser: (id) => store.scim.getUser(id),
+    listUsers: (query) => store.scim.listUsers(query),
+    createGroup: async (group) => changed(await store.scim.createGroup(group)),
+    replaceGroup: async (group, expectedVersion) => changed(await store.scim.replaceGroup(group, expectedVersion)),
+    deleteGroup: async (id) => changed(await store.scim.deleteGroup(id)),
+    getGroup: (id) => store.scim.getGroup(id),
+    listGroups: (query) => store.scim.listGroups(query),
   };
   return new Proxy(store, {
     get(target, property) {
-      if (Object.hasOwn(wrapped, property)) return wrapped[property as keyof Store];
+      if (property === 'users') return users;
+      if (property === 'scim') return scim;
       const value: unknown = Reflect.get(target, property, target);
       // The store's own methods run on the store itself (private fields, `this`).
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;

@@ -12,7 +12,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { openedRevoked, type ApprovalService } from '../approvals/approval-service.js';
 import { ApprovalError } from '../approvals/errors.js';
-import type { ApprovalRequestRecord, UserRecord } from '../approvals/records.js';
+import type { ApprovalRequestRecord, UserRecord } from '../store/records/approvals.js';
 import { missing } from '../approvals/requirement.js';
 import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
@@ -69,7 +69,7 @@ function approvalPages(app: FastifyInstance, approvals: ApprovalService, deps: W
     const who = await sessions.require(request, reply);
     if (!who) return reply;
     const t = now();
-    const pending = (await deps.store.listApprovalRequests({ status: 'pending' })).filter((r) => r.expiresAt > t).sort((a, b) => a.expiresAt - b.expiresAt);
+    const pending = (await deps.store.approvals.list({ status: 'pending' })).filter((r) => r.expiresAt > t).sort((a, b) => a.expiresAt - b.expiresAt);
     const forMe = pending.filter((r) => approvals.eligibility(r, who.user).eligible);
     const mine = pending.filter((r) => !forMe.includes(r) && r.authors.includes(who.user.email));
     const body = html`<h1>Approvals</h1>
@@ -117,7 +117,7 @@ function approvalPages(app: FastifyInstance, approvals: ApprovalService, deps: W
       }
       // Past the checks: the decision may be recorded although the unblock call failed.
       request.log.error({ err: { message: (err as Error).message, code: (err as PortError).code } }, 'approval decision failed');
-      const after = await deps.store.getApprovalRequest(id).catch(() => undefined);
+      const after = await deps.store.approvals.get(id).catch(() => undefined);
       const recorded = after?.approvals.some((a) => a.email === who.user.email);
       const why = err instanceof PortError ? ` (${err.message})` : '';
       return sendErrorPage(
@@ -138,7 +138,7 @@ function approvalPages(app: FastifyInstance, approvals: ApprovalService, deps: W
    */
   async function findRequest(request: FastifyRequest, reply: FastifyReply, who: SignedIn): Promise<ApprovalRequestRecord | undefined> {
     const id = (request.params as { id: string }).id;
-    const r = ID.test(id) ? await deps.store.getApprovalRequest(id) : undefined;
+    const r = ID.test(id) ? await deps.store.approvals.get(id) : undefined;
     if (!r) {
       sendErrorPage(reply, 404, 'not_found', 'No such approval request.', { viewer: who.viewer });
       return undefined;

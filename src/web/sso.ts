@@ -32,7 +32,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as oidc from 'openid-client';
-import type { SessionRecord, UserRecord } from '../approvals/records.js';
+import type { SessionRecord, UserRecord } from '../store/records/approvals.js';
 import type { PortConfig } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
 import { revocationEnd, type Revocation, type RevocationList } from '../revocation/revocation-list.js';
@@ -121,21 +121,21 @@ export class WebSessions {
     const value = soleCookie(request.headers.cookie, this.cookies.session);
     if (!value || !COOKIE_VALUE.test(value)) return undefined;
     const idHash = sha256hex(value);
-    const session = await this.deps.store.getSession(idHash);
+    const session = await this.deps.store.sessions.get(idHash);
     if (!session || session.expiresAt <= this.now()) return undefined;
-    const user = await this.deps.store.getUser(session.email);
+    const user = await this.deps.store.users.get(session.email);
     if (!user || !user.active) {
       // A deactivated (or removed) person is signed out everywhere, at once.
-      if (user) await this.deps.store.deleteSessionsOf(user.email);
-      await this.deps.store.deleteSession(idHash);
+      if (user) await this.deps.store.sessions.deleteAllOf(user.email);
+      await this.deps.store.sessions.delete(idHash);
       request.log.info({ email: session.email }, 'session refused: the user is unknown or deactivated');
       return undefined;
     }
     const revoked = this.revocationOf(user.email);
     if (revoked) {
       // A revocation made on another replica, or after this session opened: it ends here too.
-      await this.deps.store.deleteSessionsOf(user.email);
-      await this.deps.store.deleteSession(idHash);
+      await this.deps.store.sessions.deleteAllOf(user.email);
+      await this.deps.store.sessions.delete(idHash);
       request.log.info({ email: user.email, revoked_until: revocationEnd(revoked.expiresAt) }, 'session refused: the user is revoked');
       return undefined;
     }
@@ -204,7 +204,7 @@ export class WebSessions {
     const ttl = this.deps.config.sso!.sessionTtl;
     const value = randomBytes(32).toString('base64url');
     const now = this.now();
-    await this.deps.store.createSession({
+    await this.deps.store.sessions.create({
       idHash: sha256hex(value),
       email: user.email,
       ...(user.name ? { name: user.name } : {}),
@@ -220,7 +220,7 @@ export class WebSessions {
   async close(request: FastifyRequest): Promise<void> {
     // Every copy the browser sent: a sign-in or sign-out leaves none of them usable.
     for (const value of cookieValues(request.headers.cookie, this.cookies.session)) {
-      if (COOKIE_VALUE.test(value)) await this.deps.store.deleteSession(sha256hex(value));
+      if (COOKIE_VALUE.test(value)) await this.deps.store.sessions.delete(sha256hex(value));
     }
   }
 
@@ -427,7 +427,7 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
     // count only for people SCIM does not manage. One read-modify-write, so a concurrent
     // SCIM deactivation is never overwritten by a stale read.
     const name = typeof profile.name === 'string' && profile.name.trim() ? profile.name.trim().slice(0, 200) : undefined;
-    const user = await deps.store.updateUser(email, (current): UserRecord | undefined => {
+    const user = await deps.store.users.update(email, (current): UserRecord | undefined => {
       if (current && !current.active) return undefined;
       if (current?.source === 'scim') return { ...current, updatedAt: now(), ...(current.name || !name ? {} : { name }) };
       return { email, active: true, groups: groupsFrom(profile[sso.groupsClaim]), updatedAt: now(), source: 'sso', ...(name ? { name } : {}) };

@@ -189,8 +189,8 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
           // the dedupe period. Both writes share one commit (the store batches a turn's writes).
           const [firstUse, newBody] = await recorded(
             Promise.all([
-              deps.store.consumeOnce(signatureKey, verified.replayableUntil ?? at + dedupeMs),
-              verified.mode === 'signature' ? deps.store.consumeOnce(bodyKey, at + dedupeMs) : Promise.resolve(true),
+              deps.store.replay.consume(signatureKey, verified.replayableUntil ?? at + dedupeMs),
+              verified.mode === 'signature' ? deps.store.replay.consume(bodyKey, at + dedupeMs) : Promise.resolve(true),
             ]),
           );
           if (!firstUse) throw replayed();
@@ -212,7 +212,7 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
         // mode the same body — are a replay; a new signature over the same body is a re-send.
         const [firstSignature, claim] = await recorded(
           Promise.all([
-            verified.mode === 'signature' ? deps.store.consumeOnce(signatureKey, verified.replayableUntil ?? at + dedupeMs) : Promise.resolve(false),
+            verified.mode === 'signature' ? deps.store.replay.consume(signatureKey, verified.replayableUntil ?? at + dedupeMs) : Promise.resolve(false),
             work.claim(bodyKey, event, dispatch.payload),
           ]),
         );

@@ -102,10 +102,10 @@ export class WebhookWork {
     if (this.o.retryMaxMs < this.o.retryBaseMs) throw new PortError('config_invalid', 'WebhookWork: retryMaxMs must be at least retryBaseMs.');
   }
 
-  /** Records a verified delivery's work as pending and leased to this process, unless it is known (see Store.claimWebhookWork). */
+  /** Records a verified delivery's work as pending and leased to this process, unless it is known (see Store.webhookWork.claim). */
   claim(key: string, event: string, payload: unknown): Promise<WebhookWorkClaim> {
     const now = this.now();
-    return this.opts.store.claimWebhookWork({ key, event, payload: JSON.stringify(payload), createdAt: now }, this.owner, now, now + this.o.leaseMs);
+    return this.opts.store.webhookWork.claim({ key, event, payload: JSON.stringify(payload), createdAt: now }, this.owner, now, now + this.o.leaseMs);
   }
 
   /**
@@ -117,7 +117,7 @@ export class WebhookWork {
     let ran = 0;
     while (ran < limit) {
       const now = this.now();
-      const [work] = await this.opts.store.claimDueWebhookWork(this.owner, now, now + this.o.leaseMs, 1);
+      const [work] = await this.opts.store.webhookWork.claimDue(this.owner, now, now + this.o.leaseMs, 1);
       if (work === undefined) break;
       await this.run(work);
       ran++;
@@ -165,7 +165,7 @@ export class WebhookWork {
   private async renewingLease<T>(work: WebhookWorkRecord, info: WebhookWorkInfo, handler: () => Promise<T>): Promise<T> {
     const timer = setInterval(() => {
       const now = this.now();
-      this.opts.store.renewWebhookWork(work.key, this.owner, now, now + this.o.leaseMs).then(
+      this.opts.store.webhookWork.renew(work.key, this.owner, now, now + this.o.leaseMs).then(
         (held) => {
           if (!held) this.report(new WebhookWorkStoreError('lost the lease of running work', new Error('it lapsed and another Port process may be running the work too')), info);
         },
@@ -183,7 +183,7 @@ export class WebhookWork {
   private async finish(work: WebhookWorkRecord, outcome: 'done' | 'dropped', info: WebhookWorkInfo): Promise<void> {
     const now = this.now();
     try {
-      await this.opts.store.finishWebhookWork(work.key, outcome, now, now + this.o.dedupeMs);
+      await this.opts.store.webhookWork.finish(work.key, outcome, now, now + this.o.dedupeMs);
     } catch (err) {
       // The work itself is done; unrecorded, it stays pending and runs again (idempotently)
       // once its lease lapses. Reported, never thrown: the caller's work succeeded.
@@ -196,7 +196,7 @@ export class WebhookWork {
     const reason = errorSentence(err);
     if (now - work.createdAt >= this.o.giveUpAfterMs) {
       try {
-        await this.opts.store.deleteWebhookWork(work.key);
+        await this.opts.store.webhookWork.delete(work.key);
       } catch (e) {
         this.report(new WebhookWorkStoreError('could not give up on it; it stays pending', e), info);
         return;
@@ -207,7 +207,7 @@ export class WebhookWork {
     const nextAttemptAt = now + backoffDelayMs(work.attempts, { baseDelayMs: this.o.retryBaseMs, maxDelayMs: this.o.retryMaxMs, random: this.random });
     try {
       // False: the lease lapsed and another process holds the item now; its outcome is its own.
-      if (!(await this.opts.store.releaseWebhookWork(work.key, this.owner, { nextAttemptAt, lastError: reason, now }))) return;
+      if (!(await this.opts.store.webhookWork.release(work.key, this.owner, { nextAttemptAt, lastError: reason, now }))) return;
     } catch (e) {
       // Still pending and leased: it is retried once the lease lapses.
       this.report(new WebhookWorkStoreError('could not schedule its retry; it is retried when its lease lapses', e), info);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
 import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
@@ -57,7 +57,7 @@ function blockedBuild(number: number, init: Partial<BuildkiteBuildSummary> = {})
 async function open(number: number, init: Partial<BuildkiteBuildSummary> = {}): Promise<ApprovalRequestRecord> {
   blockedBuild(number, init);
   await service.handleBlockedBuild('deploy', number);
-  return (await store.getApprovalRequestByJob(`block-${number}`))!;
+  return (await store.approvals.getByJob(`block-${number}`))!;
 }
 
 function revocation(scope: NewRevocation['scope'], id: string, lasts = 3600_000): NewRevocation {
@@ -73,7 +73,7 @@ beforeEach(async () => {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
   store = SqliteStore.open(join(dir, 'port.db'));
-  for (const u of Object.values(users)) await store.upsertUser(u);
+  for (const u of Object.values(users)) await store.users.upsert(u);
   bk = new FakeBuildkite();
   clock = { t: Date.UTC(2026, 10, 25, 12) };
   config = configFromObject(
@@ -88,7 +88,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const lastRecord = async () => (await store.lastDecision())!.record;
+const lastRecord = async () => (await store.decisions.last())!.record;
 
 describe('a revoked approver', () => {
   it("can't approve or reject; the refusal is logged and the request is unchanged", async () => {
@@ -103,7 +103,7 @@ describe('a revoked approver', () => {
         context: { request_id: request.id, revocation: { scope: 'user', id: 'pat@acme.test', reason: 'incident 42', origins: ['admin'] } },
       });
     }
-    expect(await store.getApprovalRequest(request.id)).toEqual(request);
+    expect(await store.approvals.get(request.id)).toEqual(request);
     expect(service.eligibility(request, users.pat)).toMatchObject({ eligible: false, reason: expect.stringMatching(/^your access is revoked until 2026-11-25T13:00:00.000Z$/) });
     // Another approver is unaffected.
     expect((await service.decide(request.id, users.sam, 'approve', 'ok')).approvals.map((a) => a.email)).toEqual(['sam@acme.test']);
@@ -137,7 +137,7 @@ describe('a revoked step', () => {
     await revocations.lift('build', 'acme/deploy/4', { reason: 'false alarm', now: clock.t + 1 });
     clock.t += 2;
     await service.handleBlockedBuild('deploy', 4); // the webhook again
-    expect(await store.getApprovalRequestByJob('block-4')).toEqual(closed);
+    expect(await store.approvals.getByJob('block-4')).toEqual(closed);
     expect(bk.unblocks).toHaveLength(0);
     // Control: the same build, never revoked, opens by policy.
     await open(5, { branch: 'main', tag: 'v1.0.0', creator: rel });
@@ -148,21 +148,24 @@ describe('a revoked step', () => {
     const request = await open(6);
     expect((await service.decide(request.id, users.pat, 'approve', 'ok')).status).toBe('pending');
     // The revocation arrives between decide()'s checks and its transaction.
+    const approvals = Object.create(store.approvals, {
+      updatePending: {
+        value: async (id: string, change: (r: ApprovalRequestRecord) => ApprovalRequestRecord) => {
+          if (revocations.get('build', 'acme/deploy/6', clock.t) === undefined) await revocations.add(revocation('build', 'acme/deploy/6'));
+          return store.approvals.updatePending(id, change);
+        },
+      },
+    }) as typeof store.approvals;
     const racing = new Proxy(store, {
       get(target, prop, receiver) {
-        if (prop === 'updatePendingApprovalRequest') {
-          return async (id: string, change: (r: ApprovalRequestRecord) => ApprovalRequestRecord) => {
-            if (revocations.get('build', 'acme/deploy/6', clock.t) === undefined) await revocations.add(revocation('build', 'acme/deploy/6'));
-            return target.updatePendingApprovalRequest(id, change);
-          };
-        }
+        if (prop === 'approvals') return approvals;
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
     const raced = await makeService(racing);
     await expect(raced.decide(request.id, users.sam, 'approve', 'ok')).rejects.toMatchObject({ code: 'request_revoked', status: 409 });
-    const after = (await store.getApprovalRequest(request.id))!;
+    const after = (await store.approvals.get(request.id))!;
     expect(after.status).toBe('revoked');
     expect(after.approvals.map((a) => a.email)).toEqual(['pat@acme.test']);
     expect(bk.unblocks).toHaveLength(0);

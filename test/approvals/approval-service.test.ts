@@ -52,7 +52,7 @@ beforeEach(async () => {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
   store = SqliteStore.open(join(dir, 'port.db'));
-  for (const u of Object.values(users)) await store.upsertUser(u);
+  for (const u of Object.values(users)) await store.users.upsert(u);
   bk = new FakeBuildkite();
   clock = { t: Date.UTC(2026, 10, 25, 12) };
   const config = configFromObject(
@@ -67,7 +67,7 @@ afterEach(async () => {
 });
 
 async function actions() {
-  return (await store.readDecisions(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
+  return (await store.decisions.read(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
 }
 
 describe('approvals', () => {
@@ -75,17 +75,17 @@ describe('approvals', () => {
     blockedBuild(1, { tag: 'v1.2.0', creator: { id: 'u2', email: 'REL@acme.test' } });
     await service.handleBlockedBuild('deploy', 1);
     expect(bk.unblocks).toEqual([{ jobId: 'block-1', body: {} }]);
-    const log = await store.readDecisions(0, 10);
+    const log = await store.decisions.read(0, 10);
     expect(log[0]!.record).toMatchObject({ action: 'unblock', decision: 'allow', principal: 'Port::Build::"acme/deploy/1"', resource: 'Port::BlockStep::"acme/deploy/1/deploy"', policies: [{ id: 'release-tags-open' }] });
     expect(log[1]!.record).toMatchObject({ action: 'unblocked', context: { by: 'policy' } });
-    expect(await store.getApprovalRequestByJob('block-1')).toBeUndefined();
+    expect(await store.approvals.getByJob('block-1')).toBeUndefined();
   });
 
   it('(b) a feature-branch deploy needs one platform and one security approval; the author and outsiders do not count', async () => {
     blockedBuild(2, { branch: 'feature/login' });
     await service.handleBlockedBuild('deploy', 2);
     await service.handleBlockedBuild('deploy', 2); // a repeated webhook opens nothing new
-    const request = (await store.getApprovalRequestByJob('block-2'))!;
+    const request = (await store.approvals.getByJob('block-2'))!;
     expect(request).toMatchObject({ status: 'pending', requirement: { approvals: 2, groups: ['platform', 'security'], policies: [{ id: 'feature-deploys-need-review' }] } });
     expect(bk.unblocks).toHaveLength(0);
 
@@ -107,14 +107,14 @@ describe('approvals', () => {
       'approve:allow',
       'unblocked:allow',
     ]);
-    const last = await store.lastDecision();
+    const last = await store.decisions.last();
     expect(last!.record.context).toMatchObject({ by: 'approvals', approvers: ['pat@acme.test', 'sam@acme.test'] });
   });
 
   it('a rejection closes the request and nothing is unblocked', async () => {
     blockedBuild(3, { branch: 'feature/x' });
     await service.handleBlockedBuild('deploy', 3);
-    const request = (await store.getApprovalRequestByJob('block-3'))!;
+    const request = (await store.approvals.getByJob('block-3'))!;
     expect((await service.decide(request.id, users.sam, 'reject', 'not today')).status).toBe('rejected');
     await expect(service.decide(request.id, users.pat, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
     expect(bk.unblocks).toHaveLength(0);
@@ -123,15 +123,15 @@ describe('approvals', () => {
   it('(c) an unanswered request expires and can no longer be approved', async () => {
     blockedBuild(4, { branch: 'feature/y' });
     await service.handleBlockedBuild('deploy', 4);
-    const request = (await store.getApprovalRequestByJob('block-4'))!;
+    const request = (await store.approvals.getByJob('block-4'))!;
     await service.decide(request.id, users.pat, 'approve', '');
     expect(await service.expireDue()).toBe(0);
     clock.t += 3600_000;
     expect(await service.expireDue()).toBe(1);
-    expect((await store.getApprovalRequest(request.id))!.status).toBe('expired');
+    expect((await store.approvals.get(request.id))!.status).toBe('expired');
     await expect(service.decide(request.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'request_closed' });
     expect(bk.unblocks).toHaveLength(0);
-    expect((await store.lastDecision())!.record).toMatchObject({ action: 'approval_expired' });
+    expect((await store.decisions.last())!.record).toMatchObject({ action: 'approval_expired' });
   });
 
   it('credits the unblock to the approver who completed it, and says so when the unblock call fails', async () => {
@@ -140,16 +140,16 @@ describe('approvals', () => {
     await service.handleBlockedBuild('deploy', 7);
     await service.handleBlockedBuild('deploy', 8);
     bk.members.set('sam@acme.test', 'bk-user-sam');
-    const r7 = (await store.getApprovalRequestByJob('block-7'))!;
+    const r7 = (await store.approvals.getByJob('block-7'))!;
     await service.decide(r7.id, users.pat, 'approve', '');
     await service.decide(r7.id, users.sam, 'approve', '');
     expect(bk.unblocks).toEqual([{ jobId: 'block-7', body: { unblocker: 'bk-user-sam' } }]);
-    const r8 = (await store.getApprovalRequestByJob('block-8'))!;
+    const r8 = (await store.approvals.getByJob('block-8'))!;
     bk.failUnblock = true;
     await service.decide(r8.id, users.pat, 'approve', '');
     await expect(service.decide(r8.id, users.sam, 'approve', '')).rejects.toMatchObject({ code: 'unblock_failed', status: 502 });
-    expect((await store.getApprovalRequest(r8.id))!.status).toBe('unblock_failed');
-    expect((await store.lastDecision())!.record).toMatchObject({ action: 'unblock_failed', decision: 'deny' });
+    expect((await store.approvals.get(r8.id))!.status).toBe('unblock_failed');
+    expect((await store.decisions.last())!.record).toMatchObject({ action: 'unblock_failed', decision: 'deny' });
   });
 
   it('with on_expiry: fail, an expired request cancels the build', async () => {
@@ -164,21 +164,21 @@ describe('approvals', () => {
     expect(await failing.expireDue()).toBe(1);
     expect(bk.cancels).toEqual(['deploy/9']);
     expect(bk.unblocks).toHaveLength(0);
-    expect((await store.lastDecision())!.record).toMatchObject({ action: 'build_canceled', decision: 'allow' });
+    expect((await store.decisions.last())!.record).toMatchObject({ action: 'build_canceled', decision: 'allow' });
   });
 
   it('two concurrent last approvals unblock once; the loser finds the request closed', async () => {
     blockedBuild(10, { branch: 'feature/race' });
     await service.handleBlockedBuild('deploy', 10);
-    const r = (await store.getApprovalRequestByJob('block-10'))!;
+    const r = (await store.approvals.getByJob('block-10'))!;
     await service.decide(r.id, users.pat, 'approve', '');
     const sam2 = { ...users.sam, email: 'sam2@acme.test' };
-    await store.upsertUser(sam2);
+    await store.users.upsert(sam2);
     const results = await Promise.allSettled([service.decide(r.id, users.sam, 'approve', ''), service.decide(r.id, sam2, 'approve', '')]);
     expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
     expect(results.find((x) => x.status === 'rejected')).toMatchObject({ reason: { code: 'request_closed' } });
     expect(bk.unblocks.filter((u) => u.jobId === 'block-10')).toHaveLength(1);
-    expect((await store.getApprovalRequest(r.id))!.status).toBe('unblocked');
+    expect((await store.approvals.get(r.id))!.status).toBe('unblocked');
   });
 
   it('an approval is bound to its own build and step', async () => {
@@ -186,11 +186,11 @@ describe('approvals', () => {
     blockedBuild(6, { branch: 'feature/b' });
     await service.handleBlockedBuild('deploy', 5);
     await service.handleBlockedBuild('deploy', 6);
-    const r5 = (await store.getApprovalRequestByJob('block-5'))!;
-    const r6 = (await store.getApprovalRequestByJob('block-6'))!;
+    const r5 = (await store.approvals.getByJob('block-5'))!;
+    const r6 = (await store.approvals.getByJob('block-6'))!;
     await service.decide(r5.id, users.pat, 'approve', '');
     await service.decide(r5.id, users.sam, 'approve', '');
     expect(bk.unblocks.map((u) => u.jobId)).toEqual(['block-5']);
-    expect((await store.getApprovalRequest(r6.id))!).toMatchObject({ status: 'pending', approvals: [] });
+    expect((await store.approvals.get(r6.id))!).toMatchObject({ status: 'pending', approvals: [] });
   });
 });

@@ -48,13 +48,13 @@ const steps = [{ type: 'command' as const, key: 'build', label: 'Build' }, { typ
 describe('approvals over webhooks, against the Buildkite simulator', () => {
   it('(a) a release tag from main built by a deployer is unblocked by policy; the simulator records it and the log says why', async () => {
     const rel = h.sim.createUser({ name: 'Rel Ease', email: 'rel@acme.test' });
-    await h.port.store.upsertUser({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await h.port.store.users.upsert({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
     const build = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag: 'v1.4.0', creator: rel, steps });
     const delivery = await h.sim.blockAndNotify(hook, build, { secret: SECRET });
     expect(delivery.status).toBe(202);
     const call = await waitUntil(() => h.sim.unblockCalls.find((c) => c.build?.number === build.number), 10_000, 'the unblock call');
     expect(call.status).toBe(200);
-    const log = await h.port.store.readDecisions(0, 1000);
+    const log = await h.port.store.decisions.read(0, 1000);
     const unblock = log.find((e) => e.record.action === 'unblock' && e.record.principal === `Port::Build::"acme/deploy/${build.number}"`)!;
     expect(unblock.record).toMatchObject({ decision: 'allow', policies: [{ id: 'release-tags-open', reason: 'release tags from main built by a deployer open by themselves' }] });
   });
@@ -64,7 +64,7 @@ describe('approvals over webhooks, against the Buildkite simulator', () => {
     const build = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/login', creator: dev, steps });
     expect((await h.sim.blockAndNotify(hook, build, { secret: SECRET })).status).toBe(202);
     const manual = build.jobs.find((j) => j.type === 'manual')!;
-    const request = await eventually(() => h.port.store.getApprovalRequestByJob(manual.id), 10_000, 'the approval request');
+    const request = await eventually(() => h.port.store.approvals.getByJob(manual.id), 10_000, 'the approval request');
     expect(request).toMatchObject({ status: 'pending', authors: ['dev@acme.test'], requirement: { groups: ['platform', 'security'] } });
     expect(h.sim.unblockCalls.some((c) => c.jobId === manual.id)).toBe(false);
   });

@@ -13,8 +13,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import { configFromObject } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
 import type { BuildkiteSimulator } from '../../src/sim/index.js';
@@ -102,10 +102,10 @@ async function blockedBuild(h: Harness, init: { creator: 'none' | 'rel' }): Prom
 }
 
 const requestOf = (h: Harness, jobId: string): Promise<ApprovalRequestRecord> =>
-  eventually(() => h.port.store.getApprovalRequestByJob(jobId), 10_000, 'the approval request');
+  eventually(() => h.port.store.approvals.getByJob(jobId), 10_000, 'the approval request');
 
 async function jobLog(h: Harness, jobId: string): Promise<DecisionEntry[]> {
-  return (await h.port.store.readDecisions(0, 10_000)).filter((e) => (e.record.context as { job_id?: string } | undefined)?.job_id === jobId);
+  return (await h.port.store.decisions.read(0, 10_000)).filter((e) => (e.record.context as { job_id?: string } | undefined)?.job_id === jobId);
 }
 
 /** The job's log once it holds at least `n` entries (Port stores the request, then logs). */
@@ -170,7 +170,7 @@ describe('approvals.no_creator: extra_approval (the default)', () => {
     // What the policies ask (platform + security) is not enough any more…
     expect(await approve(h, 'pat@acme.test', request)).toMatchObject({ status: 303, location: `/approvals/${request.id}?done=approved` });
     expect(await approve(h, 'sam@acme.test', request)).toMatchObject({ status: 303, location: `/approvals/${request.id}?done=approved` });
-    expect((await h.port.store.getApprovalRequest(request.id))!.status).toBe('pending');
+    expect((await h.port.store.approvals.get(request.id))!.status).toBe('pending');
     await h.sim.settleWebhooks();
     expect(unblocked(h, jobId)).toBe(0);
     const after = await (await pat.request(`/approvals/${request.id}`)).text();
@@ -178,7 +178,7 @@ describe('approvals.no_creator: extra_approval (the default)', () => {
 
     // …a third eligible person completes it, and Port unblocks.
     expect(await approve(h, 'dev@acme.test', request)).toMatchObject({ status: 303, location: `/approvals/${request.id}?done=unblocked` });
-    expect((await h.port.store.getApprovalRequest(request.id))!.status).toBe('unblocked');
+    expect((await h.port.store.approvals.get(request.id))!.status).toBe('unblocked');
     expect(unblocked(h, jobId)).toBe(1);
   });
 
@@ -210,7 +210,7 @@ describe('approvals.no_creator: deny', () => {
     expect(log[1]!.record).toMatchObject({ principal: expect.stringMatching(/^Port::Build::"acme\/deploy\/\d+"$/), context: { no_creator: 'deny', job_id: jobId } });
     expect(log[1]!.record.reason).toContain('Buildkite names no creator for this build (source: webhook)');
     expect(log[1]!.record.reason).toContain('approvals.no_creator is deny');
-    expect(await h.port.store.getApprovalRequestByJob(jobId)).toBeUndefined();
+    expect(await h.port.store.approvals.getByJob(jobId)).toBeUndefined();
     // Nobody is offered anything to approve, and nothing was unblocked.
     const list = await (await (await approver(h, 'pat@acme.test')).request('/approvals')).text();
     expect(list).toContain('Nothing is waiting for you.');

@@ -8,7 +8,7 @@ import { ApprovalService } from '../../src/approvals/approval-service.js';
 import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
 import { slackClosedMessage, slackOpenedMessage, slackText, webhookNotification } from '../../src/approvals/notification-messages.js';
 import { ApprovalNotifier, NotificationError, type ApprovalNotifications } from '../../src/approvals/notifier.js';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
@@ -131,7 +131,7 @@ beforeEach(async () => {
   writeFileSync(join(dir, 'policies', 'approvals.cedar'), APPROVAL_POLICIES);
   store = SqliteStore.open(join(dir, 'port.db'));
   revocations = await RevocationList.open(store);
-  for (const u of Object.values(users)) await store.upsertUser(u);
+  for (const u of Object.values(users)) await store.users.upsert(u);
   bk = new FakeBuildkite();
   clock = { t: Date.UTC(2026, 10, 25, 12) };
   sinks = new Sinks();
@@ -154,7 +154,7 @@ async function open(number: number, init: Partial<BuildkiteBuildSummary> = {}): 
   blockedBuild(number, init);
   await service.handleBlockedBuild('deploy', number);
   await notifier.idle();
-  return (await store.getApprovalRequestByJob(`block-${number}`))!;
+  return (await store.approvals.getByJob(`block-${number}`))!;
 }
 
 function events(prefix: string): string[] {
@@ -163,7 +163,7 @@ function events(prefix: string): string[] {
 
 /** Everything Port said about its failures: messages, serialised errors, the decision log. */
 async function everythingSaid(): Promise<string> {
-  const logged = (await store.readDecisions(0, 1000)).map((e) => JSON.stringify(e.record));
+  const logged = (await store.decisions.read(0, 1000)).map((e) => JSON.stringify(e.record));
   return [...errors.map((e) => `${e.message} ${String(e)} ${JSON.stringify(e)} ${e.stack ?? ''}`), ...logged].join('\n');
 }
 
@@ -295,7 +295,7 @@ describe('approval notifications through ApprovalService', () => {
 
   it('a step that policy opens by itself sends nothing', async () => {
     blockedBuild(18, { branch: 'main', tag: 'v1.0.0', creator: { id: 'u2', email: 'dev@acme.test' } });
-    await store.upsertUser({ email: 'dev@acme.test', active: true, groups: ['deployers'], updatedAt: 0 });
+    await store.users.upsert({ email: 'dev@acme.test', active: true, groups: ['deployers'], updatedAt: 0 });
     await service.handleBlockedBuild('deploy', 18);
     await notifier.idle();
     expect(bk.unblocks).toHaveLength(1);
@@ -304,7 +304,7 @@ describe('approval notifications through ApprovalService', () => {
 
   it('each delivery is in the decision log as approval_notified, without the URL', async () => {
     const request = await open(19);
-    const notified = (await store.readDecisions(0, 100)).map((e) => e.record).filter((r) => r.action === 'approval_notified');
+    const notified = (await store.decisions.read(0, 100)).map((e) => e.record).filter((r) => r.action === 'approval_notified');
     expect(notified.map((r) => r.context.sink).sort()).toEqual(['slack', 'webhook']);
     expect(notified[0]).toMatchObject({ decision: 'allow', principal: 'Port::Build::"acme/deploy/19"', resource: 'Port::BlockStep::"acme/deploy/19/deploy"', context: { request_id: request.id, event: 'approval.opened' } });
     expect(await everythingSaid()).not.toMatch(/s3cr3t|SECRET/);
@@ -326,7 +326,7 @@ describe('a failing sink never breaks approvals', () => {
       ['slack', 'approval.closed', 503, 'Slack notification for approval.closed failed: answered 503'],
     ]);
     expect(errors[0]).toBeInstanceOf(NotificationError);
-    const failed = (await store.readDecisions(0, 100)).map((e) => e.record).filter((r) => r.action === 'approval_notify_failed');
+    const failed = (await store.decisions.read(0, 100)).map((e) => e.record).filter((r) => r.action === 'approval_notify_failed');
     expect(failed).toHaveLength(2);
     expect(failed[0]).toMatchObject({ decision: 'deny', context: { sink: 'slack', http_status: 500 } });
     expect(await everythingSaid()).not.toMatch(/s3cr3t|SECRET|127\.0\.0\.1/);
@@ -361,7 +361,7 @@ describe('a failing sink never breaks approvals', () => {
     await service.handleBlockedBuild('deploy', 23);
     // Awaiting the sink would take two 500 ms deadlines.
     expect(Date.now() - started).toBeLessThan(500);
-    expect((await store.getApprovalRequestByJob('block-23'))!.status).toBe('pending');
+    expect((await store.approvals.getByJob('block-23'))!.status).toBe('pending');
     await notifier.idle();
     expect(sinks.at('/hook')).toHaveLength(2);
     expect(sinks.at('/slack')).toHaveLength(1);
@@ -403,7 +403,7 @@ describe('a failing sink never breaks approvals', () => {
     service = makeService(broken, { onNotifyError: (err) => reported.push(err) });
     blockedBuild(26);
     await service.handleBlockedBuild('deploy', 26);
-    const request = (await store.getApprovalRequestByJob('block-26'))!;
+    const request = (await store.approvals.getByJob('block-26'))!;
     expect((await service.decide(request.id, users.sam, 'reject', '')).status).toBe('rejected');
     await new Promise((r) => setImmediate(r));
     expect(reported.map((e) => (e as Error).message)).toEqual(['boom (sync)', 'boom (async)']);
@@ -415,7 +415,7 @@ describe('a failing sink never breaks approvals', () => {
     service = makeService(notifier);
     blockedBuild(27);
     await service.handleBlockedBuild('deploy', 27);
-    const request = (await store.getApprovalRequestByJob('block-27'))!;
+    const request = (await store.approvals.getByJob('block-27'))!;
     await service.decide(request.id, users.sam, 'reject', '');
     await notifier.idle();
     expect(events('/hook')).toEqual(['approval.opened:pending', 'approval.opened:pending', 'approval.closed:rejected']);

@@ -16,8 +16,8 @@
  * build is revoked behind the service's back, each refused at their next step.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import type { BuildkiteSimulator, SimBuild, SimUser } from '../../src/sim/index.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 import { startHarness, TEST_POLICIES, type Harness } from '../helpers/port-harness.js';
@@ -89,7 +89,7 @@ async function blockAndWait(build: SimBuild): Promise<DecisionEntry> {
   const jobId = blockJob(build);
   // Port's `unblock` decision on this step, whichever way it went, is the end of its handling.
   return eventually(
-    async () => (await h.port.store.readDecisions(0, 10_000)).find((e) => e.record.action === 'unblock' && e.record.context?.job_id === jobId),
+    async () => (await h.port.store.decisions.read(0, 10_000)).find((e) => e.record.action === 'unblock' && e.record.context?.job_id === jobId),
     `Port's unblock decision on build #${build.number}`,
   );
 }
@@ -99,7 +99,7 @@ function blockJob(build: SimBuild): string {
 }
 
 async function requestOf(build: SimBuild): Promise<ApprovalRequestRecord> {
-  return eventually(() => h.port.store.getApprovalRequestByJob(blockJob(build)), `the request of build #${build.number}`);
+  return eventually(() => h.port.store.approvals.getByJob(blockJob(build)), `the request of build #${build.number}`);
 }
 
 /** Polls an async check until it yields a value. */
@@ -133,7 +133,7 @@ function featureBuild(): SimBuild {
 }
 
 async function deployer(email: string, name: string): Promise<SimUser> {
-  await h.port.store.upsertUser({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
+  await h.port.store.users.upsert({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
   return h.sim.createUser({ name, email });
 }
 const releaseBuild = (creator: SimUser, tag: string) => h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag, source: 'ui', creator, steps: STEPS });
@@ -165,7 +165,7 @@ describe('a revoked person and the approval pages', () => {
     // Sam's approval alone doesn't open the gate (platform's is missing).
     const sam = await signedIn('sam@acme.test');
     expect((await decide(sam, request, 'approve')).status).toBe(303);
-    let after = (await h.port.store.getApprovalRequest(request.id))!;
+    let after = (await h.port.store.approvals.get(request.id))!;
     expect(after.status).toBe('pending');
     expect(after.approvals.map((a) => a.email)).toEqual(['sam@acme.test']);
     expect(unblocksOf(build)).toHaveLength(0);
@@ -174,14 +174,14 @@ describe('a revoked person and the approval pages', () => {
     await lift('user', 'pat@acme.test');
     const patBack = await signedIn('pat@acme.test');
     expect((await decide(patBack, request, 'approve')).headers.get('location')).toBe(`/approvals/${request.id}?done=unblocked`);
-    after = (await h.port.store.getApprovalRequest(request.id))!;
+    after = (await h.port.store.approvals.get(request.id))!;
     expect(after.status).toBe('unblocked');
     expect(unblocksOf(build)).toHaveLength(1);
   });
 
   it('the refusal page says user_revoked and until when; nothing about the person is written', async () => {
     await revoke('user', 'out@acme.test');
-    const before = await h.port.store.getUser('out@acme.test');
+    const before = await h.port.store.users.get('out@acme.test');
     const agent = new Agent(h.url);
     // Walk the sign-in by hand to read Port's answer at the callback.
     const callback = await agent.authorizeOnly('out@acme.test', '/approvals');
@@ -192,7 +192,7 @@ describe('a revoked person and the approval pages', () => {
     expect(body).toMatch(/revoked your access until \d{4}-\d\d-\d\dT/);
     expect(body).not.toContain('believed compromised');
     expect(res.headers.getSetCookie().some((c) => c.startsWith('port_session=') && !c.startsWith('port_session=;'))).toBe(false);
-    expect(await h.port.store.getUser('out@acme.test')).toEqual(before);
+    expect(await h.port.store.users.get('out@acme.test')).toEqual(before);
   });
 
   it('a sign-in in flight when the revocation lands is refused at the callback', async () => {
@@ -302,10 +302,10 @@ describe('a revoked build, job or creator and its block step', () => {
     const res = await pat.request(`/approvals/${request.id}/decision`, { form: { verdict: 'approve', comment: '', csrf } });
     expect(res.status).toBe(409);
     expect(await res.text()).toContain('request_revoked');
-    const after = (await h.port.store.getApprovalRequest(request.id))!;
+    const after = (await h.port.store.approvals.get(request.id))!;
     expect(after.status).toBe('revoked');
     expect(after.approvals).toEqual([]);
-    const logged = (await h.port.store.readDecisions(0, 10_000)).filter((e) => e.record.context?.request_id === request.id && e.record.action === 'approve');
+    const logged = (await h.port.store.decisions.read(0, 10_000)).filter((e) => e.record.context?.request_id === request.id && e.record.action === 'approve');
     expect(logged.at(-1)!.record).toMatchObject({ principal: 'Port::User::"pat@acme.test"', decision: 'deny', context: { revocation: { scope: 'build', id }, request_closed: true } });
     expect(unblocksOf(build)).toHaveLength(0);
   });

@@ -80,7 +80,7 @@ const manualJob = (build: SimBuild) => build.jobs.find((j) => j.type === 'manual
 /** Waits until the delivery's work has failed at least once (Port recorded it pending, with why). */
 async function failedOnce(r: Running): Promise<WebhookWorkRecord> {
   return waitUntil(
-    async () => (await r.port.store.listWebhookWork('pending')).find((w) => w.event === 'build.finished' && w.attempts >= 1),
+    async () => (await r.port.store.webhookWork.list('pending')).find((w) => w.event === 'build.finished' && w.attempts >= 1),
     30_000,
     'the work to fail once',
   );
@@ -95,7 +95,7 @@ describe('Buildkite API down while a build blocks: Port reconciles on its own', 
 
   it('the API answers 503 when the block arrives; once it recovers, Port unblocks the step without any re-send', async () => {
     const rel = r.sim.createUser({ name: 'Rel Ease', email: 'rel@acme.test' });
-    await r.port.store.upsertUser({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await r.port.store.users.upsert({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
     const build = r.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag: 'v2.0.0', creator: rel, steps });
     r.sim.setApiOutage({ mode: 'unavailable' });
     const delivery = await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: nowSeconds() - 10 });
@@ -111,8 +111,8 @@ describe('Buildkite API down while a build blocks: Port reconciles on its own', 
     expect(call.status).toBe(200);
     // Buildkite sent the event once; nothing was re-sent.
     expect(r.sim.webhookDeliveries.filter((d) => d.event === 'build.finished')).toHaveLength(1);
-    await waitUntil(async () => (await r.port.store.listWebhookWork('done')).length === 1, 10_000, 'the work to be marked done');
-    const log = await r.port.store.readDecisions(0, 100_000);
+    await waitUntil(async () => (await r.port.store.webhookWork.list('done')).length === 1, 10_000, 'the work to be marked done');
+    const log = await r.port.store.decisions.read(0, 100_000);
     expect(log.some((e) => e.record.action === 'unblocked' && (e.record.context as { job_id?: string }).job_id === manualJob(build).id)).toBe(true);
 
     // Done: a re-sent event is a duplicate and unblocks nothing again.
@@ -125,13 +125,13 @@ describe('Buildkite API down while a build blocks: Port reconciles on its own', 
 
   it('a build that is no longer blocked when Port retries is dropped with a reason, not unblocked', async () => {
     const rel = r.sim.createUser({ name: 'Rel Two', email: 'rel2@acme.test' });
-    await r.port.store.upsertUser({ email: 'rel2@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await r.port.store.users.upsert({ email: 'rel2@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
     const build = r.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag: 'v2.0.1', creator: rel, steps });
     r.sim.setApiOutage({ mode: 'unavailable' });
     try {
       expect((await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: nowSeconds() - 10 })).status).toBe(202);
       await waitUntil(
-        async () => (await r.port.store.listWebhookWork('pending')).some((w) => w.attempts >= 1),
+        async () => (await r.port.store.webhookWork.list('pending')).some((w) => w.attempts >= 1),
         30_000,
         'the work to fail once',
       );
@@ -140,8 +140,8 @@ describe('Buildkite API down while a build blocks: Port reconciles on its own', 
     } finally {
       r.sim.setApiOutage(null);
     }
-    await waitUntil(async () => (await r.port.store.listWebhookWork('dropped')).length === 1, 30_000, 'the work to be dropped');
-    expect((await r.port.store.listWebhookWork('pending')).length).toBe(0);
+    await waitUntil(async () => (await r.port.store.webhookWork.list('dropped')).length === 1, 30_000, 'the work to be dropped');
+    expect((await r.port.store.webhookWork.list('pending')).length).toBe(0);
     expect(r.sim.unblockCalls.some((c) => c.jobId === manualJob(build).id)).toBe(false);
   }, 60_000);
 });
@@ -155,7 +155,7 @@ describe('a store write error while opening an approval request', () => {
 
   it('the request and the decision that opened it are written together: the retry opens it, logged, not half done', async () => {
     const dev = r.sim.createUser({ name: 'Dev Eloper', email: 'dev@acme.test' });
-    await r.port.store.upsertUser({ email: 'dev@acme.test', active: true, groups: [], updatedAt: Date.now() });
+    await r.port.store.users.upsert({ email: 'dev@acme.test', active: true, groups: [], updatedAt: Date.now() });
     const build = r.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/x', creator: dev, steps });
     // The decision log refuses writes (SQLite itself, through a trigger) when the block arrives.
     const restore = failWrites(join(r.dir, 'port.db'), 'decisions');
@@ -164,13 +164,13 @@ describe('a store write error while opening an approval request', () => {
       const failed = await failedOnce(r);
       expect(failed.lastError).toMatch(/simulated write failure/);
       // Nothing half-written: no request without the decision that opened it.
-      expect(await r.port.store.getApprovalRequestByJob(manualJob(build).id)).toBeUndefined();
+      expect(await r.port.store.approvals.getByJob(manualJob(build).id)).toBeUndefined();
     } finally {
       restore();
     }
-    const request = await waitUntil(() => r.port.store.getApprovalRequestByJob(manualJob(build).id), 30_000, 'the retry to open the request');
+    const request = await waitUntil(() => r.port.store.approvals.getByJob(manualJob(build).id), 30_000, 'the retry to open the request');
     expect(request.status).toBe('pending');
-    const log = await r.port.store.readDecisions(0, 100_000);
+    const log = await r.port.store.decisions.read(0, 100_000);
     const mine = log.filter((e) => (e.record.context as { job_id?: string }).job_id === manualJob(build).id);
     expect(mine.map((e) => `${e.record.action}:${e.record.decision}`)).toEqual(['unblock:deny', 'approval_requested:allow']);
     expect(r.sim.unblockCalls.some((c) => c.jobId === manualJob(build).id)).toBe(false);
@@ -189,13 +189,13 @@ describe('job events: a store write error, then Port retries on its own', () => 
     const build = r.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/activated', creator: dev, steps });
     const job = manualJob(build);
     const observed = async () =>
-      (await r.port.store.readDecisions(0, 100_000)).filter((e) => e.record.action === 'unblock_observed' && (e.record.context as { job_id?: string }).job_id === job.id);
+      (await r.port.store.decisions.read(0, 100_000)).filter((e) => e.record.action === 'unblock_observed' && (e.record.context as { job_id?: string }).job_id === job.id);
     const restore = failWrites(join(r.dir, 'port.db'), 'decisions');
     try {
       const delivery = await r.sim.deliverWebhook(r.hook, 'job.activated', r.sim.jobActivatedPayload(job, build), { secret: SECRET });
       expect(delivery.status).toBe(202);
       const failed = await waitUntil(
-        async () => (await r.port.store.listWebhookWork('pending')).find((w) => w.event === 'job.activated' && w.attempts >= 1),
+        async () => (await r.port.store.webhookWork.list('pending')).find((w) => w.event === 'job.activated' && w.attempts >= 1),
         30_000,
         'the failed write',
       );
@@ -204,7 +204,7 @@ describe('job events: a store write error, then Port retries on its own', () => 
       restore();
     }
     await waitUntil(async () => (await observed()).length === 1, 30_000, 'Port to log the observation on its own');
-    await waitUntil(async () => (await r.port.store.listWebhookWork('pending')).length === 0, 10_000, 'no work left');
+    await waitUntil(async () => (await r.port.store.webhookWork.list('pending')).length === 0, 10_000, 'no work left');
     expect(await observed()).toHaveLength(1);
   }, 60_000);
 
@@ -243,15 +243,15 @@ describe('when Buildkite re-sends the event (Port\'s own retry far off)', () => 
     expect((await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: t - 30 })).status).toBe(202);
     await failedOnce(r);
     r.sim.setApiOutage(null);
-    expect(await r.port.store.getApprovalRequestByJob(job.id)).toBeUndefined();
+    expect(await r.port.store.approvals.getByJob(job.id)).toBeUndefined();
 
     const resent = await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: t - 20 });
     expect(resent.status).toBe(202);
     expect(JSON.parse(resent.body)).toEqual({ accepted: true, event: 'build.finished' });
-    const request = await waitUntil(() => r.port.store.getApprovalRequestByJob(job.id), 30_000, 'the approval request');
+    const request = await waitUntil(() => r.port.store.approvals.getByJob(job.id), 30_000, 'the approval request');
     expect(request).toMatchObject({ status: 'pending', authors: ['dev@acme.test'] });
 
-    await waitUntil(async () => (await r.port.store.getWebhookWork((await r.port.store.listWebhookWork())[0]!.key))?.status === 'done', 10_000, 'done');
+    await waitUntil(async () => (await r.port.store.webhookWork.get((await r.port.store.webhookWork.list())[0]!.key))?.status === 'done', 10_000, 'done');
     const again = await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: t - 10 });
     expect(JSON.parse(again.body)).toMatchObject({ duplicate: true });
     const replay = await fetch(r.hook, { method: 'POST', headers: again.request.headers, body: again.request.body });
@@ -267,7 +267,7 @@ describe('when Buildkite re-sends the event (Port\'s own retry far off)', () => 
     try {
       expect((await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: t - 30 })).status).toBe(202);
       const failed = await waitUntil(
-        async () => (await r.port.store.listWebhookWork('pending')).find((w) => w.attempts >= 1),
+        async () => (await r.port.store.webhookWork.list('pending')).find((w) => w.attempts >= 1),
         30_000,
         'the failed write',
       );
@@ -275,10 +275,10 @@ describe('when Buildkite re-sends the event (Port\'s own retry far off)', () => 
     } finally {
       restore();
     }
-    expect(await r.port.store.getApprovalRequestByJob(job.id)).toBeUndefined();
+    expect(await r.port.store.approvals.getByJob(job.id)).toBeUndefined();
     const resent = await r.sim.blockAndNotify(r.hook, build, { secret: SECRET }, { timestamp: t - 20 });
     expect(JSON.parse(resent.body)).toEqual({ accepted: true, event: 'build.finished' });
-    const request = await waitUntil(() => r.port.store.getApprovalRequestByJob(job.id), 30_000, 'the approval request');
+    const request = await waitUntil(() => r.port.store.approvals.getByJob(job.id), 30_000, 'the approval request');
     expect(request.status).toBe('pending');
   }, 60_000);
 });

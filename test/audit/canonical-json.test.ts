@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../src/audit/canonical-json.js';
+import { canonicalJson } from '../../src/store/canonical-json.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { CompactSign } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../src/audit/canonical-json.js';
+import { canonicalJson } from '../../src/store/canonical-json.js';
 import { CHECKPOINT_TYP, checkpointDigest } from '../../src/audit/checkpoint-jws.js';
 import { Checkpointer } from '../../src/audit/checkpointer.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
@@ -24,7 +24,7 @@ describe('legacy checkpoints and the checkpoint chain', () => {
 
   /** Signs `{seq, hash, time}` as Port did before checkpoints were chained, and stores it as the next row without a link. */
   async function legacyCheckpoint(seq: number): Promise<string> {
-    const entry = (await store.readDecisions(seq - 1, 1))[0]!;
+    const entry = (await store.decisions.read(seq - 1, 1))[0]!;
     const time = new Date(Date.UTC(2024, 11, 31, 0, 0, seq)).toISOString();
     const signer = keys.signer();
     const jws = await new CompactSign(new TextEncoder().encode(canonicalJson({ seq, hash: entry.hash, time })))
@@ -38,7 +38,7 @@ describe('legacy checkpoints and the checkpoint chain', () => {
   }
 
   async function verify() {
-    return verifyAuditLog(store, new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk])), { checkpointInterval: 300 });
+    return verifyAuditLog(store, new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk])), { checkpointInterval: 300 });
   }
 
   beforeEach(async () => {
@@ -46,7 +46,7 @@ describe('legacy checkpoints and the checkpoint chain', () => {
     dbPath = join(tmp.dir, 'port.db');
     store = SqliteStore.open(dbPath);
     keys = await SigningKeys.open(store, KEY_OPTIONS);
-    await store.appendDecisions(Array.from({ length: 20 }, (_, i) => sampleRecord(i + 1)));
+    await store.decisions.append(Array.from({ length: 20 }, (_, i) => sampleRecord(i + 1)));
   });
   afterEach(async () => {
     await store.close().catch(() => undefined);
@@ -57,7 +57,7 @@ describe('legacy checkpoints and the checkpoint chain', () => {
     await legacyCheckpoint(10);
     const last = await legacyCheckpoint(20);
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300 });
-    await new DecisionLog(store, cp).record([sampleRecord(21)]);
+    await new DecisionLog(store).record([sampleRecord(21)]);
     const chained = await cp.checkpointNow();
     expect(chained).toMatchObject({ num: 3, seq: 21, prev: checkpointDigest(last) });
     expect(await verify()).toMatchObject({ ok: true, checkpoints: 3, legacyCheckpoints: 2, lastCheckpointSeq: 21, lastCheckpointNum: 3 });
@@ -94,7 +94,7 @@ describe('legacy checkpoints and the checkpoint chain', () => {
   it('a chained checkpoint that is not the first Port wrote, with those before it removed, is refused', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300 });
     await cp.checkpointNow();
-    await new DecisionLog(store, cp).record([sampleRecord(21)]);
+    await new DecisionLog(store).record([sampleRecord(21)]);
     await cp.checkpointNow();
     const db = raw(dbPath);
     db.prepare('DELETE FROM checkpoints WHERE num = 1').run();

@@ -78,12 +78,12 @@ describe('checkpoint sinks', () => {
   /** Writes three checkpoints through the real Checkpointer, shipping each to `sinks`. */
   async function threeCheckpoints(sinks: CheckpointSinks) {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300, sinks });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     for (let i = 1; i <= 3; i++) {
       await log.record([sampleRecord(i)]);
       await cp.checkpointNow();
     }
-    return store.listCheckpoints();
+    return store.decisions.listCheckpoints();
   }
 
   it('a file sink gets one fsynced JSON line per checkpoint, in order, usable as an anchor', async () => {
@@ -95,7 +95,7 @@ describe('checkpoint sinks', () => {
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
     expect(lines.map((l) => JSON.parse(l))).toEqual(stored.map(checkpointToJson));
     expect(errors).toEqual([]);
-    const keyMap = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const keyMap = new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
     const anchored = parseAnchor(readFileSync(file, 'utf8'), file);
     expect(await verifyAuditLog(store, keyMap, { anchor: anchored })).toMatchObject({ ok: true, anchored: 3 });
   });
@@ -132,7 +132,7 @@ describe('checkpoint sinks', () => {
       backoffMs: 10,
     });
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300, sinks });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     await log.record([sampleRecord(1)]);
     // Resolves while the sink hangs: shipping is queued, not awaited.
     expect(await cp.checkpointNow()).toMatchObject({ num: 1 });
@@ -165,9 +165,9 @@ describe('checkpoint sinks', () => {
 
   async function threeCheckpointsWithout() {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300 });
-    await new DecisionLog(store, cp).record([sampleRecord(1)]);
+    await new DecisionLog(store).record([sampleRecord(1)]);
     await cp.checkpointNow();
-    return store.listCheckpoints();
+    return store.decisions.listCheckpoints();
   }
 
   it('audit.checkpoint_sinks parses file and URL sinks, and refuses anything else naming the key', () => {
@@ -202,7 +202,7 @@ describe('port serve with audit.checkpoint_sinks', () => {
     try {
       // An empty log still gets its first (heartbeat) checkpoint when Port starts.
       await until(() => received.length === 1);
-      const stored = await h.port.store.listCheckpoints();
+      const stored = await h.port.store.decisions.listCheckpoints();
       expect(stored).toHaveLength(1);
       expect(JSON.parse(received[0]!.body)).toEqual(checkpointToJson(stored[0]!));
       expect(received[0]!.headers.authorization).toBe('Bearer serve-sink');

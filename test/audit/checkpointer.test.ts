@@ -10,7 +10,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { buildLog, KEY_OPTIONS, sampleRecord, sampleRecordAt, tempDir } from './helpers.js';
 
 async function storeKeys(store: SqliteStore) {
-  return new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+  return new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
 }
 
 async function until(check: () => Promise<boolean>, ms = 2000): Promise<void> {
@@ -41,27 +41,27 @@ describe('Checkpointer and DecisionLog', () => {
   it('signs after every N entries appended one at a time', async () => {
     const errors: AuditError[] = [];
     const cp = new Checkpointer(store, keys, { every: 5, intervalSeconds: 0, onError: (e) => errors.push(e) });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     // Appended one at a time, and each checkpoint allowed to land before the next entry,
     // the count trigger fires exactly at every 5th entry (entries appended while a
     // checkpoint is being signed would legitimately widen the gap, so none are here).
     for (let i = 1; i <= 23; i++) {
       await log.record([sampleRecord(i)]);
-      if (i % 5 === 0) await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) >= i);
+      if (i % 5 === 0) await until(async () => ((await store.decisions.listCheckpoints()).at(-1)?.seq ?? 0) >= i);
     }
     await sleep(50);
     // The 3 entries past the last multiple of 5 stay unsigned: fewer than `every`.
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([5, 10, 15, 20]);
+    expect((await store.decisions.listCheckpoints()).map((c) => c.seq)).toEqual([5, 10, 15, 20]);
     expect(errors).toEqual([]);
     expect((await verifyAuditLog(store, await storeKeys(store))).ok).toBe(true);
   });
 
   it('keeps up with concurrent writers sharing a group commit', async () => {
     const cp = new Checkpointer(store, keys, { every: 10, intervalSeconds: 0 });
-    const log = new DecisionLog(store, cp);
-    const entries = (await Promise.all(Array.from({ length: 100 }, (_, i) => log.record([sampleRecord(i + 1)])))).flat();
-    expect(entries.map((e) => e.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
-    await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) > 90);
+    const log = new DecisionLog(store);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => log.record([sampleRecord(i + 1)])));
+    expect((await store.decisions.read(0, 1000)).map((e) => e.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    await until(async () => ((await store.decisions.listCheckpoints()).at(-1)?.seq ?? 0) > 90);
     await cp.stop();
     const r = await verifyAuditLog(store, await storeKeys(store));
     expect(r).toMatchObject({ ok: true, entries: 100, lastCheckpointSeq: 100, unsignedEntries: 0 });
@@ -69,17 +69,18 @@ describe('Checkpointer and DecisionLog', () => {
 
   it('writes one checkpoint covering a large batch', async () => {
     const cp = new Checkpointer(store, keys, { every: 5, intervalSeconds: 0 });
-    await new DecisionLog(store, cp).record(Array.from({ length: 12 }, (_, i) => sampleRecord(i + 1)));
-    await until(async () => (await store.listCheckpoints()).length > 0);
+    await new DecisionLog(store).record(Array.from({ length: 12 }, (_, i) => sampleRecord(i + 1)));
+    await until(async () => (await store.decisions.listCheckpoints()).length > 0);
     await sleep(20);
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([12]);
+    expect((await store.decisions.listCheckpoints()).map((c) => c.seq)).toEqual([12]);
   });
 
   it('checkpointNow signs the head once, and nothing for an empty log', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 0 });
     expect(await cp.checkpointNow()).toBeUndefined();
-    const log = new DecisionLog(store, cp);
-    const [, last] = await log.record([sampleRecord(1), sampleRecord(2)]);
+    const log = new DecisionLog(store);
+    await log.record([sampleRecord(1), sampleRecord(2)]);
+    const last = await store.decisions.last();
     const c = await cp.checkpointNow();
     expect(c).toMatchObject({ seq: 2, hash: last!.hash, kid: keys.signer().kid });
     expect(c!.jws.split('.')).toHaveLength(3);
@@ -88,7 +89,7 @@ describe('Checkpointer and DecisionLog', () => {
 
   it('signs with an explicit checkpoint type and the canonical payload', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 0, now: () => Date.UTC(2025, 0, 2) });
-    await new DecisionLog(store, cp).record([sampleRecord(1)]);
+    await new DecisionLog(store).record([sampleRecord(1)]);
     const c = (await cp.checkpointNow())!;
     const [header, payload] = c.jws.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>);
     expect(header).toEqual({ alg: 'ES256', kid: c.kid, typ: 'port-audit-checkpoint+jwt' });
@@ -102,29 +103,29 @@ describe('Checkpointer and DecisionLog', () => {
     store = SqliteStore.open(dbPath);
     keys = await SigningKeys.open(store, KEY_OPTIONS);
     const cp = new Checkpointer(store, keys, { every: 5, intervalSeconds: 0 });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     await log.record([sampleRecord(14)]);
     await sleep(30);
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([10]);
+    expect((await store.decisions.listCheckpoints()).map((c) => c.seq)).toEqual([10]);
     await log.record([sampleRecord(15)]);
-    await until(async () => (await store.listCheckpoints()).length === 2);
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([10, 15]);
+    await until(async () => (await store.decisions.listCheckpoints()).length === 2);
+    expect((await store.decisions.listCheckpoints()).map((c) => c.seq)).toEqual([10, 15]);
   });
 
   it('start() signs what an earlier run left unsigned', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 3600 });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     await log.record([sampleRecord(1), sampleRecord(2)]);
     cp.start();
-    await until(async () => (await store.listCheckpoints()).length === 1);
-    expect((await store.listCheckpoints()).map((c) => c.seq)).toEqual([2]);
+    await until(async () => (await store.decisions.listCheckpoints()).length === 1);
+    expect((await store.decisions.listCheckpoints()).map((c) => c.seq)).toEqual([2]);
     await cp.stop();
   });
 
   it('a tick signs the head once the newest checkpoint is about an interval old: new entries, or a heartbeat', async () => {
     let now = Date.UTC(2025, 0, 1);
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 300, now: () => now });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     // An empty, idle log still gets a heartbeat: a verifier can demand a recent checkpoint.
     expect(await cp.tick()).toMatchObject({ num: 1, seq: 0 });
     now += 100_000;
@@ -134,7 +135,7 @@ describe('Checkpointer and DecisionLog', () => {
     expect(await cp.tick()).toMatchObject({ num: 2, seq: 1 });
     now += 270_000;
     expect(await cp.tick()).toMatchObject({ num: 3, seq: 1 }); // nothing new: a heartbeat
-    const cps = await store.listCheckpoints();
+    const cps = await store.decisions.listCheckpoints();
     expect(cps.map((c) => [c.num, c.seq])).toEqual([
       [1, 0],
       [2, 1],
@@ -147,10 +148,10 @@ describe('Checkpointer and DecisionLog', () => {
   it('stop() writes a final checkpoint', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 3600 });
     cp.start();
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     await log.record([sampleRecord(1), sampleRecord(2), sampleRecord(3)]);
     await cp.stop();
-    expect((await store.listCheckpoints()).at(-1)?.seq).toBe(3);
+    expect((await store.decisions.listCheckpoints()).at(-1)?.seq).toBe(3);
   });
 
   it('reports a failing background write once and retries on the next trigger, not on every append', async () => {
@@ -163,7 +164,7 @@ describe('Checkpointer and DecisionLog', () => {
       },
     } as unknown as SigningKeys;
     const cp = new Checkpointer(store, broken, { every: 2, intervalSeconds: 0, onError: (e) => errors.push(e) });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     for (let i = 1; i <= 3; i++) {
       await log.record([sampleRecord(i)]);
       await sleep(10);
@@ -188,7 +189,7 @@ describe('Checkpointer and DecisionLog', () => {
     try {
       const opts = { every: 4, intervalSeconds: 300 };
       let cp = new Checkpointer(store, keys, opts);
-      let log = new DecisionLog(store, cp);
+      let log = new DecisionLog(store);
       cp.start();
       let seq = 0;
       let rng = 7;
@@ -200,7 +201,7 @@ describe('Checkpointer and DecisionLog', () => {
         if (step === 150) {
           await cp.stop(); // a restart, off the old timer's phase
           cp = new Checkpointer(store, keys, opts);
-          log = new DecisionLog(store, cp);
+          log = new DecisionLog(store);
           cp.start();
         }
         // Quiet stretches of up to ~8 min, each ended by a burst that trips the count trigger or a single entry.
@@ -208,13 +209,13 @@ describe('Checkpointer and DecisionLog', () => {
         if (step >= nextBusy) nextBusy = step + 1 + Math.floor(random() * 50);
         for (let i = 0; i < burst; i++) await log.record([sampleRecordAt(++seq, Date.now())]);
         // The count trigger settles: fewer than `every` entries left unsigned.
-        await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) > seq - 4);
+        await until(async () => ((await store.decisions.listCheckpoints()).at(-1)?.seq ?? 0) > seq - 4);
         await cp.settled();
         const r = await verifyAuditLog(store, await storeKeys(store), { checkpointInterval: 300, maxAgeSeconds: 330, now: Date.now });
         expect(r.problems, `at step ${step}`).toEqual([]);
       }
       await cp.stop();
-      const times = (await store.listCheckpoints()).map((c) => Date.parse(c.time));
+      const times = (await store.decisions.listCheckpoints()).map((c) => Date.parse(c.time));
       expect(Math.max(...times.slice(1).map((t, i) => t - times[i]!))).toBeLessThanOrEqual(300_000);
     } finally {
       vi.useRealTimers();
@@ -231,10 +232,10 @@ describe('Checkpointer and DecisionLog', () => {
       },
     } as unknown as SigningKeys;
     const cp = new Checkpointer(store, flaky, { every: 1, intervalSeconds: 0.02, onError: (e) => errors.push(e) });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     cp.start();
     for (let i = 1; i <= 10; i++) await log.record([sampleRecord(i)]);
-    await until(async () => ((await store.listCheckpoints()).at(-1)?.seq ?? 0) === 10);
+    await until(async () => ((await store.decisions.listCheckpoints()).at(-1)?.seq ?? 0) === 10);
     await cp.stop();
     expect(signs).toBeGreaterThan(5);
     expect(errors.map((e) => e.message)).toEqual(['cannot write an audit checkpoint: the key store is unavailable']);
@@ -243,7 +244,7 @@ describe('Checkpointer and DecisionLog', () => {
 
   it('verifies checkpoints signed before and after a key rotation', async () => {
     const cp = new Checkpointer(store, keys, { every: 1000, intervalSeconds: 0 });
-    const log = new DecisionLog(store, cp);
+    const log = new DecisionLog(store);
     await log.record(Array.from({ length: 10 }, (_, i) => sampleRecord(i + 1)));
     const first = (await cp.checkpointNow())!;
     // A day and a bit later the old key has retired (and left the JWKS), a new one signs.
@@ -261,8 +262,8 @@ describe('Checkpointer and DecisionLog', () => {
   });
 
   it('DecisionLog.record of nothing appends nothing', async () => {
-    expect(await new DecisionLog(store).record([])).toEqual([]);
-    expect(await store.lastDecision()).toBeUndefined();
+    await new DecisionLog(store).record([]);
+    expect(await store.decisions.last()).toBeUndefined();
   });
 
   it('rejects unusable options', () => {

@@ -46,7 +46,7 @@ describe('port audit (in-process)', () => {
 
   it('verify --jwks checks checkpoints against keys kept outside the database', async () => {
     const store = SqliteStore.open(dbPath);
-    const keys = (await store.listSigningKeys()).map((k) => k.publicJwk);
+    const keys = (await store.keys.list()).map((k) => k.publicJwk);
     await store.close();
     const good = join(tmp.dir, 'jwks.json');
     writeFileSync(good, JSON.stringify({ keys }));

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Checkpointer } from '../../src/audit/checkpointer.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
-import type { DecisionRecord } from '../../src/audit/decision-record.js';
-import { entryHash, GENESIS_HASH } from '../../src/audit/hash-chain.js';
+import type { DecisionRecord } from '../../src/store/records/decisions.js';
+import { entryHash, GENESIS_HASH } from '../../src/store/hash-chain.js';
 import { jtiHash } from '../../src/audit/token-hash.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -54,7 +54,7 @@ export async function buildTimedLog(dbPath: string, opts: { entries: number; ste
   const keys = await SigningKeys.open(store, KEY_OPTIONS);
   let clock = opts.start;
   const checkpointer = new Checkpointer(store, keys, { every: 1_000_000, intervalSeconds: opts.intervalSeconds, now: () => clock });
-  const log = new DecisionLog(store, checkpointer);
+  const log = new DecisionLog(store);
   let lastTick = clock;
   for (let i = 1; i <= opts.entries; i++) {
     clock = opts.start + i * opts.stepSeconds * 1000;
@@ -84,7 +84,7 @@ export async function buildLog(dbPath: string, n: number, every: number, opts: {
   const keys = await SigningKeys.open(store, KEY_OPTIONS);
   // every: huge so only our explicit checkpointNow() calls write checkpoints.
   const checkpointer = new Checkpointer(store, keys, { every: 1_000_000, intervalSeconds: 0 });
-  const log = new DecisionLog(store, checkpointer);
+  const log = new DecisionLog(store);
   const checkpoints: number[] = [];
   for (let start = 1; start <= n; start += every) {
     const at = (i: number) => (opts.stepSeconds === undefined ? sampleRecord(i) : sampleRecordAt(i, Date.UTC(2025, 0, 1) + i * opts.stepSeconds * 1000));

@@ -91,9 +91,9 @@ beforeAll(async () => {
   const hook = `${h.url}/webhooks/buildkite`;
 
   const rel = h.sim.createUser({ name: 'Rel Ease', email: 'rel@acme.test' });
-  await h.port.store.upsertUser({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+  await h.port.store.users.upsert({ email: 'rel@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
   const created = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag: 'v2.0.0', creator: rel, steps: STEPS });
-  const logged = async (action: string) => (await h.port.store.readDecisions(0, 1000)).some((e) => e.record.action === action);
+  const logged = async (action: string) => (await h.port.store.decisions.read(0, 1000)).some((e) => e.record.action === action);
 
   // The build blocks at its gate: a release tag built by a deployer, so policy unblocks it.
   block = created.jobs.find((j) => j.type === 'manual')!;

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DecisionLog } from '../../src/audit/decision-log.js';
-import type { DecisionEntry, DecisionRecord } from '../../src/audit/decision-record.js';
+import type { DecisionEntry, DecisionRecord } from '../../src/store/records/decisions.js';
 import { lineage, selectorProblem, type Lineage } from '../../src/audit/lineage.js';
 import { lineageToText } from '../../src/audit/lineage-format.js';
 import { readLineage } from '../../src/audit/lineage-read.js';
@@ -355,7 +355,7 @@ describe('readLineage (the store, in pages)', () => {
     try {
       const records = [...buildChain(), ...jobChain()].map((e) => e.record);
       await new DecisionLog(store).record(records);
-      const stored = await store.readDecisions(0, 1000);
+      const stored = await store.decisions.read(0, 1000);
       for (const selector of [
         { kind: 'job', id: JOB },
         { kind: 'build', id: 'acme/deploy/7' },

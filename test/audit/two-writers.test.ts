@@ -48,21 +48,21 @@ describe('two checkpointers on one SQLite file', () => {
   });
 
   async function verify() {
-    return verifyAuditLog(a, new Map((await a.listSigningKeys()).map((k) => [k.kid, k.publicJwk])));
+    return verifyAuditLog(a, new Map((await a.keys.list()).map((k) => [k.kid, k.publicJwk])));
   }
 
   it('signing the same head at the same time: one wins, the other re-reads; no error, one unbroken chain', async () => {
     const cpA = new Checkpointer(a, keysA, { every: 1_000_000, intervalSeconds: 0, onError: (e) => errors.push(e) });
     const cpB = new Checkpointer(b, keysB, { every: 1_000_000, intervalSeconds: 0, onError: (e) => errors.push(e) });
-    const logA = new DecisionLog(a, cpA);
-    const logB = new DecisionLog(b, cpB);
+    const logA = new DecisionLog(a);
+    const logB = new DecisionLog(b);
     for (let round = 0; round < 8; round++) {
       await Promise.all([logA.record([sampleRecord(2 * round + 1)]), logB.record([sampleRecord(2 * round + 2)])]);
       const results = await Promise.allSettled([cpA.checkpointNow(), cpB.checkpointNow()]);
       expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     }
     expect(errors).toEqual([]);
-    const cps = await a.listCheckpoints();
+    const cps = await a.decisions.listCheckpoints();
     // Every head signed once: no duplicate checkpoint for the same entry.
     expect(cps.map((c) => c.seq)).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
     expect(await verify()).toMatchObject({ ok: true, entries: 16, checkpoints: 8, lastCheckpointSeq: 16 });
@@ -71,14 +71,14 @@ describe('two checkpointers on one SQLite file', () => {
   it('count-triggered checkpoints from both writers under concurrent load stay one chain without errors', async () => {
     const cpA = new Checkpointer(a, keysA, { every: 3, intervalSeconds: 0, onError: (e) => errors.push(e) });
     const cpB = new Checkpointer(b, keysB, { every: 3, intervalSeconds: 0, onError: (e) => errors.push(e) });
-    const logA = new DecisionLog(a, cpA);
-    const logB = new DecisionLog(b, cpB);
+    const logA = new DecisionLog(a);
+    const logB = new DecisionLog(b);
     await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? logA : logB).record([sampleRecord(i + 1)])));
     await Promise.all([cpA.stop(), cpB.stop()]);
     expect(errors).toEqual([]);
     const r = await verify();
     expect(r).toMatchObject({ ok: true, entries: 60, lastCheckpointSeq: 60 });
-    expect((await a.listCheckpoints()).map((c) => c.num)).toEqual(Array.from({ length: r.checkpoints }, (_, i) => i + 1));
+    expect((await a.decisions.listCheckpoints()).map((c) => c.num)).toEqual(Array.from({ length: r.checkpoints }, (_, i) => i + 1));
   });
 
   it('timers on both: the one that is behind does not error on every tick', async () => {
@@ -86,15 +86,15 @@ describe('two checkpointers on one SQLite file', () => {
     const cpB = new Checkpointer(b, keysB, { every: 1_000_000, intervalSeconds: 0.02, onError: (e) => errors.push(e) });
     cpA.start();
     cpB.start();
-    const logA = new DecisionLog(a, cpA);
+    const logA = new DecisionLog(a);
     for (let i = 1; i <= 5; i++) {
       await logA.record([sampleRecord(i)]);
       // Wait until some checkpoint covers it, whichever process wrote it.
-      await until(async () => ((await a.listCheckpoints()).at(-1)?.seq ?? 0) >= i);
+      await until(async () => ((await a.decisions.listCheckpoints()).at(-1)?.seq ?? 0) >= i);
     }
-    const count = (await a.listCheckpoints()).length;
+    const count = (await a.decisions.listCheckpoints()).length;
     // Several more ticks of each while idle: heartbeats at most, never an error.
-    await until(async () => (await a.listCheckpoints()).length >= count + 3);
+    await until(async () => (await a.decisions.listCheckpoints()).length >= count + 3);
     await Promise.all([cpA.stop(), cpB.stop()]);
     expect(errors).toEqual([]);
     expect(await verify()).toMatchObject({ ok: true, entries: 5 });
@@ -108,7 +108,7 @@ describe('two checkpointers on one SQLite file', () => {
       await Promise.all([cpA.tick(), cpB.tick()]);
       now += 300_000;
     }
-    const cps = await a.listCheckpoints();
+    const cps = await a.decisions.listCheckpoints();
     expect(cps.map((c) => [c.num, c.seq])).toEqual([
       [1, 0],
       [2, 0],

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { generateKeyPair } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { signCheckpoint } from '../../src/audit/checkpoint-jws.js';
-import type { Checkpoint } from '../../src/audit/decision-record.js';
+import type { Checkpoint } from '../../src/store/records/decisions.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../../src/audit/verify.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { buildLog, raw, readRow, rehashFrom, sampleRecord, tempDir, updateRecord } from './helpers.js';
@@ -11,7 +11,7 @@ import { buildLog, raw, readRow, rehashFrom, sampleRecord, tempDir, updateRecord
 async function verifyFile(dbPath: string): Promise<AuditVerifyReport> {
   const store = SqliteStore.open(dbPath);
   try {
-    const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const keys = new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
     return await verifyAuditLog(store, keys);
   } finally {
     await store.close();
@@ -65,7 +65,7 @@ describe('verifyAuditLog on a real SQLite file', () => {
     const db = raw(dbPath);
     updateRecord(db, 42, (r) => void (r.reason = 'nothing to see here'));
     const row = readRow(db, 42);
-    const { entryHash } = await import('../../src/audit/hash-chain.js');
+    const { entryHash } = await import('../../src/store/hash-chain.js');
     db.prepare('UPDATE decisions SET hash = ? WHERE seq = 42').run(entryHash(42, row.prev_hash, JSON.parse(row.record)));
     db.close();
     const r = await verifyFile(dbPath);
@@ -174,7 +174,7 @@ describe('verifyAuditLog on a real SQLite file', () => {
     db.prepare('DELETE FROM checkpoints WHERE seq > 20').run();
     db.close();
     const store = SqliteStore.open(dbPath);
-    const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const keys = new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
     const quiet = await verifyAuditLog(store, keys, { checkpointEvery: EVERY });
     await store.close();
     expect(quiet).toMatchObject({ ok: true, lastCheckpointSeq: 20, unsignedEntries: 35 });
@@ -185,7 +185,7 @@ describe('verifyAuditLog on a real SQLite file', () => {
 
   it('has no warnings for a log checkpointed at its configured cadence', async () => {
     const store = SqliteStore.open(dbPath);
-    const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+    const keys = new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
     const r = await verifyAuditLog(store, keys, { checkpointEvery: EVERY });
     await store.close();
     expect(r.warnings).toEqual([]);
@@ -263,11 +263,11 @@ describe('verifyAuditLog edge cases', () => {
     try {
       const dbPath = join(tmp.dir, 'port.db');
       const a = SqliteStore.open(dbPath);
-      await a.appendDecisions([sampleRecord(1)]);
+      await a.decisions.append([sampleRecord(1)]);
       const b = SqliteStore.open(dbPath);
-      await b.appendDecisions([sampleRecord(2)]);
-      await a.appendDecisions([sampleRecord(3)]);
-      await b.appendDecisions([sampleRecord(4)]);
+      await b.decisions.append([sampleRecord(2)]);
+      await a.decisions.append([sampleRecord(3)]);
+      await b.decisions.append([sampleRecord(4)]);
       const r = await verifyAuditLog(a, new Map());
       await Promise.all([a.close(), b.close()]);
       expect(r).toMatchObject({ ok: true, entries: 4, lastSeq: 4 });
@@ -298,7 +298,7 @@ describe('verifyAuditLog edge cases', () => {
       updateRecord(db, 21, (r) => void (r.reason = 'edited'));
       db.close();
       const store = SqliteStore.open(dbPath);
-      const keys = new Map((await store.listSigningKeys()).map((k) => [k.kid, k.publicJwk]));
+      const keys = new Map((await store.keys.list()).map((k) => [k.kid, k.publicJwk]));
       const r = await verifyAuditLog(store, keys, { pageSize: 4 });
       await store.close();
       expect(r).toMatchObject({ entries: 25, lastSeq: 25, firstBad: { seq: 21, problem: 'changed' } });

@@ -64,7 +64,7 @@ describe('F8: one STS session per (job, credential, parameters), reused across r
     expect(second.body).toEqual(first.body);
     expect(renewed.body.AccessKeyId).toBe(first.body.AccessKeyId);
     // Each release is still decided and logged; the reused ones say so.
-    const released = (await h.port.store.readDecisions(0, 100_000))
+    const released = (await h.port.store.decisions.read(0, 100_000))
       .map((e) => e.record)
       .filter((r) => r.action === 'assume' && r.decision === 'allow' && r.principal === `Port::Job::"${job.jobId}"`)
       .map((r) => (r.context as { credential?: Record<string, unknown> }).credential)

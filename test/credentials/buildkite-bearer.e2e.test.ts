@@ -129,7 +129,7 @@ describe('a Buildkite token as the bearer: allowed', () => {
     expect(logged).not.toContain(jtiOf(bk));
     expect(logged).not.toContain(APP_SECRET);
 
-    const [issued] = await h.port.store.listIssuedCredentials({ jobId: job.jobId });
+    const [issued] = await h.port.store.issued.list({ jobId: job.jobId });
     expect(issued).toMatchObject({ credential: 'app-secret', type: 'secret', tokenJtiHash: jtiHash(jtiOf(bk)), agentId: job.agentId, expiresAt: expOf(bk) * 1000 });
   });
 
@@ -157,8 +157,8 @@ describe('a Buildkite token as the bearer: allowed', () => {
   });
 
   it("looks up the build's creator as at exchange: a deployer's build gets what policy grants deployers", async () => {
-    await h.port.store.upsertUser({ email: 'dee@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
-    await h.port.store.upsertUser({ email: 'eve@acme.test', active: true, groups: ['developers'], updatedAt: Date.now() });
+    await h.port.store.users.upsert({ email: 'dee@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await h.port.store.users.upsert({ email: 'eve@acme.test', active: true, groups: ['developers'], updatedAt: Date.now() });
     const jobBy = (email: string) => {
       const build = h.sim.createBuild({ pipelineSlug: 'web', branch: 'feature', creator: h.sim.createUser({ name: email, email }), steps: [{ type: 'command', key: 'a' }] });
       return build.jobs[0]!.oidcJob!;
@@ -208,7 +208,7 @@ describe('a Buildkite token as the bearer: denied by policy', () => {
       ['assume', 'deny', jobPrincipal(job)],
     ]);
     expect(records[1]!.context).toMatchObject({ subject_token: { jti_sha256: jtiHash(jtiOf(bk)) } });
-    expect(await h.port.store.listIssuedCredentials({ jobId: job.jobId })).toEqual([]);
+    expect(await h.port.store.issued.list({ jobId: job.jobId })).toEqual([]);
   });
 });
 
@@ -227,7 +227,7 @@ describe('a Buildkite token as the bearer: single use', () => {
     const exchanged = await bkToken(deployJob());
     expect((await h.exchange(exchanged, { scope: 'app-secret' })).status).toBe(200);
     expect((await release(h, 'app-secret', exchanged)).status).toBe(401);
-    expect(await h.port.store.listIssuedCredentials({ jobId: job.jobId })).toHaveLength(1);
+    expect(await h.port.store.issued.list({ jobId: job.jobId })).toHaveLength(1);
   });
 
   it('concurrent uses of one token: exactly one gets the credential', async () => {
@@ -346,14 +346,14 @@ describe('a Buildkite token as the bearer: revoked', () => {
       expect(res.body.error_description).toMatch(c.message);
       const [r] = await decisionsSince(h, before);
       expect(r).toMatchObject({ action: 'assume', decision: 'deny', principal: jobPrincipal(job), resource: 'Port::Credential::"app-secret"', context: { check: 'job_revoked', revocation: { scope: c.scope } } });
-      expect(await h.port.store.listIssuedCredentials({ jobId: job.jobId })).toEqual([]);
+      expect(await h.port.store.issued.list({ jobId: job.jobId })).toEqual([]);
     });
   }
 });
 
 describe('the decision log', () => {
   it('holds none of the tokens presented in this file, nor a released value', async () => {
-    const all = JSON.stringify((await h.port.store.readDecisions(0, 100_000)).map((e) => e.record));
+    const all = JSON.stringify((await h.port.store.decisions.read(0, 100_000)).map((e) => e.record));
     expect(presented.length).toBeGreaterThan(15);
     for (const token of presented) {
       expect(all).not.toContain(token);

@@ -69,7 +69,7 @@ describe('secret release', () => {
     for (const value of Object.values(expected)) expect(logged).not.toContain(value);
     expect(logged).not.toContain(bearer);
 
-    const issued = await h.port.store.listIssuedCredentials({ jobId: job.jobId });
+    const issued = await h.port.store.issued.list({ jobId: job.jobId });
     expect(issued.map((i) => i.credential)).toEqual(['env-secret', 'file-secret', 'cmd-secret']);
     expect(issued[0]).toMatchObject({ type: 'secret', build: `acme/deploy/${job.buildNumber}`, agentId: job.agentId, recallable: false, expiresAt: exp * 1000 });
     expect(JSON.stringify(issued)).not.toContain('secret-value');

@@ -6,7 +6,7 @@ import { DecisionLog } from '../../src/audit/decision-log.js';
 import { SecretRotation } from '../../src/broker/credentials/secret-rotation.js';
 import type { SecretCredentialConfig } from '../../src/config/config.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import type { Store } from '../../src/store/store.js';
+import type { SecretVersionStore, Store } from '../../src/store/store.js';
 import { eventually } from './support.js';
 
 /**
@@ -69,7 +69,7 @@ function engine(c: SecretCredentialConfig, wrap: (s: Store) => Store = (s) => s)
 }
 
 async function decisions(store: SqliteStore) {
-  return (await store.readDecisions(0, 1000)).map((e) => e.record);
+  return (await store.decisions.read(0, 1000)).map((e) => e.record);
 }
 
 beforeEach(() => {
@@ -159,9 +159,7 @@ describe('a rotation whose store write throws', () => {
     const c = cred();
     writeFileSync(join(dir, 'go'), '');
     const { rotation, store } = engine(c, (s) =>
-      new Proxy(s, {
-        get: (t, k) => (k === 'addSecretVersion' ? () => Promise.reject(new Error('disk I/O error')) : Reflect.get(t, k, t).bind?.(t) ?? Reflect.get(t, k, t)),
-      }),
+      withSecretVersionAdd(s, () => Promise.reject(new Error('disk I/O error'))),
     );
     await rotation.start();
     await expect(rotation.rotate('db', 'admin')).rejects.toThrow('Rotation of "db" could not store its new value; the current value stays.');
@@ -176,14 +174,9 @@ describe('a rotation whose store write throws', () => {
     const c = cred();
     writeFileSync(join(dir, 'go'), '');
     const { rotation } = engine(c, (s) =>
-      new Proxy(s, {
-        get: (t, k) =>
-          k === 'addSecretVersion'
-            ? async (...args: Parameters<Store['addSecretVersion']>) => {
-                await t.addSecretVersion(...args);
-                throw new Error('connection reset after commit');
-              }
-            : Reflect.get(t, k, t).bind?.(t) ?? Reflect.get(t, k, t),
+      withSecretVersionAdd(s, async (...args) => {
+        await s.secretVersions.add(...args);
+        throw new Error('connection reset after commit');
       }),
     );
     await rotation.start();
@@ -194,3 +187,14 @@ describe('a rotation whose store write throws', () => {
     expect(requests().filter((r) => r.action === 'discard')).toEqual([]);
   });
 });
+
+/** The store, with the secret versions' `add` replaced (a fault at the storage boundary). */
+function withSecretVersionAdd(s: Store, add: SecretVersionStore['add']): Store {
+  const secretVersions: SecretVersionStore = {
+    list: (credential) => s.secretVersions.list(credential),
+    init: (record) => s.secretVersions.init(record),
+    markRetired: (credential, version, at) => s.secretVersions.markRetired(credential, version, at),
+    add,
+  };
+  return new Proxy(s, { get: (t, k) => (k === 'secretVersions' ? secretVersions : Reflect.get(t, k, t).bind?.(t) ?? Reflect.get(t, k, t)) });
+}

@@ -89,7 +89,7 @@ describe('SecretRotation', () => {
     expect(errors.some((m) => m.includes('Retiring version 0 of "db" failed: the rotation hook command exited with status 9'))).toBe(true);
     rmSync(join(dir, 'retire-fails'));
     await eventually(async () => ((await r.status('db'))[0]!.state === 'retired' ? true : undefined));
-    const log = (await store.readDecisions(0, 100)).map((e) => e.record);
+    const log = (await store.decisions.read(0, 100)).map((e) => e.record);
     expect(log.filter((x) => x.context.event === 'retire').map((x) => x.decision)).toContain('deny');
     expect(log.at(-1)).toMatchObject({ action: 'rotate', decision: 'allow', context: { event: 'retire', version: 0 } });
   });
@@ -114,7 +114,7 @@ describe('SecretRotation', () => {
     await eventually(async () => ((await r.current(short)).version >= 2 ? true : undefined));
     // The audit entry follows the stored version: wait for it too.
     const log = await eventually(async () => {
-      const rotations = (await store.readDecisions(0, 100)).map((e) => e.record).filter((x) => x.context.event === 'rotate');
+      const rotations = (await store.decisions.read(0, 100)).map((e) => e.record).filter((x) => x.context.event === 'rotate');
       return rotations.length >= 2 ? rotations : undefined;
     });
     expect(log.map((x) => x.context.trigger).slice(0, 2)).toEqual(['admin', 'schedule']);

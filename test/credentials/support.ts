@@ -65,11 +65,11 @@ export async function admin(h: Harness, method: 'GET' | 'POST', path: string, to
 
 /** Every decision record after `afterSeq`. */
 export async function decisionsSince(h: Harness, afterSeq: number) {
-  return (await h.port.store.readDecisions(afterSeq, 10_000)).map((e) => e.record);
+  return (await h.port.store.decisions.read(afterSeq, 10_000)).map((e) => e.record);
 }
 
 export async function headSeq(h: Harness): Promise<number> {
-  return (await h.port.store.lastDecision())?.seq ?? 0;
+  return (await h.port.store.decisions.last())?.seq ?? 0;
 }
 
 /** Polls `check` until it returns a value (not undefined), or fails after `timeoutMs`. */

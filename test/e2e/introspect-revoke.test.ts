@@ -55,7 +55,7 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
     const res = await h.post('/oauth/revoke', { token, token_type_hint: 'access_token' });
     expect(res.status).toBe(200);
     expect((await h.post('/oauth/introspect', { token }, asServer)).body).toEqual({ active: false });
-    const last = await h.port.store.lastDecision();
+    const last = await h.port.store.decisions.last();
     expect(last!.record).toMatchObject({ action: 'revoke', decision: 'allow' });
     expect(JSON.stringify(last)).not.toContain(token);
     // The store is the record: a new list (a restarted Port) still refuses it.
@@ -89,9 +89,9 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
   });
 
   it('revocation of an invalid token answers 200 and records nothing', async () => {
-    const before = (await h.port.store.lastDecision())?.seq;
+    const before = (await h.port.store.decisions.last())?.seq;
     expect((await h.post('/oauth/revoke', { token: 'garbage' })).status).toBe(200);
-    expect((await h.port.store.lastDecision())?.seq).toBe(before);
+    expect((await h.port.store.decisions.last())?.seq).toBe(before);
   });
 
   it('revocation without a token is invalid_request', async () => {

@@ -14,8 +14,8 @@ afterAll(async () => {
 const now = () => Math.floor(Date.now() / 1000);
 
 async function lastDecisions(n: number) {
-  const last = await h.port.store.lastDecision();
-  return h.port.store.readDecisions(Math.max(0, (last?.seq ?? 0) - n), n);
+  const last = await h.port.store.decisions.last();
+  return h.port.store.decisions.read(Math.max(0, (last?.seq ?? 0) - n), n);
 }
 
 describe('token exchange: the allowed path', () => {

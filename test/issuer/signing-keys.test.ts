@@ -53,7 +53,7 @@ describe('signing keys', () => {
   it('seals private keys at rest with the key encryption key, and refuses to start without the right one', async () => {
     const kek = deriveKeyEncryptionKey('correct horse battery staple');
     const keys = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900, keyEncryptionKey: kek });
-    const [stored] = await store.listSigningKeys();
+    const [stored] = await store.keys.list();
     expect(stored!.privateKey.startsWith('port-kw1.')).toBe(true);
     expect(stored!.privateKey).not.toContain('"d"');
     const reopened = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900, keyEncryptionKey: kek });

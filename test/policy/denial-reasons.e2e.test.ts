@@ -50,7 +50,7 @@ afterAll(async () => {
 });
 
 async function lastRecord() {
-  return (await h.port.store.lastDecision())!.record;
+  return (await h.port.store.decisions.last())!.record;
 }
 
 /** A job step's environment: the simulator's buildkite-agent first on PATH, nothing leaking in from the runner. */
@@ -141,7 +141,7 @@ describe("the relay's 403 names the permits that did not match", () => {
     const reason =
       'denied by default: no policy permits proxy; not matched: files-read ("acme jobs may read the file store"), files-upload ("deploy jobs may upload under /uploads")';
     expect(await res.json()).toEqual({ error: 'access_denied', error_description: `Policy denied PUT /uploads/a.txt on files: ${reason}` });
-    expect((await r.port.store.lastDecision())!.record).toMatchObject({ action: 'proxy', decision: 'deny', reason });
+    expect((await r.port.store.decisions.last())!.record).toMatchObject({ action: 'proxy', decision: 'deny', reason });
     expect(r.upstream.requests).toHaveLength(0);
   });
 });

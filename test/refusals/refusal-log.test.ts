@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DecisionEntry, DecisionRecord } from '../../src/audit/decision-record.js';
+import type { DecisionEntry, DecisionRecord } from '../../src/store/records/decisions.js';
 import { RefusalLog, RefusalThrottledError } from '../../src/audit/refusal-log.js';
 import { SourceRateLimiter } from '../../src/audit/source-rate-limit.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -42,7 +42,7 @@ describe('RefusalLog', () => {
   let errors: unknown[];
   const open = (opts: { limiter?: SourceRateLimiter; maxAggregates?: number; windowSeconds?: number } = {}) =>
     new RefusalLog({ windowSeconds: WINDOW_S, now: () => now, onError: (e) => errors.push(e), ...opts }, store);
-  const all = async (): Promise<DecisionEntry[]> => store.readDecisions(0, 100_000);
+  const all = async (): Promise<DecisionEntry[]> => store.decisions.read(0, 100_000);
   const aggregates = async () => (await all()).filter((e) => e.record.context.aggregated === true);
 
   beforeEach(() => {

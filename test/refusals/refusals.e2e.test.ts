@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { decodePart, signWithForeignKey } from '../helpers/forge.js';
 import { startHarness, type Harness } from '../helpers/port-harness.js';
@@ -78,7 +78,7 @@ async function pool(n: number, width: number, fn: (i: number) => Promise<void>):
 }
 
 async function entriesSince(seq: number): Promise<DecisionEntry[]> {
-  return h.port.store.readDecisions(seq, 100_000);
+  return h.port.store.decisions.read(seq, 100_000);
 }
 
 const isRefusal = (e: DecisionEntry) => e.record.principal === null && e.record.decision === 'deny';
@@ -94,7 +94,7 @@ beforeAll(async () => {
       upstreams: { files: { url: 'http://127.0.0.1:9/base', connect_timeout: 1, timeout: 1 } },
     },
   });
-  seqBefore = (await h.port.store.lastDecision())?.seq ?? 0;
+  seqBefore = (await h.port.store.decisions.last())?.seq ?? 0;
 }, 60_000);
 
 afterAll(async () => {
@@ -160,7 +160,7 @@ describe('unauthenticated refusals at a running Port', () => {
     expectThrottled(junk);
     tally('127.0.0.1 exchange', junk, 400);
     // …and each denial of a verified job is still answered and logged on its own.
-    const before = (await h.port.store.lastDecision())!.seq;
+    const before = (await h.port.store.decisions.last())!.seq;
     const jobs = Array.from({ length: 5 }, () => h.sim.createJob({ pipelineSlug: 'untrusted', branch: 'main' }));
     for (const job of jobs) {
       const res = await exchange('127.0.0.1', await h.sim.mintToken(job, { audience: h.audience }));
@@ -234,7 +234,7 @@ describe('unauthenticated refusals at a running Port', () => {
     await h.port.close();
     const store = SqliteStore.open(path, { create: false });
     try {
-      const entries = await store.readDecisions(seqBefore, 100_000);
+      const entries = await store.decisions.read(seqBefore, 100_000);
       const refusals = entries.filter(isRefusal);
       // Bounded: at most the first of each kind and one count per (kind, action, address) — not ~1,100 entries.
       expect(refusals.length).toBeLessThanOrEqual(12);

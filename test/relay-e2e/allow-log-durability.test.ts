@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import { configFromObject } from '../../src/config/config.js';
 import { startPort, type RunningPort } from '../../src/server/port-server.js';
 import { BuildkiteSimulator } from '../../src/sim/index.js';
@@ -86,10 +86,10 @@ it('kill -9 during relay traffic loses no allowed request counted more than a se
   // The next Port on the same store logs what the dead one had counted.
   again = await startPort(configFromObject(raw, join(dir, 'port.yaml')), { logger: false });
   const deadline = Date.now() + 20_000;
-  let counts = allowCounts(await again.store.readDecisions(0, 10_000));
+  let counts = allowCounts(await again.store.decisions.read(0, 10_000));
   while (counts.requests < N && Date.now() < deadline) {
     await sleep(200);
-    counts = allowCounts(await again.store.readDecisions(0, 10_000));
+    counts = allowCounts(await again.store.decisions.read(0, 10_000));
   }
   expect(counts.requests).toBe(N);
   expect(counts.recovered).toBeGreaterThan(0);

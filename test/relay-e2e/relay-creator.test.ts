@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import { readLineage } from '../../src/audit/lineage-read.js';
 import { jtiHash } from '../../src/audit/token-hash.js';
 import type { SimJob } from '../../src/sim/index.js';
@@ -183,11 +183,11 @@ describe('proxy policy on the creator\'s group', () => {
     expect(after.body.error).toBe('invalid_token');
   });
 
-  it('decides an SSO-recorded creator (store.upsertUser) by the groups Port holds; a change applies to the next request', async () => {
-    await h.port.store.upsertUser({ email: 'finn@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now(), source: 'sso' });
+  it('decides an SSO-recorded creator (store.users.upsert) by the groups Port holds; a change applies to the next request', async () => {
+    await h.port.store.users.upsert({ email: 'finn@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now(), source: 'sso' });
     const token = await portToken(jobBy('finn@acme.test'));
     expect((await relay(token)).status).toBe(200);
-    await h.port.store.upsertUser({ email: 'finn@acme.test', active: true, groups: ['readers'], updatedAt: Date.now(), source: 'sso' });
+    await h.port.store.users.upsert({ email: 'finn@acme.test', active: true, groups: ['readers'], updatedAt: Date.now(), source: 'sso' });
     expect((await relay(token)).status).toBe(403);
   });
 
@@ -207,8 +207,9 @@ describe('proxy policy on the creator\'s group', () => {
     const token = await portToken(jobBy('gus@acme.test'));
     upstream.reset();
     // Fault injection: the store stops answering user reads (the relay has nothing cached for gus yet).
-    const store = h.port.store as unknown as { getUser: unknown };
-    store.getUser = async () => {
+    const users = h.port.store.users;
+    const read = users.get;
+    users.get = async () => {
       throw new Error('database is locked');
     };
     try {
@@ -217,7 +218,7 @@ describe('proxy policy on the creator\'s group', () => {
       expect(res.body).toEqual({ error: 'creator_unavailable', error_description: expect.stringMatching(/creator's directory record/) });
       expect(upstream.requests).toHaveLength(0);
     } finally {
-      delete store.getUser;
+      users.get = read;
     }
     expect((await relay(token)).status).toBe(200);
   });
@@ -237,7 +238,7 @@ describe('relay decisions in the decision log, and their lineage', () => {
     await h.port.close();
     portClosed = true;
     store = SqliteStore.open(join(h.dir, 'port.db'));
-    entries = await store.readDecisions(0, 100_000);
+    entries = await store.decisions.read(0, 100_000);
   });
   afterAll(async () => {
     await store?.close();

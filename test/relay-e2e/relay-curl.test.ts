@@ -70,7 +70,7 @@ describe('relay with curl', () => {
     const trick = await curl(['--path-as-is', '-H', `Authorization: Bearer ${token}`, h.relayUrl('/files/public/../admin/users')]);
     expect(trick.status).toBe(403);
     expect(h.upstream.requests).toHaveLength(0);
-    const last = await h.port.store.lastDecision();
+    const last = await h.port.store.decisions.last();
     expect(last!.record).toMatchObject({ action: 'proxy', decision: 'deny', policies: [{ id: 'no-admin' }], context: { path: '/admin/users', method: 'GET', upstream: 'files' } });
   });
 

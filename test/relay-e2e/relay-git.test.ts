@@ -179,7 +179,7 @@ describe('git smart HTTP through the relay', () => {
     expectOnlyInjectedCredentials(appToken);
     expect(await serverLog()).toEqual(before);
 
-    const last = await h.port.store.lastDecision();
+    const last = await h.port.store.decisions.last();
     expect(last!.record).toMatchObject({
       action: 'proxy',
       decision: 'deny',

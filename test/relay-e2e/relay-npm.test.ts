@@ -199,7 +199,7 @@ describe('npm through the relay', () => {
     expect(tap!.requests.some((r) => r.method === 'PUT')).toBe(false);
     expect(await versionsInRegistry()).toEqual(['1.0.0']);
 
-    const last = await h.port.store.lastDecision();
+    const last = await h.port.store.decisions.last();
     expect(last!.record).toMatchObject({ action: 'proxy', decision: 'deny', context: { upstream: 'npm', method: 'PUT', path: `/${PKG}` } });
   }, 60_000);
 });

@@ -156,7 +156,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seenA1.sessionName).toContain(a.job.jobId);
     expect(seenB.sessionName).toContain(b.job.jobId);
     // Each session is one `assume` record naming the job and its Port token's hash (lineage links by it).
-    const assumed = (await h.port.store.readDecisions(0, 100_000))
+    const assumed = (await h.port.store.decisions.read(0, 100_000))
       .map((e) => e.record)
       .filter((r) => r.action === 'assume' && (r.context as { relay?: unknown }).relay !== undefined && r.principal === `Port::Job::"${a.job.jobId}"`);
     expect(assumed).toHaveLength(1);
@@ -265,7 +265,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(denied.status).toBe(403);
     expect((await denied.json()).error).toBe('access_denied');
     const id = denied.headers.get('x-port-decision-id');
-    const record = (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
+    const record = (await h.port.store.decisions.read(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
     expect(record.context).toMatchObject({ upstream: 'dynamo', method: 'POST', path: '/', aws_target: 'DynamoDB_20120810.DeleteTable' });
     const none = await call();
     expect(none.status).toBe(403);
@@ -301,7 +301,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(sts.calls.length - before).toBe(1);
   });
   describe('review G9: the query names the S3 operation', () => {
-    const decisionRecord = async (id: string | null) => (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
+    const decisionRecord = async (id: string | null) => (await h.port.store.decisions.read(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
 
     it('a policy allowing PUT on a path refuses the same PUT with ?acl (and every spelling of it), before anything is signed or sent', async () => {
       const { token } = await jobToken();

@@ -250,6 +250,6 @@ export function headerNames(rawHeaders: string[]): string[] {
 
 /** The newest decision-log record (denials are logged one by one, with the normalised path). */
 export async function lastDecision(h: RelayHarness): Promise<{ decision?: string; context?: Record<string, unknown>; policies?: Array<{ id: string }> } | undefined> {
-  const e = await h.port.store.lastDecision();
+  const e = await h.port.store.decisions.last();
   return e?.record as { decision?: string; context?: Record<string, unknown> } | undefined;
 }

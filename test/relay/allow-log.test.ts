@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import { type AllowedRequest, AllowLog } from '../../src/relay/allow-log.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
@@ -21,7 +21,7 @@ const request: AllowedRequest = {
 
 /** Requests counted by the log's entries: the sum of `context.requests`. */
 async function logged(store: SqliteStore): Promise<{ requests: number; recovered: number }> {
-  const entries: DecisionEntry[] = await store.readDecisions(0, 1000);
+  const entries: DecisionEntry[] = await store.decisions.read(0, 1000);
   const counts = entries.map((e) => ({ n: Number(e.record.context?.requests ?? 0), recovered: e.record.context?.recovered === true }));
   return { requests: counts.reduce((a, c) => a + c.n, 0), recovered: counts.filter((c) => c.recovered).length };
 }
@@ -43,9 +43,11 @@ describe('relay AllowLog durability', () => {
     const errors: string[] = [];
     const log = new AllowLog({
       store: {
-        saveAllowCounts: (...a) => (failing ? Promise.reject(new Error('disk is full')) : store.saveAllowCounts(...a)),
-        commitAllowWindow: (...a) => store.commitAllowWindow(...a),
-        recoverAllowCounts: (...a) => store.recoverAllowCounts(...a),
+        allowCounts: {
+          save: (...a) => (failing ? Promise.reject(new Error('disk is full')) : store.allowCounts.save(...a)),
+          commitWindow: (...a) => store.allowCounts.commitWindow(...a),
+          recover: (...a) => store.allowCounts.recover(...a),
+        },
       },
       windowSeconds: 3600,
       syncMs: 10,

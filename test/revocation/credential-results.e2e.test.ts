@@ -18,7 +18,7 @@ afterAll(async () => {
 
 /** A job of a deployer's build holding a released secret and port_token, and its Port token. */
 async function jobWithCredentials(email: string) {
-  await h.port.store.upsertUser({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
+  await h.port.store.users.upsert({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
   const { build, a } = buildBy(h, email);
   const token = await h.portToken(a, { scope: 'deploy-token npm-publish' });
   const secret = await h.credential('npm-publish', token);
@@ -31,7 +31,7 @@ async function jobWithCredentials(email: string) {
 describe('revocation results per credential type', () => {
   it('records secrets and port_tokens as not recallable', async () => {
     const { job } = await jobWithCredentials('records@acme.test');
-    const issued = await h.port.store.listIssuedCredentials({ jobId: job.jobId });
+    const issued = await h.port.store.issued.list({ jobId: job.jobId });
     expect(issued.map((c) => [c.type, c.recallable]).sort()).toEqual([
       ['port_token', false],
       ['secret', false],
@@ -68,7 +68,7 @@ describe('revocation results per credential type', () => {
     const verified = await jwtVerify(downstream.access_token, jwks, { issuer: 'https://port.acme.test', audience: 'https://deploy.acme.test' });
     expect(verified.payload.job_id).toBe(job.jobId);
 
-    const rec = (await h.port.store.readDecisions(0, 100_000)).filter((e) => e.record.action === 'revoke').at(-1)!.record;
+    const rec = (await h.port.store.decisions.read(0, 100_000)).filter((e) => e.record.action === 'revoke').at(-1)!.record;
     expect(rec.context).toMatchObject({ credentials_recallable: 0, credentials_not_recallable: 2 });
     expect(JSON.stringify(rec)).not.toContain('harness-npm-secret');
     expect(JSON.stringify(res.body)).not.toContain('harness-npm-secret');

@@ -97,9 +97,9 @@ describe('job.finished: the revocation is durable before Buildkite gets an answe
     const hook = `${h.url}/webhooks/buildkite`;
 
     const store = h.port.store;
-    const original = store.addRevocation.bind(store);
+    const original = store.revocations.add.bind(store.revocations);
     let failures = 1;
-    store.addRevocation = async (entry) => {
+    store.revocations.add = async (entry) => {
       if (failures-- > 0) throw new StoreError('disk full (test)');
       return original(entry);
     };
@@ -123,10 +123,10 @@ describe('job.finished: the revocation is durable before Buildkite gets an answe
       expect(JSON.parse(duplicate.body)).toMatchObject({ duplicate: true });
       const replay = await h.sim.deliverWebhook(hook, 'job.finished', payload, { secret: WEBHOOK_SECRET }, { timestamp: t - 10 });
       expect(replay.status).toBe(409);
-      const log = await store.readDecisions(0, 100_000);
+      const log = await store.decisions.read(0, 100_000);
       expect(log.filter((e) => e.record.action === 'revoke' && e.record.principal === `Port::Job::"${buildJob.id}"`)).toHaveLength(1);
     } finally {
-      store.addRevocation = original;
+      store.revocations.add = original;
     }
   }, 60_000);
 });

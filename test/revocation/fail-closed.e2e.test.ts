@@ -44,7 +44,7 @@ describe('pool revocation: a token that does not name its pool is refused while 
     expect(cred.status).toBe(401);
     expect(cred.body.error).toBe('invalid_token');
 
-    const log = (await h.port.store.readDecisions(0, 100_000)).map((e) => e.record);
+    const log = (await h.port.store.decisions.read(0, 100_000)).map((e) => e.record);
     const refusal = log.filter((r) => r.action === 'exchange' && r.decision === 'deny' && r.principal === `Port::Job::"${job.jobId}"`).at(-1)!;
     expect(refusal.context).toMatchObject({ check: 'job_revoked', revocation: { scope: 'pool', kind: 'pool_unknown', missing_claims: ['cluster_name', 'queue_key'] } });
     expect((await h.lift({ scope: 'pool', id: 'linux/evil-pool' })).status).toBe(200);
@@ -140,7 +140,7 @@ describe('user revocation does not fail open when the creator is unknown (F7)', 
     } finally {
       apiUp();
     }
-    const log = (await h.port.store.readDecisions(0, 100_000)).map((e) => e.record);
+    const log = (await h.port.store.decisions.read(0, 100_000)).map((e) => e.record);
     const refusal = log.find((r) => r.action === 'exchange' && r.decision === 'deny' && r.principal === `Port::Job::"${a.jobId}"`)!;
     expect(refusal.context).toMatchObject({ check: 'creator_unknown', revocation: { scope: 'user', kind: 'creator_unknown', creator_unknown: 'now' } });
   });

@@ -102,7 +102,7 @@ describe('a finished job stays finished (G5)', () => {
     expect(lift.status).toBe(409);
     expect(lift.body.error).toBe('not_liftable');
     expect(await h.relay(token)).toBe(401);
-    const unrevokes = (await h.port.store.readDecisions(0, 100_000)).filter((e) => e.record.action === 'unrevoke' && e.record.resource === `Port::Job::"${b.jobId}"`);
+    const unrevokes = (await h.port.store.decisions.read(0, 100_000)).filter((e) => e.record.action === 'unrevoke' && e.record.resource === `Port::Job::"${b.jobId}"`);
     expect(unrevokes).toHaveLength(0);
   });
 

@@ -117,7 +117,7 @@ describe('lifting', () => {
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toContain('lifted the token revocation');
     expect(await works(h, t)).toBe(true);
-    const rec = (await h.port.store.readDecisions(0, 100_000)).filter((e) => e.record.action === 'unrevoke').at(-1)!.record;
+    const rec = (await h.port.store.decisions.read(0, 100_000)).filter((e) => e.record.action === 'unrevoke').at(-1)!.record;
     expect(rec).toMatchObject({ principal: 'admin', resource: null, decision: 'allow', context: { scope: 'token', reason: 'false alarm', lifted: 1, origins: ['admin', 'scim'] } });
     expect(JSON.stringify(rec)).not.toContain(String(decodeJwt(t).jti));
   });

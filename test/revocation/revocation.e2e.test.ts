@@ -15,17 +15,17 @@ afterAll(async () => {
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 async function lastRevokeRecord() {
-  const log = await h.port.store.readDecisions(0, 100_000);
+  const log = await h.port.store.decisions.read(0, 100_000);
   return log.filter((e) => e.record.action === 'revoke').at(-1)!.record;
 }
 
 describe('who started the build (build_creator)', () => {
   it('puts the creator in the Port token and in policy, and records that it was known', async () => {
-    await h.port.store.upsertUser({ email: 'dee@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await h.port.store.users.upsert({ email: 'dee@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
     const { a } = buildBy(h, 'Dee@Acme.test');
     const token = await h.portToken(a, { scope: 'npm-publish' });
     expect(decodeJwt(token).build_creator).toBe('dee@acme.test');
-    const log = await h.port.store.readDecisions(0, 100_000);
+    const log = await h.port.store.decisions.read(0, 100_000);
     const assume = log.filter((e) => e.record.action === 'assume').at(-1)!.record;
     expect(assume).toMatchObject({ decision: 'allow', context: { build_creator: { known: true, in_directory: true }, job: { build_creator: 'dee@acme.test' } } });
   });
@@ -39,7 +39,7 @@ describe('who started the build (build_creator)', () => {
   });
 
   it('with the Buildkite API down the creator is unknown: no creator grant, but the exchange itself still works', async () => {
-    await h.port.store.upsertUser({ email: 'down@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
+    await h.port.store.users.upsert({ email: 'down@acme.test', active: true, groups: ['deployers'], updatedAt: Date.now() });
     const { a, b } = buildBy(h, 'down@acme.test');
     h.sim.failApiRequests(20, 503);
     try {
@@ -50,7 +50,7 @@ describe('who started the build (build_creator)', () => {
     } finally {
       h.sim.failApiRequests(0);
     }
-    const log = await h.port.store.readDecisions(0, 100_000);
+    const log = await h.port.store.decisions.read(0, 100_000);
     expect(log.filter((e) => e.record.action === 'exchange').at(-1)!.record.context).toMatchObject({ build_creator: { known: false, status: 'unavailable' } });
   });
 });
@@ -93,7 +93,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
     const tb = await h.portToken(b);
     const to = await h.portToken(other.a);
     const buildId = `acme/deploy/${build.number}`;
-    await h.port.store.createApprovalRequest(pendingRequest({ build: { pipeline: 'deploy', number: build.number }, jobId: crypto.randomUUID() }));
+    await h.port.store.approvals.open(pendingRequest({ build: { pipeline: 'deploy', number: build.number }, jobId: crypto.randomUUID() }), []);
     const out = await h.cli(['build', buildId, '--json']);
     expect(out.code, out.stderr).toBe(0);
     expect(JSON.parse(out.stdout)).toMatchObject({ scope: 'build', id: buildId, approvals_closed: 1 });
@@ -101,7 +101,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
     expect(await works(h, tb)).toBe(false);
     expect(await works(h, to)).toBe(true);
     expect((await h.exchange(await h.bkToken(b, nowSeconds() + 2))).status).toBe(400);
-    expect((await h.port.store.listApprovalRequests({ status: 'revoked' })).some((r) => r.build.number === build.number)).toBe(true);
+    expect((await h.port.store.approvals.list({ status: 'revoked' })).some((r) => r.build.number === build.number)).toBe(true);
   });
 
   it('user: every token of their builds, old and new, until lifted; their requests closed, approvals withdrawn, sessions ended; AWS sessions listed', async () => {
@@ -109,7 +109,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
     const u = await startRevocationHarness();
     try {
       const email = 'mallory@acme.test';
-      await u.port.store.upsertUser({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
+      await u.port.store.users.upsert({ email, active: true, groups: ['deployers'], updatedAt: Date.now() });
       const theirs = buildBy(u, email);
       const others = buildBy(u, 'someone-else@acme.test');
       const t = await u.portToken(theirs.a);
@@ -117,11 +117,11 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
       const oldBk = await u.bkToken(theirs.b);
       const own = pendingRequest({ build: { pipeline: 'deploy', number: theirs.build.number, creator: email }, jobId: crypto.randomUUID() });
       const elsewhere = pendingRequest({ build: { pipeline: 'deploy', number: others.build.number }, jobId: crypto.randomUUID(), approvals: [email, 'ok@acme.test'] });
-      await u.port.store.createApprovalRequest(own);
-      await u.port.store.createApprovalRequest(elsewhere);
-      await u.port.store.createSession({ idHash: 'a'.repeat(64), email, groups: [], csrfToken: 'x', createdAt: Date.now(), expiresAt: Date.now() + 3_600_000 });
+      await u.port.store.approvals.open(own, []);
+      await u.port.store.approvals.open(elsewhere, []);
+      await u.port.store.sessions.create({ idHash: 'a'.repeat(64), email, groups: [], csrfToken: 'x', createdAt: Date.now(), expiresAt: Date.now() + 3_600_000 });
       const expiresAt = Date.now() + 1_800_000;
-      await u.port.store.recordIssuedCredential({
+      await u.port.store.issued.record({
         id: crypto.randomUUID(),
         credential: 'prod-deploy',
         type: 'aws_role',
@@ -157,12 +157,12 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
       const later = buildBy(u, email);
       expect((await u.exchange(await u.bkToken(later.a))).status).toBe(400);
 
-      expect((await u.port.store.getApprovalRequest(own.id))!.status).toBe('revoked');
-      const left = (await u.port.store.getApprovalRequest(elsewhere.id))!;
+      expect((await u.port.store.approvals.get(own.id))!.status).toBe('revoked');
+      const left = (await u.port.store.approvals.get(elsewhere.id))!;
       expect(left.status).toBe('pending');
       expect(left.approvals.map((a) => a.email)).toEqual(['ok@acme.test']);
-      expect(await u.port.store.getSession('a'.repeat(64))).toBeUndefined();
-      const log = await u.port.store.readDecisions(0, 100_000);
+      expect(await u.port.store.sessions.get('a'.repeat(64))).toBeUndefined();
+      const log = await u.port.store.decisions.read(0, 100_000);
       const rec = log.filter((e) => e.record.action === 'revoke').at(-1)!.record;
       expect(rec).toMatchObject({ principal: 'admin', resource: 'Port::User::"mallory@acme.test"', context: { scope: 'user', reason: 'left the company', sessions_ended: 1, credentials_not_recallable: 1 } });
 
@@ -172,7 +172,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
       expect(lifted.stdout).toContain('lifted the user revocation of mallory@acme.test');
       expect((await u.exchange(await u.bkToken(later.b))).status).toBe(200);
       expect(await works(u, t)).toBe(true);
-      const unrevoke = (await u.port.store.readDecisions(0, 100_000)).filter((e) => e.record.action === 'unrevoke').at(-1)!.record;
+      const unrevoke = (await u.port.store.decisions.read(0, 100_000)).filter((e) => e.record.action === 'unrevoke').at(-1)!.record;
       expect(unrevoke).toMatchObject({ principal: 'admin', resource: 'Port::User::"mallory@acme.test"', context: { scope: 'user', reason: 'wrong person', lifted: 1 } });
     } finally {
       await u.close();
@@ -312,12 +312,12 @@ describe('input validation at the edge', () => {
     ['not an object', ['job'], /expected object|Invalid input/i],
   ];
   it.each(cases)('%s → 400 with a specific message, nothing revoked', async (_name, body, message) => {
-    const before = (await h.port.store.listActiveRevocations(Date.now())).length;
+    const before = (await h.port.store.revocations.listActive(Date.now())).length;
     const res = await h.revoke(body);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
     expect(res.body.error_description).toMatch(message);
-    expect((await h.port.store.listActiveRevocations(Date.now())).length).toBe(before);
+    expect((await h.port.store.revocations.listActive(Date.now())).length).toBe(before);
   });
 
   it('wrong content type → 415; oversized body → 413; bad JSON → 400', async () => {

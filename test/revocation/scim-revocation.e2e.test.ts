@@ -18,7 +18,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const records = async (action: string) => (await h.port.store.readDecisions(0, 100_000)).map((e) => e.record).filter((r) => r.action === action);
+const records = async (action: string) => (await h.port.store.decisions.read(0, 100_000)).map((e) => e.record).filter((r) => r.action === action);
 
 describe('SCIM DELETE: revoke first, delete after (F15)', () => {
   it('a failed revocation answers 503 and deletes nothing; the IdP retry revokes and deletes', async () => {
@@ -29,9 +29,9 @@ describe('SCIM DELETE: revoke first, delete after (F15)', () => {
     expect(await works(h, token)).toBe(true);
 
     const store = h.port.store;
-    const original = store.addRevocation.bind(store);
+    const original = store.revocations.add.bind(store.revocations);
     let failures = 1;
-    store.addRevocation = async (entry) => {
+    store.revocations.add = async (entry) => {
       if (failures-- > 0) throw new StoreError('disk full (test)');
       return original(entry);
     };
@@ -41,14 +41,14 @@ describe('SCIM DELETE: revoke first, delete after (F15)', () => {
       expect(failed.body.detail).toBe("Revoking the user's grants failed, so the user was not deleted; retry the request.");
       // Nothing changed: the user is there and active, the token still works, nothing was logged as deprovisioned.
       expect((await scim.get(`/Users/${user.id}`)).status).toBe(200);
-      expect(await h.port.store.getUser(email)).toMatchObject({ active: true });
+      expect(await h.port.store.users.get(email)).toMatchObject({ active: true });
       expect(await works(h, token)).toBe(true);
       expect((await records('scim_deprovision')).some((r) => r.principal === `Port::User::"${email}"`)).toBe(false);
 
       // The IdP retries the DELETE.
       expect((await scim.delete(`/Users/${user.id}`)).status).toBe(204);
     } finally {
-      store.addRevocation = original;
+      store.revocations.add = original;
     }
     expect(await works(h, token)).toBe(false);
     expect((await scim.get(`/Users/${user.id}`)).status).toBe(404);

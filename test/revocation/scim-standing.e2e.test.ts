@@ -26,7 +26,7 @@ afterEach(() => {
 });
 
 const DAY = 24 * 3600 * 1000;
-const records = async (action: string) => (await h.port.store.readDecisions(0, 100_000)).map((e) => e.record).filter((r) => r.action === action);
+const records = async (action: string) => (await h.port.store.decisions.read(0, 100_000)).map((e) => e.record).filter((r) => r.action === action);
 const listed = async (url: string) =>
   ((await (await fetch(`${url}/v1/revocations`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
     revocations: { scope: string; id: string; expires_at: string | null; by: string[] }[];
@@ -67,9 +67,9 @@ describe('a SCIM deactivation does not lapse (G2)', () => {
     const user = (await scim.post('/Users', oktaUser(email))).body;
     const { a } = buildBy(h, email);
     for (let i = 0; i < 3; i++) expect((await deactivate(user.id)).status).toBe(200);
-    const rows = (await h.port.store.listActiveRevocations(Date.now())).filter((e) => e.subject === email);
+    const rows = (await h.port.store.revocations.listActive(Date.now())).filter((e) => e.subject === email);
     expect(rows).toHaveLength(1);
-    expect(rows[0]!.jti).toMatch(/^rev:user:scim:/);
+    expect(rows[0]).toMatchObject({ kind: 'revocation', scope: 'user', target: email, origin: 'scim' });
     // Three revocations recorded in the decision log (the effects re-run), one standing record.
     expect((await records('revoke')).filter((r) => r.resource === `Port::User::"${email}"`)).toHaveLength(3);
 
@@ -104,7 +104,7 @@ describe("the directory's inactive refuses on its own (G2, defence in depth)", (
     // The person is not named to the caller.
     expect(JSON.stringify([exchanged.body, credential.body, relay.body])).not.toContain(email);
 
-    const refusals = (await h.port.store.readDecisions(0, 100_000))
+    const refusals = (await h.port.store.decisions.read(0, 100_000))
       .map((e) => e.record)
       .filter((r) => r.decision === 'deny' && r.context.refusal === 'creator_inactive' && r.principal === `Port::Job::"${a.jobId}"`);
     expect(refusals).toHaveLength(1);
@@ -118,7 +118,7 @@ describe("the directory's inactive refuses on its own (G2, defence in depth)", (
 
   it('a person SSO recorded as inactive (no SCIM, no revocation) is refused too', async () => {
     const email = 'sso-inactive@acme.test';
-    await h.port.store.upsertUser({ email, active: false, groups: [], updatedAt: Date.now(), source: 'sso' });
+    await h.port.store.users.upsert({ email, active: false, groups: [], updatedAt: Date.now(), source: 'sso' });
     const { a } = buildBy(h, email);
     const res = await h.exchange(await h.bkToken(a));
     expect(res.body).toEqual({ error: 'invalid_grant', error_description: CREATOR_INACTIVE_MESSAGE });
@@ -135,17 +135,17 @@ describe('a re-activation racing a deactivation (G4)', () => {
     const { a } = buildBy(h, email);
     expect((await deactivate(user.id)).status).toBe(200);
 
-    // Hold the re-activation between its committed write and its effects (the lift). The
-    // store Port holds wraps the SQLite store (src/server/user-writes.ts) and calls this
-    // method on it, so the hold goes on the SQLite store's own method.
+    // Hold the re-activation between its committed write and its effects (the lift), on
+    // the SCIM repository Port's routes write through.
     const store = h.port.store;
-    const original = (Object.getPrototypeOf(store) as Store).replaceScimUser;
+    const scimRepo = store.scim;
+    const original = scimRepo.replaceUser;
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     let committed!: () => void;
     const activationCommitted = new Promise<void>((r) => (committed = r));
-    store.replaceScimUser = async function (this: Store, next, version) {
-      const result = await original.call(this, next, version);
+    scimRepo.replaceUser = async (next, version) => {
+      const result = await original(next, version);
       if (next.id === user.id && next.active) {
         committed();
         await held;
@@ -160,10 +160,10 @@ describe('a re-activation racing a deactivation (G4)', () => {
       release();
       expect((await reactivation).status).toBe(200);
     } finally {
-      delete (store as Partial<Store>).replaceScimUser;
+      scimRepo.replaceUser = original;
     }
 
-    expect(await store.getUser(email)).toMatchObject({ active: false });
+    expect(await store.users.get(email)).toMatchObject({ active: false });
     expect(h.port.revocations.revocations.get('user', email)).toMatchObject({ origins: ['scim'] });
     const res = await h.exchange(await h.bkToken(a));
     expect(res.body.error_description).toBe('The person who started this build is revoked until they are re-activated; every token of their builds is refused.');
@@ -180,19 +180,20 @@ describe('a re-activation racing a deactivation (G4)', () => {
 
     // Arm on the re-activation's commit; hold its lift just after it read the person.
     const store = h.port.store;
-    const proto = Object.getPrototypeOf(store) as Store;
+    const scimRepo = store.scim;
+    const original = scimRepo.replaceUser;
     let armed = false;
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     let read!: () => void;
     const liftRead = new Promise<void>((r) => (read = r));
-    store.replaceScimUser = async function (this: Store, next, version) {
-      const result = await proto.replaceScimUser.call(this, next, version);
+    scimRepo.replaceUser = async (next, version) => {
+      const result = await original(next, version);
       if (next.id === user.id && next.active) armed = true;
       return result;
     };
-    const getUser = store.getUser.bind(store);
-    store.getUser = async (who) => {
+    const getUser = store.users.get.bind(store.users);
+    store.users.get = async (who) => {
       const found = await getUser(who);
       if (armed && who === email) {
         armed = false;
@@ -209,11 +210,11 @@ describe('a re-activation racing a deactivation (G4)', () => {
       release();
       expect((await reactivation).status).toBe(200);
     } finally {
-      delete (store as Partial<Store>).replaceScimUser;
-      store.getUser = getUser;
+      scimRepo.replaceUser = original;
+      store.users.get = getUser;
     }
 
-    expect(await store.getUser(email)).toMatchObject({ active: false });
+    expect(await store.users.get(email)).toMatchObject({ active: false });
     expect(h.port.revocations.revocations.get('user', email)).toMatchObject({ origins: ['scim'] });
     expect((await h.exchange(await h.bkToken(a))).status).toBe(400);
     const provision = (await records('scim_provision')).filter((r) => r.principal === `Port::User::"${email}"`).at(-1)!;

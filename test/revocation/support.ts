@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { TEST_POLICIES, startHarness, type Harness } from '../helpers/port-harness.js';
 import { spawnPort } from '../helpers/spawn-port.js';
 import { SCIM_TOKEN } from '../scim/scim-client.js';

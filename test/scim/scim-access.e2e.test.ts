@@ -94,7 +94,7 @@ describe('deprovisioning revokes at once', () => {
 
     // A new exchange for the same build is refused too, and the decision log says why.
     expect([400, 403]).toContain((await exchange(job)).status);
-    const records = (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record);
+    const records = (await h.port.store.decisions.read(0, 10_000)).map((e) => e.record);
     const deprovision = records.find((r) => r.action === 'scim_deprovision' && r.principal === 'Port::User::"leaver@acme.test"');
     expect(deprovision?.context).toMatchObject({ revocation: 'done', scim: { method: 'PATCH', resource_type: 'User', id: user.id } });
     expect(JSON.stringify(deprovision)).not.toContain(token.split('.')[2]!);
@@ -102,15 +102,15 @@ describe('deprovisioning revokes at once', () => {
 
   it('DELETE of a user revokes too, and ends their approver sessions', async () => {
     const user = (await scim.post('/Users', oktaUser('gone@acme.test'))).body;
-    await h.port.store.createSession({ idHash: 'a'.repeat(64), email: 'gone@acme.test', groups: [], csrfToken: 'c', createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+    await h.port.store.sessions.create({ idHash: 'a'.repeat(64), email: 'gone@acme.test', groups: [], csrfToken: 'c', createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
     const group = (await scim.get(`/Groups?filter=${encodeURIComponent('displayName eq "deployers"')}`)).body.Resources[0];
     await scim.patch(`/Groups/${group.id}`, [{ op: 'add', path: 'members', value: [{ value: user.id }] }]);
     const token = (await exchange(await jobOf('gone@acme.test'))).body.access_token as string;
     expect(await introspect(token)).toBe(true);
     expect((await scim.delete(`/Users/${user.id}`)).status).toBe(204);
     expect(await introspect(token)).toBe(false);
-    expect(await h.port.store.getSession('a'.repeat(64))).toBeUndefined();
-    expect(await h.port.store.getUser('gone@acme.test')).toMatchObject({ active: false, groups: [], source: 'scim' });
+    expect(await h.port.store.sessions.get('a'.repeat(64))).toBeUndefined();
+    expect(await h.port.store.users.get('gone@acme.test')).toMatchObject({ active: false, groups: [], source: 'scim' });
     expect((await scim.get(`/Users/${user.id}`)).status).toBe(404);
   });
 });

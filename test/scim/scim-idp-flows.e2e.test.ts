@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 const actions = async (email: string) =>
-  (await h.port.store.readDecisions(0, 10_000)).map((e) => e.record).filter((r) => r.principal === `Port::User::"${email}"`).map((r) => r.action);
+  (await h.port.store.decisions.read(0, 10_000)).map((e) => e.record).filter((r) => r.principal === `Port::User::"${email}"`).map((r) => r.action);
 
 describe('Okta', () => {
   it('lookup → create → push group → add member → remove member → deactivate', async () => {
@@ -32,7 +32,7 @@ describe('Okta', () => {
     const created = await scim.post('/Users', oktaUser(email, 'Okta', 'Dev'));
     expect(created.status).toBe(201);
     const id = created.body.id as string;
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: true, groups: [], source: 'scim', name: 'Okta Dev' });
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: true, groups: [], source: 'scim', name: 'Okta Dev' });
 
     const group = await scim.post('/Groups', { schemas: [GROUP_SCHEMA], displayName: 'deployers', members: [] });
     expect(group.status).toBe(201);
@@ -41,27 +41,27 @@ describe('Okta', () => {
     expect((await scim.patch(`/Groups/${gid}`, [{ op: 'replace', value: { id: gid, displayName: 'deployers' } }])).status).toBe(200);
     const added = await scim.patch(`/Groups/${gid}`, [{ op: 'add', path: 'members', value: [{ value: id, display: email }] }]);
     expect(added.body.members.map((m: any) => m.value)).toEqual([id]);
-    expect((await h.port.store.getUser(email))!.groups).toEqual(['deployers']);
+    expect((await h.port.store.users.get(email))!.groups).toEqual(['deployers']);
 
-    await h.port.store.createSession(session(email, 'b'));
+    await h.port.store.sessions.create(session(email, 'b'));
     const removed = await scim.patch(`/Groups/${gid}`, [{ op: 'remove', path: `members[value eq "${id}"]` }]);
     expect(removed.status).toBe(200);
-    expect((await h.port.store.getUser(email))!.groups).toEqual([]);
+    expect((await h.port.store.users.get(email))!.groups).toEqual([]);
     // Losing a group ends the person's sessions at once.
-    expect(await h.port.store.getSession('b'.repeat(64))).toBeUndefined();
+    expect(await h.port.store.sessions.get('b'.repeat(64))).toBeUndefined();
 
     await scim.patch(`/Groups/${gid}`, [{ op: 'add', path: 'members', value: [{ value: id }] }]);
-    await h.port.store.createSession(session(email, 'c'));
+    await h.port.store.sessions.create(session(email, 'c'));
     const off = await scim.patch(`/Users/${id}`, [{ op: 'replace', value: { active: false } }]);
     expect(off.status).toBe(200);
     expect(off.body.active).toBe(false);
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: false, groups: [] });
-    expect(await h.port.store.getSession('c'.repeat(64))).toBeUndefined();
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: false, groups: [] });
+    expect(await h.port.store.sessions.get('c'.repeat(64))).toBeUndefined();
     expect(await actions(email)).toEqual(['scim_provision', 'scim_group_change', 'scim_group_change', 'scim_group_change', 'scim_deprovision']);
 
     // Reactivation brings the SCIM groups back (they are SCIM's, not the sign-in's).
     await scim.patch(`/Users/${id}`, [{ op: 'replace', value: { active: true } }]);
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: true, groups: ['deployers'] });
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: true, groups: ['deployers'] });
   });
 });
 
@@ -76,7 +76,7 @@ describe('Microsoft Entra ID', () => {
     const id = created.body.id as string;
     expect(created.body['urn:ietf:params:scim:schemas:extension:enterprise:2.0:User']).toEqual({ department: 'Platform', employeeNumber: '42' });
     // The Port identity is the primary e-mail, lower-cased.
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: true, source: 'scim' });
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: true, source: 'scim' });
 
     const g = await scim.post('/Groups', {
       schemas: [GROUP_SCHEMA, 'http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group'],
@@ -102,29 +102,29 @@ describe('Microsoft Entra ID', () => {
     expect((await scim.patch(`/Groups/${gid}`, [{ op: 'Add', path: 'members', value: [{ $ref: null, value: id }] }])).status).toBe(200);
     // Entra repeats adds; membership stays a set.
     expect((await scim.patch(`/Groups/${gid}`, [{ op: 'Add', path: 'members', value: [{ $ref: null, value: id }] }])).body.members).toHaveLength(1);
-    expect((await h.port.store.getUser(email))!.groups).toEqual(['release-managers']);
+    expect((await h.port.store.users.get(email))!.groups).toEqual(['release-managers']);
     expect((await scim.patch(`/Groups/${gid}`, [{ op: 'Remove', path: 'members', value: [{ $ref: null, value: id }] }])).body.members).toBeUndefined();
-    expect((await h.port.store.getUser(email))!.groups).toEqual([]);
+    expect((await h.port.store.users.get(email))!.groups).toEqual([]);
     await scim.patch(`/Groups/${gid}`, [{ op: 'Add', path: 'members', value: [{ value: id }] }]);
 
     // "active": "False" (a string) is how Entra deactivates without aadOptscim062020.
     const off = await scim.patch(`/Users/${id}`, [{ op: 'Replace', path: 'active', value: 'False' }]);
     expect(off.status).toBe(200);
     expect(off.body.active).toBe(false);
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: false, groups: [] });
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: false, groups: [] });
     const on = await scim.patch(`/Users/${id}`, [{ op: 'Replace', path: 'active', value: 'True' }]);
     expect(on.body.active).toBe(true);
-    expect((await h.port.store.getUser(email))!.groups).toEqual(['release-managers']);
+    expect((await h.port.store.users.get(email))!.groups).toEqual(['release-managers']);
 
     // A PUT replaces the user; a PUT of the group replaces its members.
     const put = await scim.put(`/Users/${id}`, { ...entraUser(upn, mail), displayName: 'Ana L.' });
     expect(put.status).toBe(200);
     expect(put.body.meta.version).not.toBe(created.body.meta.version);
     expect((await scim.put(`/Groups/${gid}`, { schemas: [GROUP_SCHEMA], displayName: 'release-managers', members: [] })).status).toBe(200);
-    expect((await h.port.store.getUser(email))!.groups).toEqual([]);
+    expect((await h.port.store.users.get(email))!.groups).toEqual([]);
 
     expect((await scim.delete(`/Users/${id}`)).status).toBe(204);
-    expect(await h.port.store.getUser(email)).toMatchObject({ active: false, groups: [] });
+    expect(await h.port.store.users.get(email)).toMatchObject({ active: false, groups: [] });
     expect((await scim.delete(`/Groups/${gid}`)).status).toBe(204);
     expect((await scim.get(`/Groups/${gid}`)).status).toBe(404);
     const log = await actions(email);

@@ -41,7 +41,7 @@ describe('authentication', () => {
     // Unknown paths are refused before they are found: no probing without the token.
     expectScimError(await scimClient(h.url, 'wrong').get('/Nope'), 401);
     expect((await scim.get(`/Users?filter=${q('userName eq "intruder@acme.test"')}`)).body.totalResults).toBe(0);
-    expect(await h.port.store.getUser('intruder@acme.test')).toBeUndefined();
+    expect(await h.port.store.users.get('intruder@acme.test')).toBeUndefined();
   });
 
   it('has no /scim/v2 at all when scim: is not configured', async () => {
@@ -87,7 +87,7 @@ describe('Users', () => {
     expect(r.body.meta).toMatchObject({ resourceType: 'User', location: r.headers.get('location'), version: 'W/"1"' });
     expect(r.headers.get('etag')).toBe('W/"1"');
     expect(r.body.password).toBeUndefined();
-    expect(JSON.stringify(await h.port.store.getScimUser(r.body.id))).not.toContain('never-stored');
+    expect(JSON.stringify(await h.port.store.scim.getUser(r.body.id))).not.toContain('never-stored');
     const got = await scim.get(`/Users/${r.body.id}`);
     expect(got.status).toBe(200);
     expect(got.body.userName).toBe('create@acme.test');

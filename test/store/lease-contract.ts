@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { LeaseStore } from '../../src/store/leases.js';
+import type { LeaseStore } from '../../src/store/repositories/leases.js';
 
 /**
  * What every LeaseStore must do, whatever its backend: `open` gives two handles on one

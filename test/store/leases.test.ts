@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { describe } from 'vitest';
 import { PostgresLeases } from '../../src/store/postgres/lease-table.js';
+import { PgDatabase } from '../../src/store/postgres/pg-database.js';
 import { migrate } from '../../src/store/postgres/migrate.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -30,8 +31,8 @@ describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
     const pools = [new pg.Pool({ connectionString: db.url, max: 4 }), new pg.Pool({ connectionString: db.url, max: 4 })] as const;
     await migrate(pools[0], POSTGRES_MIGRATIONS);
     return {
-      a: new PostgresLeases(pools[0]),
-      b: new PostgresLeases(pools[1]),
+      a: new PostgresLeases(new PgDatabase(pools[0])),
+      b: new PostgresLeases(new PgDatabase(pools[1])),
       async cleanup() {
         await Promise.all(pools.map((p) => p.end()));
         await db.drop();

@@ -17,7 +17,7 @@ it('SQLite store runs in WAL mode with full sync, and a write is on disk when it
   const file = join(dir, 'port.db');
   const store = SqliteStore.open(file);
   try {
-    await store.appendDecisions([record(1)]);
+    await store.decisions.append([record(1)]);
     // A second connection sees the committed row without the store closing.
     const other = new Database(file, { readonly: true });
     expect(other.pragma('journal_mode', { simple: true })).toBe('wal');

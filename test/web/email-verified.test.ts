@@ -52,7 +52,7 @@ describe('sso.require_email_verified: true (the default)', () => {
     expect(r.body).toContain('no email_verified claim');
     expect(r.body).toContain('sso.require_email_verified: false');
     expect(r.agent.cookies.has('port_session')).toBe(false);
-    expect(await env.store.getUser('silent@acme.test')).toBeUndefined();
+    expect(await env.store.users.get('silent@acme.test')).toBeUndefined();
   });
 
   it('refuses an IdP that says it is not verified', async () => {
@@ -60,7 +60,7 @@ describe('sso.require_email_verified: true (the default)', () => {
     expect(r.status).toBe(403);
     expect(r.code).toBe('sso_email_unverified');
     expect(r.body).toContain('says your e-mail address is not verified');
-    expect(await env.store.getUser('unverified@acme.test')).toBeUndefined();
+    expect(await env.store.users.get('unverified@acme.test')).toBeUndefined();
   });
 });
 
@@ -77,7 +77,7 @@ describe('sso.require_email_verified: false (an IdP such as Entra ID)', () => {
     const r = await signIn(env, 'silent@acme.test');
     expect(r.status).toBe(303);
     expect(r.agent.cookies.has('port_session')).toBe(true);
-    expect(await env.store.getUser('silent@acme.test')).toMatchObject({ active: true, groups: ['platform'] });
+    expect(await env.store.users.get('silent@acme.test')).toMatchObject({ active: true, groups: ['platform'] });
   });
 
   it('still refuses an explicit email_verified: false', async () => {
@@ -85,7 +85,7 @@ describe('sso.require_email_verified: false (an IdP such as Entra ID)', () => {
     expect(r.status).toBe(403);
     expect(r.code).toBe('sso_email_unverified');
     expect(r.agent.cookies.has('port_session')).toBe(false);
-    expect(await env.store.getUser('unverified@acme.test')).toBeUndefined();
+    expect(await env.store.users.get('unverified@acme.test')).toBeUndefined();
   });
 });
 

@@ -21,7 +21,7 @@
  */
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DecisionEntry } from '../../src/audit/decision-record.js';
+import type { DecisionEntry } from '../../src/store/records/decisions.js';
 import type { BuildkiteSimulator } from '../../src/sim/index.js';
 import { APPROVAL_POLICIES } from '../helpers/approval-policies.js';
 import { startHarness, TEST_POLICIES, type Harness } from '../helpers/port-harness.js';
@@ -188,7 +188,7 @@ async function postFromPage(page: Page, action: string, fields: Record<string, s
 
 /** Port's decision log entries about one block job, as `action:decision`. */
 async function jobLog(port: Harness, jobId: string): Promise<DecisionEntry[]> {
-  return (await port.port.store.readDecisions(0, 10_000)).filter((e) => (e.record.context as { job_id?: string } | undefined)?.job_id === jobId);
+  return (await port.port.store.decisions.read(0, 10_000)).filter((e) => (e.record.context as { job_id?: string } | undefined)?.job_id === jobId);
 }
 /**
  * The job's log once Port has handled the simulator's `job.activated` delivery (Port
@@ -211,7 +211,7 @@ describe('(a) policy opens a release tag on main built by a deployer', () => {
     const page = await timed('a: rel sign-in', () => signIn(h, 'rel@acme.test', '/approvals'));
     expect(await page.textContent('main')).toContain('Nothing is waiting for you.');
     await page.context().close();
-    expect(await h.port.store.getUser('rel@acme.test')).toMatchObject({ active: true, groups: ['deployers'], name: 'Rel Ease' });
+    expect(await h.port.store.users.get('rel@acme.test')).toMatchObject({ active: true, groups: ['deployers'], name: 'Rel Ease' });
 
     const rel = h.sim.createUser({ name: 'Rel Ease', email: 'rel@acme.test' });
     const build = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', tag: 'v1.4.0', creator: rel, steps: STEPS });
@@ -239,7 +239,7 @@ describe('(a) policy opens a release tag on main built by a deployer', () => {
     const log = await observed(h, manual.id);
     expect(actions(log)).toEqual(['unblock:allow', 'unblocked:allow', 'unblock_observed:allow']);
     expect(log[1]!.record.context).toMatchObject({ by: 'policy' });
-    expect(await h.port.store.getApprovalRequestByJob(manual.id)).toBeUndefined();
+    expect(await h.port.store.approvals.getByJob(manual.id)).toBeUndefined();
   });
 });
 
@@ -252,7 +252,7 @@ describe('(b) a feature-branch deploy needs platform and security approval', () 
     const build = h.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/login', creator: dev, steps: STEPS });
     const manual = build.jobs.find((j) => j.type === 'manual')!;
     expect((await h.sim.blockAndNotify(`${h.url}/webhooks/buildkite`, build, { secret: SECRET })).status).toBe(202);
-    const request = await eventually(() => h.port.store.getApprovalRequestByJob(manual.id), 10_000, 'the approval request');
+    const request = await eventually(() => h.port.store.approvals.getByJob(manual.id), 10_000, 'the approval request');
     expect(request).toMatchObject({ status: 'pending', authors: ['dev@acme.test'], requirement: { approvals: 2, groups: ['platform', 'security'] } });
     const detailPath = `/approvals/${request.id}`;
 
@@ -279,7 +279,7 @@ describe('(b) a feature-branch deploy needs platform and security approval', () 
     expect(await postFromPage(outPage, `${detailPath}/decision`, { verdict: 'approve', comment: 'let me in' })).toBe(403);
     expect(await outPage.textContent('main')).toContain('not_eligible');
     await outPage.context().close();
-    expect((await h.port.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
+    expect((await h.port.store.approvals.get(request.id))!.approvals).toEqual([]);
 
     // pat@ (platform) follows the request's link, signs in on the way, and approves.
     const pat = await timed('b: pat sign-in', () => signIn(h, 'pat@acme.test', detailPath));
@@ -320,7 +320,7 @@ describe('(b) a feature-branch deploy needs platform and security approval', () 
     expect(manual.state).toBe('unblocked');
     expect(manual.unblockedBy?.id).toBe(samMember.id);
 
-    const closed = (await h.port.store.getApprovalRequest(request.id))!;
+    const closed = (await h.port.store.approvals.get(request.id))!;
     expect(closed.status).toBe('unblocked');
     expect(closed.approvals.map((a) => [a.email, a.groups, a.decision, a.comment])).toEqual([
       ['pat@acme.test', ['platform'], 'approve', 'Platform: rollout plan reviewed.'],
@@ -354,7 +354,7 @@ describe('(c) a request expires', () => {
     const build = hx.sim.createBuild({ pipelineSlug: 'deploy', branch: 'feature/slow-review', creator: dev, steps: STEPS });
     const manual = build.jobs.find((j) => j.type === 'manual')!;
     expect((await hx.sim.blockAndNotify(`${hx.url}/webhooks/buildkite`, build, { secret: SECRET })).status).toBe(202);
-    const request = await eventually(() => hx.port.store.getApprovalRequestByJob(manual.id), 10_000, 'the approval request');
+    const request = await eventually(() => hx.port.store.approvals.getByJob(manual.id), 10_000, 'the approval request');
     expect(request.expiresAt - request.createdAt).toBe(2000);
     const detailPath = `/approvals/${request.id}`;
 
@@ -375,7 +375,7 @@ describe('(c) a request expires', () => {
     expect(await pat.textContent('main')).toContain('request_closed');
     expect(await pat.textContent('main')).toContain('This request has expired.');
 
-    const closed = (await hx.port.store.getApprovalRequest(request.id))!;
+    const closed = (await hx.port.store.approvals.get(request.id))!;
     expect(closed).toMatchObject({ status: 'expired', approvals: [] });
     expect(closed.closedAt).toBeGreaterThanOrEqual(request.expiresAt);
     const log = await jobLog(hx, manual.id);
@@ -388,7 +388,7 @@ describe('(c) a request expires', () => {
     expect(log[2]!.record.reason).toContain('cancels the build');
     expect(hx.sim.unblockCalls.some((c) => c.jobId === manual.id)).toBe(false);
     // on_expiry: fail — Port cancelled the build in Buildkite (the simulator), so the gate stays shut.
-    const all = await hx.port.store.readDecisions(0, 10_000);
+    const all = await hx.port.store.decisions.read(0, 10_000);
     expect(all.some((e) => e.record.action === 'build_canceled' && e.record.context.request_id === request.id)).toBe(true);
     expect(hx.sim.build(build.id)!.state).toBe('canceled');
     expect(manual.state).not.toBe('unblocked');

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { startWeb, type WebEnv } from './support.js';
 
 const CHROMIUM_ARGS = [
@@ -120,7 +120,7 @@ describe('(b) a feature-branch deploy approved by platform and security through 
     const status = await postFromPage(page, `/approvals/${request.id}/decision`, { verdict: 'approve', comment: 'my own build looks fine' });
     expect(status).toBe(403);
     expect(await page.textContent('main')).toContain('author_cannot_approve');
-    expect((await env.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
+    expect((await env.store.approvals.get(request.id))!.approvals).toEqual([]);
     await page.context().close();
   });
 
@@ -137,7 +137,7 @@ describe('(b) a feature-branch deploy approved by platform and security through 
     const status = await postFromPage(page, `/approvals/${request.id}/decision`, { verdict: 'approve', comment: 'let me in' });
     expect(status).toBe(403);
     expect(await page.textContent('main')).toContain('not_eligible');
-    expect((await env.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
+    expect((await env.store.approvals.get(request.id))!.approvals).toEqual([]);
     await page.context().close();
   });
 
@@ -181,7 +181,7 @@ describe('(b) a feature-branch deploy approved by platform and security through 
 
     // The (fake) Buildkite API got the unblock call for this build's block step.
     expect(env.bk.unblocks).toEqual([{ jobId: 'block-2', body: {} }]);
-    const closed = (await env.store.getApprovalRequest(request.id))!;
+    const closed = (await env.store.approvals.get(request.id))!;
     expect(closed.status).toBe('unblocked');
     expect(closed.approvals.map((a) => [a.email, a.decision, a.comment])).toEqual([
       ['pat@acme.test', 'approve', 'Platform: rollout plan reviewed.'],
@@ -197,7 +197,7 @@ describe('(b) a feature-branch deploy approved by platform and security through 
       'unblocked:allow',
     ]);
     // Groups came from the IdP's groups claim at sign-in.
-    expect((await env.store.getUser('sam@acme.test'))!).toMatchObject({ active: true, groups: ['security'], name: 'Sam Security' });
+    expect((await env.store.users.get('sam@acme.test'))!).toMatchObject({ active: true, groups: ['security'], name: 'Sam Security' });
     await pat.context().close();
     await sam.context().close();
   });

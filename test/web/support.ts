@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ApprovalService } from '../../src/approvals/approval-service.js';
 import type { BuildkiteBuildSummary } from '../../src/approvals/buildkite-builds.js';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { DecisionLog } from '../../src/audit/decision-log.js';
 import { configFromObject, type PortConfig } from '../../src/config/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
@@ -149,12 +149,12 @@ export async function startWeb(opts: WebOptions = {}): Promise<WebEnv> {
       };
       bk.builds.set(`deploy/${number}`, build);
       await approvals.handleBlockedBuild('deploy', number);
-      const request = await store.getApprovalRequestByJob(`block-${number}`);
+      const request = await store.approvals.getByJob(`block-${number}`);
       if (!request) throw new Error(`build ${number} opened no approval request`);
       return request;
     },
     async actions() {
-      return (await store.readDecisions(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
+      return (await store.decisions.read(0, 1000)).map((e) => `${e.record.action}:${e.record.decision}`);
     },
     async close() {
       await app.close();

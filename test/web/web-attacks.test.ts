@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApprovalRequestRecord } from '../../src/approvals/records.js';
+import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js';
 import { Agent, csrfIn, startWeb, type WebEnv } from './support.js';
 
 let env: WebEnv;
@@ -55,7 +55,7 @@ describe('CSRF on the approve form', () => {
     expect(res.status).toBe(403);
     expect(res.headers.get('x-port-error')).toBe('csrf_failed');
     expect(await res.text()).toContain('csrf_failed');
-    expect((await env.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
+    expect((await env.store.approvals.get(request.id))!.approvals).toEqual([]);
     expect(await approveActions()).toBe(before); // not even a refused decision reached the service
   }
 
@@ -81,7 +81,7 @@ describe('CSRF on the approve form', () => {
     const res = await pat.request(decision(), { form: { verdict: 'approve', comment: 'ok', csrf: token }, headers: { origin: env.url, 'sec-fetch-site': 'same-origin' } });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe(`/approvals/${request.id}?done=approved`);
-    expect((await env.store.getApprovalRequest(request.id))!.approvals.map((a) => a.email)).toEqual(['pat@acme.test']);
+    expect((await env.store.approvals.get(request.id))!.approvals.map((a) => a.email)).toEqual(['pat@acme.test']);
   });
 
   it('refuses sign-out without the token', async () => {
@@ -101,7 +101,7 @@ describe('an approver outside the groups', () => {
     const res = await out.request(`/approvals/${request.id}/decision`, { form: { verdict: 'approve', csrf: csrfIn(list) } });
     expect(res.status).toBe(403);
     expect(res.headers.get('x-port-error')).toBe('not_eligible');
-    expect((await env.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
+    expect((await env.store.approvals.get(request.id))!.approvals).toEqual([]);
   });
 });
 
@@ -112,10 +112,10 @@ describe('sessions', () => {
     const samElsewhere = await signedIn('sam@acme.test'); // a second browser
     const token = await csrfOf(sam);
     const cookie = sam.cookies.get('port_session')!;
-    expect(await env.store.getSession(idHash(cookie))).toBeDefined();
+    expect(await env.store.sessions.get(idHash(cookie))).toBeDefined();
 
-    const user = (await env.store.getUser('sam@acme.test'))!;
-    await env.store.upsertUser({ ...user, active: false, updatedAt: Date.now() });
+    const user = (await env.store.users.get('sam@acme.test'))!;
+    await env.store.users.upsert({ ...user, active: false, updatedAt: Date.now() });
 
     // The approve form with a still-valid token: refused before the service is asked.
     const before = await approveActions();
@@ -124,9 +124,9 @@ describe('sessions', () => {
     expect(post.headers.get('x-port-error')).toBe('not_signed_in');
     expect(post.headers.getSetCookie().join()).toMatch(/port_session=; Max-Age=0/);
     expect(await approveActions()).toBe(before);
-    expect((await env.store.getApprovalRequest(request.id))!.approvals).toEqual([]);
-    expect(await env.store.getSession(idHash(cookie))).toBeUndefined();
-    expect(await env.store.getSession(idHash(samElsewhere.cookies.get('port_session')!))).toBeUndefined();
+    expect((await env.store.approvals.get(request.id))!.approvals).toEqual([]);
+    expect(await env.store.sessions.get(idHash(cookie))).toBeUndefined();
+    expect(await env.store.sessions.get(idHash(samElsewhere.cookies.get('port_session')!))).toBeUndefined();
 
     // A page: back to sign-in.
     const page = await samElsewhere.request(`/approvals/${request.id}`);
@@ -137,8 +137,8 @@ describe('sessions', () => {
     const again = new Agent(env.url);
     const res = await again.signIn('sam@acme.test', '/approvals');
     expect(res.status).toBe(403);
-    expect((await env.store.getUser('sam@acme.test'))!.active).toBe(false);
-    await env.store.upsertUser({ ...user, active: true, updatedAt: Date.now() }); // for the tests after this one
+    expect((await env.store.users.get('sam@acme.test'))!.active).toBe(false);
+    await env.store.users.upsert({ ...user, active: true, updatedAt: Date.now() }); // for the tests after this one
   });
 
   it('a forged or unknown session cookie is treated as signed out', async () => {
@@ -158,13 +158,13 @@ describe('sessions', () => {
   it('the session id is stored only as its SHA-256; sign-out deletes it', async () => {
     const pat = await signedIn('pat@acme.test');
     const cookie = pat.cookies.get('port_session')!;
-    expect(await env.store.getSession(cookie)).toBeUndefined();
-    const session = (await env.store.getSession(idHash(cookie)))!;
+    expect(await env.store.sessions.get(cookie)).toBeUndefined();
+    const session = (await env.store.sessions.get(idHash(cookie)))!;
     expect(session).toMatchObject({ email: 'pat@acme.test', groups: ['platform'] });
     expect(session.expiresAt - session.createdAt).toBe(8 * 3600 * 1000);
     const res = await pat.request('/logout', { form: { csrf: session.csrfToken } });
     expect(res.status).toBe(200);
-    expect(await env.store.getSession(idHash(cookie))).toBeUndefined();
+    expect(await env.store.sessions.get(idHash(cookie))).toBeUndefined();
     expect((await pat.request('/approvals')).status).toBe(302);
   });
 

@@ -92,7 +92,7 @@ describe('a delivery whose work failed is processed again when Buildkite re-send
     const failed = await h.deliver('job.finished', payload, { timestamp: t - 30 });
     expect(failed.status).toBe(503);
     expect(failed.body.error).toBe('webhook_handler_failed');
-    const pending = await h.store.listWebhookWork('pending');
+    const pending = await h.store.webhookWork.list('pending');
     expect(pending).toHaveLength(1);
     expect(pending[0]).toMatchObject({ event: 'job.finished', attempts: 1, lastError: 'Buildkite answered 503 (test)', leaseOwner: null });
     // The stored payload is the validated one: fields Port doesn't use are not kept.
@@ -123,7 +123,7 @@ describe('a delivery whose work failed is processed again when Buildkite re-send
 describe('a store write error during the work', () => {
   /** Handlers whose work is a real store write (a user record). */
   const writing = (h: () => Harness): WebhookHandlers => {
-    const write = async (email: string) => h().store.upsertUser({ email, active: true, groups: [], updatedAt: Date.now() });
+    const write = async (email: string) => h().store.users.upsert({ email, active: true, groups: [], updatedAt: Date.now() });
     return {
       buildFinished: async (p) => void (await write(`build-${p.build.number}@acme.test`)),
       jobFinished: async (p) => void (await write(`finished-${p.job.id}@acme.test`)),
@@ -147,13 +147,13 @@ describe('a store write error during the work', () => {
       expect(first.status).toBe(event === 'job.finished' ? 503 : 202);
       await waitUntil(() => outcomesOf(h, 'retry_scheduled').length === 1, 5000, 'the failed write');
       expect(String((h.calls.errors[0] as Error).message)).toMatch(/simulated write failure/);
-      expect(await h.store.getUser(email)).toBeUndefined();
+      expect(await h.store.users.get(email)).toBeUndefined();
       restore();
 
       const resent = await h.deliver(event, payload, { timestamp: t - 10 });
       expect(resent.status).toBe(202);
       expect(resent.body).toEqual({ accepted: true, event });
-      await waitUntil(async () => (await h.store.getUser(email)) !== undefined, 5000, 'the re-sent delivery to write');
+      await waitUntil(async () => (await h.store.users.get(email)) !== undefined, 5000, 'the re-sent delivery to write');
       expect((await h.deliver(event, payload, { timestamp: t })).body).toMatchObject({ duplicate: true });
     });
   }
@@ -190,7 +190,7 @@ describe('Port retries failed work on its own', () => {
     // Equal jitter with random 0.5: ¾ of min(max, base·2^n).
     const waits: number[] = [];
     for (let attempt = 1; attempt <= 4; attempt++) {
-      const [row] = await h.store.listWebhookWork('pending');
+      const [row] = await h.store.webhookWork.list('pending');
       expect(row!.attempts).toBe(attempt);
       waits.push(row!.nextAttemptAt - t);
       t = row!.nextAttemptAt - 1;
@@ -200,7 +200,7 @@ describe('Port retries failed work on its own', () => {
     }
     expect(waits).toEqual([750, 1500, 3000, 3000]);
     expect(seen).toEqual({ calls: 5, ok: 1 });
-    expect(await h.store.listWebhookWork('pending')).toEqual([]);
+    expect(await h.store.webhookWork.list('pending')).toEqual([]);
     expect(outcomesOf(h, 'done')).toMatchObject([{ event: 'build.finished', attempt: 5 }]);
     expect((await h.deliver('build.finished', payload)).body).toMatchObject({ duplicate: true });
   });
@@ -215,7 +215,7 @@ describe('Port retries failed work on its own', () => {
     reconciler.start();
     await waitUntil(() => seen.ok === 1, 10_000, 'the reconciler to retry');
     await waitUntil(() => outcomesOf(h, 'done').length === 1, 10_000, 'the work to be marked done');
-    expect(await h.store.listWebhookWork('done')).toHaveLength(1);
+    expect(await h.store.webhookWork.list('done')).toHaveLength(1);
     expect((await h.deliver('job.finished', payload)).body).toMatchObject({ duplicate: true });
   });
 
@@ -253,7 +253,7 @@ describe('Port retries failed work on its own', () => {
     const claimed = await a.claim('webhook-body:aa', 'build.finished', uniqueBuild());
     expect(claimed.outcome).toBe('claimed');
     if (claimed.outcome !== 'claimed') return;
-    await stores[0]!.releaseWebhookWork('webhook-body:aa', 'port-0', { nextAttemptAt: t, lastError: 'x', now: t });
+    await stores[0]!.webhookWork.release('webhook-body:aa', 'port-0', { nextAttemptAt: t, lastError: 'x', now: t });
     const ran = await Promise.all([a.runDue(), b.runDue()]);
     expect(ran.sort()).toEqual([0, 1]);
     expect(runs).toBe(1);
@@ -265,7 +265,7 @@ describe('Port retries failed work on its own', () => {
     t += 60_000;
     expect(await b.runDue()).toBe(1);
     expect(runs).toBe(2);
-    expect(await stores[1]!.getWebhookWork('webhook-body:bb')).toMatchObject({ status: 'done', leaseOwner: null });
+    expect(await stores[1]!.webhookWork.get('webhook-body:bb')).toMatchObject({ status: 'done', leaseOwner: null });
     expect((await a.claim('webhook-body:bb', 'build.finished', uniqueBuild())).outcome).toBe('finished');
   });
 
@@ -308,7 +308,7 @@ describe('Port retries failed work on its own', () => {
     // Two items due (recorded, then handed back for a retry due now).
     for (const key of ['webhook-body:d1', 'webhook-body:d2']) {
       expect((await a.claim(key, 'build.finished', uniqueBuild())).outcome).toBe('claimed');
-      await stores[0]!.releaseWebhookWork(key, 'port-0', { nextAttemptAt: Date.now(), lastError: 'x', now: Date.now() });
+      await stores[0]!.webhookWork.release(key, 'port-0', { nextAttemptAt: Date.now(), lastError: 'x', now: Date.now() });
     }
     const first = a.runDue();
     await new Promise((r) => setTimeout(r, 250)); // past the lease of anything leased with the first item
@@ -327,7 +327,7 @@ describe('Port retries failed work on its own', () => {
     const work = new WebhookWork({ store, handlers: { buildFinished: async () => void runs++ }, owner: 'p', onError: () => undefined });
     const claimed = await work.claim('webhook-body:cc', 'build.finished', uniqueBuild());
     expect(claimed.outcome).toBe('claimed');
-    await store.releaseWebhookWork('webhook-body:cc', 'p', { nextAttemptAt: 0, lastError: 'x', now: Date.now() });
+    await store.webhookWork.release('webhook-body:cc', 'p', { nextAttemptAt: 0, lastError: 'x', now: Date.now() });
     const errors: unknown[] = [];
     let recovered = 0;
     const reconciler = new WebhookReconciler(work, { onError: (err) => errors.push(err), onRecovered: () => recovered++ });
@@ -342,7 +342,7 @@ describe('Port retries failed work on its own', () => {
     expect(recovered).toBe(1);
     expect(runs).toBe(1);
     await reconciler.stop();
-    expect(await store.getWebhookWork('webhook-body:cc')).toMatchObject({ status: 'done' });
+    expect(await store.webhookWork.get('webhook-body:cc')).toMatchObject({ status: 'done' });
   });
 
   it('work the handler finds moot is dropped with its reason, and a re-send of it is a duplicate', async () => {
@@ -361,7 +361,7 @@ describe('Port retries failed work on its own', () => {
     const [skipped] = outcomesOf(h, 'skipped');
     expect(skipped!.reason).toMatch(/no longer blocked/);
     expect(describeOutcome(skipped!)).toMatchObject({ level: 'info', message: 'webhook work dropped: it is moot now' });
-    expect(await h.store.listWebhookWork('dropped')).toHaveLength(1);
+    expect(await h.store.webhookWork.list('dropped')).toHaveLength(1);
     expect((await h.deliver('build.finished', payload)).body).toMatchObject({ duplicate: true });
     expect(calls).toBe(1);
   });
@@ -378,7 +378,7 @@ describe('Port retries failed work on its own', () => {
     const [abandoned] = outcomesOf(h, 'abandoned');
     expect(abandoned).toMatchObject({ event: 'build.finished', attempt: 2, reason: 'Buildkite answered 503 (test)' });
     expect(describeOutcome(abandoned!)!.level).toBe('error');
-    expect(await h.store.listWebhookWork()).toEqual([]);
+    expect(await h.store.webhookWork.list()).toEqual([]);
     const resent = await h.deliver('build.finished', payload);
     expect(resent.body).toEqual({ accepted: true, event: 'build.finished' });
     await waitUntil(() => seen.ok === 1, 5000, 'the re-send to be processed');

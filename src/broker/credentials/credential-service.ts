@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { decisionRecord, entityString } from '../../audit/decision-from-policy.js';
 import type { DecisionLog } from '../../audit/decision-log.js';
-import type { DecisionRecord } from '../../audit/decision-record.js';
+import type { DecisionRecord } from '../../store/records/decisions.js';
 import { jtiHash } from '../../audit/token-hash.js';
 import type { CredentialConfig, PortConfig } from '../../config/config.js';
 import type { BuildkiteTokenVerifier } from '../../identity/buildkite-token-verifier.js';
@@ -212,7 +212,7 @@ export class CredentialService {
     const expiresAtIso = new Date(issued.expiresAt * 1000).toISOString();
     await Promise.all([
       log.record([decisionRecord(r.decision, r.job, 'assume', ref, { ...r.context, credential: { type: r.cred.type, expires_at: expiresAtIso, ...issued.facts } })]),
-      this.deps.store.recordIssuedCredential({
+      this.deps.store.issued.record({
         id: randomUUID(),
         credential: r.name,
         type: r.cred.type,
@@ -249,7 +249,7 @@ export class CredentialService {
     const email = claims.build_creator;
     if (typeof email !== 'string' || email === '') return undefined;
     // Not cached: a deactivation applies to the next release (as at exchange, src/broker/build-creator.ts).
-    const user = await this.deps.store.getUser(email);
+    const user = await this.deps.store.users.get(email);
     return user ? { email, user: { email: user.email, active: user.active, groups: user.groups } } : { email };
   }
 }

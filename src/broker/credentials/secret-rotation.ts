@@ -88,7 +88,7 @@ export class SecretRotation {
 
   /** Records version 0 of every rotating secret (first start) and starts the schedule. */
   async start(now = Date.now()): Promise<void> {
-    for (const c of this.rotating) await this.deps.store.initSecretVersion({ credential: c.name, version: 0, sealedValue: null, createdAt: now });
+    for (const c of this.rotating) await this.deps.store.secretVersions.init({ credential: c.name, version: 0, sealedValue: null, createdAt: now });
     this.stopped = false;
     this.wake(0);
   }
@@ -103,7 +103,7 @@ export class SecretRotation {
   /** The value a job gets now and its version. */
   async current(cred: SecretCredentialConfig): Promise<CurrentSecret> {
     if (cred.rotation === undefined) return { value: await this.values.resolve(cred), version: 0 };
-    const versions = await this.deps.store.listSecretVersions(cred.name);
+    const versions = await this.deps.store.secretVersions.list(cred.name);
     const current = versions.at(-1);
     if (current === undefined || current.sealedValue === null) {
       return { value: await this.values.resolve(cred), version: current?.version ?? 0, ...this.scheduledRetirement(cred, current) };
@@ -119,7 +119,7 @@ export class SecretRotation {
 
   /** The versions of a rotating secret and their states. */
   async status(name: string, now = Date.now()): Promise<SecretVersionStatus[]> {
-    const versions = await this.deps.store.listSecretVersions(name);
+    const versions = await this.deps.store.secretVersions.list(name);
     return versions.map((v, i) => versionStatus(v, i === versions.length - 1, now));
   }
 
@@ -138,7 +138,7 @@ export class SecretRotation {
 
   private async doRotate(cred: SecretCredentialConfig, trigger: RotationTrigger): Promise<RotationResult> {
     const rotation = cred.rotation!;
-    const versions = await this.deps.store.listSecretVersions(cred.name);
+    const versions = await this.deps.store.secretVersions.list(cred.name);
     const previous = versions.at(-1)?.version ?? 0;
     const version = previous + 1;
     const base = { event: 'rotate', trigger, version, previous_version: previous, hook: rotation.hook.kind };
@@ -156,7 +156,7 @@ export class SecretRotation {
     let stored: boolean | 'unknown';
     let writeFailed = false;
     try {
-      stored = await this.deps.store.addSecretVersion(
+      stored = await this.deps.store.secretVersions.add(
         { credential: cred.name, version, sealedValue: sealSecretValue(rotated, cred.name, version, this.deps.keyEncryptionKey), createdAt: now },
         retiresAt,
       );
@@ -192,7 +192,7 @@ export class SecretRotation {
 
   /** Whether the store's `version` is the value of rotation `rotationId` (ours), not another process's. */
   private async holds(cred: SecretCredentialConfig, version: number, rotationId: string): Promise<boolean> {
-    const v = (await this.deps.store.listSecretVersions(cred.name)).find((x) => x.version === version);
+    const v = (await this.deps.store.secretVersions.list(cred.name)).find((x) => x.version === version);
     if (v === undefined || v.sealedValue === null) return false;
     return openSecretValue(v.sealedValue, cred.name, version, this.deps.keyEncryptionKey).rotationId === rotationId;
   }
@@ -234,7 +234,7 @@ export class SecretRotation {
       return;
     }
     this.retireRetryAt.delete(key);
-    await this.deps.store.markSecretVersionRetired(cred.name, v.version, Date.now());
+    await this.deps.store.secretVersions.markRetired(cred.name, v.version, Date.now());
     await this.audit(cred.name, 'allow', `Retired version ${v.version} of "${cred.name}".`, base);
   }
 
@@ -273,7 +273,7 @@ export class SecretRotation {
     for (const cred of this.rotating) {
       try {
         const now = Date.now();
-        const versions = await this.deps.store.listSecretVersions(cred.name);
+        const versions = await this.deps.store.secretVersions.list(cred.name);
         for (const v of versions) {
           if (v.retiresAt === undefined || v.retiredAt !== undefined) continue;
           if (v.retiresAt <= now) await this.retire(cred, v, now);

@@ -60,7 +60,7 @@ export function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): void {
     const claims = await deps.issuer.verify(token, deps.audiences);
     if (claims && !deps.revocations.isTokenRevoked(tokenFacts(claims))) {
       const now = Date.now();
-      await deps.revocations.revoke({ jti: claims.jti, expiresAt: claims.exp * 1000, revokedAt: now, subject: claims.sub, reason: 'revoked by token holder (RFC 7009)' });
+      await deps.revocations.revokeToken({ jti: claims.jti, expiresAt: claims.exp * 1000, revokedAt: now, subject: claims.sub, reason: 'revoked by token holder (RFC 7009)' });
       await deps.log.record([
         {
           id: randomUUID(),

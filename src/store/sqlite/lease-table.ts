@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { LeaseRecord, LeaseStore } from '../leases.js';
+import type { LeaseRecord, LeaseStore } from '../repositories/leases.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 /**

@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3';
+import { parseLegacyKey } from './legacy-revocation-keys.js';
 
-/** Schema versions, applied in order and tracked in PRAGMA user_version. */
-const MIGRATIONS: string[] = [
+/** Schema versions, applied in order and tracked in PRAGMA user_version: DDL, or a function for data moves. */
+const MIGRATIONS: (string | ((db: Database.Database) => void))[] = [
   `CREATE TABLE signing_keys (
      kid TEXT PRIMARY KEY,
      alg TEXT NOT NULL,
@@ -170,6 +171,30 @@ const MIGRATIONS: string[] = [
      owner TEXT NOT NULL,
      until INTEGER NOT NULL
    );`,
+  // 10: revocations get real columns for what was packed into their key (kind, scope,
+  // target, origin); the key stays the row's id (legacy-revocation-keys.ts reads it).
+  (db) => {
+    db.exec(`CREATE TABLE revocations_v2 (
+       id TEXT PRIMARY KEY,
+       kind TEXT NOT NULL CHECK (kind IN ('revocation', 'lift')),
+       scope TEXT NOT NULL,
+       target TEXT NOT NULL,
+       origin TEXT NOT NULL,
+       revoked_at INTEGER NOT NULL,
+       expires_at INTEGER NOT NULL,
+       reason TEXT NOT NULL,
+       subject TEXT
+     )`);
+    const insert = db.prepare('INSERT INTO revocations_v2 (id, kind, scope, target, origin, revoked_at, expires_at, reason, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    for (const r of db.prepare('SELECT * FROM revocations').all() as { jti: string; expires_at: number; revoked_at: number; subject: string | null; reason: string }[]) {
+      const k = parseLegacyKey(r.jti);
+      insert.run(r.jti, k.kind, k.scope, k.target, k.origin, r.revoked_at, r.expires_at, r.reason, r.subject);
+    }
+    db.exec(`DROP TABLE revocations;
+       ALTER TABLE revocations_v2 RENAME TO revocations;
+       CREATE INDEX revocations_expires ON revocations(expires_at);
+       CREATE INDEX revocations_target ON revocations(scope, target);`);
+  },
 ];
 
 export function migrate(db: Database.Database): void {
@@ -179,7 +204,9 @@ export function migrate(db: Database.Database): void {
   }
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      const step = MIGRATIONS[v]!;
+      if (typeof step === 'string') db.exec(step);
+      else step(db);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { UserRecord } from '../../approvals/records.js';
+import type { UserRecord } from '../records/approvals.js';
 import {
   ScimConflictError,
   ScimUnknownMemberError,
@@ -9,8 +9,11 @@ import {
   type ScimPage,
   type ScimUserQuery,
   type ScimUserRecord,
+  type ScimStore,
   type ScimWriteResult,
-} from '../scim-store.js';
+} from '../repositories/scim.js';
+import type { LocalChangeFeed } from '../local-change-feed.js';
+import type { WriteBatcher } from './write-batcher.js';
 
 /** Case-insensitive uniqueness key (userName and group displayName are not caseExact, RFC 7643 §4.1.1, §4.2). */
 const foldKey = (s: string): string => s.normalize('NFC').toLowerCase();
@@ -229,4 +232,60 @@ export class SqliteScimTables {
 function groupRow(g: ScimGroupRecord): GroupRow {
   const { members: _members, ...row } = g;
   return row;
+}
+
+/** The ScimStore on SQLite: writes run in the batch transaction, reads directly. */
+export class SqliteScim implements ScimStore {
+  constructor(
+    private readonly tables: SqliteScimTables,
+    private readonly batcher: WriteBatcher,
+    private readonly feed: LocalChangeFeed,
+  ) {}
+
+  /** Runs a SCIM write and tells the change feed whose UserRecords it changed. */
+  private async written<T extends ScimWriteResult | 'conflict' | 'not_found'>(write: () => T): Promise<T> {
+    const result = await this.batcher.write(write);
+    if (typeof result === 'object') this.feed.publish('users', result.changes.map((c) => c.email.toLowerCase()));
+    return result;
+  }
+
+  createUser(user: ScimUserRecord): Promise<ScimWriteResult> {
+    return this.written(() => this.tables.createUser(user));
+  }
+
+  replaceUser(user: ScimUserRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'> {
+    return this.written(() => this.tables.replaceUser(user, expectedVersion));
+  }
+
+  deleteUser(id: string): Promise<ScimWriteResult | 'not_found'> {
+    return this.written(() => this.tables.deleteUser(id, Date.now()));
+  }
+
+  async getUser(id: string): Promise<ScimUserRecord | undefined> {
+    return this.tables.getUser(id);
+  }
+
+  async listUsers(query: ScimUserQuery): Promise<ScimPage<ScimUserRecord>> {
+    return this.tables.listUsers(query);
+  }
+
+  createGroup(group: ScimGroupRecord): Promise<ScimWriteResult> {
+    return this.written(() => this.tables.createGroup(group));
+  }
+
+  replaceGroup(group: ScimGroupRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'> {
+    return this.written(() => this.tables.replaceGroup(group, expectedVersion));
+  }
+
+  deleteGroup(id: string): Promise<ScimWriteResult | 'not_found'> {
+    return this.written(() => this.tables.deleteGroup(id, Date.now()));
+  }
+
+  async getGroup(id: string): Promise<ScimGroupRecord | undefined> {
+    return this.tables.getGroup(id);
+  }
+
+  async listGroups(query: ScimGroupQuery): Promise<ScimPage<ScimGroupRecord>> {
+    return this.tables.listGroups(query);
+  }
 }

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
-import type { NewWebhookWork, WebhookWorkClaim, WebhookWorkRecord, WebhookWorkStatus } from '../store.js';
+import type { NewWebhookWork, WebhookWorkClaim, WebhookWorkRecord, WebhookWorkStatus, WebhookWorkStore } from '../repositories/webhook-work.js';
+import type { WriteBatcher } from './write-batcher.js';
 
 interface Row {
   key: string;
@@ -23,7 +24,7 @@ interface Row {
  * transaction), so a claim's read and its update can't interleave with another
  * process's: that is the compare-and-set that keeps two Ports from working one item.
  */
-export class SqliteWebhookWork {
+export class SqliteWebhookWorkTable {
   private readonly s;
 
   constructor(db: Database.Database) {
@@ -133,4 +134,46 @@ function toRecord(r: Row): WebhookWorkRecord {
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
   };
+}
+
+/** The WebhookWorkStore on SQLite: writes run in the batch transaction, reads directly. */
+export class SqliteWebhookWork implements WebhookWorkStore {
+  constructor(
+    private readonly table: SqliteWebhookWorkTable,
+    private readonly batcher: WriteBatcher,
+  ) {}
+
+  claim(work: NewWebhookWork, owner: string, now: number, leaseUntil: number): Promise<WebhookWorkClaim> {
+    return this.batcher.write(() => this.table.claim(work, owner, now, leaseUntil));
+  }
+
+  claimDue(owner: string, now: number, leaseUntil: number, limit: number): Promise<WebhookWorkRecord[]> {
+    // Most passes find nothing due: answer those from a read, with no write transaction.
+    if (!this.table.anyDue(now)) return Promise.resolve([]);
+    return this.batcher.write(() => this.table.claimDue(owner, now, leaseUntil, limit));
+  }
+
+  finish(key: string, outcome: 'done' | 'dropped', now: number, keepUntil: number): Promise<boolean> {
+    return this.batcher.write(() => this.table.finish(key, outcome, now, keepUntil));
+  }
+
+  release(key: string, owner: string, retry: { nextAttemptAt: number; lastError: string; now: number }): Promise<boolean> {
+    return this.batcher.write(() => this.table.release(key, owner, retry));
+  }
+
+  renew(key: string, owner: string, now: number, leaseUntil: number): Promise<boolean> {
+    return this.batcher.write(() => this.table.renew(key, owner, now, leaseUntil));
+  }
+
+  delete(key: string): Promise<void> {
+    return this.batcher.write(() => this.table.delete(key));
+  }
+
+  async get(key: string): Promise<WebhookWorkRecord | undefined> {
+    return this.table.get(key);
+  }
+
+  async list(status?: WebhookWorkStatus): Promise<WebhookWorkRecord[]> {
+    return this.table.list(status);
+  }
 }

@@ -1,4 +1,31 @@
-import type { BlockStepFacts, BuildFacts } from '../policy/block-step-entities.js';
+/** A build's creator as a Port user (User ids are lower-cased e-mails). */
+export interface CreatorInfo {
+  /** E-mail; lower-cased here because User ids are lower-cased e-mails. */
+  email: string;
+  active: boolean;
+  groups: string[];
+}
+
+/** The facts of a build an approval request is about. */
+export interface BuildFacts {
+  organization: string;
+  pipeline: string;
+  number: number;
+  branch: string;
+  tag: string | null;
+  commit: string;
+  source: string;
+  /** The build's creator as a Port user, when Buildkite names one and Port knows them. */
+  creator?: CreatorInfo;
+}
+
+/** The block step a request is about. */
+export interface BlockStepFacts {
+  /** The step key, else the job id (DESIGN: BlockStep id). */
+  step: string;
+  /** Field values by key, as `unblock` will submit them. */
+  fields: Record<string, string>;
+}
 
 /** A person Port knows (from SSO sign-in and SCIM provisioning); User ids are lower-cased e-mails. */
 export interface UserRecord {

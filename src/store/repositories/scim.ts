@@ -1,8 +1,8 @@
-import type { UserRecord } from '../approvals/records.js';
-import { PortError } from '../errors.js';
+import type { UserRecord } from '../records/approvals.js';
+import { PortError } from '../../errors.js';
 
 /**
- * SCIM 2.0 provisioning state (src/scim), part of the Store. SCIM users and groups
+ * SCIM 2.0 provisioning state (src/scim), the store's `scim` repository. SCIM users and groups
  * live in their own tables; each write also re-derives, in the same transaction, the
  * Port `UserRecord` of every person it touches (User ids are lower-cased e-mails), so
  * Cedar's `User in [Group]` and `active` read the new state on the next decision.
@@ -10,31 +10,24 @@ import { PortError } from '../errors.js';
  */
 export interface ScimStore {
   /** Creates a SCIM user; throws ScimConflictError when `userName` (case-insensitive) or `email` is taken. */
-  createScimUser(user: ScimUserRecord): Promise<ScimWriteResult>;
+  createUser(user: ScimUserRecord): Promise<ScimWriteResult>;
   /**
    * Replaces a SCIM user while its stored version is `expectedVersion` (compare-and-set);
    * `conflict` when it changed meanwhile, `not_found` when it is gone.
    */
-  replaceScimUser(user: ScimUserRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'>;
+  replaceUser(user: ScimUserRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'>;
   /** Deletes a SCIM user and their memberships; `not_found` when there was none. */
-  deleteScimUser(id: string): Promise<ScimWriteResult | 'not_found'>;
-  getScimUser(id: string): Promise<ScimUserRecord | undefined>;
+  deleteUser(id: string): Promise<ScimWriteResult | 'not_found'>;
+  getUser(id: string): Promise<ScimUserRecord | undefined>;
   /** Users matching every given field, ordered by creation; `total` counts all matches. */
-  listScimUsers(query: ScimUserQuery): Promise<ScimPage<ScimUserRecord>>;
+  listUsers(query: ScimUserQuery): Promise<ScimPage<ScimUserRecord>>;
 
   /** Creates a SCIM group; throws ScimConflictError when `displayName` (case-insensitive) is taken. */
-  createScimGroup(group: ScimGroupRecord): Promise<ScimWriteResult>;
-  replaceScimGroup(group: ScimGroupRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'>;
-  deleteScimGroup(id: string): Promise<ScimWriteResult | 'not_found'>;
-  getScimGroup(id: string): Promise<ScimGroupRecord | undefined>;
-  listScimGroups(query: ScimGroupQuery): Promise<ScimPage<ScimGroupRecord>>;
-
-  /**
-   * Read-modify-write of one UserRecord in one transaction (no lost update against a
-   * concurrent SCIM change): `change` gets the current record and returns the next one,
-   * or undefined to leave it as it is. Resolves to the record as stored afterwards.
-   */
-  updateUser(email: string, change: (current: UserRecord | undefined) => UserRecord | undefined): Promise<UserRecord | undefined>;
+  createGroup(group: ScimGroupRecord): Promise<ScimWriteResult>;
+  replaceGroup(group: ScimGroupRecord, expectedVersion: number): Promise<ScimWriteResult | 'conflict' | 'not_found'>;
+  deleteGroup(id: string): Promise<ScimWriteResult | 'not_found'>;
+  getGroup(id: string): Promise<ScimGroupRecord | undefined>;
+  listGroups(query: ScimGroupQuery): Promise<ScimPage<ScimGroupRecord>>;
 }
 
 export interface ScimUserRecord {

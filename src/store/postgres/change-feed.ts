@@ -1,0 +1,159 @@
+import pg from 'pg';
+import type { Change, ChangeFeed, ChangeTopic, FeedHealth } from '../repositories/changes.js';
+import type { Queryable } from './pg-database.js';
+
+/** The NOTIFY channel (https://www.postgresql.org/docs/current/sql-notify.html). */
+const CHANNEL = 'port_changes';
+
+/**
+ * Transaction-level advisory lock every change writer takes before numbering its change:
+ * SHA-256("buildkite-port change feed"), first 8 bytes. Holding it until commit makes
+ * versions appear in commit order, so a reader that has seen version v has seen every
+ * change before it — a sequence alone doesn't promise that (a lower number may commit
+ * later). Changes are rare (revocations, sign-ins, SCIM, key rotation): the cost is small.
+ */
+const CHANGES_LOCK_KEY = '6726053860810947607';
+
+/** Changes are kept this long: enough for any listener to catch up after a reconnect. */
+export const CHANGES_KEPT_MS = 3_600_000;
+
+/**
+ * Records changes inside the writer's transaction; NOTIFY is delivered when it commits,
+ * and not at all if it rolls back.
+ */
+export async function recordChanges(tx: Queryable, topic: ChangeTopic, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [CHANGES_LOCK_KEY]);
+  await tx.query('INSERT INTO changes (topic, key, at) SELECT $1, k, $2 FROM unnest($3::text[]) AS t(k)', [topic, Date.now(), [...new Set(keys)]]);
+  await tx.query('SELECT pg_notify($1, $2)', [CHANNEL, topic]);
+}
+
+export interface PostgresChangeFeedOptions {
+  /** How the listening connection connects (the pool's settings). */
+  connection: pg.ClientConfig;
+  /** How often the feed re-reads by version even without a notification: the heartbeat that proves it current. */
+  confirmEveryMs?: number;
+  now?: () => number;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Every replica's view of `changes`: one dedicated connection LISTENs on `port_changes`;
+ * each notification — and a timer, in case one is lost or the connection silently died —
+ * reads the changes after the last version seen. After a reconnect the same read catches
+ * up on what happened while it was away. The feed is current while such a read succeeded
+ * within the caller's bound (health()); callers fail closed beyond it.
+ */
+export class PostgresChangeFeed implements ChangeFeed {
+  private readonly listeners = new Set<(changes: Change[]) => void>();
+  private client: pg.Client | undefined;
+  private lastVersion = 0;
+  private confirmedAt = 0;
+  private reading: Promise<void> | undefined;
+  private readAgain = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private problem = 'the change feed has not connected yet';
+  private readonly now: () => number;
+
+  constructor(private readonly opts: PostgresChangeFeedOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Connects, starts listening and reads the current version: changes after this are delivered. */
+  async start(): Promise<void> {
+    await this.connect();
+    const every = this.opts.confirmEveryMs ?? 250;
+    this.timer = setInterval(() => void this.tick(), every);
+    this.timer.unref();
+  }
+
+  subscribe(listener: (changes: Change[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  health(maxLagMs: number): FeedHealth {
+    const lag = this.now() - this.confirmedAt;
+    if (lag <= maxLagMs) return { current: true };
+    return { current: false, reason: `${this.problem}; last confirmed ${Math.round(lag / 100) / 10}s ago` };
+  }
+
+  /** Reads what is new now (tests, and after a write this process wants to see applied). */
+  catchUp(): Promise<void> {
+    if (this.reading) {
+      this.readAgain = true;
+      return this.reading;
+    }
+    this.reading = this.readLoop().finally(() => {
+      this.reading = undefined;
+    });
+    return this.reading;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.reading?.catch(() => undefined);
+    await this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client(this.opts.connection);
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client, new Error('the connection ended')));
+    client.on('notification', () => void this.catchUp().catch(() => undefined));
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL}`);
+    if (this.client === undefined && this.lastVersion === 0) {
+      // First connection: start from the newest version; what came before is in the store already.
+      const r = await client.query<{ v: string | null }>('SELECT max(version) AS v FROM changes');
+      this.lastVersion = Number(r.rows[0]?.v ?? 0);
+    }
+    this.client = client;
+    this.confirmedAt = this.now();
+  }
+
+  private lost(client: pg.Client, err: unknown): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.problem = 'the change feed lost its database connection';
+    this.opts.onError?.(err);
+    client.end().catch(() => undefined);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (this.client === undefined) await this.connect();
+      await this.catchUp();
+    } catch (err) {
+      this.problem = 'the change feed cannot reach the database';
+      this.opts.onError?.(err);
+    }
+  }
+
+  private async readLoop(): Promise<void> {
+    do {
+      this.readAgain = false;
+      const client = this.client;
+      if (client === undefined) throw new Error('the change feed is not connected');
+      const startedAt = this.now();
+      for (;;) {
+        const r = await client.query<{ version: string; topic: ChangeTopic; key: string }>(
+          'SELECT version, topic, key FROM changes WHERE version > $1 ORDER BY version LIMIT 1000',
+          [this.lastVersion],
+        );
+        if (r.rows.length > 0) {
+          this.lastVersion = Number(r.rows.at(-1)!.version);
+          const changes = r.rows.map((row) => ({ topic: row.topic, key: row.key }));
+          for (const listener of this.listeners) listener(changes);
+        }
+        if (r.rows.length < 1000) break;
+      }
+      // Everything committed before the read began has been delivered.
+      this.confirmedAt = startedAt;
+    } while (this.readAgain);
+  }
+}

@@ -1,0 +1,53 @@
+import type { JWK } from 'jose';
+import type { SigningKeyRecord, SigningKeyStore } from '../repositories/signing-keys.js';
+import { recordChanges } from './change-feed.js';
+import { num, type PgDatabase } from './pg-database.js';
+
+interface Row {
+  kid: string;
+  alg: SigningKeyRecord['alg'];
+  public_jwk: string;
+  private_key: string;
+  created_at: string;
+  retires_at: string;
+  expires_at: string;
+}
+
+/**
+ * The `signing_keys` table on PostgreSQL. Keys are only ever inserted (never updated or
+ * deleted), so there is nothing to compare-and-set: a second insert of a `kid` fails on
+ * the primary key, as on SQLite, and the caller (key rotation, run under a lease) sees it.
+ */
+export class PostgresSigningKeys implements SigningKeyStore {
+  constructor(private readonly db: PgDatabase) {}
+
+  async list(): Promise<SigningKeyRecord[]> {
+    // `kid` breaks ties so every replica lists keys created in the same millisecond alike.
+    const r = await this.db.query<Row>('SELECT * FROM signing_keys ORDER BY created_at, kid');
+    return r.rows.map(toRecord);
+  }
+
+  async insert(key: SigningKeyRecord): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retires_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [key.kid, key.alg, JSON.stringify(key.publicJwk), key.privateKey, key.createdAt, key.retiresAt, key.expiresAt],
+      );
+      // Every replica publishes the new key in its JWKS (and signs with it once it is due).
+      await recordChanges(tx, 'signing_keys', [key.kid]);
+    });
+  }
+}
+
+function toRecord(r: Row): SigningKeyRecord {
+  return {
+    kid: r.kid,
+    alg: r.alg,
+    publicJwk: JSON.parse(r.public_jwk) as JWK,
+    privateKey: r.private_key,
+    createdAt: num(r.created_at),
+    retiresAt: num(r.retires_at),
+    expiresAt: num(r.expires_at),
+  };
+}

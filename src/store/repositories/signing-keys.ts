@@ -1,0 +1,21 @@
+import type { JWK } from 'jose';
+
+/** Times are milliseconds since the epoch. */
+export interface SigningKeyRecord {
+  kid: string;
+  alg: 'ES256' | 'EdDSA';
+  publicJwk: JWK;
+  /** The private JWK, serialized and possibly sealed (src/issuer/key-wrap.ts); opaque to the store. */
+  privateKey: string;
+  createdAt: number;
+  /** After this the key no longer signs. */
+  retiresAt: number;
+  /** After this the key leaves the JWKS (retiresAt + the longest token lifetime). */
+  expiresAt: number;
+}
+
+/** Issuer signing keys (src/issuer). Keys are never deleted: old checkpoints need them. */
+export interface SigningKeyStore {
+  list(): Promise<SigningKeyRecord[]>;
+  insert(key: SigningKeyRecord): Promise<void>;
+}
