@@ -29,6 +29,11 @@ export interface CheckpointerOptions {
   sinks?: CheckpointShipper;
   /** Clock, for tests (ms since the epoch). */
   now?: () => number;
+  /**
+   * Whether this process signs in the background now (src/cluster/leadership.ts: only the
+   * leader of several Port processes does); checkpointNow and stop sign regardless.
+   */
+  active?: () => boolean;
 }
 
 /**
@@ -186,6 +191,7 @@ export class Checkpointer {
   }
 
   private background(mode: Mode): void {
+    if (this.opts.active && !this.opts.active()) return;
     void this.attempt(mode);
   }
 

@@ -35,6 +35,12 @@ export interface AuditVerifyReport {
    * deleting them, or rewriting them and re-hashing, cannot be detected.
    */
   unsignedEntries: number;
+  /**
+   * Decisions committed but not sealed into the chain yet (PostgreSQL: in the outbox until
+   * the leader seals them, normally within a fraction of a second). Not verified: not in
+   * the chain yet.
+   */
+  unsealed: number;
   /** False when verification had to stop early (an unreadable entry). */
   complete: boolean;
   /** The first problem by seq — the place to start looking. */
@@ -176,6 +182,7 @@ export async function verifyAuditLog(store: Store, publicKeys: Map<string, JWK>,
     ...(interval > 0 ? { checkpointInterval: { seconds: interval, slackSeconds } } : {}),
     ...(opts.anchor ? { anchored: opts.anchor.length } : {}),
     unsignedEntries: Math.max(0, chain.lastSeq - lastCheckpointSeq),
+    unsealed: await store.decisions.unsealed(),
     complete,
     firstBad: problems[0],
     problems: problems.slice(0, maxProblems),

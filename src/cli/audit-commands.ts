@@ -287,10 +287,10 @@ export async function runAuditTail(opts: TailCliOptions, io: AuditCliIO): Promis
 async function withStore(opts: AuditConfigOptions, run: (store: Store, config: PortConfig) => Promise<number>): Promise<number> {
   const config = loadConfig(opts.config ?? './port.yaml');
   // Opening SQLite creates the file; a wrong path must not verify as an empty, "ok" log.
-  if (!existsSync(config.store.sqlite)) {
+  if (config.store.postgres === undefined && !existsSync(config.store.sqlite)) {
     throw new UsageError(`${config.file}: store.sqlite: ${config.store.sqlite} does not exist; point it at Port's database`);
   }
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     return await run(store, config);
   } finally {
@@ -350,6 +350,9 @@ function describeReport(r: AuditVerifyReport, opts: VerifyCliOptions): string {
       `${plural(r.unsignedEntries, 'entry', 'entries')} after ${r.lastCheckpointSeq > 0 ? `entry ${r.lastCheckpointSeq}` : 'the start'} ` +
         `${r.unsignedEntries === 1 ? 'is' : 'are'} hash-chained but not signed by a checkpoint yet: deleting or rewriting ${r.unsignedEntries === 1 ? 'it' : 'them'} would not be detected.`,
     );
+  }
+  if (r.unsealed > 0) {
+    lines.push(`${plural(r.unsealed, 'decision')} committed but not sealed into the chain yet (the leader seals them within moments; run again to verify them).`);
   }
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (!r.complete) lines.push(`Verification stopped early at entry ${r.lastSeq + 1}; entries after it were not checked.`);

@@ -123,6 +123,8 @@ export interface PortConfig {
     postgresPoolSize: number;
     /** `store.feed_max_lag`, in seconds. */
     feedMaxLag: number;
+    /** `store.lease_ttl`, in seconds. */
+    leaseTtl: number;
   };
   buildkite: {
     organization: string;
@@ -234,6 +236,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       ...optionalSecret('postgres', c.store.postgres, 'store.postgres', baseDir),
       postgresPoolSize: c.store.postgres_pool_size,
       feedMaxLag: c.store.feed_max_lag,
+      leaseTtl: c.store.lease_ttl,
     },
     buildkite: {
       organization: c.buildkite.organization,

@@ -70,6 +70,12 @@ const storeSchema = z.strictObject({
    * change feed down or behind) before it refuses what depends on them (fail closed).
    */
   feed_max_lag: duration(60).default(5),
+  /**
+   * The leader lease's lifetime: one Port process (the leader) runs the background work
+   * that must run once (sealing and signing the log, key rotation, expiry sweeps, secret
+   * rotation); when it dies another takes over within about this long.
+   */
+  lease_ttl: duration(600).default(15),
 });
 
 const buildkiteSchema = z.strictObject({
@@ -364,7 +370,7 @@ const scimSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   server: serverSchema,
-  store: storeSchema.default({ sqlite: './port.db', postgres_pool_size: 10, feed_max_lag: 5 }),
+  store: storeSchema.default({ sqlite: './port.db', postgres_pool_size: 10, feed_max_lag: 5, lease_ttl: 15 }),
   buildkite: buildkiteSchema,
   policies: z.string().min(1).default('./policies'),
   issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),

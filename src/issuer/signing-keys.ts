@@ -10,6 +10,12 @@ export interface SigningKeysOptions {
   overlap: number;
   /** Seals private keys at rest (issuer.key_encryption_key, derived with deriveKeyEncryptionKey). */
   keyEncryptionKey?: Buffer;
+  /**
+   * Seconds before the signing key retires that its successor is stored (and so published
+   * in every replica's JWKS, and in verifiers' caches of it) — it signs only from then on.
+   * Default: a tenth of `rotation`, at most 5 minutes.
+   */
+  prepublish?: number;
 }
 
 export interface ActiveKey {
@@ -28,11 +34,19 @@ export class SigningKeys {
   private active: ActiveKey | undefined;
   private localJwks: JWTVerifyGetKey = createLocalJWKSet({ keys: [] });
   private published: JWK[] = [];
+  private publishedKids = '';
+  private lastUnknownKidReload = 0;
+  private readonly unsubscribe: () => void;
 
   private constructor(
     private readonly store: Store,
     private readonly options: SigningKeysOptions,
-  ) {}
+  ) {
+    // A key stored by another Port process (the leader's rotation) is published here at once.
+    this.unsubscribe = store.changes.subscribe((changes) => {
+      if (changes.some((c) => c.topic === 'signing_keys')) void this.reload().catch(() => undefined);
+    });
+  }
 
   static async open(store: Store, options: SigningKeysOptions, now = Date.now()): Promise<SigningKeys> {
     const keys = new SigningKeys(store, options);
@@ -40,17 +54,43 @@ export class SigningKeys {
     return keys;
   }
 
-  /** Makes a new key when none may sign at `now`; reloads the published set either way. */
+  /**
+   * Makes a key when none may sign at `now`, and stores the next key `prepublish` seconds
+   * before the signing one retires (it signs from that moment, by then in every JWKS);
+   * reloads the published set either way. With several Port processes only the leader
+   * runs this on schedule (src/cluster/leadership.ts).
+   */
   async rotateIfDue(now = Date.now()): Promise<boolean> {
     this.records = await this.store.keys.list();
     let rotated = false;
-    if (!this.signerAt(now)) {
-      await this.store.keys.insert(await this.generate(now));
-      this.records = await this.store.keys.list();
-      rotated = true;
+    const signer = this.signerAt(now);
+    // Compare-and-set: of several processes rotating at once (replicas starting together),
+    // one stores the key; the others find it covered and use that one.
+    if (!signer) {
+      rotated = await this.store.keys.insertUnlessCovered(await this.generate(now));
+    } else {
+      const prepublishMs = (this.options.prepublish ?? Math.min(this.options.rotation / 10, 300)) * 1000;
+      const successor = this.records.some((r) => r.alg === this.options.algorithm && r.createdAt >= signer.retiresAt);
+      if (!successor && signer.retiresAt - now <= prepublishMs) rotated = await this.store.keys.insertUnlessCovered(await this.generate(signer.retiresAt));
     }
+    if (!signer || rotated) this.records = await this.store.keys.list();
     await this.refresh(now);
     return rotated;
+  }
+
+  /** Re-reads the keys from the store (another process stored one) and republishes. */
+  async reload(now = Date.now()): Promise<void> {
+    this.records = await this.store.keys.list();
+    await this.refresh(now);
+  }
+
+  /** Moves signing to the successor once it is due; every process calls this often (cheap, no store read). */
+  tick(now = Date.now()): Promise<void> {
+    return this.refresh(now);
+  }
+
+  close(): void {
+    this.unsubscribe();
   }
 
   private signerAt(now: number): SigningKeyRecord | undefined {
@@ -82,7 +122,11 @@ export class SigningKeys {
       const jwk = openPrivateKey(signer.privateKey, signer.kid, this.options.keyEncryptionKey);
       this.active = { kid: signer.kid, alg: signer.alg, key: (await importJWK(jwk, signer.alg)) as CryptoKey };
     }
-    this.published = this.records.filter((r) => r.expiresAt > now).map((r) => r.publicJwk);
+    const published = this.records.filter((r) => r.expiresAt > now);
+    const kids = published.map((r) => r.kid).join(' ');
+    if (kids === this.publishedKids) return;
+    this.publishedKids = kids;
+    this.published = published.map((r) => r.publicJwk);
     this.localJwks = createLocalJWKSet({ keys: this.published });
   }
 
@@ -97,9 +141,23 @@ export class SigningKeys {
     return { keys: this.published };
   }
 
-  /** Key resolver for verifying Port's own tokens (only published keys). */
+  /**
+   * Key resolver for verifying Port's own tokens (only published keys). A kid this
+   * process doesn't know makes it re-read the store once a second at most: another Port
+   * process may have stored a key the change feed hasn't delivered here yet.
+   */
   get verificationKeys(): JWTVerifyGetKey {
-    return this.localJwks;
+    return async (header, token) => {
+      try {
+        return await this.localJwks(header, token);
+      } catch (err) {
+        const now = Date.now();
+        if (typeof header.kid !== 'string' || this.publishedKids.split(' ').includes(header.kid) || now - this.lastUnknownKidReload < 1000) throw err;
+        this.lastUnknownKidReload = now;
+        await this.reload(now);
+        return this.localJwks(header, token);
+      }
+    };
   }
 
   /** Every public key ever used, by kid — for verifying old audit checkpoints. */

@@ -11,6 +11,11 @@ export interface CreatorDirectoryOptions {
   ttlMs?: number;
   /** Records remembered at most (default 10,000; the oldest goes first). */
   maxEntries?: number;
+  /**
+   * Whether `forget` can be relied on now (the store's change feed is current); while it
+   * can't, every lookup reads the store.
+   */
+  current?: () => boolean;
 }
 
 interface Entry {
@@ -25,9 +30,9 @@ interface Entry {
  * A build creator's directory record (`active`, groups) for the relay's `proxy`
  * decisions (DESIGN: `Job.creator`, `User in [Group]`), without a store read per
  * request. A record is reused for at most `ttlMs` and dropped at once by `forget` when
- * Port changes the person (SCIM, SSO sign-in: port-server wires the store's user writes
- * here), so a deactivation or a lost group applies to the next request. The TTL bounds
- * what Port can't be told about (a write by another process).
+ * any Port process changes the person (SCIM, SSO sign-in: port-server wires the store's
+ * change feed here), so a deactivation or a lost group applies to the next request. While
+ * the feed can't vouch for itself, records are not reused at all.
  *
  * A re-read that finds the same `active` and groups returns the *same* CreatorInfo
  * object, so decisions cached against it (DecisionCache's basis) stay valid; a changed
@@ -39,6 +44,7 @@ export class CreatorDirectory {
   private readonly pending = new Map<string, Promise<CreatorInfo | undefined>>();
   private readonly ttlMs: number;
   private readonly maxEntries: number;
+  private readonly current: () => boolean;
 
   constructor(
     private readonly source: CreatorRecordSource,
@@ -46,6 +52,7 @@ export class CreatorDirectory {
   ) {
     this.ttlMs = options.ttlMs ?? 1000;
     this.maxEntries = options.maxEntries ?? 10_000;
+    this.current = options.current ?? (() => true);
   }
 
   /**
@@ -54,7 +61,7 @@ export class CreatorDirectory {
    */
   lookup(email: string, now = Date.now()): CreatorInfo | undefined | Promise<CreatorInfo | undefined> {
     const hit = this.entries.get(email);
-    if (hit !== undefined && hit.until > now) return hit.info;
+    if (hit !== undefined && hit.until > now && this.current()) return hit.info;
     return this.pending.get(email) ?? this.read(email, now);
   }
 

@@ -1,9 +1,21 @@
 import type { RevocationRecord, Store } from '../store/store.js';
 import { liftId, revocationId, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
+import { PortError } from '../errors.js';
 import { POOL_CLAIMS, type CreatorUnknown, type TokenFacts } from './token-facts.js';
 
 export { REVOCATION_ORIGINS, REVOCATION_SCOPES, type RevocationOrigin, type RevocationScope } from './revocation-keys.js';
 export type { TokenFacts } from './token-facts.js';
+
+/**
+ * Port can't vouch that its copy of the revocation list is current (the store's change
+ * feed is down or behind for longer than `store.feed_max_lag`), so it refuses what a
+ * revocation could cover rather than risk honouring a revoked token (fail closed).
+ */
+export class RevocationsUnconfirmedError extends PortError {
+  constructor(readonly reason: string) {
+    super('temporarily_unavailable', `Port can't confirm its revocation list is current (${reason}), so it refuses for now; retry shortly.`, 503);
+  }
+}
 
 /**
  * `expiresAt` of a revocation that lasts until it is lifted (a SCIM deprovisioning lasts
@@ -97,12 +109,67 @@ export class RevocationList {
   /** By liftId(scope, origin | 'all', id). */
   private readonly lifts = new Map<string, Lift>();
 
-  private constructor(private readonly store: Store) {}
+  /** Revocation rows the change feed named that are not applied here yet, and since when. */
+  private readonly unapplied = new Set<string>();
+  private unappliedSince = 0;
+  private fetching: Promise<void> | undefined;
+  private unsubscribe: (() => void) | undefined;
 
-  static async open(store: Store, now = Date.now()): Promise<RevocationList> {
-    const list = new RevocationList(store);
+  private constructor(
+    private readonly store: Store,
+    private readonly maxLagMs: number,
+  ) {}
+
+  /**
+   * Loads the revocations in force and follows the store's change feed, so a revocation
+   * or lift made by any Port process sharing the store applies here too (subscribed
+   * before the load: nothing falls in between). `maxLagMs` (config `store.feed_max_lag`):
+   * how long this list may go unconfirmed before every check fails closed.
+   */
+  static async open(store: Store, now = Date.now(), opts: { maxLagMs?: number } = {}): Promise<RevocationList> {
+    const list = new RevocationList(store, opts.maxLagMs ?? 5000);
+    list.unsubscribe = store.changes.subscribe((changes) => {
+      for (const c of changes) if (c.topic === 'revocations') list.unapplied.add(c.key);
+      list.applyHeard();
+    });
     for (const e of await store.revocations.listActive(now)) list.remember(e);
     return list;
+  }
+
+  /** Stops following the change feed. */
+  close(): void {
+    this.unsubscribe?.();
+  }
+
+  /** Reads and applies the rows the feed named; a failed read is retried until it succeeds (checks fail closed meanwhile). */
+  private applyHeard(): void {
+    if (this.unapplied.size === 0 || this.fetching) return;
+    if (this.unappliedSince === 0) this.unappliedSince = Date.now();
+    const ids = [...this.unapplied];
+    this.fetching = this.store.revocations
+      .byIds(ids)
+      .then((rows) => {
+        for (const row of rows) this.remember(row);
+        // A row not found was purged (expired): nothing to apply.
+        for (const id of ids) this.unapplied.delete(id);
+        if (this.unapplied.size === 0) this.unappliedSince = 0;
+      })
+      .catch(() => new Promise<void>((resolve) => setTimeout(resolve, 250).unref()))
+      .finally(() => {
+        this.fetching = undefined;
+        this.applyHeard();
+      });
+  }
+
+  /**
+   * Fails closed (RevocationsUnconfirmedError, 503) when this list can't be vouched for:
+   * the change feed has not been confirmed current within `maxLagMs`, or revocations it
+   * announced could not be read for that long.
+   */
+  private checkCurrent(now: number): void {
+    const feed = this.store.changes.health(this.maxLagMs);
+    if (!feed.current) throw new RevocationsUnconfirmedError(feed.reason ?? 'the change feed is behind');
+    if (this.unappliedSince !== 0 && now - this.unappliedSince > this.maxLagMs) throw new RevocationsUnconfirmedError('announced revocations could not be read from the store');
   }
 
   private remember(e: RevocationRecord): void {
@@ -172,6 +239,7 @@ export class RevocationList {
 
   /** Why the token is refused, if it is (the first found: token, job, build, user, agent, pool, then the unknowns). */
   refusalOf(token: TokenFacts, now = Date.now()): Refusal | undefined {
+    this.checkCurrent(now);
     const covered =
       this.inForce('token', token.jti, now) ??
       this.inForce('job', token.jobId, now) ??
@@ -208,6 +276,7 @@ export class RevocationList {
    * and a finished job must stay finished (review G5), so `job.finished` records its own.
    */
   isJobRevoked(jobId: string, now = Date.now()): boolean {
+    this.checkCurrent(now);
     return this.inForce('job', jobId, now)?.origins.some((o) => o === 'webhook' || o === 'job') === true;
   }
 

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { hostname } from 'node:os';
+import { Leadership } from '../cluster/leadership.js';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { CheckpointSinks } from '../audit/checkpoint-sinks.js';
@@ -27,7 +29,6 @@ import { WebhookReconciler } from '../webhooks/webhook-reconciler.js';
 import { CallerAuthenticator } from '../relay/caller-auth.js';
 import { Relay } from '../relay/relay.js';
 import { CreatorDirectory } from '../relay/creator-directory.js';
-import { observeUserWrites } from './user-writes.js';
 import { RevocationList } from '../revocation/revocation-list.js';
 import { RevocationService } from '../revocation/revocation-service.js';
 import { BuildCreatorLookup } from '../broker/build-creator.js';
@@ -90,17 +91,29 @@ export interface StartOptions {
 /** Longest clock skew Port allows anywhere; added to key overlap windows. */
 const MAX_SKEW_SECONDS = 60;
 
+/** How often the leader seals the PostgreSQL decision outbox into the chain (the sealing lag is about this). */
+const SEAL_EVERY_MS = 50;
+
 /**
  * Builds Port from a validated config and starts listening. Everything that can
  * fail (store, keys, policies) is checked before the socket opens.
  */
 export async function startPort(config: PortConfig, options: StartOptions = {}): Promise<RunningPort> {
-  const opened = openStore(config, { create: options.createStore ?? false });
-  // The relay's build creators' records, briefly cached: every user write (SCIM, SSO
-  // sign-in) through the store drops the people it changed, so it applies to the next request.
-  // (Read through `store`, so every read goes where the writes go.)
-  const creatorRecords = new CreatorDirectory({ get: (email) => store.users.get(email) });
-  const store = observeUserWrites(opened, (emails) => creatorRecords.forget(emails));
+  // Store failures in the background (PostgreSQL's change feed connection) go to the log once it exists.
+  let storeError = (err: unknown): void => process.emitWarning(`store: ${(err as Error).message}`);
+  const store = await openStore(config, { create: options.createStore ?? false, onError: (err) => storeError(err) });
+  const feedMaxLagMs = config.store.feedMaxLag * 1000;
+  const feedCurrent = () => store.changes.health(feedMaxLagMs).current;
+  // The relay's build creators' records, briefly cached: every change to a person (SCIM,
+  // SSO sign-in) by any Port process sharing the store drops them, so it applies to the next request.
+  const creatorRecords = new CreatorDirectory(store.users, { current: feedCurrent });
+  const stopCreatorFeed = store.changes.subscribe((changes) => creatorRecords.forget(changes.filter((c) => c.topic === 'users').map((c) => c.key)));
+  // One Port process among those sharing the store runs the work that must run once.
+  const leadership = new Leadership(store.leases, {
+    owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    ttlMs: config.store.leaseTtl * 1000,
+    onError: (err) => storeError(err),
+  });
   const timers: NodeJS.Timeout[] = [];
   let stopWatching: (() => void) | undefined;
   let stopSecrets: (() => Promise<void>) | undefined;
@@ -115,7 +128,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       overlap: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
       ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
     });
-    const revocations = await RevocationList.open(store);
+    const revocations = await RevocationList.open(store, Date.now(), { maxLagMs: feedMaxLagMs });
+    await leadership.start();
     // The relay answers /relay/… on the raw server, before Fastify, so proxied requests
     // pay for neither its routing nor its body parsing; everything else is Fastify's.
     let relay: Relay | undefined;
@@ -169,6 +183,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     );
     if (unsealedRotation !== undefined) app.log.warn(unsealedRotation);
     const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
+    storeError = logError('store background failure');
 
     const policy = await PolicyEngine.open(config.policies, {
       onReload: (r) => app.log.info({ revision: r.revision, ...(r.afterQuietPeriod ? { after_quiet_period: true } : {}) }, 'policies reloaded'),
@@ -186,6 +201,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       intervalSeconds: config.audit.checkpointInterval,
       onError: logError('audit checkpoint failed'),
       ...(checkpointSinks ? { sinks: checkpointSinks } : {}),
+      active: () => leadership.isLeader(),
     });
     checkpointer.start();
     // Unauthenticated refusals are throttled per source and counted per window, so junk
@@ -224,6 +240,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       credentials: Object.values(config.credentials).filter((c): c is SecretCredentialConfig => c.type === 'secret'),
       ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
       onError: (err, msg) => logError(msg)(err),
+      scheduling: () => leadership.isLeader(),
     });
     stopSecrets = () => secrets.stop();
     // One aws_role provider, so /v1/credentials and the relay share each job's STS session.
@@ -304,9 +321,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     reconciler.start();
     stopReconciler = () => reconciler.stop();
     webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl, revocations });
-    if (approvals) {
-      timers.push(setInterval(() => approvals.expireDue().catch(logError('approval expiry failed')), 30_000));
-    }
+    if (approvals) leadership.repeat(30_000, () => approvals.expireDue(), logError('approval expiry failed'));
     // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
 
@@ -352,16 +367,19 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       checks.signing_key = safe(() => keys.signer().kid) ? 'ok' : 'missing';
       const buildkiteKeys = verifier.jwks.readiness();
       checks.buildkite_keys = buildkiteKeys.ready ? `ok (${buildkiteKeys.detail})` : `not ready: ${buildkiteKeys.detail}`;
+      const feed = store.changes.health(feedMaxLagMs);
+      checks.change_feed = feed.current ? 'ok' : `behind: ${feed.reason}`;
+      checks.role = `ok (${leadership.isLeader() ? 'leader' : 'follower'}, ${store.kind})`;
       return { ready: Object.values(checks).every((c) => c.startsWith('ok')), checks };
     });
 
-    timers.push(setInterval(() => keys.rotateIfDue().catch(logError('signing key rotation failed')), 60_000));
-    timers.push(
-      setInterval(() => {
-        revocations.prune();
-        store.purgeExpired(Date.now()).catch(logError('store purge failed'));
-      }, 600_000),
-    );
+    leadership.repeat(60_000, () => keys.rotateIfDue(), logError('signing key rotation failed'));
+    leadership.repeat(600_000, () => store.purgeExpired(Date.now()), logError('store purge failed'));
+    // PostgreSQL: decisions wait in the outbox until the leader seals them into the chain.
+    if (store.kind === 'postgres') leadership.repeat(SEAL_EVERY_MS, () => store.decisions.seal(), logError('decision log sealing failed'));
+    // Every process: signing moves to a pre-published key when it is due; expired revocations leave memory.
+    timers.push(setInterval(() => void keys.tick().catch(logError('signing key switch failed')), 1000));
+    timers.push(setInterval(() => revocations.prune(), 600_000));
     timers.forEach((t) => t.unref());
 
     const onHup = () => {
@@ -395,6 +413,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       log,
       async close() {
         process.off('SIGHUP', onHup);
+        // Another process takes the singleton work over at once, while this one drains.
+        await leadership.stop();
         stopWatching?.();
         policy.close();
         stopJwks?.();
@@ -408,6 +428,9 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
         await notifier?.idle();
         await checkpointer.stop();
         await commandRunner.release();
+        stopCreatorFeed();
+        revocations.close();
+        keys.close();
         await store.close();
       },
     };
@@ -418,6 +441,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     await stopReconciler?.();
     await commandRunner.release();
     timers.forEach(clearInterval);
+    await leadership.stop();
+    stopCreatorFeed();
     await store.close().catch(() => undefined);
     throw err;
   }

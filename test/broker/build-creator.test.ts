@@ -4,7 +4,7 @@ import type { JobIdentity } from '../../src/identity/job-identity.js';
 import type { Store } from '../../src/store/store.js';
 
 const job = (buildNumber: number) => ({ pipelineSlug: 'deploy', buildNumber }) as JobIdentity;
-const store = { getUser: async () => undefined } as unknown as Store;
+const store = { users: { get: async () => undefined } } as unknown as Store;
 
 /** A Buildkite API that answers from a table, or fails while `down` is set. */
 function api() {

@@ -145,7 +145,7 @@ describe('a re-activation racing a deactivation (G4)', () => {
     let committed!: () => void;
     const activationCommitted = new Promise<void>((r) => (committed = r));
     scimRepo.replaceUser = async (next, version) => {
-      const result = await original(next, version);
+      const result = await original.call(scimRepo, next, version);
       if (next.id === user.id && next.active) {
         committed();
         await held;
@@ -188,7 +188,7 @@ describe('a re-activation racing a deactivation (G4)', () => {
     let read!: () => void;
     const liftRead = new Promise<void>((r) => (read = r));
     scimRepo.replaceUser = async (next, version) => {
-      const result = await original(next, version);
+      const result = await original.call(scimRepo, next, version);
       if (next.id === user.id && next.active) armed = true;
       return result;
     };

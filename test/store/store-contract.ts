@@ -146,6 +146,18 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
       expect(await store.decisions.listCheckpoints()).toEqual([cp, next]);
     });
 
+    it('stores a signing key only where no key would sign at its start (rotation by several processes at once)', async () => {
+      const key = (kid: string, createdAt: number) => ({ kid, alg: 'ES256' as const, publicJwk: { kid }, privateKey: '{}', createdAt, retiresAt: createdAt + 100, expiresAt: createdAt + 200 });
+      const first = await Promise.all(['a', 'b', 'c', 'd'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1000))));
+      expect(first.filter(Boolean)).toHaveLength(1);
+      // A successor from when the signing key retires: again exactly one of the racers.
+      const next = await Promise.all(['e', 'f', 'g'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1100))));
+      expect(next.filter(Boolean)).toHaveLength(1);
+      // Another algorithm is not covered by these.
+      expect(await store.keys.insertUnlessCovered({ ...key('h', 1000), alg: 'EdDSA' })).toBe(true);
+      expect((await store.keys.list()).map((k) => k.createdAt).sort()).toEqual([1000, 1000, 1100]);
+    });
+
     it('a failing write in a batch does not undo the others', async () => {
       const key = { kid: 'dup', alg: 'ES256' as const, publicJwk: {}, privateKey: '{}', createdAt: 1, retiresAt: 2, expiresAt: 3 };
       await store.keys.insert(key);

@@ -50,9 +50,16 @@ export interface SecretRotationDeps {
   retireRetryAfter?: number;
   /** The configured (version 0 / unrotated) values; one per Port so command caps and caches are shared. */
   values?: SecretValues;
+  /**
+   * Whether this process runs the schedule now (src/cluster/leadership.ts: only the leader
+   * of several Port processes does); rotations asked for through the API run anywhere.
+   */
+  scheduling?: () => boolean;
 }
 
 const MAX_SLEEP_MS = 60_000;
+/** How soon a process that doesn't run the schedule looks again (it may have become the leader). */
+const NOT_LEADING_RECHECK_MS = 5_000;
 
 /**
  * Secret versions and their rotation (DESIGN capability 6). Version 0 is the configured
@@ -269,6 +276,7 @@ export class SecretRotation {
 
   /** Runs due retirements and scheduled rotations, then sleeps until the next is due. */
   private async tick(): Promise<void> {
+    if (this.deps.scheduling && !this.deps.scheduling()) return this.wake(NOT_LEADING_RECHECK_MS);
     let next = Date.now() + MAX_SLEEP_MS;
     for (const cred of this.rotating) {
       try {

@@ -47,10 +47,13 @@ export interface PostgresChangeFeedOptions {
 export class PostgresChangeFeed implements ChangeFeed {
   private readonly listeners = new Set<(changes: Change[]) => void>();
   private client: pg.Client | undefined;
-  private lastVersion = 0;
+  /** The newest version delivered; undefined until the first connection has read where to start. */
+  private lastVersion: number | undefined;
   private confirmedAt = 0;
   private reading: Promise<void> | undefined;
   private readAgain = false;
+  /** The connection attempt under way: a connect may hang up to its timeout, far longer than a heartbeat. */
+  private connecting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private problem = 'the change feed has not connected yet';
@@ -62,7 +65,7 @@ export class PostgresChangeFeed implements ChangeFeed {
 
   /** Connects, starts listening and reads the current version: changes after this are delivered. */
   async start(): Promise<void> {
-    await this.connect();
+    await this.reconnect();
     const every = this.opts.confirmEveryMs ?? 250;
     this.timer = setInterval(() => void this.tick(), every);
     this.timer.unref();
@@ -94,9 +97,21 @@ export class PostgresChangeFeed implements ChangeFeed {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    // An attempt under way sees `closed` and ends its own connection.
+    await this.connecting?.catch(() => undefined);
     await this.reading?.catch(() => undefined);
-    await this.client?.end().catch(() => undefined);
+    // Forgotten first, so its 'end' is not reported as a lost connection.
+    const client = this.client;
     this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  /** One attempt at a time: a heartbeat while one is under way leaves it be rather than start another (which would be leaked). */
+  private reconnect(): Promise<void> {
+    this.connecting ??= this.connect().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
   }
 
   private async connect(): Promise<void> {
@@ -104,15 +119,29 @@ export class PostgresChangeFeed implements ChangeFeed {
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('the connection ended')));
     client.on('notification', () => void this.catchUp().catch(() => undefined));
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
-    if (this.client === undefined && this.lastVersion === 0) {
-      // First connection: start from the newest version; what came before is in the store already.
-      const r = await client.query<{ v: string | null }>('SELECT max(version) AS v FROM changes');
-      this.lastVersion = Number(r.rows[0]?.v ?? 0);
+    try {
+      await client.connect();
+      // Listening before reading where to start: a change committed in between is read, notified, or both.
+      await client.query(`LISTEN ${CHANNEL}`);
+      if (this.lastVersion === undefined) {
+        // First connection only: start from the newest version; what came before is in the
+        // store already (subscribers load after subscribing). A reconnect must not do this,
+        // or what was committed while it was away (even the first changes ever) is skipped.
+        const startedAt = this.now();
+        const r = await client.query<{ v: string | null }>('SELECT max(version) AS v FROM changes');
+        this.lastVersion = Number(r.rows[0]?.v ?? 0);
+        this.confirmedAt = startedAt;
+      }
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
     }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    // Not confirmed yet after a reconnect: only the catch-up read that follows vouches for what was missed.
     this.client = client;
-    this.confirmedAt = this.now();
   }
 
   private lost(client: pg.Client, err: unknown): void {
@@ -124,11 +153,12 @@ export class PostgresChangeFeed implements ChangeFeed {
   }
 
   private async tick(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.connecting) return;
     try {
-      if (this.client === undefined) await this.connect();
+      if (this.client === undefined) await this.reconnect();
       await this.catchUp();
     } catch (err) {
+      if (this.closed) return;
       this.problem = 'the change feed cannot reach the database';
       this.opts.onError?.(err);
     }
@@ -138,22 +168,35 @@ export class PostgresChangeFeed implements ChangeFeed {
     do {
       this.readAgain = false;
       const client = this.client;
-      if (client === undefined) throw new Error('the change feed is not connected');
+      if (client === undefined || this.lastVersion === undefined) throw new Error('the change feed is not connected');
       const startedAt = this.now();
       for (;;) {
-        const r = await client.query<{ version: string; topic: ChangeTopic; key: string }>(
+        const r: pg.QueryResult<{ version: string; topic: ChangeTopic; key: string }> = await client.query(
           'SELECT version, topic, key FROM changes WHERE version > $1 ORDER BY version LIMIT 1000',
           [this.lastVersion],
         );
         if (r.rows.length > 0) {
           this.lastVersion = Number(r.rows.at(-1)!.version);
-          const changes = r.rows.map((row) => ({ topic: row.topic, key: row.key }));
-          for (const listener of this.listeners) listener(changes);
+          this.deliver(r.rows.map((row) => ({ topic: row.topic, key: row.key })));
         }
         if (r.rows.length < 1000) break;
       }
       // Everything committed before the read began has been delivered.
       this.confirmedAt = startedAt;
     } while (this.readAgain);
+  }
+
+  /**
+   * Each listener on its own: the version has moved on, so a listener that throws must
+   * not keep the batch from the ones after it (they would never hear it).
+   */
+  private deliver(changes: Change[]): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(changes);
+      } catch (err) {
+        this.opts.onError?.(err);
+      }
+    }
   }
 }

@@ -18,4 +18,10 @@ export interface SigningKeyRecord {
 export interface SigningKeyStore {
   list(): Promise<SigningKeyRecord[]>;
   insert(key: SigningKeyRecord): Promise<void>;
+  /**
+   * Compare-and-set for rotation by several processes: inserts `key` unless a stored key
+   * of its algorithm already signs at `key.createdAt` (created by then, not retired), in
+   * one transaction. False, inserting nothing, when another process got there first.
+   */
+  insertUnlessCovered(key: SigningKeyRecord): Promise<boolean>;
 }

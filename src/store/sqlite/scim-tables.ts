@@ -12,18 +12,16 @@ import {
   type ScimStore,
   type ScimWriteResult,
 } from '../repositories/scim.js';
+import { accessChange, derivePortUser, foldKey, SCIM_CONFLICT, touchedEmails, uniqueMembers, withoutMembers, type ScimPerson } from '../scim-derive.js';
 import type { LocalChangeFeed } from '../local-change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
-
-/** Case-insensitive uniqueness key (userName and group displayName are not caseExact, RFC 7643 §4.1.1, §4.2). */
-const foldKey = (s: string): string => s.normalize('NFC').toLowerCase();
 
 type GroupRow = Omit<ScimGroupRecord, 'members'>;
 
 /**
  * The SCIM tables of the SQLite store. Every method runs synchronously inside the
  * store's write transaction (the caller wraps it in the WriteBatcher), so the SCIM
- * change and the Port users it derives commit together.
+ * change and the Port users it derives (src/store/scim-derive.ts) commit together.
  */
 export class SqliteScimTables {
   private readonly s;
@@ -104,7 +102,7 @@ export class SqliteScimTables {
 
   createGroup(g: ScimGroupRecord): ScimWriteResult {
     this.checkGroupUnique(g);
-    this.s.insertGroup.run(g.id, g.displayName, foldKey(g.displayName), g.externalId ?? null, g.created, g.version, JSON.stringify(groupRow(g)));
+    this.s.insertGroup.run(g.id, g.displayName, foldKey(g.displayName), g.externalId ?? null, g.created, g.version, JSON.stringify(withoutMembers(g)));
     this.setMembers(g);
     return { changes: this.refresh(this.memberEmails(g.id), g.lastModified) };
   }
@@ -115,7 +113,7 @@ export class SqliteScimTables {
     if (before.version !== expectedVersion) return 'conflict';
     this.checkGroupUnique(g);
     const emailsBefore = this.memberEmails(g.id);
-    this.s.updateGroup.run(g.displayName, foldKey(g.displayName), g.externalId ?? null, g.version, JSON.stringify(groupRow(g)), g.id, expectedVersion);
+    this.s.updateGroup.run(g.displayName, foldKey(g.displayName), g.externalId ?? null, g.version, JSON.stringify(withoutMembers(g)), g.id, expectedVersion);
     this.s.clearMembers.run(g.id);
     this.setMembers(g);
     return { changes: this.refresh([...emailsBefore, ...this.memberEmails(g.id)], g.lastModified) };
@@ -163,20 +161,16 @@ export class SqliteScimTables {
   }
 
   private checkUserUnique(u: ScimUserRecord): void {
-    if (this.s.userNameTaken.get(foldKey(u.userName), u.id)) throw new ScimConflictError('Another user already has this userName (compared case-insensitively).');
-    if (u.email !== undefined && this.s.emailTaken.get(u.email, u.id)) {
-      throw new ScimConflictError('Another user already has this e-mail address, which is their Port identity.');
-    }
+    if (this.s.userNameTaken.get(foldKey(u.userName), u.id)) throw new ScimConflictError(SCIM_CONFLICT.userName);
+    if (u.email !== undefined && this.s.emailTaken.get(u.email, u.id)) throw new ScimConflictError(SCIM_CONFLICT.email);
   }
 
   private checkGroupUnique(g: ScimGroupRecord): void {
-    if (this.s.groupNameTaken.get(foldKey(g.displayName), g.id)) {
-      throw new ScimConflictError('Another group already has this displayName (compared case-insensitively); it is the Cedar Group id.');
-    }
+    if (this.s.groupNameTaken.get(foldKey(g.displayName), g.id)) throw new ScimConflictError(SCIM_CONFLICT.displayName);
   }
 
   private setMembers(g: ScimGroupRecord): void {
-    for (const userId of g.members) {
+    for (const userId of uniqueMembers(g.members)) {
       if (!this.s.userExists.get(userId)) throw new ScimUnknownMemberError(userId);
       this.s.addMember.run(g.id, userId);
     }
@@ -199,39 +193,26 @@ export class SqliteScimTables {
     this.s.putPortUser.run(user.email, JSON.stringify(user));
   }
 
-  /**
-   * Re-derives the Port user of each e-mail from the SCIM tables: SCIM is authoritative
-   * for `active` and `groups` of a person it provisions. An e-mail no SCIM user maps to
-   * any more (deleted, or its e-mail changed) stays known but inactive and group-less,
-   * so an SSO sign-in cannot bring it back (src/web/sso.ts).
-   */
+  /** Re-derives and stores the Port user of each e-mail from the SCIM tables as this transaction sees them. */
   private refresh(emails: (string | undefined)[], at: number): ScimAccessChange[] {
     const changes: ScimAccessChange[] = [];
-    for (const email of new Set(emails.filter((e): e is string => e !== undefined))) {
+    for (const email of touchedEmails(emails)) {
       const before = this.portUser(email);
-      const row = this.s.userByEmail.get(email) as { record: string } | undefined;
-      let after: UserRecord;
-      if (row) {
-        const scim = JSON.parse(row.record) as ScimUserRecord;
-        // An inactive person is in no group: a policy that forgets to test `active` still fails closed.
-        const groups = scim.active ? (this.s.groupNamesOfUser.all(scim.id) as { name: string }[]).map((g) => g.name) : [];
-        const name = scim.name ?? before?.name;
-        after = { email, active: scim.active, groups, updatedAt: at, source: 'scim', ...(name ? { name } : {}) };
-      } else if (before) {
-        after = { ...before, active: false, groups: [], updatedAt: at, source: 'scim' };
-      } else {
-        continue;
-      }
+      const after = derivePortUser(email, before, this.scimPerson(email), at);
+      if (after === undefined) continue;
       this.putPortUser(after);
-      changes.push(before ? { email, before, after } : { email, after });
+      changes.push(accessChange(email, before, after));
     }
     return changes;
   }
-}
 
-function groupRow(g: ScimGroupRecord): GroupRow {
-  const { members: _members, ...row } = g;
-  return row;
+  /** The SCIM user an e-mail maps to, with its groups' displayNames in BINARY (byte) order. */
+  private scimPerson(email: string): ScimPerson | undefined {
+    const row = this.s.userByEmail.get(email) as { record: string } | undefined;
+    if (!row) return undefined;
+    const user = JSON.parse(row.record) as ScimUserRecord;
+    return { user, groups: (this.s.groupNamesOfUser.all(user.id) as { name: string }[]).map((g) => g.name) };
+  }
 }
 
 /** The ScimStore on SQLite: writes run in the batch transaction, reads directly. */

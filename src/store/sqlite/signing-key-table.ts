@@ -15,6 +15,7 @@ export class SqliteSigningKeys implements SigningKeyStore {
     this.s = {
       list: db.prepare('SELECT * FROM signing_keys ORDER BY created_at'),
       insert: db.prepare('INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, retires_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      covered: db.prepare('SELECT 1 FROM signing_keys WHERE alg = ? AND created_at <= ? AND retires_at > ?'),
     };
   }
 
@@ -35,5 +36,15 @@ export class SqliteSigningKeys implements SigningKeyStore {
       this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
     });
     this.feed.publish('signing_keys', [k.kid]);
+  }
+
+  async insertUnlessCovered(k: SigningKeyRecord): Promise<boolean> {
+    const inserted = await this.batcher.write(() => {
+      if (this.s.covered.get(k.alg, k.createdAt, k.createdAt) !== undefined) return false;
+      this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
+      return true;
+    });
+    if (inserted) this.feed.publish('signing_keys', [k.kid]);
+    return inserted;
   }
 }
