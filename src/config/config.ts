@@ -210,6 +210,13 @@ function finish(c: ParsedConfig, file: string): PortConfig {
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(c.server.listen)!;
   const portNumber = Number(port);
   if (portNumber > 65535) throw new ConfigError(`${file}: server.listen: port ${portNumber} is out of range; use 1–65535 (or 0 for any free port).`);
+  if (c.store.postgres !== undefined && c.sso !== undefined && c.issuer.key_encryption_key === undefined) {
+    // The login cookie is sealed under a key derived from it (src/web/login-cookie.ts); without
+    // it each process picks its own, and a sign-in started on one replica fails on another.
+    throw new ConfigError(
+      `${file}: issuer.key_encryption_key: not set, but sso with store.postgres needs it (the same on every replica) so a sign-in started on one replica can finish on another; e.g. key_encryption_key: env:PORT_KEY_ENCRYPTION_KEY.`,
+    );
+  }
   if (c.buildkite.webhook_secret !== undefined && c.buildkite.webhook_token !== undefined) {
     throw new ConfigError(`${file}: buildkite.webhook_secret and buildkite.webhook_token are both set; a Buildkite webhook uses one of them — keep the one its Token setting uses.`);
   }

@@ -44,8 +44,6 @@ import { loginCookieKey, LoginSealer, type LoginInProgress } from './login-cooki
 const CALLBACK_PATH = '/auth/callback';
 /** How long a started sign-in may take at the IdP. */
 const LOGIN_TTL_SECONDS = 600;
-/** Finished sign-ins remembered against replay (FinishedLogins). */
-const MAX_FINISHED_LOGINS = 10_000;
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
 /** The names and login-cookie path Port uses behind `publicUrl` (see the module comment). */
@@ -278,30 +276,6 @@ function isLoopback(hostname: string): boolean {
 }
 
 /**
- * Defence in depth against a replayed callback: the states of sign-ins already finished
- * here, until they expire. The IdP's one-use code is the real guard (login-cookie.ts);
- * this refuses the replay before the IdP is asked and covers an IdP that is lax about it.
- * Bounded; when full the oldest entries go, which only falls back on the IdP's guard —
- * unlike a table of sign-ins in flight, evicting from it can't break anyone's sign-in.
- */
-class FinishedLogins {
-  private readonly until = new Map<string, number>();
-  constructor(private readonly now: () => number) {}
-
-  /** Records the sign-in as finished; false when it already was. */
-  finish(login: LoginInProgress): boolean {
-    const now = this.now();
-    if ((this.until.get(login.state) ?? 0) > now) return false;
-    for (const [state, expiresAt] of this.until) {
-      if (expiresAt > now && this.until.size < MAX_FINISHED_LOGINS) break;
-      this.until.delete(state);
-    }
-    this.until.set(login.state, login.expiresAt);
-    return true;
-  }
-}
-
-/**
  * Registers `GET /login`, `GET /auth/callback` and `POST /logout`; returns the
  * sessions helper the pages use. Requires `config.sso`.
  */
@@ -312,7 +286,6 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
   const sessions = new WebSessions(deps, now);
   const idp = new IdpClient(sso);
   const sealer = new LoginSealer(loginCookieKey(deps.config.issuer.keyEncryptionKey), sessions.redirectUri);
-  const finished = new FinishedLogins(now);
   ensureFormParser(app);
 
   app.get('/login', async (request, reply) => {
@@ -350,7 +323,10 @@ export function ssoRoutes(app: FastifyInstance, deps: SsoDeps): WebSessions {
   app.get(CALLBACK_PATH, async (request, reply) => {
     reply.header('set-cookie', sessions.loginCookie('', 0));
     const sealed = sealer.open(sessions.loginCookieOf(request), now());
-    const login = sealed && finished.finish(sealed) ? sealed : undefined;
+    // Defence in depth against a replayed callback: each sign-in finishes once, on whichever
+    // replica, recorded in the store until it would have expired anyway. The IdP's one-use
+    // code is the real guard (login-cookie.ts); this refuses the replay before the IdP is asked.
+    const login = sealed && (await deps.store.replay.consume(`login:${createHash('sha256').update(sealed.state).digest('hex')}`, sealed.expiresAt)) ? sealed : undefined;
     const again = (to: string) => ({ link: { href: `/login?return_to=${encodeURIComponent(to)}`, text: 'Sign in again' } });
     if (!login) {
       return sendErrorPage(reply, 400, 'login_expired', 'This sign-in was not started here, took too long or was already used; sign in again.', again(sessions.home));

@@ -46,6 +46,28 @@ describe('config', () => {
     expect(load(`${minimal}issuer:\n  introspection_token: env:PORT_NOT_SET\n`)).toThrow(/issuer\.introspection_token: environment variable PORT_NOT_SET is not set/);
     expect(load(`${minimal}issuer:\n  introspection_token: hunter2\n`)).toThrow(/must be a secret reference/);
   });
+  it('reads the store settings: SQLite by default, PostgreSQL by reference, with the replica settings', () => {
+    const c = load(minimal)();
+    expect(c.store).toMatchObject({ postgresPoolSize: 10, feedMaxLag: 5, leaseTtl: 15 });
+    expect(c.store.postgres).toBeUndefined();
+    process.env.PORT_TEST_CONFIG_DB = 'postgres://port@db.internal/port';
+    const pg = load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_DB\n  postgres_pool_size: 20\n  feed_max_lag: 2s\n  lease_ttl: 30s\n`)();
+    expect(pg.store).toMatchObject({ postgres: { ref: 'env:PORT_TEST_CONFIG_DB', key: 'store.postgres' }, postgresPoolSize: 20, feedMaxLag: 2, leaseTtl: 30 });
+    // Never inline: a URL holds a password.
+    expect(load(`${minimal}store:\n  postgres: postgres://port:secret@db/port\n`)).toThrow(/store\.postgres: must be a secret reference/);
+    expect(load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_UNSET\n`)).toThrow(/store\.postgres: environment variable PORT_TEST_CONFIG_UNSET is not set/);
+    expect(load(`${minimal}store:\n  feed_max_lag: 2m\n`)).toThrow(/store\.feed_max_lag: 2m is longer than the allowed maximum of 60s/);
+  });
+  it('refuses sso on PostgreSQL without issuer.key_encryption_key (a sign-in must finish on any replica)', () => {
+    process.env.PORT_TEST_CONFIG_DB = 'postgres://port@db.internal/port';
+    process.env.PORT_TEST_CONFIG_SSO = 'client-secret';
+    const sso = 'sso:\n  issuer: https://idp.example\n  client_id: port\n  client_secret: env:PORT_TEST_CONFIG_SSO\n';
+    expect(load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_DB\n${sso}`)).toThrow(
+      /issuer\.key_encryption_key: not set, but sso with store\.postgres needs it \(the same on every replica\)/,
+    );
+    process.env.PORT_TEST_CONFIG_KEK = 'k'.repeat(43);
+    expect(load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_DB\n${sso}issuer:\n  key_encryption_key: env:PORT_TEST_CONFIG_KEK\n`)).not.toThrow();
+  });
   it('refuses duplicate YAML keys and a missing file', () => {
     expect(load(`${minimal}buildkite:\n  organization: other\n`)).toThrow(/invalid YAML/);
     expect(() => loadConfig(join(dir, 'absent.yaml'))).toThrow(/no such file/);
