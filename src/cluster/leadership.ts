@@ -29,6 +29,8 @@ export class Leadership {
   private renewing: Promise<void> | undefined;
   private leader = false;
   private stopped = false;
+  /** Renewal failed and has not succeeded since (reported once). */
+  private renewFailing = false;
   private readonly tasks: NodeJS.Timeout[] = [];
   private readonly now: () => number;
 
@@ -55,15 +57,24 @@ export class Leadership {
 
   /**
    * Runs `task` every `everyMs` while this process leads, never two runs at once; the
-   * timer stops with stop(). Failures go to `onError` and the next run comes as usual.
+   * timer stops with stop(). The first failure of a failing stretch goes to `onError`
+   * (a task run every 50 ms against a database that is down must not flood the log); the
+   * next run comes as usual.
    */
   repeat(everyMs: number, task: () => Promise<unknown>, onError: (err: unknown) => void): void {
     let running = false;
+    let failing = false;
     const timer = setInterval(() => {
       if (running || !this.isLeader()) return;
       running = true;
       task()
-        .catch(onError)
+        .then(
+          () => (failing = false),
+          (err: unknown) => {
+            if (!failing) onError(err);
+            failing = true;
+          },
+        )
         .finally(() => (running = false));
     }, everyMs);
     timer.unref();
@@ -89,9 +100,11 @@ export class Leadership {
       try {
         if (await this.leases.acquire(LEADER_LEASE, this.opts.owner, at, this.opts.ttlMs)) this.heldUntil = at + this.opts.ttlMs;
         else this.heldUntil = 0;
+        this.renewFailing = false;
       } catch (err) {
         // Can't tell: keep what was held until it runs out (isLeader stops a third before).
-        this.opts.onError?.(err);
+        if (!this.renewFailing) this.opts.onError?.(err);
+        this.renewFailing = true;
       } finally {
         this.renewing = undefined;
       }

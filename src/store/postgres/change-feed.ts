@@ -56,6 +56,8 @@ export class PostgresChangeFeed implements ChangeFeed {
   private connecting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** A tick failed and nothing has succeeded since (its error was reported). */
+  private failing = false;
   private problem = 'the change feed has not connected yet';
   private readonly now: () => number;
 
@@ -157,10 +159,13 @@ export class PostgresChangeFeed implements ChangeFeed {
     try {
       if (this.client === undefined) await this.reconnect();
       await this.catchUp();
+      this.failing = false;
     } catch (err) {
       if (this.closed) return;
       this.problem = 'the change feed cannot reach the database';
-      this.opts.onError?.(err);
+      // Once per failing stretch: the timer retries every few hundred milliseconds.
+      if (!this.failing) this.opts.onError?.(err);
+      this.failing = true;
     }
   }
 

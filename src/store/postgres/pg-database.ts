@@ -27,7 +27,7 @@ function unavailableReason(err: unknown): string | undefined {
 
 function isUnreachable(err: unknown): boolean {
   // node-postgres: "Connection terminated unexpectedly", "timeout exceeded when trying to connect".
-  return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message);
+  return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(err.message);
 }
 
 /** Serialization failure and deadlock: the transaction may simply be run again. */

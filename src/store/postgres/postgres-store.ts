@@ -28,8 +28,13 @@ export interface PostgresStoreOptions {
   onError?: (err: unknown) => void;
 }
 
-/** How long a query may wait for a free connection before the store counts as unavailable. */
+/** How long connecting may take before the store counts as unavailable. */
 const CONNECT_TIMEOUT_MS = 5000;
+/**
+ * How long a query may go unanswered (client side, so a database behind a dead network
+ * fails requests with 503 instead of hanging them): Port's statements are small and indexed.
+ */
+const QUERY_TIMEOUT_MS = 10_000;
 
 /**
  * Port's store on PostgreSQL, for several replicas sharing one database. Every write is
@@ -80,7 +85,14 @@ export class PostgresStore implements Store {
    * starts the change feed. Fails with StoreUnavailableError when the database can't be reached.
    */
   static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
-    const connection: pg.ClientConfig = { connectionString: opts.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: 'buildkite-port' };
+    const connection: pg.ClientConfig = {
+      connectionString: opts.url,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: QUERY_TIMEOUT_MS,
+      // TCP keepalives notice a silently dead peer on idle connections (the change feed's).
+      keepAlive: true,
+      application_name: 'buildkite-port',
+    };
     const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10 });
     // An idle client's connection dying is reported here; the next query gets a fresh one.
     pool.on('error', (err) => opts.onError?.(err));
