@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { migrate } from '../../src/store/postgres/migrate.js';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 
 /**
  * A real PostgreSQL for tests: the server at PORT_TEST_POSTGRES_URL (default the local
@@ -57,4 +59,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   };
+}
+
+/** A fresh database with Port's schema (POSTGRES_MIGRATIONS) applied. */
+export async function createMigratedDatabase(): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  try {
+    await migrate(pool, POSTGRES_MIGRATIONS);
+  } finally {
+    await pool.end();
+  }
+  return db;
 }

@@ -1,15 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { migrate } from '../../src/store/postgres/migrate.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PgDatabase } from '../../src/store/postgres/pg-database.js';
 import { PostgresScim } from '../../src/store/postgres/scim-tables.js';
 import { PostgresSessions, PostgresUsers } from '../../src/store/postgres/user-tables.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { createMigratedDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { sqlitePair } from '../helpers/sqlite-pair.js';
 import { describeDirectoryContract, type DirectoryHandle } from './directory-contract.js';
 
 function byEmailOf(result: unknown): string[] {
@@ -28,17 +24,9 @@ async function waiters(pool: pg.Pool, n: number): Promise<void> {
 }
 
 describeDirectoryContract('SQLite (two processes on one file)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'port-directory-'));
-  const [one, two] = [SqliteStore.open(join(dir, 'port.db')), SqliteStore.open(join(dir, 'port.db'))];
+  const { one, two, cleanup } = sqlitePair('port-directory-');
   const handle = (s: SqliteStore): DirectoryHandle => ({ users: s.users, sessions: s.sessions, scim: s.scim });
-  return {
-    ...handle(one),
-    replica: handle(two),
-    async cleanup() {
-      await Promise.all([one.close(), two.close()]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { ...handle(one), replica: handle(two), cleanup };
 });
 
 const unavailable = await postgresUnavailable();
@@ -46,15 +34,7 @@ describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
   // One database for the file, migrated once; each test starts from empty tables.
   let database: Promise<TestDatabase> | undefined;
   const migrated = (): Promise<TestDatabase> =>
-    (database ??= createTestDatabase().then(async (db) => {
-      const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-      try {
-        await migrate(pool, POSTGRES_MIGRATIONS);
-      } finally {
-        await pool.end();
-      }
-      return db;
-    }));
+    (database ??= createMigratedDatabase());
   afterAll(async () => {
     await (await database)?.drop();
   });

@@ -1,27 +1,16 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { describe } from 'vitest';
 import { PostgresLeases } from '../../src/store/postgres/lease-table.js';
 import { PgDatabase } from '../../src/store/postgres/pg-database.js';
 import { migrate } from '../../src/store/postgres/migrate.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { createTestDatabase, postgresUnavailable } from '../helpers/postgres.js';
+import { sqlitePair } from '../helpers/sqlite-pair.js';
 import { describeLeaseContract } from './lease-contract.js';
 
 describeLeaseContract('SQLite (two processes on one file)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'port-leases-'));
-  const [one, two] = [SqliteStore.open(join(dir, 'port.db')), SqliteStore.open(join(dir, 'port.db'))];
-  return {
-    a: one.leases,
-    b: two.leases,
-    async cleanup() {
-      await Promise.all([one.close(), two.close()]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const { one, two, cleanup } = sqlitePair('port-leases-');
+  return { a: one.leases, b: two.leases, cleanup };
 });
 
 const unavailable = await postgresUnavailable();

@@ -1,31 +1,22 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe } from 'vitest';
 import type { DecisionRecord } from '../../src/store/records/decisions.js';
 import { PostgresApprovals } from '../../src/store/postgres/approval-table.js';
 import { PostgresIssuedCredentials, PostgresSecretVersions } from '../../src/store/postgres/credential-tables.js';
-import { migrate } from '../../src/store/postgres/migrate.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PgDatabase } from '../../src/store/postgres/pg-database.js';
 import { PostgresSigningKeys } from '../../src/store/postgres/signing-key-table.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { createMigratedDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { sqlitePair } from '../helpers/sqlite-pair.js';
 import { describeOperationsContract, type OperationsHandles } from './operations-contract.js';
 
 describeOperationsContract('SQLite (two processes on one file)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'port-operations-'));
-  const [one, two] = [SqliteStore.open(join(dir, 'port.db')), SqliteStore.open(join(dir, 'port.db'))];
+  const { one, two, cleanup } = sqlitePair('port-operations-');
   return {
     a: one,
     b: two,
     // SQLite seals decisions in the write's own transaction: the log is the record.
     logged: async () => (await one.decisions.read(0, 10_000)).map((e) => e.record),
-    async cleanup() {
-      await Promise.all([one.close(), two.close()]);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    cleanup,
   };
 });
 
@@ -34,13 +25,7 @@ describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
   // One database for this file; each test starts from empty tables.
   let db: TestDatabase;
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-    try {
-      await migrate(pool, POSTGRES_MIGRATIONS);
-    } finally {
-      await pool.end();
-    }
+    db = await createMigratedDatabase();
   });
   afterAll(async () => {
     await db?.drop();

@@ -1,27 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate } from '../../src/store/postgres/migrate.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PgDatabase } from '../../src/store/postgres/pg-database.js';
 import { PostgresWebhookWork } from '../../src/store/postgres/webhook-work-table.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { createMigratedDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { sqlitePair } from '../helpers/sqlite-pair.js';
 import { describeWebhookWorkContract } from './webhook-work-contract.js';
 
 describeWebhookWorkContract('SQLite (two processes on one file)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'port-webhook-work-'));
-  const [one, two] = [SqliteStore.open(join(dir, 'port.db')), SqliteStore.open(join(dir, 'port.db'))];
-  return {
-    a: one.webhookWork,
-    b: two.webhookWork,
-    async cleanup() {
-      await Promise.all([one.close(), two.close()]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const { one, two, cleanup } = sqlitePair('port-webhook-work-');
+  return { a: one.webhookWork, b: two.webhookWork, cleanup };
 });
 
 const unavailable = await postgresUnavailable();
@@ -29,13 +16,7 @@ describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
   // One database for this file; each test starts from an empty table.
   let db: TestDatabase;
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-    try {
-      await migrate(pool, POSTGRES_MIGRATIONS);
-    } finally {
-      await pool.end();
-    }
+    db = await createMigratedDatabase();
   });
   afterAll(async () => {
     await db?.drop();
