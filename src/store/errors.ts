@@ -16,6 +16,19 @@ export class StoreUnavailableError extends PortError {
 }
 
 /**
+ * The database went away while committing a write: Port sent the COMMIT and never heard
+ * back, so the write may or may not have been recorded, and Port can't tell until the
+ * database is back. Still 503 `store_unavailable`, but it doesn't claim nothing changed:
+ * a single-use token may already count as used, so the caller retries with a fresh one.
+ */
+export class StoreCommitUnknownError extends StoreUnavailableError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(reason, options);
+    this.message = `Port lost its database (${reason}) while recording this request, so it may or may not have been recorded; retry shortly, with a fresh token if this one is refused as already used.`;
+  }
+}
+
+/**
  * `port serve` found no store where the config says one is, and was not asked to
  * create one: starting on an empty store would forget revocations and accept Buildkite
  * tokens that were already exchanged.

@@ -150,7 +150,8 @@ export class PostgresChangeFeed implements ChangeFeed {
     if (this.client !== client) return;
     this.client = undefined;
     this.problem = 'the change feed lost its database connection';
-    this.opts.onError?.(err);
+    if (!this.failing) this.opts.onError?.(err);
+    this.failing = true;
     client.end().catch(() => undefined);
   }
 
@@ -176,10 +177,15 @@ export class PostgresChangeFeed implements ChangeFeed {
       if (client === undefined || this.lastVersion === undefined) throw new Error('the change feed is not connected');
       const startedAt = this.now();
       for (;;) {
-        const r: pg.QueryResult<{ version: string; topic: ChangeTopic; key: string }> = await client.query(
-          'SELECT version, topic, key FROM changes WHERE version > $1 ORDER BY version LIMIT 1000',
-          [this.lastVersion],
-        );
+        let r: pg.QueryResult<{ version: string; topic: ChangeTopic; key: string }>;
+        try {
+          r = await client.query('SELECT version, topic, key FROM changes WHERE version > $1 ORDER BY version LIMIT 1000', [this.lastVersion]);
+        } catch (err) {
+          // A read that failed or timed out (a silently dead network) leaves the connection
+          // unusable — later reads would queue behind the stuck one: drop it and reconnect.
+          this.lost(client, err);
+          throw err;
+        }
         if (r.rows.length > 0) {
           this.lastVersion = Number(r.rows.at(-1)!.version);
           this.deliver(r.rows.map((row) => ({ topic: row.topic, key: row.key })));

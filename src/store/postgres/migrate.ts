@@ -47,6 +47,12 @@ const HISTORY_TABLE = 'port_schema_migrations';
 export async function migrate(pool: Pool, migrations: readonly PostgresMigration[]): Promise<MigrateResult> {
   checkList(migrations);
   const client = await pool.connect();
+  // A dropped connection fails the query in flight; unheard, its 'error' event would crash the process.
+  let broken = false;
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on('error', onError);
   let locked = false;
   try {
     await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
@@ -70,8 +76,9 @@ export async function migrate(pool: Pool, migrations: readonly PostgresMigration
     }
     return { applied, version: newest };
   } finally {
-    if (locked) await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
-    client.release();
+    if (locked && !broken) await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    client.off('error', onError);
+    client.release(broken ? true : undefined);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
-import { StoreUnavailableError } from '../errors.js';
+import { StoreCommitUnknownError, StoreUnavailableError } from '../errors.js';
 import type { StoreHealth } from '../store.js';
 
 /** Something that runs a query: the pool (autocommit) or a client inside a transaction. */
@@ -82,20 +82,40 @@ export class PgDatabase {
         throw this.translate(err);
       }
       let broken = false;
+      let committing = false;
+      // A checked-out client whose connection dies emits 'error'; unheard, that would be an
+      // uncaught exception (https://node-postgres.com/apis/pool#releasing-clients). The
+      // query in flight fails as well, which is where the failure is handled.
+      const onError = (): void => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
         const result = await work(client);
+        committing = true;
         await client.query('COMMIT');
         this.committed();
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
+        const unavailable = unavailableReason(err) ?? (isUnreachable(err) ? 'the database is unreachable' : undefined);
+        // A connection that failed or timed out can't roll back: it is dropped, which
+        // aborts the transaction on the server (and doesn't queue behind a stuck query).
+        if (unavailable !== undefined) broken = true;
+        else
+          await client.query('ROLLBACK').catch(() => {
+            broken = true;
+          });
+        if (committing && unavailable !== undefined) {
+          // The COMMIT was sent and its answer lost: the server may have committed it.
+          this.failure = unavailable;
+          throw new StoreCommitUnknownError(unavailable, { cause: err });
+        }
         const code = (err as { code?: unknown })?.code;
         if (typeof code === 'string' && RETRYABLE.has(code) && attempt < 5) continue;
         throw this.translate(err);
       } finally {
+        client.off('error', onError);
         // A client whose connection failed must not go back to the pool.
         client.release(broken ? true : undefined);
       }
