@@ -1,6 +1,5 @@
 import type { DecisionRecord } from '../records/decisions.js';
 import type { ReplayStore } from '../repositories/replay.js';
-import { addToOutbox } from './decision-outbox.js';
 import type { PgDatabase, Queryable } from './pg-database.js';
 
 /**
@@ -16,12 +15,28 @@ export class PostgresReplay implements ReplayStore {
     return consumeKey({ query: (text, values) => this.db.write(text, values) }, key, expiresAt);
   }
 
-  consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const firstUse = await consumeKey(tx, key, expiresAt);
-      await addToOutbox(tx, firstUse ? ifFirstUse : ifReplayed);
-      return firstUse;
-    });
+  /**
+   * One statement, so one round trip and atomic on its own (no BEGIN/COMMIT, no row lock
+   * held while this process's event loop is busy): the key's insert and the matching
+   * records' insert are data-modifying CTEs of one query, and the second reads the first's
+   * RETURNING (https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING).
+   * The outbox rows take ids in the records' order, as addToOutbox's do.
+   */
+  async consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+    const r = await this.db.write<{ first: boolean }>(
+      `WITH used AS (
+         INSERT INTO replay_cache (key, expires_at) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE replay_cache.expires_at <= $3
+         RETURNING 1
+       ), logged AS (
+         INSERT INTO decision_outbox (record, created_at)
+         SELECT rec, $3 FROM unnest(CASE WHEN EXISTS (SELECT 1 FROM used) THEN $4::text[] ELSE $5::text[] END) WITH ORDINALITY AS t(rec, n) ORDER BY n
+         RETURNING 1
+       )
+       SELECT EXISTS (SELECT 1 FROM used) AS first, (SELECT count(*) FROM logged) AS logged`,
+      [key, expiresAt, Date.now(), ifFirstUse.map((x) => JSON.stringify(x)), ifReplayed.map((x) => JSON.stringify(x))],
+    );
+    return r.rows[0]!.first;
   }
 }
 
