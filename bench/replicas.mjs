@@ -16,6 +16,8 @@
  *   --probes N           revocations timed with no load (default 200)
  *   --loaded-probes N    revocations timed while the 3 replicas are under full exchange load (default 100)
  *   --poll-ms MS         pause between a probe's polls of the other replicas (default 2)
+ *   --wait-quiet S       before each row, wait up to S seconds for the machine to be idle
+ *                        (< 0.1 core busy over 1 s) — for shared machines (default 0: don't wait)
  *
  * How it runs: this process runs the Buildkite simulator, generates load and probes. Each
  * replica is a real `port serve` process (node bin/port.js serve -c …, from dist/) with
@@ -23,14 +25,17 @@
  * creates (and drops after). The load goes straight to the replicas' URLs, round-robin
  * per request (no load balancer). Rows: 1 replica on SQLite (its own temp dir), then 1, 2
  * and 3 replicas on PostgreSQL, started one after another and kept running (the first
- * started leads: it seals the outbox). Nothing is pinned: on a 2-CPU machine the replicas,
- * PostgreSQL and this process all share both cores, so "per busy core" divides by the
- * machine's busy time (from /proc/stat), split into Port / PostgreSQL / this process / other.
+ * started leads: it seals the outbox), then a control row: the 3 running, all the load on
+ * one follower (what spreading the load costs, apart from what running replicas costs).
+ * Nothing is pinned: on a 2-CPU machine the replicas, PostgreSQL and this process all share
+ * both cores. "Per busy core" divides the rate by the CPU time of the replicas, this
+ * database's PostgreSQL processes and this process (from /proc); the machine's busy time
+ * (/proc/stat) and who else used it are reported beside it.
  * Only loopback addresses are used; temp dirs, children and the database are removed on exit.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +60,7 @@ const { values: opts } = parseArgs({
     probes: { type: 'string', default: '200' },
     'loaded-probes': { type: 'string', default: '100' },
     'poll-ms': { type: 'string', default: '2' },
+    'wait-quiet': { type: 'string', default: '0' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -70,6 +76,8 @@ const loadedProbes = Number(opts['loaded-probes']);
 if (!Number.isSafeInteger(loadedProbes) || loadedProbes < 0) fail('--loaded-probes must be a whole number');
 const pollMs = Number(opts['poll-ms']);
 if (!Number.isFinite(pollMs) || pollMs < 0) fail('--poll-ms must be a number of milliseconds ≥ 0');
+const waitQuietMs = Number(opts['wait-quiet']) * 1000;
+if (!Number.isFinite(waitQuietMs) || waitQuietMs < 0) fail('--wait-quiet must be a number of seconds ≥ 0');
 const argsText = process.argv.slice(2).join(' ');
 const startLoad = os.loadavg().map((n) => n.toFixed(2)).join(' / ');
 const ADMIN_TOKEN = randomBytes(24).toString('base64url');
@@ -113,7 +121,7 @@ function dist(values) {
 function machineTicks() {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user nice system idle iowait irq softirq steal
-  return { busy: total - f[3] - f[4], total };
+  return { busy: total - f[3] - f[4], total, irq: f[5] + f[6] };
 }
 
 function cpuOf(pid) {
@@ -122,6 +130,40 @@ function cpuOf(pid) {
   } catch {
     return undefined; // gone
   }
+}
+
+/** With --wait-quiet: waits (at most that long) for a second in which the machine is almost idle; returns the seconds waited, or undefined if it never was. */
+async function waitQuiet() {
+  if (waitQuietMs === 0) return 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < waitQuietMs) {
+    const a = machineTicks();
+    await sleep(1000);
+    const b = machineTicks();
+    if (((b.busy - a.busy) / (b.total - a.total)) * os.cpus().length < 0.1) return (performance.now() - t0) / 1000;
+  }
+  return undefined;
+}
+
+/** Kernel threads, interrupts and the postmaster: busy time that is not another program's. */
+const KERNELISH = /^(irq\+softirq|kdamond|kworker|ksoftirqd|rcu_|kswapd|jbd2|migration|postmaster|process_api)/;
+
+/** CPU time (ms) and name of every process, from /proc/<pid>/stat. */
+function allProcesses() {
+  const out = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Its own CPU, and its exited children's that it reaped (cutime + cstime).
+      out.set(Number(name), { comm, ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * 10, children: (Number(f[13]) + Number(f[14])) * 10 });
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 /**
@@ -135,12 +177,15 @@ async function cpuWindow(portPids, pgPids) {
   const b0 = cpuMs();
   const p0 = portPids.map(cpuOf);
   const pgBefore = new Map((await pgPids()).map((pid) => [pid, cpuOf(pid)]));
+  const all0 = allProcesses();
   return async () => {
+    const all1 = allProcesses();
     const m1 = machineTicks();
     const b1 = cpuMs();
     const port = portPids.reduce((sum, pid, i) => sum + ((cpuOf(pid) ?? p0[i]) - p0[i]), 0);
     let pgMs = 0;
-    for (const pid of await pgPids()) {
+    const pgNow = await pgPids();
+    for (const pid of pgNow) {
       const now = cpuOf(pid);
       if (now === undefined) continue;
       const before = pgBefore.get(pid);
@@ -150,7 +195,29 @@ async function cpuWindow(portPids, pgPids) {
     const busyCores = ((m1.busy - m0.busy) / (m1.total - m0.total)) * os.cpus().length;
     const bench = b1 - b0;
     const elapsedMs = ((m1.total - m0.total) * 10) / os.cpus().length;
-    return { machineMs, busyCores, oursCores: (port + pgMs + bench) / elapsedMs, portCores: port / elapsedMs, port, pg: pgMs, bench, other: machineMs - port - pgMs - bench };
+    // Who else was busy (by process name), for the notes.
+    // A process's exited children count under it (tsc, test workers under their npm/vitest parent).
+    const ours = new Set([process.pid, ...portPids, ...pgBefore.keys(), ...pgNow]);
+    const postmaster = all1.get(pgNow[0])?.ppid;
+    const others = new Map();
+    for (const [pid, p] of all1) {
+      if (ours.has(pid)) continue;
+      const before = all0.get(pid);
+      // Not the postmaster's: its reaped children include this database's pool connections
+      // that closed when idle, with all the CPU of their lifetime.
+      const withChildren = (q) => q.ms + (pid === postmaster ? 0 : q.children);
+      const d = withChildren(p) - (before ? withChildren(before) : 0);
+      const key = pid === postmaster ? 'postmaster' : p.comm;
+      if (d > 0) others.set(key, (others.get(key) ?? 0) + d);
+    }
+    const irqMs = (m1.irq - m0.irq) * 10;
+    if (irqMs > 0) others.set('irq+softirq (kernel)', irqMs);
+    const sortedOthers = [...others].sort((a, b) => b[1] - a[1]);
+    const topOthers = sortedOthers.slice(0, 4);
+    const attributed = sortedOthers.reduce((sum, [, ms]) => sum + ms, 0);
+    // Other programs (not kernel threads, interrupts or the postmaster): someone else using the machine.
+    const foreign = sortedOthers.filter(([comm]) => !KERNELISH.test(comm)).reduce((sum, [, ms]) => sum + ms, 0);
+    return { machineMs, busyCores, oursCores: (port + pgMs + bench) / elapsedMs, portCores: port / elapsedMs, port, pg: pgMs, bench, other: machineMs - port - pgMs - bench, topOthers, attributed, foreign };
   };
 }
 
@@ -233,7 +300,7 @@ async function startReplica(name, configFile, env, { create = false } = {}) {
 // ---- main ------------------------------------------------------------------------------------
 
 const { cleanups, cleanup, abort, aborted } = abortable('bench/replicas');
-const budgetMs = 120_000 + 4 * (durationMs + warmupMs) * 1.5 + probes * 100 + loadedProbes * 400;
+const budgetMs = 120_000 + 5 * (durationMs + warmupMs) * 1.5 + probes * 100 + loadedProbes * 400 + 6 * waitQuietMs;
 const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
 try {
   await main();
@@ -376,6 +443,13 @@ async function main() {
     };
   };
 
+  /**
+   * Transaction ids handed out so far, cluster-wide (exact, unlike the statistics views,
+   * which backends publish up to 10 s late): each transaction that writes takes one.
+   */
+  const pgStats = async () => ({ xid: Number((await db.query('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x')).rows[0].x) });
+  const diffStats = (a, b) => ({ writeTransactions: b.xid - a.xid });
+
   const sealedHead = async () => Number((await db.query('SELECT coalesce(max(seq), 0) AS s FROM decisions')).rows[0].s);
 
   /** Waits for the outbox to empty, then matches the timed run's exchanges to their sealed entries. */
@@ -410,7 +484,8 @@ async function main() {
   };
 
   /** One throughput row: warm-up, then `durationMs` measured, against these replicas. */
-  const measure = async (label, store, replicas) => {
+  /** `replicas` get the load; `running` (default: the same) are all that run, whose CPU counts. */
+  const measure = async (label, store, replicas, running = replicas) => {
     const load = makeLoad(replicas);
     const { state } = load;
     try {
@@ -422,25 +497,30 @@ async function main() {
         if (res.statusCode !== 200 || typeof json.access_token !== 'string') throw new Error(`${r.name}: first exchange failed: ${res.statusCode} ${JSON.stringify(json)}`);
       }
       state.bodies = await mint(Math.ceil((warmupMs / 1000) * 2000));
-      log(`${label}: warming up ${warmupMs / 1000} s`);
+      const waited = await waitQuiet();
+      if (waited === undefined) notes.push(`${label}: the machine was not idle within --wait-quiet ${waitQuietMs / 1000} s; measured anyway.`);
+      log(`${label}: ${waited ? `waited ${waited.toFixed(0)} s for a quiet machine; ` : ''}warming up ${warmupMs / 1000} s`);
       const warm = await closedLoop({ concurrency, durationMs: warmupMs, op: load.exchange });
       const warmRate = (warm.latencies.length / warm.elapsedMs) * 1000;
       if (Object.keys(state.errors).length) throw new Error(`${label}: errors during warm-up: ${JSON.stringify(state.errors)}; first: ${state.firstError}`);
-      state.bodies = await mint(Math.min(200_000, Math.ceil(Math.max(warmRate, 300) * (durationMs / 1000) * 1.6) + concurrency * 4));
+      // Steady state runs up to ~2× the warm-up's rate (JIT): mint for 2.2×.
+      state.bodies = await mint(Math.min(200_000, Math.ceil(Math.max(warmRate, 300) * (durationMs / 1000) * 2.2) + concurrency * 4));
       state.next = 0;
       log(`${label}: warm-up ran at ${fmt.int(warmRate)}/s; measuring ${durationMs / 1000} s with ${state.bodies.length} tokens`);
       state.errors = {};
       state.firstError = undefined;
       const onPg = store === 'postgres';
       const seq0 = onPg ? await sealedHead() : 0;
+      const stats0 = onPg ? await pgStats() : undefined;
       if (onPg) state.track = [];
       const sampler = onPg ? backlogSampler() : undefined;
       const window = await cpuWindow(
-        replicas.map((r) => r.pid),
+        running.map((r) => r.pid),
         onPg ? pgPids : async () => [],
       );
       const timed = await closedLoop({ concurrency, durationMs, op: load.exchange });
       const cpu = await window();
+      if (timed.exhausted) notes.push(`${label}: ran out of pre-minted tokens after ${(timed.elapsedMs / 1000).toFixed(1)} s; its rate uses the time actually run.`);
       const backlog = await sampler?.();
       const track = state.track;
       state.track = undefined;
@@ -448,7 +528,8 @@ async function main() {
       const row = {
         label,
         store,
-        replicas: replicas.length,
+        replicas: running.length,
+        targets: replicas.length,
         ops: timed.latencies.length,
         elapsedMs: timed.elapsedMs,
         rate: (timed.latencies.length / timed.elapsedMs) * 1000,
@@ -460,7 +541,10 @@ async function main() {
         firstError: state.firstError,
         backlog,
       };
-      if (onPg) row.seal = await sealLag(seq0, track);
+      if (onPg) {
+        row.seal = await sealLag(seq0, track);
+        row.db = diffStats(stats0, await pgStats());
+      }
       log(`${label}: ${fmt.int(row.rate)} exchanges/s, p50 ${fmt.ms(lat.p50)}, p99 ${fmt.ms(lat.p99)}, busy cores ${cpu.busyCores.toFixed(2)}`);
       return row;
     } finally {
@@ -492,6 +576,16 @@ async function main() {
     log(`replica r${n} (pid ${r.pid}) at ${r.url}, ${r.role}`);
     rows.push(await measure(`PostgreSQL, ${n} replica${n > 1 ? 's' : ''}`, 'postgres', [...replicas]));
   }
+  // Control: the same 3 replicas running, all the load on one of them (a follower).
+  rows.push(await measure('PostgreSQL, 3 replicas, all load to r2', 'postgres', [replicas[1]], [...replicas]));
+  // What 3 replicas cost doing nothing (the leader seals every 50 ms and renews its lease; every replica's change feed reads every 250 ms).
+  await sleep(1000);
+  const idleWindow = await cpuWindow([], pgPids);
+  const idleCpu0 = replicas.map((r) => cpuOf(r.pid));
+  const idleT0 = performance.now();
+  await sleep(5000);
+  const idleCpu = replicas.map((r, i) => ((cpuOf(r.pid) ?? idleCpu0[i]) - idleCpu0[i]) / (performance.now() - idleT0));
+  const idlePg = (await idleWindow()).pg / (performance.now() - idleT0);
   const roles = [];
   for (const r of replicas) {
     const res = await request(`${r.url}/readyz`);
@@ -563,6 +657,7 @@ async function main() {
     return { label, ...dist(times), each: dist(each), fromSent: dist(fromSent), never, acks: dist(acks), polls };
   };
 
+  await waitQuiet();
   log(`revocation propagation, no load: ${probes} revocations, each seen by 2 replicas`);
   pollRtts.length = 0;
   const idle = await propagation('no load', probes);
@@ -571,9 +666,9 @@ async function main() {
   if (loadedProbes > 0) {
     const load = makeLoad(replicas);
     try {
-      // As many tokens as ~the 3-replica rate for the time the probes should take, with room to spare.
-      const rate3 = rows.at(-1).rate;
-      load.state.bodies = await mint(Math.min(200_000, Math.ceil(rate3 * Math.max(10, loadedProbes * 0.15) * 1.5)));
+      // Tokens for the fastest row's rate over the time the probes should take, with room to spare.
+      const fastest = Math.max(...rows.map((r) => r.rate));
+      load.state.bodies = await mint(Math.min(200_000, Math.ceil(fastest * Math.max(20, loadedProbes * 0.25) * 1.5)));
       log(`revocation propagation under load: ${loadedProbes} revocations while ${concurrency} exchanges stay in flight (${load.state.bodies.length} tokens)`);
       const background = closedLoop({ concurrency, durationMs: 600_000, op: load.exchange });
       await sleep(1000);
@@ -592,10 +687,17 @@ async function main() {
     }
   }
 
+  // Autovacuum on this database (its workers are short-lived: their CPU shows as the postmaster's reaped children).
+  const vacuum = (
+    await db.query(
+      `SELECT relname, autovacuum_count::int AS v, autoanalyze_count::int AS a FROM pg_stat_user_tables WHERE autovacuum_count + autoanalyze_count > 0 ORDER BY relname`,
+    )
+  ).rows;
+
   // 7. The table.
   const pgRows = rows.filter((r) => r.store === 'postgres');
   const pg1 = pgRows[0];
-  const pg3 = pgRows.at(-1);
+  const pg3 = pgRows.find((r) => r.replicas === 3 && r.targets === 3);
   const sqlite = rows[0];
   const us = (ms, ops) => fmt.us((ms / ops) * 1000);
   const errText = (r) => {
@@ -603,13 +705,13 @@ async function main() {
     return n === 0 ? '0' : `${n} ${JSON.stringify(r.errors)}`;
   };
   const dash = '—';
-  const name = (r) => `${r.store === 'sqlite' ? 'SQLite' : 'PostgreSQL'}, ${r.replicas}`;
+  const name = (r) => `${r.store === 'sqlite' ? 'SQLite' : 'PostgreSQL'}, ${r.replicas}${r.targets < r.replicas ? ' (load on r2 only)' : ''}`;
   const lines = [
     '| Measurement | Store, replicas | Ops | Rate | p50 | p95 | p99 | max | Busy cores: ours (machine) | Exchanges/s per busy core | CPU per exchange: Port / PostgreSQL / load generator | Errors |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map(
       (r) =>
-        `| Token exchange, ${concurrency} in flight${r.replicas > 1 ? ' round-robin' : ''}${r === sqlite || r === pg1 ? ' (baseline)' : ''} | ${name(r)} | ${fmt.int(r.ops)} | ${fmt.int(r.rate)}/s | ${fmt.ms(r.lat.p50)} | ${fmt.ms(r.lat.p95)} | ${fmt.ms(r.lat.p99)} | ${fmt.ms(r.lat.max)} | ${r.cpu.oursCores.toFixed(2)} (${r.cpu.busyCores.toFixed(2)}) | ${fmt.int(r.rate / r.cpu.oursCores)} | ${us(r.cpu.port, r.ops)} / ${us(r.cpu.pg, r.ops)} / ${us(r.cpu.bench, r.ops)} | ${errText(r)} |`,
+        `| Token exchange, ${concurrency} in flight${r.targets > 1 ? ' round-robin' : ''}${r === sqlite || r === pg1 ? ' (baseline)' : ''}${r.targets < r.replicas ? ' (control: one replica loaded)' : ''} | ${name(r)} | ${fmt.int(r.ops)} | ${fmt.int(r.rate)}/s | ${fmt.ms(r.lat.p50)} | ${fmt.ms(r.lat.p95)} | ${fmt.ms(r.lat.p99)} | ${fmt.ms(r.lat.max)} | ${r.cpu.oursCores.toFixed(2)} (${r.cpu.busyCores.toFixed(2)}) | ${fmt.int(r.rate / r.cpu.oursCores)} | ${us(r.cpu.port, r.ops)} / ${us(r.cpu.pg, r.ops)} / ${us(r.cpu.bench, r.ops)} | ${errText(r)} |`,
     ),
     ...pgRows.map(
       (r) =>
@@ -626,12 +728,14 @@ async function main() {
   const share = (r) => {
     const t = r.cpu.machineMs;
     const p = (x) => `${Math.round((x / t) * 100)}%`;
-    return `${r.label}: Port ${p(r.cpu.port)}, PostgreSQL ${p(r.cpu.pg)}, load generator ${p(r.cpu.bench)}, other ${p(r.cpu.other)}`;
+    const top = r.cpu.topOthers.filter(([, ms]) => ms / t >= 0.02).map(([comm, ms]) => `${comm} ${p(ms)}`);
+    const unattributed = r.cpu.other - r.cpu.attributed;
+    return `${r.label}: Port ${p(r.cpu.port)}, PostgreSQL ${p(r.cpu.pg)}, load generator ${p(r.cpu.bench)}, other ${p(r.cpu.other)}${top.length ? ` (${top.join(', ')}${unattributed > 0.02 * t ? `, unattributed ${p(unattributed)}` : ''})` : ''}`;
   };
-  const noisy = rows.filter((r) => r.cpu.other / r.cpu.machineMs > 0.1);
+  const noisy = rows.filter((r) => r.cpu.foreign / r.cpu.machineMs > 0.08);
   if (noisy.length > 0) {
     notes.push(
-      `**The machine was not quiet**: processes outside this benchmark took more than 10% of the busy time during ${noisy.map((r) => r.label).join('; ')} (see the CPU shares), so those rows are low; "per busy core" counts only this benchmark's processes and is less affected.`,
+      `**The machine was not quiet**: other programs took more than 8% of the busy time during ${noisy.map((r) => `${r.label} (${Math.round((r.cpu.foreign / r.cpu.machineMs) * 100)}%)`).join('; ')}, so those rows are low; "per busy core" counts only this benchmark's processes and is less affected.`,
     );
   }
   const perPortCore = rows.map((r) => `${r.label} ${fmt.int(r.rate / r.cpu.portCores)} (${r.cpu.portCores.toFixed(2)} cores)`).join('; ');
@@ -642,11 +746,16 @@ async function main() {
     '',
     ...lines,
     '',
-    `- Load: this process keeps ${concurrency} exchanges in flight in total (closed loop, one undici pool per replica), sending each to the next replica in turn (round-robin per request, no load balancer). Each is a full RFC 8693 exchange (\`POST /oauth/token\`, \`scope=deploy-token\`) of a fresh single-use RS256 Buildkite token, minted before each timed run by the simulator (${fmt.int(minted / (mintMs / 1000))}/s): 2 Cedar decisions, 1 ES256 signature, 1 durable write (replay key + 2 decision records; on PostgreSQL into the outbox). Warm-up ${warmupMs / 1000} s, then ${durationMs / 1000} s measured per row.`,
+    `- Load: this process keeps ${concurrency} exchanges in flight in total (closed loop, one undici pool per replica), sending each to the next replica in turn (round-robin per request, no load balancer). Each is a full RFC 8693 exchange (\`POST /oauth/token\`, \`scope=deploy-token\`) of a fresh single-use RS256 Buildkite token, minted before each timed run by the simulator (${fmt.int(minted / (mintMs / 1000))}/s): 2 Cedar decisions, 1 ES256 signature, 1 durable write (replay key + 2 decision records; on PostgreSQL into the outbox). Warm-up ${warmupMs / 1000} s, then ${durationMs / 1000} s measured per row. The control row keeps the 3 replicas running but sends every exchange to r2 (a follower); its CPU columns count all 3 replicas.`,
     `- Nothing is pinned: the replicas, PostgreSQL (${pgSettings.server_version}, same machine, fsync=${pgSettings.fsync}, synchronous_commit=${pgSettings.synchronous_commit}) and this process (load generator, simulator, probes) share the same ${os.cpus().length} cores, so a replica adds no CPU, only another process competing for it. "Busy cores: ours" is the CPU time of the replicas + PostgreSQL (this database's backends and the server's background processes) + this process over the window, from /proc (10 ms ticks); in brackets the whole machine's, from /proc/stat. "Per busy core" divides the rate by ours. Exchanges/s per core of Port alone: ${perPortCore}.`,
-    `- CPU shares of the machine's busy time: ${rows.map(share).join('; ')}.`,
+    `- CPU shares of the machine's busy time: ${rows.map(share).join('; ')}. "Other" is everything outside this benchmark's processes; "unattributed" is busy time in /proc/stat that no process still alive at the end accounts for (processes that came and went, the kernel's accounting).`,
+    `- Write transactions in PostgreSQL per exchange (transaction ids used during the run and its sealing, cluster-wide, so anything else writing to the server counts too): ${pgRows
+      .map((r) => `${name(r)} ${(r.db.writeTransactions / r.ops).toFixed(2)}`)
+      .join(', ')}.`,
+    `- Autovacuum / autoanalyze runs on this database's tables over the whole run: ${vacuum.length ? vacuum.map((v) => `${v.relname} ${v.v} / ${v.a}`).join(', ') : 'none'} (autovacuum workers come and go, so their CPU would fall under "other").`,
+    `- Idle, 5 s with no requests: ${replicas.map((r, i) => `${r.name} ${(idleCpu[i] * 100).toFixed(1)}%`).join(', ')} of a core (r1 leads: it runs a sealing pass every 50 ms even with an empty outbox), PostgreSQL ${(idlePg * 100).toFixed(1)}%.`,
     `- Rate in the first / second half of each run: ${rows.map((r) => (r.halves ? `${r.label} ${fmt.int(r.halves[0])} / ${fmt.int(r.halves[1])}` : `${r.label} n/a`)).join('; ')}.`,
-    `- Sealing: the leader (${roles.join(', ')}) seals the outbox every 50 ms (SEAL_EVERY_MS). Lag = \`decisions.sealed_at\` (the leader's clock, read just before its INSERT; readable once that transaction commits) − when this process received the 200 (same machine clock), for every exchange of the run, matched by the Port token's jti hash (${pgRows.map((r) => r.seal.missing).reduce((a, b) => a + b, 0)} unmatched). From the decision's own \`time\` instead: ${pgRows.map((r) => `${r.replicas} replica${r.replicas > 1 ? 's' : ''} p50 ${fmt.ms(r.seal.decided.p50)} / p99 ${fmt.ms(r.seal.decided.p99)}`).join(', ')}. Outbox sampled every 100 ms: ${pgRows.map((r) => `${r.replicas} replica${r.replicas > 1 ? 's' : ''}: at most ${fmt.int(r.backlog.maxRows)} rows waiting, the oldest ${fmt.ms(r.backlog.maxAgeMs)} old`).join('; ')}.`,
+    `- Sealing: the leader (${roles.join(', ')}) seals the outbox every 50 ms (SEAL_EVERY_MS). Lag = \`decisions.sealed_at\` (the leader's clock, read just before its INSERT; readable once that transaction commits) − when this process received the 200 (same machine clock), for every exchange of the run, matched by the Port token's jti hash (${pgRows.map((r) => r.seal.missing).reduce((a, b) => a + b, 0)} unmatched). From the decision's own \`time\` instead: ${pgRows.map((r) => `${name(r)} p50 ${fmt.ms(r.seal.decided.p50)} / p99 ${fmt.ms(r.seal.decided.p99)}`).join(', ')}. Outbox sampled every 100 ms: ${pgRows.map((r) => `${name(r)}: at most ${fmt.int(r.backlog.maxRows)} rows waiting, the oldest ${fmt.ms(r.backlog.maxAgeMs)} old`).join('; ')}.`,
     `- Propagation: for each of ${fmt.int(probes)} fresh jobs${loaded ? ` (then ${fmt.int(loadedProbes)} more under load)` : ''}, a Port token is exchanged on replica A (A rotates r1, r2, r3); B and C answer \`active: true\` for it at \`POST /oauth/introspect\` (introspection secret); then \`POST /v1/revocations\` \`{"scope":"job"}\` (admin token) goes to A while B and C poll introspection — each poll waits for the previous answer, then ${pollMs} ms — until \`active: false\`. The row is per revocation, the later of B and C, from A's 200 to that \`active: false\` being received, so it includes one poll round trip (no load p50 ${fmt.ms(idle.pollRtt.p50)} / p99 ${fmt.ms(idle.pollRtt.p99)}${loaded ? `; under load ${fmt.ms(loaded.pollRtt.p50)} / ${fmt.ms(loaded.pollRtt.p99)}` : ''}) plus up to ${pollMs} ms; a negative time means both refused before A's answer arrived. Per replica (B and C counted apart): no load p50 ${fmt.ms(idle.each.p50)} / p99 ${fmt.ms(idle.each.p99)}${loaded ? `; under load ${fmt.ms(loaded.each.p50)} / ${fmt.ms(loaded.each.p99)}` : ''}. From the moment the revocation was sent to A (A's own work included): no load p50 ${fmt.ms(idle.fromSent.p50)} / p99 ${fmt.ms(idle.fromSent.p99)}${loaded ? `; under load ${fmt.ms(loaded.fromSent.p50)} / ${fmt.ms(loaded.fromSent.p99)}` : ''}. A's answer itself took p50 ${fmt.ms(idle.acks.p50)} / p99 ${fmt.ms(idle.acks.p99)}${loaded ? ` (under load ${fmt.ms(loaded.acks.p50)} / ${fmt.ms(loaded.acks.p99)})` : ''}; A refuses the token right after answering (checked each time).`,
     ...(loaded
       ? [
