@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { CHANGES_KEPT_MS, PostgresChangeFeed } from '../../src/store/postgres/change-feed.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
@@ -166,6 +167,36 @@ describe.skipIf(unavailable !== undefined)('on PostgreSQL', () => {
           expect(heard.changes.map((c) => c.key)).toEqual(versions.rows.map((r) => r.key));
         } finally {
           await admin.end();
+        }
+      }),
+    );
+
+    it(
+      'back after longer than changes are kept, and changes it never read were purged: it can never vouch again (fail closed until restarted)',
+      withDatabase(async (db, writer) => {
+        let t = Date.now();
+        const feed = new PostgresChangeFeed({ connection: { connectionString: db.url }, confirmEveryMs: 20, now: () => t });
+        try {
+          await feed.start();
+          await writer.revocations.add(revocation('seen'));
+          await until(() => feed.health(60_000).current && (feed as unknown as { lastVersion: number }).lastVersion > 0, 'the first change read', () => feed.catchUp());
+          // Away: the connection goes, two changes commit, and an hour and more passes —
+          // the purge takes the first of them before this process reads it.
+          await (feed as unknown as { client: pg.Client }).client.end();
+          await writer.revocations.add(revocation('missed'));
+          await writer.revocations.add(revocation('kept'));
+          t += CHANGES_KEPT_MS + 60_000;
+          const admin = new pg.Client({ connectionString: db.url });
+          await admin.connect();
+          try {
+            await admin.query("DELETE FROM changes WHERE key <> 'kept'");
+          } finally {
+            await admin.end();
+          }
+          await until(() => feed.health(60_000).reason?.includes('missed changes') === true, 'the gap is noticed on reconnect');
+          expect(feed.health(60_000)).toEqual({ current: false, reason: expect.stringMatching(/missed changes older than 1 h while disconnected; restart this process/) });
+        } finally {
+          await feed.close();
         }
       }),
     );

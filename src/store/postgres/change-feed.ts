@@ -56,6 +56,8 @@ export class PostgresChangeFeed implements ChangeFeed {
   private connecting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Set for good when a reconnect found changes purged that this process never read. */
+  private missed: string | undefined;
   /** A tick failed and nothing has succeeded since (its error was reported). */
   private failing = false;
   private problem = 'the change feed has not connected yet';
@@ -79,6 +81,7 @@ export class PostgresChangeFeed implements ChangeFeed {
   }
 
   health(maxLagMs: number): FeedHealth {
+    if (this.missed !== undefined) return { current: false, reason: this.missed };
     const lag = this.now() - this.confirmedAt;
     if (lag <= maxLagMs) return { current: true };
     return { current: false, reason: `${this.problem}; last confirmed ${Math.round(lag / 100) / 10}s ago` };
@@ -133,6 +136,18 @@ export class PostgresChangeFeed implements ChangeFeed {
         const r = await client.query<{ v: string | null }>('SELECT max(version) AS v FROM changes');
         this.lastVersion = Number(r.rows[0]?.v ?? 0);
         this.confirmedAt = startedAt;
+      } else {
+        // Away longer than changes are kept (CHANGES_KEPT_MS): what was purged meanwhile can't
+        // be caught up on, so the caches can never again be vouched for — fail closed until
+        // this process restarts and loads afresh (its /readyz stays 503 meanwhile).
+        const r = await client.query<{ v: string | null }>('SELECT min(version) AS v FROM changes');
+        const oldest = r.rows[0]?.v;
+        // (Only after that long away: every unread change was committed after the last
+        // confirmed read, so none can have been purged sooner.)
+        const away = this.now() - this.confirmedAt >= CHANGES_KEPT_MS;
+        if (away && oldest !== null && oldest !== undefined && Number(oldest) > this.lastVersion + 1) {
+          this.missed = `the change feed missed changes older than ${CHANGES_KEPT_MS / 3_600_000} h while disconnected; restart this process`;
+        }
       }
     } catch (err) {
       await client.end().catch(() => undefined);
