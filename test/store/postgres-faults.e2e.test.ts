@@ -45,7 +45,7 @@ interface Setup {
   upstream: RecordingUpstream;
   h: Harness;
   sql: pg.Pool;
-  /** With `commitTap`: whether it cut the path after an exchange's COMMIT. */
+  /** With `commitTap`: whether it cut the path after an exchange's write committed. */
   tap?: CommitTap;
 }
 
@@ -103,26 +103,23 @@ async function portBehindProxy(opts: { commitTap?: boolean } = {}): Promise<Setu
 
 interface CommitTap {
   readonly address: { host: string; port: number };
-  /** The tap cut the path: an exchange's COMMIT reached the database, and its answer never reached Port. */
+  /** The tap cut the path: an exchange's write committed in the database, and its answer never reached Port. */
   readonly fired: boolean;
   close(): Promise<void>;
 }
 
-/** The simple-query message `COMMIT` (https://www.postgresql.org/docs/current/protocol-message-formats.html). */
-const COMMIT_MESSAGE = Buffer.concat([Buffer.from('Q'), Buffer.from([0, 0, 0, 11]), Buffer.from('COMMIT\0')]);
-
 /**
- * Between Port and `proxy`: waits for the transaction that consumes a Buildkite token
- * (INSERT INTO replay_cache) to send COMMIT, lets it reach the database, swallows the
- * database's answer and cuts `proxy` — the path dies at the one moment where a write is
- * in doubt: committed, but not acknowledged.
+ * Between Port and `proxy`: waits for the write that consumes a Buildkite token (one
+ * autocommitted statement, INSERT INTO replay_cache with its decisions: committed when the
+ * database answers its Sync, https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY),
+ * lets it reach the database, swallows the database's answer and cuts `proxy` — the path
+ * dies at the one moment where a write is in doubt: committed, but not acknowledged.
  */
 async function startCommitTap(proxy: TcpProxy): Promise<CommitTap> {
   const sockets = new Set<net.Socket>();
   let fired = false;
   const server = net.createServer((client) => {
     const upstream = net.connect(proxy.address);
-    let consuming = false;
     let committing = false;
     const drop = () => {
       client.destroy();
@@ -137,13 +134,12 @@ async function startCommitTap(proxy: TcpProxy): Promise<CommitTap> {
       });
     }
     client.on('data', (chunk: Buffer) => {
-      if (!fired && chunk.includes('INSERT INTO replay_cache')) consuming = true;
-      if (!fired && consuming && chunk.includes(COMMIT_MESSAGE)) committing = true;
+      if (!fired && chunk.includes('INSERT INTO replay_cache')) committing = true;
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
       if (committing && !fired) {
-        // The database's "COMMIT" answer: committed. Port never hears it.
+        // The database's answer to the committed statement. Port never hears it.
         fired = true;
         proxy.cut();
         return;
@@ -210,7 +206,7 @@ async function readyz(h: Harness): Promise<{ status: number; checks: Record<stri
 /** Port's own words for the two ways it refuses while the database is unreachable. */
 const REASONS = {
   store_unavailable: /^Port cannot record this request in its store right now \(the database is unreachable\), so it changed nothing; retry shortly\.$/,
-  /** The COMMIT went out and its answer never came back: Port can't say nothing changed. */
+  /** The committing statement went out and its answer never came back: Port can't say nothing changed. */
   in_doubt: /^Port lost its database \(the database is unreachable\) while recording this request, so it may or may not have been recorded; retry shortly, with a fresh token if this one is refused as already used\.$/,
   temporarily_unavailable: /^Port can't confirm its revocation list is current \(the change feed (cannot reach the database|lost its database connection); last confirmed [\d.]+s ago\), so it refuses for now; retry shortly\.$/,
 };
@@ -476,14 +472,14 @@ describe.skipIf(unavailable !== undefined)('PostgreSQL becomes unreachable under
     expectNoUncaughtErrors();
   });
 
-  it('an exchange whose COMMIT reached the database but whose answer was lost (in doubt): the 503 says it may have been recorded, and a fresh token works after recovery', async () => {
+  it('an exchange whose write reached the database (committed) but whose answer was lost (in doubt): the 503 says it may have been recorded, and a fresh token works after recovery', async () => {
     const s = await portBehindProxy({ commitTap: true });
     const { h, proxy, sql, tap } = s;
     const subject = await mint(h);
     const r = await exchange(h, subject, { scope: 'deploy-token' });
-    expect(tap!.fired, 'the tap cut the path after the COMMIT').toBe(true);
+    expect(tap!.fired, 'the tap cut the path after the write committed').toBe(true);
     // Port can't know whether the database committed: it says so instead of "changed nothing".
-    expectRefused('exchange cut after its COMMIT', r, 'in_doubt');
+    expectRefused('exchange cut after its write committed', r, 'in_doubt');
 
     proxy.restore();
     await readyAgain(h);

@@ -52,7 +52,7 @@ export class PgDatabase {
     return this.lastCommitAt;
   }
 
-  /** One autocommitted statement. */
+  /** One statement that only reads (a failure changes nothing). */
   async query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }> {
     try {
       const r = await this.pool.query<R>(text, values);
@@ -62,11 +62,37 @@ export class PgDatabase {
     }
   }
 
-  /** One autocommitted write: also proves (or disproves) the database takes writes. */
+  /**
+   * One autocommitted write: also proves (or disproves) the database takes writes. Its
+   * connection failing once it was connected leaves the write in doubt (it commits on
+   * its own when it reaches the server): StoreCommitUnknownError says so.
+   */
   async write<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }> {
-    const r = await this.query<R>(text, values);
-    this.committed();
-    return r;
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.translate(err);
+    }
+    let broken = false;
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
+    try {
+      const r = await client.query<R>(text, values);
+      this.committed();
+      return r;
+    } catch (err) {
+      const unavailable = unavailableReason(err) ?? (isUnreachable(err) ? 'the database is unreachable' : undefined);
+      if (unavailable === undefined) throw err;
+      broken = true;
+      this.failure = unavailable;
+      throw new StoreCommitUnknownError(unavailable, { cause: err });
+    } finally {
+      client.off('error', onError);
+      client.release(broken ? true : undefined);
+    }
   }
 
   /**
