@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, fmt, startChild, summarize, tasksetWorks, abortable } from './lib.mjs';
+import { closedLoop, fmt, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -56,6 +56,7 @@ if (opts.help) {
   console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
   process.exit(0);
 }
+const { posInt, posNum, fail } = optionReader('exchange', opts);
 const concurrency = posInt('concurrency');
 const durationMs = posNum('duration') * 1000;
 const warmupMs = posNum('warmup') * 1000;
@@ -67,21 +68,6 @@ const clientCpu = Number(opts['client-cpu']);
 const argsText = process.argv.slice(2).join(' ');
 /** Where Port's config, policies and SQLite file go (a temp dir inside); e.g. /dev/shm to take fsync out. */
 const storeDir = opts['store-dir'] ?? os.tmpdir();
-
-function posInt(name) {
-  const n = Number(opts[name]);
-  if (!Number.isSafeInteger(n) || n < 1) fail(`--${name} must be a positive integer`);
-  return n;
-}
-function posNum(name) {
-  const n = Number(opts[name]);
-  if (!Number.isFinite(n) || n <= 0) fail(`--${name} must be a positive number of seconds`);
-  return n;
-}
-function fail(msg) {
-  console.error(`bench/exchange: ${msg}`);
-  process.exit(2);
-}
 
 // ---- pinning: re-exec this process on the client CPU -----------------------------------
 const canPin = !opts['no-pin'] && os.cpus().length >= 2 && tasksetWorks(serverCpu) && tasksetWorks(clientCpu);

@@ -311,3 +311,25 @@ export function abortable(name) {
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => abort(`interrupted (${sig})`));
   return { cleanups, cleanup, abort, aborted: () => aborted };
 }
+
+/**
+ * Readers for a bench's parsed command-line options: `posInt(name)` and `posNum(name)`
+ * (seconds), and `fail(msg)`, which prints `bench/<bench>: msg` and exits 2.
+ */
+export function optionReader(bench, opts) {
+  const fail = (msg) => {
+    console.error(`bench/${bench}: ${msg}`);
+    process.exit(2);
+  };
+  const posInt = (name) => {
+    const n = Number(opts[name]);
+    if (!Number.isSafeInteger(n) || n < 1) fail(`--${name} must be a positive integer`);
+    return n;
+  };
+  const posNum = (name) => {
+    const n = Number(opts[name]);
+    if (!Number.isFinite(n) || n <= 0) fail(`--${name} must be a positive number of seconds`);
+    return n;
+  };
+  return { posInt, posNum, fail };
+}

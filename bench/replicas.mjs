@@ -45,7 +45,7 @@ import pg from 'pg';
 import { Pool, request } from 'undici';
 import { stringify } from 'yaml';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
-import { abortable, closedLoop, cpuMs, fmt, procCpuMs } from './lib.mjs';
+import { abortable, closedLoop, cpuMs, fmt, optionReader, procCpuMs } from './lib.mjs';
 import { AUDIENCE, EXCHANGE_CREDENTIALS, EXCHANGE_POLICIES, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -68,6 +68,7 @@ if (opts.help) {
   console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
   process.exit(0);
 }
+const { posInt, posNum, fail } = optionReader('replicas', opts);
 const concurrency = posInt('concurrency');
 const durationMs = posNum('duration') * 1000;
 const warmupMs = posNum('warmup') * 1000;
@@ -86,21 +87,6 @@ const KEK = randomBytes(32).toString('base64url');
 const FORM = 'application/x-www-form-urlencoded';
 /** How long a probe waits for a replica to refuse a revoked token before counting it as never. */
 const PROBE_GIVE_UP_MS = 5_000;
-
-function posInt(name) {
-  const n = Number(opts[name]);
-  if (!Number.isSafeInteger(n) || n < 1) fail(`--${name} must be a positive integer`);
-  return n;
-}
-function posNum(name) {
-  const n = Number(opts[name]);
-  if (!Number.isFinite(n) || n <= 0) fail(`--${name} must be a positive number of seconds`);
-  return n;
-}
-function fail(msg) {
-  console.error(`bench/replicas: ${msg}`);
-  process.exit(2);
-}
 
 const log = (msg) => process.stderr.write(`· ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -89,6 +89,8 @@ describe('SecretRotation', () => {
     expect(errors.some((m) => m.includes('Retiring version 0 of "db" failed: the rotation hook command exited with status 9'))).toBe(true);
     rmSync(join(dir, 'retire-fails'));
     await eventually(async () => ((await r.status('db'))[0]!.state === 'retired' ? true : undefined));
+    // The version is marked retired before its decision is logged: wait for the entry too.
+    await eventually(async () => ((await store.decisions.last())?.record.context.event === 'retire' && (await store.decisions.last())?.record.decision === 'allow' ? true : undefined));
     const log = (await store.decisions.read(0, 100)).map((e) => e.record);
     expect(log.filter((x) => x.context.event === 'retire').map((x) => x.decision)).toContain('deny');
     expect(log.at(-1)).toMatchObject({ action: 'rotate', decision: 'allow', context: { event: 'retire', version: 0 } });

@@ -1,24 +1,14 @@
-import type {
-  IssuedCredentialFilter,
-  IssuedCredentialRecord,
-  IssuedCredentialStore,
-  SecretVersionRecord,
-  SecretVersionStore,
+import {
+  ISSUED_KEPT_MS,
+  type IssuedCredentialFilter,
+  type IssuedCredentialRecord,
+  type IssuedCredentialStore,
+  type SecretVersionRecord,
+  type SecretVersionStore,
 } from '../repositories/credentials.js';
+import { issuedWhere } from '../issued-where.js';
 import { num, type PgDatabase, type Queryable } from './pg-database.js';
 
-/** Issued credentials are kept this long past their expiry, so revocation results and lineage can still name them. */
-export const ISSUED_CREDENTIAL_RETENTION_MS = 86_400_000;
-
-/** Filter fields and the columns they match (fixed names: never taken from input). */
-const ISSUED_COLUMNS: readonly (readonly [Exclude<keyof IssuedCredentialFilter, 'activeAt'>, string])[] = [
-  ['jobId', 'job_id'],
-  ['build', 'build'],
-  ['agentId', 'agent_id'],
-  ['pool', 'pool'],
-  ['creator', 'creator'],
-  ['tokenJtiHash', 'token_jti_hash'],
-];
 
 /**
  * The `issued_credentials` table on PostgreSQL: the record as JSON, with the columns it
@@ -37,33 +27,19 @@ export class PostgresIssuedCredentials implements IssuedCredentialStore {
   }
 
   async list(filter: IssuedCredentialFilter): Promise<IssuedCredentialRecord[]> {
-    const where: string[] = [];
-    const values: (string | number)[] = [];
-    for (const [field, column] of ISSUED_COLUMNS) {
-      const value = filter[field];
-      if (value === undefined) continue;
-      values.push(value);
-      where.push(`${column} = $${values.length}`);
-    }
-    if (filter.activeAt !== undefined) {
-      values.push(filter.activeAt);
-      where.push(`expires_at > $${values.length}`);
-    }
+    const where = issuedWhere(filter, (n) => `$${n}`);
     // `id` breaks ties so every replica lists credentials issued in the same millisecond alike.
-    const r = await this.db.query<{ record: string }>(
-      `SELECT record FROM issued_credentials${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at, id`,
-      values,
-    );
+    const r = await this.db.query<{ record: string }>(`SELECT record FROM issued_credentials${where.sql} ORDER BY issued_at, id`, where.values);
     return r.rows.map((row) => JSON.parse(row.record) as IssuedCredentialRecord);
   }
 
   /**
-   * Deletes rows more than ISSUED_CREDENTIAL_RETENTION_MS past their expiry at `now`: on
+   * Deletes rows more than ISSUED_KEPT_MS past their expiry at `now`: on
    * `tx` inside the store's purge transaction, else as one autocommitted write.
    */
   async purge(now: number, tx?: Queryable): Promise<void> {
     const sql = 'DELETE FROM issued_credentials WHERE expires_at <= $1';
-    const values = [now - ISSUED_CREDENTIAL_RETENTION_MS];
+    const values = [now - ISSUED_KEPT_MS];
     await (tx ? tx.query(sql, values) : this.db.write(sql, values));
   }
 }

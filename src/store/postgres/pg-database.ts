@@ -15,6 +15,7 @@ export interface Queryable {
  */
 function unavailableReason(err: unknown): string | undefined {
   if (err instanceof StoreUnavailableError) return err.reason;
+  if (isUnreachable(err)) return 'the database is unreachable';
   const code = (err as { code?: unknown })?.code;
   if (typeof code !== 'string') return undefined;
   if (code === '53100') return 'the database disk is full';
@@ -68,31 +69,19 @@ export class PgDatabase {
    * its own when it reaches the server): StoreCommitUnknownError says so.
    */
   async write<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }> {
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw this.translate(err);
-    }
-    let broken = false;
-    const onError = (): void => {
-      broken = true;
-    };
-    client.on('error', onError);
-    try {
-      const r = await client.query<R>(text, values);
-      this.committed();
-      return r;
-    } catch (err) {
-      const unavailable = unavailableReason(err) ?? (isUnreachable(err) ? 'the database is unreachable' : undefined);
-      if (unavailable === undefined) throw err;
-      broken = true;
-      this.failure = unavailable;
-      throw new StoreCommitUnknownError(unavailable, { cause: err });
-    } finally {
-      client.off('error', onError);
-      client.release(broken ? true : undefined);
-    }
+    return this.withClient(async (client, drop) => {
+      try {
+        const r = await client.query<R>(text, values);
+        this.committed();
+        return r;
+      } catch (err) {
+        const unavailable = unavailableReason(err);
+        if (unavailable === undefined) throw err;
+        drop();
+        this.failure = unavailable;
+        throw new StoreCommitUnknownError(unavailable, { cause: err });
+      }
+    });
   }
 
   /**
@@ -101,50 +90,59 @@ export class PgDatabase {
    */
   async transaction<T>(work: (client: Queryable) => Promise<T>, isolation: 'READ COMMITTED' | 'SERIALIZABLE' = 'READ COMMITTED'): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      let client: PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (err) {
-        throw this.translate(err);
-      }
-      let broken = false;
-      let committing = false;
-      // A checked-out client whose connection dies emits 'error'; unheard, that would be an
-      // uncaught exception (https://node-postgres.com/apis/pool#releasing-clients). The
-      // query in flight fails as well, which is where the failure is handled.
-      const onError = (): void => {
-        broken = true;
-      };
-      client.on('error', onError);
-      try {
-        await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-        const result = await work(client);
-        committing = true;
-        await client.query('COMMIT');
-        this.committed();
-        return result;
-      } catch (err) {
-        const unavailable = unavailableReason(err) ?? (isUnreachable(err) ? 'the database is unreachable' : undefined);
-        // A connection that failed or timed out can't roll back: it is dropped, which
-        // aborts the transaction on the server (and doesn't queue behind a stuck query).
-        if (unavailable !== undefined) broken = true;
-        else
-          await client.query('ROLLBACK').catch(() => {
-            broken = true;
-          });
-        if (committing && unavailable !== undefined) {
-          // The COMMIT was sent and its answer lost: the server may have committed it.
-          this.failure = unavailable;
-          throw new StoreCommitUnknownError(unavailable, { cause: err });
+      const outcome = await this.withClient(async (client, drop): Promise<{ result: T } | 'retry'> => {
+        let committing = false;
+        try {
+          await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+          const result = await work(client);
+          committing = true;
+          await client.query('COMMIT');
+          this.committed();
+          return { result };
+        } catch (err) {
+          const unavailable = unavailableReason(err);
+          // A connection that failed or timed out can't roll back: it is dropped, which
+          // aborts the transaction on the server (and doesn't queue behind a stuck query).
+          if (unavailable !== undefined) drop();
+          else await client.query('ROLLBACK').catch(drop);
+          if (committing && unavailable !== undefined) {
+            // The COMMIT was sent and its answer lost: the server may have committed it.
+            this.failure = unavailable;
+            throw new StoreCommitUnknownError(unavailable, { cause: err });
+          }
+          const code = (err as { code?: unknown })?.code;
+          if (typeof code === 'string' && RETRYABLE.has(code) && attempt < 5) return 'retry';
+          throw this.translate(err);
         }
-        const code = (err as { code?: unknown })?.code;
-        if (typeof code === 'string' && RETRYABLE.has(code) && attempt < 5) continue;
-        throw this.translate(err);
-      } finally {
-        client.off('error', onError);
-        // A client whose connection failed must not go back to the pool.
-        client.release(broken ? true : undefined);
-      }
+      });
+      if (outcome !== 'retry') return outcome.result;
+    }
+  }
+
+  /**
+   * Checks a client out for `run` and back in. A checked-out client whose connection dies
+   * emits 'error'; unheard, that would be an uncaught exception
+   * (https://node-postgres.com/apis/pool#releasing-clients) — the query in flight fails as
+   * well, which is where `run` handles it. A client whose connection failed (or that `run`
+   * drops) is destroyed rather than returned to the pool.
+   */
+  private async withClient<T>(run: (client: PoolClient, drop: () => void) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.translate(err);
+    }
+    let broken = false;
+    const drop = (): void => {
+      broken = true;
+    };
+    client.on('error', drop);
+    try {
+      return await run(client, drop);
+    } finally {
+      client.off('error', drop);
+      client.release(broken ? true : undefined);
     }
   }
 
@@ -155,7 +153,7 @@ export class PgDatabase {
 
   /** StoreUnavailableError for a database that can't take writes (remembered for health()); the error itself otherwise. */
   translate(err: unknown): unknown {
-    const reason = unavailableReason(err) ?? (isUnreachable(err) ? 'the database is unreachable' : undefined);
+    const reason = unavailableReason(err);
     if (reason === undefined) return err;
     this.failure = reason;
     return err instanceof StoreUnavailableError ? err : new StoreUnavailableError(reason, { cause: err });

@@ -31,9 +31,12 @@ export interface IssuedCredentialFilter {
   activeAt?: number;
 }
 
+/** Issued credentials are kept this long past their expiry, so revocation results and lineage can still name them. */
+export const ISSUED_KEPT_MS = 86_400_000;
+
 /**
  * What was handed to which job, for revocation results and lineage; never the secret
- * material. Rows are kept a day past expiry.
+ * material. Rows are kept ISSUED_KEPT_MS past expiry.
  */
 export interface IssuedCredentialStore {
   record(record: IssuedCredentialRecord): Promise<void>;

@@ -6,17 +6,8 @@ import type {
   SecretVersionRecord,
   SecretVersionStore,
 } from '../repositories/credentials.js';
+import { issuedWhere } from '../issued-where.js';
 import type { WriteBatcher } from './write-batcher.js';
-
-/** Filter fields and their columns (`issued_credentials`). */
-export const ISSUED_FILTER_COLUMNS: readonly [keyof IssuedCredentialFilter, string][] = [
-  ['jobId', 'job_id'],
-  ['build', 'build'],
-  ['agentId', 'agent_id'],
-  ['pool', 'pool'],
-  ['creator', 'creator'],
-  ['tokenJtiHash', 'token_jti_hash'],
-];
 
 /** Issued credentials on SQLite (`issued_credentials`). */
 export class SqliteIssuedCredentials implements IssuedCredentialStore {
@@ -39,21 +30,9 @@ export class SqliteIssuedCredentials implements IssuedCredentialStore {
   }
 
   async list(f: IssuedCredentialFilter): Promise<IssuedCredentialRecord[]> {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    for (const [key, column] of ISSUED_FILTER_COLUMNS) {
-      const value = f[key];
-      if (value !== undefined) {
-        where.push(`${column} = ?`);
-        args.push(value);
-      }
-    }
-    if (f.activeAt !== undefined) {
-      where.push('expires_at > ?');
-      args.push(f.activeAt);
-    }
-    const sql = `SELECT record FROM issued_credentials${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at`;
-    return (this.db.prepare(sql).all(...args) as { record: string }[]).map((r) => JSON.parse(r.record) as IssuedCredentialRecord);
+    const where = issuedWhere(f, () => '?');
+    const sql = `SELECT record FROM issued_credentials${where.sql} ORDER BY issued_at`;
+    return (this.db.prepare(sql).all(...where.values) as { record: string }[]).map((r) => JSON.parse(r.record) as IssuedCredentialRecord);
   }
 }
 

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { StoreError } from '../../errors.js';
 import { StoreMissingError, StoreUnavailableError } from '../errors.js';
 import { LocalChangeFeed } from '../local-change-feed.js';
+import { ISSUED_KEPT_MS } from '../repositories/credentials.js';
 import type { Store, StoreHealth } from '../store.js';
 import { SqliteAllowCounts } from './allow-count-table.js';
 import { SqliteApprovals } from './approval-table.js';
@@ -19,9 +20,6 @@ import { SqliteSigningKeys } from './signing-key-table.js';
 import { SqliteSessions, SqliteUsers } from './user-tables.js';
 import { SqliteWebhookWork, SqliteWebhookWorkTable } from './webhook-work-table.js';
 import { WriteBatcher } from './write-batcher.js';
-
-/** Issued credentials are kept a day past expiry so revocation results and lineage can still name them. */
-export const ISSUED_KEPT_MS = 86_400_000;
 
 /**
  * The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`,
@@ -178,7 +176,6 @@ export class SqliteStore implements Store {
       this.stmts.purgeReplay.run(now);
       this.stmts.purgeSessions.run(now);
       this.stmts.purgeRevocations.run(now);
-      // Kept a day past expiry so revocation results and lineage can still name them.
       this.stmts.purgeIssued.run(now - ISSUED_KEPT_MS);
       this.webhookWorkTable.purge(now);
     });
