@@ -1,5 +1,5 @@
 /**
- * bench/approvals — how long an auto-approved block step waits for Port (issue #4): the time
+ * bench/approvals — how long an auto-approved block step waits for Port: the time
  * from a signed `build.finished` webhook for a blocked build to Port's
  * `PUT /v2/organizations/{org}/jobs/{id}/unblock` arriving at the Buildkite simulator, with
  * p50/p90/p99/max over 1,000 deliveries one at a time and 1,000 at a small concurrency, next

@@ -3,7 +3,7 @@
  * undici proxy) and next to nginx: wrk at a fixed concurrency against each, req/s, p50,
  * p99 and the proxy's CPU per request; the ratios Port/bare-Node and Port/nginx; then
  * 1 GiB streamed down and up through each proxy, MiB/s and peak RSS.
- * Aim (issue #3): Port keeps ≥ 85 % of the bare Node proxy's throughput with policy on
+ * Aim: Port keeps ≥ 85 % of the bare Node proxy's throughput with policy on
  * every request (`relay.decision_cache_ttl: 0`), and adds < 1 ms at p99.
  *
  *   npm run bench:relay [-- FLAGS]      (or, after `npm run build`: node bench/relay.mjs FLAGS)

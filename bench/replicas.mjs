@@ -1,5 +1,5 @@
 /**
- * bench/replicas — Port as several replicas on one PostgreSQL database (issue #10):
+ * bench/replicas — Port as several replicas on one PostgreSQL database:
  * token exchanges per second with 1, 2 and 3 replicas (baselines in the same run: 1
  * replica on PostgreSQL, 1 on SQLite, the embedded default), per busy core; how long a
  * revocation made on one replica takes to be refused by the others (p50/p95/p99/max;

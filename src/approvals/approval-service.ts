@@ -35,7 +35,7 @@ export interface ApprovalServiceDeps {
 }
 
 /**
- * Policy-driven block steps (DESIGN capability 4). A blocked step is decided with
+ * Policy-driven block steps. A blocked step is decided with
  * `unblock` (principal: the Build): allowed → Port unblocks it at once; denied → an
  * approval request whose requirement comes from the refusing policies. People who
  * policy allows `approve` approve or reject; the build's creator and the commit's
@@ -67,7 +67,8 @@ export class ApprovalService {
   async handleBlockedBuild(pipeline: string, number: number): Promise<{ blockedJobs: number; state: string }> {
     const build = await this.deps.api.getBuild(pipeline, number);
     const state = build.state ?? 'unknown';
-    // A canceled build's block jobs can't be unblocked (§4.2: 422), so there is nothing to decide.
+    // A canceled build's block jobs can't be unblocked (Buildkite answers 422, "Unblock a job",
+    // https://buildkite.com/docs/apis/rest-api/jobs), so there is nothing to decide.
     const live = state !== 'canceled' && state !== 'canceling';
     const blocked = live ? (build.jobs ?? []).filter((job) => job.type === 'manual' && job.state === 'blocked') : [];
     for (const job of blocked) await this.handleBlockStep(pipeline, build, job);

@@ -1,5 +1,6 @@
 /**
- * What the approvals flow needs from Buildkite's REST API (buildkite.md §4.2): the
+ * What the approvals flow needs from Buildkite's REST API (https://buildkite.com/docs/apis/rest-api/builds
+ * and .../rest-api/jobs): the
  * build with its jobs, and the unblock call. src/buildkite's client provides it; the
  * flow depends only on this shape.
  */
@@ -25,7 +26,7 @@ export interface BuildkiteBuildSummary {
   tag?: string | null;
   commit: string | null;
   source: string | null;
-  /** `running`, `passed`, `canceled`, … (a blocked build keeps its earlier state, §3). */
+  /** `running`, `passed`, `canceled`, … (a blocked build keeps its earlier state and sets `blocked`: https://buildkite.com/docs/apis/rest-api/builds). */
   state?: string | null;
   blocked?: boolean | null;
   creator?: BuildkiteUserRef | null;
@@ -39,6 +40,6 @@ export interface BuildkiteBuildsApi {
   unblockJob(jobId: string, body: { fields?: Record<string, string>; unblocker?: string }): Promise<unknown>;
   /** Cancels the build (an expired request with `on_expiry: fail`). */
   cancelBuild?(pipeline: string, number: number): Promise<unknown>;
-  /** The organization member with this e-mail, to credit as `unblocker` (buildkite.md §4.2). */
+  /** The organization member with this e-mail, to credit as `unblocker` (https://buildkite.com/docs/apis/rest-api/organizations/members). */
   findOrganizationMemberByEmail?(email: string): Promise<{ id: string } | undefined>;
 }

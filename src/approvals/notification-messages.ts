@@ -1,6 +1,6 @@
 /**
- * The bodies Port sends when an approval request opens and closes (issue 4,
- * "Notifications"): a Slack incoming-webhook message and a generic JSON webhook
+ * The bodies Port sends when an approval request opens and closes: a Slack
+ * incoming-webhook message and a generic JSON webhook
  * body. Pure functions of the request record and its link.
  *
  * What goes out is the build's context, the policy's reason, what is needed, who

@@ -1,5 +1,5 @@
 /**
- * Approval notifications (issue 4, "Notifications"): when a request opens and when it
+ * Approval notifications: when a request opens and when it
  * closes, a Slack incoming-webhook message and/or a generic JSON webhook, each with a
  * link to the request.
  *

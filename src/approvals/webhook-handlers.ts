@@ -15,7 +15,8 @@ export interface ApprovalWebhookDeps {
 }
 
 /**
- * What Port does with Buildkite's events (buildkite.md §3): a blocked build goes to the
+ * What Port does with Buildkite's events (https://buildkite.com/docs/apis/webhooks/pipelines):
+ * a blocked build (`build.finished` with `blocked: true`) goes to the
  * approvals flow; a finished job loses its Port tokens; an activated (unblocked) block
  * job is recorded with who unblocked it.
  */

@@ -13,7 +13,7 @@ export function determiningPolicies(d: Decision): { id: string; reason?: string 
   return d.determining.map((p) => (p.reason === undefined ? { id: p.id } : { id: p.id, reason: p.reason }));
 }
 
-/** A decision log entry for a policy decision (DESIGN capability 8). */
+/** A decision log entry for a policy decision. */
 export function decisionRecord(
   d: Decision,
   principal: EntityRef,

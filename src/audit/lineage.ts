@@ -1,10 +1,10 @@
 /**
- * `port audit lineage` (issue #5 "Lineage"): the chain of a job, build or user from the
+ * `port audit lineage`: the chain of a job, build or user from the
  * decision log — job identity → token exchanges → credentials issued → relay use →
  * approvals → revocations. Pure: entries in, the chain out; the CLI streams the store
  * through a LineageTracker twice (lineage-read.ts) so memory holds only what matches.
  *
- * How records link (the convention in common.md): a record about a job has principal
+ * How records link (the decision log's convention): a record about a job has principal
  * `Port::Job::"<id>"` and/or `context.job` (the job's claims, with `build_creator` when
  * known) and the bearer Port token's `context.port_token.jti_sha256` (a Buildkite token,
  * at exchange or presented to the relay: `context.subject_token.jti_sha256`); relay

@@ -74,8 +74,8 @@ interface Aggregate {
 }
 
 /**
- * The decision log with unauthenticated refusals kept from filling the disk (issue #9
- * item 8). A refusal about nobody — a deny whose principal is null because the token
+ * The decision log with unauthenticated refusals kept from filling the disk. A refusal
+ * about nobody — a deny whose principal is null because the token
  * did not verify (DecisionRecord: "null when the caller could not be identified"),
  * naming the failed `context.check` — is:
  * - charged to its source's rate limit (unless the failure is Port's own: Buildkite's

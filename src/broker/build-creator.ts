@@ -1,7 +1,8 @@
 /**
  * Who started a build. The Buildkite OIDC token doesn't name the build's creator
- * (buildkite.md §1.4), so Port asks the REST API (`GET …/builds/{number}`, §4.2) and
- * maps the creator's e-mail to a Port user (DESIGN capability 1). A build's creator never
+ * (it is not among the claims in https://buildkite.com/docs/agent/v3/cli-oidc), so Port asks
+ * the REST API (`GET …/builds/{number}`, https://buildkite.com/docs/apis/rest-api/builds) and
+ * maps the creator's e-mail to a Port user. A build's creator never
  * changes, so answers are cached for an hour and, when the API fails, an older answer
  * for the same build is still used (stale-if-error): an outage then only affects builds
  * Port has not seen. Otherwise the creator is unknown, and policies that need it don't

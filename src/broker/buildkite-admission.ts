@@ -47,7 +47,7 @@ export interface AdmittedJob extends JobRequestParts {
   /** Port asked the Buildkite API who started the build and got no answer (a Port token says so). */
   creatorUnknown: boolean;
   /**
-   * The decision-log context (DESIGN convention): `job` (with `build_creator` when known),
+   * The decision-log context: `job` (with `build_creator` when known),
    * `subject_token` (its jti only as a hash), the creator's standing, the request id.
    */
   context: Record<string, unknown>;
@@ -55,7 +55,7 @@ export interface AdmittedJob extends JobRequestParts {
 
 /**
  * What every use of a Buildkite token at Port shares — the RFC 8693 exchange and a
- * credential released directly for one (DESIGN capability 2): verify it, learn the
+ * credential released directly for one: verify it, learn the
  * build's creator, refuse a revoked job, build, user, agent or pool, and consume it
  * exactly once. Refusals are decision-log entries before the error leaves.
  */
@@ -83,7 +83,7 @@ export class BuildkiteTokenAdmission {
       await this.deps.log.record([refusal(err, meta, target, verified, { revocation: refusalContext(refused), build_creator: creatorContext(creator) })]);
       throw err;
     }
-    // The directory's word stands on its own (review G2): a build of a person SCIM
+    // The directory's word stands on its own: a build of a person SCIM
     // deactivated or deleted buys nothing, even with no revocation in force and under a
     // policy that never tests `creator.active`.
     if (creator.status === 'known' && creator.user !== undefined && !creator.user.active) {
@@ -95,7 +95,7 @@ export class BuildkiteTokenAdmission {
     const identityCtx = identityContext(verified);
     const context = {
       ...identityCtx,
-      // DESIGN decision-log convention: context.job carries build_creator when known.
+      // Decision-log convention: context.job carries build_creator when known.
       job: { ...(identityCtx.job as Record<string, unknown>), ...(creatorEmail !== undefined ? { build_creator: creatorEmail } : {}) },
       build_creator: creatorContext(creator),
       request_id: meta.requestId,
@@ -104,7 +104,7 @@ export class BuildkiteTokenAdmission {
   }
 
   /**
-   * Single use (buildkite.md §1.5), remembered until the token expires anyway: consumes
+   * Single use (a bearer token replayed must buy nothing), remembered until the token expires anyway: consumes
    * the token and logs `records` in one durable write. On a replay only the refusal is
    * logged (the decisions are discarded) and TokenRejectedError `replayed` is thrown.
    */
@@ -128,7 +128,7 @@ export interface GrantDecision {
 }
 
 /**
- * DESIGN: `exchange` on the organization (context `audience`, `scopes`), then, when it
+ * The decisions: `exchange` on the organization (context `audience`, `scopes`), then, when it
  * is allowed, `assume` for each requested credential — all or nothing: `denied` is the
  * first deny, if any.
  */

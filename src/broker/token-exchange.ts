@@ -34,7 +34,7 @@ export interface ExchangeDeps {
 }
 
 /**
- * RFC 8693 token exchange (DESIGN capability 1): verify the Buildkite token, decide
+ * RFC 8693 token exchange: verify the Buildkite token, decide
  * `exchange` on the organization, then `assume` for each requested scope — all or
  * nothing — mint a Port token carrying only what was granted, and refuse a replay.
  * Every decision, allow or deny, is in the decision log before the answer leaves.

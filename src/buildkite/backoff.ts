@@ -2,7 +2,7 @@
  * When to retry a Buildkite call and how long to wait: exponential backoff with jitter
  * for 5xx and network failures; for 429, the wait Buildkite names (`Retry-After`, else
  * `RateLimit-Reset` / `RateLimit-User-Reset` of the exhausted scope — seconds until the
- * window resets, buildkite.md §4.1 and `rate_limits.md`).
+ * window resets, https://buildkite.com/docs/apis/rest-api/rate-limits).
  */
 import type { BuildkiteRateLimit } from './types.js';
 
@@ -37,7 +37,7 @@ function nonNegativeInt(value: string | undefined): number | null {
   return Number.parseInt(value, 10);
 }
 
-/** The `RateLimit-*` and `RateLimit-User-*` headers (§4.1); null where absent or malformed. */
+/** The `RateLimit-*` and `RateLimit-User-*` headers (https://buildkite.com/docs/apis/rest-api/rate-limits); null where absent or malformed. */
 export function parseRateLimit(headers: Headers): BuildkiteRateLimit {
   return {
     limit: nonNegativeInt(header(headers, 'ratelimit-limit')),

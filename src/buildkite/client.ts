@@ -1,5 +1,6 @@
 /**
- * The Buildkite REST API client Port uses (buildkite.md §4): get a build with its jobs,
+ * The Buildkite REST API client Port uses (https://buildkite.com/docs/apis/rest-api;
+ * endpoints from its builds, jobs, agents and organization members pages): get a build with its jobs,
  * list a build's jobs, get a job, unblock a block step, get an agent, and find an
  * organization member. Bearer auth with a token read on every request (so a rotated
  * secret applies at once), a deadline per request, bounded retries with backoff on 5xx,
@@ -104,12 +105,12 @@ export class BuildkiteApi {
     };
   }
 
-  /** `RateLimit-*` headers of the most recent response, or null before the first (§4.1). */
+  /** `RateLimit-*` headers of the most recent response, or null before the first (https://buildkite.com/docs/apis/rest-api/rate-limits). */
   get rateLimit(): BuildkiteRateLimit | null {
     return this.lastRateLimit;
   }
 
-  /** `GET …/pipelines/{pipeline}/builds/{number}`: the build, with its jobs unless `excludeJobs` (§4.2). */
+  /** `GET …/pipelines/{pipeline}/builds/{number}`: the build, with its jobs unless `excludeJobs` (https://buildkite.com/docs/apis/rest-api/builds). */
   async getBuild(pipeline: string, number: number, opts: { excludeJobs?: boolean; includeRetriedJobs?: boolean } = {}): Promise<BuildkiteBuild> {
     const query = new URLSearchParams();
     if (opts.excludeJobs) query.set('exclude_jobs', 'true');
@@ -117,7 +118,7 @@ export class BuildkiteApi {
     return (await this.call('GET', this.buildPath(pipeline, number), buildSchema, { query })).value;
   }
 
-  /** One page of `GET …/builds/{number}/jobs` (cursor pagination, §4.2). */
+  /** One page of `GET …/builds/{number}/jobs` (cursor pagination, https://buildkite.com/docs/apis/rest-api/jobs). */
   async listBuildJobs(
     pipeline: string,
     number: number,
@@ -150,13 +151,14 @@ export class BuildkiteApi {
     throw this.failure('buildkite_invalid_response', `has more than ${maxPages} pages of jobs`, 'GET', `${this.buildPath(pipeline, number)}/jobs`, null, null, 1);
   }
 
-  /** `GET /v2/organizations/{org}/jobs/{id}` (§4.2). */
+  /** `GET /v2/organizations/{org}/jobs/{id}` (https://buildkite.com/docs/apis/rest-api/jobs). */
   async getJob(jobId: string): Promise<BuildkiteJob> {
     return (await this.call('GET', `${this.orgPath()}/jobs/${seg(jobId)}`, jobSchema)).value;
   }
 
   /**
-   * `PUT /v2/organizations/{org}/jobs/{id}/unblock` with `{fields?, unblocker?}` (§4.2).
+   * `PUT /v2/organizations/{org}/jobs/{id}/unblock` with `{fields?, unblocker?}` ("Unblock a job",
+   * https://buildkite.com/docs/apis/rest-api/jobs).
    * If a retried unblock is refused (400/422) after an earlier attempt may have reached
    * Buildkite (5xx, timeout, network), the job is read back: already `unblocked` counts
    * as done and is returned — check `unblocked_by` if the credited user matters.
@@ -183,7 +185,7 @@ export class BuildkiteApi {
     return (await this.call('PUT', `${this.buildPath(pipeline, number)}/cancel`, buildSchema, { body: {} })).value;
   }
 
-  /** `GET /v2/organizations/{org}/agents/{id}` (§4.2). */
+  /** `GET /v2/organizations/{org}/agents/{id}` (https://buildkite.com/docs/apis/rest-api/agents). */
   async getAgent(agentId: string): Promise<BuildkiteAgent> {
     return (await this.call('GET', `${this.orgPath()}/agents/${seg(agentId)}`, agentSchema)).value;
   }

@@ -6,7 +6,7 @@
 import { PortError } from '../errors.js';
 
 export type BuildkiteApiErrorCode =
-  /** 400: e.g. "This job type cannot be unblocked" (§4.2). */
+  /** 400: e.g. "This job type cannot be unblocked" (https://buildkite.com/docs/apis/rest-api/jobs). */
   | 'buildkite_bad_request'
   /** 401: the API token is missing, wrong or revoked. */
   | 'buildkite_unauthorized'
@@ -14,9 +14,9 @@ export type BuildkiteApiErrorCode =
   | 'buildkite_forbidden'
   /** 404: no such organization, pipeline, build, job, agent or member (or no access to it). */
   | 'buildkite_not_found'
-  /** 422: e.g. "Unblocker is not a valid user id for this organization" (§4.2). */
+  /** 422: e.g. "Unblocker is not a valid user id for this organization" (https://buildkite.com/docs/apis/rest-api/jobs). */
   | 'buildkite_unprocessable'
-  /** 429 after the retries, or a reset further away than Port will wait (§4.1). */
+  /** 429 after the retries, or a reset further away than Port will wait (https://buildkite.com/docs/apis/rest-api/rate-limits). */
   | 'buildkite_rate_limited'
   /** 5xx after the retries. */
   | 'buildkite_server_error'

@@ -1,7 +1,7 @@
 /**
  * A `BuildkiteApi` for Port's configuration: `buildkite.api_url`, the organization, and
  * the API token read from its secret reference at every request, so a rotated secret
- * file or variable applies without a restart (DESIGN: secrets by reference).
+ * file or variable applies without a restart.
  */
 import type { PortConfig } from '../config/config.js';
 import { resolveSecretRef } from '../config/secret-ref.js';

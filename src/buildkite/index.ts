@@ -1,4 +1,4 @@
-/** Port's Buildkite REST API client (buildkite.md §4). */
+/** Port's Buildkite REST API client (https://buildkite.com/docs/apis/rest-api). */
 export { BuildkiteApi, type BuildkiteApiOptions, type RetryInfo } from './client.js';
 export { BuildkiteApiError, type BuildkiteApiErrorCode, type BuildkiteApiErrorDetails } from './errors.js';
 export { buildkiteApiFromConfig } from './from-config.js';

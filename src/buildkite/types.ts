@@ -1,30 +1,31 @@
 /**
- * Buildkite REST API objects as Port reads them (buildkite.md §4; the Buildkite docs
- * `pages/apis/rest_api/{builds,jobs,agents}.md` for the fields §4 names without
- * listing). Only what Port uses is typed; everything else Buildkite sends is kept on the
+ * Buildkite REST API objects as Port reads them (https://buildkite.com/docs/apis/rest-api/builds,
+ * .../rest-api/jobs, .../rest-api/agents; block steps:
+ * https://buildkite.com/docs/pipelines/configure/step-types/block-step; webhooks:
+ * https://buildkite.com/docs/apis/webhooks/pipelines). Only what Port uses is typed; everything else Buildkite sends is kept on the
  * object untyped. Buildkite omits or nulls many fields by job type and age, so most are
  * optional and nullable; enumerations stay open (`KnownX | string`) so a value Buildkite
  * adds later does not break parsing.
  */
 
-/** Job `type` values (builds.md "Job data model"); block steps are `manual` (§3). */
+/** Job `type` values (the builds page's job data model); block steps are `manual`. */
 export type BuildkiteJobType = 'script' | 'manual' | 'waiter' | 'trigger';
 
-/** Job `state` values (builds.md); a block job is `blocked` until unblocked (§3). */
+/** Job `state` values (the builds page); a block job is `blocked` until unblocked. */
 export type BuildkiteJobState =
   | 'pending' | 'waiting' | 'waiting_failed' | 'blocked' | 'blocked_failed' | 'unblocked' | 'unblocked_failed'
   | 'scheduled' | 'assigned' | 'accepted' | 'running' | 'passed' | 'failed' | 'timed_out' | 'timing_out'
   | 'canceled' | 'canceling' | 'skipped' | 'broken' | 'expired' | 'limited' | 'finished';
 
-/** Build `state` values; a blocked build keeps its previous state and sets `blocked` (§3). */
+/** Build `state` values; a blocked build keeps its previous state and sets `blocked` (the builds page). */
 export type BuildkiteBuildState =
   | 'scheduled' | 'running' | 'passed' | 'failed' | 'blocked' | 'canceled' | 'canceling' | 'skipped'
   | 'not_run' | 'waiting' | 'waiting_failed' | 'failing' | 'finished';
 
-/** `build.source` (§1.4, builds.md). */
+/** `build.source` (the builds page; the same values as the OIDC `build_source` claim). */
 export type BuildkiteBuildSource = 'webhook' | 'api' | 'ui' | 'trigger_job' | 'schedule';
 
-/** Agent `connection_state` (§4.2). */
+/** Agent `connection_state` (the agents page). */
 export type BuildkiteAgentConnectionState = 'never_connected' | 'connected' | 'disconnected' | 'stopping' | 'stopped' | 'lost';
 
 /** An open enumeration: the known values, or anything else Buildkite sends. */
@@ -32,7 +33,7 @@ export type Open<T extends string> = T | (string & {});
 
 /** A Buildkite user as embedded in builds (`creator`), jobs (`unblocked_by`) and agents (`creator`). */
 export interface BuildkiteUser {
-  /** The user's UUID: what `unblocker` takes (§4.2). */
+  /** The user's UUID: what `unblocker` takes ("Unblock a job", the jobs page). */
   id: string;
   graphql_id?: string | null;
   name: string | null;
@@ -64,18 +65,18 @@ export interface BuildkiteJob {
   /** Null when Buildkite omits it (waiter jobs carry little more than id and type). */
   state: Open<BuildkiteJobState> | null;
   name?: string | null;
-  /** A block step's label (`- block: "Label"`, §4.4). */
+  /** A block step's label (`- block: "Label"` in the block step docs). */
   label?: string | null;
   step_key?: string | null;
   web_url?: string | null;
-  /** Manual jobs: whether it can be unblocked now (§3 "Check `unblockable`"). */
+  /** Manual jobs: whether it can be unblocked now. */
   unblockable?: boolean | null;
-  /** Manual jobs: who unblocked it, once unblocked (§3, §4.2). */
+  /** Manual jobs: who unblocked it, once unblocked (the jobs page's unblock response). */
   unblocked_by?: BuildkiteUser | null;
   unblocked_at?: string | null;
   unblock_url?: string | null;
   /**
-   * Not documented on REST jobs (§4.2 lists none): a block step's field definitions are
+   * Not documented on REST jobs (the jobs page lists none): a block step's field definitions are
    * not known to be served. Typed only so a deployment that sees them can read them.
    */
   fields?: unknown;
@@ -93,7 +94,7 @@ export interface BuildkiteBuild {
   web_url?: string | null;
   number: number;
   state: Open<BuildkiteBuildState>;
-  /** True while the build waits at a block step (§3). */
+  /** True while the build waits at a block step (the builds page). */
   blocked: boolean;
   branch: string;
   /** Not in every payload; null or absent for untagged builds. */
@@ -105,16 +106,16 @@ export interface BuildkiteBuild {
   creator: BuildkiteUser | null;
   author?: BuildkiteAuthor | null;
   pipeline?: BuildkitePipelineRef | null;
-  /** Absent with `exclude_jobs` and in webhook payloads (§3). */
+  /** Absent with `exclude_jobs` and in webhook payloads (build webhooks carry no jobs). */
   jobs?: BuildkiteJob[];
-  /** Block-step field values land here after an unblock (§4.4). */
+  /** Block-step field values land here after an unblock (stored as build meta-data, per the block step docs). */
   meta_data?: Record<string, string> | null;
   created_at?: string | null;
   finished_at?: string | null;
   [extra: string]: unknown;
 }
 
-/** An agent (§4.2 "Agent object fields"). */
+/** An agent (the agents page). */
 export interface BuildkiteAgent {
   id: string;
   graphql_id?: string | null;
@@ -136,8 +137,8 @@ export interface BuildkiteAgent {
 }
 
 /**
- * An organization member (`pages/apis/rest_api/organizations/members.md`; scope
- * `read_organizations`). Not in buildkite.md: it is the only REST way from an e-mail to
+ * An organization member (https://buildkite.com/docs/apis/rest-api/organizations/members;
+ * scope `read_organizations`): the only REST way from an e-mail to
  * the user id `unblocker` needs.
  */
 export interface BuildkiteMember {
@@ -149,22 +150,22 @@ export interface BuildkiteMember {
   [extra: string]: unknown;
 }
 
-/** One page of `GET …/builds/{number}/jobs` (§4.2: `items` + `links.next`). */
+/** One page of `GET …/builds/{number}/jobs` (the jobs page: `items` + `links.next`). */
 export interface BuildkiteJobPage {
   items: BuildkiteJob[];
   /** The `after` cursor of the next page, or null on the last page. */
   nextCursor: string | null;
 }
 
-/** Body of `PUT …/jobs/{id}/unblock` (§4.2: both optional). */
+/** Body of `PUT …/jobs/{id}/unblock` ("Unblock a job", the jobs page: both optional). */
 export interface UnblockJobRequest {
-  /** Block-field key → value; a multiple select's values are joined with newlines (§4.4). */
+  /** Block-field key → value; a multiple select's values are joined with newlines (block step docs). */
   fields?: Record<string, string>;
-  /** The user id credited as unblocker; defaults to the API token's owner (§4.2). */
+  /** The user id credited as unblocker; defaults to the API token's owner (the jobs page). */
   unblocker?: string;
 }
 
-/** The `RateLimit-*` headers of the last response (§4.1). Null where a header was absent. */
+/** The `RateLimit-*` headers of the last response (https://buildkite.com/docs/apis/rest-api/rate-limits). Null where a header was absent. */
 export interface BuildkiteRateLimit {
   limit: number | null;
   remaining: number | null;

@@ -6,7 +6,7 @@ import type { JobIdentity } from './job-identity.js';
 import { hasDuplicateMembers } from './json-duplicates.js';
 import { JwksCache } from './jwks-cache.js';
 
-/** Buildkite caps a token's lifetime at 2 hours (buildkite.md §1.2). */
+/** Buildkite caps a token's lifetime at 2 hours ("Maximum OIDC lifetime", https://buildkite.com/docs/platform/limits). */
 const MAX_BUILDKITE_LIFETIME = 7200;
 
 // The signature part may be empty so that alg:none is refused by name, not as garbage.
@@ -18,13 +18,14 @@ const FORBIDDEN_HEADER_MEMBERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit', 'b64'];
 export interface VerifiedJobToken {
   identity: JobIdentity;
   kid: string;
-  /** Key for the single-use cache: the `jti`, or job id + iat when there is none (§1.5). */
+  /** Key for the single-use cache: the `jti`, or job id + iat when there is none (a Buildkite token is a bearer credential, so each is accepted once). */
   replayKey: string;
   claims: JWTPayload;
 }
 
 /**
- * Verifies a Buildkite OIDC job token (buildkite.md §1.3–1.5): size cap, compact
+ * Verifies a Buildkite OIDC job token (https://buildkite.com/docs/agent/v3/cli-oidc;
+ * checks per RFC 7519 §7.2 and RFC 8725 §3): size cap, compact
  * form, no duplicate members, algorithm allow-list, key by `kid` from the cached
  * JWKS, exact `iss` and `aud`, `exp`/`nbf`/`iat` with bounded leeway, the configured
  * organization, and the required claims. Each refusal names the check that failed.
@@ -157,7 +158,8 @@ function mapJoseError(err: unknown, cfg: PortConfig['buildkite']): Error {
     return reject('malformed', 'The subject token is not a well-formed JWT.', err);
   }
   if (err instanceof TypeError) {
-    // jose raises TypeError when the key does not fit the algorithm (security-notes §4.1 #5).
+    // jose raises TypeError when the key does not fit the algorithm (e.g. an RS256 token
+    // against an EC key; RFC 8725 §3.1).
     return reject('bad_signature', "The subject token's signature does not verify against Buildkite's key.", err);
   }
   return err instanceof Error ? err : new Error(String(err));

@@ -1,5 +1,6 @@
 /**
- * Buildkite OIDC claims → JobIdentity (buildkite.md §1.4). Pure: no signature or time
+ * Buildkite OIDC claims → JobIdentity (claim tables in
+ * https://buildkite.com/docs/agent/v3/cli-oidc). Pure: no signature or time
  * checks here — the token verifier does those first; `port policy test` and
  * `port policy explain` call this on hand-written claims.
  *

@@ -1,6 +1,6 @@
 /**
  * A Buildkite job's identity, built only from the verified claims of its OIDC token
- * (buildkite.md §1.4). Optional claims are present only when the agent asked for
+ * (claims: https://buildkite.com/docs/agent/v3/cli-oidc). Optional claims are present only when the agent asked for
  * them with `--claim`; absent stays absent so policies that need them fail closed.
  */
 export interface JobIdentity {
@@ -30,7 +30,7 @@ export interface JobIdentity {
   queueKey?: string;
   /** `agent_tag:NAME` claims, keyed by NAME. */
   agentTags: Record<string, string>;
-  /** The token's `jti` when present (seen in practice, not documented: §1.3). */
+  /** The token's `jti` when present (seen in real tokens but not in Buildkite's claim table, so optional). */
   jti?: string;
   /** `iat` and `exp` of the Buildkite token, seconds since the epoch. */
   issuedAt: number;

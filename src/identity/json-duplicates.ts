@@ -1,7 +1,7 @@
 /**
  * True when a JSON text has an object with the same member name twice. JSON.parse
  * keeps the last one; another parser may keep the first, so a JOSE header or claim
- * set with duplicates is refused (RFC 7515 §4, RFC 8725 §2.6, security-notes §4.1 #15).
+ * set with duplicates is refused (RFC 7515 §4, RFC 8725 §2.6).
  * Assumes `text` already parsed as JSON.
  */
 export function hasDuplicateMembers(text: string): boolean {

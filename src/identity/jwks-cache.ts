@@ -38,7 +38,8 @@ const DEFAULT_REQUEST_WAIT_MS = 2_000;
 const FIRST_RETRY_MS = 1_000;
 
 /**
- * Buildkite's JWKS, cached (buildkite.md §1.5; issue #9 item 2). Keys by `kid`.
+ * Buildkite's JWKS (https://agent.buildkite.com/.well-known/jwks, "OIDC URLs" in
+ * https://buildkite.com/docs/agent/v3/cli-oidc), cached. Keys by `kid`.
  *
  * - Refreshed in the background on a schedule (`start()`), each fetch under a total deadline,
  *   so a JWKS that hangs or drips holds nothing but that one fetch.

@@ -1,5 +1,5 @@
 /**
- * Cedar entities for the approvals flow (DESIGN "Cedar schema"): a `Build` as the
+ * Cedar entities for the approvals flow (Port's schema, schema.ts): a `Build` as the
  * principal of `unblock`, its `BlockStep` as the resource of `unblock` and
  * `approve`, and a `User` (in their groups) as the principal of `approve`. As for
  * jobs, ancestors are named directly so only entities with attributes are passed.

@@ -1,6 +1,6 @@
 /**
  * The one place Port touches cedar-wasm. The `/nodejs` entry is CommonJS and reads its
- * .wasm synchronously (security-notes §2.1); Node's ESM loader exposes its named exports,
+ * .wasm synchronously (https://www.npmjs.com/package/@cedar-policy/cedar-wasm); Node's ESM loader exposes its named exports,
  * so a plain import works under NodeNext.
  */
 export {

@@ -1,7 +1,7 @@
 /**
- * Turns a cedar-wasm answer into Port's Decision, failing closed (DESIGN "Fail closed"):
+ * Turns a cedar-wasm answer into Port's Decision, failing closed:
  * a `failure` answer, an exception, or any `diagnostics.errors` entry is a deny. Cedar
- * itself skips an erroring policy (security-notes §1.3) — for a `forbid` that would mean
+ * itself skips an erroring policy (https://docs.cedarpolicy.com/auth/authorization.html) — for a `forbid` that would mean
  * it silently stops protecting, so Port never lets an answer with errors allow.
  */
 import type { AuthorizationAnswer } from './cedar.js';
@@ -10,7 +10,7 @@ import type { Decision, DecisionError, DeterminingPolicy, PolicyInfo, PortAction
 /** Cedar messages may quote request values; keep reasons and logs bounded. */
 const MAX_MESSAGE = 300;
 
-/** A default deny names at most this many unmatched permits, then "and N more" (issue #9 item 10). */
+/** A default deny names at most this many unmatched permits, then "and N more". */
 export const NAMED_UNMATCHED = 3;
 
 /** Each named permit's @reason is authored text; bounded so the reason stays one short line. */

@@ -1,14 +1,15 @@
 /**
  * The policy engine: Port's policy folder, preparsed once per load, decided with
- * cedar-wasm's stateful API (security-notes §2.1, §2.3: ~0.2 ms per decision instead of
- * re-parsing policies and schema on every call). No file reads or parsing per request.
+ * cedar-wasm's stateful API (`preparsePolicySet`/`statefulIsAuthorized`, added in
+ * https://github.com/cedar-policy/cedar/pull/1831): a few hundred µs per decision instead of
+ * re-parsing policies and schema on every call (BENCHMARKS.md). No file reads or parsing per request.
  *
  * Reloads are all-or-nothing: a set that does not load is refused and the engine keeps
  * deciding with its last good set; a good set is preparsed under the spare id and then
  * switched to in one assignment. Cedar has no "drop" for a preparsed set; re-preparsing an
- * id replaces it (security-notes §2.1), so each engine alternates between two ids.
+ * id replaces it, so each engine alternates between two ids.
  *
- * Reloads are also atomic in effect (issue #9 item 7): a folder caught half-written — a
+ * Reloads are also atomic in effect: a folder caught half-written — a
  * file truncated by a non-atomic save and rewritten a moment later — parses as a smaller
  * set, and applying it would drop a `forbid` for that moment. So a set that loses
  * policies (or turns a forbid into something else) while the files that held them are
@@ -226,7 +227,7 @@ export class PolicyEngine {
     this.recheck = undefined;
   }
 
-  /** One throw-away decision so the wasm code is compiled before the server says ready (security-notes §2.4). */
+  /** One throw-away decision so the wasm code is compiled before the server says ready (V8 compiles wasm lazily, so the first decision is slow). */
   warmUp(): void {
     const { principal, entities } = jobRequestParts({
       subject: 'warm-up',

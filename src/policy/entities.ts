@@ -1,7 +1,7 @@
 /**
- * Cedar entities for a verified job (DESIGN.md "Cedar schema": entity ids and
- * attributes). Only what the token asserts goes in; anything unknown stays absent so
- * policies that need it don't match (DESIGN "Fail closed").
+ * Cedar entities for a verified job (entity ids and attributes as Port's schema,
+ * schema.ts, defines them). Only what the token asserts goes in; anything unknown stays absent so
+ * policies that need it don't match (fail closed).
  */
 import type { JobIdentity } from '../identity/job-identity.js';
 import { poolId } from '../identity/job-identity.js';

@@ -1,6 +1,6 @@
 /**
  * `port policy explain`: why a request is allowed or denied, for a person. Besides the
- * determining policies (Cedar's `diagnostics.reason`, security-notes §1.3) it lists, on a
+ * determining policies (Cedar's `diagnostics.reason`, https://docs.cedarpolicy.com/auth/authorization.html) it lists, on a
  * default deny, the permits written for this action that did not match — Cedar has no
  * notion of "almost matched", so these are where to look.
  */

@@ -33,7 +33,7 @@ export class RequestSpecError extends PortError {
 
 /**
  * Claims used where a case leaves one out: a push build of `acme/app` on main, on a
- * self-hosted agent, without tag or step key. `sub` is derived (buildkite.md §1.4).
+ * self-hosted agent, without tag or step key. `sub` is derived (https://buildkite.com/docs/agent/v3/cli-oidc).
  */
 export const DEFAULT_CLAIMS: Readonly<Record<string, unknown>> = {
   organization_slug: 'acme',
@@ -65,7 +65,7 @@ export function claimsWithDefaults(...layers: Readonly<Record<string, unknown>>[
   return claims;
 }
 
-/** `organization:ORG:pipeline:PIPE:ref:REF:commit:SHA:step:KEY` (buildkite.md §1.4). */
+/** `organization:ORG:pipeline:PIPE:ref:REF:commit:SHA:step:KEY` (https://buildkite.com/docs/agent/v3/cli-oidc). */
 function compoundSubject(c: Record<string, unknown>): string {
   const tag = typeof c.build_tag === 'string' && c.build_tag !== '' ? c.build_tag : undefined;
   const ref = tag !== undefined ? `refs/tags/${tag}` : `refs/heads/${String(c.build_branch)}`;

@@ -2,10 +2,11 @@
  * Loads the policy folder: every `*.cedar` file directly inside it (sorted by name; not
  * recursive; dot-files skipped so editor lock files don't count). Each policy must carry
  * a unique `@id("…")` — it becomes the policy's id in decisions, because cedar-wasm
- * otherwise numbers policies `policy0…` (security-notes §1.3) — and may carry
+ * otherwise numbers policies `policy0…` when given one policy text — and may carry
  * `@reason("…")`. The set is validated against Port's schema in strict mode, so an
  * unguarded optional attribute or a type error is refused here instead of erroring at
- * request time, where Cedar would silently skip the policy (security-notes §1.3).
+ * request time, where Cedar would silently skip the policy
+ * (https://docs.cedarpolicy.com/auth/authorization.html; https://docs.cedarpolicy.com/policies/validation.html).
  *
  * Every problem is located in the original file: each file is parsed and validated as
  * its own string, so Cedar's offsets are offsets into that file.

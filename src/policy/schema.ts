@@ -1,11 +1,11 @@
 /**
- * Port's Cedar schema (DESIGN.md, "Public contract" → "Cedar schema"). Namespace `Port`;
+ * Port's Cedar schema (https://docs.cedarpolicy.com/schema/human-readable-schema.html). Namespace `Port`;
  * extend it, never rename: policies and the decision log name these types and actions.
  *
- * Attribute names follow Buildkite's claim names (buildkite.md §1.4) so a policy reads like
+ * Attribute names follow Buildkite's claim names (https://buildkite.com/docs/agent/v3/cli-oidc) so a policy reads like
  * the token. Optional claims are optional attributes: strict validation then forces a
  * `has` test before use, so a policy can't match on a claim the job didn't send
- * (security-notes §1.3, "skip-on-error").
+ * (Cedar skips a policy whose evaluation errors: https://docs.cedarpolicy.com/auth/authorization.html).
  */
 export const SCHEMA_NAMESPACE = 'Port';
 
@@ -17,7 +17,7 @@ export const PORT_SCHEMA = `namespace Port {
   // id = "cluster_name/queue_key", from the token's optional claims.
   entity Pool;
   // id = the agent id (UUID). Tags = the token's agent_tag:NAME claims (set by whoever
-  // runs the agent, so not proof of anything: buildkite.md §1.4).
+  // runs the agent, so not proof of anything).
   entity Agent in [Pool] tags String;
 
   // An IdP group's name ("deployers").
@@ -81,7 +81,7 @@ export const PORT_SCHEMA = `namespace Port {
     resource: Credential,
     context: {},
   };
-  // path is the normalised path Port forwards (security-notes §4.2). aws_target: the
+  // path is the normalised path Port forwards (src/relay/path). aws_target: the
   // X-Amz-Target operation (DynamoDB_20120810.GetItem), only on aws_sigv4 upstreams that
   // forward that header and only when the caller sent one (test it with has first).
   // aws_query_keys: the query's parameter names, percent-decoded and lower-cased (S3's
@@ -111,7 +111,7 @@ export const PORT_SCHEMA = `namespace Port {
 }
 `;
 
-/** The actions of the schema, in the order DESIGN lists them. */
+/** The actions of the schema. */
 export const PORT_ACTIONS = ['exchange', 'assume', 'proxy', 'unblock', 'approve', 'scale'] as const;
 export type PortAction = (typeof PORT_ACTIONS)[number];
 

@@ -9,7 +9,7 @@
  *     claims: { organization_slug: acme }
  *   cases:
  *     - name: deploys from main may use the deploy token
- *       claims:                    # Buildkite token claims (buildkite.md §1.4), partial:
+ *       claims:                    # Buildkite token claims (see buildkite.com/docs/agent/v3/cli-oidc), partial:
  *         pipeline_slug: deploy    #   the rest come from DEFAULT_CLAIMS in job-request.ts
  *         build_branch: main
  *       action: assume             # exchange | assume | proxy

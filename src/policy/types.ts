@@ -57,7 +57,7 @@ export interface Decision {
   errors: DecisionError[];
   /** One sentence, e.g. `allowed by main-deploys: release from main`. */
   reason: string;
-  /** The policy set revision that decided (security-notes §3.4: log it). */
+  /** The policy set revision that decided (logged, so a decision can be traced to the policies of the time). */
   revision: string;
   /**
    * On a default deny only (no permit satisfied, no forbid, no error): the permits written

@@ -1,7 +1,7 @@
 /**
  * On a default deny, the permits a request was written against but did not satisfy —
- * what `port policy explain` lists and what a refusal names (issue #9 item 10). Cedar has
- * no notion of "almost matched" (security-notes §1.3), so this is by scope: a permit
+ * what `port policy explain` lists and what a refusal names. Cedar has
+ * no notion of "almost matched" (its answer names only determining policies), so this is by scope: a permit
  * counts when its action scope names the request's action and its resource scope holds
  * for the request's resource (`==`, `in`, `is`, `is … in`, evaluated as Cedar does over
  * the request's entities: https://docs.cedarpolicy.com/policies/syntax-policy.html#term-parc-resource).

@@ -41,7 +41,7 @@ interface Bucket {
 const STALE_SYNCS = 5;
 
 /**
- * Allowed relay requests are logged as decisions, not endpoints (issue #3): one entry
+ * Allowed relay requests are logged as decisions, not endpoints: one entry
  * per (job, token, upstream, method, determining policies) per window, with a request
  * count, so the relay's hot path never waits on the store. Per token, so the entry's
  * `context.port_token` (or `subject_token`) names the token that made every request it

@@ -14,8 +14,8 @@ export function isForwardedAmzHeader(name: string, forward: readonly string[]): 
 }
 
 /**
- * Drops every caller `x-amz-*` header the upstream doesn't forward, before signing (F5 of
- * the #5 review): they change what the service does, not only how — `x-amz-copy-source`
+ * Drops every caller `x-amz-*` header the upstream doesn't forward, before signing:
+ * they change what the service does, not only how — `x-amz-copy-source`
  * turns a PUT the policy allowed into CopyObject of any object the role can read,
  * `x-amz-acl`/`x-amz-grant-*` publish it, `x-amz-website-redirect-location` redirects it,
  * and `X-Amz-Target` picks the operation of JSON-protocol services (DynamoDB, KMS…) on

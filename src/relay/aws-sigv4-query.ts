@@ -3,7 +3,7 @@ import { RelayError } from './relay-error.js';
 
 /**
  * S3 sub-resources refused on `service: s3` upstreams unless `aws_sigv4.allow_subresources`
- * lists them (review G9). On S3 the query, not the method and path `proxy` decides on, picks
+ * lists them. On S3 the query, not the method and path `proxy` decides on, picks
  * these operations ("Amazon S3 subresources": the `?acl` of PutObjectAcl, the `?policy` of
  * PutBucketPolicy…), so a policy allowing `PUT` on a path would allow them all. Listed:
  * those that change who may read or write (acl, policy, publicAccessBlock,

@@ -27,7 +27,7 @@ export interface RelayCaller {
   /** The build creator's lower-cased e-mail when known (Port tokens: `build_creator`). */
   creator?: string;
   /**
-   * What every relay decision record about this caller carries (common.md's convention):
+   * What every relay decision record about this caller carries (the decision log's convention):
    * `job` (the identity claims, with `build_creator` when known), the token as the SHA-256
    * of its jti — `port_token`, or for a Buildkite token `subject_token` — and `token_kind`.
    * Computed once per verified token, not per request.
@@ -54,7 +54,7 @@ export class CallerAuthenticator {
     private readonly buildkite: BuildkiteTokenVerifier | undefined,
     /** The build's creator for Buildkite tokens (a Port token carries it as `build_creator`). */
     private readonly creators?: BuildCreatorLookup,
-    /** Per-source limit on tokens that don't verify (issue #9 item 8); verified callers never meet it. */
+    /** Per-source limit on tokens that don't verify, so junk can't fill the decision log; verified callers never meet it. */
     private readonly refusals?: RefusalThrottle,
   ) {}
 
@@ -106,10 +106,10 @@ export class CallerAuthenticator {
         const v = await this.buildkite.verify(token);
         const found = this.creators ? await this.creators.creatorOf(v.identity) : undefined;
         const creator = found?.status === 'known' ? found.email : undefined;
-        // As at the exchange (review G2): the directory's "inactive" refuses on its own. Not cached: asked again next time.
+        // As at the exchange: the directory's "inactive" refuses on its own. Not cached: asked again next time.
         if (found?.status === 'known' && found.user?.active === false) throw unauthorized('invalid_token', CREATOR_INACTIVE_MESSAGE);
         // A failed creator lookup is remembered as such: a user revocation then refuses the token (fail closed).
-        // The token's own jti, as a token revocation names it (review G11); v.replayKey is the replay cache's.
+        // The token's own jti, as a token revocation names it; v.replayKey is the replay cache's.
         const facts = buildkiteTokenFacts(v, creator, found !== undefined && creatorLookupFailed(found));
         const { job, subject_token } = identityContext(v);
         return {

@@ -28,7 +28,7 @@ interface Entry {
 
 /**
  * A build creator's directory record (`active`, groups) for the relay's `proxy`
- * decisions (DESIGN: `Job.creator`, `User in [Group]`), without a store read per
+ * decisions (`Job.creator`, `User in [Group]` in Port's schema), without a store read per
  * request. A record is reused for at most `ttlMs` and dropped at once by `forget` when
  * any Port process changes the person (SCIM, SSO sign-in: port-server wires the store's
  * change feed here), so a deactivation or a lost group applies to the next request. While

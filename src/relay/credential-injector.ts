@@ -37,7 +37,7 @@ export function buildInjector(inject: InjectConfig | undefined): Injector {
 /**
  * Sets the upstream's credential as the only field of its name: any header that a CGI-style
  * upstream would read as the same variable (`X_Api_Key` for `X-Api-Key`, RFC 3875 §4.1.18)
- * goes first, so the caller's value can't be merged with or win over the injected one (issue #9).
+ * goes first, so the caller's value can't be merged with or win over the injected one.
  */
 function set(headers: Record<string, string | string[]>, name: string, value: string): void {
   dropCgiAliases(headers, name);

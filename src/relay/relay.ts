@@ -50,7 +50,7 @@ export interface RelayDeps {
 }
 
 /**
- * The relay (DESIGN capability 3): `/relay/<upstream>/<path…>` is a streaming reverse
+ * The relay: `/relay/<upstream>/<path…>` is a streaming reverse
  * proxy. Every request is authenticated, its path normalised before policy, decided
  * with `proxy`, stripped of the caller's credentials, given the upstream's, and
  * streamed both ways with back-pressure. Nothing reaches the upstream unless allowed.
@@ -80,7 +80,7 @@ export class Relay {
 
   /**
    * Relay paths, and every target that is not origin-form (`http://host/…`, `*`): the
-   * relay refuses those with 400 `invalid_path` (RFC 9112 §3.2; security-notes §4.2).
+   * relay refuses those with 400 `invalid_path` (RFC 9112 §3.2).
    */
   handles(url: string | undefined): boolean {
     if (url === undefined) return false;
@@ -107,7 +107,7 @@ export class Relay {
     const target = normalizeRelayPath(req.url ?? '', this.pathOptions);
     const route = this.routes.get(target.upstream);
     if (!route) throw new RelayError('unknown_upstream', `No upstream named "${target.upstream}" is configured.`, 404);
-    // The remote address: a token that does not verify counts against it (issue #9 item 8).
+    // The remote address: a token that does not verify counts against it (per-source refusal limit).
     const caller = await this.deps.auth.authenticate(req.headers, Date.now(), req.socket.remoteAddress);
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > route.config.maxBody) {
@@ -180,7 +180,7 @@ export class Relay {
   /**
    * The creator's directory record, undefined when Port has none (policies that need it
    * don't match). A store that doesn't answer refuses the request: deciding without the
-   * creator could skip a `forbid` on their groups (DESIGN: fail closed).
+   * creator could skip a `forbid` on their groups (fail closed).
    */
   private async creatorOf(email: string): Promise<CreatorInfo | undefined> {
     try {
@@ -247,7 +247,7 @@ export class Relay {
     });
   }
 
-  /** SigV4 with the calling job's own session of the upstream's aws_role credential (issue #5). */
+  /** SigV4 with the calling job's own session of the upstream's aws_role credential. */
   private async signForAws(
     inject: { service: string; region: string; credential: string; forwardHeaders: string[] },
     route: UpstreamRoute,

@@ -4,7 +4,7 @@ import { tokenFacts, type TokenFacts } from './token-facts.js';
 /**
  * Revocation facts of a verified Buildkite token (the exchange, the relay,
  * /v1/credentials). `jti` is the token's own `jti`, as `POST /v1/revocations
- * {"scope":"token"}` names it (review G11) — never the replay key (`jti:<id>`, the
+ * {"scope":"token"}` names it — never the replay key (`jti:<id>`, the
  * single-use cache's). A token without a `jti` gets its replay key (`job:…`, no UUID, so
  * no token revocation names it): revoke its job instead.
  */

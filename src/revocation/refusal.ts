@@ -7,7 +7,7 @@ import { revocationEnd, type Refusal } from './revocation-list.js';
 
 /**
  * A build whose creator Port's directory holds as inactive (SCIM deactivated or deleted
- * them): refused in its own right, whatever the revocations say (review G2). The person
+ * them): refused in its own right, whatever the revocations say. The person
  * is not named: the caller learns only why.
  */
 export const CREATOR_INACTIVE_MESSAGE = "The person who started this build is deactivated in Port's directory; the tokens of their builds are refused.";

@@ -59,7 +59,7 @@ export interface NewRevocation {
  * Why a token is refused: a revocation covers it, or a revocation is in force whose
  * reach Port can't rule out for it — a pool revocation and a token that doesn't name its
  * pool, a user revocation and a token whose build creator Port couldn't learn. Those
- * fail closed (DESIGN "Fail closed").
+ * fail closed.
  */
 export type Refusal =
   | { kind: 'revoked'; revocation: Revocation }
@@ -273,7 +273,7 @@ export class RevocationList {
   /**
    * Whether the job's end is recorded: a `job.finished` (`webhook`) or pre-exit (`job`)
    * revocation of it is in force. An admin's revocation doesn't count: it may be lifted,
-   * and a finished job must stay finished (review G5), so `job.finished` records its own.
+   * and a finished job must stay finished, so `job.finished` records its own.
    */
   isJobRevoked(jobId: string, now = Date.now()): boolean {
     this.checkCurrent(now);

@@ -1,5 +1,5 @@
 /**
- * Revocation and its effects (DESIGN capability 6): the revocation is durable before
+ * Revocation and its effects: the revocation is durable before
  * anything is answered; then the approval requests it covers are closed, a revoked
  * person's sessions end, and the result says, per brokered credential, what revoking can
  * and can't do to it. Lifting ends a revocation early.
@@ -202,7 +202,7 @@ export class RevocationService {
    * Lifts the revocations of a thing that are in force (those of LIFTABLE_ORIGINS, or only
    * `origin`'s), durably; one decision-log entry (action `unrevoke`) when anything was lifted.
    * SCIM's lift of a person is decided by the directory at the time of the lift, not by the
-   * write that asked for it: a re-activation racing a deactivation (review G4) lifts
+   * write that asked for it: a re-activation racing a deactivation lifts
    * nothing while the person reads inactive, and never a revocation made after the read.
    */
   async lift(input: LiftInput): Promise<LiftResult> {

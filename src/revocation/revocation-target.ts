@@ -1,6 +1,6 @@
 /**
- * What can be revoked and how each id is spelled (DESIGN capability 6, "Cedar schema"
- * entity ids). One zod schema, used at the HTTP edge, in the CLI and by the service.
+ * What can be revoked and how each id is spelled (the entity ids of Port's Cedar schema,
+ * src/policy/schema.ts). One zod schema, used at the HTTP edge, in the CLI and by the service.
  */
 import { z } from 'zod';
 import { formatDuration, parseDuration } from '../config/duration.js';
@@ -18,7 +18,8 @@ export class InvalidRevocationError extends PortError {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// Buildkite slugs: lower-case letters, digits and dashes (buildkite.md §1.4 examples).
+// Buildkite slugs: lower-case letters, digits and dashes (the example tokens in
+// https://buildkite.com/docs/agent/v3/cli-oidc).
 const SLUG = '[a-z0-9][a-z0-9_-]{0,99}';
 const BUILD = new RegExp(`^${SLUG}/${SLUG}/(0|[1-9][0-9]{0,11})$`);
 // Cluster names and queue keys are free-form but never contain `/`, control characters or spaces.

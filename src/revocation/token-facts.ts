@@ -13,7 +13,7 @@ export const POOL_CLAIMS = ['cluster_name', 'queue_key'] as const;
 
 /**
  * What a revocation check needs to know about a presented token: every scope it can
- * be revoked by (DESIGN capability 6: token, job, build, user, agent, pool).
+ * be revoked by (token, job, build, user, agent, pool).
  */
 export interface TokenFacts {
   jti: string;

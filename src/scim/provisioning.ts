@@ -1,5 +1,5 @@
 /**
- * SCIM provisioning (DESIGN capability 5): applies SCIM writes to the store and makes
+ * SCIM provisioning: applies SCIM writes to the store and makes
  * their effect on access immediate. SCIM is authoritative for a provisioned person's
  * `active` and groups (the store re-derives their UserRecord in the same transaction,
  * so the next Cedar decision reads it). Then:
@@ -257,7 +257,7 @@ export class ScimProvisioning {
       if (before?.active !== true) {
         // (Re-)activated: what SCIM revoked when it deprovisioned them is lifted (an admin's revocation stays).
         // A failed lift leaves them revoked (fail closed) until SCIM re-activates them again or an admin lifts it;
-        // `kept`: the person read inactive by the time of the lift (a deactivation raced this write, review G4).
+        // `kept`: the person read inactive by the time of the lift (a deactivation raced this write).
         let lift: string | undefined;
         if (this.deps.liftUser) lift = await this.deps.liftUser(email, 'SCIM re-activated the user').then(liftOutcome, () => 'failed');
         records.push(this.record(email, 'scim_provision', 'SCIM provisioned the user as active', { scim, groups: after.groups, ...(lift ? { revocation_lift: lift } : {}) }));

@@ -143,7 +143,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
             // 30 s); sweep often enough that the configured limit is the real one.
             connectionsCheckingInterval: Math.min(1000, config.relay.clientHeaderTimeout * 250),
             requestTimeout: 0,
-            // Never the lenient parser: it is how smuggling gets in (security-notes §4.2).
+            // Never the lenient parser: Node documents that it exposes the application to
+            // request smuggling (https://nodejs.org/api/cli.html#--insecure-http-parser).
             insecureHTTPParser: false,
           },
           (req, res) => (relay?.handles(req.url) ? void relay.handle(req, res) : handler(req, res)),
@@ -164,7 +165,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
           ? false
           : {
               level: config.server.logLevel,
-              // Credentials never reach the log (DESIGN: reasons, not payloads).
+              // Credentials never reach the log: it records reasons, not payloads.
               redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["proxy-authorization"]'],
             },
       bodyLimit: config.server.bodyLimit,
@@ -191,7 +192,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       // A set that lost policies while their files are still there (a half-written save?) waits for a quiet folder.
       onDeferred: (d) => app.log.warn({ revision: d.revision, lost: d.lost, quiet_period_ms: d.quietPeriodMs }, `policy reload deferred: ${d.reason}`),
     });
-    // Compile the wasm paths before /readyz says ready (security-notes §2.4).
+    // Compile the wasm paths before /readyz says ready: the first Cedar decision in a
+    // process otherwise pays a few hundred milliseconds of lazy wasm compilation.
     policy.warmUp();
     const warmed = true;
 
@@ -205,7 +207,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     });
     checkpointer.start();
     // Unauthenticated refusals are throttled per source and counted per window, so junk
-    // can't fill the disk (issue #9 item 8); every other decision is logged one by one.
+    // can't fill the disk; every other decision is logged one by one.
     const log = new RefusalLog(
       {
         windowSeconds: config.audit.refusalWindow,
@@ -217,12 +219,12 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const verifier = new BuildkiteTokenVerifier(config.buildkite, {
       onJwksError: (err) => app.log.warn({ jwks: { reason: err.reason } }, `Buildkite JWKS refresh failed (${err.message}); cached keys stay in use until jwks_max_age`),
     });
-    // Buildkite's keys are fetched now and refreshed in the background (issue #9): requests
+    // Buildkite's keys are fetched now and refreshed in the background: requests
     // never wait for a routine refresh. Waits at most jwks_request_wait; /readyz tells the rest.
     stopJwks = () => verifier.jwks.stop();
     await verifier.jwks.start();
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
-    // A Buildkite token lives up to 2 h (buildkite.md §1.2); the Port token after it, token_ttl.
+    // A Buildkite token lives up to 2 h (https://buildkite.com/docs/platform/limits); the Port token after it, token_ttl.
     const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS;
     const revocationService = new RevocationService({ revocations, store, log, maxTokenLifetime, knowsCreators: config.buildkite.apiToken !== undefined });
     // Who started each build (the token doesn't say): short timeout, one retry — an
@@ -343,7 +345,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     revocationRoutes(app, { service: revocationService, admin: adminAuthenticator(config.server.adminToken), issuer, audiences: config.issuer.audiences, log, refusals: log });
     credentialRoutes(app, { config, credentials: credentialService, secrets, admin: adminAuthenticator(config.server.adminToken) });
     if (config.scim) {
-      // SCIM deprovisioning revokes at once (DESIGN capability 5): everything the person started or holds.
+      // SCIM deprovisioning revokes at once: everything the person started or holds.
       const provisioning = new ScimProvisioning({
         store,
         log,

@@ -4,7 +4,8 @@
  * `Authorization: Token …` and a JSON body whose empty keys are omitted; errors read
  * `POST <url>: <status line>: <message>` like the agent's `api.ErrorResponse`.
  * Retries follow `clicommand/oidc_request_token.go`: up to 5 attempts, exponential
- * backoff from 2 s, no retry after 400, 401, 403 or 422 (buildkite.md §1.1).
+ * backoff from 2 s, no retry after 400, 401, 403 or 422
+ * (https://github.com/buildkite/agent/blob/main/clicommand/oidc_request_token.go).
  */
 import type { AgentIo, AgentLogger } from './agent-io.js';
 

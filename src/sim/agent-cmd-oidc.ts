@@ -1,6 +1,6 @@
 /**
  * `buildkite-agent oidc request-token`, as `buildkite/agent:clicommand/oidc_request_token.go`
- * (v3.121) behaves (buildkite.md §1.1): the flags and their env vars, the lifetime and format
+ * (v3.121) behaves (https://buildkite.com/docs/agent/v3/cli-oidc): the flags and their env vars, the lifetime and format
  * checks, the Agent API call with retries, redaction through the Job API unless
  * `--skip-redaction`, then the JWT (or the GCP executable-credential JSON) on stdout.
  */
@@ -97,7 +97,7 @@ export async function oidcRequestToken(args: readonly string[], io: AgentIo): Pr
     throw new CommandError(err instanceof AgentApiError || err instanceof Error ? err.message : String(err));
   }
 
-  // Redaction is on by default since v3.104.0 and needs the Job API (buildkite.md §1.1).
+  // Redaction is on by default since v3.104.0 (https://buildkite.com/docs/agent/v3/cli-oidc) and needs the Job API.
   if (!boolFlag(values, 'skip-redaction')) {
     let client: JobApiClient;
     try {

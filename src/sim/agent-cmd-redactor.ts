@@ -3,7 +3,7 @@
  * `buildkite/agent:clicommand/redactor_add.go` behaves: reads the file or stdin, `none`
  * redacts the whole trimmed input, `json` every value of a flat string object, and sends
  * each to the Job API. Port's plugin can use it to keep a Port token out of job logs,
- * as github-api-proxy does with its proxy token (buildkite.md §1.5).
+ * as github-api-proxy does with its proxy token (https://github.com/buildkite/github-api-proxy).
  */
 import { describeFlags, parseFlags, stringFlag, type FlagSpec } from './agent-flags.js';
 import { API_FLAGS, GLOBAL_FLAGS } from './agent-global-flags.js';

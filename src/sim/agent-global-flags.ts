@@ -5,7 +5,7 @@
  */
 import type { FlagSpec } from './agent-flags.js';
 
-/** Default Agent API endpoint up to v3.121.x (buildkite.md §1.2). */
+/** Default Agent API endpoint up to v3.121.x (the agent's `--endpoint` default, clicommand/global.go in github.com/buildkite/agent). */
 export const DEFAULT_ENDPOINT = 'https://agent.buildkite.com/v3';
 
 export const GLOBAL_FLAGS: readonly FlagSpec[] = [

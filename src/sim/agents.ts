@@ -1,5 +1,5 @@
 /**
- * The simulator's agents (buildkite.md §4.2 "Agent object fields"). Every job created
+ * The simulator's agents (https://buildkite.com/docs/apis/rest-api/agents). Every job created
  * through the OIDC side runs on an agent, so `GET …/agents/{agent_id}` answers for the
  * `agent_id` in that job's tokens; further agents can be created directly.
  */

@@ -1,6 +1,7 @@
 /**
  * Shapes of the simulator's builds, users, agents, unblock records and webhook
- * deliveries (buildkite.md §3–§4). Objects handed out are live views: read them after a
+ * deliveries (https://buildkite.com/docs/apis/rest-api, https://buildkite.com/docs/apis/webhooks/pipelines,
+ * https://buildkite.com/docs/pipelines/configure/step-types/block-step). Objects handed out are live views: read them after a
  * REST call to see its effect; change them only through the simulator's methods.
  */
 import type { BuildSource, SimJob } from './types.js';
@@ -21,7 +22,7 @@ export interface SimUserInit {
   id?: string;
 }
 
-/** A block step's field, as in `pipeline.yml` (§4.4). */
+/** A block step's field, as in `pipeline.yml` (block step docs). */
 export type SimBlockField =
   | { text: string; key: string; hint?: string; required?: boolean; default?: string; format?: string }
   | {
@@ -34,10 +35,10 @@ export type SimBlockField =
       default?: string | string[];
     };
 
-/** A build's state while blocked at a step with this `blocked_state` (§4.4; default `passed`). */
+/** A build's state while blocked at a step with this `blocked_state` (block step docs; default `passed`). */
 export type SimBlockedState = 'passed' | 'failed' | 'running';
 
-/** A pipeline step of a simulated build: `command`, `wait` and `block` (§4.4). */
+/** A pipeline step of a simulated build: `command`, `wait` and `block`. */
 export type SimStepInit =
   | { type: 'command'; key?: string; label?: string; command?: string; agentTags?: Record<string, string> }
   | { type: 'wait'; key?: string }
@@ -112,11 +113,11 @@ export interface SimBuild {
   readonly source: BuildSource;
   readonly creator: SimUser | null;
   readonly author: SimAuthor | null;
-  /** REST `state`: a blocked build keeps the state its block step names (§3). */
+  /** REST `state`: a blocked build keeps the state its block step names (`blocked_state`). */
   readonly state: SimBuildState;
   readonly blocked: boolean;
   readonly jobs: readonly SimBuildJob[];
-  /** Build meta-data; block-step field values land here on unblock (§4.4). */
+  /** Build meta-data; block-step field values land here on unblock (block step docs). */
   readonly metaData: Readonly<Record<string, string>>;
   readonly createdAt: Date;
   readonly startedAt: Date | null;
@@ -125,7 +126,7 @@ export interface SimBuild {
 
 export type SimAgentConnectionState = 'never_connected' | 'connected' | 'disconnected' | 'stopping' | 'stopped' | 'lost';
 
-/** An agent (§4.2 "Agent object fields"). */
+/** An agent (https://buildkite.com/docs/apis/rest-api/agents). */
 export interface SimAgent {
   readonly id: string;
   readonly name: string;
@@ -156,7 +157,7 @@ export interface SimAgentInit {
   creator?: SimUser | null;
 }
 
-/** One `PUT …/unblock` the simulator received, answered or refused (§4.2). */
+/** One `PUT …/unblock` the simulator received, answered or refused ("Unblock a job", https://buildkite.com/docs/apis/rest-api/jobs). */
 export interface UnblockCall {
   readonly at: Date;
   readonly jobId: string;
@@ -183,7 +184,7 @@ export interface ApiRequestRecord {
   readonly status: number;
 }
 
-/** How a webhook proves itself (§3): an HMAC key (`X-Buildkite-Signature`) or a plain token (`X-Buildkite-Token`). */
+/** How a webhook proves itself (https://buildkite.com/docs/apis/webhooks/pipelines): an HMAC key (`X-Buildkite-Signature`) or a plain token (`X-Buildkite-Token`). */
 export type WebhookAuth = { secret: string } | { token: string };
 
 export interface DeliverWebhookOptions {

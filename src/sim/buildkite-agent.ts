@@ -1,6 +1,6 @@
 /**
  * A `buildkite-agent` stand-in that behaves like the real CLI for what Port's jobs run
- * (buildkite.md §1.1): `oidc request-token` and `redactor add`. Tests and the demo put a
+ * (https://buildkite.com/docs/agent/v3/cli-oidc): `oidc request-token` and `redactor add`. Tests and the demo put a
  * directory holding the shim from `writeBuildkiteAgentShim` on PATH, set the job's env
  * (`BuildkiteSimulator.jobEnv`), and run hooks unchanged.
  */

@@ -1,17 +1,20 @@
 /**
- * A local, faithful stand-in for Buildkite's OIDC token service (buildkite.md §1),
+ * A local, faithful stand-in for Buildkite's OIDC token service
+ * (https://buildkite.com/docs/agent/v3/cli-oidc, https://buildkite.com/docs/pipelines/security/oidc),
  * because Buildkite itself cannot be reached from tests or the demo. It serves:
  *
  * - `GET /.well-known/jwks` and `GET /.well-known/openid-configuration` (oidc.md "OIDC URLs");
- * - the Agent API call `POST /v3/jobs/{job_id}/oidc/tokens` (buildkite.md §1.2), authenticated
+ * - the Agent API call `POST /v3/jobs/{job_id}/oidc/tokens` (api/oidc.go in
+ *   https://github.com/buildkite/agent), authenticated
  *   with `Authorization: Token <job token>` of that very job;
  *
- * and signs tokens exactly in Buildkite's format (§1.3–1.4): RS256, header `{kid, alg}` with
+ * and signs tokens exactly in Buildkite's format (the claim tables of the OIDC page and the
+ * real token in https://github.com/rubygems/rubygems.org/issues/5412): RS256, header `{kid, alg}` with
  * no `typ`, Buildkite's claims in Buildkite's order. Methods (not HTTP) drive tests and the
  * demo: create and finish jobs, mint tokens directly, rotate keys, take the JWKS down.
  *
- * It also serves the REST API under `/v2/…` (§4) with users, builds with block steps,
- * agents and the unblock endpoint, and sends webhooks (§3): see `rest-sim.ts`.
+ * It also serves the REST API under `/v2/…` (https://buildkite.com/docs/apis/rest-api) with users, builds with block steps,
+ * agents and the unblock endpoint, and sends webhooks (https://buildkite.com/docs/apis/webhooks/pipelines): see `rest-sim.ts`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -250,7 +253,7 @@ export class BuildkiteSimulator {
     this.injectedFailures = { remaining: count, status };
   }
 
-  // ---- REST API, builds, users and webhooks (buildkite.md §3–§4; see rest-sim.ts) ----
+  // ---- REST API, builds, users and webhooks (see rest-sim.ts) ----
 
   /** The REST API's origin (Port's `buildkite.api_url`); paths start `/v2/`. */
   get apiUrl(): string {
@@ -295,7 +298,7 @@ export class BuildkiteSimulator {
     return this.rest.builds.finishJob(typeof job === 'string' ? job : job.id, outcome);
   }
 
-  /** Cancels a build; unblocking its jobs then fails with 422 (§4.2). */
+  /** Cancels a build; unblocking its jobs then fails with 422 ("Unblock a job", https://buildkite.com/docs/apis/rest-api/jobs). */
   cancelBuild(build: SimBuild | string): SimBuild {
     return this.rest.builds.cancel(typeof build === 'string' ? build : build.id);
   }
@@ -349,12 +352,12 @@ export class BuildkiteSimulator {
     return this.rest.pingPayload(url);
   }
 
-  /** POSTs a webhook as Buildkite does, signed (`{secret}`) or with a token (`{token}`), §3. */
+  /** POSTs a webhook as Buildkite does, signed (`{secret}`) or with a token (`{token}`): https://buildkite.com/docs/apis/webhooks/pipelines. */
   deliverWebhook(url: string, event: string, payload: unknown, auth: WebhookAuth, opts?: DeliverWebhookOptions): Promise<WebhookDelivery> {
     return this.rest.deliverWebhook(url, event, payload, auth, opts);
   }
 
-  /** Sends `build.finished` with `blocked: true` for a blocked build (§3). */
+  /** Sends `build.finished` with `blocked: true` for a blocked build (https://buildkite.com/docs/apis/webhooks/pipelines/build-events). */
   blockAndNotify(url: string, build: SimBuild, auth: WebhookAuth, opts?: DeliverWebhookOptions): Promise<WebhookDelivery> {
     return this.rest.blockAndNotify(url, build, auth, opts);
   }
@@ -432,7 +435,7 @@ export class BuildkiteSimulator {
   }
 
   /**
-   * Unconfirmed contents (buildkite.md §1.3: only RS256 is confirmed in practice). `jwks_uri`
+   * Unconfirmed contents (Buildkite documents the URL, not the document; real tokens are RS256). `jwks_uri`
    * points at this server even when `issuer` is set to Buildkite's real one, so clients can fetch it.
    */
   private discovery(): Record<string, unknown> {
@@ -471,7 +474,7 @@ export class BuildkiteSimulator {
   }
 
   /**
-   * `Authorization: Token <job token>` (buildkite.md §1.2). A job token mints only for its own
+   * `Authorization: Token <job token>` (api/oidc.go in https://github.com/buildkite/agent). A job token mints only for its own
    * job (`pages/agent/self_hosted/tokens.md`): unknown or finished-job tokens are 401, a valid
    * token used for another job is 403. Unconfirmed: the exact statuses and messages.
    */

@@ -1,16 +1,18 @@
 /**
- * The simulator's builds and how they move (buildkite.md §3–§4, kept simple):
+ * The simulator's builds and how they move (https://buildkite.com/docs/apis/rest-api/builds,
+ * https://buildkite.com/docs/apis/webhooks/pipelines; kept simple):
  *
  * - a new build's steps before its first block step have already passed, so a build
  *   with a block step is blocked at once: the block's `manual` job is `blocked` and
  *   `unblockable`, the build `blocked: true` with the state its `blocked_state` names;
  * - unblocking marks the job `unblocked` (with `unblocked_by`, `unblocked_at`), stores
- *   the field values as build meta-data (§4.4) and starts the next command jobs — each
+ *   the field values as build meta-data (block step docs) and starts the next command jobs — each
  *   then also exists as an OIDC job that can mint tokens;
  * - finishing jobs moves the build on to its next block step or to its end.
  *
  * State changes are reported as the webhook events Buildkite would send: `build.finished`
- * when a build blocks or ends (§3 "Detecting a block step"), `job.finished`, and
+ * when a build blocks or ends (a blocked build is announced as `build.finished` with
+ * `blocked: true`, https://buildkite.com/docs/apis/webhooks/pipelines/build-events), `job.finished`, and
  * `job.activated` after an unblock.
  */
 import type {
@@ -37,7 +39,7 @@ export type BuildEvent =
   | { event: 'build.finished'; build: SimBuild }
   | { event: 'job.finished' | 'job.activated'; build: SimBuild; job: SimBuildJob };
 
-/** Buildkite's refusals of `PUT …/unblock` (§4.2). The last one is unconfirmed wording. */
+/** Buildkite's refusals of `PUT …/unblock` ("Unblock a job", https://buildkite.com/docs/apis/rest-api/jobs). The last one is unconfirmed wording. */
 export const UNBLOCK_REFUSALS = {
   wrongType: 'This job type cannot be unblocked',
   badUnblocker: 'Unblocker is not a valid user id for this organization',
@@ -129,7 +131,7 @@ export class BuildRegistry {
   }
 
   /**
-   * `PUT …/jobs/{id}/unblock` (§4.2): checks in Buildkite's order of concern, then
+   * `PUT …/jobs/{id}/unblock` ("Unblock a job"): checks in Buildkite's order of concern, then
    * unblocks, crediting `unblocker` or else `tokenOwner`. Throws `SimApiError` to refuse.
    */
   unblock(jobId: string, request: { unblocker?: string; fields?: unknown }, tokenOwner: SimUser): SimBuildJob {
@@ -238,7 +240,7 @@ export class BuildRegistry {
         job.state = 'passed';
         continue;
       }
-      // A block step reached: the build is blocked and `build.finished` fires (§3).
+      // A block step reached: the build is blocked and `build.finished` fires (with `blocked: true`).
       Object.assign(job, { state: 'blocked', unblockable: true });
       Object.assign(build, { blocked: true, state: job.blockedState, finishedAt: new Date() });
       this.emit({ event: 'build.finished', build });

@@ -1,8 +1,8 @@
 /**
  * Builds the claims of a Buildkite OIDC token for a job and a token request, and
- * refuses requests Buildkite would refuse. Sources: buildkite.md §1.2 (lifetime cap),
- * §1.3 (`jti`) and §1.4 (claims), i.e. Buildkite's `pages/agent/cli/reference/oidc.md`
- * and the real token sample in rubygems/rubygems.org#5412.
+ * refuses requests Buildkite would refuse. Sources: https://buildkite.com/docs/agent/v3/cli-oidc
+ * (claims), https://buildkite.com/docs/platform/limits (the 2-hour lifetime cap), and the
+ * real token sample (with `jti`) in https://github.com/rubygems/rubygems.org/issues/5412.
  *
  * Assumptions the docs do not settle are marked "Unconfirmed" and kept here only.
  */

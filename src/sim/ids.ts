@@ -1,6 +1,6 @@
 /**
  * Identifier shapes the simulator hands out, chosen to look like Buildkite's
- * (buildkite.md §1.3–1.4): UUIDs for jobs, agents, builds, pipelines, clusters and
+ * (https://buildkite.com/docs/agent/v3/cli-oidc): UUIDs for jobs, agents, builds, pipelines, clusters and
  * queues; 40-hex commit SHAs; a UUIDv7-shaped `jti`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';

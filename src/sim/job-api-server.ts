@@ -1,10 +1,10 @@
 /**
  * A stand-in for the agent's local Job API: HTTP over a Unix socket named by
  * `BUILDKITE_AGENT_JOB_API_SOCKET`, authenticated with `Authorization: Bearer
- * $BUILDKITE_AGENT_JOB_API_TOKEN` (buildkite.md §2.1; `buildkite/agent:jobapi/`).
+ * $BUILDKITE_AGENT_JOB_API_TOKEN` (https://buildkite.com/docs/apis/agent-api/internal-job; `buildkite/agent:jobapi/`).
  * Only the redaction routes are served — `POST|GET /api/current-job/v0/redactions`
  * — because `oidc request-token` needs them (redaction is on by default since
- * v3.104.0, buildkite.md §1.1) and `redactor add` uses them. The real agent runs one
+ * v3.104.0, https://buildkite.com/docs/agent/v3/cli-oidc) and `redactor add` uses them. The real agent runs one
  * socket per job; one socket with per-job tokens looks the same to a client.
  * Errors answer `{"error": …}` like the agent's `internal/socket` server.
  */

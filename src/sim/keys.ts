@@ -1,7 +1,9 @@
 /**
  * The simulator's signing keys: RSA-2048, RS256, each with a `kid` of 64 lowercase
- * hex characters (buildkite.md §1.3: real tokens carry `{"kid": <64 hex>, "alg": "RS256"}`
- * and Buildkite's own verifier loads only JWKS keys with `use: sig` and `alg: RS256`).
+ * hex characters (the real token in https://github.com/rubygems/rubygems.org/issues/5412
+ * carries `{"kid": <64 hex>, "alg": "RS256"}`,
+ * and Buildkite's own verifier, internal/oidc/verifier.go in https://github.com/buildkite/github-api-proxy,
+ * loads only JWKS keys with `use: sig` and `alg: RS256`).
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 

@@ -2,7 +2,7 @@
  * Fault injection for the simulated REST API: an outage that answers every `/v2/…` call
  * with a 5xx (`unavailable`), or holds every call unanswered (`hang`) until it ends — after
  * `seconds`, or when cleared. Buildkite's API can be down or slow while a build blocks;
- * Port must neither lose the work nor stall on it (issue #9 item 3).
+ * Port must neither lose the work nor stall on it.
  */
 import { isRecord } from './http.js';
 import { SimApiError } from './errors.js';

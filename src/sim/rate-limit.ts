@@ -1,5 +1,5 @@
 /**
- * The REST rate-limit window (buildkite.md §4.1): a fixed window of `windowSeconds`
+ * The REST rate-limit window (https://buildkite.com/docs/apis/rest-api/rate-limits): a fixed window of `windowSeconds`
  * allowing `limit` requests, reported in `RateLimit-*` headers on every answer.
  * Enforcement (429 once exhausted) is off unless asked for, so long test runs and the
  * benchmark are not throttled; the headers are sent either way.

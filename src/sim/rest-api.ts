@@ -1,5 +1,5 @@
 /**
- * The simulated REST API's routes (buildkite.md §4.2), past authentication:
+ * The simulated REST API's routes (https://buildkite.com/docs/apis/rest-api), past authentication:
  *
  * - `GET  /v2/organizations/{org}/pipelines/{pipeline}/builds/{number}` (`exclude_jobs`, `exclude_pipeline`)
  * - `GET  …/builds/{number}/jobs` (cursor pagination: `items` + `links.next`; `state[]`, `per_page`, `after`)
@@ -43,7 +43,7 @@ const ROUTES: { method: string; pattern: RegExp; name: string }[] = [
   { method: 'GET', pattern: new RegExp(`^${BUILD}/jobs$`), name: 'buildJobs' },
   { method: 'GET', pattern: new RegExp(`^${BUILD}/jobs/([^/]+)$`), name: 'buildJob' },
   { method: 'PUT', pattern: new RegExp(`^${BUILD}/jobs/([^/]+)/unblock$`), name: 'buildJobUnblock' },
-  // Buildkite docs pages/apis/rest_api/builds.md "Cancel a build" (not in buildkite.md).
+  // "Cancel a build", https://buildkite.com/docs/apis/rest-api/builds.
   { method: 'PUT', pattern: new RegExp(`^${BUILD}/cancel$`), name: 'buildCancel' },
   { method: 'GET', pattern: new RegExp(`^${ORG}/jobs/([^/]+)$`), name: 'job' },
   { method: 'PUT', pattern: new RegExp(`^${ORG}/jobs/([^/]+)/unblock$`), name: 'jobUnblock' },

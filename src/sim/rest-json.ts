@@ -1,7 +1,8 @@
 /**
- * The simulator's objects in Buildkite's REST JSON (buildkite.md §4.2; field sets from
- * `pages/apis/rest_api/{builds,jobs,agents}.md` and `organizations/members.md`). Webhook
- * payloads reuse these (§3: "The build object in build webhooks has no jobs").
+ * The simulator's objects in Buildkite's REST JSON (field sets from
+ * https://buildkite.com/docs/apis/rest-api/builds, .../jobs, .../agents and
+ * .../organizations/members). Webhook payloads reuse these (the build object in build
+ * webhooks has no jobs: https://buildkite.com/docs/apis/webhooks/pipelines/build-events).
  * API URLs point at the simulator; `web_url`s are shaped like Buildkite's but not served.
  */
 import { createHash } from 'node:crypto';
@@ -50,7 +51,7 @@ export function userJson(user: SimUser): Json {
   };
 }
 
-/** `{id, name}`: the webhook's creator (§3 `sender`). */
+/** `{id, name}`: the webhook's creator (the payload's `sender`). */
 export function senderJson(user: SimUser): Json {
   return { id: user.id, name: user.name };
 }
@@ -124,7 +125,7 @@ export function jobJson(ctx: RestContext, build: SimBuild, job: SimBuildJob): Js
       // Waiter jobs carry little more than their identity.
       return { id: job.id, graphql_id: job.graphqlId, type: 'waiter' };
     case 'manual':
-      // The unblock response's field set (jobs.md "Unblock a job"), plus `step_key` (§3).
+      // The unblock response's field set ("Unblock a job" on the jobs page), plus `step_key` (as in job webhooks).
       return {
         id: job.id,
         graphql_id: job.graphqlId,

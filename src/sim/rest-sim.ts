@@ -1,5 +1,6 @@
 /**
- * The simulator's REST API and webhook side (buildkite.md §3–§4): users, builds with
+ * The simulator's REST API and webhook side (https://buildkite.com/docs/apis/rest-api,
+ * https://buildkite.com/docs/apis/webhooks/pipelines): users, builds with
  * block steps, agents; the `/v2` endpoints behind `Authorization: Bearer <api token>`
  * with `RateLimit-*` headers; a record of every unblock call; webhook payloads, signed
  * deliveries, and (when a target is configured) the deliveries Buildkite would send on
@@ -131,7 +132,7 @@ export class RestSim implements RestBackend {
     return routeRest(this, req.method ?? 'GET', url, () => readBody(req));
   }
 
-  /** `Authorization: Bearer <token>` only; Basic auth is not supported (§4.1). */
+  /** `Authorization: Bearer <token>` only; Basic auth is not supported (https://buildkite.com/docs/apis/rest-api). */
   private authorized(req: IncomingMessage): boolean {
     const match = /^Bearer\s+(\S+)$/.exec(req.headers.authorization ?? '');
     if (match?.[1] === undefined) return false;
@@ -241,7 +242,7 @@ export class RestSim implements RestBackend {
     return delivery;
   }
 
-  /** Sends `build.finished` for a build blocked at a block step (§3). */
+  /** Sends `build.finished` for a build blocked at a block step (https://buildkite.com/docs/apis/webhooks/pipelines/build-events). */
   async blockAndNotify(url: string, build: SimBuild, auth: WebhookAuth, opts?: DeliverWebhookOptions): Promise<WebhookDelivery> {
     if (!build.blocked) throw new Error(`build ${build.pipelineSlug}#${build.number} is not blocked`);
     return this.deliverWebhook(url, 'build.finished', this.buildFinishedPayload(build), auth, opts);

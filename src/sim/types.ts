@@ -3,13 +3,13 @@
  * Agent API receives it, and the options for minting a token directly.
  */
 
-/** `build_source` values (buildkite.md §1.4). */
+/** `build_source` values (https://buildkite.com/docs/agent/v3/cli-oidc). */
 export type BuildSource = 'ui' | 'api' | 'webhook' | 'trigger_job' | 'schedule';
 
-/** `runner_environment` values (buildkite.md §1.4). */
+/** `runner_environment` values (https://buildkite.com/docs/agent/v3/cli-oidc). */
 export type RunnerEnvironment = 'buildkite-hosted' | 'self-hosted';
 
-/** A job in a build of a pipeline, as far as its OIDC token can tell (buildkite.md §1.4). */
+/** A job in a build of a pipeline, as far as its OIDC token can tell (its claims). */
 export interface SimJob {
   jobId: string;
   /** The job's `BUILDKITE_AGENT_ACCESS_TOKEN`; mints tokens for this job only. */
@@ -46,7 +46,7 @@ export type SimJobInit = Partial<Omit<SimJob, 'jobApiToken'>>;
 
 /**
  * The body of `POST /v3/jobs/{job_id}/oidc/tokens` after validation
- * (buildkite.md §1.2; every key is optional and omitted when empty by the agent).
+ * (api/oidc.go in https://github.com/buildkite/agent; every key is optional and omitted when empty by the agent).
  */
 export interface OidcTokenRequest {
   audience?: string;

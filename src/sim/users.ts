@@ -1,7 +1,7 @@
 /**
  * The simulated organization's users: the people builds name as `creator`, unblocks
- * credit as `unblocked_by`, and `unblocker` must name (buildkite.md §4.2 "Unblocker is
- * not a valid user id for this organization").
+ * credit as `unblocked_by`, and `unblocker` must name ("Unblocker is not a valid user id
+ * for this organization", https://buildkite.com/docs/apis/rest-api/jobs).
  */
 import type { SimUser, SimUserInit } from './build-types.js';
 import { graphqlId } from './rest-json.js';

@@ -1,5 +1,5 @@
 /**
- * Sending a webhook the way Buildkite does (buildkite.md §3 "Verification"): a JSON POST
+ * Sending a webhook the way Buildkite does (https://buildkite.com/docs/apis/webhooks/pipelines): a JSON POST
  * with `X-Buildkite-Event` and either `X-Buildkite-Token: <token>` or
  * `X-Buildkite-Signature: timestamp=<unix seconds>,signature=<lowercase hex
  * HMAC-SHA256 keyed with the webhook token over "<timestamp>.<raw body>">`.
@@ -8,12 +8,12 @@ import { createHmac } from 'node:crypto';
 import { request } from 'undici';
 import type { DeliverWebhookOptions, WebhookAuth, WebhookDelivery } from './build-types.js';
 
-/** The hex HMAC-SHA256 of `<timestamp>.<raw body>` keyed with the secret (§3). */
+/** The hex HMAC-SHA256 of `<timestamp>.<raw body>` keyed with the secret (Buildkite's webhook signature). */
 export function webhookSignature(secret: string, timestamp: number, rawBody: string): string {
   return createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex');
 }
 
-/** The `X-Buildkite-Signature` header value (§3). */
+/** The `X-Buildkite-Signature` header value. */
 export function signatureHeader(secret: string, timestamp: number, rawBody: string): string {
   return `timestamp=${timestamp},signature=${webhookSignature(secret, timestamp, rawBody)}`;
 }

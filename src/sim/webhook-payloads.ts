@@ -1,5 +1,5 @@
 /**
- * Webhook bodies in Buildkite's shape (buildkite.md §3 "Payload shape"): `event` plus
+ * Webhook bodies in Buildkite's shape (https://buildkite.com/docs/apis/webhooks/pipelines): `event` plus
  * `build`, `pipeline`, `sender` for build events; `job`, `build`, `pipeline`, `sender`
  * for job events; `service`, `organization`, `sender` for `ping`. The build object
  * carries no jobs; `sender` is the webhook's creator, not whoever acted.
@@ -11,12 +11,12 @@ export interface WebhookPayload extends Json {
   event: string;
 }
 
-/** Any build event; `build.finished` with `build.blocked: true` is how a block step is announced (§3). */
+/** Any build event; `build.finished` with `build.blocked: true` is how a block step is announced (https://buildkite.com/docs/apis/webhooks/pipelines/build-events). */
 export function buildEventPayload(ctx: RestContext, event: string, build: SimBuild, sender: SimUser): WebhookPayload {
   return { event, build: buildJson(ctx, build, { jobs: false }), pipeline: pipelineJson(ctx, build), sender: senderJson(sender) };
 }
 
-/** Any job event: `job.finished`, `job.activated` (a block step was unblocked, §3), … */
+/** Any job event: `job.finished`, `job.activated` (a block step was unblocked, https://buildkite.com/docs/apis/webhooks/pipelines/job-events), … */
 export function jobEventPayload(ctx: RestContext, event: string, job: SimBuildJob, build: SimBuild, sender: SimUser): WebhookPayload {
   return {
     event,

@@ -1,5 +1,5 @@
 /**
- * The approver's pages (issue 4, "People"): the pending requests a signed-in person
+ * The approver's pages: the pending requests a signed-in person
  * may act on, one request with its build context and a decision form, and the
  * decision itself. Server-rendered, every value escaped, no scripts (CSP), CSRF
  * checked on the form. Refusals come from `ApprovalService.decide` and are shown as

@@ -1,5 +1,5 @@
 /**
- * SSO sign-in for approvers (DESIGN capability 5, the people half): OpenID Connect
+ * SSO sign-in for approvers: OpenID Connect
  * authorization code flow with PKCE through `openid-client`, groups from the ID
  * token's configured claim, and server-side sessions.
  *

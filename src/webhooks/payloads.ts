@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * The parts of Buildkite's webhook payloads (buildkite.md §3) that Port's handlers rely
+ * The parts of Buildkite's webhook payloads (https://buildkite.com/docs/apis/webhooks/pipelines) that Port's handlers rely
  * on. Objects strip members not named here, so handlers see only validated fields.
  * Optional fields Buildkite may send as null or omit are normalised to null.
  */

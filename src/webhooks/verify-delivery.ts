@@ -57,7 +57,8 @@ export function deliveryMode(creds: Pick<DeliveryCredentials, 'secret' | 'token'
 }
 
 /**
- * Verifies a Buildkite webhook delivery (buildkite.md §3). With a secret, requires
+ * Verifies a Buildkite webhook delivery (https://buildkite.com/docs/apis/webhooks/pipelines,
+ * "Webhook signature"). With a secret, requires
  * `X-Buildkite-Signature: timestamp=<unix seconds>,signature=<hex HMAC-SHA256>` over
  * `<timestamp>.<raw body>` with the timestamp within `windowSeconds` of `now`; with a
  * token, requires `X-Buildkite-Token` equal to it. When both are configured (the

@@ -1,5 +1,5 @@
 /**
- * ApprovalService and revocations in force (second review, G1), at the service's own
+ * ApprovalService and revocations in force, at the service's own
  * boundary — the cases the web pages can't reach because a revoked person's session is
  * refused first (revocation-reach.e2e.test.ts drives the rest over HTTP):
  * a revoked approver calling `decide`, a commit author's revocation, a revocation that

@@ -1,5 +1,5 @@
 /**
- * Separation of duties for builds Buildkite names no creator for (security review):
+ * Separation of duties for builds Buildkite names no creator for:
  * a webhook-triggered build has no `creator`, and its `author` is whatever git says, so
  * excluding "the author" from approving proves nothing. `approvals.no_creator` decides:
  * `extra_approval` (default) asks one eligible approval more than the policies,

@@ -1,11 +1,11 @@
 /**
- * Second review, G1: a revocation in force reaches approvals, whenever what it covers
+ * A revocation in force reaches approvals, whenever what it covers
  * shows up. Against Port's real server (startHarness), the Buildkite simulator (signed
  * webhooks, REST, unblock calls) and a real OIDC provider; people sign in through
  * /login → IdP → /auth/callback with plain HTTP agents (test/web/support.ts), and the
  * admin revokes through `POST /v1/revocations`.
  *
- * The reviewer's attacks, now failing closed:
+ * The attacks, each failing closed:
  * - A: pat@ is revoked, signs in again and approves: the sign-in is refused (403
  *   `user_revoked`) and the approval never counts; after the lift pat@ may sign in again.
  * - B: a build (or its creator, or its block step's job) is revoked before it reaches

@@ -11,7 +11,7 @@ import { TEST_POLICIES } from '../helpers/port-harness.js';
 import { failWrites } from '../webhooks/sqlite-fault.js';
 
 /**
- * Issue #9 item 3 against the Buildkite simulator: Buildkite's API down while a build
+ * Against the Buildkite simulator: Buildkite's API down while a build
  * blocks, and a store write failing during the work. Port must neither lose the work nor
  * need a re-send — and must still process one, and deduplicate it once done.
  */

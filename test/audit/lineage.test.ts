@@ -1,7 +1,7 @@
 /**
  * `lineage()` over hand-made entries: the record shapes Port writes today and the ones
- * being added for issue #5 (credential `assume` with facts, `revoke` by scope, `rotate`,
- * `scim_*`), linked the way common.md's convention says.
+ * for credentials, revocation and SCIM (credential `assume` with facts, `revoke` by scope, `rotate`,
+ * `scim_*`), linked the way the decision log's convention says (src/audit/lineage.ts).
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 5: the attacks on the decision log that `port audit verify` let through
+ * The attacks on the decision log that `port audit verify` once let through
  * — the tail deleted together with the checkpoints that covered it, entries rewritten and
  * re-hashed with their checkpoints removed — each run against a real SQLite file and
  * verified through the CLI as an auditor would, with and without an external anchor.
@@ -23,7 +23,7 @@ function cutBack(dbPath: string, keep: number): void {
   db.close();
 }
 
-describe('an attacker with the database file (issue #9 item 5)', () => {
+describe('an attacker with the database file', () => {
   let tmp: ReturnType<typeof tempDir>;
   let dbPath: string;
   let config: string;

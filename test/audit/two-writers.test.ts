@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 11 (the checkpointer's part): two Port processes on one SQLite file —
+ * The checkpointer with two Port processes on one SQLite file —
  * here two stores opened on the same path, each with its own Checkpointer — share one
  * checkpoint chain. Neither collides with the other's checkpoints nor logs errors on
  * every tick; each reads the newest checkpoint from the store, and a write that loses

@@ -3,7 +3,8 @@ import { startAwsHarness, type AwsHarness } from './aws-harness.js';
 
 /**
  * A Buildkite branch (and tag, step key, commit) is free text through the API and the UI,
- * so a job's claims must not reshape what AWS is asked for (F2 and F3 of the #5 review).
+ * so a job's claims must not reshape what AWS is asked for (IAM policy wildcards and
+ * variables; the `:`-separated compound `sub`).
  * aws-web renders `arn:aws:s3:::artifacts/${pipeline_slug}/${build_branch}/*`;
  * aws-web-plain has no session policy (only the web identity token's sub is made from the job).
  */
@@ -24,7 +25,7 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     return res.body.error_description as string;
   }
 
-  it('review F2: branch "*" would widen the session policy to every branch\'s objects; refused naming placeholder, claim and character', async () => {
+  it('branch "*" would widen the session policy to every branch\'s objects; refused naming placeholder, claim and character', async () => {
     const description = await refused('aws-web', { branch: '*' });
     expect(description).toContain('${build_branch}');
     expect(description).toContain('U+002A');
@@ -32,7 +33,7 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     expect(description).not.toMatch(/\*/);
   });
 
-  it('F2: IAM wildcards and policy variables in a placeholder value are refused', async () => {
+  it('IAM wildcards and policy variables in a placeholder value are refused', async () => {
     for (const [branch, codePoint] of [
       ['?ain', 'U+003F'],
       ['${aws:username}', 'U+0024'],
@@ -47,12 +48,12 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     }
   });
 
-  it('F2: an empty placeholder value is refused like a missing one (`…/${claim}*` would become `…/*`)', async () => {
+  it('an empty placeholder value is refused like a missing one (`…/${claim}*` would become `…/*`)', async () => {
     const description = await refused('aws-web', { branch: '' });
     expect(description).toContain('${build_branch}');
   });
 
-  it('F2: branch names git allows render as themselves', async () => {
+  it('branch names git allows render as themselves', async () => {
     for (const branch of ['dependabot/npm_and_yarn/lodash-4.17.21', 'renovate/@types-node-20.x', 'fix/#123=a+b,c']) {
       const res = await h.credential('aws-web', await h.portToken('aws-web', { branch }));
       expect(res.status).toBe(200);
@@ -61,7 +62,7 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     }
   });
 
-  it('F2: session tag values with wildcards or policy variables are refused too (AWS\'s tag charset has none of * ? $ { })', async () => {
+  it('session tag values with wildcards or policy variables are refused too (AWS\'s tag charset has none of * ? $ { })', async () => {
     for (const branch of ['main*', '${aws:username}', 'ma?n']) {
       const description = await refused('aws-keys', { branch });
       expect(description).toMatch(/Session tag branch: the value of job claim build_branch/);
@@ -69,8 +70,8 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     }
   });
 
-  it('review F3: branch "main:commit:evil" would give a sub matching `…:ref:refs/heads/main:*`; refused before STS', async () => {
-    // The reviewer's attack on aws-web (its session policy refuses ":" first)…
+  it('branch "main:commit:evil" would give a sub matching `…:ref:refs/heads/main:*`; refused before STS', async () => {
+    // The attack on aws-web (its session policy refuses ":" first)…
     expect(await refused('aws-web', { branch: 'main:commit:evil' })).toContain('${build_branch}');
     // …and on a credential whose only job-made input is the sub.
     const description = await refused('aws-web-plain', { branch: 'main:commit:evil' });
@@ -80,14 +81,14 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     expect(description).not.toContain('evil');
   });
 
-  it('F3: ":" "*" "?" in the tag, the step key or the commit are refused, naming the claim', async () => {
+  it('":" "*" "?" in the tag, the step key or the commit are refused, naming the claim', async () => {
     expect(await refused('aws-web-plain', { branch: 'main', tag: 'v1:x' })).toContain('build_tag');
     expect(await refused('aws-web-plain', { stepKey: 'deploy:prod' })).toContain('step_key');
     expect(await refused('aws-web-plain', { stepKey: 'deploy*' })).toContain('step_key');
     expect(await refused('aws-web-plain', { commit: 'HEAD?' })).toContain('build_commit');
   });
 
-  it('F3: ordinary branches, tags and step keys still assume the role, with Buildkite\'s sub', async () => {
+  it('ordinary branches, tags and step keys still assume the role, with Buildkite\'s sub', async () => {
     const job = await h.portToken('aws-web-plain', { branch: 'release/2.0', stepKey: 'deploy-prod' });
     const res = await h.credential('aws-web-plain', job);
     expect(res.status).toBe(200);
@@ -95,7 +96,7 @@ describe('aws_role: job claims that would widen IAM patterns or make the sub amb
     expect(claims.sub).toMatch(/^organization:acme:pipeline:deploy:ref:refs\/heads\/release\/2\.0:commit:[0-9a-f]{40}:step:deploy-prod$/);
   });
 
-  it('F3: assume_role mode has no sub; a ":" in a tag value stays allowed there (AWS allows it)', async () => {
+  it('assume_role mode has no sub; a ":" in a tag value stays allowed there (AWS allows it)', async () => {
     const res = await h.credential('aws-keys', await h.portToken('aws-keys', { branch: 'main:x' }));
     expect(res.status).toBe(200);
     expect(h.sts.succeeded('AssumeRole').at(-1)!.tags).toContainEqual({ Key: 'branch', Value: 'main:x' });

@@ -44,7 +44,7 @@ function loadRaw(extra: Record<string, unknown>) {
   );
 }
 
-describe('F14: a port_token credential can\'t be minted for an AWS STS audience', () => {
+describe('a port_token credential can\'t be minted for an AWS STS audience', () => {
   const role = { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/deploy' };
 
   it('refuses sts.amazonaws.com (in any case), with or without aws_role credentials, naming the bypass', () => {
@@ -68,7 +68,7 @@ describe('F14: a port_token credential can\'t be minted for an AWS STS audience'
   });
 });
 
-describe('F5: upstreams.<name>.inject.aws_sigv4.forward_headers', () => {
+describe('upstreams.<name>.inject.aws_sigv4.forward_headers', () => {
   const upstream = (forward_headers: unknown) => ({
     credentials: { 'aws-api': { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/api' } },
     upstreams: { dynamo: { url: 'https://dynamodb.us-east-1.amazonaws.com', inject: { aws_sigv4: { service: 'dynamodb', region: 'us-east-1', credential: 'aws-api', forward_headers } } } },
@@ -87,7 +87,7 @@ describe('F5: upstreams.<name>.inject.aws_sigv4.forward_headers', () => {
   });
 });
 
-describe('G9: upstreams.<name>.inject.aws_sigv4.allow_subresources', () => {
+describe('upstreams.<name>.inject.aws_sigv4.allow_subresources', () => {
   const upstream = (service: string, allow_subresources: unknown) => ({
     credentials: { 'aws-api': { type: 'aws_role', role_arn: 'arn:aws:iam::123456789012:role/api' } },
     upstreams: { store: { url: 'https://s3.eu-west-1.amazonaws.com', inject: { aws_sigv4: { service, region: 'eu-west-1', credential: 'aws-api', allow_subresources } } } },

@@ -11,7 +11,7 @@ async function portTokenFor(h: AwsHarness, job: ReturnType<AwsHarness['sim']['cr
   return res.body.access_token as string;
 }
 
-describe('F10: a session lasts no longer than the bearer\'s token (at least AWS\'s 900 s)', () => {
+describe('a session lasts no longer than the bearer\'s token (at least AWS\'s 900 s)', () => {
   let h: AwsHarness;
   beforeAll(async () => {
     h = await startAwsHarness({ config: { issuer: { token_ttl: '20m' } } });
@@ -45,7 +45,7 @@ describe('F10: a session lasts no longer than the bearer\'s token (at least AWS\
   });
 });
 
-describe('F8: one STS session per (job, credential, parameters), reused across releases', () => {
+describe('one STS session per (job, credential, parameters), reused across releases', () => {
   let h: AwsHarness;
   beforeAll(async () => {
     h = await startAwsHarness();
@@ -126,7 +126,7 @@ describe('F8: one STS session per (job, credential, parameters), reused across r
   });
 });
 
-describe('F8: STS calls in flight are capped per credential (sts_concurrency)', () => {
+describe('STS calls in flight are capped per credential (sts_concurrency)', () => {
   let h: AwsHarness;
   beforeAll(async () => {
     h = await startAwsHarness({

@@ -1,5 +1,5 @@
 /**
- * Issue #10, operations: stopping a replica (port.close(), what SIGTERM runs) hands the
+ * Operations: stopping a replica (port.close(), what SIGTERM runs) hands the
  * leader lease over at once, stops accepting new connections, and lets a relay stream in
  * flight finish before the process goes away.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue #10: two Port replicas (in this process, each a full startPort) on one PostgreSQL
+ * Two Port replicas (in this process, each a full startPort) on one PostgreSQL
  * database agree on what must be agreed: single use, revocations, the leader, the log.
  * The multi-process version, with a load balancer and kill -9, is replicas.e2e.test.ts.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue #10: Port as several replicas on one PostgreSQL database. Three real `port serve`
+ * Port as several replicas on one PostgreSQL database. Three real `port serve`
  * processes behind a round-robin TCP balancer (test/helpers/replica-cluster.ts):
  *
  * - exchanges, relay traffic and webhook deliveries through the balancer land on every replica;

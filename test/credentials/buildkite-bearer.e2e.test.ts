@@ -11,8 +11,8 @@ import { ensureDist } from '../sim/ensure-dist.js';
 import { ADMIN_TOKEN, decisionsSince, headSeq, release } from './support.js';
 
 /**
- * POST /v1/credentials/{name} with a Buildkite OIDC token as the bearer (DESIGN
- * capability 2): the exchange and the release in one request, under every rule of the
+ * POST /v1/credentials/{name} with a Buildkite OIDC token as the bearer: the exchange
+ * and the release in one request, under every rule of the
  * exchange — verification, single use, revocation, the build creator, `exchange` and
  * `assume` decided — driven over HTTP against a running Port and through `port creds`.
  */
@@ -252,8 +252,8 @@ describe('a Buildkite token as the bearer: refused tokens', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(401);
     expect(res.body.error).toBe('invalid_token');
     expect(res.body.error_description).toMatch(/^The bearer is not a valid Port token, and Port refused it as a Buildkite token: /);
-    // The first refusal of each kind per window is logged in full, a repeat only counted (issue #9
-    // item 8): once the window's counts are written, this refusal is in the log either way.
+    // The first refusal of each kind per window is logged in full, a repeat only counted:
+    // once the window's counts are written, this refusal is in the log either way.
     await h.port.log.flush();
     const records = (await decisionsSince(h, before)).filter((r) => r.context.check === check);
     expect(records.length).toBeGreaterThanOrEqual(1);

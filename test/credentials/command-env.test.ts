@@ -6,7 +6,7 @@ import type { Harness } from '../helpers/port-harness.js';
 import { ADMIN_TOKEN, admin, deployJob, portToken, release, startCredsHarness } from './support.js';
 
 /**
- * Review F12: a `command:` secret or a rotation hook command sees a minimal environment,
+ * A `command:` secret or a rotation hook command sees a minimal environment,
  * not Port's (which holds its admin token, key-encryption key, AWS keys…), plus the
  * names its credential lists in `command_env`. Driven over HTTP against a running Port
  * whose own environment holds the variables the commands try to read.

@@ -6,7 +6,7 @@ import type { Harness } from '../helpers/port-harness.js';
 import { type Answer, decisionsSince, deployJob, eventually, headSeq, portToken, release, startCredsHarness } from './support.js';
 
 /**
- * Review F8 (the command: half): a job looping POST /v1/credentials/<command secret> can't
+ * A job looping POST /v1/credentials/<command secret> can't
  * make Port fork without bound — at most `command_concurrency` runs per credential, the
  * rest wait briefly and then get 503 "busy" — and `cache_for` reuses the last output.
  * The commands count their runs in files; the blocking one waits for a file the test writes.

@@ -188,7 +188,7 @@ describe('refusals', () => {
     }
     const basic = await release(h, 'env-secret', undefined, { headers: { authorization: `Basic ${Buffer.from(`x:${bearer}`).toString('base64')}` } });
     expect(basic.status).toBe(401);
-    // Unauthenticated refusals (issue #9 item 8): the first of each kind per window in full,
+    // Unauthenticated refusals: the first of each kind per window in full,
     // the rest counted per window — every one of the six (two without a bearer, four invalid) is
     // accounted for once the counts are written.
     await h.port.log.flush();

@@ -10,7 +10,7 @@ import type { SecretVersionStore, Store } from '../../src/store/store.js';
 import { eventually } from './support.js';
 
 /**
- * Review F9: two Port processes on one database rotate the same secret at once. Both
+ * Two Port processes on one database rotate the same secret at once. Both
  * hooks create a value in the backing system; only one is stored. The loser must ask its
  * hook to discard the value it got (naming it by the rotate call's request_id, never by
  * the version number the winner now owns), audited. Two SecretRotation engines, each on
@@ -112,7 +112,7 @@ describe('a rotation that loses the compare-and-set', () => {
     expect(winner).toBeDefined();
 
     // The loser's value, and only it, is discarded; version 1 (the winner's) stays current.
-    // Review G8: the discard names no version — the only number it could carry is 1, the
+    // The discard names no version — the only number it could carry is 1, the
     // winner's live value, which a hook keying values by version would delete.
     const discards = requests().filter((r) => r.action === 'discard');
     expect(discards).toEqual([{ action: 'discard', credential: 'db', rotation_id: loser.request_id, request_id: expect.any(String), timestamp: expect.any(Number) }]);

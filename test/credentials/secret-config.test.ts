@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 
-/** The secret keys added for review F8, F11 and F12, as `port serve` validates them at start. */
+/** The secret keys for command limits, caching and environments, as `port serve` validates them at start. */
 const dir = mkdtempSync(join(tmpdir(), 'port-secret-config-'));
 mkdirSync(join(dir, 'policies'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

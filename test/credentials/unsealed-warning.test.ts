@@ -8,7 +8,7 @@ import { spawnPort } from '../helpers/spawn-port.js';
 import { CRED_POLICIES } from './support.js';
 
 /**
- * Review F13: with a rotating secret and no issuer.key_encryption_key, rotated values are
+ * With a rotating secret and no issuer.key_encryption_key, rotated values are
  * stored in plain text; `port serve` says so in its log at start, naming the credentials.
  */
 let sim: BuildkiteSimulator;

@@ -85,7 +85,7 @@ describe('token exchange: policy denials', () => {
     expect(res.body.error).toBe('access_denied');
     expect(res.body.error_description).toContain('"deploy-token"');
     expect(res.body.error_description).toMatch(/no policy permits/i);
-    // The permit for that grant that did not match, with its @reason (issue #9 item 10).
+    // The permit for that grant that did not match, with its @reason.
     expect(res.body.error_description).toMatch(/; not matched: deploy-from-main \("deploys come from main of acme\/deploy"\)$/);
     const [, assume] = await lastDecisions(2);
     expect(assume!.record).toMatchObject({

@@ -1,7 +1,7 @@
 /**
  * Several real `port serve` processes (the compiled bin, as an operator runs it) on one
- * PostgreSQL database, behind a small round-robin TCP load balancer — issue #10's replica
- * setup, for end-to-end tests.
+ * PostgreSQL database, behind a small round-robin TCP load balancer — a replica
+ * setup for end-to-end tests.
  *
  * One config file serves every replica: one Buildkite simulator, one recording upstream
  * for the relay (`files`), `store.postgres: env:PORT_DATABASE_URL`. Each replica listens

@@ -1,6 +1,6 @@
 /**
  * A real HTTP server standing in for Buildkite's JWKS endpoint that can misbehave the ways
- * issue #9 names: `hang` accepts the request and never answers; `drip` answers 200 and then
+ * a remote server can: `hang` accepts the request and never answers; `drip` answers 200 and then
  * sends one byte of body every `dripMs` forever (each byte resets an idle timeout, so only a
  * total deadline ends it); `error` answers 503. In `ok` mode it serves `document()`.
  */

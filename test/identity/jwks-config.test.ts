@@ -1,4 +1,4 @@
-/** The JWKS deadlines of issue #9 as configuration: defaults, limits, and one clear message each. */
+/** The JWKS deadlines as configuration: defaults, limits, and one clear message each. */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

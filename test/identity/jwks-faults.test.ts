@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 2: a slow or hanging JWKS never stalls requests that cached keys can serve.
+ * A slow or hanging JWKS never stalls requests that cached keys can serve.
  * Real HTTP servers that accept and never answer, or drip one byte at a time (each byte
  * resets an idle timeout, so only a total deadline ends the fetch). Freshness runs on an
  * injected clock; the only time bounds are "answered before the hang would have ended"

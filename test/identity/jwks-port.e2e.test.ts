@@ -1,5 +1,5 @@
 /**
- * Issue #9 items 2 and 9 through a running Port: Buildkite's keys are fetched at start (not on
+ * Through a running Port: Buildkite's keys are fetched at start (not on
  * the first request), `/readyz` says not ready until they were, and token exchanges that cached
  * keys can serve are answered while the JWKS hangs or drips. The JWKS is a real HTTP server that
  * misbehaves (test/identity/faulty-jwks.ts); refresh intervals are 1 s so a refresh is always due.

@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 7: a policy folder caught half-written must not briefly drop a forbid. A
+ * A policy folder caught half-written must not briefly drop a forbid. A
  * set that loses policies while their files are still in the folder waits until the
  * folder reads the same for a quiet period, and so does any lost forbid, even one whose file
  * was removed; a permit loss the folder explains (a file removed or renamed) applies at once.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { identityFromClaims, InvalidClaimError } from '../../src/identity/claims.js';
 
-/** The real sample's shape (buildkite.md §1.4): build_tag and step_key are null. */
+/** The real sample's shape (https://github.com/rubygems/rubygems.org/issues/5412): build_tag and step_key are null. */
 const SAMPLE = {
   iss: 'https://agent.buildkite.com',
   sub: 'organization:acme:pipeline:deploy:ref:refs/heads/main:commit:9f3a:step:',

@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 10, end to end: a job refused by default learns which permits were
+ * End to end: a job refused by default learns which permits were
  * written for what it asked and did not match, with their @reasons — in the HTTP
  * error_description at /oauth/token and /v1/credentials, on the CLI's stderr (`port token
  * exchange`, `port creds`, run inside a simulated job with the simulator's

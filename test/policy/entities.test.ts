@@ -6,7 +6,7 @@ import { cleanup, identity, policyDir } from './fixtures.js';
 afterEach(cleanup);
 
 describe('jobRequestParts', () => {
-  it('builds the job (ancestors named directly) and its agent with DESIGN ids', () => {
+  it('builds the job (ancestors named directly) and its agent with the schema\'s entity ids', () => {
     const { principal, entities } = jobRequestParts(identity());
     expect(principal).toEqual({ type: 'Job', id: 'job-1' });
     expect(entities).toEqual([

@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 10: a default deny names the permits written for the request's action and
+ * A default deny names the permits written for the request's action and
  * resource that did not match (ids and @reasons), at most three then "and N more", and the
  * allow path never pays for it.
  */

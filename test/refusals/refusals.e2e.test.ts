@@ -7,7 +7,7 @@ import { decodePart, signWithForeignKey } from '../helpers/forge.js';
 import { startHarness, type Harness } from '../helpers/port-harness.js';
 
 /**
- * Issue #9 item 8, driven over HTTP against a running Port: tokens that don't verify
+ * Driven over HTTP against a running Port: tokens that don't verify
  * are throttled per remote address (429 + Retry-After) and logged as the first of each
  * kind in full plus one count per (kind, action, address) per window, written at the
  * latest on close. Decisions about verified jobs are logged one by one, and a verified

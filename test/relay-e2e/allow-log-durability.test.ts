@@ -1,5 +1,5 @@
 /**
- * Issue #9, item 4: allowed relay requests are durably recorded. Their aggregated entry is
+ * Allowed relay requests are durably recorded. Their aggregated entry is
  * buffered for the window, but the running counts are saved every second, so a kill -9
  * loses at most a second of them: the next Port on the store logs what the dead one counted.
  */

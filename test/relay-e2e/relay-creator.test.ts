@@ -1,6 +1,6 @@
 /**
- * The relay decides `proxy` with the build's creator (DESIGN: `Job.creator`, `User in
- * [Group]`), end to end: the Buildkite simulator names each build's creator, Port maps
+ * The relay decides `proxy` with the build's creator (`Job.creator`, `User in
+ * [Group]` in Port's schema), end to end: the Buildkite simulator names each build's creator, Port maps
  * them to the person SCIM provisioned (or SSO recorded), and a policy on
  * `principal.creator in Port::Group::"deployers"` decides every relay request. A group
  * change or deactivation through SCIM applies to the very next request, with the

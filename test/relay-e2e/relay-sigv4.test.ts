@@ -118,7 +118,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seen.headerNames).not.toContain('x-amz-meta-note');
     const call = sts.succeeded('AssumeRoleWithWebIdentity').at(-1)!;
     expect(call.sessionName).toBe(`bk-deploy-${job.buildNumber}-${job.jobId}`);
-    // Capped by the caller's 15-minute Port token, not the credential's 1h (F10).
+    // Capped by the caller's 15-minute Port token, not the credential's 1h.
     expect(call.duration).toBe(900);
   });
 
@@ -209,7 +209,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect((await res.json()).error).toBe('body_too_large');
     expect(api.requests.length).toBe(served);
   });
-  it('review F5: caller x-amz-* headers that change the S3 operation are dropped by default (CopyObject, ACLs, redirects)', async () => {
+  it('caller x-amz-* headers that change the S3 operation are dropped by default (CopyObject, ACLs, redirects)', async () => {
     const { token } = await jobToken();
     const res = await relay('/bucket/artifacts/deploy/x', token, {
       method: 'PUT',
@@ -230,7 +230,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seen.headerNames.filter((n: string) => n.replaceAll('_', '-').startsWith('x-amz-')).sort()).toEqual(['x-amz-content-sha256', 'x-amz-date', 'x-amz-security-token']);
   });
 
-  it('F5: headers an upstream lists in forward_headers (names or -* families) are forwarded and signed; the rest still dropped', async () => {
+  it('headers an upstream lists in forward_headers (names or -* families) are forwarded and signed; the rest still dropped', async () => {
     const { token } = await jobToken();
     const res = await relay('/bucket-meta/artifacts/deploy/x', token, {
       method: 'PUT',
@@ -243,7 +243,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seen.headerNames).not.toContain('x-amz-acl');
   });
 
-  it('F5: X-Amz-Target is dropped by default (the caller can\'t pick a JSON-protocol operation)', async () => {
+  it('X-Amz-Target is dropped by default (the caller can\'t pick a JSON-protocol operation)', async () => {
     const { token } = await jobToken();
     const res = await relay('/api/', token, { method: 'POST', body: '{}', headers: { 'x-amz-target': 'DynamoDB_20120810.DeleteTable' } });
     expect(res.status).toBe(200);
@@ -252,7 +252,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seen.headerNames).not.toContain('x-amz-target');
   });
 
-  it('F5: a forwarded X-Amz-Target is part of the proxy decision (context.aws_target): a policy allowing GetItem refuses DeleteTable', async () => {
+  it('a forwarded X-Amz-Target is part of the proxy decision (context.aws_target): a policy allowing GetItem refuses DeleteTable', async () => {
     const { token } = await jobToken();
     const call = (target?: string) =>
       relay('/dynamo/', token, { method: 'POST', body: '{"TableName":"deploys"}', headers: { 'content-type': 'application/x-amz-json-1.0', ...(target ? { 'x-amz-target': target } : {}) } });
@@ -276,7 +276,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(dynamo.requests.length).toBe(served);
   });
 
-  it('F5: X-Amz-Target sent twice is refused before policy (the service must run the operation decided)', async () => {
+  it('X-Amz-Target sent twice is refused before policy (the service must run the operation decided)', async () => {
     const { token } = await jobToken();
     const served = dynamo.requests.length;
     const body = '{}';
@@ -290,7 +290,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(dynamo.requests.length).toBe(served);
   });
 
-  it('F8: the relay and POST /v1/credentials share the job\'s session: one STS call for both', async () => {
+  it('the relay and POST /v1/credentials share the job\'s session: one STS call for both', async () => {
     const { token } = await jobToken('deploy', { scope: 'aws-api' });
     const before = sts.calls.length;
     const cred = await fetch(`${h.url}/v1/credentials/aws-api`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
@@ -300,7 +300,7 @@ describe('relay: SigV4 signing with the job\'s own AWS session', () => {
     expect(seen.accessKeyId).toBe(AccessKeyId);
     expect(sts.calls.length - before).toBe(1);
   });
-  describe('review G9: the query names the S3 operation', () => {
+  describe('the query names the S3 operation', () => {
     const decisionRecord = async (id: string | null) => (await h.port.store.decisions.read(0, 10_000)).map((e) => e.record).find((r) => r.id === id)!;
 
     it('a policy allowing PUT on a path refuses the same PUT with ?acl (and every spelling of it), before anything is signed or sent', async () => {

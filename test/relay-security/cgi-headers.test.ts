@@ -1,5 +1,5 @@
 /**
- * Issue #9 item 6: an injected header can't be shadowed. CGI (RFC 3875 §4.1.18), WSGI (PEP
+ * An injected header can't be shadowed. CGI (RFC 3875 §4.1.18), WSGI (PEP
  * 3333 `environ`), Rack and PHP turn every request header into a meta-variable: upper-cased,
  * `-` replaced by `_`, prefixed with `HTTP_`. So `X_Upstream_Key` and `X-Upstream-Key` are the
  * same variable there, and repeated fields are merged with `,` (RFC 3875 §4.1.18) or the later

@@ -1,7 +1,6 @@
 /**
  * Every refusal on the relay's listener is JSON `{error, error_description}` with a
- * specific status and no stack, token or secret (issue #3: "each with a clear JSON
- * error"). The relay's own refusals are checked case by case in the other files; this one
+ * specific status and no stack, token or secret. The relay's own refusals are checked case by case in the other files; this one
  * covers what is easy to forget: refusals written before the relay ever sees the request
  * (Node's parser, via the server's clientError handler), and credentials that must not be
  * echoed.

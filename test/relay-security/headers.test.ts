@@ -1,5 +1,5 @@
 /**
- * Header hygiene on the relay (issue #3; security-notes §4.2): hop-by-hop abuse (Davison
+ * Header hygiene on the relay: hop-by-hop abuse (Nathan Davison, "Abusing HTTP hop-by-hop request headers",
  * 2019: a caller lists Port's own headers in `Connection` hoping a compliant hop strips
  * them), caller-supplied `X-Forwarded-*` and Host overrides (PortSwigger Host-header labs),
  * duplicate `Host` / `Authorization` (Node keeps the first; Port must refuse), absolute-form
@@ -277,8 +277,8 @@ describe('Host attacks', () => {
     await upstreamSawNothing();
   });
 
-  // security-notes §4.2: "reject absolute-form targets whose authority differs from the
-  // configured host". Today the relay never sees them (handles() wants a leading "/relay"),
+  // Absolute-form targets whose authority differs from the configured host must be
+  // refused. Today the relay never sees them (handles() wants a leading "/relay"),
   // so Fastify's 404 answers and echoes the attacker's URL in error_description.
   it('an absolute-form target with a foreign authority is 400 invalid_path, and the refusal does not echo it', async () => {
     const r = await sendOne(h, get('http://evil.example/relay/files/abs'));

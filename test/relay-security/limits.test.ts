@@ -1,6 +1,5 @@
 /**
- * Size limits, slow clients, and slow, dead and misbehaving upstreams (issue #3;
- * security-notes §4.2). Port serves the relay on the raw Node server with
+ * Size limits, slow clients, and slow, dead and misbehaving upstreams. Port serves the relay on the raw Node server with
  * `maxHeaderSize = relay.max_header_bytes`, `headersTimeout = relay.client_header_timeout`
  * and `server.timeout = relay.client_idle_timeout`; upstream timeouts are
  * `upstreams.<name>.timeout`. Small values here keep the suite fast.
@@ -84,7 +83,7 @@ async function upstreamSawNothing(): Promise<void> {
 }
 
 describe('server options', () => {
-  it('the lenient HTTP parser is off, on the server and in the process (security-notes §4.2)', () => {
+  it('the lenient HTTP parser is off, on the server and in the process (Node: it exposes the app to smuggling)', () => {
     const server = h.port.app.server as unknown as { insecureHTTPParser?: boolean };
     expect(server.insecureHTTPParser).toBe(false);
     expect(process.execArgv.join(' ')).not.toContain('insecure-http-parser');

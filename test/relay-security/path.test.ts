@@ -1,5 +1,5 @@
 /**
- * Path-normalisation differentials (issue #3; security-notes §4.2: Envoy CVE-2019-9901,
+ * Path-normalisation differentials (Envoy CVE-2019-9901,
  * CVE-2021-29492, CVE-2021-32779 and the 2026 `..;` advisories; Orange Tsai 2018; double
  * encoding; backslash; overlong UTF-8). The rule under test: Port computes one canonical
  * path, decides on it, and forwards exactly it — or refuses with 400 `invalid_path`.

@@ -1,6 +1,7 @@
 /**
- * Request smuggling against the relay (issue #3; security-notes §4.2: Kettle 2019,
- * RFC 9112 §6.1/§6.3, Http11Probe smuggling/ and content-length/). Every request here is
+ * Request smuggling against the relay (James Kettle, "HTTP Desync Attacks: Request Smuggling
+ * Reborn", 2019; RFC 9112 §6.1/§6.3; https://github.com/MDA2AV/Http11Probe smuggling/ and
+ * content-length/). Every request here is
  * otherwise allowed (a deploy job may PUT under /uploads/ on `files`), so if Port's framing
  * and the upstream's ever disagreed, something would show up in the recording upstream:
  * each case asserts the exact status, that the connection is closed after a framing

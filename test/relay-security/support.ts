@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the relay security suite (issue #3, security-notes §4.2): building exact
+ * Shared pieces of the relay security suite: building exact
  * request bytes, sending them to Port, keep-alive connections, hand-made upstreams that
  * misbehave at the TCP level, and the one assertion every refusal must pass (JSON
  * `{error, error_description}`, no stack, no token, no secret).

@@ -1,6 +1,6 @@
 /**
- * Protocol upgrades through the relay (issue #3: "Upgrade requests are refused unless the
- * route allows them"): h2c and WebSocket smuggling (Bishop Fox 2020; 0ang3el's websocket
+ * Protocol upgrades through the relay (upgrade requests are refused unless the
+ * route allows them): h2c and WebSocket smuggling (Bishop Fox 2020; 0ang3el's websocket
  * smuggling, where a proxy joins sockets the backend never upgraded). A refused upgrade
  * forwards nothing; an allowed one is authenticated and decided like any request.
  */

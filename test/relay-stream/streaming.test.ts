@@ -1,5 +1,5 @@
 /**
- * Streaming through the relay with back-pressure (issue #3, "Streaming"): a 1 GiB upload
+ * Streaming through the relay with back-pressure: a 1 GiB upload
  * (Content-Length and chunked) and a 1 GiB download each pass through a running Port with
  * Port's memory growing by less than 64 MiB, byte for byte (sha256 end to end); and a slow
  * reader stalls the upstream instead of filling Port's memory.

@@ -108,8 +108,8 @@ describe('checkRequestFraming', () => {
 });
 
 /**
- * What Node 20's strict parser lets reach a request handler. security-notes §4.2 lists
- * duplicate Host/Authorization; measured here, a Transfer-Encoding whose last coding is
+ * What Node 20's strict parser lets reach a request handler: duplicate Host and
+ * Authorization; and, measured here, a Transfer-Encoding whose last coding is
  * not `chunked` (`xchunked`, `identity`, `gzip`…) also reaches the handler: llhttp emits
  * the request at headers-complete and only fails when it comes to the body, so a handler
  * that acts before reading the body (a relay) sees it. These are the cases this check

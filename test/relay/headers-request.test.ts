@@ -176,7 +176,7 @@ describe('upstreamRequestHeaders', () => {
     });
   });
 
-  describe('headers the relay injects (issue #9: CGI-style upstreams merge X_Api_Key with X-Api-Key)', () => {
+  describe('headers the relay injects (CGI-style upstreams merge X_Api_Key with X-Api-Key)', () => {
     it.each(['X-Api-Key', 'x-api-key', 'X_Api_Key', 'x_API-key', 'X-Api_Key'])('drops the caller\'s %s when X-Api-Key is injected', (name) => {
       const out = build([name, 'caller-key', 'X_Request_Tag', 'keep'], { injected: ['X-Api-Key'] });
       expect(JSON.stringify(out)).not.toContain('caller-key');

@@ -17,8 +17,8 @@ function run(target: string): string | { reject: PathRejection } {
   }
 }
 
-// security-notes §4.2, "URL normalisation in Node": every raw path of the table.
-const securityNotesTable: Row[] = [
+// Raw paths on which Node's WHATWG `URL` and decode-then-`path.posix.normalize` disagree.
+const nodeParserDisagreements: Row[] = [
   ['/a/../admin', '/admin'],
   ['/a/%2e%2e/admin', '/admin'],
   ['/a/%2E%2E/admin', '/admin'],
@@ -33,8 +33,9 @@ const securityNotesTable: Row[] = [
   ['//admin', '/admin'],
 ];
 
-// Issue #3's list and the brief's additions, plus the Envoy advisories of §4.2.
-const issueList: Row[] = [
+// Traversal and encoding tricks, plus the Envoy path advisories (CVE-2019-9901, CVE-2021-29492,
+// CVE-2021-32779, `..;` path parameters).
+const traversalAndAdvisories: Row[] = [
   ['/..', reject('climbs_above_root')],
   ['/a/../..', reject('climbs_above_root')],
   ['/a/../../etc/passwd', reject('climbs_above_root')],
@@ -163,8 +164,8 @@ const segmentRules: Row[] = [
 
 describe('normalizeRelayPath: canonical path or rejection', () => {
   const tables: [string, Row[]][] = [
-    ['security-notes §4.2 table', securityNotesTable],
-    ['issue #3 list and advisories', issueList],
+    ['URL vs posix normalisation', nodeParserDisagreements],
+    ['traversal and advisories', traversalAndAdvisories],
     ['percent-encoding', percentRules],
     ['segments', segmentRules],
   ];
@@ -290,11 +291,11 @@ describe('normalizeRelayPath: bounded work', () => {
 });
 
 /**
- * Differential checks (security-notes §4.2, "policy sees X, upstream receives X"): every
+ * Differential checks ("policy sees X, upstream receives X"): every
  * canonical path the tables accept must be one no other reasonable parser reads differently.
  */
 describe('normalizeRelayPath: the canonical path is a fixed point for other parsers', () => {
-  const accepted = [...securityNotesTable, ...issueList, ...percentRules, ...segmentRules]
+  const accepted = [...nodeParserDisagreements, ...traversalAndAdvisories, ...percentRules, ...segmentRules]
     .map(([, want]) => want)
     .filter((want): want is string => typeof want === 'string');
 

@@ -1,5 +1,5 @@
 /**
- * The revocation result tells the truth about brokered credentials (review #5, F6): a
+ * The revocation result tells the truth about brokered credentials: a
  * released secret value can't be recalled (rotate it), a port_token is verified offline by
  * downstreams until its exp, relayed access stops at once. Credentials are released for
  * real through POST /v1/credentials, then the job is revoked over HTTP and through the CLI.

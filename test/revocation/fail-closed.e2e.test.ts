@@ -1,5 +1,5 @@
 /**
- * Revocations whose reach Port can't rule out fail closed (review #5, F1 and F7):
+ * Revocations whose reach Port can't rule out fail closed:
  * - pool: the pool is named only by optional claims the job chooses to ask for, so while a
  *   pool revocation is in force a token without `cluster_name`/`queue_key` is refused;
  * - user: the creator comes from the Buildkite API, so while a user revocation is in force
@@ -11,7 +11,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBy, startRevocationHarness, works, type RevocationHarness } from './support.js';
 
-describe('pool revocation: a token that does not name its pool is refused while one is in force (F1)', () => {
+describe('pool revocation: a token that does not name its pool is refused while one is in force', () => {
   let h: RevocationHarness;
   beforeAll(async () => {
     h = await startRevocationHarness({ relayBuildkiteTokens: true });
@@ -20,7 +20,7 @@ describe('pool revocation: a token that does not name its pool is refused while 
     await h?.close();
   });
 
-  it("the reviewer's attack: a Buildkite token requested without --claim, minted before the revocation, buys nothing", async () => {
+  it("the attack: a Buildkite token requested without --claim, minted before the revocation, buys nothing", async () => {
     const job = h.sim.createJob({ clusterName: 'linux', queueKey: 'evil-pool' });
     const withClaims = await h.portToken(job);
     const bare = await h.sim.mintToken(job, { audience: h.audience }); // no --claim cluster_name,queue_key
@@ -74,7 +74,7 @@ describe('pool revocation: a token that does not name its pool is refused while 
   });
 });
 
-describe('user revocation does not fail open when the creator is unknown (F7)', () => {
+describe('user revocation does not fail open when the creator is unknown', () => {
   let h: RevocationHarness;
   beforeAll(async () => {
     h = await startRevocationHarness({ relayBuildkiteTokens: true });
@@ -104,7 +104,7 @@ describe('user revocation does not fail open when the creator is unknown (F7)', 
     expect(decodeJwt(tKnown).build_creator_unknown).toBeUndefined();
     expect(await works(h, tUnknown)).toBe(true);
 
-    // The reviewer's scenario: U is revoked; a token whose creator Port never learned might be U's.
+    // The scenario: U is revoked; a token whose creator Port never learned might be U's.
     expect((await h.revoke({ scope: 'user', id: 'someone@acme.test' })).status).toBe(200);
     expect(await works(h, tUnknown)).toBe(false);
     expect((await h.relayAnswer(tUnknown)).body.error_description).toMatch(/couldn't tell who started the build, and a user revocation has been made since/);

@@ -1,5 +1,5 @@
 /**
- * Issue #10: a replica's revocation list is only as good as the change feed that keeps it
+ * A replica's revocation list is only as good as the change feed that keeps it
  * current. When the feed can't vouch for it (down or behind past `store.feed_max_lag`), or
  * a revocation it announced can't be read, every check fails closed with 503.
  */

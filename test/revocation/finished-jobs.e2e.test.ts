@@ -1,5 +1,5 @@
 /**
- * Second review, G11 and G5: a Buildkite token revoked by its `jti` is refused
+ * A Buildkite token revoked by its `jti` is refused
  * everywhere it is accepted (the relay with `relay.accept_buildkite_tokens`, the exchange,
  * /v1/credentials); and a lift never undoes a job's own end — `job.finished`, the
  * plugin's pre-exit revocation — nor a holder's RFC 7009 revocation (409 naming why).
@@ -16,7 +16,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-describe('revoking a Buildkite token by its jti (G11)', () => {
+describe('revoking a Buildkite token by its jti', () => {
   it('the relay refuses that token from the next request; the same job’s other tokens still work; the exchange and /v1/credentials refuse it too', async () => {
     const { a } = buildBy(h, 'leak@acme.test');
     const leaked = await h.bkToken(a);
@@ -51,7 +51,7 @@ describe('revoking a Buildkite token by its jti (G11)', () => {
   });
 });
 
-describe('a finished job stays finished (G5)', () => {
+describe('a finished job stays finished', () => {
   const finish = async (jobId: string, buildId: string) => {
     const build = h.sim.build(buildId)!;
     const job = build.jobs.find((j) => j.id === jobId)!;

@@ -1,5 +1,5 @@
 /**
- * A revocation's lifetime and its early end (review #5, F4): `expires_in` / `port revoke
+ * A revocation's lifetime and its early end: `expires_in` / `port revoke
  * --for`, `DELETE /v1/revocations` / `port revoke --lift` — who may, what they refuse,
  * and that each revocation keeps its own lifetime.
  */

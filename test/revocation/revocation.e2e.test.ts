@@ -147,7 +147,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
 
       expect(await works(u, t)).toBe(false);
       expect(await works(u, tOther)).toBe(true);
-      // The running job asks its agent for a fresh Buildkite token: it buys nothing either (F4).
+      // The running job asks its agent for a fresh Buildkite token: it buys nothing either.
       expect((await u.exchange(oldBk)).status).toBe(400);
       await nextSecond();
       const fresh = await u.exchange(await u.bkToken(theirs.b));
@@ -196,7 +196,7 @@ describe('revocation by scope, over HTTP and through the CLI', () => {
     expect(await works(h, t1)).toBe(false);
     expect(await works(h, t2)).toBe(true);
     expect((await h.exchange(oldBk)).status).toBe(400);
-    // The reviewer's attack: the same job on the revoked agent mints a fresh Buildkite token a second later.
+    // The attack: the same job on the revoked agent mints a fresh Buildkite token a second later.
     await nextSecond();
     const again = await h.exchange(await h.bkToken(j1));
     expect(again.status).toBe(400);

@@ -1,5 +1,5 @@
 /**
- * SCIM and revocation (review #5, F15 and F4): a DELETE whose revocation fails deletes
+ * SCIM and revocation: a DELETE whose revocation fails deletes
  * nothing and answers 503, so the IdP's retry does the whole thing; a re-activation lifts
  * the revocation SCIM made, and only that one.
  */
@@ -20,7 +20,7 @@ afterAll(async () => {
 
 const records = async (action: string) => (await h.port.store.decisions.read(0, 100_000)).map((e) => e.record).filter((r) => r.action === action);
 
-describe('SCIM DELETE: revoke first, delete after (F15)', () => {
+describe('SCIM DELETE: revoke first, delete after', () => {
   it('a failed revocation answers 503 and deletes nothing; the IdP retry revokes and deletes', async () => {
     const email = 'flaky@acme.test';
     const user = (await scim.post('/Users', oktaUser(email))).body;
@@ -63,7 +63,7 @@ describe('SCIM DELETE: revoke first, delete after (F15)', () => {
   });
 });
 
-describe('SCIM re-activation lifts the revocation SCIM made (F4)', () => {
+describe('SCIM re-activation lifts the revocation SCIM made', () => {
   it('deactivated: refused, old and new; re-activated: their builds work again', async () => {
     const email = 'returner@acme.test';
     const user = (await scim.post('/Users', oktaUser(email))).body;

@@ -1,6 +1,6 @@
 /**
- * A SCIM deprovisioning stands until SCIM re-activates the person (second review, G2 and
- * G4): its revocation never lapses (nor is pruned, nor lost over a restart), the
+ * A SCIM deprovisioning stands until SCIM re-activates the person: its revocation
+ * never lapses (nor is pruned, nor lost over a restart), the
  * directory's "inactive" refuses a build on its own, and a re-activation racing a
  * deactivation can't lift the deactivation's revocation.
  */
@@ -34,8 +34,8 @@ const listed = async (url: string) =>
 const deactivate = (id: string) => scim.patch(`/Users/${id}`, [{ op: 'replace', value: { active: false } }]);
 const activate = (id: string) => scim.patch(`/Users/${id}`, [{ op: 'replace', value: { active: true } }]);
 
-describe('a SCIM deactivation does not lapse (G2)', () => {
-  it("the reviewer's attack: 25 h later a fresh Buildkite token of the leaver's build still buys nothing, at the exchange and the relay", async () => {
+describe('a SCIM deactivation does not lapse', () => {
+  it("the attack: 25 h later a fresh Buildkite token of the leaver's build still buys nothing, at the exchange and the relay", async () => {
     const email = 'leaver@acme.test';
     const user = (await scim.post('/Users', oktaUser(email))).body;
     const { a, b } = buildBy(h, email);
@@ -81,7 +81,7 @@ describe('a SCIM deactivation does not lapse (G2)', () => {
   });
 });
 
-describe("the directory's inactive refuses on its own (G2, defence in depth)", () => {
+describe("the directory's inactive refuses on its own (defence in depth)", () => {
   it('an admin lifts the SCIM revocation, the person is still inactive: exchange 400, /v1/credentials 401, relay 401, each naming why; logged', async () => {
     const email = 'still-gone@acme.test';
     const user = (await scim.post('/Users', oktaUser(email))).body;
@@ -128,7 +128,7 @@ describe("the directory's inactive refuses on its own (G2, defence in depth)", (
   });
 });
 
-describe('a re-activation racing a deactivation (G4)', () => {
+describe('a re-activation racing a deactivation', () => {
   it("the re-activation's lift runs after the deactivation committed and revoked: SCIM's revocation stays in force", async () => {
     const email = 'racer@acme.test';
     const user = (await scim.post('/Users', oktaUser(email))).body;
@@ -222,7 +222,7 @@ describe('a re-activation racing a deactivation (G4)', () => {
   });
 });
 
-describe('SCIM revocations survive pruning and a restart (G2)', () => {
+describe('SCIM revocations survive pruning and a restart', () => {
   it('25 h later, pruned and purged, a new Port on the same store still refuses; SCIM re-activation there lifts it', async () => {
     const r = await startRevocationHarness({ scim: true });
     try {

@@ -1,6 +1,6 @@
 /**
- * SCIM feeds Cedar's `User in [Group]` and deprovisioning revokes at once (DESIGN
- * capability 5), end to end: the Buildkite simulator names the build's creator, Port
+ * SCIM feeds Cedar's `User in [Group]` and deprovisioning revokes at once, end to end:
+ * the Buildkite simulator names the build's creator, Port
  * maps them to the SCIM-provisioned user, a policy on `principal.creator in
  * Port::Group::"deployers"` decides the exchange; deactivation refuses the Port token
  * the job already holds on its next use.

@@ -183,7 +183,7 @@ describe('filters and pagination (RFC 7644 §3.4.2)', () => {
     const second = (await scim.get('/Users?startIndex=2&count=2')).body;
     expect(second).toMatchObject({ totalResults: total, itemsPerPage: 2, startIndex: 2 });
     expect(second.Resources.map((r: any) => r.id)).toEqual(all.Resources.slice(1, 3).map((r: any) => r.id));
-    // count=0: only totalResults (§3.4.2.4); startIndex < 1 is 1; a negative count is 0.
+    // count=0: only totalResults (RFC 7644 §3.4.2.4); startIndex < 1 is 1; a negative count is 0.
     expect((await scim.get('/Users?count=0')).body).toMatchObject({ totalResults: total, itemsPerPage: 0, Resources: [] });
     expect((await scim.get('/Users?startIndex=0&count=1')).body).toMatchObject({ startIndex: 1, itemsPerPage: 1 });
     expect((await scim.get('/Users?count=-5')).body.itemsPerPage).toBe(0);

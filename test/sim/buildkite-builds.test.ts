@@ -58,7 +58,7 @@ describe('build lifecycle', () => {
     expect(states(build)).toEqual(['build:passed', 'staging-gate:unblocked', 'staging:running', 'prod-gate:waiting', 'prod:waiting']);
     sim.advanceBuild(build);
     expect(states(build)).toEqual(['build:passed', 'staging-gate:unblocked', 'staging:passed', 'prod-gate:blocked', 'prod:waiting']);
-    // `blocked_state: running` keeps the blocked build `running` (§4.4).
+    // `blocked_state: running` keeps the blocked build `running` (https://buildkite.com/docs/pipelines/configure/step-types/block-step).
     expect(build).toMatchObject({ blocked: true, state: 'running' });
     expect(await unblock(build, 1)).toBe(200);
     sim.advanceBuild(build);

@@ -173,7 +173,7 @@ describe('PUT unblock', () => {
     });
     expect(calls[0]?.at).toBeInstanceOf(Date);
 
-    // The build moved on: no longer blocked, field values in meta-data (§4.4), the next job runs.
+    // The build moved on: no longer blocked, field values in meta-data (block step docs), the next job runs.
     const after = await api('GET', buildPath(build));
     expect(after.body).toMatchObject({ blocked: false, state: 'running', meta_data: { 'release-name': 'v1.2.0' } });
     expect((after.body.jobs as { step_key: string; state: string }[]).map((j) => j.state)).toEqual(['passed', 'unblocked', 'running']);

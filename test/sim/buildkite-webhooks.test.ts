@@ -60,7 +60,7 @@ function blockedBuild(): SimBuild {
   });
 }
 
-/** Verifies X-Buildkite-Signature exactly as buildkite.md §3 describes, independently of the simulator. */
+/** Verifies X-Buildkite-Signature as https://buildkite.com/docs/apis/webhooks/pipelines describes, independently of the simulator. */
 function verify(headers: IncomingHttpHeaders, raw: string, secret: string): { ok: boolean; timestamp: number } {
   const header = String(headers['x-buildkite-signature']);
   const match = /^timestamp=(\d+),signature=([0-9a-f]{64})$/.exec(header);
@@ -144,7 +144,7 @@ describe('token deliveries (X-Buildkite-Token)', () => {
   });
 });
 
-describe('payloads in Buildkite’s shape (§3)', () => {
+describe('payloads in Buildkite’s shape', () => {
   it('build.finished: a blocked build without jobs, the pipeline, and the webhook creator as sender', () => {
     const build = blockedBuild();
     const payload = sim.buildFinishedPayload(build);

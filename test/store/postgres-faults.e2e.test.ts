@@ -1,5 +1,5 @@
 /**
- * Issue #10 on top of issue #9's fault guarantees: Port on PostgreSQL fails closed and
+ * The store fault guarantees on PostgreSQL: Port fails closed and
  * loses nothing when the database becomes unreachable under it. Between Port and the
  * (shared) server sits a TCP proxy (test/helpers/tcp-proxy.ts); cutting it drops this
  * Port's connections and holds every new one unanswered — a dead network path for this

@@ -1,5 +1,5 @@
 /**
- * Issue #9, item 1 and 9: the store disappears, moves or fills up under a running Port.
+ * The store disappears, moves or fills up under a running Port.
  * Port notices on the next write and fails closed — exchanges, credential releases,
  * revocations and relay requests answer 503 with the reason, /readyz says not ready —
  * and a restart never silently starts on an empty store.

@@ -1,5 +1,5 @@
 /**
- * `sso.require_email_verified` (security review): the e-mail address is a person's
+ * `sso.require_email_verified` (OIDC Core §5.1 `email_verified`): the e-mail address is a person's
  * identity in Port, so by default a sign-in needs the IdP to say `email_verified: true`;
  * an IdP that never sends the claim (Microsoft Entra ID) needs the key set to false,
  * and an explicit `false` is refused either way. Sign-ins go through the real IdP

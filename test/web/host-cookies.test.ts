@@ -1,5 +1,5 @@
 /**
- * Second review, G7: cookie prefixes. Behind an https public URL Port names its cookies
+ * Cookie prefixes (draft-ietf-httpbis-rfc6265bis §4.1.3.2). Behind an https public URL Port names its cookies
  * `__Host-port_session` and `__Host-port_login` (Secure, Path=/, no Domain), sets and
  * reads only those, and treats a name sent twice as absent. So a sibling host under the
  * same registrable domain (a preview app at preview.example.com beside Port at

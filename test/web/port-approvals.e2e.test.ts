@@ -1,5 +1,5 @@
 /**
- * Issue 4, "What it must show", end to end against Port's real server:
+ * The approvals flow end to end against Port's real server:
  *
  * - the company IdP is a real `oidc-provider` (test/web/idp.ts) with people in groups;
  * - Buildkite is the simulator: it blocks builds, sends signed `build.finished`

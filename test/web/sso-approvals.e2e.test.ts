@@ -1,5 +1,5 @@
 /**
- * Issue 4, "What it must show" (b), the people half: a feature-branch deploy opens a
+ * The people half of approvals: a feature-branch deploy opens a
  * request needing one `platform` and one `security` approval; the author's own
  * approval is refused; an outsider sees nothing and is refused; two eligible
  * approvers sign in through a real OIDC provider in headless Chromium, approve, and

@@ -1,5 +1,5 @@
 /**
- * Issue 4 attack tests for the people side, over plain HTTP (no browser): CSRF on the
+ * Attack tests for the people side, over plain HTTP (no browser): CSRF on the
  * approve form, a session cookie of a deactivated user, forged session cookies,
  * open redirects through `return_to`, sign-in callbacks not started here, and HTML
  * injection through build data. Sign-ins go through the real IdP (test/web/support.ts).

@@ -12,7 +12,7 @@ import { WebhookWork, type WebhookWorkOptions, type WebhookWorkOutcome } from '.
 
 export const SECRET = 'whsec-test-0123456789abcdef';
 
-/** buildkite.md §3: HMAC-SHA256 keyed with the webhook token over `<timestamp>.<raw body>`, lowercase hex. */
+/** https://buildkite.com/docs/apis/webhooks/pipelines: HMAC-SHA256 keyed with the webhook token over `<timestamp>.<raw body>`, lowercase hex. */
 export function sign(body: string | Buffer, timestamp: number | string, secret = SECRET): string {
   return createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex');
 }

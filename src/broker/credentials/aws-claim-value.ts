@@ -6,7 +6,7 @@
  * - `*` and `?` are wildcards in `Resource` and in `StringLike` conditions (IAM JSON policy
  *   reference, "Resource" and "String condition operators");
  * - `$`, `{`, `}` make policy variables (`${aws:username}`, "IAM policy elements: Variables");
- * - `:` separates the compound `sub`'s fields (buildkite.md §1.4), so a branch `main:x`
+ * - `:` separates the compound `sub`'s fields (https://buildkite.com/docs/agent/v3/cli-oidc), so a branch `main:x`
  *   would match a trust policy's `…:ref:refs/heads/main:*`;
  * - whitespace, controls, other punctuation and non-ASCII (look-alikes) have no business
  *   in a ref, a slug or a commit. Git refs can't hold `:`, `?`, `*`, `[`, `\`, `~`, `^`

@@ -55,7 +55,7 @@ export interface SessionAsk {
 /**
  * `DurationSeconds` for a bearer: the credential's `duration`, but no longer than the
  * bearer's token has left — and never under AWS's 900 s minimum, so a session may outlive
- * a token about to expire by at most 15 minutes (DESIGN: grants expire with the job).
+ * a token about to expire by at most 15 minutes (grants expire with the job).
  */
 export function sessionDuration(configured: number, bearerExpiresAt: number, now: number): number {
   return Math.min(configured, Math.max(MIN_SESSION_SECONDS, Math.floor(bearerExpiresAt - now / 1000)));
@@ -73,7 +73,7 @@ interface SessionParameters {
 }
 
 /**
- * `aws_role` credentials (issue #5): STS through @aws-sdk/client-sts, either
+ * `aws_role` credentials: STS through @aws-sdk/client-sts, either
  * AssumeRoleWithWebIdentity with a JWT Port mints as an OIDC issuer (no AWS keys in Port)
  * or AssumeRole with Port's own keys. Per job: RoleSessionName `bk-<pipeline>-<build>-<job>`,
  * session tags from claims, an optional session policy. The body is the AWS

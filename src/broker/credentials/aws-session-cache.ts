@@ -31,7 +31,7 @@ export interface CachedSessionRequest {
 
 /**
  * The AWS sessions Port holds, shared by `POST /v1/credentials` and the relay's SigV4
- * signing (F8 of the #5 review): one per (job, credential, effective parameters), reused
+ * signing, so a job looping on either can't multiply STS calls: one per (job, credential, effective parameters), reused
  * while it has more than RENEW_BEFORE_MS left and doesn't outlive the asking bearer, never
  * shared across jobs. Concurrent requests for one key share one STS call; at most
  * `maxInFlight` STS calls per credential run at once, and more are refused with 503

@@ -17,7 +17,7 @@ export const STS_ACCEPTED_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS
 export const WEB_IDENTITY_TOKEN_TTL = 300;
 
 /**
- * Buildkite's compound subject (buildkite.md §1.4):
+ * Buildkite's compound subject (https://buildkite.com/docs/agent/v3/cli-oidc):
  * `organization:ORG:pipeline:PIPELINE:ref:REF:commit:SHA:step:STEP`, REF `refs/tags/TAG` or
  * `refs/heads/BRANCH`, an empty step when the step has no key — so trust policies written
  * for Buildkite's own tokens (`…:sub` StringLike) work unchanged against Port's.

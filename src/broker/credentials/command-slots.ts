@@ -1,7 +1,7 @@
 /**
  * At most `limit` holders at a time; the rest wait in line (at most `maxWaiting` of them)
  * for up to the wait they name. Bounds the processes one credential's command can fork,
- * however many jobs ask at once (review F8).
+ * however many jobs ask at once.
  */
 export class CommandSlots {
   private running = 0;

@@ -4,7 +4,7 @@ import type { PortTokenClaims } from '../../issuer/port-token.js';
 
 /**
  * What a credential provider is given: a job whose Port token holds the credential's
- * name in its scope and for whom `assume` was just allowed again (DESIGN capability 2).
+ * name in its scope and for whom `assume` was just allowed again.
  */
 export interface CredentialGrant {
   credential: CredentialConfig;

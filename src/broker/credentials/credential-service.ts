@@ -69,7 +69,7 @@ interface Release {
 }
 
 /**
- * `POST /v1/credentials/{name}` (DESIGN capability 2). The bearer is either
+ * `POST /v1/credentials/{name}`. The bearer is either
  * - a Port token, unrevoked, whose scope holds the credential; `assume` is decided again
  *   now (policy, or the build creator's standing, may have changed since the exchange); or
  * - a Buildkite OIDC token for Port's audience: the exchange and the release in one round

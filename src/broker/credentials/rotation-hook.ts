@@ -14,7 +14,7 @@ import { commandEnvironment, describeFailure, dropTrailingNewline, MAX_COMMAND_O
  *   of the rotate call that created it (absent for version 0), `value_id` the id you answered.
  * - `discard`: the value the rotate call `rotation_id` produced was never stored (another
  *   Port process stored its own version first, or the write failed); delete *that* value.
- *   It carries no `version` (review G8): the only version number it could name is the one
+ *   It carries no `version`: the only version number it could name is the one
  *   the winner now serves to jobs, and a hook that keys values by version, or treats an
  *   unknown action as `retire`, would delete the live value.
  * A hook refuses (non-zero exit, non-2xx) an action it doesn't know.

@@ -62,7 +62,7 @@ const MAX_SLEEP_MS = 60_000;
 const NOT_LEADING_RECHECK_MS = 5_000;
 
 /**
- * Secret versions and their rotation (DESIGN capability 6). Version 0 is the configured
+ * Secret versions and their rotation. Version 0 is the configured
  * value; each rotation asks the hook for a new value, stores it sealed as the next
  * version, and keeps the previous one *accepted* for `overlap`: the backing system must
  * keep accepting it until Port calls the hook with `{"action":"retire"}` — jobs that
@@ -205,14 +205,14 @@ export class SecretRotation {
   }
 
   /**
-   * Asks the hook to delete a value Port got but did not store (review F9): nothing would
+   * Asks the hook to delete a value Port got but did not store: nothing would
    * ever retire it otherwise. One attempt: Port can't keep the value to retry with; a
    * failure is logged and audited with the rotation id, so an operator can delete it.
    */
   private async discard(cred: SecretCredentialConfig, version: number, rotated: RotatedValue, trigger: RotationTrigger): Promise<void> {
     const handles = { rotation_id: rotated.rotationId, ...(rotated.valueId !== undefined ? { value_id: rotated.valueId } : {}) };
     // `attempted_version`: the number this rotation tried to store, now another rotation's
-    // live value; the hook is never told it (rotation-hook.ts, review G8).
+    // live value; the hook is never told it (see rotation-hook.ts).
     const base = { event: 'discard', trigger, attempted_version: version, ...handles };
     try {
       await requestRetirement(cred.rotation!.hook, { action: 'discard', credential: cred.name, ...handles }, cred.rotation!.timeout);

@@ -40,7 +40,7 @@ export function openSecretValue(sealed: string, credential: string, version: num
 }
 
 /**
- * The start-up warning when rotated values would be stored in plain text (review F13):
+ * The start-up warning when rotated values would be stored in plain text:
  * some secret has `rotation` and `issuer.key_encryption_key` is unset. Undefined otherwise.
  */
 export function unsealedRotationWarning(credentials: readonly SecretCredentialConfig[], keyEncryptionKey: string | undefined): string | undefined {

@@ -3,7 +3,8 @@ import { TOKEN } from './hop-by-hop.js';
 
 /**
  * Refuse requests whose framing or identity headers two parsers could read differently
- * (RFC 9112 §6.1, §6.3; security-notes §4.2). Node's strict parser already refuses CL+TE,
+ * (RFC 9112 §6.1, §6.3; James Kettle, "HTTP Desync Attacks: Request Smuggling Reborn",
+ * https://portswigger.net/research/http-desync-attacks-request-smuggling-reborn). Node's strict parser already refuses CL+TE,
  * duplicate CL and obfuscated TE; this is defence in depth, and the only guard against
  * what Node lets through: a second `Host` or `Authorization`, where Node keeps the first
  * and another hop might keep the last.

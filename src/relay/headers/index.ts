@@ -1,4 +1,4 @@
-/** Request and response header hygiene for the relay (RFC 9110 §7.6.1, RFC 9112 §6; security-notes §4.2). */
+/** Request and response header hygiene for the relay (RFC 9110 §7.6.1, RFC 9112 §6). */
 export { checkRequestFraming } from './check-request-framing.js';
 export { upstreamRequestHeaders, type UpstreamRequestOptions } from './upstream-request-headers.js';
 export { downstreamResponseHeaders } from './downstream-response-headers.js';

@@ -19,13 +19,13 @@ export interface UpstreamRequestOptions {
   injected?: readonly string[];
 }
 
-/** The caller's credentials: the upstream's are injected by the relay, the caller's never pass (issue #3). */
+/** The caller's credentials: the upstream's are injected by the relay, the caller's never pass. */
 const CALLER_CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
 
 /**
  * Headers by which a caller could claim to be someone or somewhere else, or make the
  * upstream act on another host, URL or method than the policy decided on (PortSwigger
- * Host-header labs; security-notes §4.2). Only Port sets forwarding information.
+ * Host-header labs, https://portswigger.net/web-security/host-header). Only Port sets forwarding information.
  */
 const SPOOFABLE = [
   // httpoxy: CGI upstreams (git http-backend) turn `Proxy` into HTTP_PROXY.

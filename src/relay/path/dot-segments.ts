@@ -21,8 +21,8 @@ export function resolveDotSegments(segments: readonly string[]): string {
       continue;
     }
     // `..;x` and `.;x` are dot segments to Tomcat-style backends, which strip matrix
-    // parameters before resolving (Orange Tsai 2018; security-notes §4.2, Envoy 2026
-    // advisories). `;` elsewhere is an ordinary path character and stays.
+    // parameters before resolving (Orange Tsai, "Breaking Parser Logic", Black Hat USA 2018;
+    // Envoy's path-parameter advisories). `;` elsewhere is an ordinary path character and stays.
     if (DOT_WITH_PARAMS.test(segment)) {
       throw new PathRejectedError('dot_segment_params', 'The relay path has a dot segment carrying ";" parameters.');
     }

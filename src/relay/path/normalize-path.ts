@@ -33,7 +33,8 @@ const UPSTREAM_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 
 /**
  * Canonicalise a relay request target (Node's `req.url`) once, so that the path the
- * policy decides on is byte for byte the path forwarded (issue #3, security-notes §4.2).
+ * policy decides on is byte for byte the path forwarded (the path-confusion authorization
+ * bypasses of CVE-2019-9901 and CVE-2021-29492 in Envoy came from the two differing).
  * Throws PathRejectedError (400 `invalid_path`) for anything a later hop could read
  * differently.
  */

@@ -6,7 +6,7 @@ import { PathRejectedError } from './errors.js';
  * same meaning (sub-delims other than ";", ":" and "@") — is decoded, exactly once, so
  * `/%40acme` and `/@acme` are one path to the policy; every other `%XX` stays encoded
  * with upper-case hex. Anything that lets a later hop derive a different path than the
- * one the policy saw is refused instead (security-notes §4.2).
+ * one the policy saw is refused instead.
  *
  * With `keepEncodedSlashes` (a route option for registries such as npm's, whose package
  * names carry `%2F`), `%2F` stays encoded — never a separator — but no part of the

@@ -19,7 +19,7 @@ export interface OAuthRouteDeps {
   audiences: string[];
   /** Secret resource servers present to introspect any token. */
   introspectionToken?: string;
-  /** Per-source limit on bearer tokens that don't verify (issue #9 item 8): 429 past it. */
+  /** Per-source limit on bearer tokens that don't verify, so junk can't fill the decision log: 429 past it. */
   refusals?: RefusalThrottle;
 }
 

@@ -27,7 +27,7 @@ export interface RevocationRouteDeps {
   issuer: PortTokenIssuer;
   audiences: string[];
   log: DecisionLog;
-  /** Per-source limit on bearer tokens that don't verify (issue #9 item 8): 429 past it. */
+  /** Per-source limit on bearer tokens that don't verify, so junk can't fill the decision log: 429 past it. */
   refusals?: RefusalThrottle;
 }
 

@@ -21,7 +21,7 @@ export interface BuildFacts {
 
 /** The block step a request is about. */
 export interface BlockStepFacts {
-  /** The step key, else the job id (DESIGN: BlockStep id). */
+  /** The step key, else the job id (the `BlockStep` entity id). */
   step: string;
   /** Field values by key, as `unblock` will submit them. */
   fields: Record<string, string>;

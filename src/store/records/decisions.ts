@@ -1,5 +1,5 @@
 /**
- * One decision log entry (DESIGN capability 8, security-notes §3.4): who asked to do
+ * One decision log entry: who asked to do
  * what to which resource, the outcome, the policies that determined it and why, and
  * the identity context. Never a token value, a body or a secret: a token appears
  * only as the SHA-256 of its `jti`.

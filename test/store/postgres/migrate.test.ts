@@ -1,5 +1,5 @@
 /**
- * Issue #10, migrations on start: several replicas starting at once against one real
+ * Migrations on start: several replicas starting at once against one real
  * PostgreSQL apply each migration exactly once (an advisory lock), a failing migration
  * leaves the schema at the previous version, and a database newer than this Port is refused.
  */
