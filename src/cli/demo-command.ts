@@ -1,15 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { configFromObject } from '../config/config.js';
 import { startPort, type RunningPort } from '../server/port-server.js';
+import { openDemoApproval } from '../demo/approval-scenario.js';
+import { startArtifactsApi } from '../demo/artifacts-api.js';
+import { resetDemoDir } from '../demo/demo-state.js';
+import { DEMO_CLIENT_ID, DEMO_PEOPLE, DEMO_SCOPES, startDemoIdentityProvider } from '../demo/identity-provider.js';
+import { walkthroughText } from '../demo/walkthrough.js';
 import { lockDemoDir } from './demo-lock.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 import { BuildkiteSimulator, writeBuildkiteAgentShim } from '../sim/index.js';
+import { StsSimulator } from '../sim/aws-sts/index.js';
 import type { SimJob } from '../sim/types.js';
 
 /** The example policies shipped with Port (examples/policies), from dist/cli or src/cli. */
@@ -21,6 +27,21 @@ interface DemoOptions {
   dir: string;
   port: string;
   simPort: string;
+  idpPort: string;
+  servicePort: string;
+  keep?: boolean;
+}
+
+/** Something the demo started, stopped again on exit or when a later part fails to start. */
+type Closer = () => Promise<void>;
+
+class DemoStartError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -34,116 +55,59 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** A `--…-port` value: 0 (any free port) to 65535. */
+function portOption(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d{1,5}$/.test(value) || n > 65535) throw new DemoStartError(`${flag} must be a TCP port number from 0 (any free port) to 65535; got "${value.slice(0, 20)}"`, EXIT_USAGE);
+  return n;
+}
+
+/** A shell word for a path: as is when it needs no quoting, else single-quoted. */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A random secret in a file only its owner reads, as a real one would be kept. */
+function secretFile(dir: string, name: string, value: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  return file;
+}
+
 /**
- * `port demo`: Port on the embedded SQLite default with the example policies, plus
- * the local Buildkite simulator, and the commands a newcomer pastes to see it work.
+ * `port demo`: Port on the embedded SQLite default with the example policies, and around
+ * it everything a first run needs to see each capability: the Buildkite simulator (job
+ * tokens, REST API, webhooks), an internal service behind the relay, an identity provider
+ * for approvers, and an AWS STS simulator; then the commands a newcomer pastes to see it work.
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('first run: Port + a local Buildkite simulator with example policies')
-    .option('--dir <dir>', 'where the demo keeps its config, database and buildkite-agent stand-in', '.port-demo')
+    .description('first run: Port + local Buildkite, identity provider, AWS STS and an internal service, with example policies')
+    .option('--dir <dir>', 'where the demo keeps its config, database, secrets and buildkite-agent stand-in', '.port-demo')
     .option('--port <port>', "Port's port (0 = any free port)", '8080')
     .option('--sim-port <port>', "the Buildkite simulator's port (0 = any free port)", '8181')
+    .option('--idp-port <port>', "the demo identity provider's port (0 = any free port)", '0')
+    .option('--service-port <port>', "the demo artifacts API's port (0 = any free port)", '0')
+    .option('--keep', "continue with the previous run's store (decision log, revocations, keys) instead of starting clean")
     .action(async (opts: DemoOptions) => {
-      const dir = resolve(opts.dir);
-      mkdirSync(dir, { recursive: true });
-      let lock: { release(): void };
+      const closers: Closer[] = [];
+      const closeAll = async () => {
+        for (const close of closers.reverse()) await close().catch(() => undefined);
+      };
       try {
-        lock = lockDemoDir(dir);
+        await runDemo(opts, closers);
       } catch (err) {
-        process.stderr.write(`port demo: ${(err as Error).message}\n`);
-        process.exitCode = EXIT_USAGE;
+        await closeAll();
+        const e = err as DemoStartError;
+        process.stderr.write(`port demo: ${e instanceof DemoStartError ? e.message : `cannot start: ${(err as Error).message}`}\n`);
+        process.exitCode = e instanceof DemoStartError ? e.exitCode : EXIT_FAILED;
         return;
       }
-      const portNumber = Number(opts.port) || (await freePort());
-      let sim: BuildkiteSimulator;
-      try {
-        sim = await BuildkiteSimulator.start({ organization: 'acme', port: Number(opts.simPort) });
-      } catch (err) {
-        lock.release();
-        return refuseStart(err, `the Buildkite simulator's port ${opts.simPort}`, '--sim-port 0');
-      }
-      const publicUrl = `http://127.0.0.1:${portNumber}`;
-      // The demo seals its signing keys as production should (issuer.key_encryption_key).
-      const kekFile = join(dir, 'key-encryption-key');
-      if (!existsSync(kekFile)) writeFileSync(kekFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
-      // The demo's brokered secret: a random value in a file, as a real one would be.
-      const npmTokenFile = join(dir, 'npm-publish-token');
-      if (!existsSync(npmTokenFile)) writeFileSync(npmTokenFile, `npm_${randomBytes(18).toString('base64url')}`, { mode: 0o600 });
-      const raw = {
-        server: { listen: `127.0.0.1:${portNumber}`, public_url: publicUrl },
-        store: { sqlite: join(dir, 'port.db') },
-        buildkite: { organization: 'acme', issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: publicUrl },
-        policies: EXAMPLE_POLICIES,
-        issuer: { key_encryption_key: `file:${kekFile}` },
-        credentials: {
-          'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.internal', description: 'deploys acme/deploy to production' },
-          'npm-publish': { type: 'secret', value: `file:${npmTokenFile}`, description: 'publishes release packages' },
-        },
-      };
-      const configFile = join(dir, 'port.yaml');
-      writeFileSync(configFile, `# Written by \`port demo\`; Buildkite is the local simulator at ${sim.url}.\n${stringify(raw)}`);
-      const config = configFromObject(raw, configFile);
-      let port: RunningPort;
-      try {
-        // The demo's store is its own: created on first run, reused after.
-        port = await startPort(config, { logger: false, handleSignals: true, createStore: true });
-      } catch (err) {
-        await sim.close();
-        lock.release();
-        return refuseStart(err, `port ${portNumber}`, '--port 0');
-      }
-      const bin = join(dir, 'bin');
-      writeBuildkiteAgentShim(bin);
-
-      const deployMain = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
-      const deployFeature = sim.createJob({ pipelineSlug: 'deploy', branch: 'feature/login', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
-      const rel = relative(process.cwd(), dir) || '.';
-      // What the agent gives a job's processes (job id, job token, Job API socket), as a sourceable file.
-      const jobFile = (name: string, job: SimJob) => {
-        const env = { ...sim.jobEnv(job), PORT_URL: publicUrl };
-        writeFileSync(join(dir, name), Object.entries(env).map(([k, v]) => `export ${k}='${v}'`).join('\n') + '\n', { mode: 0o600 });
-        return `${rel}/${name}`;
-      };
-      const portCmd = `node ${relative(process.cwd(), PORT_BIN)}`;
-      const mainEnv = jobFile('deploy-main.env', deployMain);
-      const featureEnv = jobFile('deploy-feature.env', deployFeature);
-      process.stdout.write(
-        [
-          '',
-          `Port is running at ${publicUrl} (store: ${config.store.sqlite}, policies: ${config.policies})`,
-          `A Buildkite simulator is issuing job tokens at ${sim.url} (organization "acme").`,
-          '',
-          `In another terminal, in ${process.cwd()}:`,
-          '',
-          '  # a buildkite-agent stand-in that asks the simulator for job tokens, as the real agent would',
-          `  export PATH="${bin}:$PATH"`,
-          '',
-          '  # 1. a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
-          `  (. ${mainEnv} && ${portCmd} token exchange --scope deploy-token --json)`,
-          '',
-          '  # 2. the same pipeline on a feature branch is denied that grant, with the reason',
-          `  (. ${featureEnv} && ${portCmd} token exchange --scope deploy-token)`,
-          '',
-          '  # 3. every decision is in a hash-chained log; check it, then read it',
-          `  ${portCmd} audit verify -c ${rel}/port.yaml`,
-          `  ${portCmd} audit tail -c ${rel}/port.yaml --no-follow`,
-          '',
-          '  # 4. the policies and their tests',
-          `  ${portCmd} policy test --policies ${relative(process.cwd(), config.policies) || '.'}`,
-          `  curl -s ${publicUrl}/.well-known/jwks.json`,
-          '',
-          'Press Ctrl-C to stop.',
-          '',
-        ].join('\n'),
-      );
       const stop = async () => {
         // Open keep-alive connections must not hold the process up.
         setTimeout(() => process.exit(0), 5000).unref();
-        await port.close();
-        await sim.close();
-        lock.release();
+        await closeAll();
         process.exit(0);
       };
       process.once('SIGINT', stop);
@@ -151,13 +115,166 @@ export function registerDemoCommand(program: Command): void {
     });
 }
 
-/** A demo that can't start says why in one line: a taken port suggests a free one (exit 2). */
-function refuseStart(err: unknown, what: string, fix: string): void {
-  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-    process.stderr.write(`port demo: ${what} is already in use; stop what holds it, or run with ${fix} to take any free port\n`);
-    process.exitCode = EXIT_USAGE;
-    return;
+async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
+  const ports = {
+    port: portOption('--port', opts.port),
+    sim: portOption('--sim-port', opts.simPort),
+    idp: portOption('--idp-port', opts.idpPort),
+    service: portOption('--service-port', opts.servicePort),
+  };
+  const dir = resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  let lock: { release(): void };
+  try {
+    lock = lockDemoDir(dir);
+  } catch (err) {
+    throw new DemoStartError((err as Error).message, EXIT_USAGE);
   }
-  process.stderr.write(`port demo: cannot start: ${(err as Error).message}\n`);
-  process.exitCode = EXIT_FAILED;
+  closers.push(async () => lock.release());
+  const state = resetDemoDir(dir, opts.keep === true);
+
+  /** Starts a part; a taken port says which and how to take any free one (exit 2). */
+  const start = async <T extends { close(): Promise<void> }>(what: string, fix: string, run: () => Promise<T>): Promise<T> => {
+    try {
+      const part = await run();
+      closers.push(() => part.close());
+      return part;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+        throw new DemoStartError(`${what} is already in use; stop what holds it, or run with ${fix} to take any free port`, EXIT_USAGE);
+      }
+      throw err;
+    }
+  };
+
+  const portNumber = ports.port || (await freePort());
+  const publicUrl = `http://127.0.0.1:${portNumber}`;
+  const sim = await start(`the Buildkite simulator's port ${opts.simPort}`, '--sim-port 0', () => BuildkiteSimulator.start({ organization: 'acme', port: ports.sim }));
+
+  // The internal service behind the relay, and its key, which only Port reads.
+  const artifactsKey = `ak_${randomBytes(24).toString('base64url')}`;
+  const artifactsKeyFile = secretFile(dir, 'artifacts-api-key', artifactsKey);
+  const artifacts = await start(`the demo artifacts API's port ${opts.servicePort}`, '--service-port 0', () => startArtifactsApi({ port: ports.service, apiKey: artifactsKey }));
+
+  // The approvers' identity provider; Port is its one client.
+  const ssoSecret = randomBytes(24).toString('base64url');
+  const ssoSecretFile = secretFile(dir, 'sso-client-secret', ssoSecret);
+  // One short password for every demo person, new each run (it is printed for the newcomer).
+  const password = randomBytes(6).toString('base64url').replace(/[-_]/g, 'x');
+  const idp = await start(`the demo identity provider's port ${opts.idpPort}`, '--idp-port 0', () =>
+    startDemoIdentityProvider({ port: ports.idp, redirectUri: `${publicUrl}/auth/callback`, clientSecret: ssoSecret, password }),
+  );
+
+  // AWS: an IAM role that trusts Port as an OIDC identity provider for acme/deploy's jobs.
+  const sts = await StsSimulator.start({
+    roles: [
+      {
+        name: 'port-demo-deploy',
+        maxSessionDuration: 3600,
+        trust: { webIdentity: { provider: publicUrl.replace(/^https?:\/\//, ''), audience: 'sts.amazonaws.com', subjectLike: 'organization:acme:pipeline:deploy:*' } },
+      },
+    ],
+    oidcProviders: [{ url: publicUrl, clientIds: ['sts.amazonaws.com'] }],
+  });
+  closers.push(() => sts.close());
+
+  // The demo seals its signing keys as production should (issuer.key_encryption_key).
+  const kekFile = join(dir, 'key-encryption-key');
+  if (!existsSync(kekFile)) writeFileSync(kekFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
+  const webhookSecret = randomBytes(24).toString('base64url');
+  const raw = {
+    server: { listen: `127.0.0.1:${portNumber}`, public_url: publicUrl, admin_token: `file:${secretFile(dir, 'admin-token', `adm_${randomBytes(24).toString('base64url')}`)}` },
+    store: { sqlite: join(dir, 'port.db') },
+    buildkite: {
+      organization: 'acme',
+      issuer: sim.issuer,
+      jwks_url: sim.jwksUrl,
+      audience: publicUrl,
+      api_url: sim.url,
+      api_token: `file:${secretFile(dir, 'buildkite-api-token', sim.apiToken)}`,
+      webhook_secret: `file:${secretFile(dir, 'buildkite-webhook-secret', webhookSecret)}`,
+    },
+    policies: EXAMPLE_POLICIES,
+    issuer: { key_encryption_key: `file:${kekFile}` },
+    sso: { issuer: idp.url, client_id: DEMO_CLIENT_ID, client_secret: `file:${ssoSecretFile}`, groups_claim: 'groups', scopes: DEMO_SCOPES, session_ttl: '1h' },
+    upstreams: {
+      artifacts: { url: artifacts.url, inject: { header: { name: 'X-Api-Key', value: `file:${artifactsKeyFile}` } } },
+    },
+    credentials: {
+      'deploy-token': { type: 'port_token', audience: 'https://deploy.acme.internal', description: 'deploys acme/deploy to production' },
+      'npm-publish': { type: 'secret', value: `file:${secretFile(dir, 'npm-publish-token', `npm_${randomBytes(18).toString('base64url')}`)}`, description: 'publishes release packages' },
+      'aws-deploy': { type: 'aws_role', role_arn: sts.roleArn('port-demo-deploy'), sts_endpoint: sts.url, duration: '15m', description: 'the AWS role acme/deploy deploys with' },
+    },
+  };
+  const configFile = join(dir, 'port.yaml');
+  writeFileSync(
+    configFile,
+    `# Written by \`port demo\`; Buildkite, the identity provider, AWS STS and the artifacts API are the demo's local stand-ins.\n${stringify(raw)}`,
+    { mode: 0o600 },
+  );
+  const config = configFromObject(raw, configFile);
+  let port: RunningPort;
+  try {
+    // The demo's store is its own: created on first run (and reused with --keep).
+    port = await startPort(config, { logger: false, handleSignals: true, createStore: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new DemoStartError(`port ${portNumber} is already in use; stop what holds it, or run with --port 0 to take any free port`, EXIT_USAGE);
+    }
+    throw err;
+  }
+  closers.push(() => port.close());
+
+  const bin = join(dir, 'bin');
+  writeBuildkiteAgentShim(bin);
+  const rel = relative(process.cwd(), dir);
+  const shownDir = shellWord(rel === '' ? '.' : rel.startsWith('..') || isAbsolute(rel) ? dir : rel);
+  // What the agent gives a job's processes (job id, job token, Job API socket), as a sourceable file.
+  const jobFile = (name: string, job: SimJob) => {
+    const env = { ...sim.jobEnv(job), PORT_URL: publicUrl };
+    const lines = [
+      `# The environment of Buildkite job ${job.jobId} (${job.pipelineSlug}, branch ${job.branch}), from port demo.`,
+      `export PATH=${shellWord(bin)}:"$PATH"`,
+      ...Object.entries(env).map(([k, v]) => `export ${k}=${shellWord(v)}`),
+    ];
+    writeFileSync(join(dir, name), `${lines.join('\n')}\n`, { mode: 0o600 });
+  };
+  const deployMain = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
+  const deployFeature = sim.createJob({ pipelineSlug: 'deploy', branch: 'feature/login', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
+  jobFile('deploy-main.env', deployMain);
+  jobFile('deploy-feature.env', deployFeature);
+
+  const portCmd = `node ${shellWord(relative(process.cwd(), PORT_BIN) || PORT_BIN)}`;
+  // An AWS CLI profile whose credential_process asks Port with the job's saved Port token
+  // (https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sourcing-external.html).
+  writeFileSync(
+    join(dir, 'aws-config'),
+    [
+      '[profile port-demo]',
+      'region = us-east-1',
+      `endpoint_url = ${sts.url}`,
+      `credential_process = sh -c "PORT_TOKEN=$(cat ${join(dir, 'deploy-main.token')}) exec ${process.execPath} ${PORT_BIN} creds aws-deploy --url ${publicUrl}"`,
+      '',
+    ].join('\n'),
+  );
+
+  const approval = await openDemoApproval({ sim, port, publicUrl, webhookSecret });
+  process.stdout.write(
+    walkthroughText({
+      cwd: process.cwd(),
+      dir: shownDir,
+      port: portCmd,
+      state,
+      keep: opts.keep === true,
+      portUrl: publicUrl,
+      simUrl: sim.url,
+      idpUrl: idp.url,
+      artifactsUrl: artifacts.url,
+      stsUrl: sts.url,
+      storePath: config.store.sqlite,
+      policies: shellWord(relative(process.cwd(), config.policies) || '.'),
+      mainJobId: deployMain.jobId,
+      approval: { ...approval, approver: DEMO_PEOPLE[0]!.login, author: DEMO_PEOPLE[1]!.login, password },
+    }),
+  );
 }

@@ -1,5 +1,5 @@
 /**
- * Issue #9, item 11: a second `port demo` on a busy folder refuses with a clear message,
+ * A second `port demo` on a busy folder refuses with a clear message,
  * and a demo whose port is taken exits 2 suggesting `--port 0` — never a stack trace or
  * errors logged forever.
  */
@@ -60,10 +60,12 @@ it('a stale lock left by a killed demo does not block the next one', async () =>
 it.each([
   ['--port', 'port', '--port 0'],
   ['--sim-port', "the Buildkite simulator's port", '--sim-port 0'],
+  ['--idp-port', "the demo identity provider's port", '--idp-port 0'],
+  ['--service-port', "the demo artifacts API's port", '--service-port 0'],
 ])('a taken %s: exit 2 with one line naming %s and the fix', async (flag, what, fix) => {
   const { server, port } = await listen();
   try {
-    const other = flag === '--port' ? ['--sim-port', '0'] : ['--port', '0'];
+    const other = ['--port', '--sim-port', '--idp-port', '--service-port'].filter((f) => f !== flag).flatMap((f) => [f, '0']);
     const r = await runPort(['demo', '--dir', join(dir, `taken${flag}`), flag, String(port), ...other]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe(`port demo: ${what} ${port} is already in use; stop what holds it, or run with ${fix} to take any free port`);

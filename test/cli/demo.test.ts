@@ -1,55 +1,30 @@
-import { execFile } from 'node:child_process';
+/**
+ * `port demo`'s options. The walkthrough itself — every printed step pasted and run, the
+ * approval in a browser, a clean second run — is test/demo/demo-walkthrough.e2e.test.ts.
+ */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { ROOT, spawnPort } from '../helpers/spawn-port.js';
+import { runPort } from '../helpers/spawn-port.js';
 
-const sh = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'port-demo-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs one of the demo's printed commands in bash, as a newcomer pasting it would. */
-async function paste(setup: string, command: string) {
-  try {
-    const { stdout, stderr } = await sh('bash', ['-c', `${setup}\n${command}`], { cwd: ROOT, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+it('--help names every part the demo starts and how to continue a previous run', async () => {
+  const r = await runPort(['demo', '--help']);
+  expect(r.code).toBe(0);
+  for (const flag of ['--dir', '--port', '--sim-port', '--idp-port', '--service-port', '--keep']) expect(r.stdout).toContain(flag);
+});
 
-it('port demo prints commands that work when pasted', async () => {
-  const demo = spawnPort(['demo', '--dir', relative(ROOT, dir), '--port', '0', '--sim-port', '0']);
-  try {
-    await demo.waitFor(/Press Ctrl-C to stop/);
-    const commands = demo
-      .stdout()
-      .split('\n')
-      .filter((l) => l.startsWith('  ') && !l.trimStart().startsWith('#'))
-      .map((l) => l.trim());
-    const [setup, allowed, denied, verify, tail] = commands;
-    expect(setup).toMatch(/^export PATH=/);
-
-    const a = await paste(setup!, allowed!);
-    expect(a.code).toBe(0);
-    expect(JSON.parse(a.stdout)).toMatchObject({ token_type: 'Bearer', scope: 'deploy-token' });
-
-    const d = await paste(setup!, denied!);
-    expect(d.code).toBe(1);
-    expect(d.stderr).toMatch(/403 access_denied.*deploy-token/);
-
-    const v = await paste(setup!, verify!);
-    expect(v.code).toBe(0);
-    expect(v.stdout).toMatch(/OK/);
-
-    const t = await paste(setup!, tail!);
-    expect(t.code).toBe(0);
-    expect(t.stdout).toMatch(/allow\s+assume .*deploy-token-main/);
-    expect(t.stdout).toMatch(/deny\s+assume /);
-  } finally {
-    await demo.stop();
-  }
+it.each([
+  ['--port', 'http'],
+  ['--sim-port', '70000'],
+  ['--idp-port', '-1'],
+  ['--service-port', '80a'],
+])('%s %s: exit 2 with one line naming the flag and what it takes', async (flag, value) => {
+  const r = await runPort(['demo', '--dir', join(dir, 'bad'), flag, value]);
+  expect(r.code).toBe(2);
+  expect(r.stderr.trim()).toBe(`port demo: ${flag} must be a TCP port number from 0 (any free port) to 65535; got "${value}"`);
+  expect(r.stdout).toBe('');
 });

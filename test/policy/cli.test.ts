@@ -19,7 +19,7 @@ describe('port policy validate', () => {
   it('prints the count and revision of a good folder', async () => {
     const io = capture();
     expect(await runValidate({ policies: 'examples/policies' }, io)).toBe(0);
-    expect(io.stdout).toEqual([expect.stringMatching(/^5 policies in 3 files OK; revision [0-9a-f]{64}$/)]);
+    expect(io.stdout).toEqual([expect.stringMatching(/^9 policies in 4 files OK; revision [0-9a-f]{64}$/)]);
     expect(io.stderr).toEqual([]);
   });
 
@@ -61,7 +61,7 @@ describe('port policy test', () => {
     const io = capture();
     expect(await runTest({ policies: 'examples/policies' }, io)).toBe(0);
     expect(io.stdout[0]).toBe('✓ policies.test.yaml: a main build of acme may exchange');
-    expect(io.stdout.at(-1)).toBe('12 passed, 0 failed');
+    expect(io.stdout.at(-1)).toBe('15 passed, 0 failed');
   });
 
   it('prints ✗ with the difference and exits 1 on a failing case', async () => {
@@ -134,7 +134,7 @@ describe('registerPolicyCommands', () => {
     try {
       await program.parseAsync(['node', 'port', 'policy', 'validate', '--policies', 'examples/policies']);
       expect(process.exitCode).toBe(0);
-      expect(io.stdout[0]).toMatch(/^5 policies in 3 files OK/);
+      expect(io.stdout[0]).toMatch(/^9 policies in 4 files OK/);
     } finally {
       process.exitCode = before;
     }
@@ -153,7 +153,7 @@ describe('registerPolicyCommands', () => {
       run(['policy', 'explain', '--claims', '-']),
     ]);
     expect(ok).toMatchObject({ code: 0 });
-    expect(ok.stdout).toContain('12 passed, 0 failed');
+    expect(ok.stdout).toContain('15 passed, 0 failed');
     expect(bad).toMatchObject({ code: 1 });
     expect(bad.stderr).toContain(`${dir}/a.cedar:1:`);
     expect(usage).toMatchObject({ code: 2 });

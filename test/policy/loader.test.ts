@@ -144,6 +144,6 @@ describe('loadPolicyDir', () => {
   it('loads the example policies cleanly', async () => {
     const outcome = await loadPolicyDir('examples/policies');
     expect(outcome.ok ? outcome.set.warnings : outcome.problems).toEqual([]);
-    expect(outcome.ok && outcome.set.policies.length).toBe(5);
+    expect(outcome.ok && outcome.set.policies.length).toBe(9);
   });
 });

@@ -22,8 +22,8 @@ describe('runPolicyTests', () => {
     const report = await runPolicyTests(await PolicyEngine.open('examples/policies'));
     expect(report.fileErrors).toEqual([]);
     expect(report.cases.filter((c) => !c.passed)).toEqual([]);
-    expect(report.passed).toBe(12);
-    expect(report.summary).toBe('12 passed, 0 failed');
+    expect(report.passed).toBe(15);
+    expect(report.summary).toBe('15 passed, 0 failed');
     expect(report.files).toEqual([path.join('examples/policies', 'policies.test.yaml')]);
   });
 
