@@ -1,7 +1,9 @@
 /**
- * `port audit verify | export | tail | lineage | checkpoints export` (DESIGN.md capability 8). Exit codes follow
- * exit-codes.ts: 0 ok, 1 the log failed verification (or the command failed), 2 usage
- * or config error. Every command opens the store named by `-c port.yaml`.
+ * `port audit verify | export | tail | lineage | checkpoints export`: the decision log,
+ * read-only. Exit codes follow exit-codes.ts: 0 ok, 1 the log failed verification (or the
+ * command failed), 2 usage or config error. Every command opens the store named by
+ * `-c port.yaml`, read without its other secrets (read-config.ts): an auditor needs no
+ * upstream, credential or SSO secret.
  */
 import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -20,12 +22,13 @@ import { lineageToText, selectorText, verificationText } from '../audit/lineage-
 import { readLineage } from '../audit/lineage-read.js';
 import { verifyAuditLog, type AuditVerifyReport } from '../audit/verify.js';
 import { writeOut } from '../audit/write-out.js';
-import { loadConfig, type PortConfig } from '../config/config.js';
+import type { PortConfig } from '../config/config.js';
 import { formatDuration, parseDuration } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { loadConfigForReading } from './read-config.js';
 import { UsageError } from './usage-error.js';
 
 /** Where the commands write; tests pass their own. */
@@ -285,7 +288,7 @@ export async function runAuditTail(opts: TailCliOptions, io: AuditCliIO): Promis
 
 /** Opens the store the config names; refuses to create one where the log should be. */
 async function withStore(opts: AuditConfigOptions, run: (store: Store, config: PortConfig) => Promise<number>): Promise<number> {
-  const config = loadConfig(opts.config ?? './port.yaml');
+  const config = loadConfigForReading(opts.config ?? './port.yaml');
   // Opening SQLite creates the file; a wrong path must not verify as an empty, "ok" log.
   if (config.store.postgres === undefined && !existsSync(config.store.sqlite)) {
     throw new UsageError(`${config.file}: store.sqlite: ${config.store.sqlite} does not exist; point it at Port's database`);

@@ -12,8 +12,9 @@ interface CredsOptions {
 class CredsFailure extends Error {}
 
 /**
- * `port creds <name>` (DESIGN CLI): the credential as Port's JSON on stdout and nothing
- * else, so `credential_process = port creds aws-prod` works. With $PORT_TOKEN it is the
+ * `port creds <name>`: the credential as Port's JSON on stdout and nothing else, so
+ * `credential_process = port creds aws-prod` works (the AWS CLI reads the process's stdout:
+ * https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sourcing-external.html). With $PORT_TOKEN it is the
  * bearer; otherwise, inside a job, the bearer is a Buildkite token from the agent and Port
  * decides the exchange and the credential in one request (POST /v1/credentials accepts it).
  */

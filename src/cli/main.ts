@@ -8,13 +8,18 @@ import { registerTokenCommands } from './token-command.js';
 import { registerCredsCommand } from './creds-command.js';
 import { registerRotateCommand } from './rotate-command.js';
 import { registerRevokeCommand } from './revoke-command.js';
+import { registerInitCommand } from './init-command.js';
+import { registerConfigCommands } from './config-commands.js';
+import { packageVersion } from './version.js';
 
 export function buildProgram(): Command {
   const program = new Command('port')
     .description('Port: identity-aware access broker and policy relay for Buildkite')
-    .version('0.1.0')
+    .version(packageVersion(), '-V, --version', "print Port's version")
     .showHelpAfterError()
     .exitOverride();
+  registerInitCommand(program);
+  registerConfigCommands(program);
   registerServeCommand(program);
   registerPolicyCommands(program);
   registerAuditCommands(program);

@@ -1,5 +1,5 @@
 /**
- * `port policy validate | test | explain` (DESIGN.md capability 9). Exit codes follow
+ * `port policy validate | test | explain`. Exit codes follow
  * exit-codes.ts: 0 ok, 1 the check failed (invalid policies, failing cases), 2 usage.
  *
  * The policy folder is `--policies DIR`, else the `policies:` key of `-c FILE` (resolved
@@ -165,7 +165,13 @@ async function guard(io: PolicyCliIO, run: () => Promise<number>): Promise<numbe
 async function policyDir(opts: FolderOptions): Promise<string> {
   if (opts.policies !== undefined) return opts.policies;
   if (opts.config === undefined) return 'policies';
-  const doc: unknown = parseYaml(await readText(opts.config));
+  let doc: unknown;
+  try {
+    doc = parseYaml(await readText(opts.config));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`${opts.config}: invalid YAML: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+  }
   const value = typeof doc === 'object' && doc !== null ? (doc as { policies?: unknown }).policies : undefined;
   if (value === undefined) return path.resolve(path.dirname(opts.config), 'policies');
   if (typeof value !== 'string' || value === '') throw new UsageError(`${opts.config}: policies: must be a folder path`);

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
-import { loadConfig } from '../config/config.js';
 import { REVOCATION_SCOPES, type RevocationScope } from '../revocation/revocation-list.js';
 import type { LiftResult, RevocationResult } from '../revocation/revocation-service.js';
 import { EXPIRES_IN_RULE, normaliseId, revocationLifetime } from '../revocation/revocation-target.js';
 import { configuredAdminToken, portUrl } from './admin-target.js';
+import { loadConfigForReading } from './read-config.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 
@@ -96,7 +96,7 @@ async function planFor(scopeArg: string, idArg: string, opts: RevokeOptions): Pr
   if (opts.lift && opts.for !== undefined) throw new UsageError('--for sets how long a new revocation lasts; a lift takes none');
   const expiresIn = opts.for === undefined ? undefined : revocationLifetime(opts.for);
   if (opts.for !== undefined && expiresIn === undefined) throw new UsageError(`--for must be ${EXPIRES_IN_RULE}`);
-  const config = opts.config === undefined ? undefined : loadConfig(opts.config);
+  const config = opts.config === undefined ? undefined : loadConfigForReading(opts.config);
   const url = portUrl(opts.url, config);
   const adminToken = configuredAdminToken(config);
 

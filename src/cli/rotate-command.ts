@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
-import { loadConfig } from '../config/config.js';
 import { configuredAdminToken, portUrl } from './admin-target.js';
+import { loadConfigForReading } from './read-config.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 
@@ -63,7 +63,7 @@ export function registerRotateCommand(program: Command): void {
 }
 
 function target(opts: RotateOptions): { url: string; token: string } {
-  const config = opts.config === undefined ? undefined : loadConfig(opts.config);
+  const config = opts.config === undefined ? undefined : loadConfigForReading(opts.config);
   const url = portUrl(opts.url, config);
   let token: string | undefined;
   if (opts.adminTokenEnv !== undefined) {

@@ -1,17 +1,67 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config/config.js';
-import { PortError } from '../errors.js';
-import { startPort } from '../server/port-server.js';
-import { EXIT_USAGE } from './exit-codes.js';
+import { loadConfig, type PortConfig } from '../config/config.js';
+import { ConfigError, PortError } from '../errors.js';
+import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+
+/** What `port serve --help` says serve runs; kept beside the command so they change together. */
+const SERVE_HELP = `
+Everything runs in one process on server.listen, under server.public_url:
+
+  Always
+    POST /oauth/token                  RFC 8693 token exchange: a job's Buildkite OIDC token
+                                       for a Port token (the exchange policies decide)
+    GET  /.well-known/openid-configuration, /.well-known/jwks.json
+                                       Port as an OIDC issuer: discovery and signing keys
+    POST /oauth/introspect             RFC 7662 introspection (a job's own tokens, or any
+                                       token with issuer.introspection_token)
+    POST /oauth/revoke                 RFC 7009 revocation of a Port token by its holder
+    POST /v1/revocations               a job ends its own access ({"scope":"job", …})
+    POST /v1/credentials/{name}        brokered credentials (port_token, secret, aws_role)
+    ANY  /relay/{upstream}/{path}      the relay: Port adds the upstream's credential and
+                                       decides each request (upstreams:)
+    POST /webhooks/buildkite           Buildkite webhooks (with buildkite.webhook_token or
+                                       webhook_secret): finished jobs' tokens end, blocked
+                                       builds open approval requests
+    GET  /healthz, /readyz             liveness; readiness (store, policies, signing key,
+                                       Buildkite's keys, change feed)
+
+  With server.admin_token
+    POST|DELETE|GET /v1/revocations    revoke (and lift) by token, job, build, user, agent
+                                       or pool; list what is revoked
+    GET  /v1/admin/credentials/{name}, POST …/rotate
+                                       secret versions and rotation (port revoke, port rotate)
+
+  With sso:
+    /login, /auth/callback, /logout    approvers sign in with your identity provider (OIDC)
+    /approvals, /approvals/{id}        approval pages (also needs buildkite.api_token)
+
+  With scim:
+    /scim/v2/Users, /scim/v2/Groups    SCIM 2.0 provisioning (RFC 7644); deprovisioning
+                                       revokes what the person holds
+
+  In the background: Buildkite JWKS refresh, policy reload when the policy folder changes
+  (and on SIGHUP, which also re-reads relay and webhook secrets), signed audit checkpoints
+  (audit:), signing-key rotation (issuer.key_rotation), scheduled secret rotation,
+  approval expiry, webhook retries. With store.postgres, one replica leads that work.
+
+  Port exposes no /metrics endpoint.
+
+Exit codes: 2 when the configuration or policies are invalid, a secret reference does not
+resolve, the store is missing (first start: --create-store) or the address is in use;
+1 for any other failure to start. SIGINT/SIGTERM drain and stop.
+
+Example:
+  port serve -c /etc/port/port.yaml`;
 
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('run Port (token exchange, JWKS, introspection, revocation, health)')
+    .description('run Port: token exchange, credentials, relay, approvals, SCIM, webhooks, admin API')
     .option('-c, --config <file>', 'configuration file', './port.yaml')
     .option('--create-store', 'create the store if it does not exist (first start); without it a missing store is refused')
+    .addHelpText('after', SERVE_HELP)
     .action(async (opts: { config: string; createStore?: boolean }) => {
-      let config;
+      let config: PortConfig;
       try {
         config = loadConfig(opts.config);
       } catch (err) {
@@ -20,6 +70,9 @@ export function registerServeCommand(program: Command): void {
         return;
       }
       try {
+        // Loaded here, not at the top: the server's modules are most of the CLI's start-up
+        // time, and every other command (credential_process among them) does without them.
+        const { startPort } = await import('../server/port-server.js');
         const port = await startPort(config, { handleSignals: true, createStore: opts.createStore === true });
         port.app.log.info({ url: port.url, public_url: config.server.publicUrl }, 'Port is listening');
         const stop = async () => {
@@ -31,9 +84,28 @@ export function registerServeCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       } catch (err) {
-        process.stderr.write(`port: cannot start: ${(err as Error).message}\n`);
-        // A missing store is the operator's call (restore it, or --create-store on a first start).
-        process.exitCode = err instanceof PortError && (err.code === 'policy_invalid' || err.code === 'store_missing') ? EXIT_USAGE : 1;
+        const { message, code } = startFailure(err, config);
+        process.stderr.write(`port: cannot start: ${message}\n`);
+        process.exitCode = code;
       }
     });
+}
+
+/** A start failure in one sentence, and its exit code: the operator's to fix (2) or not (1). */
+function startFailure(err: unknown, config: PortConfig): { message: string; code: number } {
+  const e = err as NodeJS.ErrnoException;
+  const { host, port } = config.server.listen;
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (e?.code === 'EADDRINUSE') {
+    return { message: `${address} is already in use (another Port or another program listens there); stop it or change server.listen in ${config.file}.`, code: EXIT_USAGE };
+  }
+  if (e?.code === 'EADDRNOTAVAIL') {
+    return { message: `${address} is not an address of this machine; change server.listen in ${config.file}.`, code: EXIT_USAGE };
+  }
+  if (e?.code === 'EACCES' && e.syscall === 'listen') {
+    return { message: `${address}: not permitted to listen there (ports below 1024 need privileges); change server.listen in ${config.file}.`, code: EXIT_USAGE };
+  }
+  // Invalid policies, a missing store, a secret that no longer resolves: the operator's to fix.
+  const operators = err instanceof ConfigError || (err instanceof PortError && (err.code === 'policy_invalid' || err.code === 'store_missing'));
+  return { message: (err as Error)?.message ?? String(err), code: operators ? EXIT_USAGE : EXIT_FAILED };
 }

@@ -24,7 +24,10 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').trim();
 }
 
-/** Asks the agent for a job token (buildkite.md §1.1). Also used by `port creds`. */
+/**
+ * Asks the agent for a job's OIDC token (`buildkite-agent oidc request-token`:
+ * https://buildkite.com/docs/agent/v3/cli-oidc). Also used by `port creds`.
+ */
 export async function requestAgentToken(audience: string, claims: string | undefined): Promise<string> {
   const args = ['oidc', 'request-token', '--audience', audience];
   if (claims) args.push('--claim', claims);
@@ -38,7 +41,11 @@ export async function requestAgentToken(audience: string, claims: string | undef
   }
 }
 
-/** The claims Port needs beyond the defaults (DESIGN: Pool, pipeline and organization ids). */
+/**
+ * Optional claims Port needs beyond the default ones: the pipeline's and organization's
+ * UUIDs, and the cluster and queue that make up the job's Pool. Buildkite includes them
+ * only when asked with --claim (https://buildkite.com/docs/agent/v3/cli-oidc).
+ */
 export const PORT_CLAIMS = 'organization_id,pipeline_id,cluster_id,cluster_name,queue_id,queue_key';
 
 /** RFC 8693 exchange at Port; resolves to the HTTP status and the JSON body. Also used by `port creds`. */

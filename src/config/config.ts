@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
-import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { describeIssues, REFERENCE } from './issues.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import { resolveSecretRef } from './secret-ref.js';
+import { parseYamlConfig } from './yaml-errors.js';
 import { guardedS3Subresource, S3_GUARDED_SUBRESOURCES } from '../relay/aws-sigv4-query.js';
 
 /** A secret reference kept for re-reading on reload; `key` names it in errors. */
@@ -28,7 +28,7 @@ export type InjectConfig =
    */
   | { kind: 'aws_sigv4'; service: string; region: string; credential: string; forwardHeaders: string[]; allowSubresources: string[] };
 
-/** A Port-signed JWT for a downstream audience (DESIGN capability 2). */
+/** A Port-signed JWT for a downstream audience. */
 export interface PortTokenCredentialConfig {
   name: string;
   type: 'port_token';
@@ -58,7 +58,7 @@ export interface SecretCredentialConfig {
   rotation?: { every?: number; overlap: number; timeout: number; hook: RotationHookConfig };
 }
 
-/** AWS credentials through STS (DESIGN capability 2). Durations in seconds. */
+/** AWS credentials through STS. Durations in seconds. */
 export interface AwsRoleCredentialConfig {
   name: string;
   type: 'aws_role';
@@ -153,8 +153,12 @@ export interface PortConfig {
     algorithm: 'ES256' | 'EdDSA';
     keyRotation: number;
     audiences: string[];
+    /** The secret itself (read lazily when the config was loaded with `resolveSecrets: false`). */
     introspectionToken?: string;
     keyEncryptionKey?: string;
+    /** Where those two come from. */
+    introspectionTokenSource?: SecretSource;
+    keyEncryptionKeySource?: SecretSource;
   };
   audit: { checkpointEvery: number; checkpointInterval: number; refusalWindow: number; checkpointSinks: CheckpointSinkConfig[] };
   approvals: {
@@ -183,30 +187,86 @@ export interface PortConfig {
   upstreams: Record<string, UpstreamConfig>;
 }
 
-/** Loads and validates `port.yaml`; every problem names the key and the fix. */
-export function loadConfig(file: string): PortConfig {
+export interface LoadOptions {
+  /**
+   * `false`: validate everything but read no secret reference (env:, file:, command:), so
+   * read-only commands (audit, policy) run without the upstream keys or credential
+   * secrets. References are still checked for syntax; `store.postgres` is read when the
+   * store opens, `issuer.introspection_token` and `issuer.key_encryption_key` when first used.
+   * Default `true`: every env: and file: reference must resolve now, so a missing secret
+   * fails at start rather than on the first request that needs it.
+   */
+  resolveSecrets?: boolean;
+}
+
+/** Loads and validates `port.yaml`; every problem is one sentence naming the key and the fix. */
+export function loadConfig(file: string, options: LoadOptions = {}): PortConfig {
   const path = resolve(file);
   if (!existsSync(path)) {
-    throw new ConfigError(`${file}: no such file; pass the config with -c PATH or create ./port.yaml (see README "Configuration").`);
+    throw new ConfigError(`${file}: no such file; pass the config with -c PATH or create ./port.yaml (see ${REFERENCE}).`);
   }
-  const doc = parseDocument(readFileSync(path, 'utf8'), { uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const line = e.linePos?.[0];
-    throw new ConfigError(`${file}${line ? `:${line.line}:${line.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  return configFromObject(doc.toJS() ?? {}, path);
+  const raw = parseYamlConfig(readFileSync(path, 'utf8'), file);
+  return validate(raw, path, file, options);
 }
 
 /** Validates an already-parsed config object (used by `loadConfig` and the demo). */
-export function configFromObject(raw: unknown, path: string): PortConfig {
-  const parsed = configSchema.safeParse(raw, { reportInput: true });
-  if (!parsed.success) throw new ConfigError(describeIssues(path, parsed.error.issues));
-  return finish(parsed.data, path);
+export function configFromObject(raw: unknown, path: string, options: LoadOptions = {}): PortConfig {
+  return validate(raw, path, path, options);
 }
 
-function finish(c: ParsedConfig, file: string): PortConfig {
-  const baseDir = dirname(file);
+function validate(raw: unknown, path: string, display: string, options: LoadOptions): PortConfig {
+  const parsed = configSchema.safeParse(raw, { reportInput: true });
+  if (!parsed.success) throw new ConfigError(describeIssues(display, parsed.error.issues, raw).join('\n'));
+  return finish(parsed.data, path, display, options.resolveSecrets !== false);
+}
+
+/**
+ * Every secret reference in a loaded config, with the key that names it, so `port config
+ * check` can try each one and report every failure. `kind: 'command'` references (a
+ * `secret` credential's `command:` value) run a program: try those only if you mean to.
+ */
+export function secretReferences(config: PortConfig): (SecretSource & { kind: 'env' | 'file' | 'command' })[] {
+  const found: (SecretSource & { kind: 'env' | 'file' | 'command' })[] = [];
+  const seen = new Set<object>();
+  const walk = (value: unknown): void => {
+    if (value === null || typeof value !== 'object' || seen.has(value)) return;
+    seen.add(value);
+    if (isSecretSource(value)) {
+      const kind = value.ref.startsWith('command:') ? 'command' : value.ref.startsWith('file:') ? 'file' : 'env';
+      found.push({ ref: value.ref, key: value.key, baseDir: value.baseDir, kind });
+      return;
+    }
+    // Data properties only: a lazily resolved secret is a getter, and reading it would resolve it.
+    for (const descriptor of Object.values(Object.getOwnPropertyDescriptors(value))) {
+      if ('value' in descriptor) walk(descriptor.value);
+    }
+  };
+  walk(config);
+  return found;
+}
+
+function isSecretSource(value: object): value is SecretSource {
+  const v = value as Partial<SecretSource>;
+  return typeof v.ref === 'string' && typeof v.key === 'string' && typeof v.baseDir === 'string' && Object.keys(value).length === 3;
+}
+
+function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boolean): PortConfig {
+  const baseDir = dirname(path);
+  /** Reads a reference now (a missing secret fails at start) unless this is a read-only load. */
+  const check = (ref: string, key: string): void => {
+    if (!resolveSecrets) return;
+    try {
+      resolveSecretRef(ref, key, baseDir);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  };
+  const optionalSecret = <K extends string>(name: K, ref: string | undefined, key: string): Partial<Record<K, SecretSource>> => {
+    if (ref === undefined) return {};
+    check(ref, key);
+    return { [name]: { ref, key, baseDir } } as Partial<Record<K, SecretSource>>;
+  };
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(c.server.listen)!;
   const portNumber = Number(port);
   if (portNumber > 65535) throw new ConfigError(`${file}: server.listen: port ${portNumber} is out of range; use 1–65535 (or 0 for any free port).`);
@@ -225,13 +285,13 @@ function finish(c: ParsedConfig, file: string): PortConfig {
     throw new ConfigError(`${file}: policies: folder ${policies} does not exist; create it or point policies at your *.cedar folder.`);
   }
   return {
-    file,
+    file: path,
     server: {
       listen: { host: host!, port: portNumber },
       publicUrl: c.server.public_url,
       bodyLimit: c.server.body_limit,
       logLevel: c.server.log_level,
-      ...optionalSecret('adminToken', c.server.admin_token, 'server.admin_token', baseDir),
+      ...optionalSecret('adminToken', c.server.admin_token, 'server.admin_token'),
       refusalRateLimit: {
         burst: c.server.refusal_rate_limit.burst,
         perMinute: c.server.refusal_rate_limit.per_minute,
@@ -240,7 +300,7 @@ function finish(c: ParsedConfig, file: string): PortConfig {
     },
     store: {
       sqlite: resolve(baseDir, c.store.sqlite),
-      ...optionalSecret('postgres', c.store.postgres, 'store.postgres', baseDir),
+      ...optionalSecret('postgres', c.store.postgres, 'store.postgres'),
       postgresPoolSize: c.store.postgres_pool_size,
       feedMaxLag: c.store.feed_max_lag,
       leaseTtl: c.store.lease_ttl,
@@ -260,37 +320,24 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       jwksFetchTimeout: c.buildkite.jwks_fetch_timeout,
       jwksRequestWait: c.buildkite.jwks_request_wait,
       apiUrl: c.buildkite.api_url.replace(/\/+$/, ''),
-      ...optionalSecret('apiToken', c.buildkite.api_token, 'buildkite.api_token', baseDir),
-      ...optionalSecret('webhookSecret', c.buildkite.webhook_secret, 'buildkite.webhook_secret', baseDir),
-      ...optionalSecret('webhookToken', c.buildkite.webhook_token, 'buildkite.webhook_token', baseDir),
+      ...optionalSecret('apiToken', c.buildkite.api_token, 'buildkite.api_token'),
+      ...optionalSecret('webhookSecret', c.buildkite.webhook_secret, 'buildkite.webhook_secret'),
+      ...optionalSecret('webhookToken', c.buildkite.webhook_token, 'buildkite.webhook_token'),
     },
     policies,
-    issuer: {
-      tokenTtl: c.issuer.token_ttl,
-      algorithm: c.issuer.algorithm,
-      keyRotation: c.issuer.key_rotation,
-      audiences: c.issuer.audiences ?? [c.server.public_url],
-      introspectionToken:
-        c.issuer.introspection_token === undefined
-          ? undefined
-          : resolveSecretRef(c.issuer.introspection_token, 'issuer.introspection_token', baseDir),
-      keyEncryptionKey:
-        c.issuer.key_encryption_key === undefined
-          ? undefined
-          : resolveSecretRef(c.issuer.key_encryption_key, 'issuer.key_encryption_key', baseDir),
-    },
+    issuer: issuerConfig(c, file, baseDir, resolveSecrets, optionalSecret),
     audit: {
       checkpointEvery: c.audit.checkpoint_every,
       checkpointInterval: c.audit.checkpoint_interval,
       refusalWindow: c.audit.refusal_window,
-      checkpointSinks: c.audit.checkpoint_sinks.map((sink, i) => checkpointSink(sink, i, baseDir)),
+      checkpointSinks: c.audit.checkpoint_sinks.map((sink, i) => checkpointSink(sink, i, baseDir, check)),
     },
     ...(c.sso
       ? {
           sso: {
             issuer: c.sso.issuer.replace(/\/+$/, ''),
             clientId: c.sso.client_id,
-            clientSecret: optionalSecret('s', c.sso.client_secret, 'sso.client_secret', baseDir).s!,
+            clientSecret: optionalSecret('s', c.sso.client_secret, 'sso.client_secret').s!,
             groupsClaim: c.sso.groups_claim,
             scopes: c.sso.scopes.includes('openid') ? c.sso.scopes : ['openid', ...c.sso.scopes],
             sessionTtl: c.sso.session_ttl,
@@ -306,14 +353,14 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       ...(c.approvals.notify
         ? {
             notify: {
-              ...optionalSecret('slackWebhook', c.approvals.notify.slack_webhook, 'approvals.notify.slack_webhook', baseDir),
-              ...optionalSecret('webhook', c.approvals.notify.webhook, 'approvals.notify.webhook', baseDir),
+              ...optionalSecret('slackWebhook', c.approvals.notify.slack_webhook, 'approvals.notify.slack_webhook'),
+              ...optionalSecret('webhook', c.approvals.notify.webhook, 'approvals.notify.webhook'),
             },
           }
         : {}),
     },
-    ...(c.scim ? { scim: { token: optionalSecret('t', c.scim.token, 'scim.token', baseDir).t! } } : {}),
-    credentials: Object.fromEntries(Object.entries(c.credentials).map(([name, cred]) => [name, credentialConfig(name, cred, c, file, baseDir)])),
+    ...(c.scim ? { scim: { token: optionalSecret('t', c.scim.token, 'scim.token').t! } } : {}),
+    credentials: Object.fromEntries(Object.entries(c.credentials).map(([name, cred]) => [name, credentialConfig(name, cred, c, file, baseDir, check, optionalSecret)])),
     relay: {
       acceptBuildkiteTokens: c.relay.accept_buildkite_tokens,
       decisionCacheTtl: c.relay.decision_cache_ttl,
@@ -322,23 +369,55 @@ function finish(c: ParsedConfig, file: string): PortConfig {
       clientHeaderTimeout: c.relay.client_header_timeout,
       clientIdleTimeout: c.relay.client_idle_timeout,
     },
-    upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir)])),
+    upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir, check)])),
   };
 }
 
-/** A secret reference checked now (a missing one fails at start) and kept for re-reading. */
-function optionalSecret<K extends string>(name: K, ref: string | undefined, key: string, baseDir: string): Partial<Record<K, SecretSource>> {
-  if (ref === undefined) return {};
-  resolveSecretRef(ref, key, baseDir);
-  return { [name]: { ref, key, baseDir } } as Partial<Record<K, SecretSource>>;
+type Check = (ref: string, key: string) => void;
+type OptionalSecret = <K extends string>(name: K, ref: string | undefined, key: string) => Partial<Record<K, SecretSource>>;
+
+/**
+ * `issuer`: the introspection token and key encryption key are used as strings. A full
+ * load reads them now; a read-only load reads each the first time it is used (a getter),
+ * so a command that never signs or unseals anything never needs them.
+ */
+function issuerConfig(c: ParsedConfig, file: string, baseDir: string, resolveSecrets: boolean, optionalSecret: OptionalSecret): PortConfig['issuer'] {
+  const issuer: PortConfig['issuer'] = {
+    tokenTtl: c.issuer.token_ttl,
+    algorithm: c.issuer.algorithm,
+    keyRotation: c.issuer.key_rotation,
+    audiences: c.issuer.audiences ?? [c.server.public_url],
+    ...optionalSecret('introspectionTokenSource', c.issuer.introspection_token, 'issuer.introspection_token'),
+    ...optionalSecret('keyEncryptionKeySource', c.issuer.key_encryption_key, 'issuer.key_encryption_key'),
+  };
+  for (const [field, source] of [
+    ['introspectionToken', issuer.introspectionTokenSource],
+    ['keyEncryptionKey', issuer.keyEncryptionKeySource],
+  ] as const) {
+    if (source === undefined) continue;
+    const read = (): string => {
+      try {
+        return resolveSecretRef(source.ref, source.key, source.baseDir);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`, { cause: err });
+        throw err;
+      }
+    };
+    if (resolveSecrets) issuer[field] = read();
+    else {
+      let value: string | undefined;
+      Object.defineProperty(issuer, field, { enumerable: true, configurable: true, get: () => (value ??= read()) });
+    }
+  }
+  return issuer;
 }
 
 /** `audit.checkpoint_sinks[i]`: header secrets are checked now (a missing one fails at start) and re-read on every send. */
-function checkpointSink(sink: ParsedConfig['audit']['checkpoint_sinks'][number], i: number, baseDir: string): CheckpointSinkConfig {
+function checkpointSink(sink: ParsedConfig['audit']['checkpoint_sinks'][number], i: number, baseDir: string, check: Check): CheckpointSinkConfig {
   if ('file' in sink) return { kind: 'file', path: resolve(baseDir, sink.file) };
   const headers = Object.entries(sink.headers ?? {}).map(([name, ref]) => {
     const key = `audit.checkpoint_sinks[${i}].headers.${name}`;
-    resolveSecretRef(ref, key, baseDir);
+    check(ref, key);
     return [name, { ref, key, baseDir }] as const;
   });
   return { kind: 'http', url: sink.url, headers: Object.fromEntries(headers) };
@@ -353,10 +432,10 @@ function checkTimeZone(zone: string, file: string): string {
   }
 }
 
-function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: ParsedConfig, file: string, baseDir: string): UpstreamConfig {
+function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: ParsedConfig, file: string, baseDir: string, check: Check): UpstreamConfig {
   const source = (ref: string, key: string): SecretSource => {
     // Read once now so a missing secret fails at start, not on the first request.
-    resolveSecretRef(ref, key, baseDir);
+    check(ref, key);
     return { ref, key, baseDir };
   };
   const at = `upstreams.${name}.inject`;
@@ -409,7 +488,15 @@ function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: P
   };
 }
 
-function credentialConfig(name: string, cred: ParsedConfig['credentials'][string], c: ParsedConfig, file: string, baseDir: string): CredentialConfig {
+function credentialConfig(
+  name: string,
+  cred: ParsedConfig['credentials'][string],
+  c: ParsedConfig,
+  file: string,
+  baseDir: string,
+  check: Check,
+  optionalSecret: OptionalSecret,
+): CredentialConfig {
   const at = `credentials.${name}`;
   const description = cred.description === undefined ? {} : { description: cred.description };
   switch (cred.type) {
@@ -432,12 +519,12 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
     case 'secret': {
       // command: values run on demand, not at start; env: and file: must resolve now.
       if (!cred.value.startsWith('command:')) {
-        resolveSecretRef(cred.value, `${at}.value`, baseDir);
+        check(cred.value, `${at}.value`);
         if (cred.command_env.length > 0) throw new ConfigError(`${file}: ${at}.command_env: only a command: value runs a command; remove it.`);
         if (cred.cache_for > 0) throw new ConfigError(`${file}: ${at}.cache_for: only a command: value is cached (env: and file: are read on each release); remove it.`);
       }
       const r = cred.rotation;
-      // The HTTP hook's answer is the new secret: never in clear text off this machine (review F11).
+      // The HTTP hook's answer is the new secret: never in clear text off this machine.
       if (r !== undefined && 'url' in r.hook && !isHttpsOrLoopback(r.hook.url)) {
         throw new ConfigError(`${file}: ${at}.rotation.hook.url: ${r.hook.url} is plain http:// to a host other than this machine; use https:// (http:// is allowed only for localhost, 127.0.0.0/8 or [::1]).`);
       }
@@ -459,7 +546,7 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
                 hook:
                   'command' in r.hook
                     ? { kind: 'command' as const, command: r.hook.command, commandEnv: r.hook.command_env }
-                    : { kind: 'http' as const, url: r.hook.url, signingSecret: optionalSecret('s', r.hook.signing_secret, `${at}.rotation.hook.signing_secret`, baseDir).s! },
+                    : { kind: 'http' as const, url: r.hook.url, signingSecret: optionalSecret('s', r.hook.signing_secret, `${at}.rotation.hook.signing_secret`).s! },
               },
             }
           : {}),
@@ -497,8 +584,8 @@ function credentialConfig(name: string, cred: ParsedConfig['credentials'][string
         ...(sessionPolicy !== undefined ? { sessionPolicy } : {}),
         webIdentityAudience: cred.web_identity_audience,
         stsConcurrency: cred.sts_concurrency,
-        ...optionalSecret('accessKeyId', cred.access_key_id, `${at}.access_key_id`, baseDir),
-        ...optionalSecret('secretAccessKey', cred.secret_access_key, `${at}.secret_access_key`, baseDir),
+        ...optionalSecret('accessKeyId', cred.access_key_id, `${at}.access_key_id`),
+        ...optionalSecret('secretAccessKey', cred.secret_access_key, `${at}.secret_access_key`),
       };
     }
   }
@@ -521,78 +608,4 @@ function checkPolicyTemplate(path: string, at: string): void {
   } catch {
     throw new ConfigError(`${at}: ${path} is not a JSON policy once its \${claim} placeholders are filled; fix the template.`);
   }
-}
-
-const KNOWN_KEYS: Record<string, string[]> = {
-  '': Object.keys(configSchema.shape),
-};
-
-/** Turns zod issues into one message per problem: `file: key.path: problem; fix`. */
-function describeIssues(file: string, issues: z.core.$ZodIssue[]): string {
-  const lines = issues.map((issue) => {
-    const key = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys
-        .map((k) => {
-          const full = key ? `${key}.${k}` : k;
-          const hint = suggest(k, siblingKeys(issue.path.map(String)));
-          return `${full}: unknown key${hint ? `; did you mean "${hint}"?` : '; remove it (see README "Configuration")'}`;
-        })
-        .join('\n  ');
-    }
-    if (issue.code === 'invalid_type' && issue.input === undefined) {
-      return `${key}: required key is missing; add it (see README "Configuration")`;
-    }
-    return `${key || '(top level)'}: ${issue.message}`;
-  });
-  return `${file}: invalid configuration:\n  ${lines.join('\n  ')}`;
-}
-
-function siblingKeys(path: string[]): string[] {
-  if (path.length === 0) return KNOWN_KEYS['']!;
-  // Walk the schema to the object at `path` to list the keys it allows.
-  let node: unknown = configSchema;
-  for (const segment of path) {
-    node = unwrap(node);
-    const shape = (node as { shape?: Record<string, unknown> }).shape;
-    if (!shape || !(segment in shape)) return [];
-    node = shape[segment];
-  }
-  const shape = (unwrap(node) as { shape?: Record<string, unknown> }).shape;
-  return shape ? Object.keys(shape) : [];
-}
-
-function unwrap(node: unknown): unknown {
-  let n = node as { def?: { type?: string; innerType?: unknown; in?: unknown } };
-  for (let i = 0; i < 5 && n?.def; i++) {
-    if (n.def.innerType) n = n.def.innerType as typeof n;
-    else if (n.def.type === 'pipe' && n.def.in) n = n.def.in as typeof n;
-    else break;
-  }
-  return n;
-}
-
-/** The closest known key within edit distance 2, for "did you mean". */
-function suggest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const c of candidates) {
-    const d = editDistance(word, c);
-    if (d < bestDistance) [best, bestDistance] = [c, d];
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }

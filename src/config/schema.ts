@@ -1,395 +1,543 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
-import { parseSize } from './size.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { formatSize, parseSize } from './size.js';
 import { SECRET_REF_PATTERN } from './secret-ref.js';
 
 /**
- * The shape of `port.yaml` (DESIGN "Configuration"). Every object is strict so a
- * misspelt key fails at start instead of being silently ignored.
+ * The shape of `port.yaml`. Every object is strict so a misspelt key fails at start
+ * instead of being silently ignored.
+ *
+ * Each key carries `.meta({ description, examples })`: the configuration reference
+ * (docs/reference/configuration.md), the JSON Schema (`port config schema`) and the
+ * error messages are all generated from it, so they cannot drift from what is parsed.
  */
 
-const duration = (max?: number) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const seconds = parseDuration(value);
-    if (seconds === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; write e.g. 90s, 15m, 12h or 30d` });
-      return z.NEVER;
-    }
-    if (max !== undefined && seconds > max) {
-      ctx.addIssue({ code: 'custom', message: `${value} is longer than the allowed maximum of ${max}s` });
-      return z.NEVER;
-    }
-    return seconds;
-  });
+/** What the error messages, the JSON Schema and the reference need beyond zod's own types. */
+export interface ValueHint {
+  /** A value written in a unit Port converts: durations and sizes, or a secret reference. */
+  kind?: 'duration' | 'size' | 'secret' | 'secret_value' | 'http_url';
+  /** The phrase after "expected" in an error message, e.g. "a string HOST:PORT". */
+  expects?: string;
+  /** Duration/size bounds (seconds/bytes) checked by the transform. */
+  min?: number;
+  max?: number;
+}
 
-const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:8080');
+/**
+ * Hints keyed by a schema's definition, which `.meta()` clones share (zod's own metadata
+ * is reserved for what the JSON Schema shows).
+ */
+const hints = new WeakMap<object, ValueHint>();
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const hint = <T extends z.ZodType>(schema: T, h: ValueHint): T => {
+  hints.set(schema._zod.def, h);
+  return schema;
+};
 
-const secretRef = z.string().regex(SECRET_REF_PATTERN, 'must be a secret reference: env:NAME or file:PATH');
+/** The hint given to this schema (or to one it was cloned from by `.meta()`). */
+export function valueHint(schema: z.ZodType): ValueHint | undefined {
+  return hints.get(schema._zod.def);
+}
+
+export const DURATION_PATTERN = '^\\s*\\d+\\s*[smhd]?\\s*$';
+export const SIZE_PATTERN = '^\\s*\\d+\\s*(B|KiB|MiB|GiB|KB|MB|GB)?\\s*$';
+
+/** A duration written `90s`, `15m`, `12h`, `30d` or a number of seconds; parsed to seconds. */
+const duration = (max?: number, min?: number) =>
+  hint(
+    z.union([z.string(), z.number()]).transform((value, ctx) => {
+      const seconds = parseDuration(value);
+      if (seconds === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 90s, 15m, 12h or 30d (or a whole number of seconds)' });
+        return z.NEVER;
+      }
+      if (max !== undefined && seconds > max) {
+        ctx.addIssue({ code: 'custom', message: `found ${shown(value)}, longer than the allowed maximum; expected at most ${formatDuration(max)}` });
+        return z.NEVER;
+      }
+      if (min !== undefined && seconds < min) {
+        ctx.addIssue({ code: 'custom', message: `found ${shown(value)}, shorter than the allowed minimum; expected at least ${formatDuration(min)}` });
+        return z.NEVER;
+      }
+      return seconds;
+    }),
+    { kind: 'duration', ...(max !== undefined ? { max } : {}), ...(min !== undefined ? { min } : {}) },
+  );
+
+/** A size written `512KiB`, `64MiB`, `1GiB` or a number of bytes; parsed to bytes. */
+const size = (max?: number) =>
+  hint(
+    z.union([z.string(), z.number()]).transform((value, ctx) => {
+      const bytes = parseSize(value);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a size such as 512KiB, 64MiB or 1GiB (or a whole number of bytes)' });
+        return z.NEVER;
+      }
+      if (max !== undefined && bytes > max) {
+        ctx.addIssue({ code: 'custom', message: `found ${shown(value)}, larger than the allowed maximum; expected at most ${formatSize(max)}` });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
+    { kind: 'size', ...(max !== undefined ? { max } : {}) },
+  );
+
+function shown(value: string | number): string {
+  return typeof value === 'number' ? String(value) : value.trim();
+}
+
+const listen = hint(z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/), { expects: 'a string HOST:PORT' });
+
+const httpUrl = hint(z.url({ protocol: /^https?$/ }), { kind: 'http_url', expects: 'an http:// or https:// URL' });
+
+/** A secret is never written inline in port.yaml: it names where Port reads it. */
+const secretRef = hint(z.string().regex(SECRET_REF_PATTERN), { kind: 'secret', expects: 'a secret reference env:NAME or file:PATH (never the secret itself)' });
+
+const slug = () => hint(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), { expects: 'a name of lower-case letters, digits, - and _ (starting with a letter or digit)' });
+
+const awsRegion = hint(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/), { expects: 'an AWS region' });
+
+const envName = hint(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), { expects: 'an environment variable name' });
+
+const nonEmpty = hint(z.string().min(1), { expects: 'a non-empty string' });
 
 export const ASYMMETRIC_JWS_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
 
 const serverSchema = z.strictObject({
-  listen: listen.default('127.0.0.1:8080'),
-  /** Port's issuer URL: `iss` of its tokens and the base of its discovery document. */
-  public_url: httpUrl.transform((u) => u.replace(/\/+$/, '')),
-  /** Largest request body Port reads on its own endpoints (bytes). */
-  body_limit: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
-  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Bearer token for the admin API (/v1/admin/…: revocations); the API is off without it. */
-  admin_token: secretRef.optional(),
-  /**
-   * Per remote address, how many tokens that don't verify Port answers before it answers
-   * 429 instead (a token bucket); verified callers are never throttled by it.
-   */
+  listen: listen.default('127.0.0.1:8080').meta({
+    description: 'Address and TCP port Port listens on for HTTP. Use `0.0.0.0:8080` or `[::]:8080` to listen on every interface (put TLS in front of it); port 0 picks any free port.',
+    examples: ['127.0.0.1:8080', '0.0.0.0:8080'],
+  }),
+  public_url: httpUrl.transform((u) => u.replace(/\/+$/, '')).meta({
+    description:
+      "Port's own external URL: the `iss` of the tokens it issues, the base of its OpenID discovery document (`/.well-known/openid-configuration`) and of its JWKS, and the default audience jobs request Buildkite OIDC tokens for.",
+    examples: ['https://port.example.com'],
+  }),
+  body_limit: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024)
+    .default(64 * 1024)
+    .meta({ description: "Largest request body, in bytes, Port reads on its own endpoints (token exchange, webhooks, admin API); larger bodies are answered 413. The relay's limit is `upstreams.<name>.max_body`.", examples: [65536] }),
+  log_level: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .meta({ description: 'Least severe level of the JSON log lines written to standard output. Tokens, secrets and bodies are never logged at any level.' }),
+  admin_token: secretRef.optional().meta({
+    description: 'Bearer token for the admin API (`/v1/admin/…`, e.g. revocations). The admin API is off while this is unset.',
+    examples: ['env:PORT_ADMIN_TOKEN'],
+  }),
   refusal_rate_limit: z
     .strictObject({
-      /** Refusals an address may have at once. */
-      burst: z.number().int().min(1).max(100_000).default(30),
-      /** Refusals per minute an address earns back. */
-      per_minute: z.number().int().min(1).max(1_000_000).default(30),
-      /** Most addresses tracked at once (least recently refused forgotten first). */
-      max_sources: z.number().int().min(1).max(1_000_000).default(10_000),
+      burst: z.number().int().min(1).max(100_000).default(30).meta({ description: 'Refusals one remote address may have at once (the token bucket size).' }),
+      per_minute: z.number().int().min(1).max(1_000_000).default(30).meta({ description: 'Refusals per minute an address earns back.' }),
+      max_sources: z.number().int().min(1).max(1_000_000).default(10_000).meta({ description: 'Most addresses tracked at once; the least recently refused are forgotten first.' }),
     })
-    .default({ burst: 30, per_minute: 30, max_sources: 10_000 }),
+    .default({ burst: 30, per_minute: 30, max_sources: 10_000 })
+    .meta({
+      description:
+        'Per remote address, how many requests with a token that does not verify Port answers before it answers 429 instead (a token bucket). Callers whose tokens verify are never throttled by it.',
+    }),
 });
 
 const storeSchema = z.strictObject({
-  sqlite: z.string().min(1).default('./port.db'),
-  /**
-   * A PostgreSQL connection URL, by reference (env:PORT_DATABASE_URL): when set, Port uses
-   * PostgreSQL instead of SQLite, and several replicas may share it. TLS goes in the URL
-   * (`sslmode=verify-full&sslrootcert=/etc/port/db-ca.pem`).
-   */
-  postgres: secretRef.optional(),
-  /** Connections each Port process keeps open at most. */
-  postgres_pool_size: z.number().int().min(2).max(1000).default(10),
-  /**
-   * How long a replica goes on deciding with caches it can't confirm are current (the
-   * change feed down or behind) before it refuses what depends on them (fail closed).
-   */
-  feed_max_lag: duration(60).default(5),
-  /**
-   * The leader lease's lifetime: one Port process (the leader) runs the background work
-   * that must run once (sealing and signing the log, key rotation, expiry sweeps, secret
-   * rotation); when it dies another takes over within about this long.
-   */
-  lease_ttl: duration(600).default(15),
+  sqlite: nonEmpty.default('./port.db').meta({
+    description: "Path of the SQLite database file (relative to port.yaml's folder); created on first start. Unused when `store.postgres` is set.",
+    examples: ['/var/lib/port/port.db'],
+  }),
+  postgres: secretRef.optional().meta({
+    description:
+      'A PostgreSQL connection URL, by reference: when set, Port uses PostgreSQL instead of SQLite and several replicas may share it. TLS settings go in the URL (`?sslmode=verify-full&sslrootcert=/etc/port/db-ca.pem`, see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING). The reference is read when the store opens.',
+    examples: ['env:PORT_DATABASE_URL'],
+  }),
+  postgres_pool_size: z.number().int().min(2).max(1000).default(10).meta({ description: 'Connections each Port process keeps open to PostgreSQL at most.' }),
+  feed_max_lag: duration(60).default(5).meta({
+    description:
+      "How long a replica goes on deciding with caches it cannot confirm are current (PostgreSQL's change feed down or behind) before it refuses what depends on them (fail closed).",
+    examples: ['5s'],
+  }),
+  lease_ttl: duration(600).default(15).meta({
+    description:
+      'Lifetime of the leader lease. One Port process (the leader) runs the background work that must run once (sealing and signing the audit log, key rotation, expiry sweeps, secret rotation); when it dies another takes over within about this long.',
+    examples: ['15s'],
+  }),
 });
 
 const buildkiteSchema = z.strictObject({
-  organization: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be the organization slug, e.g. acme'),
-  organization_id: z.uuid().optional(),
-  issuer: httpUrl.default('https://agent.buildkite.com'),
-  jwks_url: httpUrl.optional(),
-  /** The exact `aud` Port accepts; jobs request tokens with `--audience` set to it. */
-  audience: z.string().min(1).optional(),
-  /** Accepted signing algorithms for Buildkite tokens (buildkite.md §1.3: RS256 in practice). */
-  algorithms: z.array(z.enum(ASYMMETRIC_JWS_ALGS)).min(1).default(['RS256']),
-  /** Leeway on exp/nbf/iat; capped at 60 s. */
-  clock_skew: duration(60).default(30),
-  /** Tokens longer than this are refused before any parsing (security-notes §4.1 #17). */
-  max_token_bytes: z.number().int().min(512).max(65536).default(8192),
-  /** How often the JWKS is refreshed while keys are known. */
-  jwks_refresh_interval: duration().default(600),
-  /** Minimum time between refreshes triggered by an unknown `kid` (rate limit). */
-  jwks_min_refresh_interval: duration().default(30),
-  /** How long a cached JWKS is still used while the endpoint is down; then fail closed. */
-  jwks_max_age: duration().default(86400),
-  /** Total deadline for one JWKS fetch (connect, headers and body together; issue #9). */
-  jwks_fetch_timeout: duration(300)
-    .refine((s) => s >= 1, 'must be at least 1s')
-    .default(10),
-  /** How long a request with a `kid` Port hasn't cached waits for a JWKS fetch; 0 never waits. */
-  jwks_request_wait: duration(60).default(2),
-  /** Buildkite REST API base (buildkite.md §4.1); the simulator's URL in tests and the demo. */
-  api_url: httpUrl.default('https://api.buildkite.com'),
-  /** REST API token (`read_builds`, `write_builds`, `read_agents`). */
-  api_token: secretRef.optional(),
-  /** Webhook verification: HMAC key for `X-Buildkite-Signature`… */
-  webhook_secret: secretRef.optional(),
-  /** …or the token Buildkite sends as `X-Buildkite-Token` (buildkite.md §3). */
-  webhook_token: secretRef.optional(),
+  organization: hint(z.string().regex(/^[a-z0-9][a-z0-9-]*$/), { expects: 'the organization slug (lower-case letters, digits and -)' }).meta({
+    description: 'Slug of the Buildkite organization whose jobs Port serves (`organization_slug` in its OIDC tokens); tokens from any other organization are refused.',
+    examples: ['acme'],
+  }),
+  organization_id: z
+    .uuid()
+    .optional()
+    .meta({ description: "The organization's UUID (`organization_id` claim); when set, a token must carry it as well as the slug.", examples: ['0b7d6c2b-8f1e-4a56-9d3c-2f6e1a4b5c7d'] }),
+  issuer: httpUrl.default('https://agent.buildkite.com').meta({
+    description: 'The `iss` Buildkite OIDC tokens carry (https://buildkite.com/docs/agent/v3/cli-oidc). Change it only for a simulator.',
+  }),
+  jwks_url: httpUrl.optional().meta({
+    description: "Where Buildkite's token signing keys are fetched from; `<issuer>/.well-known/jwks` when unset.",
+    examples: ['https://agent.buildkite.com/.well-known/jwks'],
+  }),
+  audience: nonEmpty.optional().meta({
+    description: 'The exact `aud` Port accepts on Buildkite tokens; jobs request their token with `buildkite-agent oidc request-token --audience` set to it. `server.public_url` when unset.',
+    examples: ['https://port.example.com'],
+  }),
+  algorithms: z
+    .array(z.enum(ASYMMETRIC_JWS_ALGS))
+    .min(1)
+    .default(['RS256'])
+    .meta({ description: "Signing algorithms accepted on Buildkite tokens (Buildkite signs with RS256, see https://buildkite.com/docs/agent/v3/cli-oidc); symmetric algorithms and `none` are never accepted." }),
+  clock_skew: duration(60).default(30).meta({ description: 'Leeway applied to `exp`, `nbf` and `iat` for clocks that disagree; at most 60s.', examples: ['30s'] }),
+  max_token_bytes: z
+    .number()
+    .int()
+    .min(512)
+    .max(65536)
+    .default(8192)
+    .meta({ description: 'Tokens longer than this many bytes are refused before any parsing, so an oversized token costs no work.' }),
+  jwks_refresh_interval: duration().default(600).meta({ description: "How often Buildkite's JWKS is fetched again while its keys are known.", examples: ['10m'] }),
+  jwks_min_refresh_interval: duration().default(30).meta({
+    description: 'Least time between JWKS fetches triggered by a token signed with a key Port has not seen (`kid`), so unknown keys cannot make Port hammer the endpoint.',
+    examples: ['30s'],
+  }),
+  jwks_max_age: duration().default(86400).meta({ description: 'How long a cached JWKS is still used while the endpoint cannot be reached; after that, tokens are refused (fail closed).', examples: ['1d'] }),
+  jwks_fetch_timeout: duration(300, 1).default(10).meta({ description: 'Total deadline for one JWKS fetch: connection, headers and body together.', examples: ['10s'] }),
+  jwks_request_wait: duration(60).default(2).meta({
+    description: 'How long a request carrying a key id Port has not cached waits for the JWKS fetch it triggers; 0 never waits (the request is refused and the keys are fetched in the background).',
+    examples: ['2s'],
+  }),
+  api_url: httpUrl.default('https://api.buildkite.com').meta({
+    description: "Base URL of Buildkite's REST API (https://buildkite.com/docs/apis/rest-api), used to read builds and unblock steps; the simulator's URL in tests and the demo.",
+  }),
+  api_token: secretRef.optional().meta({
+    description: 'Buildkite REST API access token with the `read_builds`, `write_builds` and `read_agents` scopes (https://buildkite.com/docs/apis/managing-api-tokens); needed for approvals.',
+    examples: ['env:BUILDKITE_API_TOKEN'],
+  }),
+  webhook_secret: secretRef.optional().meta({
+    description:
+      "HMAC key that verifies the `X-Buildkite-Signature` header of Buildkite's webhooks (https://buildkite.com/docs/apis/webhooks); set this or `webhook_token`, not both.",
+    examples: ['env:BUILDKITE_WEBHOOK_SECRET'],
+  }),
+  webhook_token: secretRef.optional().meta({
+    description: 'The token Buildkite sends in `X-Buildkite-Token` with each webhook (https://buildkite.com/docs/apis/webhooks); the weaker alternative to `webhook_secret`.',
+    examples: ['env:BUILDKITE_WEBHOOK_TOKEN'],
+  }),
 });
 
 const issuerSchema = z.strictObject({
-  token_ttl: duration(86400).default(900),
-  algorithm: z.enum(['ES256', 'EdDSA']).default('ES256'),
-  /** A new signing key is made this often. */
-  key_rotation: duration().default(30 * 86400),
-  /** Audiences a Port token may be issued for; the default is the public URL. */
-  audiences: z.array(z.string().min(1)).min(1).optional(),
-  /** Bearer secret for resource servers calling /oauth/introspect on any token. */
-  introspection_token: secretRef.optional(),
-  /** Seals Port's private signing keys in the store (AES-256-GCM); strongly recommended. */
-  key_encryption_key: secretRef.optional(),
+  token_ttl: duration(86400).default(900).meta({ description: 'Lifetime of the Port tokens issued by the token exchange; never beyond the Buildkite token it was exchanged for.', examples: ['15m'] }),
+  algorithm: z
+    .enum(['ES256', 'EdDSA'])
+    .default('ES256')
+    .meta({ description: "Algorithm of Port's signing keys. AWS STS does not accept EdDSA-signed tokens, so `aws_role` credentials in `web_identity` mode need ES256." }),
+  key_rotation: duration().default(30 * 86400).meta({ description: 'A new signing key is made this often; the previous one stays in the JWKS until the tokens it signed have expired.', examples: ['30d'] }),
+  audiences: z
+    .array(nonEmpty)
+    .min(1)
+    .optional()
+    .meta({ description: 'Audiences a Port token may be issued for (the exchange\'s `audience` parameter); `[server.public_url]` when unset.', examples: [['https://port.example.com']] }),
+  introspection_token: secretRef.optional().meta({
+    description: 'Bearer secret that lets a resource server call `/oauth/introspect` (RFC 7662) on any Port token; without it only a token itself can be introspected.',
+    examples: ['env:PORT_INTROSPECTION_TOKEN'],
+  }),
+  key_encryption_key: secretRef.optional().meta({
+    description:
+      "Seals Port's private signing keys and rotated secrets in the store (AES-256-GCM), and keys the sign-in cookie; strongly recommended, and required with `sso` on PostgreSQL (every replica must share it).",
+    examples: ['env:PORT_KEY_ENCRYPTION_KEY'],
+  }),
 });
 
-/** SSO sign-in for approvers: OIDC authorization code with PKCE (DESIGN capability 5). */
 const ssoSchema = z.strictObject({
-  /** The IdP's issuer URL (its discovery document is fetched from it). */
-  issuer: httpUrl,
-  client_id: z.string().min(1),
-  client_secret: secretRef,
-  /** The ID token claim that lists the person's groups. */
-  groups_claim: z.string().min(1).default('groups'),
-  scopes: z.array(z.string().regex(/^[!-~]+$/)).default(['openid', 'email', 'profile']),
-  /** How long a sign-in lasts. */
-  session_ttl: duration(7 * 86400).default(8 * 3600),
-  /**
-   * Sign-in needs `email_verified: true` from the IdP. `false` accepts an absent claim
-   * (Microsoft Entra ID never sends it); an explicit `false` is refused either way.
-   */
-  require_email_verified: z
-    .custom<boolean>((v) => typeof v === 'boolean', { error: 'must be true or false (false only for an IdP that never sends email_verified, e.g. Entra ID)' })
-    .default(true),
+  issuer: httpUrl.meta({ description: "The identity provider's issuer URL; its discovery document is fetched from `<issuer>/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).", examples: ['https://login.example.com'] }),
+  client_id: nonEmpty.meta({ description: 'The OAuth client id Port is registered under at the identity provider.', examples: ['port'] }),
+  client_secret: secretRef.meta({ description: "The OAuth client's secret.", examples: ['env:PORT_SSO_CLIENT_SECRET'] }),
+  groups_claim: nonEmpty.default('groups').meta({ description: "The ID token claim that lists the person's groups (matched against the groups approval policies name)." }),
+  scopes: z
+    .array(hint(z.string().regex(/^[!-~]+$/), { expects: 'an OAuth scope (printable characters, no spaces)' }))
+    .default(['openid', 'email', 'profile'])
+    .meta({ description: 'Scopes requested at sign-in; `openid` is always added.' }),
+  session_ttl: duration(7 * 86400).default(8 * 3600).meta({ description: 'How long a sign-in lasts; at most 7d.', examples: ['8h'] }),
+  require_email_verified: hint(z.boolean(), { expects: 'true or false (false only for an identity provider that never sends email_verified, e.g. Microsoft Entra ID)' })
+    .default(true)
+    .meta({
+      description:
+        'Sign-in needs `email_verified: true` from the identity provider. `false` also accepts an absent claim (Microsoft Entra ID never sends it); an explicit `email_verified: false` is refused either way.',
+    }),
 });
 
 const approvalsSchema = z.strictObject({
-  /** An approval request not decided within this time expires. */
-  expire_after: duration(30 * 86400).default(86400),
-  /** On expiry: `fail` the block step (Port records it and never unblocks) or `leave` it for Buildkite's own UI. */
-  on_expiry: z.enum(['fail', 'leave']).default('leave'),
-  /** IANA time zone for the `hour` and `weekday` an `unblock` policy sees. */
-  timezone: z.string().min(1).default('UTC'),
-  /**
-   * A build Buildkite names no creator for (webhook-triggered; its git author is
-   * self-reported): `extra_approval` asks one approval more than the policies,
-   * `deny` opens no request, `allow` asks what the policies ask.
-   */
-  no_creator: z.enum(['extra_approval', 'deny', 'allow']).default('extra_approval'),
-  /** Where Port says a request opened or closed; the URLs are secrets, so references. */
+  expire_after: duration(30 * 86400).default(86400).meta({ description: 'An approval request not decided within this time expires; at most 30d.', examples: ['1d'] }),
+  on_expiry: z
+    .enum(['fail', 'leave'])
+    .default('leave')
+    .meta({ description: "On expiry, `fail`: Port records the request as expired and never unblocks the step; `leave`: the block step is left for Buildkite's own UI." }),
+  timezone: nonEmpty.default('UTC').meta({ description: 'IANA time zone of the `hour` and `weekday` an `unblock` policy sees.', examples: ['Europe/Berlin'] }),
+  no_creator: z
+    .enum(['extra_approval', 'deny', 'allow'])
+    .default('extra_approval')
+    .meta({
+      description:
+        "A build Buildkite names no creator for (triggered by a webhook; its git author is self-reported): `extra_approval` asks one approval more than the policies, `deny` opens no request, `allow` asks what the policies ask.",
+    }),
   notify: z
     .strictObject({
-      /** A Slack (or Slack-compatible) incoming-webhook URL. */
-      slack_webhook: secretRef.optional(),
-      /** A URL that receives the generic JSON body (`approval.opened` / `approval.closed`). */
-      webhook: secretRef.optional(),
+      slack_webhook: secretRef.optional().meta({ description: 'A Slack (or Slack-compatible) incoming-webhook URL, by reference.', examples: ['env:PORT_SLACK_WEBHOOK'] }),
+      webhook: secretRef.optional().meta({
+        description: 'A URL, by reference, that receives a JSON body (`approval.opened` / `approval.closed`) for each request.',
+        examples: ['env:PORT_APPROVALS_WEBHOOK'],
+      }),
     })
-    .optional(),
+    .optional()
+    .meta({ description: 'Where Port says an approval request opened or closed. The URLs carry credentials, so they are secret references.' }),
 });
 
-/**
- * One `audit.checkpoint_sinks` entry: each signed checkpoint is appended to a file (one
- * JSON line, fsynced) or POSTed to a URL with optional headers whose values are secrets.
- */
+const headerName = (what: string) => hint(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/), { expects: what });
+
 const checkpointSinkSchema = z.union([
-  z.strictObject({ file: z.string().min(1) }),
   z.strictObject({
-    url: httpUrl,
-    /** Header name (an RFC 9110 §5.6.2 token) → secret reference for its value. */
-    headers: z.record(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be an HTTP header name'), secretRef).optional(),
+    file: nonEmpty.meta({ description: 'Append each checkpoint to this file as one JSON line, fsynced (relative to port.yaml\'s folder).', examples: ['/var/log/port/checkpoints.jsonl'] }),
+  }),
+  z.strictObject({
+    url: httpUrl.meta({ description: 'POST each checkpoint to this URL as JSON.', examples: ['https://anchor.example.com/port'] }),
+    headers: hint(z.record(headerName('an HTTP header name (an RFC 9110 §5.6.2 token)'), secretRef), { expects: 'a map of header name: secret reference' })
+      .optional()
+      .meta({ description: 'Headers sent with each POST: header name → secret reference for its value.', examples: [{ Authorization: 'env:PORT_ANCHOR_AUTH' }] }),
   }),
 ]);
 
 const auditSchema = z.strictObject({
-  /** Where each signed checkpoint is shipped as it is made (external anchors for `port audit verify --anchor`). */
-  checkpoint_sinks: z.array(checkpointSinkSchema).default([]),
-  /** A signed checkpoint is written after this many entries… */
-  checkpoint_every: z.number().int().min(1).default(1000),
-  /** …or this long after the last one, whichever comes first. */
-  checkpoint_interval: duration().default(300),
-  /** Unauthenticated refusals beyond the first of each kind are logged as one count per kind, action and source per window this long. */
-  refusal_window: duration(3600).default(60),
+  checkpoint_sinks: z
+    .array(checkpointSinkSchema)
+    .default([])
+    .meta({
+      description:
+        'Where each signed checkpoint of the audit log is shipped as it is made: a file or a URL. Copies held outside Port are the anchors `port audit verify --anchor` checks the log against.',
+      examples: [[{ file: '/var/log/port/checkpoints.jsonl' }]],
+    }),
+  checkpoint_every: z.number().int().min(1).default(1000).meta({ description: 'A signed checkpoint is written after this many audit entries, or after `checkpoint_interval`, whichever comes first.' }),
+  checkpoint_interval: duration().default(300).meta({ description: 'A signed checkpoint is written this long after the last one, or after `checkpoint_every` entries, whichever comes first.', examples: ['5m'] }),
+  refusal_window: duration(3600).default(60).meta({
+    description: 'Unauthenticated refusals beyond the first of each kind are logged as one count per kind, action and source per window this long, so a flood cannot fill the log.',
+    examples: ['1m'],
+  }),
 });
 
-const size = (max?: number) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const bytes = parseSize(value);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a size; write e.g. 512KiB, 64MiB or 1GiB` });
-      return z.NEVER;
-    }
-    if (max !== undefined && bytes > max) {
-      ctx.addIssue({ code: 'custom', message: `${value} is larger than the allowed maximum of ${max} bytes` });
-      return z.NEVER;
-    }
-    return bytes;
-  });
-
-/** How Port authenticates itself to an upstream; the caller's credentials never pass. */
 const injectSchema = z.union([
-  z.strictObject({ bearer: secretRef }),
-  z.strictObject({ basic: z.strictObject({ username: z.string().min(1), password: secretRef }) }),
+  z.strictObject({ bearer: secretRef.meta({ description: 'Send `Authorization: Bearer <secret>`.', examples: ['env:NPM_TOKEN'] }) }),
   z.strictObject({
-    header: z.strictObject({
-      name: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name (RFC 9110 §5.1)'),
-      value: secretRef,
-    }),
+    basic: z
+      .strictObject({
+        username: nonEmpty.meta({ description: 'The user name.', examples: ['port'] }),
+        password: secretRef.meta({ description: 'The password, by reference.', examples: ['env:ARTIFACTORY_PASSWORD'] }),
+      })
+      .meta({ description: 'Send `Authorization: Basic` (RFC 7617) with this user name and password.' }),
   }),
   z.strictObject({
-    aws_sigv4: z.strictObject({
-      service: z.string().regex(/^[a-z0-9-]+$/),
-      region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region, e.g. us-east-1'),
-      credential: z.string().min(1),
-      /** Caller `x-amz-*` headers forwarded (and signed): exact names or a `-*` family; all others are dropped. */
-      forward_headers: z
-        .array(
-          z
-            .string()
-            .regex(/^x-amz-[a-z0-9]+(-[a-z0-9]+)*(-\*)?$/i, 'must be an x-amz-* header name (x-amz-server-side-encryption) or a family ending in -* (x-amz-meta-*)')
-            .transform((h) => h.toLowerCase()),
-        )
-        .default([]),
-      /** `service: s3` only: guarded S3 sub-resources (`?acl`, `?policy`…) let through to policy (src/relay/aws-sigv4-query.ts). */
-      allow_subresources: z.array(z.string().min(1)).default([]),
-    }),
+    header: z
+      .strictObject({
+        name: headerName('an HTTP header name (RFC 9110 §5.1)').meta({ description: 'The header name.', examples: ['X-Api-Key'] }),
+        value: secretRef.meta({ description: "The header's value, by reference.", examples: ['env:SERVICE_API_KEY'] }),
+      })
+      .meta({ description: 'Send one header with a secret value.' }),
+  }),
+  z.strictObject({
+    aws_sigv4: z
+      .strictObject({
+        service: hint(z.string().regex(/^[a-z0-9-]+$/), { expects: 'an AWS service signing name (lower-case letters, digits and -)' }).meta({
+          description: 'The signing name of the AWS service (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html).',
+          examples: ['s3'],
+        }),
+        region: awsRegion.meta({ description: 'The AWS region requests are signed for.', examples: ['us-east-1'] }),
+        credential: nonEmpty.meta({ description: 'Name of an `aws_role` credential under `credentials`; each request is signed with the calling job\'s session of that role.', examples: ['deploy-aws'] }),
+        forward_headers: z
+          .array(
+            hint(z.string().regex(/^x-amz-[a-z0-9]+(-[a-z0-9]+)*(-\*)?$/i), { expects: 'an x-amz-* header name or a family ending in -*' })
+              .transform((h) => h.toLowerCase())
+              .meta({ examples: ['x-amz-server-side-encryption', 'x-amz-meta-*'] }),
+          )
+          .default([])
+          .meta({ description: "Caller `x-amz-*` headers forwarded (and signed): exact names or a family ending in `-*`; all other `x-amz-*` headers are dropped." }),
+        allow_subresources: z
+          .array(nonEmpty)
+          .default([])
+          .meta({ description: 'With `service: s3` only: guarded S3 sub-resources (`acl`, `policy`, …) let through to the policies instead of refused outright.', examples: [['acl']] }),
+      })
+      .meta({ description: "Sign each request with AWS Signature Version 4 using the job's session of an `aws_role` credential." }),
   }),
 ]);
 
 const upstreamSchema = z.strictObject({
-  /** Base URL; `/relay/<name>/<path>` goes to `<url>/<path>`. */
-  url: httpUrl.transform((u) => u.replace(/\/+$/, '')),
-  /** Time to wait for the upstream's response headers (504 after). */
-  timeout: duration(3600).default(30),
-  /** Time to wait for a TCP connection to the upstream (504 after). */
-  connect_timeout: duration(300).default(10),
-  /** Largest request body forwarded (413 beyond). */
-  max_body: size().default(1024 ** 3),
-  /**
-   * `reject` (default): a path with `%2F` is refused. `keep`: `%2F` is kept encoded and
-   * never treated as a separator (npm registries: scoped names are `@scope%2Fname`).
-   */
-  encoded_slashes: z.enum(['reject', 'keep']).default('reject'),
-  /** Allow `Upgrade` requests (e.g. WebSocket) on this route. */
-  allow_upgrade: z.boolean().default(false),
-  /** Keep-alive connections kept open to the upstream. */
-  connections: z.number().int().min(1).max(1024).default(64),
-  inject: injectSchema.optional(),
+  url: httpUrl.transform((u) => u.replace(/\/+$/, '')).meta({ description: 'Base URL: `/relay/<name>/<path>` goes to `<url>/<path>`.', examples: ['https://registry.npmjs.org'] }),
+  timeout: duration(3600).default(30).meta({ description: "How long to wait for the upstream's response headers before answering 504.", examples: ['30s'] }),
+  connect_timeout: duration(300).default(10).meta({ description: 'How long to wait for a TCP connection to the upstream before answering 504.', examples: ['10s'] }),
+  max_body: size().default(1024 ** 3).meta({ description: 'Largest request body forwarded; larger ones are answered 413.', examples: ['1GiB', '64MiB'] }),
+  encoded_slashes: z
+    .enum(['reject', 'keep'])
+    .default('reject')
+    .meta({
+      description:
+        '`reject`: a path containing `%2F` is refused. `keep`: `%2F` is kept encoded and never treated as a separator (npm registries name scoped packages `@scope%2Fname`).',
+    }),
+  allow_upgrade: z.boolean().default(false).meta({ description: 'Allow `Upgrade` requests (e.g. WebSocket, RFC 6455) on this route.' }),
+  connections: z.number().int().min(1).max(1024).default(64).meta({ description: 'Keep-alive connections kept open to the upstream at most.' }),
+  inject: injectSchema.optional().meta({
+    description: "How Port authenticates itself to the upstream: exactly one of `bearer`, `basic`, `header` or `aws_sigv4`. The caller's own credentials are never passed on.",
+    examples: [{ bearer: 'env:NPM_TOKEN' }],
+  }),
 });
 
 const relaySchema = z.strictObject({
-  /** Also accept a Buildkite OIDC token (with Port's audience) directly as the caller's credential. */
-  accept_buildkite_tokens: z.boolean().default(false),
-  /** How long an allow/deny for (token, upstream, method, path) is reused; 0 disables. */
-  decision_cache_ttl: duration(60).default(5),
-  /** Allowed requests are logged as one entry per (job, upstream, method, policies) per window. */
-  allow_log_window: duration(3600).default(60),
-  /** Largest request head (request line + headers) accepted, in bytes (431 beyond). */
-  max_header_bytes: size(1024 * 1024).default(16 * 1024),
-  /** A client must send its full request head within this time (slowloris; 408). */
-  client_header_timeout: duration(300).default(10),
-  /** A connection idle this long (no bytes either way) is closed. */
-  client_idle_timeout: duration(3600).default(60),
+  accept_buildkite_tokens: z.boolean().default(false).meta({ description: "Also accept a Buildkite OIDC token (for Port's audience) directly as the caller's credential, without an exchange first." }),
+  decision_cache_ttl: duration(60).default(5).meta({ description: 'How long an allow or deny for the same token, upstream, method and path is reused; 0 decides every request.', examples: ['5s'] }),
+  allow_log_window: duration(3600).default(60).meta({ description: 'Allowed requests are audited as one entry per job, upstream, method and policies per window this long.', examples: ['1m'] }),
+  max_header_bytes: size(1024 * 1024).default(16 * 1024).meta({ description: 'Largest request head (request line and headers) accepted; larger ones are answered 431.', examples: ['16KiB'] }),
+  client_header_timeout: duration(300).default(10).meta({ description: 'A client must send its whole request head within this time (defends against slowloris); 408 after.', examples: ['10s'] }),
+  client_idle_timeout: duration(3600).default(60).meta({ description: 'A connection idle this long (no bytes either way) is closed.', examples: ['1m'] }),
 });
 
-/** A secret's value: env:NAME, file:PATH, or command:CMD (its stdout, run with a timeout). */
-const secretValueRef = z
-  .string()
-  .regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|command:\s*\S.*)$/s, 'must be env:NAME, file:PATH or command:CMD');
-
-const portTokenCredentialSchema = z.strictObject({
-  type: z.literal('port_token'),
-  description: z.string().optional(),
-  /** `aud` of the minted JWT: the downstream service that trusts Port's JWKS. */
-  audience: z.string().min(1),
-  /** Lifetime; never beyond the bearer's own Port token. */
-  ttl: duration(86400).default(900),
+const secretValueRef = hint(z.string().regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|command:\s*\S.*)$/s), {
+  kind: 'secret_value',
+  expects: 'env:NAME, file:PATH or command:CMD',
 });
+
+const description = z.string().optional().meta({ description: 'What the credential is for; shown by `port credentials` and in the audit log.' });
+
+const portTokenCredentialSchema = z
+  .strictObject({
+    type: z.literal('port_token').meta({ description: 'A JWT signed by Port for a downstream service that trusts Port\'s JWKS.' }),
+    description,
+    audience: nonEmpty.meta({ description: "`aud` of the minted JWT: the downstream service's identifier. Never one of Port's own audiences or an AWS STS audience.", examples: ['https://deploy.example.com'] }),
+    ttl: duration(86400).default(900).meta({ description: "Lifetime of the minted JWT; never beyond the bearer's own Port token.", examples: ['15m'] }),
+  })
+  .meta({ description: 'A Port-signed JWT for a downstream audience.' });
 
 /**
  * Names of Port's environment variables a command may see besides PATH, HOME, LANG,
- * LC_ALL, TZ and TMPDIR (src/broker/credentials/run-command.ts); Port sets PORT_CREDENTIAL.
+ * LC_ALL, TZ and TMPDIR; Port sets PORT_CREDENTIAL itself.
  */
 const commandEnv = z
-  .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'))
+  .array(envName)
   .max(64)
-  .refine((names) => !names.includes('PORT_CREDENTIAL'), 'must not list PORT_CREDENTIAL: Port sets it to the credential\'s name')
-  .default([]);
+  .refine((names) => !names.includes('PORT_CREDENTIAL'), "found PORT_CREDENTIAL in the list; expected it left out, because Port sets PORT_CREDENTIAL to the credential's name itself")
+  .default([])
+  .meta({ description: "Names of Port's environment variables the command may see besides PATH, HOME, LANG, LC_ALL, TZ and TMPDIR; Port sets `PORT_CREDENTIAL` itself.", examples: [['AWS_PROFILE']] });
 
 const rotationHookSchema = z.union([
-  /** Run with the rotation request as JSON on stdin; prints the new value on stdout. */
-  z.strictObject({ command: z.string().min(1), command_env: commandEnv }),
-  /** POSTed the rotation request, HMAC-signed with `signing_secret`; answers `{"value": "..."}`. */
-  z.strictObject({ url: httpUrl, signing_secret: secretRef }),
+  z.strictObject({
+    command: nonEmpty.meta({ description: 'Run with the rotation request as JSON on standard input; prints the new value on standard output.', examples: ['/usr/local/bin/rotate-db-password'] }),
+    command_env: commandEnv,
+  }),
+  z.strictObject({
+    url: httpUrl.meta({ description: 'POSTed the rotation request, HMAC-signed with `signing_secret`; answers `{"value": "..."}`. https:// (plain http:// only to this machine).', examples: ['https://rotator.example.com/hook'] }),
+    signing_secret: secretRef.meta({ description: 'HMAC key that signs the rotation request.', examples: ['env:PORT_ROTATION_SIGNING_SECRET'] }),
+  }),
 ]);
 
-const secretCredentialSchema = z.strictObject({
-  type: z.literal('secret'),
-  description: z.string().optional(),
-  /** Where the value comes from (until the first rotation). */
-  value: secretValueRef,
-  /** How long a `command:` may run. */
-  command_timeout: duration(300).default(10),
-  /** Environment variables of Port's a `command:` may see (only with a command: value). */
-  command_env: commandEnv,
-  /** At most this many runs of the `command:` at once; more releases wait briefly, then 503. */
-  command_concurrency: z.number().int().min(1).max(64).default(4),
-  /** Serve the `command:`'s last output this long (held in memory only); 0: run it on each release. */
-  cache_for: duration(3600).default(0),
-  rotation: z
-    .strictObject({
-      /** Rotate on this schedule; without it only `port rotate <name>` rotates. */
-      every: duration().optional(),
-      /** After a rotation the previous value stays valid (and is still reported) this long. */
-      overlap: duration().default(3600),
-      /** How long the hook may take. */
-      timeout: duration(600).default(30),
-      hook: rotationHookSchema,
-    })
-    .optional(),
-});
+const secretCredentialSchema = z
+  .strictObject({
+    type: z.literal('secret').meta({ description: 'A secret value released to jobs the policies allow.' }),
+    description,
+    value: secretValueRef.meta({ description: 'Where the value comes from (until the first rotation): `env:NAME`, `file:PATH` or `command:CMD` (its standard output, run when released).', examples: ['env:NPM_TOKEN', 'command:vault kv get -field=token secret/npm'] }),
+    command_timeout: duration(300).default(10).meta({ description: 'How long a `command:` value may run.', examples: ['10s'] }),
+    command_env: commandEnv,
+    command_concurrency: z.number().int().min(1).max(64).default(4).meta({ description: 'At most this many runs of the `command:` at once; further releases wait briefly, then get 503.' }),
+    cache_for: duration(3600).default(0).meta({ description: "Serve the `command:`'s last output this long (held in memory only); 0 runs it on each release.", examples: ['5m'] }),
+    rotation: z
+      .strictObject({
+        every: duration().optional().meta({ description: 'Rotate on this schedule; without it only `port rotate <name>` rotates.', examples: ['30d'] }),
+        overlap: duration().default(3600).meta({ description: 'After a rotation the previous value stays valid (and is still released) this long.', examples: ['1h'] }),
+        timeout: duration(600).default(30).meta({ description: 'How long the rotation hook may take.', examples: ['30s'] }),
+        hook: rotationHookSchema.meta({ description: 'What makes the new value: a `command` (with optional `command_env`) or a `url` with its `signing_secret`.', examples: [{ command: '/usr/local/bin/rotate-db-password' }] }),
+      })
+      .optional()
+      .meta({ description: 'Rotation of the value by a hook; rotated values are kept sealed in the store.' }),
+  })
+  .meta({ description: 'A brokered secret.' });
 
-const awsRoleCredentialSchema = z.strictObject({
-  type: z.literal('aws_role'),
-  description: z.string().optional(),
-  role_arn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN, e.g. arn:aws:iam::123456789012:role/deploy'),
-  /**
-   * `web_identity` (default): AssumeRoleWithWebIdentity with a token Port mints as an
-   * OIDC issuer, so Port holds no AWS keys. `assume_role`: AssumeRole with Port's own
-   * AWS credentials.
-   */
-  mode: z.enum(['web_identity', 'assume_role']).default('web_identity'),
-  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region, e.g. us-east-1').default('us-east-1'),
-  /** STS endpoint; the regional AWS endpoint when unset. */
-  sts_endpoint: httpUrl.optional(),
-  /** Session duration, capped by the role's own maximum (AWS: 15 min to 12 h). */
-  duration: duration(43200).default(3600),
-  /** Session tag name → job claim (Port token claim name, e.g. pipeline_slug). */
-  session_tags: z.record(z.string().regex(/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u, 'must be an AWS tag key'), z.string().min(1)).default({}),
-  /** Tag keys that pass on to chained role sessions. */
-  transitive_tag_keys: z.array(z.string().min(1)).default([]),
-  /** A session policy (JSON) template file narrowing the role per job; `${claim}` placeholders. */
-  session_policy: z.string().min(1).optional(),
-  /** `aud` of the web identity token (the IAM OIDC provider's client id). */
-  web_identity_audience: z.string().min(1).default('sts.amazonaws.com'),
-  /** At most this many STS calls in flight at once for this credential; more: 503 busy. */
-  sts_concurrency: z.number().int().min(1).max(256).default(8),
-  /** Port's own AWS keys for `assume_role`; without them, the AWS SDK's default chain. */
-  access_key_id: secretRef.optional(),
-  secret_access_key: secretRef.optional(),
-});
+const awsRoleCredentialSchema = z
+  .strictObject({
+    type: z.literal('aws_role').meta({ description: 'Temporary AWS credentials from AWS STS.' }),
+    description,
+    role_arn: hint(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/), { expects: 'an IAM role ARN' }).meta({
+      description: 'The IAM role the job receives a session of.',
+      examples: ['arn:aws:iam::123456789012:role/deploy'],
+    }),
+    mode: z
+      .enum(['web_identity', 'assume_role'])
+      .default('web_identity')
+      .meta({
+        description:
+          '`web_identity`: AssumeRoleWithWebIdentity with a token Port signs as an OIDC issuer, so Port holds no AWS keys (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html). `assume_role`: AssumeRole with Port\'s own AWS credentials.',
+      }),
+    region: awsRegion.default('us-east-1').meta({ description: 'Region of the STS endpoint.', examples: ['eu-west-1'] }),
+    sts_endpoint: httpUrl.optional().meta({ description: 'STS endpoint URL; the regional AWS endpoint when unset.', examples: ['https://sts.eu-west-1.amazonaws.com'] }),
+    duration: duration(43200).default(3600).meta({
+      description: "Session duration, from 15m to 12h and capped by the role's own maximum session duration (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html).",
+      examples: ['1h'],
+    }),
+    session_tags: hint(
+      z.record(hint(z.string().regex(/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u), { expects: 'an AWS tag key (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html)' }), nonEmpty),
+      { expects: 'a map of tag key: claim name' },
+    )
+      .default({})
+      .meta({ description: 'Session tags: tag key → the Port token claim whose value it carries (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).', examples: [{ pipeline: 'pipeline_slug' }] }),
+    transitive_tag_keys: z.array(nonEmpty).default([]).meta({ description: 'Tag keys that pass on to chained role sessions.', examples: [['pipeline']] }),
+    session_policy: nonEmpty.optional().meta({
+      description: "A session policy template (JSON, relative to port.yaml's folder) that narrows the role per job; `${claim}` placeholders are filled from the job's claims.",
+      examples: ['./policies/deploy-session.json'],
+    }),
+    web_identity_audience: nonEmpty.default('sts.amazonaws.com').meta({ description: '`aud` of the web identity token: the client id registered on the IAM OIDC identity provider.' }),
+    sts_concurrency: z.number().int().min(1).max(256).default(8).meta({ description: 'At most this many STS calls in flight at once for this credential; more are answered 503.' }),
+    access_key_id: secretRef.optional().meta({ description: "Port's own AWS access key id for `mode: assume_role`; without it and `secret_access_key`, the AWS SDK's default credential chain.", examples: ['env:AWS_ACCESS_KEY_ID'] }),
+    secret_access_key: secretRef.optional().meta({ description: "Port's own AWS secret access key for `mode: assume_role`.", examples: ['env:AWS_SECRET_ACCESS_KEY'] }),
+  })
+  .meta({ description: 'A session of an IAM role through AWS STS.' });
 
 const credentialSchema = z.discriminatedUnion('type', [portTokenCredentialSchema, secretCredentialSchema, awsRoleCredentialSchema]);
 
-/** SCIM 2.0 provisioning (RFC 7644) at /scim/v2; enabled by the bearer token the IdP presents. */
 const scimSchema = z.strictObject({
-  token: secretRef,
+  token: secretRef.meta({ description: 'The bearer token the identity provider presents to `/scim/v2`.', examples: ['env:PORT_SCIM_TOKEN'] }),
 });
 
 export const configSchema = z.strictObject({
-  server: serverSchema,
-  store: storeSchema.default({ sqlite: './port.db', postgres_pool_size: 10, feed_max_lag: 5, lease_ttl: 15 }),
-  buildkite: buildkiteSchema,
-  policies: z.string().min(1).default('./policies'),
-  issuer: issuerSchema.default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 }),
-  audit: auditSchema.default({ checkpoint_sinks: [], checkpoint_every: 1000, checkpoint_interval: 300, refusal_window: 60 }),
-  sso: ssoSchema.optional(),
-  scim: scimSchema.optional(),
-  approvals: approvalsSchema.default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC', no_creator: 'extra_approval' }),
-  relay: relaySchema.default({
-    accept_buildkite_tokens: false,
-    decision_cache_ttl: 5,
-    allow_log_window: 60,
-    max_header_bytes: 16 * 1024,
-    client_header_timeout: 10,
-    client_idle_timeout: 60,
-  }),
-  /** Services reachable through the relay at /relay/<name>/…; names are Cedar Upstream ids. */
-  upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'upstream names are lower-case letters, digits, - and _'), upstreamSchema).default({}),
-  /** Grant names a job may request as `scope`; each is decided with `assume`. */
-  credentials: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'credential names are lower-case letters, digits, - and _'), credentialSchema).default({}),
+  server: serverSchema.meta({ description: 'The HTTP server.' }),
+  store: storeSchema
+    .default({ sqlite: './port.db', postgres_pool_size: 10, feed_max_lag: 5, lease_ttl: 15 })
+    .meta({ description: 'Where Port keeps its state: signing keys, revocations, approvals, the audit log. SQLite by default, PostgreSQL for several replicas.' }),
+  buildkite: buildkiteSchema.meta({ description: 'The Buildkite organization whose OIDC tokens Port accepts, and its REST API and webhooks.' }),
+  policies: nonEmpty.default('./policies').meta({ description: "Folder of Cedar policies (`*.cedar`), relative to port.yaml's folder; it must exist.", examples: ['./policies'] }),
+  issuer: issuerSchema
+    .default({ token_ttl: 900, algorithm: 'ES256', key_rotation: 30 * 86400 })
+    .meta({ description: 'The tokens Port issues itself (RFC 8693 token exchange) and its signing keys.' }),
+  audit: auditSchema
+    .default({ checkpoint_sinks: [], checkpoint_every: 1000, checkpoint_interval: 300, refusal_window: 60 })
+    .meta({ description: 'The tamper-evident audit log: signed checkpoints and where copies go.' }),
+  sso: ssoSchema.optional().meta({ description: 'Sign-in for approvers through your identity provider: OpenID Connect authorization code flow with PKCE (RFC 7636). Approvals by people need it.' }),
+  scim: scimSchema.optional().meta({ description: "SCIM 2.0 provisioning (RFC 7644) at `/scim/v2`, which keeps approvers' groups current; on when `token` is set." }),
+  approvals: approvalsSchema
+    .default({ expire_after: 86400, on_expiry: 'leave', timezone: 'UTC', no_creator: 'extra_approval' })
+    .meta({ description: 'Approval requests for Buildkite block steps (https://buildkite.com/docs/pipelines/configure/step-types/block-step) that policies do not unblock outright.' }),
+  relay: relaySchema
+    .default({
+      accept_buildkite_tokens: false,
+      decision_cache_ttl: 5,
+      allow_log_window: 60,
+      max_header_bytes: 16 * 1024,
+      client_header_timeout: 10,
+      client_idle_timeout: 60,
+    })
+    .meta({ description: 'The policy relay at `/relay/<upstream>/…` as a whole; each service is under `upstreams`.' }),
+  upstreams: hint(z.record(slug(), upstreamSchema), { expects: 'a map of upstream name: settings' })
+    .default({})
+    .meta({ description: 'Services reachable through the relay at `/relay/<name>/…`; each name is a Cedar `Port::Upstream` id.', examples: [{ npm: { url: 'https://registry.npmjs.org', inject: { bearer: 'env:NPM_TOKEN' } } }] }),
+  credentials: hint(z.record(slug(), credentialSchema), { expects: 'a map of credential name: settings' })
+    .default({})
+    .meta({
+      description: 'Credentials a job may request by name as the exchange\'s `scope`; each release is decided by the `assume` action. Each has a `type`: `port_token`, `secret` or `aws_role`.',
+      examples: [{ npm: { type: 'secret', value: 'env:NPM_TOKEN' } }],
+    }),
 });
 
 export type RawConfig = z.input<typeof configSchema>;

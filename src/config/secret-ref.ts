@@ -3,8 +3,9 @@ import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 
 /**
- * A secret in the config is always a reference (DESIGN: "every secret by reference —
- * `env:NAME`, `file:PATH` — never inline"). It is resolved at start and on reload.
+ * A secret in the config is always a reference (`env:NAME` or `file:PATH`), never the
+ * secret itself, so port.yaml can be committed, shared and printed in a support request.
+ * It is resolved at start and on reload.
  */
 export type SecretRef = `env:${string}` | `file:${string}`;
 

@@ -9,3 +9,11 @@ export function parseSize(text: string | number): number | undefined {
   const bytes = Number(m[1]) * UNIT_BYTES[m[2] ?? 'B']!;
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
+
+/** Bytes in the largest binary unit that divides them evenly, e.g. 16KiB. */
+export function formatSize(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes % size === 0 && bytes >= size) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}B`;
+}

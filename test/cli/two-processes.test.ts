@@ -1,5 +1,5 @@
 /**
- * Issue #9, item 11: two `port serve` processes on one SQLite store neither crash nor log
+ * Two `port serve` processes on one SQLite store neither crash nor log
  * errors forever. Every background job (checkpoints, allow counts, purges, key rotation)
  * reads its state from the store, so the two take turns instead of colliding, and the
  * decision log they write together verifies.

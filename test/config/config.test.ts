@@ -29,22 +29,23 @@ describe('config', () => {
     expect(load(`${minimal}polices: ./p\n`)).toThrow(/polices: unknown key; did you mean "policies"\?/);
   });
   it('names a wrong type', () => {
-    expect(load(`${minimal}issuer:\n  token_ttl: soon\n`)).toThrow(/issuer\.token_ttl: "soon" is not a duration/);
-    expect(load(`${minimal}  clock_skew: 5m\n`)).toThrow(/buildkite\.clock_skew: 5m is longer than the allowed maximum of 60s/);
-    expect(load(`${minimal}  algorithms: [HS256]\n`)).toThrow(/buildkite\.algorithms\.0/);
+    expect(load(`${minimal}issuer:\n  token_ttl: soon\n`)).toThrow(/issuer\.token_ttl: found "soon"; expected a duration/);
+    expect(load(`${minimal}  clock_skew: 5m\n`)).toThrow(/buildkite\.clock_skew: found 5m, longer than the allowed maximum; expected at most 1m\./);
+    expect(load(`${minimal}  algorithms: [HS256]\n`)).toThrow(/buildkite\.algorithms\[0\]: found "HS256"/);
     // A present value of the wrong type is not reported as missing.
-    expect(load(`${minimal}  max_token_bytes: lots\n`)).toThrow(/buildkite\.max_token_bytes: Invalid input: expected number, received string/);
-    expect(load(`${minimal}  max_token_bytes: lots\n`)).not.toThrow(/required key is missing/);
+    expect(load(`${minimal}  max_token_bytes: lots\n`)).toThrow(/buildkite\.max_token_bytes: found "lots"; expected a whole number from 512 to 65536\./);
+    expect(load(`${minimal}  max_token_bytes: lots\n`)).not.toThrow(/missing/);
   });
   it('names a missing required key', () => {
-    expect(load('server:\n  public_url: https://port.example\n')).toThrow(/buildkite: required key is missing/);
-    expect(load('buildkite:\n  organization: acme\nserver: {}\n')).toThrow(/server\.public_url: required key is missing/);
+    expect(load('server:\n  public_url: https://port.example\n')).toThrow(/buildkite: missing; expected a map with the keys organization, /);
+    expect(load('buildkite:\n  organization: acme\nserver: {}\n')).toThrow(/server\.public_url: missing; expected an http:\/\/ or https:\/\/ URL, e\.g\. https:\/\/port\.example\.com\./);
   });
   it('refuses a missing reference: policies folder, secret env var', () => {
     expect(load(`${minimal}policies: ./nowhere\n`)).toThrow(/policies: folder .*nowhere does not exist/);
     delete process.env.PORT_NOT_SET;
     expect(load(`${minimal}issuer:\n  introspection_token: env:PORT_NOT_SET\n`)).toThrow(/issuer\.introspection_token: environment variable PORT_NOT_SET is not set/);
-    expect(load(`${minimal}issuer:\n  introspection_token: hunter2\n`)).toThrow(/must be a secret reference/);
+    expect(load(`${minimal}issuer:\n  introspection_token: hunter2\n`)).toThrow(/issuer\.introspection_token: found a value that is not a reference .*; expected a secret reference env:NAME or file:PATH/);
+    expect(load(`${minimal}issuer:\n  introspection_token: hunter2\n`)).not.toThrow(/hunter2/);
   });
   it('reads the store settings: SQLite by default, PostgreSQL by reference, with the replica settings', () => {
     const c = load(minimal)();
@@ -54,9 +55,10 @@ describe('config', () => {
     const pg = load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_DB\n  postgres_pool_size: 20\n  feed_max_lag: 2s\n  lease_ttl: 30s\n`)();
     expect(pg.store).toMatchObject({ postgres: { ref: 'env:PORT_TEST_CONFIG_DB', key: 'store.postgres' }, postgresPoolSize: 20, feedMaxLag: 2, leaseTtl: 30 });
     // Never inline: a URL holds a password.
-    expect(load(`${minimal}store:\n  postgres: postgres://port:secret@db/port\n`)).toThrow(/store\.postgres: must be a secret reference/);
+    expect(load(`${minimal}store:\n  postgres: postgres://port:secret@db/port\n`)).toThrow(/store\.postgres: found a value that is not a reference/);
+    expect(load(`${minimal}store:\n  postgres: postgres://port:secret@db/port\n`)).not.toThrow(/secret@db/);
     expect(load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_UNSET\n`)).toThrow(/store\.postgres: environment variable PORT_TEST_CONFIG_UNSET is not set/);
-    expect(load(`${minimal}store:\n  feed_max_lag: 2m\n`)).toThrow(/store\.feed_max_lag: 2m is longer than the allowed maximum of 60s/);
+    expect(load(`${minimal}store:\n  feed_max_lag: 2m\n`)).toThrow(/store\.feed_max_lag: found 2m, longer than the allowed maximum; expected at most 1m\./);
   });
   it('refuses sso on PostgreSQL without issuer.key_encryption_key (a sign-in must finish on any replica)', () => {
     process.env.PORT_TEST_CONFIG_DB = 'postgres://port@db.internal/port';
@@ -69,7 +71,7 @@ describe('config', () => {
     expect(load(`${minimal}store:\n  postgres: env:PORT_TEST_CONFIG_DB\n${sso}issuer:\n  key_encryption_key: env:PORT_TEST_CONFIG_KEK\n`)).not.toThrow();
   });
   it('refuses duplicate YAML keys and a missing file', () => {
-    expect(load(`${minimal}buildkite:\n  organization: other\n`)).toThrow(/invalid YAML/);
-    expect(() => loadConfig(join(dir, 'absent.yaml'))).toThrow(/no such file/);
+    expect(load(`${minimal}buildkite:\n  organization: other\n`)).toThrow(/:5:1: invalid YAML: the key "buildkite" appears twice in the same map; keep one of them\./);
+    expect(() => loadConfig(join(dir, 'absent.yaml'))).toThrow(/absent\.yaml: no such file; pass the config with -c PATH or create \.\/port\.yaml \(see docs\/reference\/configuration\.md\)\./);
   });
 });

@@ -42,8 +42,8 @@ describe('command_env', () => {
   });
 
   it('refuses a name that is no variable name, PORT_CREDENTIAL, and a list on an env:/file: value', () => {
-    expect(load('type: secret\nvalue: command:printf x\ncommand_env: ["A=B"]')).toThrow(/credentials\.app\.command_env\.0: must be an environment variable name/);
-    expect(load('type: secret\nvalue: command:printf x\ncommand_env: [PORT_CREDENTIAL]')).toThrow(/credentials\.app\.command_env: must not list PORT_CREDENTIAL/);
+    expect(load('type: secret\nvalue: command:printf x\ncommand_env: ["A=B"]')).toThrow(/credentials\.app\.command_env\[0\]: found "A=B"; expected an environment variable name/);
+    expect(load('type: secret\nvalue: command:printf x\ncommand_env: [PORT_CREDENTIAL]')).toThrow(/credentials\.app\.command_env: found PORT_CREDENTIAL in the list/);
     expect(load('type: secret\nvalue: env:PORT_TEST_CFG_SECRET\ncommand_env: [HOME]')).toThrow(/credentials\.app\.command_env: only a command: value runs a command/);
   });
 });
@@ -56,7 +56,7 @@ describe('command_concurrency and cache_for', () => {
   it('refuses out-of-range values and a cache on an env:/file: value', () => {
     expect(load('type: secret\nvalue: command:printf x\ncommand_concurrency: 0')).toThrow(/credentials\.app\.command_concurrency/);
     expect(load('type: secret\nvalue: command:printf x\ncommand_concurrency: 65')).toThrow(/credentials\.app\.command_concurrency/);
-    expect(load('type: secret\nvalue: command:printf x\ncache_for: 2h')).toThrow(/credentials\.app\.cache_for: 2h is longer than the allowed maximum of 3600s/);
+    expect(load('type: secret\nvalue: command:printf x\ncache_for: 2h')).toThrow(/credentials\.app\.cache_for: found 2h, longer than the allowed maximum; expected at most 1h/);
     expect(load('type: secret\nvalue: env:PORT_TEST_CFG_SECRET\ncache_for: 30s')).toThrow(/credentials\.app\.cache_for: only a command: value is cached/);
   });
 });

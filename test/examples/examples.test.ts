@@ -197,12 +197,11 @@ describe('the capability guides (docs/guides)', () => {
     }
   });
 
-  it('links every guide to its example and to the configuration reference, and none to notes outside the repository', () => {
+  it('links every guide to its example and to the configuration reference', () => {
     for (const guide of guides) {
       const text = readFileSync(path.join(GUIDES, `${guide}.md`), 'utf8');
       expect(text, guide).toContain('../reference/configuration.md');
       expect(text, `${guide}.md links to no example`).toMatch(/\]\(\.\.\/\.\.\/examples\/[a-z-]+\/README\.md\)/);
-      expect(text, guide).not.toMatch(/DESIGN\.md|buildkite\.md|security-notes|\.\.\/shared\/|npx port|issue #?\d/i);
       for (const [, target] of text.matchAll(/\]\((\.\.\/\.\.\/examples\/[^)#]+)\)/g)) {
         expect(existsSync(path.resolve(GUIDES, target!)), `${guide}.md links to ${target}`).toBe(true);
       }

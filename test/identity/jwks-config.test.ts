@@ -24,8 +24,8 @@ describe('buildkite.jwks_fetch_timeout and jwks_request_wait', () => {
   });
 
   it('refuse values that would disable the deadline or stall requests, naming the key', () => {
-    expect(load('  jwks_fetch_timeout: 0s\n')).toThrow(/buildkite\.jwks_fetch_timeout: must be at least 1s/);
-    expect(load('  jwks_fetch_timeout: 1h\n')).toThrow(/buildkite\.jwks_fetch_timeout: 1h is longer than the allowed maximum of 300s/);
-    expect(load('  jwks_request_wait: 5m\n')).toThrow(/buildkite\.jwks_request_wait: 5m is longer than the allowed maximum of 60s/);
+    expect(load('  jwks_fetch_timeout: 0s\n')).toThrow(/buildkite\.jwks_fetch_timeout: found 0s, shorter than the allowed minimum; expected at least 1s/);
+    expect(load('  jwks_fetch_timeout: 1h\n')).toThrow(/buildkite\.jwks_fetch_timeout: found 1h, longer than the allowed maximum; expected at most 5m/);
+    expect(load('  jwks_request_wait: 5m\n')).toThrow(/buildkite\.jwks_request_wait: found 5m, longer than the allowed maximum; expected at most 1m/);
   });
 });

@@ -113,6 +113,6 @@ describe('configuration', () => {
       error = err;
     }
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as Error).message).toContain('sso.require_email_verified: must be true or false (false only for an IdP that never sends email_verified, e.g. Entra ID)');
+    expect((error as Error).message).toContain('sso.require_email_verified: found "no"; expected true or false (false only for an identity provider that never sends email_verified, e.g. Microsoft Entra ID).');
   });
 });
