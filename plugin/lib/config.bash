@@ -2,7 +2,8 @@
 # Reads the step's plugin options. The agent turns each option into
 # BUILDKITE_PLUGIN_<NAME>_<OPTION> (upper-cased, - → _), lists into _0, _1, … and maps
 # into _<KEY>, and puts the whole configuration as JSON in BUILDKITE_PLUGIN_CONFIGURATION
-# (buildkite.md §2.2; buildkite/agent agent/plugin/plugin.go). Values are read from the
+# (https://buildkite.com/docs/pipelines/integrations/plugins/writing; buildkite/agent
+# agent/plugin/plugin.go). Values are read from the
 # option variables; the JSON, when present, is used to refuse unknown options and wrong
 # types, since the agent's own schema check is off by default.
 #
@@ -34,19 +35,23 @@ port_check_configuration_json() {
   local json=${BUILDKITE_PLUGIN_CONFIGURATION-}
   [[ -n "$json" ]] || return 0
   local problems
-  problems=$(jq -r --argjson known "$PORT_KNOWN_OPTIONS" '
+  problems=$(jq -r --argjson known "$PORT_KNOWN_OPTIONS" --arg env_re "$PORT_ENV_NAME_RE" '
     if type != "object" then "the plugin configuration is not a map of options"
     else
       ((keys - $known)[] | "unknown option \"\(.)\" (options: \($known | join(", ")))"),
       (if has("scopes") and (.scopes | type) != "array" then "option \"scopes\" must be a list of credential names" else empty end),
       (if has("secrets") and (.secrets | type) != "object" then "option \"secrets\" must be a map of ENV_VAR: credential-name" else empty end),
       (if has("secrets") and (.secrets | type) == "object" then
-         (.secrets | to_entries[] | select((.value | type) != "string") | "secret \"\(.key)\" must name one credential (a string)")
+         (.secrets | to_entries[] | select((.value | type) != "string") | "secret \"\(.key)\" must name one credential (a string)"),
+         # The agent upper-cases option names (npm-token would arrive as NPM_TOKEN):
+         # refuse a name that is not the variable the step would get.
+         (.secrets | keys[] | select(test($env_re) | not)
+           | "secrets: \"\(.)\" is not an environment variable name (upper-case letters, digits and single _, e.g. NPM_TOKEN)")
        else empty end),
       (if has("export-token") and (.["export-token"] | type) != "boolean" then "option \"export-token\" must be true or false" else empty end),
       ((["url", "audience", "aws-profile", "aws-region"][]) as $k | select(has($k) and (.[$k] | type) != "string") | "option \"\($k)\" must be a string")
     end' <<<"$json" 2>/dev/null) || {
-    port_error 'BUILDKITE_PLUGIN_CONFIGURATION is not valid JSON'
+    port_error 'jq could not read BUILDKITE_PLUGIN_CONFIGURATION as JSON'
     return 1
   }
   if [[ -n "$problems" ]]; then

@@ -152,7 +152,8 @@ port_check_credential_answer() {
 
 # Registers every string value of a flat JSON object with the job's log redactor
 # (`buildkite-agent redactor add --format json`, values on stdin and taken exactly,
-# untrimmed; buildkite.md §1.5), before any of them is exported or printed.
+# untrimmed; https://buildkite.com/docs/agent/v3/cli-redactor), before any of them is
+# exported or printed.
 port_redact_json() {
   local json=$1
   if ! buildkite-agent redactor add --format json <<<"$json" >/dev/null; then

@@ -49,6 +49,13 @@ port_revoke() {
     port_info 'Port: no Port token was issued to this job; nothing to revoke'
     return 0
   fi
+  local cmd
+  for cmd in curl jq; do
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+      port_warn "${cmd} is not on this agent's PATH; cannot revoke this job's Port tokens (they expire on their own, and Port revokes them when the job.finished webhook arrives)"
+      return 1
+    fi
+  done
   token=$(<"${state}/port-token")
   # The token goes back only to the Port that issued it, whatever the options say now.
   url=$(<"${state}/url")

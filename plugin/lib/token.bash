@@ -12,7 +12,8 @@
 # ran), so renewal never outlives the job; a token Port refuses *as revoked* is not
 # even tried (port_refused_as_revoked).
 
-# The optional claims Port builds pools and policy on (DESIGN "Cedar schema"; buildkite.md §1.4).
+# The optional claims Port builds pools and policy on: Buildkite adds them to the token only
+# when asked with --claim (https://buildkite.com/docs/agent/v3/cli-oidc).
 readonly PORT_OIDC_CLAIMS='organization_id,pipeline_id,cluster_id,cluster_name,queue_id,queue_key'
 # Seconds to wait for another process renewing the same token file: longer than one
 # renewal (curl --max-time 60 plus the agent's token request).
@@ -23,8 +24,9 @@ port_now() {
 }
 
 # port_request_buildkite_token AUDIENCE: sets PORT_BUILDKITE_TOKEN to a fresh Buildkite
-# OIDC token of this job (`buildkite-agent oidc request-token`, buildkite.md §1.1; the
-# agent registers it with the log redactor itself).
+# OIDC token of this job (`buildkite-agent oidc request-token`,
+# https://buildkite.com/docs/agent/v3/cli-oidc; the agent registers it with the log
+# redactor itself).
 port_request_buildkite_token() {
   local audience=$1
   PORT_BUILDKITE_TOKEN=''
@@ -64,8 +66,8 @@ port_exchange() {
     port_error 'token exchange: Port answered 200 without a usable access_token'
     return 1
   fi
-  # Port grants all requested scopes or refuses (DESIGN "Public contract"); check anyway,
-  # so a step never runs believing it holds a grant it does not.
+  # Port's token endpoint grants every requested scope or refuses the exchange; check
+  # anyway, so a step never runs believing it holds a grant it does not.
   granted=" $(jq -r '.scope // "" | tostring' <<<"$PORT_HTTP_BODY") "
   for s in "$@"; do
     [[ "$granted" == *" ${s} "* ]] || missing+=("$s")
@@ -148,7 +150,7 @@ port_read_token_file() {
 # port_pinned_url TOKEN_FILE: sets PORT_PINNED_URL to the URL of the Port that issued the
 # token file — the `url` the environment hook wrote next to it — or '' when there is none
 # (a token file this plugin did not write). The job's tokens go only there, whatever
-# --url or PORT_URL say now (review G6; lib/pre-exit.bash does the same): a renewal sends
+# --url or PORT_URL say now (lib/pre-exit.bash does the same): a renewal sends
 # a fresh Buildkite token for Port's audience, which whoever receives it can exchange at
 # Port first. A url file that is not a regular file of this user, or holds no usable URL,
 # is an error: which Port issued the token is then unknown.
@@ -309,7 +311,8 @@ port_renew_token_file_locked() {
     port_error 'the renewed Port token is not for this job (its sub is not BUILDKITE_JOB_ID); not using it'
     return 1
   fi
-  # buildkite.md §1.5: a token is registered with the redactor before anything could print it.
+  # Registered with the job's log redactor before anything could print it
+  # (https://buildkite.com/docs/agent/v3/cli-redactor).
   port_redact_json "$(printf '%s' "$PORT_TOKEN_VALUE" | jq -Rsc '{port_token: .}')" || {
     PORT_TOKEN_VALUE=''
     return 1

@@ -1,6 +1,7 @@
 /**
  * Runs a plugin's hooks and a step's command the way the Buildkite agent's job runner
- * does (buildkite.md §2.1): each hook is *sourced* by a wrapper script in its own shell
+ * does (https://buildkite.com/docs/agent/v3/hooks#job-lifecycle-hooks): each hook is
+ * *sourced* by a wrapper script in its own shell
  * (`buildkite/agent` hook/scriptwrapper.go: dump env, `. hook`, keep `$?`, dump env, exit
  * with it); the variables the hook added, changed or removed are carried into the job's
  * later phases; the plugin's option variables are set for its hooks only. A failed hook

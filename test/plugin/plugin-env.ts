@@ -1,6 +1,7 @@
 /**
  * A step's plugin configuration → the environment the Buildkite agent gives the plugin's
- * hooks, as `buildkite/agent:agent/plugin/plugin.go` computes it (buildkite.md §2.2):
+ * hooks, as `buildkite/agent:agent/plugin/plugin.go` computes it
+ * (https://buildkite.com/docs/pipelines/integrations/plugins/writing):
  * `BUILDKITE_PLUGIN_<NAME>_<OPTION>` with keys upper-cased and `-`/whitespace → `_`,
  * lists as `_0`, `_1`…, maps as `_<KEY>`, scalars as Go's `%v` prints them (`true`,
  * `false`, numbers as written), `null` refused; names with `__` also under their

@@ -1,6 +1,6 @@
 /**
  * Renewal of the job's Port token (plugin/lib/token.bash) end to end, against a Port whose
- * tokens live 6 s (`issuer.token_ttl`), so a "long job" takes seconds: the real hooks
+ * tokens live 10 s (`issuer.token_ttl`), so a "long job" takes seconds: the real hooks
  * sourced as the agent does (agent-job.ts), the simulator's `buildkite-agent` on PATH, and
  * the AWS SDK for JavaScript running the profile's `credential_process` from inside the
  * step (fixtures/aws-sdk-credentials.mjs). Waits are real (until a token's `exp` has
@@ -26,10 +26,15 @@ const execFileP = promisify(execFile);
 const PLUGIN_DIR = resolve(import.meta.dirname, '..', '..', 'plugin');
 const TOOL = join(PLUGIN_DIR, 'bin', 'port-credential-process');
 const SDK_PROGRAM = join(import.meta.dirname, 'fixtures', 'aws-sdk-credentials.mjs');
-// Short enough that tests wait seconds, long enough that one renewal (measured: under 2 s
-// for four concurrent SDK runs) ends well before the renewed token is itself due for
-// renewal (a quarter of its lifetime before `exp`), which the "renew once" test relies on.
-const TOKEN_TTL_SECONDS = 6;
+// Short enough that tests wait seconds, long enough that one renewal (under 2 s for four
+// concurrent SDK runs on an idle machine, several times that on a loaded one) ends well
+// before the renewed token is itself due for renewal (a quarter of its lifetime before
+// `exp`), which the "renew once" test relies on. The waits of different tests overlap
+// (the suites run concurrently), so a longer lifetime costs little.
+const TOKEN_TTL_SECONDS = 10;
+// Each test waits for one or two tokens to expire and runs a dozen processes; on a busy
+// machine that can pass the suite's default timeout. A limit, not a measurement.
+const TEST_TIMEOUT_MS = 90_000;
 const AWS_USER = { name: 'port', accessKeyId: 'AKIARENEWALSIMULATOR', secretAccessKey: 'renewal-sim-secret-Qm4Zt8Lw2Rx6Vb1Nc9Kd3' };
 
 const POLICIES: Record<string, string> = {
@@ -171,7 +176,10 @@ function keepTokenFiles(job: Job, files = ['port-token', 'audience', 'url']): st
   return keep;
 }
 
-describe('a Port token that expires during the job', () => {
+// The suites below run concurrently (each test has its own job, and the waits for a token to
+// expire overlap); the concurrent-renewal suite at the end runs on its own, so its four
+// parallel AWS SDK runs share the machine with nothing else of this file.
+describe.concurrent('a Port token that expires during the job', { timeout: TEST_TIMEOUT_MS }, () => {
   it('is renewed by credential_process: the AWS SDK keeps getting credentials, and the token file is replaced', async () => {
     const job = newJob();
     const env = await job.agent.hook('environment');
@@ -222,38 +230,6 @@ describe('a Port token that expires during the job', () => {
     // No token reached the step's output or the hook's log.
     const log = env.stdout + env.stderr + cmd.stdout + cmd.stderr + again.cmd.stdout + again.cmd.stderr;
     for (const token of [first, second, third]) expect(log).not.toContain(token);
-
-    expect((await job.agent.hook('pre-exit')).code).toBe(0);
-    job.agent.close();
-  });
-
-  it.each([
-    ['flock(1)', true],
-    ['a mkdir lock (no flock on the agent)', false],
-  ])('concurrent credential_process runs renew it once, under %s', async (_name, flock) => {
-    const job = newJob({ flock });
-    expect((await job.agent.hook('environment')).code).toBe(0);
-    const stateDir = job.agent.env.PORT_PLUGIN_STATE_DIR!;
-    const first = readFileSync(tokenFile(job), 'utf8');
-    portIssuer = decodeJwt(first).iss!;
-    const before = redactedPortTokens(job);
-    await waitForExpiry(first);
-
-    const cmd = await job.agent.command(
-      'for i in 1 2 3 4; do "$NODE" "$SDK_PROGRAM" > "$OUT/sdk-$i.json" & done; wait',
-    );
-    expect(cmd.code).toBe(0);
-    for (const i of [1, 2, 3, 4]) {
-      const result = JSON.parse(readFileSync(join(job.out, `sdk-${i}.json`), 'utf8'));
-      expect(result.error, `run ${i}`).toBeUndefined();
-      expect(result.accessKeyId).toMatch(/^ASIA/);
-    }
-    // One exchange for four runs: the others waited for the lock and used its token.
-    const renewed = redactedPortTokens(job).filter((t) => !before.includes(t));
-    expect(renewed).toHaveLength(1);
-    expect(readFileSync(tokenFile(job), 'utf8')).toBe(renewed[0]);
-    expect(existsSync(join(stateDir, 'port-token.lock'))).toBe(flock);
-    expect(readdirSync(stateDir).filter((n) => n.startsWith('.port-token.') || n.endsWith('.lock.d'))).toEqual([]);
 
     expect((await job.agent.hook('pre-exit')).code).toBe(0);
     job.agent.close();
@@ -322,7 +298,7 @@ describe('a Port token that expires during the job', () => {
   });
 });
 
-describe('renewal happens only inside the token’s own job', () => {
+describe.concurrent('renewal happens only inside the token’s own job', { timeout: TEST_TIMEOUT_MS }, () => {
   it('outside a Buildkite job an expired token file is not renewed: Port’s refusal and the reason', async () => {
     const job = newJob();
     expect((await job.agent.hook('environment')).code).toBe(0);
@@ -375,7 +351,7 @@ async function startOtherPort(): Promise<{ url: string; requests: string[]; clos
   return { url, requests, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-describe('the job’s tokens go only to the Port that issued them (review G6)', () => {
+describe.concurrent('the job’s tokens go only to the Port that issued them', { timeout: TEST_TIMEOUT_MS }, () => {
   let other: Awaited<ReturnType<typeof startOtherPort>>;
   beforeAll(async () => {
     other = await startOtherPort();
@@ -459,6 +435,40 @@ describe('the job’s tokens go only to the Port that issued them (review G6)', 
     expect(other.requests).toEqual([]);
     expect(h.sim.redactions(job.sim)).toHaveLength(redactionsBefore);
     expect(readFileSync(file, 'utf8')).toBe(first);
+    expect((await job.agent.hook('pre-exit')).code).toBe(0);
+    job.agent.close();
+  });
+});
+
+describe('several credential_process runs at once', { timeout: TEST_TIMEOUT_MS }, () => {
+  it.each([
+    ['flock(1)', true],
+    ['a mkdir lock (no flock on the agent)', false],
+  ])('concurrent credential_process runs renew it once, under %s', async (_name, flock) => {
+    const job = newJob({ flock });
+    expect((await job.agent.hook('environment')).code).toBe(0);
+    const stateDir = job.agent.env.PORT_PLUGIN_STATE_DIR!;
+    const first = readFileSync(tokenFile(job), 'utf8');
+    portIssuer = decodeJwt(first).iss!;
+    const before = redactedPortTokens(job);
+    await waitForExpiry(first);
+
+    const cmd = await job.agent.command(
+      'for i in 1 2 3 4; do "$NODE" "$SDK_PROGRAM" > "$OUT/sdk-$i.json" & done; wait',
+    );
+    expect(cmd.code).toBe(0);
+    for (const i of [1, 2, 3, 4]) {
+      const result = JSON.parse(readFileSync(join(job.out, `sdk-${i}.json`), 'utf8'));
+      expect(result.error, `run ${i}`).toBeUndefined();
+      expect(result.accessKeyId).toMatch(/^ASIA/);
+    }
+    // One exchange for four runs: the others waited for the lock and used its token.
+    const renewed = redactedPortTokens(job).filter((t) => !before.includes(t));
+    expect(renewed).toHaveLength(1);
+    expect(readFileSync(tokenFile(job), 'utf8')).toBe(renewed[0]);
+    expect(existsSync(join(stateDir, 'port-token.lock'))).toBe(flock);
+    expect(readdirSync(stateDir).filter((n) => n.startsWith('.port-token.') || n.endsWith('.lock.d'))).toEqual([]);
+
     expect((await job.agent.hook('pre-exit')).code).toBe(0);
     job.agent.close();
   });
