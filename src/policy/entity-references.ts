@@ -11,7 +11,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { policySetTextToParts, policyToJson, type PolicyJson } from './cedar.js';
-import { isPortAction, SCHEMA_NAMESPACE } from './schema.js';
+import { actionsOf } from './loader.js';
+import { SCHEMA_NAMESPACE } from './schema.js';
 import { locatePolicies, SourceText } from './source-text.js';
 import type { PortAction } from './types.js';
 
@@ -127,14 +128,6 @@ function indexOfLiteral(policyText: string, type: string, id: string): number {
   const quoted = JSON.stringify(id).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const m = new RegExp(`(?:${SCHEMA_NAMESPACE}\\s*::\\s*)?${type}\\s*::\\s*${quoted}`).exec(policyText);
   return m?.index ?? 0;
-}
-
-function actionsOf(json: PolicyJson): PortAction[] | undefined {
-  const c = json.action;
-  if (c.op === 'All') return undefined;
-  const refs = 'entities' in c ? c.entities : 'entity' in c ? [c.entity] : [];
-  const ids = refs.map((r) => ('__entity' in r ? r.__entity.id : r.id)).filter(isPortAction);
-  return [...new Set(ids)];
 }
 
 function resourceReach(json: PolicyJson): ResourceReach {

@@ -300,7 +300,7 @@ function annotationValue(annotations: Record<string, string | null>, key: string
 }
 
 /** The actions a policy's scope names; undefined = any action. */
-function actionsOf(json: PolicyJson): PortAction[] | undefined {
+export function actionsOf(json: PolicyJson): PortAction[] | undefined {
   const c = json.action;
   if (c.op === 'All') return undefined;
   const refs = 'entities' in c ? c.entities : 'entity' in c ? [c.entity] : [];
