@@ -6,9 +6,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Two files at a time on this 2-core machine (vitest's default is cores - 1 = one at a
+    // Three files at a time on this 2-core machine (vitest's default is cores - 1 = one at a
     // time): most suites wait on processes, sockets and tokens expiring, not on the CPU.
-    maxWorkers: 2,
+    maxWorkers: 3,
     minWorkers: 1,
     reporters: ['default', 'json'],
     outputFile: { json: '.vitest-results.json' },
