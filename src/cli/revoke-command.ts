@@ -80,7 +80,7 @@ export function registerRevokeCommand(program: Command): void {
         const body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
         if (res.statusCode !== 200) return refused(res.statusCode, body);
         if (opts.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-        else process.stdout.write(opts.lift ? describeLift(body as unknown as LiftResult) : describe(body as unknown as RevocationResult));
+        else process.stdout.write(opts.lift ? describeLift(body as unknown as LiftResult) : describeRevocation(body as unknown as RevocationResult));
       } catch (err) {
         process.stderr.write(`port: revoke: ${(err as Error).message}\n`);
         process.exitCode = EXIT_FAILED;
@@ -134,8 +134,8 @@ function refused(status: number, body: Record<string, unknown>): void {
   process.exitCode = EXIT_FAILED;
 }
 
-/** The result in words, one fact a line. */
-function describe(r: RevocationResult): string {
+/** The result of `port revoke` in words, one fact a line. */
+export function describeRevocation(r: RevocationResult): string {
   const lines = [
     `revoked ${r.scope} ${r.id} at ${r.revoked_at}, in force ${r.expires_at === null ? 'until lifted' : `until ${r.expires_at}`}`,
     `  reason: ${r.reason}`,
@@ -147,7 +147,14 @@ function describe(r: RevocationResult): string {
   const aws = of('aws_role');
   if (aws.length > 0) {
     lines.push(`  AWS sessions Port can't recall (not renewed; valid until they expire):`);
-    for (const c of aws) lines.push(`    - ${c.credential}${c.session_name ? ` (session ${c.session_name})` : ''}, job ${c.job_id}, expires ${c.expires_at}`);
+    // One line per session: a job that asked again was handed the same cached session, and
+    // each release is listed in the JSON, but it is one session to wait out.
+    const sessions = new Map<string, number>();
+    for (const c of aws) {
+      const line = `    - ${c.credential}${c.session_name ? ` (session ${c.session_name})` : ''}, job ${c.job_id}, expires ${c.expires_at}`;
+      sessions.set(line, (sessions.get(line) ?? 0) + 1);
+    }
+    for (const [line, n] of sessions) lines.push(n > 1 ? `${line} (released ${n} times)` : line);
   }
   const secrets = of('secret');
   if (secrets.length > 0) {
