@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { delimiter, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { configFromObject } from '../config/config.js';
@@ -59,6 +59,26 @@ function portOption(flag: string, value: string): number {
   const n = Number(value);
   if (!/^\d{1,5}$/.test(value) || n > 65535) throw new DemoStartError(`${flag} must be a TCP port number from 0 (any free port) to 65535; got "${value.slice(0, 20)}"`, EXIT_USAGE);
   return n;
+}
+
+/**
+ * Whether `port` on PATH is this package's bin (an installed buildkite-port): then the printed
+ * steps say `port …`. Anything else named `port` on PATH (the registry has an unrelated one)
+ * gets this bin by path instead.
+ */
+function portOnPathIsThisOne(): boolean {
+  for (const folder of (process.env.PATH ?? '').split(delimiter)) {
+    if (!isAbsolute(folder)) continue;
+    const candidate = join(folder, 'port');
+    try {
+      accessSync(candidate, constants.X_OK);
+    } catch {
+      continue;
+    }
+    // The first `port` the shell would run decides.
+    return realpathSync(candidate) === realpathSync(PORT_BIN);
+  }
+  return false;
 }
 
 /** A shell word for a path: as is when it needs no quoting, else single-quoted. */
@@ -232,7 +252,7 @@ async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
   jobFile('deploy-main.env', deployMain);
   jobFile('deploy-feature.env', deployFeature);
 
-  const portCmd = `node ${shellWord(relative(process.cwd(), PORT_BIN) || PORT_BIN)}`;
+  const portCmd = portOnPathIsThisOne() ? 'port' : `node ${shellWord(relative(process.cwd(), PORT_BIN) || PORT_BIN)}`;
   // An AWS CLI profile whose credential_process asks Port with the job's saved Port token
   // (https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sourcing-external.html).
   writeFileSync(

@@ -212,13 +212,18 @@ describe('the installed `port`', () => {
     expect(await stop(serve)).toEqual({ code: 0, signal: null });
   }, 150_000);
 
-  it('runs the demo: Port answers at the address it prints, and stops cleanly on SIGTERM', async () => {
+  it('runs the demo: Port answers at the address it prints, its steps say `port` (the installed bin on PATH) and work, and it stops cleanly on SIGTERM', async () => {
     const demo = start('port', ['demo', '--port', '0', '--sim-port', '0', '--idp-port', '0', '--service-port', '0', '--dir', join(work, 'demo')], work);
     running.push(demo);
     const [, url] = await demo.waitFor(/Port is running at (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
     const res = await until200(`${url}/healthz`, 30_000, demo);
     expect(res.status).toBe(200);
     await demo.waitFor(/Press Ctrl-C to stop/, 60_000);
+    // The first step, pasted as printed: the installed `port` on PATH, not a path into node_modules.
+    const step = demo.output().split('\n').find((l) => l.includes('token exchange --scope deploy-token --json'))?.trim();
+    expect(step).toMatch(/&& port token exchange --scope deploy-token --json\)$/);
+    const granted = JSON.parse(await run('bash', ['-c', step!], work)) as { scope: string };
+    expect(granted.scope).toBe('deploy-token');
 
     expect(await stop(demo)).toEqual({ code: 0, signal: null });
   }, 240_000);
