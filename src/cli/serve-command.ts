@@ -105,7 +105,11 @@ function startFailure(err: unknown, config: PortConfig): { message: string; code
   if (e?.code === 'EACCES' && e.syscall === 'listen') {
     return { message: `${address}: not permitted to listen there (ports below 1024 need privileges); change server.listen in ${config.file}.`, code: EXIT_USAGE };
   }
-  // Invalid policies, a missing store, a secret that no longer resolves: the operator's to fix.
-  const operators = err instanceof ConfigError || (err instanceof PortError && (err.code === 'policy_invalid' || err.code === 'store_missing'));
+  // Invalid policies, a missing store, a store a newer Port wrote, signing keys sealed under
+  // another key_encryption_key, a secret that no longer resolves: the operator's to fix, and
+  // exit 2 so a supervisor doesn't retry (the systemd unit's RestartPreventExitStatus=2). A
+  // failed migration stays 1: the database may have gone away mid-way, and a retry can succeed.
+  const operators =
+    err instanceof ConfigError || (err instanceof PortError && ['policy_invalid', 'store_missing', 'store_too_new', 'signing_key_locked'].includes(err.code));
   return { message: (err as Error)?.message ?? String(err), code: operators ? EXIT_USAGE : EXIT_FAILED };
 }

@@ -1,6 +1,18 @@
 import { PortError } from '../errors.js';
 
 /**
+ * The store was written by a newer Port (its schema is at a version this Port doesn't know).
+ * Port refuses to start on it rather than run old code against a newer schema; the fix is
+ * the operator's (run the newer Port, or restore the store this one was made for), so a
+ * supervisor must not retry it.
+ */
+export class StoreTooNewError extends PortError {
+  constructor(message: string) {
+    super('store_too_new', message, 500);
+  }
+}
+
+/**
  * The store cannot durably write right now (its file was deleted or replaced, the disk
  * is full, an I/O error). Port fails closed: whatever needed the write is refused with
  * 503 and nothing was changed; the message says why without naming paths.

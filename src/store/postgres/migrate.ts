@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { PortError } from '../../errors.js';
+import { StoreTooNewError } from '../errors.js';
 
 /** One schema change: applied once, in order of `version`, inside its own transaction. */
 export interface PostgresMigration {
@@ -64,7 +65,7 @@ export async function migrate(pool: Pool, migrations: readonly PostgresMigration
     const newest = migrations.at(-1)?.version ?? 0;
     const unknown = done.filter((v) => v > newest);
     if (unknown.length > 0) {
-      throw new MigrationError(
+      throw new StoreTooNewError(
         `the database's schema is at version ${Math.max(...unknown)}, newer than this Port knows (${newest}); run the newer Port, or restore the database it was made for`,
       );
     }

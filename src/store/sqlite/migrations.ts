@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { StoreTooNewError } from '../errors.js';
 import { parseLegacyKey } from './legacy-revocation-keys.js';
 
 /** Schema versions, applied in order and tracked in PRAGMA user_version: DDL, or a function for data moves. */
@@ -200,7 +201,7 @@ const MIGRATIONS: (string | ((db: Database.Database) => void))[] = [
 export function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) {
-    throw new Error(`the database is at schema version ${current}, newer than this Port (${MIGRATIONS.length}); upgrade Port`);
+    throw new StoreTooNewError(`the database is at schema version ${current}, newer than this Port (${MIGRATIONS.length}); upgrade Port`);
   }
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.transaction(() => {

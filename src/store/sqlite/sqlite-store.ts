@@ -2,7 +2,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../../errors.js';
-import { StoreMissingError, StoreUnavailableError } from '../errors.js';
+import { StoreMissingError, StoreTooNewError, StoreUnavailableError } from '../errors.js';
 import { LocalChangeFeed } from '../local-change-feed.js';
 import { ISSUED_KEPT_MS } from '../repositories/credentials.js';
 import type { Store, StoreHealth } from '../store.js';
@@ -74,6 +74,7 @@ export class SqliteStore implements Store {
       this.db.pragma('foreign_keys = ON');
       migrate(this.db);
     } catch (err) {
+      if (err instanceof StoreTooNewError) throw err;
       throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
     }
     this.identity = path === ':memory:' ? undefined : new FileIdentity(path);

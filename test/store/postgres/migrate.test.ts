@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MigrationError, migrate, type PostgresMigration } from '../../../src/store/postgres/migrate.js';
+import { StoreTooNewError } from '../../../src/store/errors.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../../helpers/postgres.js';
 
 const unavailable = await postgresUnavailable();
@@ -64,7 +65,7 @@ describe.skipIf(unavailable !== undefined)('PostgreSQL schema migrations', () =>
 
   it('refuses a database whose schema is newer than this Port knows, changing nothing', async () => {
     const err = await migrate(pool(), MIGRATIONS).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(MigrationError);
+    expect(err).toBeInstanceOf(StoreTooNewError);
     expect((err as Error).message).toBe(
       "the database's schema is at version 4, newer than this Port knows (3); run the newer Port, or restore the database it was made for",
     );
