@@ -17,7 +17,7 @@ export interface ReachLine {
 }
 
 /** The REST API scopes Port uses (builds and their creators, unblocking, agents, members). */
-const API_SCOPES = ['read_builds', 'write_builds', 'read_agents', 'read_organizations'];
+const API_SCOPES = ['read_builds', 'write_builds', 'read_organizations'];
 
 export async function checkReachability(config: PortConfig, timeoutMs: number): Promise<ReachLine[]> {
   const dispatcher = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });

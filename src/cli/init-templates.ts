@@ -83,7 +83,7 @@ buildkite:
   # (https://buildkite.com/docs/agent/v3/cli-oidc)
   # audience: ${o.publicUrl}
   #
-  # A REST API token (scopes read_builds, write_builds, read_agents, read_organizations)
+  # A REST API token (scopes read_builds, write_builds, read_organizations)
   # turns on approvals and tells Port who started each build:
   # api_token: env:BUILDKITE_API_TOKEN
   #

@@ -212,7 +212,7 @@ const buildkiteSchema = z.strictObject({
     description: "Base URL of Buildkite's REST API (https://buildkite.com/docs/apis/rest-api), used to read builds and unblock steps; the simulator's URL in tests and the demo.",
   }),
   api_token: secretRef.optional().meta({
-    description: 'Buildkite REST API access token with the `read_builds`, `write_builds` and `read_agents` scopes (https://buildkite.com/docs/apis/managing-api-tokens); needed for approvals.',
+    description: 'Buildkite REST API access token with the `read_builds`, `write_builds` and `read_organizations` scopes (https://buildkite.com/docs/apis/managing-api-tokens); needed for approvals and for knowing who started a build.',
     examples: ['env:BUILDKITE_API_TOKEN'],
   }),
   webhook_secret: secretRef.optional().meta({
@@ -227,7 +227,7 @@ const buildkiteSchema = z.strictObject({
 });
 
 const issuerSchema = z.strictObject({
-  token_ttl: duration(86400).default(900).meta({ description: 'Lifetime of the Port tokens issued by the token exchange; never beyond the Buildkite token it was exchanged for.', examples: ['15m'] }),
+  token_ttl: duration(86400).default(900).meta({ description: 'Lifetime of the Port tokens issued by the token exchange (from the exchange, not capped by the Buildkite token); with Buildkite webhooks set up, a job\'s tokens are refused as soon as the job finishes.', examples: ['15m'] }),
   algorithm: z
     .enum(['ES256', 'EdDSA'])
     .default('ES256')
@@ -272,7 +272,7 @@ const approvalsSchema = z.strictObject({
   on_expiry: z
     .enum(['fail', 'leave'])
     .default('leave')
-    .meta({ description: "On expiry, `fail`: Port records the request as expired and never unblocks the step; `leave`: the block step is left for Buildkite's own UI." }),
+    .meta({ description: "On expiry, `fail`: Port records the request as expired and cancels the build (Buildkite has no call that fails one block step); `leave`: the block step is left for Buildkite's own UI." }),
   timezone: nonEmpty.default('UTC').meta({ description: 'IANA time zone of the `hour` and `weekday` an `unblock` policy sees.', examples: ['Europe/Berlin'] }),
   no_creator: z
     .enum(['extra_approval', 'deny', 'allow'])

@@ -29,7 +29,7 @@ beforeAll(async () => {
   api = createServer((req, res) => {
     const ok = req.url === '/v2/access-token' && req.headers.authorization === `Bearer ${GOOD_TOKEN}`;
     res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(ok ? { uuid: 'b63254c0-3271-4a98-8270-7cfbd6c2f14e', scopes: ['read_builds', 'read_agents'] } : { message: 'Authentication required' }));
+    res.end(JSON.stringify(ok ? { uuid: 'b63254c0-3271-4a98-8270-7cfbd6c2f14e', scopes: ['read_builds', 'write_builds'] } : { message: 'Authentication required' }));
   });
   upstream = createServer((_req, res) => res.writeHead(404).end());
   await Promise.all([api, upstream].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
@@ -211,7 +211,7 @@ describe('port config check', () => {
     expect(r.stdout).toMatch(/^upstreams\.up: http:\/\/127\.0\.0\.1:\d+: reachable \(HEAD \/ answered HTTP 404\)$/m);
     expect(r.stderr).toMatch(/^upstreams\.down: http:\/\/127\.0\.0\.1:\d+: unreachable: connection refused/m);
     // The token works but lacks scopes Port uses: a warning naming them.
-    expect(r.stderr).toMatch(/^warning: buildkite\.api_url: .*\/v2\/access-token: reachable, token accepted, but it lacks the scopes write_builds, read_organizations/m);
+    expect(r.stderr).toMatch(/^warning: buildkite\.api_url: .*\/v2\/access-token: reachable, token accepted, but it lacks the scope read_organizations that Port uses/m);
     expect(r.stdout + r.stderr).not.toContain(GOOD_TOKEN);
 
     const refused = await runPort(['config', 'check', '-c', file, '--reachability', '--timeout', '3'], { env: { PORT_TEST_BK_TOKEN: 'not-the-token' } });
