@@ -56,17 +56,17 @@ cp -p -- "${root}/LICENSE" "${dest}/LICENSE"
 
 if [[ -n "$tag" ]]; then
   command -v git >/dev/null 2>&1 || fail 'git is not installed (needed for --git)'
-  # A commit needs an identity; use the caller's when git has one.
-  ident=()
-  git config user.name >/dev/null 2>&1 || ident+=(-c 'user.name=Port plugin export')
-  git config user.email >/dev/null 2>&1 || ident+=(-c 'user.email=port-plugin-export@localhost')
   (
     cd -- "$dest"
     git init -q
     git symbolic-ref HEAD refs/heads/main
+    # A commit needs an identity: the caller's as git sees it in the new repository, else a
+    # stand-in (the committer's also names the tagger).
+    git config user.name >/dev/null 2>&1 || export GIT_AUTHOR_NAME='Port plugin export' GIT_COMMITTER_NAME='Port plugin export'
+    git config user.email >/dev/null 2>&1 || export GIT_AUTHOR_EMAIL='port-plugin-export@localhost' GIT_COMMITTER_EMAIL='port-plugin-export@localhost'
     git add -A
-    git "${ident[@]}" commit -q -m "port-buildkite-plugin ${tag}"
-    git "${ident[@]}" tag -a "$tag" -m "port-buildkite-plugin ${tag}"
+    git commit -q -m "port-buildkite-plugin ${tag}"
+    git tag -a "$tag" -m "port-buildkite-plugin ${tag}"
   ) || fail "could not make ${dest} a git repository"
 fi
 

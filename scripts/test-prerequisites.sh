@@ -27,7 +27,8 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
   echo "npm test: installing ${missing[*]} (apt-get)" >&2
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  # env after sudo: sudo resets the environment, so the variable must reach apt-get through it.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
 echo "npm test: the suite needs ${missing[*]} (Debian/Ubuntu: sudo apt-get update && sudo $install); install them with your system's package manager" >&2

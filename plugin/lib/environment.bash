@@ -10,6 +10,9 @@
 # export. Messages go to stderr; any failure exits non-zero with the reason and prints
 # no record.
 set -euo pipefail
+# Never trace: a job environment exporting SHELLOPTS with xtrace would print the Port
+# token and secret values to the job log before the redactor knows them.
+set +x
 
 PORT_PLUGIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=plugin/lib/port.bash

@@ -7,6 +7,9 @@
 # Exits 0 when the tokens were revoked or there was nothing to revoke, 1 otherwise
 # (hooks/pre-exit reports it without failing the job).
 set -euo pipefail
+# Never trace: a job environment exporting SHELLOPTS with xtrace would print the Port
+# token and secret values to the job log before the redactor knows them.
+set +x
 
 PORT_PLUGIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=plugin/lib/port.bash

@@ -105,16 +105,9 @@ function readConfigText(file: string): string {
   }
 }
 
-/**
- * A ConfigError's message as lines: the loader lists schema problems under a
- * "FILE: invalid configuration:" line, one indented line each; each becomes "FILE: line".
- */
-export function configErrorLines(message: string): string[] {
-  const [first = '', ...rest] = message.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  if (rest.length === 0) return [first];
-  const header = /^(.*?):\s*invalid configuration:?$/.exec(first);
-  const prefix = header?.[1];
-  return [...(header ? [] : [first]), ...rest.map((l) => (prefix !== undefined ? `${prefix}: ${l}` : l))];
+/** A ConfigError's message as lines: the loader writes one problem a line, each starting with the file. */
+function configErrorLines(message: string): string[] {
+  return message.split('\n').filter((l) => l !== '');
 }
 
 type Report = (text: string) => void;

@@ -80,7 +80,7 @@ export async function checkReachability(config: PortConfig, timeoutMs: number): 
         if (res.statusCode !== 200) return { ok: false, text: `answered HTTP ${res.statusCode}; expected the identity provider's discovery document` };
         const issuer = typeof body === 'object' && body !== null ? (body as { issuer?: unknown }).issuer : undefined;
         if (typeof issuer === 'string' && issuer.replace(/\/+$/, '') !== config.sso!.issuer) {
-          return { ok: false, text: `names issuer ${issuer}, not sso.issuer ${config.sso!.issuer}; sign-in would fail the issuer check` };
+          return { ok: false, text: `names issuer ${JSON.stringify(issuer.slice(0, 200))}, not sso.issuer ${shown(config.sso!.issuer)}; sign-in would fail the issuer check` };
         }
         return { ok: true, text: 'reachable, discovery document found' };
       }),

@@ -261,7 +261,7 @@ async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
       '[profile port-demo]',
       'region = us-east-1',
       `endpoint_url = ${sts.url}`,
-      `credential_process = sh -c "PORT_TOKEN=$(cat ${join(dir, 'deploy-main.token')}) exec ${process.execPath} ${PORT_BIN} creds aws-deploy --url ${publicUrl}"`,
+      `credential_process = sh -c "PORT_TOKEN=$(cat ${shellWord(join(dir, 'deploy-main.token'))}) exec ${shellWord(process.execPath)} ${shellWord(PORT_BIN)} creds aws-deploy --url ${publicUrl}"`,
       '',
     ].join('\n'),
   );

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig, type PortConfig } from '../config/config.js';
-import { ConfigError, PortError } from '../errors.js';
+import { PortError } from '../errors.js';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 
 /** What `port serve --help` says serve runs; kept beside the command so they change together. */
@@ -110,6 +110,6 @@ function startFailure(err: unknown, config: PortConfig): { message: string; code
   // exit 2 so a supervisor doesn't retry (the systemd unit's RestartPreventExitStatus=2). A
   // failed migration stays 1: the database may have gone away mid-way, and a retry can succeed.
   const operators =
-    err instanceof ConfigError || (err instanceof PortError && ['policy_invalid', 'store_missing', 'store_too_new', 'signing_key_locked'].includes(err.code));
+    err instanceof PortError && ['config_invalid', 'policy_invalid', 'store_missing', 'store_too_new', 'signing_key_locked'].includes(err.code);
   return { message: (err as Error)?.message ?? String(err), code: operators ? EXIT_USAGE : EXIT_FAILED };
 }

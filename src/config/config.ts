@@ -252,15 +252,18 @@ function isSecretSource(value: object): value is SecretSource {
 
 function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boolean): PortConfig {
   const baseDir = dirname(path);
-  /** Reads a reference now (a missing secret fails at start) unless this is a read-only load. */
-  const check = (ref: string, key: string): void => {
-    if (!resolveSecrets) return;
+  /** Reads a reference; a problem names this file. */
+  const readSecret = (ref: string, key: string): string => {
     try {
-      resolveSecretRef(ref, key, baseDir);
+      return resolveSecretRef(ref, key, baseDir);
     } catch (err) {
       if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`, { cause: err });
       throw err;
     }
+  };
+  /** Reads a reference now (a missing secret fails at start) unless this is a read-only load. */
+  const check = (ref: string, key: string): void => {
+    if (resolveSecrets) readSecret(ref, key);
   };
   const optionalSecret = <K extends string>(name: K, ref: string | undefined, key: string): Partial<Record<K, SecretSource>> => {
     if (ref === undefined) return {};
@@ -325,7 +328,7 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
       ...optionalSecret('webhookToken', c.buildkite.webhook_token, 'buildkite.webhook_token'),
     },
     policies,
-    issuer: issuerConfig(c, file, baseDir, resolveSecrets, optionalSecret),
+    issuer: issuerConfig(c, baseDir, resolveSecrets ? 'now' : 'on_use', readSecret),
     audit: {
       checkpointEvery: c.audit.checkpoint_every,
       checkpointInterval: c.audit.checkpoint_interval,
@@ -381,29 +384,26 @@ type OptionalSecret = <K extends string>(name: K, ref: string | undefined, key: 
  * load reads them now; a read-only load reads each the first time it is used (a getter),
  * so a command that never signs or unseals anything never needs them.
  */
-function issuerConfig(c: ParsedConfig, file: string, baseDir: string, resolveSecrets: boolean, optionalSecret: OptionalSecret): PortConfig['issuer'] {
+function issuerConfig(c: ParsedConfig, baseDir: string, when: 'now' | 'on_use', readSecret: (ref: string, key: string) => string): PortConfig['issuer'] {
+  const source = (ref: string | undefined, key: string): SecretSource | undefined => (ref === undefined ? undefined : { ref, key, baseDir });
+  const introspectionTokenSource = source(c.issuer.introspection_token, 'issuer.introspection_token');
+  const keyEncryptionKeySource = source(c.issuer.key_encryption_key, 'issuer.key_encryption_key');
   const issuer: PortConfig['issuer'] = {
     tokenTtl: c.issuer.token_ttl,
     algorithm: c.issuer.algorithm,
     keyRotation: c.issuer.key_rotation,
     audiences: c.issuer.audiences ?? [c.server.public_url],
-    ...optionalSecret('introspectionTokenSource', c.issuer.introspection_token, 'issuer.introspection_token'),
-    ...optionalSecret('keyEncryptionKeySource', c.issuer.key_encryption_key, 'issuer.key_encryption_key'),
+    ...(introspectionTokenSource ? { introspectionTokenSource } : {}),
+    ...(keyEncryptionKeySource ? { keyEncryptionKeySource } : {}),
   };
-  for (const [field, source] of [
-    ['introspectionToken', issuer.introspectionTokenSource],
-    ['keyEncryptionKey', issuer.keyEncryptionKeySource],
+  // Each read once: now on a full load, on first use on a read-only one.
+  for (const [field, src] of [
+    ['introspectionToken', introspectionTokenSource],
+    ['keyEncryptionKey', keyEncryptionKeySource],
   ] as const) {
-    if (source === undefined) continue;
-    const read = (): string => {
-      try {
-        return resolveSecretRef(source.ref, source.key, source.baseDir);
-      } catch (err) {
-        if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`, { cause: err });
-        throw err;
-      }
-    };
-    if (resolveSecrets) issuer[field] = read();
+    if (src === undefined) continue;
+    const read = (): string => readSecret(src.ref, src.key);
+    if (when === 'now') issuer[field] = read();
     else {
       let value: string | undefined;
       Object.defineProperty(issuer, field, { enumerable: true, configurable: true, get: () => (value ??= read()) });
@@ -434,7 +434,6 @@ function checkTimeZone(zone: string, file: string): string {
 
 function upstreamConfig(name: string, u: ParsedConfig['upstreams'][string], c: ParsedConfig, file: string, baseDir: string, check: Check): UpstreamConfig {
   const source = (ref: string, key: string): SecretSource => {
-    // Read once now so a missing secret fails at start, not on the first request.
     check(ref, key);
     return { ref, key, baseDir };
   };

@@ -136,7 +136,7 @@ function example(node: z.ZodType): string {
 }
 
 /** What a value is, in words: `the number 8080`, `"soon"`, `a list`, `an empty value`. */
-export function found(value: unknown, hidden: boolean): string {
+function found(value: unknown, hidden: boolean): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'an empty value';
   if (typeof value === 'string') {
@@ -170,7 +170,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** The closest known key within edit distance 2, for "did you mean". */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
+function suggest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const c of candidates) {

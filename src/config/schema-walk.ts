@@ -98,7 +98,7 @@ export function arrayElement(schema: z.ZodType): z.ZodType | undefined {
   return def.type === 'array' ? (def.element as z.ZodType) : undefined;
 }
 
-export function enumValues(schema: z.ZodType): string[] | undefined {
+function enumValues(schema: z.ZodType): string[] | undefined {
   const def = defOf(schema);
   if (def.type === 'enum') return Object.values(def.entries as Record<string, string>);
   if (def.type === 'literal') return (def.values as unknown[]).map(String);
@@ -152,7 +152,7 @@ export function schemaAt(root: z.ZodType, path: readonly PropertyKey[], input: u
   return node;
 }
 
-export function childOf(node: z.ZodType, segment: string, input: unknown): z.ZodType | undefined {
+function childOf(node: z.ZodType, segment: string, input: unknown): z.ZodType | undefined {
   let core = keyInfo(node).core;
   if (kindOf(core) === 'union' && shapeOf(keyInfo(unionOptions(core)[0] ?? core).core)) {
     const option = chooseOption(core, input, segment);
