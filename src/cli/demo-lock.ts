@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Another `port demo` already runs in the folder. */
@@ -13,50 +13,61 @@ export class DemoBusyError extends Error {
 /**
  * One `port demo` per folder: a lock file holding the owner's pid, created exclusively
  * (written aside, then link(2)ed into place, which fails if the name exists, so the lock
- * never exists empty). A lock whose process is gone (a crash, kill -9) is taken over by
- * renaming it aside first and checking that what was moved is the stale lock, so two
- * demos taking over one stale lock at once can't remove each other's fresh lock.
+ * never exists empty). A lock whose process is gone (a crash, kill -9) is removed only by
+ * the holder of a second exclusive file, `demo.pid.takeover`, after it has read the lock
+ * again and found it still stale: only one process at a time may remove a lock, and only a
+ * dead owner's, so a fresh lock is never removed (renaming a lock aside to inspect it left
+ * a moment with no lock, in which a third demo could take it while the first still held it).
  */
 export function lockDemoDir(dir: string): { release(): void } {
   const file = join(dir, 'demo.pid');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      // Written under a private name, then linked into place: the lock never exists empty.
-      const mine = `${file}.${process.pid}.${randomUUID()}`;
-      writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
-      try {
-        linkSync(mine, file);
-      } finally {
-        rmSync(mine, { force: true });
-      }
+  const takeover = `${file}.takeover`;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (linkExclusive(file)) {
       // Released only while it is still ours (never another demo's lock).
       return { release: () => void (readPid(file) === process.pid && rmSync(file, { force: true })) };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = readPid(file);
-      if (pid !== undefined && alive(pid)) throw new DemoBusyError(dir, pid);
-      const aside = `${file}.${randomUUID()}`;
+    }
+    const pid = readPid(file);
+    if (pid !== undefined && alive(pid)) throw new DemoBusyError(dir, pid);
+    if (linkExclusive(takeover)) {
       try {
-        renameSync(file, aside);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // another demo moved it first
-        throw e;
+        const now = readPid(file);
+        if (now === undefined || !alive(now)) rmSync(file, { force: true });
+      } finally {
+        rmSync(takeover, { force: true });
       }
-      const moved = readPid(aside);
-      if (moved !== pid && moved !== undefined && alive(moved)) {
-        // A fresh lock, made since we read the stale one: put it back (unless yet another appeared) and yield.
-        try {
-          linkSync(aside, file);
-        } catch {
-          // Someone else holds the name now; their lock stands.
-        }
-        rmSync(aside, { force: true });
-        throw new DemoBusyError(dir, moved);
-      }
-      rmSync(aside, { force: true });
+    } else if (takeoverAbandoned(takeover)) {
+      rmSync(takeover, { force: true });
+    } else {
+      sleep(10); // another demo is removing the stale lock; look again
     }
   }
   throw new Error(`cannot lock ${dir} for port demo`);
+}
+
+/** Creates `name` holding this pid, atomically and only if it doesn't exist: false if it does. */
+function linkExclusive(name: string): boolean {
+  const mine = `${name}.${process.pid}.${randomUUID()}`;
+  writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    linkSync(mine, name);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return false;
+  } finally {
+    rmSync(mine, { force: true });
+  }
+}
+
+/** A takeover file whose process died holding it (removing a lock takes microseconds). */
+function takeoverAbandoned(name: string): boolean {
+  const pid = readPid(name);
+  return pid !== undefined && !alive(pid);
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function readPid(file: string): number | undefined {
