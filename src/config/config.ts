@@ -104,6 +104,67 @@ export interface RelayConfig {
   clientIdleTimeout: number;
 }
 
+/** `none`, `buildkite`, `aws_iam`, `aws_iid` (`pools.*.attestation`). */
+export type AttestationMethod = 'buildkite' | 'aws_iam' | 'aws_iid';
+
+/** `pools.<cluster>/<queue>`; `key` is that name (a queue of `*` covers the cluster's every queue). */
+export interface PoolConfig {
+  key: string;
+  clusterName: string;
+  /** `*` for every queue of the cluster. */
+  queueKey: string;
+  /** Required attestation, all of it; empty for `none`. */
+  attestation: AttestationMethod[];
+  enforcement: 'enforce' | 'audit';
+  aws: { accounts: string[]; regions: string[]; roles: string[] };
+  hostBound: boolean;
+  /** Seconds. */
+  attestationTtl: number;
+  autoscalers: string[];
+}
+
+export interface AttestationConfig {
+  awsIam: { stsEndpoint: string; serverId: string; maxAge: number };
+  /** `certificates`: region (or `default`) → PEM text (read at load unless read-only). */
+  awsIid?: { certificates: Record<string, SecretSource>; maxAge: number };
+  buildkiteCacheTtl: number;
+  dpopMaxAge: number;
+}
+
+export interface GrantRoleConfig {
+  name: string;
+  description?: string;
+  credentials: string[];
+  upstreams: { upstream: string; methods: string[]; paths: string[] }[];
+  approve: string[];
+  scale: string[];
+}
+
+export interface GrantBindingConfig {
+  role: string;
+  pipelines: { pipeline: string; branches: string[]; tags: string[] }[];
+  pools: string[];
+  groups: string[];
+  autoscalers: string[];
+  /** Where the binding was written: `port.yaml` or a file of `grants.directory`, and its index there. */
+  source: string;
+  index: number;
+}
+
+export interface GrantsConfig {
+  roles: Record<string, GrantRoleConfig & { source: string }>;
+  bindings: GrantBindingConfig[];
+  /** Absolute path of `grants.directory`, when set (its files are read by src/grants). */
+  directory?: string;
+}
+
+export interface NamingConfig {
+  roles?: string;
+  awsRoleName?: string;
+  /** Absolute paths. */
+  trustPolicies: string[];
+}
+
 /** The validated configuration with paths made absolute and defaults filled in. */
 export interface PortConfig {
   file: string;
@@ -185,6 +246,12 @@ export interface PortConfig {
   credentials: Record<string, CredentialConfig>;
   relay: RelayConfig;
   upstreams: Record<string, UpstreamConfig>;
+  pools: Record<string, PoolConfig>;
+  attestation: AttestationConfig;
+  /** Autoscaler name → its bearer token's reference. */
+  scaling: { autoscalers: Record<string, { token: SecretSource }> };
+  grants: GrantsConfig;
+  naming: NamingConfig;
 }
 
 export interface LoadOptions {
@@ -373,6 +440,76 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
       clientIdleTimeout: c.relay.client_idle_timeout,
     },
     upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir, check)])),
+    pools: Object.fromEntries(Object.entries(c.pools).map(([key, p]) => [key, poolConfig(key, p, c, file)])),
+    attestation: {
+      awsIam: { stsEndpoint: c.attestation.aws_iam.sts_endpoint.replace(/\/+$/, ''), serverId: c.attestation.aws_iam.server_id ?? c.server.public_url, maxAge: c.attestation.aws_iam.max_age },
+      ...(c.attestation.aws_iid
+        ? {
+            awsIid: {
+              certificates: Object.fromEntries(
+                Object.entries(c.attestation.aws_iid.certificates).map(([region, ref]) => {
+                  const key = `attestation.aws_iid.certificates.${region}`;
+                  check(ref, key);
+                  return [region, { ref, key, baseDir }];
+                }),
+              ),
+              maxAge: c.attestation.aws_iid.max_age,
+            },
+          }
+        : {}),
+      buildkiteCacheTtl: c.attestation.buildkite_cache_ttl,
+      dpopMaxAge: c.attestation.dpop_max_age,
+    },
+    scaling: {
+      autoscalers: Object.fromEntries(
+        Object.entries(c.scaling.autoscalers).map(([name, a]) => [name, { token: optionalSecret('t', a.token, `scaling.autoscalers.${name}.token`).t! }]),
+      ),
+    },
+    grants: {
+      roles: Object.fromEntries(
+        Object.entries(c.grants.roles).map(([name, r]) => [
+          name,
+          { name, ...(r.description !== undefined ? { description: r.description } : {}), credentials: r.credentials, upstreams: r.upstreams, approve: r.approve, scale: r.scale, source: 'port.yaml' },
+        ]),
+      ),
+      bindings: c.grants.bindings.map((b, index) => ({ ...b, source: 'port.yaml', index })),
+      ...(c.grants.directory !== undefined ? { directory: resolve(baseDir, c.grants.directory) } : {}),
+    },
+    naming: {
+      ...(c.naming.roles !== undefined ? { roles: c.naming.roles } : {}),
+      ...(c.naming.aws_role_name !== undefined ? { awsRoleName: c.naming.aws_role_name } : {}),
+      trustPolicies: c.naming.trust_policies.map((f) => resolve(baseDir, f)),
+    },
+  };
+}
+
+/** `pools.<key>`: `none` stands alone, and a host-bound pool needs an attestation that registers the host key. */
+function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConfig, file: string): PoolConfig {
+  const [clusterName, queueKey] = key.split('/') as [string, string];
+  const at = `pools.${key}`;
+  if (p.attestation.includes('none') && p.attestation.length > 1) {
+    throw new ConfigError(`${file}: ${at}.attestation: none can't be combined with ${p.attestation.filter((m) => m !== 'none').join(', ')}; list only what agents must prove.`);
+  }
+  const attestation = [...new Set(p.attestation.filter((m): m is AttestationMethod => m !== 'none'))];
+  if (p.host_bound && !attestation.some((m) => m === 'aws_iam' || m === 'aws_iid')) {
+    throw new ConfigError(`${file}: ${at}.host_bound: true needs aws_iam or aws_iid in ${at}.attestation (attestation is what registers the host's key).`);
+  }
+  if (attestation.includes('aws_iid') && c.attestation.aws_iid === undefined) {
+    throw new ConfigError(`${file}: ${at}.attestation: aws_iid needs attestation.aws_iid.certificates (the AWS public certificates for your regions).`);
+  }
+  for (const name of p.autoscalers) {
+    if (!(name in c.scaling.autoscalers)) throw new ConfigError(`${file}: ${at}.autoscalers: "${name}" is not under scaling.autoscalers; add it there with its token.`);
+  }
+  return {
+    key,
+    clusterName,
+    queueKey,
+    attestation,
+    enforcement: p.enforcement,
+    aws: { accounts: p.aws.accounts, regions: p.aws.regions, roles: p.aws.roles },
+    hostBound: p.host_bound,
+    attestationTtl: p.attestation_ttl,
+    autoscalers: p.autoscalers,
   };
 }
 

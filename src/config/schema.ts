@@ -402,6 +402,10 @@ const secretValueRef = hint(z.string().regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:
   expects: 'env:NAME, file:PATH or command:CMD',
 });
 
+function secretValueRefFile() {
+  return hint(z.string().regex(/^file:.+$/s), { kind: 'secret', expects: 'file:PATH' });
+}
+
 const description = z.string().optional().meta({ description: 'What the credential is for; shown by `port credentials` and in the audit log.' });
 
 const portTokenCredentialSchema = z
@@ -501,6 +505,178 @@ const scimSchema = z.strictObject({
   token: secretRef.meta({ description: 'The bearer token the identity provider presents to `/scim/v2`.', examples: ['env:PORT_SCIM_TOKEN'] }),
 });
 
+const ATTESTATION_METHODS = ['none', 'buildkite', 'aws_iam', 'aws_iid'] as const;
+const awsAccount = hint(z.string().regex(/^\d{12}$/), { expects: 'a 12-digit AWS account id' });
+/** An IAM role ARN, or a pattern with `*` (any run of characters) in it. */
+const roleArnPattern = hint(z.string().regex(/^arn:aws[a-z-]*:(iam|sts)::(\d{12}|\*):(role|assumed-role)\/[\w+=,.@/*-]{1,512}$/), {
+  expects: 'an IAM role ARN (arn:aws:iam::123456789012:role/NAME), where * matches any run of characters',
+});
+const poolKey = hint(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/([A-Za-z0-9][A-Za-z0-9_.-]*|\*)$/), {
+  expects: 'a pool written CLUSTER_NAME/QUEUE_KEY (or CLUSTER_NAME/* for every queue of the cluster)',
+});
+
+const poolSchema = z
+  .strictObject({
+    attestation: z
+      .array(z.enum(ATTESTATION_METHODS))
+      .min(1)
+      .default(['none'])
+      .meta({
+        description:
+          'What a job\'s agent must prove before Port hands the job anything, all of them: `buildkite` (a live check with Buildkite\'s REST API that the job runs on the token\'s agent, which is connected and in this pool), `aws_iam` (a signed sts:GetCallerIdentity from the agent host\'s instance role, by `port agent attest`), `aws_iid` (the EC2 instance identity document and its signature, by `port agent attest`); `none` alone: nothing.',
+        examples: [['buildkite', 'aws_iam']],
+      }),
+    enforcement: z
+      .enum(['enforce', 'audit'])
+      .default('enforce')
+      .meta({
+        description:
+          '`enforce`: a job whose agent lacks the attestation is refused. `audit`: it is served and the decision log says what was missing, so `port agents audit` shows what enforcing would refuse before you turn it on.',
+      }),
+    aws: z
+      .strictObject({
+        accounts: z.array(awsAccount).default([]).meta({ description: 'AWS accounts an attested agent host may be in; empty: any.', examples: [['123456789012']] }),
+        regions: z.array(awsRegion).default([]).meta({ description: 'AWS regions an attested agent host may run in (`aws_iid`); empty: any.', examples: [['eu-west-1']] }),
+        roles: z
+          .array(roleArnPattern)
+          .default([])
+          .meta({ description: 'IAM roles an `aws_iam`-attested host may hold (its instance profile role); `*` matches any run of characters; empty: any.', examples: [['arn:aws:iam::123456789012:role/buildkite-deploy-agent']] }),
+      })
+      .default({ accounts: [], regions: [], roles: [] })
+      .meta({ description: 'What an AWS attestation must show for this pool.' }),
+    host_bound: z
+      .boolean()
+      .default(false)
+      .meta({
+        description:
+          'Port tokens of jobs in this pool are sender-constrained with DPoP (RFC 9449): bound to the key `port agent attest` keeps on the agent host, and the relay and `/v1/credentials` require a proof made with it. Needs `aws_iam` or `aws_iid` attestation.',
+      }),
+    attestation_ttl: duration(7 * 86400, 60)
+      .default(86400)
+      .meta({ description: 'How long an agent\'s attestation lasts before `port agent attest` must run again; at most 7d.', examples: ['24h'] }),
+    autoscalers: z
+      .array(slug())
+      .default([])
+      .meta({ description: 'Autoscalers (from `scaling.autoscalers`) that may ask for `scale` decisions on this pool; policy decides each.', examples: [['elastic-stack']] }),
+  })
+  .meta({ description: 'One agent pool: a Buildkite cluster\'s queue.' });
+
+const attestationSchema = z.strictObject({
+  aws_iam: z
+    .strictObject({
+      sts_endpoint: httpUrl.default('https://sts.amazonaws.com').meta({
+        description: 'Where Port sends the signed sts:GetCallerIdentity it receives; the host in the signed request must be this endpoint\'s.',
+        examples: ['https://sts.eu-west-1.amazonaws.com'],
+      }),
+      server_id: nonEmpty.optional().meta({
+        description: 'The value the signed request\'s `X-Port-Server-ID` header must carry (so a request signed for one Port can\'t be replayed at another); `server.public_url` when unset.',
+        examples: ['https://port.example.com'],
+      }),
+      max_age: duration(900, 10).default(300).meta({ description: 'A signed request older (by its X-Amz-Date) or further in the future than this is refused.', examples: ['5m'] }),
+    })
+    .default({ sts_endpoint: 'https://sts.amazonaws.com', max_age: 300 })
+    .meta({ description: '`aws_iam` attestation: the approach of Vault\'s aws auth method (https://developer.hashicorp.com/vault/docs/auth/aws#iam-auth-method).' }),
+  aws_iid: z
+    .strictObject({
+      certificates: hint(z.record(z.string().regex(/^([a-z]{2}(-[a-z]+)+-\d+|default)$/), secretValueRefFile()), {
+        expects: 'a map of AWS region (or default): file:PATH of the PEM certificate',
+      }).meta({
+        description:
+          'The AWS public certificates that verify instance identity document signatures, by region (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/regions-certs.html); `default` for regions not listed.',
+        examples: [{ default: 'file:/etc/port/aws/ec2-identity.pem' }],
+      }),
+      max_age: duration(30 * 86400, 60)
+        .default(3600)
+        .meta({
+          description:
+            'An instance attests by its identity document for the first time within this long of its launch (`pendingTime`); later attestations must prove the host key registered first, so a copied document alone is useless.',
+          examples: ['1h'],
+        }),
+    })
+    .optional()
+    .meta({ description: '`aws_iid` attestation (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/verify-signature.html).' }),
+  buildkite_cache_ttl: duration(60).default(5).meta({ description: 'How long an answer of Buildkite\'s REST API about a job or agent is reused for the `buildkite` check; 0: ask every time.', examples: ['5s'] }),
+  dpop_max_age: duration(300, 5).default(60).meta({ description: 'A DPoP proof (RFC 9449 §11.1) older or further in the future than this (by its `iat`) is refused.', examples: ['60s'] }),
+});
+
+const scalingSchema = z.strictObject({
+  autoscalers: hint(
+    z.record(slug(), z.strictObject({ token: secretRef.meta({ description: 'The bearer token this autoscaler presents to `/v1/pools/…/scale`.', examples: ['env:PORT_SCALER_TOKEN'] }) })),
+    { expects: 'a map of autoscaler name: settings' },
+  )
+    .default({})
+    .meta({ description: 'Autoscalers that ask Port before they add agents; each name is a Cedar `Port::Autoscaler` id.' }),
+});
+
+const pathPattern = hint(z.string().regex(/^\/[^\s]*$/), { expects: 'a path pattern starting with /, where * matches any run of characters' });
+const refPattern = hint(z.string().min(1).max(256), { expects: 'a branch or tag pattern, where * matches any run of characters' });
+
+const roleSchema = z
+  .strictObject({
+    description: z.string().optional().meta({ description: 'What the role is for; becomes the `@reason` of its compiled policies.' }),
+    credentials: z.array(slug()).default([]).meta({ description: 'Credentials the role may `assume`.', examples: [['aws-prod-deploy']] }),
+    upstreams: z
+      .array(
+        z.strictObject({
+          upstream: slug().meta({ description: 'The upstream.' }),
+          methods: z
+            .array(hint(z.string().regex(/^[A-Z]+$/), { expects: 'an HTTP method in capitals' }))
+            .default([])
+            .meta({ description: 'Methods allowed; empty: any.', examples: [['GET', 'HEAD']] }),
+          paths: z.array(pathPattern).default([]).meta({ description: 'Normalised paths allowed (`*` matches any run of characters); empty: any.', examples: [['/repos/acme/*']] }),
+        }),
+      )
+      .default([])
+      .meta({ description: 'Upstreams the role may reach through the relay (`proxy`).' }),
+    approve: z
+      .array(hint(z.string().regex(/^[a-z0-9][a-z0-9-]*(\/[a-z0-9][a-z0-9-]*)?$/), { expects: 'a pipeline slug or ORG/PIPELINE' }))
+      .default([])
+      .meta({ description: 'Pipelines whose block steps the role\'s people may approve (never their own builds\'): needs `groups` in the binding.', examples: [['deploy']] }),
+    scale: z.array(poolKey).default([]).meta({ description: 'Pools the role may scale (`scale`): needs `autoscalers` in the binding.', examples: [['linux/deploy']] }),
+  })
+  .meta({ description: 'A role: a named bundle of permissions.' });
+
+const bindingSchema = z
+  .strictObject({
+    role: slug().meta({ description: 'The role granted.' }),
+    pipelines: z
+      .array(
+        z.strictObject({
+          pipeline: hint(z.string().regex(/^[a-z0-9][a-z0-9-]*(\/[a-z0-9][a-z0-9-]*)?$/), { expects: 'a pipeline slug or ORG/PIPELINE' }).meta({ description: 'The pipeline (its slug, in `buildkite.organization`).' }),
+          branches: z.array(refPattern).default([]).meta({ description: 'Branch patterns; a job of a build on one of them matches.', examples: [['main', 'release/*']] }),
+          tags: z.array(refPattern).default([]).meta({ description: 'Tag patterns; a job of a tag build matching one of them matches. With neither branches nor tags: any build.', examples: [['v*']] }),
+        }),
+      )
+      .default([])
+      .meta({ description: 'Jobs of these pipelines (any one).' }),
+    pools: z.array(poolKey).default([]).meta({ description: 'Jobs running in these pools (any one).', examples: [['linux/deploy']] }),
+    groups: z.array(nonEmpty).default([]).meta({ description: 'IdP groups: for jobs, builds whose creator is in one of them; for approvals, the approvers.', examples: [['deployers']] }),
+    autoscalers: z.array(slug()).default([]).meta({ description: 'Autoscalers (for a role with `scale`).', examples: [['elastic-stack']] }),
+  })
+  .meta({ description: 'Grants a role to subjects: every kind of subject listed must match (pipelines and pools and groups), any one within a kind.' });
+
+const grantsSchema = z.strictObject({
+  roles: hint(z.record(slug(), roleSchema), { expects: 'a map of role name: permissions' }).default({}).meta({ description: 'Roles by name.' }),
+  bindings: z.array(bindingSchema).default([]).meta({ description: 'Who holds which role.' }),
+  directory: nonEmpty.optional().meta({
+    description: "A folder (relative to port.yaml's folder) of `*.yaml` files, each with `roles:` and `bindings:` like this section; they add to it.",
+    examples: ['./grants'],
+  }),
+});
+
+const namingSchema = z.strictObject({
+  roles: nonEmpty.optional().meta({ description: 'A regular expression every grants role name must match (`port policy lint`).', examples: ['^ci-(dev|staging|prod)-[a-z-]+$'] }),
+  aws_role_name: nonEmpty.optional().meta({
+    description:
+      'The IAM role name an `aws_role` credential granted by a role must have, with `{role}` standing for the Port role name, so `ci-prod-deployer` in Port is `role/ci-prod-deployer` in AWS (`port policy lint`).',
+    examples: ['{role}'],
+  }),
+  trust_policies: z
+    .array(nonEmpty)
+    .default([])
+    .meta({ description: 'IAM role trust policy JSON files (relative to port.yaml\'s folder) that `port policy lint` checks against Port\'s issuer, audience and subject.', examples: [['./aws/deploy-trust.json']] }),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema.meta({ description: 'The HTTP server.' }),
   store: storeSchema
@@ -538,6 +714,21 @@ export const configSchema = z.strictObject({
       description: 'Credentials a job may request by name as the exchange\'s `scope`; each release is decided by the `assume` action. Each has a `type`: `port_token`, `secret` or `aws_role`.',
       examples: [{ npm: { type: 'secret', value: 'env:NPM_TOKEN' } }],
     }),
+  pools: hint(z.record(poolKey, poolSchema), { expects: 'a map of CLUSTER_NAME/QUEUE_KEY: settings' })
+    .default({})
+    .meta({
+      description:
+        "Agent pools (a Buildkite cluster's queue, as the token's `cluster_name` and `queue_key` claims name it) and what their agents must prove. With any pool set, a token without those two claims is refused: request it with `--claim cluster_name,queue_key`.",
+      examples: [{ 'linux/deploy': { attestation: ['buildkite', 'aws_iam'], host_bound: true } }],
+    }),
+  attestation: attestationSchema
+    .default({ aws_iam: { sts_endpoint: 'https://sts.amazonaws.com', max_age: 300 }, buildkite_cache_ttl: 5, dpop_max_age: 60 })
+    .meta({ description: 'How agents attest (`POST /v1/agents/attest`, `port agent attest`) and how long answers are reused.' }),
+  scaling: scalingSchema.default({ autoscalers: {} }).meta({ description: 'Autoscalers and `POST /v1/pools/{cluster}/{queue}/scale`.' }),
+  grants: grantsSchema
+    .default({ roles: {}, bindings: [] })
+    .meta({ description: 'RBAC: roles bundling permissions, bound to pipelines, pools, IdP groups and autoscalers; compiled to Cedar policies (`port policy show --compiled`) that combine with `policies:` (a forbid still wins).' }),
+  naming: namingSchema.default({ trust_policies: [] }).meta({ description: 'Naming rules `port policy lint` checks, so names agree across Port and IAM.' }),
 });
 
 export type RawConfig = z.input<typeof configSchema>;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import type { AgentFactsClaim } from '../agents/agent-facts.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import type { SigningKeys } from './signing-keys.js';
 
@@ -50,6 +51,13 @@ export interface PortTokenClaims extends JobIdentityClaims, JWTPayload {
    * a user revocation made since is in force, the token is refused (src/revocation).
    */
   build_creator_unknown?: boolean;
+  /** What Port verified about the job's agent at exchange (src/agents/agent-facts.ts); absent when no pool rule applied. */
+  agent_attestation?: AgentFactsClaim;
+  /**
+   * RFC 9449 §6.1: the token is bound to this DPoP key (its RFC 7638 thumbprint); every use
+   * must come with a DPoP proof made with it.
+   */
+  cnf?: { jkt: string };
 }
 
 export interface MintedToken {
@@ -93,7 +101,10 @@ export class PortTokenIssuer {
   ) {}
 
   /** Signs a token for the job, valid for `ttl` seconds from `now` (ms). */
-  async mint(identity: JobIdentity, opts: { audience: string; scopes: string[]; ttl: number; now?: number; creator?: string; creatorUnknown?: boolean }): Promise<MintedToken> {
+  async mint(
+    identity: JobIdentity,
+    opts: { audience: string; scopes: string[]; ttl: number; now?: number; creator?: string; creatorUnknown?: boolean; agent?: AgentFactsClaim; jkt?: string },
+  ): Promise<MintedToken> {
     const iat = Math.floor((opts.now ?? Date.now()) / 1000);
     const jti = randomUUID();
     const claims: PortTokenClaims = {
@@ -107,6 +118,8 @@ export class PortTokenIssuer {
       jti,
       scope: opts.scopes.join(' '),
       ...(opts.creator !== undefined ? { build_creator: opts.creator.toLowerCase() } : opts.creatorUnknown ? { build_creator_unknown: true } : {}),
+      ...(opts.agent !== undefined ? { agent_attestation: opts.agent } : {}),
+      ...(opts.jkt !== undefined ? { cnf: { jkt: opts.jkt } } : {}),
     };
     const { kid, alg, key } = this.keys.signer();
     const token = await new SignJWT(claims).setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP }).sign(key);

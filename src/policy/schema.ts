@@ -14,11 +14,28 @@ export const PORT_SCHEMA = `namespace Port {
   entity Organization;
   // id = "org/pipeline" ("acme/deploy").
   entity Pipeline in [Organization];
-  // id = "cluster_name/queue_key", from the token's optional claims.
-  entity Pool;
+  // id = "cluster_name/queue_key", from the token's optional claims. Its attributes are
+  // the config's pools: entry, when there is one (absent otherwise).
+  entity Pool {
+    attestation?: Set<String>,
+    host_bound?: Bool,
+  };
   // id = the agent id (UUID). Tags = the token's agent_tag:NAME claims (set by whoever
-  // runs the agent, so not proof of anything).
-  entity Agent in [Pool] tags String;
+  // runs the agent, so not proof of anything). The attributes are what Port verified and
+  // only that: attested/attestation from a current attestation (POST /v1/agents/attest),
+  // instance_id/account/region/iam_role from its AWS proof, connected from Buildkite's
+  // REST API; a fact Port did not verify is absent, never guessed.
+  entity Agent in [Pool] {
+    attested?: Bool,
+    attestation?: Set<String>,
+    instance_id?: String,
+    account?: String,
+    region?: String,
+    iam_role?: String,
+    connected?: Bool,
+  } tags String;
+  // An autoscaler of the config's scaling.autoscalers; id = its name.
+  entity Autoscaler;
 
   // An IdP group's name ("deployers").
   entity Group;
@@ -103,10 +120,12 @@ export const PORT_SCHEMA = `namespace Port {
     resource: BlockStep,
     context: { is_author: Bool },
   };
+  // POST /v1/pools/{cluster}/{queue}/scale: may the pool grow (or shrink) from current to
+  // desired agents? Asked by an autoscaler (or a job holding a Port token).
   action scale appliesTo {
-    principal: Job,
+    principal: [Job, Autoscaler],
     resource: Pool,
-    context: {},
+    context: { desired: Long, current: Long },
   };
 }
 `;
@@ -127,6 +146,7 @@ export const PORT_ENTITY_TYPES = [
   'Credential',
   'Upstream',
   'BlockStep',
+  'Autoscaler',
 ] as const;
 /** An entity type of the schema, without the namespace (`Job`); see `qualifiedType`. */
 export type PortEntityType = (typeof PORT_ENTITY_TYPES)[number];

@@ -14,6 +14,7 @@ import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
 import type { TokenFacts } from '../revocation/token-facts.js';
 import { RefusalThrottledError, type RefusalThrottle } from '../audit/refusal-log.js';
 import { RelayError } from './relay-error.js';
+import { agentFactsFromClaim, type AgentFacts } from '../agents/agent-facts.js';
 
 /** Who is calling the relay, from a verified token. */
 export interface RelayCaller {
@@ -33,6 +34,10 @@ export interface RelayCaller {
    * Computed once per verified token, not per request.
    */
   recordContext: Readonly<Record<string, unknown>>;
+  /** What Port verified about the job's agent (a Port token's `agent_attestation`); absent when unknown. */
+  agent?: AgentFacts;
+  /** RFC 9449: the DPoP key thumbprint the token is bound to (`cnf.jkt`); every request needs a proof with it. */
+  jkt?: string;
 }
 
 const CHALLENGE = ['Bearer realm="port"', 'Basic realm="port", charset="UTF-8"'];
@@ -91,6 +96,8 @@ export class CallerAuthenticator {
       const identity = identityFromClaims(claims);
       // Signed by Port at exchange, so trusted; anything but a non-empty string is no creator.
       const creator = typeof claims.build_creator === 'string' && claims.build_creator !== '' ? claims.build_creator.toLowerCase() : undefined;
+      const agent = agentFactsFromClaim(claims.agent_attestation);
+      const jkt = typeof claims.cnf?.jkt === 'string' ? claims.cnf.jkt : undefined;
       return {
         identity,
         tokenId: claims.jti,
@@ -98,6 +105,8 @@ export class CallerAuthenticator {
         expiresAt: claims.exp,
         facts: portTokenFacts(claims),
         ...(creator !== undefined ? { creator } : {}),
+        ...(agent !== undefined ? { agent } : {}),
+        ...(jkt !== undefined ? { jkt } : {}),
         recordContext: { token_kind: 'port', job: withCreator(identityClaims(identity), creator), port_token: { jti_sha256: jtiHash(claims.jti) } },
       };
     }
