@@ -30,6 +30,8 @@ export interface SimRole {
       /** Condition `aws:RequestTag/<key>` StringEquals. */
       requiredTags?: Record<string, string>;
     };
+    /** Trusts the EC2 service (`ec2.amazonaws.com`): an instance profile may carry the role. */
+    ec2?: boolean;
   };
 }
 
@@ -74,6 +76,8 @@ export interface StsCallRecord {
   /** `ok`, or the AWS error code answered. */
   outcome: string;
   requestId: string;
+  /** Header names as received (values are not kept: they hold credentials). */
+  headerNames?: string[];
 }
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
@@ -148,7 +152,7 @@ export class StsSimulator {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
-    const record: StsCallRecord = { action: '', params: {}, tags: [], transitiveTagKeys: [], outcome: 'ok', requestId };
+    const record: StsCallRecord = { action: '', params: {}, tags: [], transitiveTagKeys: [], outcome: 'ok', requestId, headerNames: Object.keys(req.headers) };
     try {
       const body = await readBody(req, MAX_BODY);
       if (req.method !== 'POST') throw new AwsSimError('InvalidAction', 'Only POST is supported by this simulator.', 400);
@@ -260,6 +264,32 @@ export class StsSimulator {
     const u = new URL(url);
     const target = this.origins[u.origin];
     return target === undefined ? url : `${target.replace(/\/+$/, '')}${u.pathname}${u.search}`;
+  }
+
+  /**
+   * What EC2 does for an instance with an instance profile: it assumes the profile's role for
+   * the instance, with the instance id as the role session name, and the instance metadata
+   * service hands out those credentials (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html).
+   * The role must trust ec2.amazonaws.com. Not an STS action: EC2 does it on its own.
+   */
+  issueInstanceRoleSession(roleName: string, instanceId: string, durationSeconds = 6 * 3600): IssuedSession {
+    const role = this.roles.get(this.roleArn(roleName));
+    if (!role?.trust.ec2) throw new AwsSimError('AccessDenied', `Role ${roleName} does not trust ec2.amazonaws.com, so no instance profile can carry it.`, 403);
+    const sessionName = checkSessionName(instanceId);
+    const session: IssuedSession = {
+      accessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: randomBytes(96).toString('base64'),
+      expiresAt: Date.now() + durationSeconds * 1000,
+      roleArn: this.roleArn(role.name),
+      sessionName,
+      assumedRoleArn: `arn:aws:sts::${this.accountId}:assumed-role/${role.name}/${sessionName}`,
+      tags: [],
+      transitiveTagKeys: [],
+      duration: durationSeconds,
+    };
+    this.sessions.set(session.accessKeyId, session);
+    return session;
   }
 
   /** Calls of one action that succeeded. */
