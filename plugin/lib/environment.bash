@@ -97,6 +97,8 @@ main() {
   port_read_config
 
   port_info "~~~ :closed_lock_with_key: Port: exchanging this job's Buildkite token at ${PORT_URL}"
+  port_detect_host_key
+  [[ -z "$PORT_PLUGIN_DPOP_KEY" ]] || port_info "Port: this agent host has a host key (${PORT_PLUGIN_DPOP_KEY}); exchanging with a DPoP proof of it through $(command -v port)"
   port_request_buildkite_token "$PORT_AUDIENCE"
   port_exchange "$PORT_URL" "$PORT_BUILDKITE_TOKEN" "${PORT_SCOPES[@]}"
   PORT_BUILDKITE_TOKEN=''
@@ -104,6 +106,11 @@ main() {
   printf '%s' "$PORT_URL" >"${state}/url"
   # What lib/token.bash needs to renew the token in this job once it expires.
   printf '%s' "$PORT_AUDIENCE" >"${state}/audience"
+  # A token bound to the host key: every later use (secrets, the AWS profile, renewal) proves the key.
+  if [[ "$PORT_TOKEN_BOUND" == true ]]; then
+    printf '%s' "$PORT_PLUGIN_DPOP_KEY" >"${state}/dpop-key"
+    port_info 'Port bound the token to this host (DPoP): it is useless without the host key'
+  fi
 
   port_fetch_secrets
   port_register_redactions
@@ -113,6 +120,7 @@ main() {
   if [[ "$PORT_EXPORT_TOKEN" == true ]]; then
     port_emit PORT_TOKEN "$PORT_TOKEN_VALUE"
     port_info 'Exported PORT_TOKEN'
+    [[ "$PORT_TOKEN_BOUND" != true ]] || port_info 'PORT_TOKEN is bound to this host (DPoP): send it with a proof of the host key (port creds --dpop-key, or port agent proxy for the relay), not as a Bearer token'
   fi
   local i
   for i in "${!PORT_SECRET_VARS[@]}"; do

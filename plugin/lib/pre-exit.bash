@@ -62,6 +62,9 @@ port_revoke() {
   token=$(<"${state}/port-token")
   # The token goes back only to the Port that issued it, whatever the options say now.
   url=$(<"${state}/url")
+  # A token bound to the host key is renewed with a proof of it (lib/port.bash); without
+  # one, the unexpired token still revokes the job.
+  port_bound_key "${state}/port-token" || PORT_PLUGIN_DPOP_KEY=''
   if [[ -z "${BUILDKITE_JOB_ID-}" ]]; then
     port_warn 'BUILDKITE_JOB_ID is not set; cannot revoke this job'"'"'s Port tokens'
     return 1

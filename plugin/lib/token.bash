@@ -43,21 +43,29 @@ port_request_buildkite_token() {
 }
 
 # port_exchange URL BUILDKITE_TOKEN [SCOPE…]: RFC 8693 §2.1 token exchange at URL/oauth/token.
-# Sets PORT_TOKEN_VALUE. Scopes are credential names, checked by the caller.
+# Sets PORT_TOKEN_VALUE, and PORT_TOKEN_BOUND=true when Port bound the token to the host
+# key (PORT_PLUGIN_DPOP_KEY: then the exchange goes through `port token exchange
+# --dpop-key`, which adds the proof; RFC 9449 §5). Scopes are credential names, checked by
+# the caller.
 port_exchange() {
   local url=$1 bk_token=$2 scope body granted s
   shift 2
   local -a missing=()
-  PORT_TOKEN_VALUE=''
+  PORT_TOKEN_VALUE='' PORT_TOKEN_BOUND=false
   scope="$*"
-  body="grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
-  body+="&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
-  # Credential names are [a-z0-9_-]: only the separating spaces need encoding.
-  [[ -z "$scope" ]] || body+="&scope=${scope// /%20}"
-  port_http POST "${url}/oauth/token" '' 'application/x-www-form-urlencoded' \
-    < <(printf '%s&subject_token=%s' "$body" "$bk_token") || return 1
+  if [[ -n "${PORT_PLUGIN_DPOP_KEY-}" ]]; then
+    port_cli_exchange "$url" "$bk_token" "$scope" || return 1
+  else
+    body="grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+    body+="&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
+    # Credential names are [a-z0-9_-]: only the separating spaces need encoding.
+    [[ -z "$scope" ]] || body+="&scope=${scope// /%20}"
+    port_http POST "${url}/oauth/token" '' 'application/x-www-form-urlencoded' \
+      < <(printf '%s&subject_token=%s' "$body" "$bk_token") || return 1
+  fi
   if [[ "$PORT_HTTP_STATUS" != 200 ]]; then
     port_error "$(port_http_failure 'token exchange')"
+    port_refusal_hint
     return 1
   fi
   PORT_TOKEN_VALUE=$(jq -r 'if type == "object" and (.access_token | type) == "string" then .access_token else "" end' <<<"$PORT_HTTP_BODY" 2>/dev/null || true)
@@ -77,6 +85,23 @@ port_exchange() {
     port_error "token exchange: Port did not grant ${missing[*]}"
     return 1
   fi
+  # RFC 9449 §5: a token bound to the proof's key comes back as token_type DPoP.
+  if [[ -n "${PORT_PLUGIN_DPOP_KEY-}" ]] && jq -e '.token_type == "DPoP"' <<<"$PORT_HTTP_BODY" >/dev/null 2>&1; then
+    PORT_TOKEN_BOUND=true
+  fi
+}
+
+# port_cli_exchange URL BUILDKITE_TOKEN SCOPE: the exchange through `port token exchange
+# --dpop-key` with the host key, the Buildkite token on its stdin (never argv). Sets
+# PORT_HTTP_STATUS / PORT_HTTP_BODY as port_http does.
+port_cli_exchange() {
+  local url=$1 bk_token=$2 scope=$3 errfile out rc=0
+  local -a args=(token exchange --url "$url" --stdin --json --dpop-key "$PORT_PLUGIN_DPOP_KEY")
+  [[ -z "$scope" ]] || args+=(--scope "$scope")
+  errfile=$(mktemp) || { port_error 'cannot create a temporary file'; return 1; }
+  # The job's PORT_SCOPE and PORT_DPOP_KEY would otherwise stand in for what is not given.
+  out=$(printf '%s' "$bk_token" | env -u PORT_SCOPE -u PORT_DPOP_KEY -u PORT_TOKEN port "${args[@]}" 2>"$errfile") || rc=$?
+  port_cli_outcome 'token exchange' "$rc" "$out" "$errfile"
 }
 
 # port_token_claims TOKEN: prints the JWT's payload as compact JSON (RFC 7519 §7.2 step 7:

@@ -13,6 +13,7 @@ import type { RevocationList } from '../revocation/revocation-list.js';
 import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
 import { creatorLookupFailed, type BuildCreator, type BuildCreatorLookup } from './build-creator.js';
 import { identityContext } from './identity-context.js';
+import type { AgentCheck, AgentGate } from '../agents/agent-gate.js';
 
 export interface AdmissionDeps {
   config: PortConfig;
@@ -21,12 +22,16 @@ export interface AdmissionDeps {
   revocations: RevocationList;
   /** Who started the build (Buildkite API); without it the creator is unknown. */
   creators?: BuildCreatorLookup | undefined;
+  /** The agent checks of `pools:` (src/agents/agent-gate.ts); needed when any pool is configured. */
+  agents?: AgentGate | undefined;
 }
 
 /** Identifies the request in decision log entries (never the token). */
 export interface RequestMeta {
   requestId: string;
   remoteAddress?: string;
+  /** RFC 9449 §5: the request carried a valid DPoP proof; the token is bound to this key thumbprint. */
+  dpop?: { jkt: string };
 }
 
 /**
@@ -46,9 +51,12 @@ export interface AdmittedJob extends JobRequestParts {
   creatorEmail: string | undefined;
   /** Port asked the Buildkite API who started the build and got no answer (a Port token says so). */
   creatorUnknown: boolean;
+  /** What the agent gate verified about the job's agent (facts, pool, the key a host-bound token binds to). */
+  agentCheck: AgentCheck;
   /**
    * The decision-log context: `job` (with `build_creator` when known),
-   * `subject_token` (its jti only as a hash), the creator's standing, the request id.
+   * `subject_token` (its jti only as a hash), the creator's standing, `agent` (when pools
+   * are configured), the request id.
    */
   context: Record<string, unknown>;
 }
@@ -60,7 +68,10 @@ export interface AdmittedJob extends JobRequestParts {
  * exactly once. Refusals are decision-log entries before the error leaves.
  */
 export class BuildkiteTokenAdmission {
-  constructor(private readonly deps: AdmissionDeps) {}
+  constructor(private readonly deps: AdmissionDeps) {
+    // Fail closed: configured pools are never silently unchecked.
+    if (deps.agents === undefined && Object.keys(deps.config.pools).length > 0) throw new Error('pools are configured but no agent gate was given');
+  }
 
   /** Verifies the token and refuses it when revoked; throws TokenRejectedError (logged). */
   async admit(token: string, meta: RequestMeta, target: RefusalTarget): Promise<AdmittedJob> {
@@ -91,16 +102,31 @@ export class BuildkiteTokenAdmission {
       await this.deps.log.record([refusal(err, meta, target, verified, { refusal: 'creator_inactive', build_creator: creatorContext(creator) })]);
       throw err;
     }
-    const parts = jobRequestParts(verified.identity, creator.status === 'known' && creator.user ? { creator: creator.user } : undefined);
+    // The agent the token names, against its pool's rules (src/agents/agent-gate.ts).
+    let agentCheck: AgentCheck = { context: undefined };
+    if (this.deps.agents !== undefined) {
+      try {
+        agentCheck = await this.deps.agents.check(verified.identity, { dpopJkt: meta.dpop?.jkt });
+      } catch (err) {
+        if (err instanceof TokenRejectedError) await this.deps.log.record([refusal(err, meta, target, verified, { ...err.context, build_creator: creatorContext(creator) })]);
+        throw err;
+      }
+    }
+    const parts = jobRequestParts(verified.identity, {
+      ...(creator.status === 'known' && creator.user ? { creator: creator.user } : {}),
+      ...(agentCheck.facts !== undefined ? { agent: agentCheck.facts } : {}),
+      ...(agentCheck.pool !== undefined ? { pool: agentCheck.pool } : {}),
+    });
     const identityCtx = identityContext(verified);
     const context = {
       ...identityCtx,
       // Decision-log convention: context.job carries build_creator when known.
       job: { ...(identityCtx.job as Record<string, unknown>), ...(creatorEmail !== undefined ? { build_creator: creatorEmail } : {}) },
       build_creator: creatorContext(creator),
+      ...(agentCheck.context !== undefined ? { agent: agentCheck.context } : {}),
       request_id: meta.requestId,
     };
-    return { ...parts, verified, creator, creatorEmail, creatorUnknown, context };
+    return { ...parts, verified, creator, creatorEmail, creatorUnknown, agentCheck, context };
   }
 
   /**

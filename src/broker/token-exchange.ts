@@ -11,13 +11,16 @@ import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import type { BuildCreatorLookup } from './build-creator.js';
 import { BuildkiteTokenAdmission, decideExchange, type RequestMeta } from './buildkite-admission.js';
+import { agentFactsClaim } from '../agents/agent-facts.js';
+import type { AgentGate } from '../agents/agent-gate.js';
 
 export type { RequestMeta } from './buildkite-admission.js';
 
 export interface TokenResponse {
   access_token: string;
   issued_token_type: string;
-  token_type: 'Bearer';
+  /** `DPoP` when the token is bound to a key (RFC 9449 §5), else `Bearer` (RFC 6750). */
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope: string;
 }
@@ -31,6 +34,8 @@ export interface ExchangeDeps {
   revocations: RevocationList;
   /** Who started the build (Buildkite API); without it the creator is unknown. */
   creators?: BuildCreatorLookup;
+  /** The agent checks of `pools:`; needed when any pool is configured. */
+  agents?: AgentGate;
 }
 
 /**
@@ -60,6 +65,10 @@ export class TokenExchange {
     const { verified, creatorEmail, principal, context } = job;
     const { results, denied } = decideExchange(policy, job, audience, req.scopes);
 
+    // Bound to a key (RFC 9449 §6.1 cnf.jkt): a host-bound pool's host key, else the key of a
+    // proof the request came with (§5: a DPoP proof at the token endpoint asks for a bound token).
+    const { agentCheck } = job;
+    const jkt = agentCheck.jkt ?? meta.dpop?.jkt;
     let minted: Awaited<ReturnType<PortTokenIssuer['mint']>> | undefined;
     if (!denied) {
       minted = await issuer.mint(verified.identity, {
@@ -67,6 +76,9 @@ export class TokenExchange {
         scopes: req.scopes,
         ttl: config.issuer.tokenTtl,
         ...(creatorEmail !== undefined ? { creator: creatorEmail } : job.creatorUnknown ? { creatorUnknown: true } : {}),
+        // What Port verified about the agent travels with the token: the relay decides on it without a lookup.
+        ...(agentCheck.facts !== undefined ? { agent: agentFactsClaim(agentCheck.facts) } : {}),
+        ...(jkt !== undefined ? { jkt } : {}),
       });
     }
     const records = results.map((r) =>
@@ -88,7 +100,7 @@ export class TokenExchange {
     return {
       access_token: minted!.token,
       issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
+      token_type: jkt !== undefined ? 'DPoP' : 'Bearer',
       expires_in: config.issuer.tokenTtl,
       scope: req.scopes.join(' '),
     };

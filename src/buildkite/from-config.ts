@@ -14,7 +14,7 @@ export function buildkiteApiFromConfig(
 ): BuildkiteApi {
   const source = buildkite.apiToken;
   if (source === undefined) {
-    throw new ConfigError('buildkite.api_token is not set; the approvals flow needs a Buildkite API token (scopes read_builds, write_builds, read_organizations).');
+    throw new ConfigError('buildkite.api_token is not set; the approvals flow needs a Buildkite API token (scopes read_builds, write_builds, read_organizations; read_agents for the buildkite agent check).');
   }
   return new BuildkiteApi({
     ...overrides,

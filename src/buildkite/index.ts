@@ -3,6 +3,7 @@ export { BuildkiteApi, type BuildkiteApiOptions, type RetryInfo } from './client
 export { BuildkiteApiError, type BuildkiteApiErrorCode, type BuildkiteApiErrorDetails } from './errors.js';
 export { buildkiteApiFromConfig } from './from-config.js';
 export { blockedManualJobs, isUnblockable } from './jobs.js';
+export { agentQueue, isRunning, jobAgentId, jobQueue, queueTag, RUNNING_JOB_STATES, type QueueRef } from './agents.js';
 export { backoffDelayMs, parseRateLimit, rateLimitWaitMs } from './backoff.js';
 export type {
   BuildkiteAgent,

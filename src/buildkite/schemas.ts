@@ -38,7 +38,12 @@ const jobBase = z.looseObject({
   unblocked_at: z.string().nullish(),
   unblock_url: z.string().nullish(),
   fields: z.unknown().optional(),
+  // Read by the agent check (src/buildkite/agents.ts); a value of another shape is "unknown", never a parse failure.
+  agent_query_rules: z.array(z.string()).nullish().catch(null),
+  cluster_id: z.string().nullish().catch(null),
+  cluster_queue_id: z.string().nullish().catch(null),
   created_at: z.string().nullish(),
+  started_at: z.string().nullish(),
   finished_at: z.string().nullish(),
   exit_status: z.number().nullish(),
 });
@@ -55,9 +60,13 @@ const agentBase = z.looseObject({
   os_id: z.string().nullish(),
   arch: z.string().nullish(),
   queue: z.unknown().optional(),
+  cluster_id: z.string().nullish().catch(null),
   creator: userSchema.nullish(),
   meta_data: z.array(z.string()).nullish(),
   created_at: z.string().nullish(),
+  connected_at: z.string().nullish().catch(null),
+  disconnected_at: z.string().nullish().catch(null),
+  lost_at: z.string().nullish().catch(null),
 });
 
 export const jobSchema: z.ZodType<BuildkiteJob> = jobBase.extend({ agent: agentBase.nullish() });

@@ -80,8 +80,15 @@ export interface BuildkiteJob {
    * not known to be served. Typed only so a deployment that sees them can read them.
    */
   fields?: unknown;
+  /** The agent that ran (or runs) the job, once assigned; in build payloads only `id`, `url` and `name`. */
   agent?: BuildkiteAgent | null;
+  /** The rules that route the job to agents, e.g. `["queue=deploy"]`; null when unreadable. */
+  agent_query_rules?: string[] | null;
+  /** The cluster's and cluster queue's UUIDs, if using clusters (the builds page's job data model). */
+  cluster_id?: string | null;
+  cluster_queue_id?: string | null;
   created_at?: string | null;
+  started_at?: string | null;
   finished_at?: string | null;
   exit_status?: number | null;
   [extra: string]: unknown;
@@ -127,12 +134,18 @@ export interface BuildkiteAgent {
   version?: string | null;
   os_id?: string | null;
   arch?: string | null;
+  /** "Queue the agent is registered to": its shape is not documented (read with `agentQueue`, src/buildkite/agents.ts). */
   queue?: unknown;
+  /** Not in the agents page's data model; read when present. */
+  cluster_id?: string | null;
   creator?: BuildkiteUser | null;
   job?: BuildkiteJob | null;
   /** Agent tags as `key=value` strings. */
   meta_data?: string[] | null;
   created_at?: string | null;
+  connected_at?: string | null;
+  disconnected_at?: string | null;
+  lost_at?: string | null;
   [extra: string]: unknown;
 }
 

@@ -1,7 +1,8 @@
 /**
  * `port config check`: the config and the policy folder checked together, every problem
  * found rather than the first. Problems: YAML and schema errors, policies that don't
- * parse or validate, policies naming credentials or upstreams the config lacks, secret
+ * parse or validate, policies naming credentials or upstreams the config lacks, grants
+ * that don't compile (src/grants; their policies count as the folder's), secret
  * references that don't resolve. Warnings: credentials and upstreams no permit can
  * reach, policies naming another organization, the policy loader's own warnings.
  */
@@ -11,9 +12,11 @@ import { secretReferences, type PortConfig } from '../config/config.js';
 import { parseYamlConfig } from '../config/yaml-errors.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
 import { ConfigError } from '../errors.js';
-import { policyReferencesInDir, type PolicyReferences } from '../policy/entity-references.js';
+import { policyReferences, policyReferencesInDir, type PolicyReferences } from '../policy/entity-references.js';
 import { formatProblem } from '../policy/errors.js';
-import { loadPolicyDir } from '../policy/loader.js';
+import { loadPolicyDir, type PolicyFile } from '../policy/loader.js';
+import { compileGrants } from '../grants/compile.js';
+import { signingCredentials, unreachableTargets } from '../policy/reachability.js';
 import { loadConfigForReading } from './read-config.js';
 import { UsageError } from './usage-error.js';
 
@@ -55,6 +58,17 @@ export async function checkConfig(file: string): Promise<CheckResult> {
     for (const line of configErrorLines(err.message)) problem(line);
   }
 
+  // grants: compiled to Cedar, checked with the folder's policies (a grant that can't be right is a problem).
+  let grantFiles: PolicyFile[] = [];
+  if (config) {
+    try {
+      grantFiles = compileGrants(config).sources;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      for (const line of configErrorLines(err.message)) problem(line);
+    }
+  }
+
   // The policy folder: from the validated config, else from the raw policies: key.
   const rawPolicies = field(raw, 'policies');
   const dir = config?.policies ?? path.resolve(path.dirname(path.resolve(file)), typeof rawPolicies === 'string' && rawPolicies !== '' ? rawPolicies : './policies');
@@ -64,12 +78,12 @@ export async function checkConfig(file: string): Promise<CheckResult> {
       problem(`${file}: policies: folder ${dir} does not exist; create it or point policies: at your *.cedar folder.`);
     }
   } else {
-    const outcome = await loadPolicyDir(dir);
+    const outcome = await loadPolicyDir(dir, grantFiles);
     for (const w of outcome.ok ? outcome.set.warnings : outcome.warnings) warning(formatProblem(w));
     if (outcome.ok) policies = outcome.set.policies.length;
     else for (const p of outcome.problems) problem(formatProblem(p));
 
-    const refs = await policyReferencesInDir(dir);
+    const refs = [...(await policyReferencesInDir(dir)), ...grantFiles.flatMap((f) => policyReferences(f.path, f.text))];
     const names = {
       credentials: config ? Object.keys(config.credentials) : Object.keys(asRecord(field(raw, 'credentials'))),
       upstreams: config ? Object.keys(config.upstreams) : Object.keys(asRecord(field(raw, 'upstreams'))),
@@ -144,31 +158,13 @@ function otherOrganization(type: string, id: string, organization: string): bool
   return false;
 }
 
-/**
- * Credentials and upstreams no permit can reach. A permit reaches a credential when its
- * actions include assume (or any action) and its resource scope names the credential;
- * a scope open to every credential reaches the ones its conditions name, or all of
- * them when the conditions name none. Upstreams likewise with proxy. An aws_role
- * credential that signs for an upstream (inject: aws_sigv4) is used by the relay.
- */
+/** Credentials and upstreams no permit can reach (src/policy/reachability.ts says how). */
 function checkReach(file: string, config: PortConfig, refs: readonly PolicyReferences[], dir: string, warning: Report): void {
-  const reached = (type: 'Credential' | 'Upstream', action: 'assume' | 'proxy', name: string): boolean =>
-    refs.some((p) => {
-      if (p.effect !== 'permit' || (p.actions !== undefined && !p.actions.includes(action))) return false;
-      const r = p.resource;
-      if (r.kind === 'entity') return r.type === type && r.id === name;
-      if (r.kind === 'type' && r.type !== type) return false;
-      const named = p.references.filter((x) => x.type === type);
-      return named.length === 0 || named.some((x) => x.id === name);
-    });
-  const signers = new Set(Object.values(config.upstreams).flatMap((u) => (u.inject?.kind === 'aws_sigv4' ? [u.inject.credential] : [])));
-  for (const name of Object.keys(config.credentials)) {
-    if (!reached('Credential', 'assume', name) && !signers.has(name)) {
+  const targets = { credentials: Object.keys(config.credentials), upstreams: Object.keys(config.upstreams), signers: signingCredentials(config.upstreams) };
+  for (const { kind, name } of unreachableTargets(targets, refs)) {
+    if (kind === 'credential') {
       warning(`${file}: credentials.${name}: no permit in ${dir} allows action "assume" on Port::Credential::${JSON.stringify(name)}, so no job can get it; add a permit or remove the credential.`);
-    }
-  }
-  for (const name of Object.keys(config.upstreams)) {
-    if (!reached('Upstream', 'proxy', name)) {
+    } else {
       warning(`${file}: upstreams.${name}: no permit in ${dir} allows action "proxy" on Port::Upstream::${JSON.stringify(name)}, so the relay refuses every request to it; add a permit or remove the upstream.`);
     }
   }

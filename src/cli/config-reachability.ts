@@ -16,8 +16,15 @@ export interface ReachLine {
   text: string;
 }
 
-/** The REST API scopes Port uses (builds and their creators, unblocking, agents, members). */
-const API_SCOPES = ['read_builds', 'write_builds', 'read_organizations'];
+/**
+ * The REST API scopes Port uses: builds and their creators, unblocking, members; and
+ * `read_agents` when a pool requires the `buildkite` live check of its agents
+ * (https://buildkite.com/docs/apis/rest-api/agents).
+ */
+export function apiScopes(config: Pick<PortConfig, 'pools'>): string[] {
+  const live = Object.values(config.pools).some((p) => p.attestation.includes('buildkite'));
+  return ['read_builds', 'write_builds', 'read_organizations', ...(live ? ['read_agents'] : [])];
+}
 
 export async function checkReachability(config: PortConfig, timeoutMs: number): Promise<ReachLine[]> {
   const dispatcher = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
@@ -61,7 +68,13 @@ export async function checkReachability(config: PortConfig, timeoutMs: number): 
         if (res.statusCode !== 200) return { ok: false, text: `answered HTTP ${res.statusCode}; expected 200 from Buildkite's REST API (is buildkite.api_url https://api.buildkite.com?)` };
         const scopes = typeof body === 'object' && body !== null ? (body as { scopes?: unknown }).scopes : undefined;
         const have = Array.isArray(scopes) ? scopes.filter((s): s is string => typeof s === 'string') : [];
-        const missing = API_SCOPES.filter((s) => !have.includes(s));
+        const missing = apiScopes(config).filter((s) => !have.includes(s));
+        // The live check refuses every job of its pools without these: an error, not a warning.
+        const live = Object.values(config.pools).filter((p) => p.attestation.includes('buildkite')).map((p) => p.key);
+        const blocking = live.length > 0 ? missing.filter((s) => s === 'read_builds' || s === 'read_agents') : [];
+        if (blocking.length > 0) {
+          return { ok: false, text: `reachable, token accepted, but it lacks ${blocking.join(' and ')}, which the buildkite attestation of pool${live.length === 1 ? '' : 's'} ${live.join(', ')} needs; add the scope${blocking.length === 1 ? '' : 's'} to the token` };
+        }
         if (missing.length > 0) {
           return { ok: true, warning: true, text: `reachable, token accepted, but it lacks the scope${missing.length === 1 ? '' : 's'} ${missing.join(', ')} that Port uses` };
         }

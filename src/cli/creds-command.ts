@@ -1,11 +1,15 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
-import { PORT_CLAIMS, requestAgentToken } from './token-command.js';
+import { exchangeAtPort, PORT_CLAIMS, requestAgentToken } from './token-command.js';
+import { createProof, loadOrCreateHostKey, type HostKey } from '../dpop/host-key.js';
+import { dpopKeyFrom } from './dpop-key-option.js';
+import { UsageError } from './usage-error.js';
 
 interface CredsOptions {
   url?: string;
   value?: boolean;
+  dpopKey?: string;
 }
 
 /** A refusal or failure: one line on stderr, nothing on stdout (an AWS credential_process reads stdout). */
@@ -25,16 +29,25 @@ export function registerCredsCommand(program: Command): void {
     .argument('<name>', 'the credential, as named under credentials: in port.yaml')
     .option('--url <url>', 'Port base URL (default: $PORT_URL)')
     .option('--value', "print only a secret's value (no newline added)")
+    .option('--dpop-key <path>', 'host key file for a Port token bound to it (RFC 9449 DPoP; default: $PORT_DPOP_KEY)')
     .action(async (name: string, opts: CredsOptions) => {
       const url = (opts.url ?? process.env.PORT_URL)?.replace(/\/+$/, '');
       if (!url) return usage("give Port's URL with --url or $PORT_URL");
       if (!/^[a-z0-9][a-z0-9_-]{0,127}$/.test(name)) return usage(`"${name.slice(0, 64)}" is not a credential name (lower-case letters, digits, - and _)`);
       try {
         const fromAgent = !process.env.PORT_TOKEN;
+        const keyPath = dpopKeyFrom(opts.dpopKey);
+        const dpop = keyPath !== undefined ? await loadOrCreateHostKey(keyPath) : undefined;
         const bearer = process.env.PORT_TOKEN || (await buildkiteTokenFromAgent(url));
-        const res = await request(`${url}/v1/credentials/${name}`, {
+        // A Buildkite token is a bearer token: with a host key, exchange it for a token bound to the key first.
+        const token = dpop && fromAgent ? await boundToken(url, bearer, name, dpop) : bearer;
+        const target = `${url}/v1/credentials/${name}`;
+        const auth = dpop
+          ? { authorization: `DPoP ${token}`, dpop: await createProof(dpop, { method: 'POST', url: target, accessToken: token }) }
+          : { authorization: `Bearer ${token}` };
+        const res = await request(target, {
           method: 'POST',
-          headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
+          headers: { ...auth, accept: 'application/json' },
           headersTimeout: 60_000,
           bodyTimeout: 60_000,
         });
@@ -42,7 +55,7 @@ export function registerCredsCommand(program: Command): void {
         const body = parseObject(text);
         if (res.statusCode !== 200 || body === undefined) {
           // With the agent's token Port refuses the exchange and the credential as one step.
-          throw new CredsFailure(`${fromAgent ? 'token exchange refused' : 'refused'} (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
+          throw new CredsFailure(`${fromAgent && !dpop ? 'token exchange refused' : 'refused'} (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
         }
         if (opts.value) {
           if (typeof body.value !== 'string') throw new CredsFailure(`--value is for secrets; "${name}" has no value field`);
@@ -52,9 +65,18 @@ export function registerCredsCommand(program: Command): void {
         }
       } catch (err) {
         process.stderr.write(`port: creds ${name}: ${oneLine((err as Error).message)}\n`);
-        process.exitCode = EXIT_FAILED;
+        process.exitCode = err instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
       }
     });
+}
+
+/** RFC 9449 §5: the agent's Buildkite token exchanged for a Port token with scope=<name>, bound to the host key. */
+async function boundToken(url: string, subject: string, name: string, key: HostKey): Promise<string> {
+  const { status, body } = await exchangeAtPort(url, subject, { scope: name, dpop: key });
+  if (status !== 200 || typeof body.access_token !== 'string') {
+    throw new CredsFailure(`token exchange refused (${status} ${body.error ?? 'error'}): ${body.error_description ?? 'Port answered no description'}`);
+  }
+  return body.access_token;
 }
 
 /** Inside a job: a single-use Buildkite token for Port's audience, with the claims Port needs. */

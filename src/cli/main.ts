@@ -1,4 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import { agentCommandGroup, registerAgentCommand } from './agent-command.js';
+import { registerAgentProxyCommand } from './agent-proxy-command.js';
+import { registerAgentsCommands } from './agents-command.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerDemoCommand } from './demo-command.js';
 import { EXIT_USAGE } from './exit-codes.js';
@@ -23,6 +26,9 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerPolicyCommands(program);
   registerAuditCommands(program);
+  registerAgentCommand(program);
+  registerAgentProxyCommand(agentCommandGroup(program));
+  registerAgentsCommands(program);
   registerTokenCommands(program);
   registerCredsCommand(program);
   registerRotateCommand(program);

@@ -3,6 +3,9 @@ import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { request } from 'undici';
 import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
+import { createProof, loadOrCreateHostKey, type HostKey } from '../dpop/host-key.js';
+import { dpopKeyFrom } from './dpop-key-option.js';
+import { UsageError } from './usage-error.js';
 
 const run = promisify(execFile);
 
@@ -14,6 +17,7 @@ interface ExchangeOptions {
   claim?: string;
   json?: boolean;
   stdin?: boolean;
+  dpopKey?: string;
 }
 
 /** Reads all of stdin when it is a pipe or file; '' when it is a terminal. */
@@ -48,11 +52,14 @@ export async function requestAgentToken(audience: string, claims: string | undef
  */
 export const PORT_CLAIMS = 'organization_id,pipeline_id,cluster_id,cluster_name,queue_id,queue_key';
 
-/** RFC 8693 exchange at Port; resolves to the HTTP status and the JSON body. Also used by `port creds`. */
+/**
+ * RFC 8693 exchange at Port; resolves to the HTTP status and the JSON body. Also used by `port creds`.
+ * With `dpop`, a DPoP proof made with that key asks for a token bound to it (RFC 9449 §5).
+ */
 export async function exchangeAtPort(
   url: string,
   subject: string,
-  opts: { scope?: string | undefined; audience?: string | undefined },
+  opts: { scope?: string | undefined; audience?: string | undefined; dpop?: HostKey | undefined },
 ): Promise<{ status: number; body: Record<string, string> }> {
   const form = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
@@ -61,9 +68,10 @@ export async function exchangeAtPort(
   });
   if (opts.scope) form.set('scope', opts.scope);
   if (opts.audience) form.set('audience', opts.audience);
+  const proof = opts.dpop ? await createProof(opts.dpop, { method: 'POST', url: `${url}/oauth/token` }) : undefined;
   const res = await request(`${url}/oauth/token`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...(proof !== undefined ? { dpop: proof } : {}) },
     body: form.toString(),
     headersTimeout: 30_000,
     bodyTimeout: 30_000,
@@ -84,6 +92,7 @@ export function registerTokenCommands(program: Command): void {
     .option('--claim <list>', 'optional Buildkite claims to request, comma-separated (e.g. organization_id,pipeline_id)')
     .option('--json', 'print the whole token response as JSON')
     .option('--stdin', 'read the Buildkite token from stdin even inside a job')
+    .option('--dpop-key <path>', "bind the Port token to this host key file, created on first use (RFC 9449 DPoP; default: $PORT_DPOP_KEY)")
     .action(async (opts: ExchangeOptions) => {
       const url = (opts.url ?? process.env.PORT_URL)?.replace(/\/+$/, '');
       if (!url) {
@@ -99,16 +108,20 @@ export function registerTokenCommands(program: Command): void {
           ? await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim)
           : await readStdin();
         if (!subject) throw new Error('no Buildkite token: pipe one in on stdin, or run inside a job where buildkite-agent is on PATH');
-        const { status, body } = await exchangeAtPort(url, subject, { scope: opts.scope ?? process.env.PORT_SCOPE, audience: opts.audience });
+        const keyPath = dpopKeyFrom(opts.dpopKey);
+        const dpop = keyPath !== undefined ? await loadOrCreateHostKey(keyPath) : undefined;
+        const { status, body } = await exchangeAtPort(url, subject, { scope: opts.scope ?? process.env.PORT_SCOPE, audience: opts.audience, dpop });
         if (status !== 200) {
           process.stderr.write(`port: token exchange refused (${status} ${body.error ?? 'error'}): ${body.error_description ?? 'no description'}\n`);
           process.exitCode = EXIT_FAILED;
           return;
         }
+        // RFC 9449 §5: a bound token comes back as token_type DPoP; anything else is a bearer token.
+        if (dpop && body.token_type !== 'DPoP') process.stderr.write('port: token exchange: Port did not bind the token to the key (token_type is not DPoP); it is a bearer token\n');
         process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : `${body.access_token}\n`);
       } catch (err) {
         process.stderr.write(`port: token exchange failed: ${(err as Error).message}\n`);
-        process.exitCode = EXIT_FAILED;
+        process.exitCode = err instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
       }
     });
 }

@@ -494,6 +494,9 @@ function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConf
   if (p.host_bound && !attestation.some((m) => m === 'aws_iam' || m === 'aws_iid')) {
     throw new ConfigError(`${file}: ${at}.host_bound: true needs aws_iam or aws_iid in ${at}.attestation (attestation is what registers the host's key).`);
   }
+  if (attestation.includes('buildkite') && c.buildkite.api_token === undefined) {
+    throw new ConfigError(`${file}: ${at}.attestation: buildkite needs buildkite.api_token (a REST API token with read_builds and read_agents) to check each job's agent live.`);
+  }
   if (attestation.includes('aws_iid') && c.attestation.aws_iid === undefined) {
     throw new ConfigError(`${file}: ${at}.attestation: aws_iid needs attestation.aws_iid.certificates (the AWS public certificates for your regions).`);
   }

@@ -212,7 +212,7 @@ const buildkiteSchema = z.strictObject({
     description: "Base URL of Buildkite's REST API (https://buildkite.com/docs/apis/rest-api), used to read builds and unblock steps; the simulator's URL in tests and the demo.",
   }),
   api_token: secretRef.optional().meta({
-    description: 'Buildkite REST API access token with the `read_builds`, `write_builds` and `read_organizations` scopes (https://buildkite.com/docs/apis/managing-api-tokens); needed for approvals and for knowing who started a build.',
+    description: 'Buildkite REST API access token with the `read_builds`, `write_builds`, `read_organizations` and `read_agents` scopes (https://buildkite.com/docs/apis/managing-api-tokens); needed for approvals, for knowing who started a build and for the `buildkite` agent check of `pools:`.',
     examples: ['env:BUILDKITE_API_TOKEN'],
   }),
   webhook_secret: secretRef.optional().meta({

@@ -26,7 +26,7 @@ import { preparsePolicySet, preparseSchema, statefulIsAuthorized, type CedarValu
 import { defaultDenyReason, failedDecision, interpretAnswer } from './decision.js';
 import { jobRequestParts } from './entities.js';
 import { PolicyLoadError } from './errors.js';
-import { loadPolicyDir, type LoadedPolicySet } from './loader.js';
+import { loadPolicyDir, type LoadedPolicySet, type PolicyFile } from './loader.js';
 import { ACTION_TYPE, PORT_SCHEMA, qualifiedType } from './schema.js';
 import type { AuthzRequest, CedarEntity, CedarValue, Decision, EntityRef, PolicyInfo, PolicyProblem, PortAction } from './types.js';
 import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
@@ -53,6 +53,8 @@ export interface EngineOptions {
   quietPeriodMs?: number;
   /** The clock the quiet period is measured with (tests inject one). */
   now?: () => number;
+  /** Policies compiled from the config (grants:, src/grants), loaded with the folder's on every load and reload. */
+  compiled?: readonly PolicyFile[];
 }
 
 /** A reload the engine is holding back until the folder is quiet. */
@@ -131,7 +133,7 @@ export class PolicyEngine {
   /** Loads and preparses the folder, or throws PolicyLoadError listing every problem. */
   static async open(dir: string, options: EngineOptions = {}): Promise<PolicyEngine> {
     prepareSchema();
-    const outcome = await loadPolicyDir(dir);
+    const outcome = await loadPolicyDir(dir, options.compiled);
     if (!outcome.ok) throw new PolicyLoadError(outcome.problems);
     return new PolicyEngine(dir, options, outcome.set);
   }
@@ -260,7 +262,7 @@ export class PolicyEngine {
     let result: ReloadResult;
     let afterQuietPeriod = false;
     try {
-      const outcome = await loadPolicyDir(this.dir);
+      const outcome = await loadPolicyDir(this.dir, this.options.compiled);
       if (!outcome.ok) {
         // The folder is not what was waiting: a losing set must be seen again, quietly.
         this.clearPending();

@@ -6,6 +6,8 @@
 import type { JobIdentity } from '../identity/job-identity.js';
 import { poolId } from '../identity/job-identity.js';
 import type { CedarEntity, CedarValue, EntityRef } from './types.js';
+import type { AgentFacts } from '../agents/agent-facts.js';
+import type { PoolConfig } from '../config/config.js';
 
 /** The build's creator, when the Buildkite API told us (the token doesn't). */
 export type { CreatorInfo } from '../store/records/approvals.js';
@@ -57,8 +59,12 @@ function entityValue(ref: EntityRef): CedarValue {
   return { __entity: ref };
 }
 
-/** Principal and entities for a request made by this job. */
-export function jobRequestParts(identity: JobIdentity, opts?: { creator?: CreatorInfo }): JobRequestParts {
+/**
+ * Principal and entities for a request made by this job. `agent`: what Port verified about
+ * its agent (src/agents/agent-facts.ts), the Agent's attributes — only facts present;
+ * `pool`: the job's `pools:` entry, a Pool entity with `attestation` and `host_bound`.
+ */
+export function jobRequestParts(identity: JobIdentity, opts?: { creator?: CreatorInfo | undefined; agent?: AgentFacts | undefined; pool?: PoolConfig | undefined }): JobRequestParts {
   const org = organizationRef(identity.organizationSlug);
   const pipeline = pipelineRef(identity.organizationSlug, identity.pipelineSlug);
   const build = buildRef(identity.organizationSlug, identity.pipelineSlug, identity.buildNumber);
@@ -103,11 +109,26 @@ export function jobRequestParts(identity: JobIdentity, opts?: { creator?: Creato
   const ancestors = poolUid ? [build, pipeline, org, poolUid] : [build, pipeline, org];
   const entities: CedarEntity[] = [
     { uid: job, attrs: jobAttrs, parents: ancestors },
-    { uid: agent, attrs: {}, parents: poolUid ? [poolUid] : [], tags: { ...identity.agentTags } },
+    { uid: agent, attrs: agentAttrs(opts?.agent), parents: poolUid ? [poolUid] : [], tags: { ...identity.agentTags } },
   ];
+  if (poolUid !== undefined && opts?.pool !== undefined) {
+    entities.push({ uid: poolUid, attrs: { attestation: [...opts.pool.attestation], host_bound: opts.pool.hostBound }, parents: [] });
+  }
   if (creator !== undefined && creatorUid !== undefined) {
     const groups = [...new Set(creator.groups)].map(groupRef);
     entities.push({ uid: creatorUid, attrs: { active: creator.active }, parents: groups });
   }
   return { principal: job, entities };
+}
+
+/** The Agent's attributes: exactly the verified facts (an absent fact stays absent, so policies needing it don't match). */
+function agentAttrs(facts: AgentFacts | undefined): Record<string, CedarValue> {
+  if (facts === undefined) return {};
+  const attrs: Record<string, CedarValue> = { attested: facts.attested, attestation: [...facts.attestation] };
+  if (facts.instanceId !== undefined) attrs.instance_id = facts.instanceId;
+  if (facts.account !== undefined) attrs.account = facts.account;
+  if (facts.region !== undefined) attrs.region = facts.region;
+  if (facts.iamRole !== undefined) attrs.iam_role = facts.iamRole;
+  if (facts.connected !== undefined) attrs.connected = facts.connected;
+  return attrs;
 }

@@ -1,7 +1,10 @@
 /**
- * The entities each policy names, for `port config check`: a policy that names a
- * credential or upstream the config does not have can never match it, and a credential
- * no permit can reach is dead configuration. Read from Cedar's JSON form of each policy
+ * The entities each policy names, for `port config check` and `port policy lint`: a
+ * policy that names a credential, upstream, pool, autoscaler or group the config does not
+ * have can never match it, and a credential no permit can reach is dead configuration.
+ * Every entity type is collected (`Credential`, `Upstream`, `Pool`, `Autoscaler`,
+ * `Group`, …), in scopes (`principal in Port::Group::"g"`) and conditions alike. Read
+ * from Cedar's JSON form of each policy
  * (https://docs.cedarpolicy.com/policies/json-format.html): scope constraints carry
  * `{type, id}`, entity literals in conditions `{"__entity": {type, id}}`.
  *
@@ -39,6 +42,8 @@ export interface PolicyReferences {
   column: number;
   /** The `@id`, when the policy has one. */
   id?: string;
+  /** The `@reason`, when the policy has a non-empty one. */
+  reason?: string;
   effect: 'permit' | 'forbid';
   /** The actions its scope names; undefined: every action. */
   actions?: PortAction[];
@@ -82,6 +87,7 @@ export function policyReferences(file: string, text: string): PolicyReferences[]
     if (parsed.type === 'failure') return;
     const json = parsed.json;
     const id = json.annotations?.id;
+    const reason = json.annotations?.reason;
     const at = source.positionOfIndex(start);
     const references = collect([json.principal, json.resource, json.conditions]).map((r) => ({
       ...r,
@@ -92,6 +98,7 @@ export function policyReferences(file: string, text: string): PolicyReferences[]
       file,
       ...at,
       ...(typeof id === 'string' && id !== '' ? { id } : {}),
+      ...(typeof reason === 'string' && reason.trim() !== '' ? { reason } : {}),
       effect: json.effect,
       ...(actions !== undefined ? { actions } : {}),
       resource: resourceReach(json),

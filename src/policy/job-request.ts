@@ -7,7 +7,7 @@
 import { PortError } from '../errors.js';
 import { identityFromClaims } from '../identity/claims.js';
 import type { JobIdentity } from '../identity/job-identity.js';
-import { bareEntity, credentialRef, jobRequestParts, organizationRef, upstreamRef } from './entities.js';
+import { bareEntity, credentialRef, jobRequestParts, organizationRef, upstreamRef, type CreatorInfo } from './entities.js';
 import type { AuthzRequest, CedarValue, EntityRef } from './types.js';
 
 /** Actions whose principal is a Job and whose resource a hand-written request can name. */
@@ -22,6 +22,8 @@ export interface JobRequestSpec {
   upstream?: string;
   /** Merged over the action's default context. */
   context?: Record<string, CedarValue>;
+  /** The build's creator (as the broker learns it from Buildkite's REST API); absent: unknown. */
+  creator?: CreatorInfo;
 }
 
 /** A request that can't be built: the message says which field and how to fix it. */
@@ -76,7 +78,7 @@ function compoundSubject(c: Record<string, unknown>): string {
 /** Builds the request; throws InvalidClaimError (bad claims) or RequestSpecError (bad resource). */
 export function buildJobRequest(claims: Readonly<Record<string, unknown>>, spec: JobRequestSpec): { identity: JobIdentity; request: AuthzRequest } {
   const identity = identityFromClaims(claims);
-  const { principal, entities } = jobRequestParts(identity);
+  const { principal, entities } = jobRequestParts(identity, spec.creator !== undefined ? { creator: spec.creator } : undefined);
   const resource = resourceFor(identity, spec);
   if (resource.type !== 'Organization') entities.push(bareEntity(resource));
   return {

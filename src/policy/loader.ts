@@ -43,7 +43,12 @@ export interface PolicyFile {
 /** Ids end up in reasons, logs and metrics labels: keep them printable and short. */
 const ID_PATTERN = /^[^\s\p{Cc}"]{1,128}$/u;
 
-export async function loadPolicyDir(dir: string): Promise<LoadOutcome> {
+/**
+ * `compiled`: policies compiled from the config (grants:, src/grants), each source named
+ * like `grants:<role>`; loaded and validated with the folder's, they count in the revision
+ * but not among `files`.
+ */
+export async function loadPolicyDir(dir: string, compiled: readonly PolicyFile[] = []): Promise<LoadOutcome> {
   let files: PolicyFile[];
   try {
     files = await readPolicyFiles(dir);
@@ -51,17 +56,17 @@ export async function loadPolicyDir(dir: string): Promise<LoadOutcome> {
     const reason = err instanceof Error && 'code' in err ? String(err.code) : 'unreadable';
     return { ok: false, problems: [wholeFile(dir, `cannot read the policy folder (${reason})`)], warnings: [] };
   }
-  return loadPolicyFiles(dir, files);
+  return loadPolicyFiles(dir, files, compiled);
 }
 
 /** Parses and validates already-read files; pure apart from cedar-wasm. */
-export function loadPolicyFiles(dir: string, files: PolicyFile[]): LoadOutcome {
+export function loadPolicyFiles(dir: string, files: PolicyFile[], compiled: readonly PolicyFile[] = []): LoadOutcome {
   const problems: PolicyProblem[] = [];
   const warnings: PolicyProblem[] = [];
   const policies: PolicyInfo[] = [];
   const seen = new Map<string, ParsedPolicy>();
 
-  for (const file of files) {
+  for (const file of [...files, ...compiled]) {
     const parsed = parseFile(file);
     problems.push(...parsed.problems);
     for (const policy of parsed.policies) {
@@ -92,7 +97,7 @@ export function loadPolicyFiles(dir: string, files: PolicyFile[]): LoadOutcome {
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems), warnings: sortProblems(warnings) };
   return {
     ok: true,
-    set: { dir, files: files.map((f) => f.path), revision: revisionOf(files), policies, warnings: sortProblems(warnings) },
+    set: { dir, files: files.map((f) => f.path), revision: revisionOf([...files, ...compiled]), policies, warnings: sortProblems(warnings) },
   };
 }
 

@@ -16,6 +16,9 @@
  *       resource: { credential: deploy-token }   # assume: credential; proxy: upstream;
  *                                                # exchange: none (the claims' organization)
  *       context: {}                # optional; merged over the action's default context
+ *       creator:                   # optional: who started the build (else unknown)
+ *         email: dev@acme.example  #   groups default to none, active to true
+ *         groups: [deployers]
  *       expect:
  *         decision: allow          # allow | deny
  *         policies: [deploy-token-main]   # optional: exactly the determining policy ids
@@ -40,6 +43,9 @@ const caseSchema = z.strictObject({
   action: z.enum(JOB_ACTIONS),
   resource: z.union([z.strictObject({ credential: z.string().min(1) }), z.strictObject({ upstream: z.string().min(1) })]).optional(),
   context: z.record(z.string(), z.json()).optional(),
+  creator: z
+    .strictObject({ email: z.string().min(1), groups: z.array(z.string().min(1)).default([]), active: z.boolean().default(true) })
+    .optional(),
   expect: z.strictObject({
     decision: z.enum(['allow', 'deny']),
     policies: z.array(z.string()).optional(),
@@ -150,6 +156,7 @@ export function runCase(engine: PolicyEngine, file: string, c: PolicyTestCase, d
       action: c.action,
       ...(c.resource ?? {}),
       ...(context !== undefined ? { context } : {}),
+      ...(c.creator !== undefined ? { creator: c.creator } : {}),
     });
     decision = engine.decide(request);
   } catch (err) {

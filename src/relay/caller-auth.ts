@@ -15,6 +15,12 @@ import type { TokenFacts } from '../revocation/token-facts.js';
 import { RefusalThrottledError, type RefusalThrottle } from '../audit/refusal-log.js';
 import { RelayError } from './relay-error.js';
 import { agentFactsFromClaim, type AgentFacts } from '../agents/agent-facts.js';
+import { tokenAgentContext } from '../agents/agent-context.js';
+import type { AgentCheck, AgentGate } from '../agents/agent-gate.js';
+import { dpopChallenge, DpopError } from '../dpop/errors.js';
+import { requestHtu } from '../dpop/htu.js';
+import type { DpopVerifier } from '../dpop/proof-verifier.js';
+import { checkSenderConstraint, dpopAuthorization, dpopFieldValues, type TokenScheme } from '../dpop/sender-constraint.js';
 
 /** Who is calling the relay, from a verified token. */
 export interface RelayCaller {
@@ -40,7 +46,7 @@ export interface RelayCaller {
   jkt?: string;
 }
 
-const CHALLENGE = ['Bearer realm="port"', 'Basic realm="port", charset="UTF-8"'];
+const CHALLENGE = ['Bearer realm="port"', 'Basic realm="port", charset="UTF-8"', dpopChallenge()];
 const MAX_CACHED = 10_000;
 
 /**
@@ -61,11 +67,23 @@ export class CallerAuthenticator {
     private readonly creators?: BuildCreatorLookup,
     /** Per-source limit on tokens that don't verify, so junk can't fill the decision log; verified callers never meet it. */
     private readonly refusals?: RefusalThrottle,
+    /** RFC 9449 proofs for tokens bound to a key (`cnf.jkt`); without it such tokens are refused. */
+    private readonly dpop?: { verifier: DpopVerifier; publicUrl: string },
+    /** The agent checks of `pools:` for Buildkite tokens (a Port token carries what its exchange verified). */
+    private readonly agents?: AgentGate,
   ) {}
 
-  /** `source` is the remote address: a token that does not verify counts against it. */
-  async authenticate(headers: IncomingHttpHeaders, now = Date.now(), source?: string): Promise<RelayCaller> {
-    const token = presentedToken(headers.authorization);
+  /**
+   * `source` is the remote address: a token that does not verify counts against it.
+   * `request` (method, target as received, raw headers) is what a DPoP proof must match.
+   */
+  async authenticate(
+    headers: IncomingHttpHeaders,
+    now = Date.now(),
+    source?: string,
+    request?: { method: string; target: string; rawHeaders: readonly string[] },
+  ): Promise<RelayCaller> {
+    const { scheme, token } = presentedToken(headers.authorization);
     let caller = this.cache.get(token);
     if (caller === undefined) {
       caller = await this.verify(token, source);
@@ -76,6 +94,8 @@ export class CallerAuthenticator {
       this.cache.delete(token);
       throw unauthorized('invalid_token', 'The token has expired; exchange a fresh Buildkite token.');
     }
+    // Per request, never cached with the token: each proof is single use (RFC 9449 §11.1).
+    await this.checkBinding(caller, scheme, token, request, now, source);
     // Checked on every request, cached or not: a revocation applies to the next request.
     const refused = this.revocations.refusalOf(caller.facts, now);
     if (refused) {
@@ -107,7 +127,12 @@ export class CallerAuthenticator {
         ...(creator !== undefined ? { creator } : {}),
         ...(agent !== undefined ? { agent } : {}),
         ...(jkt !== undefined ? { jkt } : {}),
-        recordContext: { token_kind: 'port', job: withCreator(identityClaims(identity), creator), port_token: { jti_sha256: jtiHash(claims.jti) } },
+        recordContext: {
+          token_kind: 'port',
+          job: withCreator(identityClaims(identity), creator),
+          port_token: { jti_sha256: jtiHash(claims.jti) },
+          ...agentContextOf(tokenAgentContext(identity, agent, jkt !== undefined)),
+        },
       };
     }
     if (this.buildkite) {
@@ -121,6 +146,8 @@ export class CallerAuthenticator {
         // The token's own jti, as a token revocation names it; v.replayKey is the replay cache's.
         const facts = buildkiteTokenFacts(v, creator, found !== undefined && creatorLookupFailed(found));
         const { job, subject_token } = identityContext(v);
+        // The agent gate, as at exchange; a host-bound pool's job can't bind a Buildkite token, so it is refused there.
+        const checked = await this.checkAgent(v.identity);
         return {
           identity: v.identity,
           tokenId: v.replayKey,
@@ -128,7 +155,8 @@ export class CallerAuthenticator {
           expiresAt: v.identity.expiresAt,
           facts,
           ...(creator !== undefined ? { creator } : {}),
-          recordContext: { token_kind: 'buildkite', job: withCreator(job as Record<string, unknown>, creator), subject_token },
+          ...(checked.facts !== undefined ? { agent: checked.facts } : {}),
+          recordContext: { token_kind: 'buildkite', job: withCreator(job as Record<string, unknown>, creator), subject_token, ...agentContextOf(checked.context) },
         };
       } catch (err) {
         if (err instanceof RelayError) throw err;
@@ -143,6 +171,39 @@ export class CallerAuthenticator {
     throw unauthorized('invalid_token', 'The credential is not a valid Port token for this relay.');
   }
 
+  /** The agent checks of `pools:` for a Buildkite token: a refusal answers 403 with its reason (503 for Buildkite's outage). */
+  private async checkAgent(identity: JobIdentity): Promise<AgentCheck> {
+    if (this.agents === undefined) return { context: undefined };
+    try {
+      return await this.agents.check(identity, {});
+    } catch (err) {
+      if (!(err instanceof TokenRejectedError)) throw err;
+      if (err.check === 'buildkite_unavailable') throw new RelayError('temporarily_unavailable', err.message, 503, { 'retry-after': String(err.retryAfterSeconds ?? 5) });
+      throw new RelayError('access_denied', err.message, 403);
+    }
+  }
+
+  /** RFC 9449 §7: a bound token needs the DPoP scheme and a proof for this request made with its key. */
+  private async checkBinding(
+    caller: RelayCaller,
+    scheme: TokenScheme,
+    token: string,
+    request: { method: string; target: string; rawHeaders: readonly string[] } | undefined,
+    now: number,
+    source: string | undefined,
+  ): Promise<void> {
+    if (caller.jkt === undefined && scheme !== 'dpop') return;
+    try {
+      const target = request && this.dpop ? { method: request.method, url: requestHtu(this.dpop.publicUrl, request.target), proofs: dpopFieldValues(request.rawHeaders) } : { method: '', url: '', proofs: [] };
+      await checkSenderConstraint(request ? this.dpop?.verifier : undefined, { scheme, token }, caller.jkt, target, now);
+    } catch (err) {
+      if (!(err instanceof DpopError)) throw err;
+      // A copied token tried without its key counts against the source, like a bad token.
+      this.throttle(source);
+      throw new RelayError(err.code, err.message, 401, { 'www-authenticate': err.challenge });
+    }
+  }
+
   /** A token that verified as nothing counts against its source; over the limit, 429 (RFC 6585 §4) with Retry-After. */
   private throttle(source: string | undefined): void {
     try {
@@ -154,6 +215,10 @@ export class CallerAuthenticator {
   }
 }
 
+function agentContextOf(agent: Record<string, unknown> | undefined): { agent?: Record<string, unknown> } {
+  return agent === undefined ? {} : { agent };
+}
+
 function withCreator(job: object, creator: string | undefined): Record<string, unknown> {
   return creator === undefined ? { ...job } : { ...job, build_creator: creator };
 }
@@ -162,18 +227,20 @@ function unauthorized(code: string, message: string): RelayError {
   return new RelayError(code, message, 401, { 'www-authenticate': CHALLENGE });
 }
 
-/** RFC 6750 §2.1 Bearer, or RFC 7617 Basic with the token as the password. */
-function presentedToken(header: string | undefined): string {
+/** RFC 6750 §2.1 Bearer, RFC 7617 Basic with the token as the password, or RFC 9449 §7.1 DPoP. */
+function presentedToken(header: string | undefined): { scheme: TokenScheme; token: string } {
   if (header === undefined || header === '') {
     throw unauthorized('invalid_request', 'The relay needs a Port token: Authorization: Bearer <token>, or the token as the Basic-auth password.');
   }
   const bearer = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
-  if (bearer) return bearer[1]!;
+  if (bearer) return { scheme: 'bearer', token: bearer[1]! };
+  const dpop = dpopAuthorization(header);
+  if (dpop !== undefined) return { scheme: 'dpop', token: dpop };
   const basic = /^Basic +([A-Za-z0-9+/]+=*)$/i.exec(header);
   if (basic) {
     const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
-    if (colon >= 0 && colon < decoded.length - 1) return decoded.slice(colon + 1);
+    if (colon >= 0 && colon < decoded.length - 1) return { scheme: 'basic', token: decoded.slice(colon + 1) };
   }
-  throw unauthorized('invalid_request', 'The Authorization header is neither Bearer nor Basic with a password.');
+  throw unauthorized('invalid_request', 'The Authorization header is neither Bearer, DPoP, nor Basic with a password.');
 }

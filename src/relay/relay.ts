@@ -7,6 +7,7 @@ import { determiningPolicies, entityString } from '../audit/decision-from-policy
 import type { PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
 import { jobRequestParts, upstreamRef } from '../policy/entities.js';
+import { poolFor } from '../agents/pool-match.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import type { CreatorInfo } from '../policy/entities.js';
@@ -108,7 +109,8 @@ export class Relay {
     const route = this.routes.get(target.upstream);
     if (!route) throw new RelayError('unknown_upstream', `No upstream named "${target.upstream}" is configured.`, 404);
     // The remote address: a token that does not verify counts against it (per-source refusal limit).
-    const caller = await this.deps.auth.authenticate(req.headers, Date.now(), req.socket.remoteAddress);
+    // The method, target and DPoP fields: what a proof for a token bound to a key must match (RFC 9449 §4.3).
+    const caller = await this.deps.auth.authenticate(req.headers, Date.now(), req.socket.remoteAddress, { method: req.method ?? 'GET', target: req.url ?? '', rawHeaders: req.rawHeaders });
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > route.config.maxBody) {
       throw new RelayError('body_too_large', `The request body is larger than this route's limit of ${route.config.maxBody} bytes.`, 413);
@@ -171,7 +173,13 @@ export class Relay {
     const key = `${caller.tokenId}\n${upstream}\n${method}\n${path}\n${awsTarget ?? ''}\n${awsQueryKeys ? JSON.stringify(awsQueryKeys) : ''}`;
     const cached = this.cache.get(key, this.deps.policy.revision, now, creator);
     if (cached) return cached;
-    const { principal, entities } = jobRequestParts(caller.identity, creator ? { creator } : undefined);
+    // The agent's facts come with the token (signed at exchange): no lookup per request.
+    const pool = poolFor(this.deps.config, caller.identity);
+    const { principal, entities } = jobRequestParts(caller.identity, {
+      ...(creator ? { creator } : {}),
+      ...(caller.agent !== undefined ? { agent: caller.agent } : {}),
+      ...(pool.kind === 'pool' ? { pool: pool.pool } : {}),
+    });
     const decision = this.deps.policy.decide({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}), ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}) }, entities });
     this.cache.set(key, decision, now, creator);
     return decision;

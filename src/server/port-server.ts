@@ -17,6 +17,7 @@ import { PortTokenIssuer } from '../issuer/port-token.js';
 import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
 import { SigningKeys } from '../issuer/signing-keys.js';
 import { PolicyEngine } from '../policy/engine.js';
+import { compileGrants } from '../grants/compile.js';
 import { ApprovalService } from '../approvals/approval-service.js';
 import { ApprovalNotifier } from '../approvals/notifier.js';
 import { approvalWebhookHandlers } from '../approvals/webhook-handlers.js';
@@ -42,9 +43,16 @@ import { healthRoutes } from './routes/health.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { credentialRoutes } from './routes/credentials.js';
+import { agentRoutes } from './routes/agents.js';
+import { attestationEnabled, attestationServiceFromConfig } from '../agents/attestation-service.js';
+import { poolRoutes } from './routes/pools.js';
+import { AutoscalerAuthenticator } from '../agents/scale-auth.js';
+import { ScaleDecisions } from '../agents/scale-decision.js';
 import { ScimProvisioning } from '../scim/provisioning.js';
 import { SCIM_PREFIX, scimRoutes } from '../scim/scim-routes.js';
 import { CredentialService } from '../broker/credentials/credential-service.js';
+import { agentGateFromConfig } from '../agents/agent-gate.js';
+import { DpopVerifier } from '../dpop/proof-verifier.js';
 import { credentialProviders } from '../broker/credentials/providers.js';
 import { AwsRoleProvider } from '../broker/credentials/aws-role-provider.js';
 import { AwsRelaySessions } from '../relay/aws-sigv4-sessions.js';
@@ -99,6 +107,8 @@ const SEAL_EVERY_MS = 50;
  * fail (store, keys, policies) is checked before the socket opens.
  */
 export async function startPort(config: PortConfig, options: StartOptions = {}): Promise<RunningPort> {
+  // grants: compiled first: a grant that can't be right refuses the start before the store is touched.
+  const grantPolicies = compileGrants(config).sources;
   // Store failures in the background (PostgreSQL's change feed connection) go to the log once it exists.
   let storeError = (err: unknown): void => process.emitWarning(`store: ${(err as Error).message}`);
   const store = await openStore(config, { create: options.createStore ?? false, onError: (err) => storeError(err) });
@@ -186,7 +196,9 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const logError = (msg: string) => (err: unknown) => app.log.error({ err: { message: (err as Error).message } }, msg);
     storeError = logError('store background failure');
 
+    // grants: compiled to Cedar join the folder's policies (a hand-written forbid still wins).
     const policy = await PolicyEngine.open(config.policies, {
+      compiled: grantPolicies,
       onReload: (r) => app.log.info({ revision: r.revision, ...(r.afterQuietPeriod ? { after_quiet_period: true } : {}) }, 'policies reloaded'),
       onError: (err) => app.log.error({ problems: (err as { problems?: unknown }).problems ?? err.message }, 'policy reload refused; keeping the last good set'),
       // A set that lost policies while their files are still there (a half-written save?) waits for a quiet folder.
@@ -234,7 +246,10 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       store,
       { onError: (err) => app.log.warn({ err: { message: (err as Error).message } }, 'build creator lookup failed; the creator is unknown') },
     );
-    const exchange = new TokenExchange({ config, verifier, policy, issuer, log, revocations, creators });
+    // pools: every job's agent against its pool's rules (src/agents/agent-gate.ts), shared by the exchange, /v1/credentials and the relay.
+    const agents = agentGateFromConfig(config, store);
+    if (agents.uncheckable.length > 0) app.log.warn(`pools ${agents.uncheckable.join(', ')} require the buildkite check but buildkite.api_token is not set: their jobs are refused until it is`);
+    const exchange = new TokenExchange({ config, verifier, policy, issuer, log, revocations, creators, agents });
     // Brokered credentials (POST /v1/credentials/{name}) and secret rotation.
     const secrets = new SecretRotation({
       store,
@@ -247,7 +262,11 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     stopSecrets = () => secrets.stop();
     // One aws_role provider, so /v1/credentials and the relay share each job's STS session.
     const awsRoles = new AwsRoleProvider({ issuerUrl: config.server.publicUrl, keys });
+    // RFC 9449 proofs: at /oauth/token (binding) and for bound tokens at /v1/credentials and the relay; single use via the store.
+    const dpop = new DpopVerifier({ maxAge: config.attestation.dpopMaxAge, replay: store.replay });
     const credentialService = new CredentialService({
+      agents,
+      dpop,
       config,
       issuer,
       revocations,
@@ -264,7 +283,10 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       config,
       policy,
       log,
-      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators, log),
+      auth: new CallerAuthenticator(issuer, config.issuer.audiences, revocations, config.relay.acceptBuildkiteTokens ? verifier : undefined, creators, log, {
+        verifier: dpop,
+        publicUrl: config.server.publicUrl,
+      }, agents),
       creators: creatorRecords,
       store,
       onError: (err, msg) => logError(msg)(err),
@@ -334,6 +356,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     });
     wellKnownRoutes(app, { publicUrl: config.server.publicUrl, keys, algorithm: config.issuer.algorithm });
     oauthRoutes(app, {
+      dpop,
+      publicUrl: config.server.publicUrl,
       exchange,
       issuer,
       revocations,
@@ -344,6 +368,15 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     });
     revocationRoutes(app, { service: revocationService, admin: adminAuthenticator(config.server.adminToken), issuer, audiences: config.issuer.audiences, log, refusals: log });
     credentialRoutes(app, { config, credentials: credentialService, secrets, admin: adminAuthenticator(config.server.adminToken) });
+    // Agent hosts attest (POST /v1/agents/attest) when some pool requires aws_iam or aws_iid.
+    if (attestationEnabled(config)) {
+      agentRoutes(app, { attestations: attestationServiceFromConfig(config, { verifier, revocations, log, attestations: store.attestations, replay: store.replay, dpop }) });
+    }
+    // Autoscalers ask before they change a fleet (POST /v1/pools/{cluster}/{queue}/scale); absent without scaling.autoscalers.
+    if (Object.keys(config.scaling.autoscalers).length > 0) {
+      const autoscalers = new AutoscalerAuthenticator(config.scaling.autoscalers, logError('an autoscaler token could not be read; that autoscaler is refused'));
+      await poolRoutes(app, { autoscalers, scale: new ScaleDecisions({ config, policy, log }), log });
+    }
     if (config.scim) {
       // SCIM deprovisioning revokes at once: everything the person started or holds.
       const provisioning = new ScimProvisioning({

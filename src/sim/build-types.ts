@@ -126,7 +126,12 @@ export interface SimBuild {
 
 export type SimAgentConnectionState = 'never_connected' | 'connected' | 'disconnected' | 'stopping' | 'stopped' | 'lost';
 
-/** An agent (https://buildkite.com/docs/apis/rest-api/agents). */
+/**
+ * An agent (https://buildkite.com/docs/apis/rest-api/agents). A cluster agent token
+ * registers its agent into one queue of its cluster, the one its `queue` tag names
+ * (https://buildkite.com/docs/pipelines/security/clusters); an agent outside clusters has
+ * no cluster or queue.
+ */
 export interface SimAgent {
   readonly id: string;
   readonly name: string;
@@ -140,6 +145,15 @@ export interface SimAgent {
   readonly metaData: readonly string[];
   readonly creator: SimUser | null;
   readonly createdAt: Date;
+  /** `connected_at`, `disconnected_at` (a graceful disconnection) and `lost_at` (no more pings). */
+  readonly connectedAt: Date | null;
+  readonly disconnectedAt: Date | null;
+  readonly lostAt: Date | null;
+  readonly clusterId: string | null;
+  readonly clusterName: string | null;
+  /** The cluster queue it registered into (REST `queue`). */
+  readonly queueId: string | null;
+  readonly queueKey: string | null;
   /** The job it runs now, if any. */
   readonly currentJobId: string | null;
 }
@@ -153,8 +167,15 @@ export interface SimAgentInit {
   osId?: string;
   arch?: string;
   connectionState?: SimAgentConnectionState;
+  /** Tags; `{queue: <queueKey>}` by default. */
   tags?: Record<string, string>;
   creator?: SimUser | null;
+  /** The cluster (`default` unless null: an agent outside clusters); its id follows the name, as a job's does. */
+  clusterName?: string | null;
+  clusterId?: string | null;
+  /** The queue it registers into: its `queue` tag, else `default` (within a cluster). */
+  queueKey?: string | null;
+  queueId?: string | null;
 }
 
 /** One `PUT …/unblock` the simulator received, answered or refused ("Unblock a job", https://buildkite.com/docs/apis/rest-api/jobs). */

@@ -32,6 +32,7 @@ import type {
   ApiRequestRecord,
   DeliverWebhookOptions,
   SimAgent,
+  SimAgentConnectionState,
   SimAgentInit,
   SimBuild,
   SimBuildInit,
@@ -45,6 +46,7 @@ import type {
 } from './build-types.js';
 import type { RateLimitOptions } from './rate-limit.js';
 import { RestSim } from './rest-sim.js';
+import { AgentRegistry } from './agents.js';
 import type { WebhookPayload } from './webhook-payloads.js';
 
 export interface BuildkiteSimulatorOptions {
@@ -112,7 +114,9 @@ export class BuildkiteSimulator {
         finish: (jobId) => this.jobs.finish(jobId),
         get: (jobId) => this.jobs.get(jobId),
         isFinished: (jobId) => this.jobs.isFinished(jobId),
+        agentQueryRules: (jobId) => this.jobs.agentQueryRules(jobId),
       },
+      ids: { clusterId: (name) => jobs.clusterId(name), queueId: (clusterId, key) => jobs.queueId(clusterId, key) },
     });
   }
 
@@ -309,6 +313,30 @@ export class BuildkiteSimulator {
 
   agent(id: string): SimAgent | undefined {
     return this.rest.agents.get(id);
+  }
+
+  /**
+   * The agent's connection state changes, as Buildkite reports it (`connected`,
+   * `disconnected`, `lost`, `stopping`, `stopped`; https://buildkite.com/docs/apis/rest-api/agents).
+   */
+  setAgentConnectionState(agent: SimAgent | string, state: SimAgentConnectionState): SimAgent {
+    return this.rest.agents.setConnectionState(typeof agent === 'string' ? agent : agent.id, state);
+  }
+
+  /**
+   * `buildkite-agent start --acquire-job ID` (https://buildkite.com/docs/agent/v3/cli-start):
+   * the agent takes the running job whatever its tags — an agent registered into another
+   * queue of the job's cluster included. From now on the REST job's `agent` is that agent
+   * and the job's tokens carry its `agent_id` and tags; the job's `agent_query_rules` and
+   * its cluster and queue claims stay the job's own (see `JobRegistry.reassign`). Throws
+   * `SimApiError` for an unknown or disconnected agent, an agent of another cluster, or a finished job.
+   */
+  acquireJob(job: SimJob | string, agent: SimAgent | string): SimJob {
+    const jobId = typeof job === 'string' ? job : job.jobId;
+    const resolved = this.jobs.get(jobId);
+    if (resolved === undefined || this.jobs.isFinished(jobId)) throw new SimApiError('unprocessable', 'The job is not running', 422);
+    const taker = this.rest.agents.acquire(resolved, typeof agent === 'string' ? agent : agent.id);
+    return this.jobs.reassign(jobId, { id: taker.id, tags: AgentRegistry.tags(taker) });
   }
 
   /** Every `PUT …/unblock` received — who, which fields, when, and the answer. */

@@ -18,6 +18,7 @@ export class JobRegistry {
   private readonly byToken = new Map<string, string>();
   private readonly byJobApiToken = new Map<string, string>();
   private readonly finished = new Set<string>();
+  private readonly rules = new Map<string, string[]>();
   private readonly stableIds = new Map<string, string>();
   private readonly nextBuildNumber = new Map<string, number>();
 
@@ -32,15 +33,11 @@ export class JobRegistry {
     const pipelineKey = `${organizationSlug}/${pipelineSlug}`;
     const buildNumber = init.buildNumber ?? this.allocateBuildNumber(pipelineKey);
     const clusterName = init.clusterName === undefined ? 'default' : init.clusterName;
-    const clusterId =
-      init.clusterId === undefined ? (clusterName === null ? null : this.stable(`cluster:${clusterName}`)) : init.clusterId;
-    const queueKey = init.queueKey === undefined ? (clusterName === null ? null : 'default') : init.queueKey;
-    const queueId =
-      init.queueId === undefined
-        ? queueKey === null
-          ? null
-          : this.stable(`queue:${clusterId ?? ''}:${queueKey}`)
-        : init.queueId;
+    const clusterId = init.clusterId === undefined ? (clusterName === null ? null : this.clusterId(clusterName)) : init.clusterId;
+    // A cluster job runs in the queue its `queue` agent tag names, else the default queue
+    // (https://buildkite.com/docs/pipelines/security/clusters).
+    const queueKey = init.queueKey === undefined ? (clusterName === null ? null : (init.agentTags?.queue ?? 'default')) : init.queueKey;
+    const queueId = init.queueId === undefined ? (queueKey === null ? null : this.queueId(clusterId, queueKey)) : init.queueId;
 
     const job: SimJob = {
       jobId: init.jobId ?? uuid(),
@@ -69,6 +66,8 @@ export class JobRegistry {
     if (this.jobs.has(job.jobId)) throw new Error(`job ${job.jobId} already exists`);
     if (this.byToken.has(job.jobToken)) throw new Error('job token already in use');
     this.jobs.set(job.jobId, job);
+    // The step's agent query rules stay the job's own, whichever agent ends up running it.
+    this.rules.set(job.jobId, Object.entries(job.agentTags).map(([k, v]) => `${k}=${v}`));
     this.byToken.set(job.jobToken, job.jobId);
     this.byJobApiToken.set(job.jobApiToken, job.jobId);
     return job;
@@ -76,6 +75,36 @@ export class JobRegistry {
 
   get(jobId: string): SimJob | undefined {
     return this.jobs.get(jobId);
+  }
+
+  /** The job's `agent_query_rules` (https://buildkite.com/docs/apis/rest-api/builds): its step's agent tags as `key=value`. */
+  agentQueryRules(jobId: string): string[] {
+    return [...(this.rules.get(jobId) ?? [])];
+  }
+
+  /**
+   * The job now runs on another agent (`buildkite-agent start --acquire-job`): its tokens
+   * carry that agent's `agent_id` and tags (`agent_tag:NAME`); its cluster and queue
+   * claims stay the job's. Unconfirmed: Buildkite documents neither way for a job
+   * acquired by an agent of another queue; the simulator keeps the job's queue, as the
+   * REST job's `cluster_queue_id` does.
+   */
+  reassign(jobId: string, agent: { id: string; tags: Record<string, string> }): SimJob {
+    const job = this.jobs.get(jobId);
+    if (job === undefined) throw new Error(`unknown job ${jobId}`);
+    job.agentId = agent.id;
+    job.agentTags = { ...agent.tags };
+    return job;
+  }
+
+  /** One cluster name, one cluster id (as in an organization). */
+  clusterId(name: string): string {
+    return this.stable(`cluster:${name}`);
+  }
+
+  /** One queue key per cluster, one queue id. */
+  queueId(clusterId: string | null, key: string): string {
+    return this.stable(`queue:${clusterId ?? ''}:${key}`);
   }
 
   /** The running job a job token belongs to; undefined for unknown tokens and finished jobs. */

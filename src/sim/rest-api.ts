@@ -34,6 +34,8 @@ export interface RestBackend {
   unblock(jobId: string, body: unknown): SimBuildJob;
   /** The `job` of an agent's JSON. */
   agentJob(jobId: string | null): Json | null;
+  /** A job created only on the OIDC side (`createJob`), as `GET …/jobs/{id}` answers it. */
+  oidcJob(jobId: string): Json | undefined;
 }
 
 const ORG = '/v2/organizations/([^/]+)';
@@ -89,8 +91,10 @@ export async function routeRest(b: RestBackend, method: string, url: URL, readBo
       }
       case 'job': {
         const found = b.builds.job(p[1] ?? '');
-        if (found === undefined) throw notFound('No job found');
-        return ok(jobJson(b.ctx, found.build, found.job));
+        if (found !== undefined) return ok(jobJson(b.ctx, found.build, found.job));
+        const oidcJob = b.oidcJob(p[1] ?? '');
+        if (oidcJob === undefined) throw notFound('No job found');
+        return ok(oidcJob);
       }
       case 'jobUnblock':
         return unblock(b, p[1] ?? '', readBody);

@@ -178,34 +178,61 @@ export function jobJson(ctx: RestContext, build: SimBuild, job: SimBuildJob): Js
         parallel_group_index: null,
         parallel_group_total: null,
         matrix: null,
-        cluster_id: job.oidcJob?.clusterId ?? null,
-        cluster_queue_id: job.oidcJob?.queueId ?? null,
+        ...clusterFields(ctx, job.oidcJob?.clusterId ?? null, job.oidcJob?.queueId ?? null),
       };
     }
   }
 }
 
-/** A job created only on the OIDC side (`createJob`), as an agent's `job`. */
-export function oidcJobJson(ctx: RestContext, job: SimJob, finished: boolean): Json {
+/**
+ * A job created only on the OIDC side (`createJob`), as `GET /v2/organizations/{org}/jobs/{id}`
+ * answers it and as an agent's `job`: `agent` is the agent that runs it (assigned, or
+ * acquired with `--acquire-job`), `agent_query_rules` its step's own rules, and
+ * `cluster_id`/`cluster_queue_id` its cluster and queue (the builds page's job data model).
+ */
+export function oidcJobJson(ctx: RestContext, job: SimJob, finished: boolean, agentQueryRules: string[]): Json {
   const api = `${orgApi(ctx)}/pipelines/${job.pipelineSlug}/builds/${job.buildNumber}`;
+  const agent = ctx.agentOfJob?.(job.jobId);
   return {
     id: job.jobId,
     graphql_id: graphqlId('Job', job.jobId),
     type: 'script',
     step_key: job.stepKey,
+    agent_query_rules: agentQueryRules,
     state: finished ? 'passed' : 'running',
     build_url: api,
     web_url: `${ctx.baseUrl}/${job.organizationSlug}/${job.pipelineSlug}/builds/${job.buildNumber}#${job.jobId}`,
-    agent_query_rules: Object.entries(job.agentTags).map(([k, v]) => `${k}=${v}`),
+    agent: agent === undefined ? null : agentJson(ctx, agent, null),
+    ...clusterFields(ctx, job.clusterId, job.queueId),
   };
 }
 
+/** A job's `cluster_id`, `cluster_url`, `cluster_queue_id` and `cluster_queue_url` (null outside clusters). */
+function clusterFields(ctx: RestContext, clusterId: string | null, queueId: string | null): Json {
+  const cluster = clusterId === null ? null : `${orgApi(ctx)}/clusters/${clusterId}`;
+  return {
+    cluster_id: clusterId,
+    cluster_url: cluster,
+    cluster_queue_id: queueId,
+    cluster_queue_url: cluster === null || queueId === null ? null : `${cluster}/queues/${queueId}`,
+  };
+}
+
+/**
+ * An agent (the agents page's data model). Unconfirmed: the shape of `queue` ("Queue the
+ * agent is registered to"); the simulator sends the queue's key, and `meta_data` carries
+ * the `queue` tag that chose it. `web_url` names the cluster and queue as the page's example does.
+ */
 export function agentJson(ctx: RestContext, agent: SimAgent, job: Json | null): Json {
+  const web =
+    agent.clusterId !== null && agent.queueId !== null
+      ? `${ctx.baseUrl}/organizations/${ctx.organizationSlug}/clusters/${agent.clusterId}/queues/${agent.queueId}/agents/${agent.id}`
+      : `${ctx.baseUrl}/organizations/${ctx.organizationSlug}/agents/${agent.id}`;
   return {
     id: agent.id,
     graphql_id: graphqlId('Agent', agent.id),
     url: `${orgApi(ctx)}/agents/${agent.id}`,
-    web_url: `${ctx.baseUrl}/organizations/${ctx.organizationSlug}/agents/${agent.id}`,
+    web_url: web,
     name: agent.name,
     connection_state: agent.connectionState,
     hostname: agent.hostname,
@@ -214,8 +241,12 @@ export function agentJson(ctx: RestContext, agent: SimAgent, job: Json | null): 
     version: agent.version,
     os_id: agent.osId,
     arch: agent.arch,
+    queue: agent.queueKey,
     creator: agent.creator === null ? null : userJson(agent.creator),
     created_at: iso(agent.createdAt),
+    connected_at: iso(agent.connectedAt),
+    disconnected_at: iso(agent.disconnectedAt),
+    lost_at: iso(agent.lostAt),
     job,
     last_job_finished_at: null,
     priority: null,

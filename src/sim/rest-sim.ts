@@ -8,7 +8,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AgentRegistry } from './agents.js';
+import { AgentRegistry, type ClusterIds } from './agents.js';
 import type {
   ApiRequestRecord,
   DeliverWebhookOptions,
@@ -47,7 +47,9 @@ export interface RestSimOptions {
   apiTokenOwner?: SimUserInit;
   rateLimit?: RateLimitOptions;
   /** The OIDC side, where a build's command jobs run. */
-  oidc: OidcJobs & { get(jobId: string): SimJob | undefined; isFinished(jobId: string): boolean };
+  oidc: OidcJobs & { get(jobId: string): SimJob | undefined; isFinished(jobId: string): boolean; agentQueryRules(jobId: string): string[] };
+  /** Cluster and queue ids, shared with the OIDC side's jobs. */
+  ids?: ClusterIds;
 }
 
 /** Answers the next calls with a failure: 5xx, or 429 with `RateLimit-Reset: resetSeconds`. */
@@ -64,7 +66,7 @@ export class RestSim implements RestBackend {
   readonly apiToken: string;
   readonly apiUser: SimUser;
   readonly users = new UserRegistry();
-  readonly agents = new AgentRegistry();
+  readonly agents: AgentRegistry;
   readonly builds: BuildRegistry;
   readonly ctx: RestContext;
 
@@ -80,6 +82,7 @@ export class RestSim implements RestBackend {
 
   constructor(private readonly opts: RestSimOptions) {
     this.apiToken = opts.apiToken ?? `bkua_${randomHex(20)}`;
+    this.agents = new AgentRegistry(opts.ids);
     this.apiUser = this.users.create(opts.apiTokenOwner ?? { name: 'Port Automation', email: `port@${opts.organizationSlug}.example` });
     this.rate = new RateLimitWindow(opts.rateLimit);
     this.ctx = {
@@ -175,8 +178,13 @@ export class RestSim implements RestBackend {
     if (jobId === null) return null;
     const found = this.builds.job(jobId);
     if (found !== undefined) return jobJson(this.ctx, found.build, found.job);
+    return this.oidcJob(jobId) ?? null;
+  }
+
+  oidcJob(jobId: string): Json | undefined {
     const job = this.opts.oidc.get(jobId);
-    return job === undefined ? null : oidcJobJson(this.ctx, job, this.opts.oidc.isFinished(jobId));
+    if (job === undefined) return undefined;
+    return oidcJobJson(this.ctx, job, this.opts.oidc.isFinished(jobId), this.opts.oidc.agentQueryRules(jobId));
   }
 
   // ---- test knobs and records ------------------------------------------------------------

@@ -1,3 +1,4 @@
+import type { AgentAttestationStore } from './repositories/agent-attestations.js';
 import type { AllowCountStore } from './repositories/allow-counts.js';
 import type { ChangeFeed } from './repositories/changes.js';
 import type { ApprovalStore } from './repositories/approvals.js';
@@ -11,6 +12,7 @@ import type { SigningKeyStore } from './repositories/signing-keys.js';
 import type { SessionStore, UserStore } from './repositories/users.js';
 import type { WebhookWorkStore } from './repositories/webhook-work.js';
 
+export type * from './repositories/agent-attestations.js';
 export type * from './repositories/allow-counts.js';
 export type * from './repositories/approvals.js';
 export type * from './repositories/changes.js';
@@ -45,6 +47,8 @@ export interface Store {
   readonly allowCounts: AllowCountStore;
   readonly webhookWork: WebhookWorkStore;
   readonly leases: LeaseStore;
+  /** What agent hosts proved (src/agents), and the host key each EC2 instance bound first. */
+  readonly attestations: AgentAttestationStore;
   /** What changed, for caches that must agree across processes (revocations, people, signing keys). */
   readonly changes: ChangeFeed;
 
@@ -58,7 +62,7 @@ export interface Store {
    * probe write — and rejects with StoreUnavailableError otherwise (readiness).
    */
   checkWritable(maxAgeMs?: number): Promise<void>;
-  /** Deletes expired replay keys, revocations, sessions, issued credentials and webhook dedupe keys. */
+  /** Deletes expired replay keys, revocations, sessions, issued credentials, webhook dedupe keys and agent attestations. */
   purgeExpired(now: number): Promise<void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;

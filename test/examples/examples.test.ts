@@ -164,7 +164,7 @@ describe.each(examples)('examples/%s', (example) => {
 
 describe('the capability guides (docs/guides)', () => {
   const GUIDES = path.join(ROOT, 'docs', 'guides');
-  const guides = ['approvals', 'audit', 'credentials', 'exchange', 'relay', 'revocation', 'scim'];
+  const guides = ['agent-pools', 'approvals', 'audit', 'credentials', 'exchange', 'relay', 'revocation', 'scim'];
 
   it.each(guides)("%s.md: every cedar snippet is valid against Port's Cedar schema", (guide) => {
     const text = readFileSync(path.join(GUIDES, `${guide}.md`), 'utf8');

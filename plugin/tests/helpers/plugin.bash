@@ -32,6 +32,10 @@ plugin_setup() {
   export BUILDKITE_JOB_ID=$JOB_ID
   export BUILDKITE_AGENT_ACCESS_TOKEN=agent-job-token-not-for-tests
   export BUILDKITE_PLUGIN_NAME=PORT
+  # No host key from the machine the tests run on (lib/port.bash, port_host_key_path).
+  export HOME="${BATS_TEST_TMPDIR}/home"
+  export XDG_STATE_HOME="${BATS_TEST_TMPDIR}/state"
+  mkdir -p "$HOME"
   ENV_AFTER="${BATS_TEST_TMPDIR}/env.after"
 }
 

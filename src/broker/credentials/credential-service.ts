@@ -6,7 +6,7 @@ import { jtiHash } from '../../audit/token-hash.js';
 import type { CredentialConfig, PortConfig } from '../../config/config.js';
 import type { BuildkiteTokenVerifier } from '../../identity/buildkite-token-verifier.js';
 import { identityFromClaims } from '../../identity/claims.js';
-import { TokenRejectedError } from '../../identity/errors.js';
+import { isAgentCheck, TokenRejectedError } from '../../identity/errors.js';
 import { poolId, type JobIdentity } from '../../identity/job-identity.js';
 import { identityClaims, PORT_TOKEN_TYP, type PortTokenClaims, type PortTokenIssuer } from '../../issuer/port-token.js';
 import type { PolicyEngine } from '../../policy/engine.js';
@@ -22,6 +22,14 @@ import { BuildkiteTokenAdmission, decideExchange, type AdmittedJob, type Refusal
 import type { IssuedCredential } from './credential-provider.js';
 import { CredentialError } from './errors.js';
 import type { CredentialProviders } from './providers.js';
+import { agentFactsFromClaim } from '../../agents/agent-facts.js';
+import { tokenAgentContext } from '../../agents/agent-context.js';
+import type { AgentGate } from '../../agents/agent-gate.js';
+import { poolFor } from '../../agents/pool-match.js';
+import { DpopError } from '../../dpop/errors.js';
+import { requestHtu } from '../../dpop/htu.js';
+import type { DpopVerifier } from '../../dpop/proof-verifier.js';
+import { checkSenderConstraint, dpopAuthorization, type TokenScheme } from '../../dpop/sender-constraint.js';
 
 export interface CredentialServiceDeps {
   config: PortConfig;
@@ -37,11 +45,17 @@ export interface CredentialServiceDeps {
   creators?: BuildCreatorLookup | undefined;
   /** An unexpected provider failure (its message is logged, never answered). */
   onError(err: unknown, message: string): void;
+  /** The agent checks of `pools:` for a Buildkite bearer (as at exchange); needed when any pool is configured. */
+  agents?: AgentGate | undefined;
+  /** RFC 9449 proofs for Port tokens bound to a key (`cnf.jkt`); without it such tokens are refused. */
+  dpop?: DpopVerifier;
 }
 
 export interface ReleaseMeta {
   requestId: string;
   remoteAddress?: string;
+  /** The request as a DPoP proof names it: method, target as received, every `DPoP` field value. */
+  http?: { method: string; target: string; proofs: readonly string[] };
 }
 
 /** Config credential names (src/config/schema.ts); anything else is not echoed anywhere. */
@@ -91,10 +105,15 @@ export class CredentialService {
 
   async release(name: string, authorization: string | undefined, meta: ReleaseMeta): Promise<Record<string, unknown>> {
     const resource = CREDENTIAL_NAME.test(name) ? entityString(credentialRef(name)) : null;
-    const bearer = BEARER.exec(authorization ?? '')?.[1];
+    const dpop = dpopAuthorization(authorization);
+    const scheme: TokenScheme = dpop !== undefined ? 'dpop' : 'bearer';
+    const bearer = dpop ?? BEARER.exec(authorization ?? '')?.[1];
     const claims = bearer === undefined ? undefined : await this.portToken(bearer);
+    // RFC 9449 §7: a bound token only with the DPoP scheme and a proof; the DPoP scheme only for a bound token.
+    if (claims && (claims.cnf?.jkt !== undefined || scheme === 'dpop')) await this.checkBinding(bearer!, scheme, claims, resource, meta);
     if (claims) return this.releaseForPortToken(name, resource, claims, meta);
-    if (bearer !== undefined && mayBeBuildkiteToken(bearer)) return this.releaseForBuildkiteToken(name, resource, bearer, meta);
+    // A Buildkite token is a bearer token: the DPoP scheme never carries one.
+    if (bearer !== undefined && scheme === 'bearer' && mayBeBuildkiteToken(bearer)) return this.releaseForBuildkiteToken(name, resource, bearer, meta);
 
     const message =
       bearer !== undefined
@@ -111,9 +130,13 @@ export class CredentialService {
     const identity = identityFromClaims(claims);
     const creator = await this.creatorOf(claims);
     const principal = { type: 'Job' as const, id: identity.jobId };
+    // What Port verified about the agent at exchange, signed into the token: no lookup now.
+    const agentFacts = agentFactsFromClaim(claims.agent_attestation);
+    const agent = tokenAgentContext(identity, agentFacts, claims.cnf?.jkt !== undefined);
     const context = {
       job: { ...identityClaims(identity), ...(creator ? { build_creator: creator.email } : {}) },
       port_token: { jti_sha256: jtiHash(claims.jti) },
+      ...(agent !== undefined ? { agent } : {}),
       ...requestContext(meta),
     };
     const refuse = async (err: CredentialError, extra: Record<string, unknown> = {}): Promise<never> => {
@@ -144,13 +167,35 @@ export class CredentialService {
     }
 
     const ref = credentialRef(name);
-    const { principal: job, entities } = jobRequestParts(identity, creator?.user ? { creator: creator.user } : undefined);
+    const match = poolFor(config, identity);
+    const { principal: job, entities } = jobRequestParts(identity, {
+      ...(creator?.user ? { creator: creator.user } : {}),
+      ...(agentFacts !== undefined ? { agent: agentFacts } : {}),
+      ...(match.kind === 'pool' ? { pool: match.pool } : {}),
+    });
     const decision = this.deps.policy.decide({ principal: job, action: 'assume', resource: ref, context: {}, entities });
     if (decision.decision === 'deny') {
       await log.record([decisionRecord(decision, job, 'assume', ref, { ...context, ...unmatchedPermitsContext(decision) })]);
       throw new CredentialError('access_denied', `Policy denied the credential "${name}": ${decision.reason}`);
     }
     return this.deliver({ name, cred, decision, job, context, claims, identity, creatorEmail: creator?.email, tokenJtiHash: jtiHash(claims.jti), now, meta });
+  }
+
+  /**
+   * The proof a bound Port token needs (src/dpop/sender-constraint.ts), for this request's URL
+   * (`<public_url>/v1/credentials/<name>`); a refusal is a decision record, then DpopError (401).
+   */
+  private async checkBinding(token: string, scheme: TokenScheme, claims: PortTokenClaims, resource: string | null, meta: ReleaseMeta): Promise<void> {
+    const http = meta.http;
+    const target = { method: http?.method ?? '', url: http ? requestHtu(this.deps.config.server.publicUrl, http.target) : '', proofs: http?.proofs ?? [] };
+    try {
+      await checkSenderConstraint(http ? this.deps.dpop : undefined, { scheme, token }, claims.cnf?.jkt, target);
+    } catch (err) {
+      if (!(err instanceof DpopError)) throw err;
+      const context = { check: `dpop_${err.check}`, job: identityClaims(identityFromClaims(claims)), port_token: { jti_sha256: jtiHash(claims.jti) }, ...requestContext(meta) };
+      await this.deps.log.record([bare(entityString({ type: 'Job', id: claims.sub }), resource, err.message, context)]);
+      throw err;
+    }
   }
 
   /** A Buildkite token as the bearer: the token exchange with scope=<name> and the release, in one request. */
@@ -303,8 +348,10 @@ function impliedClaims(admitted: AdmittedJob, name: string, config: PortConfig, 
  */
 function asCredentialError(err: unknown): unknown {
   if (!(err instanceof TokenRejectedError)) return err;
-  // Buildkite's keys, or who started the build while a user revocation is in force, unknown for now: retry.
-  if (err.check === 'jwks_unavailable' || err.check === 'creator_unknown') return new CredentialError('credential_unavailable', err.message, { cause: err });
+  // Buildkite's keys, or who started the build while a user revocation is in force, or its agent, unknown for now: retry.
+  if (err.check === 'jwks_unavailable' || err.check === 'creator_unknown' || err.check === 'buildkite_unavailable') return new CredentialError('credential_unavailable', err.message, { cause: err });
+  // The token is valid, its agent is not one its pool serves: the reason, as at exchange.
+  if (isAgentCheck(err.check)) return new CredentialError('access_denied', err.message, { cause: err });
   // A revoked or replayed token verified; any other check means it is no valid token at all.
   const verified = err.check === 'job_revoked' || err.check === 'replayed';
   return new CredentialError('invalid_token', verified ? err.message : `The bearer is not a valid Port token, and Port refused it as a Buildkite token: ${err.message}`, { cause: err });

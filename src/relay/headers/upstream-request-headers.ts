@@ -19,8 +19,11 @@ export interface UpstreamRequestOptions {
   injected?: readonly string[];
 }
 
-/** The caller's credentials: the upstream's are injected by the relay, the caller's never pass. */
-const CALLER_CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
+/**
+ * The caller's credentials: the upstream's are injected by the relay, the caller's never pass.
+ * `dpop`: a proof for Port (RFC 9449 §4.1), meaningless to the upstream and tied to the caller's key.
+ */
+const CALLER_CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization', 'dpop'];
 
 /**
  * Headers by which a caller could claim to be someone or somewhere else, or make the

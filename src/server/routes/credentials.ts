@@ -4,6 +4,9 @@ import { CredentialError } from '../../broker/credentials/errors.js';
 import type { SecretRotation } from '../../broker/credentials/secret-rotation.js';
 import type { PortConfig } from '../../config/config.js';
 import type { AdminAuthenticator } from '../admin-auth.js';
+import { DpopError } from '../../dpop/errors.js';
+import { dpopFieldValues } from '../../dpop/sender-constraint.js';
+import { sendPortError } from '../error-handler.js';
 
 export interface CredentialRouteDeps {
   config: PortConfig;
@@ -40,7 +43,14 @@ export function credentialRoutes(app: FastifyInstance, deps: CredentialRouteDeps
   app.post<{ Params: { name: string } }>('/v1/credentials/:name', { onRequest: refuseBody }, async (request, reply) => {
     noStore(reply);
     checkEmptyBody(request.body);
-    return deps.credentials.release(request.params.name, request.headers.authorization, { requestId: request.id, remoteAddress: request.ip });
+    const http = { method: request.method, target: request.url, proofs: dpopFieldValues(request.raw.rawHeaders) };
+    try {
+      return await deps.credentials.release(request.params.name, request.headers.authorization, { requestId: request.id, remoteAddress: request.ip, http });
+    } catch (err) {
+      // RFC 9449 §7.1: a bound token's refusal challenges with the DPoP scheme, not Bearer.
+      if (err instanceof DpopError) return sendPortError(err, request, reply.header('WWW-Authenticate', err.challenge), { bearerChallenge: false });
+      throw err;
+    }
   });
 
   // Admin API (server.admin_token): a rotating secret's versions, and rotation on demand.

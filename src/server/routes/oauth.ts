@@ -10,6 +10,9 @@ import type { PortTokenClaims, PortTokenIssuer } from '../../issuer/port-token.j
 import type { RefusalThrottle } from '../../audit/refusal-log.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import { portTokenFacts } from '../../revocation/port-token-facts.js';
+import { DpopError } from '../../dpop/errors.js';
+import type { DpopVerifier } from '../../dpop/proof-verifier.js';
+import { dpopFieldValues } from '../../dpop/sender-constraint.js';
 
 export interface OAuthRouteDeps {
   exchange: TokenExchange;
@@ -21,6 +24,10 @@ export interface OAuthRouteDeps {
   introspectionToken?: string;
   /** Per-source limit on bearer tokens that don't verify, so junk can't fill the decision log: 429 past it. */
   refusals?: RefusalThrottle;
+  /** RFC 9449 §5: a `DPoP` proof at /oauth/token binds the Port token to its key; without a verifier, proofs are refused. */
+  dpop?: DpopVerifier;
+  /** `server.public_url`: a proof at the token endpoint names `<public_url>/oauth/token`. */
+  publicUrl?: string;
 }
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -48,7 +55,8 @@ export function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): void {
   app.post('/oauth/token', async (request, reply) => {
     noStore(reply);
     const req = parseExchangeRequest(formBody(request));
-    return deps.exchange.exchange(req, { requestId: request.id, remoteAddress: request.ip });
+    const proof = await tokenRequestProof(request, deps);
+    return deps.exchange.exchange(req, { requestId: request.id, remoteAddress: request.ip, ...(proof ? { dpop: { jkt: proof.jkt } } : {}) });
   });
 
   // RFC 7009. Holding a token is the authority to revoke it: revocation can only
@@ -93,6 +101,37 @@ export function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): void {
   });
 }
 
+/**
+ * RFC 9449 §5: a token request with a `DPoP` field asks for a token bound to the proof's key.
+ * The proof names POST and `<public_url>/oauth/token`; an invalid one is refused with 400
+ * `invalid_dpop_proof` before the subject token is looked at, and logged as an
+ * unauthenticated refusal (counted per source, so junk can't fill the log).
+ */
+async function tokenRequestProof(request: FastifyRequest, deps: OAuthRouteDeps): Promise<{ jkt: string } | undefined> {
+  const proofs = dpopFieldValues(request.raw.rawHeaders);
+  if (proofs.length === 0) return undefined;
+  try {
+    if (deps.dpop === undefined || deps.publicUrl === undefined) throw new DpopError('proof_missing', 'This Port does not bind tokens to keys (no DPoP verifier); send the request without a DPoP header.');
+    return await deps.dpop.verify(proofs, { method: request.method, url: `${deps.publicUrl.replace(/\/+$/, '')}/oauth/token` });
+  } catch (err) {
+    if (!(err instanceof DpopError)) throw err;
+    await deps.log.record([
+      {
+        id: randomUUID(),
+        time: new Date().toISOString(),
+        principal: null,
+        action: 'exchange',
+        resource: null,
+        decision: 'deny',
+        policies: [],
+        reason: err.message,
+        context: { check: `dpop_${err.check}`, request_id: request.id, ...(request.ip ? { remote_address: request.ip } : {}) },
+      },
+    ]);
+    throw err;
+  }
+}
+
 async function authorizeIntrospection(request: FastifyRequest, deps: OAuthRouteDeps): Promise<'any' | string> {
   const header = request.headers.authorization;
   const m = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;
@@ -120,5 +159,6 @@ function sameSecret(a: string, b: string): boolean {
 
 function introspection(claims: PortTokenClaims): Record<string, unknown> {
   const { iss, sub, aud, exp, iat, nbf, jti, scope, ...job } = claims;
-  return { active: true, token_type: 'Bearer', iss, sub, aud, exp, iat, nbf, jti, scope, ...job };
+  // RFC 9449 §6.2: a bound token introspects as token_type DPoP, with its cnf (kept in `job`'s rest).
+  return { active: true, token_type: claims.cnf?.jkt !== undefined ? 'DPoP' : 'Bearer', iss, sub, aud, exp, iat, nbf, jti, scope, ...job };
 }

@@ -58,9 +58,14 @@ export async function migrate(pool: Pool, migrations: readonly PostgresMigration
   try {
     await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
     locked = true;
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${HISTORY_TABLE} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
+    // Created only when missing: a read-only role (`port audit`, `port agents audit`) may
+    // not CREATE in the schema even when the table is there.
+    const history = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [HISTORY_TABLE]);
+    if (history.rows[0]?.t == null) {
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${HISTORY_TABLE} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+    }
     const done = (await client.query<{ version: number }>(`SELECT version FROM ${HISTORY_TABLE} ORDER BY version`)).rows.map((r) => r.version);
     const newest = migrations.at(-1)?.version ?? 0;
     const unknown = done.filter((v) => v > newest);

@@ -183,4 +183,30 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
           );
           CREATE INDEX changes_at ON changes (at);`,
   },
+  {
+    version: 3,
+    name: 'agent attestations',
+    // One current record per agent (purged a while after it expires), and the first host
+    // key each EC2 instance registered, kept (one small row per instance).
+    sql: `CREATE TABLE agent_attestations (
+            agent_id text PRIMARY KEY,
+            pool text NOT NULL,
+            job_id text NOT NULL,
+            methods text NOT NULL,
+            instance_id text,
+            account text,
+            region text,
+            iam_role text,
+            jkt text,
+            attested_at bigint NOT NULL,
+            expires_at bigint NOT NULL
+          );
+          CREATE INDEX agent_attestations_attested ON agent_attestations (attested_at);
+          CREATE INDEX agent_attestations_expires ON agent_attestations (expires_at);
+          CREATE TABLE instance_keys (
+            instance_id text PRIMARY KEY,
+            jkt text NOT NULL,
+            bound_at bigint NOT NULL
+          );`,
+  },
 ];

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { StoreUnavailableError } from '../errors.js';
 import type { Store, StoreHealth } from '../store.js';
+import { PostgresAgentAttestations } from './agent-attestation-table.js';
 import { PostgresAllowCounts } from './allow-count-table.js';
 import { PostgresApprovals } from './approval-table.js';
 import { CHANGES_KEPT_MS, PostgresChangeFeed } from './change-feed.js';
@@ -57,6 +58,7 @@ export class PostgresStore implements Store {
   readonly allowCounts: PostgresAllowCounts;
   readonly webhookWork: PostgresWebhookWork;
   readonly leases: PostgresLeases;
+  readonly attestations: PostgresAgentAttestations;
 
   private probing: Promise<void> | undefined;
   private lastProbeAt = 0;
@@ -78,6 +80,7 @@ export class PostgresStore implements Store {
     this.allowCounts = new PostgresAllowCounts(db);
     this.webhookWork = new PostgresWebhookWork(db);
     this.leases = new PostgresLeases(db);
+    this.attestations = new PostgresAgentAttestations(db);
   }
 
   /**
@@ -149,6 +152,7 @@ export class PostgresStore implements Store {
       await tx.query('DELETE FROM changes WHERE at <= $1', [now - CHANGES_KEPT_MS]);
       await this.issued.purge(now, tx);
       await this.webhookWork.purge(now, tx);
+      await this.attestations.purge(now, tx);
     });
   }
 

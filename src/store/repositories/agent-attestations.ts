@@ -24,6 +24,13 @@ export interface AgentAttestationRecord {
   expiresAt: number;
 }
 
+/**
+ * Attestations are kept this long past their expiry, then purged (Store.purgeExpired):
+ * a record only gates requests while current, and `port agents audit` reads history
+ * from the decision log, not from here.
+ */
+export const ATTESTATION_KEPT_MS = 30 * 86_400_000;
+
 export interface InstanceKeyBinding {
   instanceId: string;
   jkt: string;

@@ -196,6 +196,29 @@ const MIGRATIONS: (string | ((db: Database.Database) => void))[] = [
        CREATE INDEX revocations_expires ON revocations(expires_at);
        CREATE INDEX revocations_target ON revocations(scope, target);`);
   },
+  // 11: agent attestations (src/store/sqlite/agent-attestation-table.ts): one current record
+  // per agent, purged a while after it expires; and the first host key each EC2 instance
+  // registered, kept (one small row per instance).
+  `CREATE TABLE agent_attestations (
+     agent_id TEXT PRIMARY KEY,
+     pool TEXT NOT NULL,
+     job_id TEXT NOT NULL,
+     methods TEXT NOT NULL,
+     instance_id TEXT,
+     account TEXT,
+     region TEXT,
+     iam_role TEXT,
+     jkt TEXT,
+     attested_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX agent_attestations_attested ON agent_attestations(attested_at);
+   CREATE INDEX agent_attestations_expires ON agent_attestations(expires_at);
+   CREATE TABLE instance_keys (
+     instance_id TEXT PRIMARY KEY,
+     jkt TEXT NOT NULL,
+     bound_at INTEGER NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

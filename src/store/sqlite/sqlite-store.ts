@@ -6,6 +6,7 @@ import { StoreMissingError, StoreTooNewError, StoreUnavailableError } from '../e
 import { LocalChangeFeed } from '../local-change-feed.js';
 import { ISSUED_KEPT_MS } from '../repositories/credentials.js';
 import type { Store, StoreHealth } from '../store.js';
+import { SqliteAgentAttestations } from './agent-attestation-table.js';
 import { SqliteAllowCounts } from './allow-count-table.js';
 import { SqliteApprovals } from './approval-table.js';
 import { SqliteIssuedCredentials, SqliteSecretVersions } from './credential-tables.js';
@@ -45,6 +46,7 @@ export class SqliteStore implements Store {
   readonly allowCounts: SqliteAllowCounts;
   readonly webhookWork: SqliteWebhookWork;
   readonly leases: SqliteLeases;
+  readonly attestations: SqliteAgentAttestations;
   readonly changes: LocalChangeFeed;
 
   /** The file Port opened (undefined for `:memory:`), checked around every commit. */
@@ -108,6 +110,7 @@ export class SqliteStore implements Store {
     this.allowCounts = new SqliteAllowCounts(db, batcher, this.decisions);
     this.webhookWork = new SqliteWebhookWork(this.webhookWorkTable, batcher);
     this.leases = new SqliteLeases(db, batcher);
+    this.attestations = new SqliteAgentAttestations(db, batcher);
   }
 
   /**
@@ -179,6 +182,7 @@ export class SqliteStore implements Store {
       this.stmts.purgeRevocations.run(now);
       this.stmts.purgeIssued.run(now - ISSUED_KEPT_MS);
       this.webhookWorkTable.purge(now);
+      this.attestations.purge(now);
     });
   }
 
