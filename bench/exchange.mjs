@@ -14,8 +14,15 @@
  *   --policies N        size of the generated Cedar policy set (default 100)
  *   --parts-duration S  seconds for the verify-only / sign-only rows; 0 skips them (default 3)
  *   --profile           V8 CPU profile of Port during the timed run, kept in a temp dir and summarized
+ *   --no-agents         skip the agent-pool rows (attestation, host-bound with DPoP)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
  *   --no-pin, --server-cpu N (1), --client-cpu N (0)   CPU placement
+ *
+ * Agent-pool rows (after the plain exchange, each with a fresh Port, same concurrency and
+ * durations): a job of pool linux/deploy whose agent attested `aws_iam` (the record written
+ * into Port's store at start); the same pool also requiring the live `buildkite` check
+ * (cached, then `attestation.buildkite_cache_ttl: 0`); and a host-bound pool, where each
+ * exchange carries a fresh ES256 DPoP proof made with the registered host key.
  *
  * Layout (2+ CPUs): this process (load generator + Buildkite simulator) on CPU 0; Port,
  * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`,
@@ -23,15 +30,17 @@
  * says so. Only loopback addresses are used; temp dirs and children are removed on exit.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { decodeJwt } from 'jose';
 import { Pool } from 'undici';
+import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, fmt, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
+import { closedLoop, cpuMs, fmt, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -48,6 +57,7 @@ const { values: opts } = parseArgs({
     'client-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'no-agents': { type: 'boolean', default: false },
     'store-dir': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -66,6 +76,11 @@ const partsMs = Number(opts['parts-duration']) * 1000;
 const serverCpu = Number(opts['server-cpu']);
 const clientCpu = Number(opts['client-cpu']);
 const argsText = process.argv.slice(2).join(' ');
+const withAgents = !opts['no-agents'];
+/** The agent rows measured after the plain exchange (see measureAgentRows). */
+const AGENT_ROWS = 4;
+/** The pool of the agent rows (CLUSTER_NAME/QUEUE_KEY, as the token's claims name it). */
+const AGENT_POOL = 'linux/deploy';
 /** Where Port's config, policies and SQLite file go (a temp dir inside); e.g. /dev/shm to take fsync out. */
 const storeDir = opts['store-dir'] ?? os.tmpdir();
 
@@ -97,123 +112,193 @@ async function main() {
   }
   const { cleanups, cleanup, abort, aborted } = abortable('bench/exchange');
   // Everything is bounded: the default run takes ~50 s.
-  const budgetMs = 60_000 + 3 * (durationMs + warmupMs) + 2 * partsMs + decisions * 3;
+  const budgetMs = 60_000 + 3 * (durationMs + warmupMs) + 2 * partsMs + decisions * 3 + (withAgents ? AGENT_ROWS * (30_000 + 3 * (durationMs + warmupMs)) : 0);
   const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
 
   try {
     const log = (msg) => process.stderr.write(`· ${msg}\n`);
 
-    // 1. The Buildkite simulator (here, on the client CPU) and Port (child, server CPU).
+    // 1. The Buildkite simulator (here, on the client CPU). Its REST calls (`/v2/…`, the
+    // agent rows' live check) are counted on its HTTP server; `server` is private in
+    // TypeScript only, and the count is all this reads.
     const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });
     cleanups.push(() => sim.close());
+    let restCalls = 0;
+    sim.server?.on?.('request', (req) => {
+      if (req.url?.startsWith('/v2/')) restCalls++;
+    });
     const job = sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
     const profileDir = opts.profile ? mkdtempSync(join(os.tmpdir(), 'port-bench-profile-')) : undefined;
-    const server = startChild(here('./exchange-server.mjs'), { cpu });
-    cleanups.push(() => server.stop());
-    await server.next('hello');
-    server.send({ type: 'start', issuer: sim.issuer, jwksUrl: sim.jwksUrl, audience: AUDIENCE, organization: ORGANIZATION, storeDir });
-    const { url } = await server.next('ready');
-    log(`Port (pid ${server.pid}) at ${url}${pinned ? ` on CPU ${serverCpu}` : ''}; simulator at ${sim.url}`);
 
-    // 2. Single-use Buildkite tokens, minted before the timed run.
-    const bodies = [];
-    let mintMs = 0;
-    let minted = 0;
-    const mint = async (n) => {
-      const t0 = performance.now();
-      let left = n;
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (left-- > 0) {
-            const token = await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600 });
-            bodies.push(
-              new URLSearchParams({
-                grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-                subject_token: token,
-                subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-                scope: 'deploy-token',
-              }).toString(),
-            );
-          }
-        }),
-      );
-      mintMs += performance.now() - t0;
-      minted += n;
-    };
+    /**
+     * One exchange row: Port in a child on the server CPU with `start` settings, then tokens
+     * of `rowJob` minted, a warm-up, and the timed closed loop at `concurrency` in flight.
+     * `proofKey`: each exchange carries a fresh DPoP proof made with it (RFC 9449 §5), made
+     * here before the timed run. `rateCap`: exchanges/s this row can't exceed (the plain
+     * row's), so fewer tokens are minted. `expect(json)`: the first answer's sanity check.
+     */
+    const exchangeRow = async ({ label, start = {}, rowJob = job, claims, proofKey, rateCap, expect, profileFile }) => {
+      const server = startChild(here('./exchange-server.mjs'), { cpu });
+      cleanups.push(() => server.stop());
+      await server.next('hello');
+      server.send({ type: 'start', issuer: sim.issuer, jwksUrl: sim.jwksUrl, audience: AUDIENCE, organization: ORGANIZATION, storeDir, ...start });
+      const { url } = await server.next('ready');
+      log(`${label}: Port (pid ${server.pid}) at ${url}${pinned ? ` on CPU ${serverCpu}` : ''}; simulator at ${sim.url}`);
 
-    // 3. Load: N connections, N requests in flight, each a full RFC 8693 exchange.
-    const pool = new Pool(url, { connections: concurrency, pipelining: 1 });
-    cleanups.push(() => pool.destroy());
-    let next = 0;
-    let errors = {};
-    let firstError;
-    const exchange = async () => {
-      if (next >= bodies.length) return false;
-      const body = bodies[next++];
-      try {
-        const res = await pool.request({ path: '/oauth/token', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-        const text = await res.body.text();
-        if (res.statusCode === 200) return true;
-        errors[res.statusCode] = (errors[res.statusCode] ?? 0) + 1;
-        firstError ??= `${res.statusCode} ${text.slice(0, 300)}`;
-      } catch (err) {
-        errors[err.code ?? 'network'] = (errors[err.code ?? 'network'] ?? 0) + 1;
-        firstError ??= String(err?.message ?? err);
+      // 2. Single-use Buildkite tokens, minted before the timed run (and with proofKey, a proof for each).
+      const items = [];
+      let mintMs = 0;
+      let minted = 0;
+      const mint = async (n) => {
+        const t0 = performance.now();
+        let left = n;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (left-- > 0) {
+              const token = await sim.mintToken(rowJob, { audience: AUDIENCE, lifetime: 3600, ...(claims ? { claims } : {}) });
+              items.push({
+                body: new URLSearchParams({
+                  grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+                  subject_token: token,
+                  subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+                  scope: 'deploy-token',
+                }).toString(),
+              });
+            }
+          }),
+        );
+        mintMs += performance.now() - t0;
+        minted += n;
+      };
+      const proofs = { made: 0, wallMs: 0, cpuMs: 0, oldest: Infinity };
+      /** A fresh proof for every item without one, made on this (the client) CPU, timed. */
+      const prove = async () => {
+        if (!proofKey) return;
+        const todo = items.filter((it) => it.dpop === undefined);
+        const t0 = performance.now();
+        const c0 = cpuMs();
+        let i = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (i < todo.length) {
+              const it = todo[i++];
+              it.dpop = await createProof(proofKey, { method: 'POST', url: `${AUDIENCE}/oauth/token` });
+            }
+          }),
+        );
+        proofs.cpuMs += cpuMs() - c0;
+        proofs.wallMs += performance.now() - t0;
+        proofs.made += todo.length;
+        if (todo.length) proofs.oldest = Math.min(proofs.oldest, t0);
+      };
+
+      // 3. Load: N connections, N requests in flight, each a full RFC 8693 exchange.
+      const pool = new Pool(url, { connections: concurrency, pipelining: 1 });
+      cleanups.push(() => pool.destroy());
+      let next = 0;
+      let errors = {};
+      let firstError;
+      const request = (it) =>
+        pool.request({
+          path: '/oauth/token',
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...(it.dpop ? { dpop: it.dpop } : {}) },
+          body: it.body,
+        });
+      const exchange = async () => {
+        if (next >= items.length) return false;
+        const it = items[next++];
+        try {
+          const res = await request(it);
+          const text = await res.body.text();
+          if (res.statusCode === 200) return true;
+          errors[res.statusCode] = (errors[res.statusCode] ?? 0) + 1;
+          firstError ??= `${res.statusCode} ${text.slice(0, 300)}`;
+        } catch (err) {
+          errors[err.code ?? 'network'] = (errors[err.code ?? 'network'] ?? 0) + 1;
+          firstError ??= String(err?.message ?? err);
+        }
+        return 'error';
+      };
+
+      await mint(concurrency * 4);
+      await prove();
+      // One exchange first: a broken setup fails loudly instead of as a table of errors.
+      {
+        const res = await request(items[next++]);
+        const json = await res.body.json();
+        if (res.statusCode !== 200 || typeof json.access_token !== 'string') throw new Error(`${label}: first exchange failed: ${res.statusCode} ${JSON.stringify(json)}`);
+        expect?.(json);
       }
-      return 'error';
+      await mint(Math.ceil((warmupMs / 1000) * Math.min(rateCap ?? 1500, 1500)));
+      await prove();
+      log(`${label}: minted ${items.length} tokens in ${(mintMs / 1000).toFixed(1)} s; warming up ${warmupMs / 1000} s`);
+      const warm = await closedLoop({ concurrency, durationMs: warmupMs, op: exchange });
+      const warmRate = (warm.latencies.length / warm.elapsedMs) * 1000;
+      if (Object.keys(errors).length) throw new Error(`${label}: errors during warm-up: ${JSON.stringify(errors)}; first: ${firstError}`);
+      // Warm-up runs slower than steady state (JIT): mint 3× what it suggests (or 1.3× the cap).
+      const perSecond = rateCap !== undefined ? Math.min(Math.max(warmRate, 200) * 3, rateCap * 1.3) : Math.max(warmRate, 200) * 3;
+      const needed = Math.min(400_000, Math.ceil(perSecond * (durationMs / 1000)) + concurrency * 4);
+      items.splice(0, next);
+      next = 0;
+      const before = performance.now();
+      await mint(Math.max(0, needed - items.length));
+      await prove();
+      log(`${label}: warm-up ran at ${fmt.int(warmRate)}/s; minted ${items.length} tokens in ${((performance.now() - before) / 1000).toFixed(1)} s; measuring ${durationMs / 1000} s at ${concurrency} in flight`);
+
+      errors = {};
+      firstError = undefined;
+      if (profileFile) {
+        server.send({ type: 'profile-start' });
+        await server.next('profile-started');
+      }
+      server.send({ type: 'usage' });
+      const u0 = await server.next('usage');
+      const rest0 = restCalls;
+      const c0 = cpuMs();
+      const timed = await closedLoop({ concurrency, durationMs, op: exchange });
+      const clientCpuMs = cpuMs() - c0;
+      const rest = restCalls - rest0;
+      server.send({ type: 'usage' });
+      const u1 = await server.next('usage');
+      let profile;
+      if (profileFile) {
+        server.send({ type: 'profile-stop', file: profileFile });
+        profile = (await server.next('profile-stopped')).file;
+      }
+      const serverCpuMs = u1.cpuMs - u0.cpuMs;
+      const r = summarize(timed.latencies, timed.elapsedMs, {
+        cpuMs: serverCpuMs,
+        errors: Object.values(errors).reduce((a, b) => a + b, 0),
+        errorDetail: errors,
+        firstError,
+        voluntarySwitches: u1.rusage.voluntaryContextSwitches - u0.rusage.voluntaryContextSwitches,
+        halves: timed.halves,
+        threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
+        io: u0.io && u1.io ? { writeBytes: u1.io.writeBytes - u0.io.writeBytes, syscw: u1.io.syscw - u0.io.syscw } : undefined,
+        clientCpuMs,
+        restCalls: sim.server ? rest : undefined,
+        exhausted: timed.exhausted,
+        proofs: proofKey ? { ...proofs, maxAgeS: (performance.now() - proofs.oldest) / 1000 } : undefined,
+        minted,
+        mintMs,
+      });
+      await pool.close();
+      await server.stop();
+      return { r, serverCpuMs, profile };
     };
 
-    await mint(concurrency * 4);
-    // One exchange first: a broken setup fails loudly instead of as a table of errors.
-    {
-      const body = bodies[next++];
-      const res = await pool.request({ path: '/oauth/token', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-      const json = await res.body.json();
-      if (res.statusCode !== 200 || typeof json.access_token !== 'string') throw new Error(`first exchange failed: ${res.statusCode} ${JSON.stringify(json)}`);
-    }
-    await mint(Math.ceil((warmupMs / 1000) * 1500));
-    log(`minted ${bodies.length} tokens in ${(mintMs / 1000).toFixed(1)} s; warming up ${warmupMs / 1000} s`);
-    const warm = await closedLoop({ concurrency, durationMs: warmupMs, op: exchange });
-    const warmRate = (warm.latencies.length / warm.elapsedMs) * 1000;
-    if (Object.keys(errors).length) throw new Error(`errors during warm-up: ${JSON.stringify(errors)}; first: ${firstError}`);
-    // Warm-up runs slower than steady state (JIT): mint 3× what it suggests.
-    const needed = Math.min(400_000, Math.ceil(Math.max(warmRate, 200) * (durationMs / 1000) * 3) + concurrency * 4);
-    bodies.splice(0, next);
-    next = 0;
-    const before = performance.now();
-    await mint(Math.max(0, needed - bodies.length));
-    log(`warm-up ran at ${fmt.int(warmRate)}/s; minted ${bodies.length} tokens in ${((performance.now() - before) / 1000).toFixed(1)} s; measuring ${durationMs / 1000} s at ${concurrency} in flight`);
+    const plain = await exchangeRow({ label: 'plain exchange', profileFile: profileDir ? join(profileDir, 'port-exchange.cpuprofile') : undefined });
+    const exch = plain.r;
+    const serverCpuMs = plain.serverCpuMs;
+    const profile = plain.profile;
+    const { minted, mintMs } = exch;
+    if (profileDir) notes.push('Profiled run (--profile): the V8 sampling profiler was on in the Port process, so the exchange row is a little slow.');
+    if (exch.exhausted) notes.push(`The exchange run ran out of pre-minted tokens after ${(exch.elapsedMs / 1000).toFixed(1)} s; rates use the time actually run.`);
 
-    errors = {};
-    firstError = undefined;
-    if (profileDir) {
-      server.send({ type: 'profile-start' });
-      await server.next('profile-started');
-      notes.push('Profiled run (--profile): the V8 sampling profiler was on in the Port process, so the exchange row is a little slow.');
-    }
-    server.send({ type: 'usage' });
-    const u0 = await server.next('usage');
-    const timed = await closedLoop({ concurrency, durationMs, op: exchange });
-    server.send({ type: 'usage' });
-    const u1 = await server.next('usage');
-    let profile;
-    if (profileDir) {
-      server.send({ type: 'profile-stop', file: join(profileDir, 'port-exchange.cpuprofile') });
-      profile = (await server.next('profile-stopped')).file;
-    }
-    const serverCpuMs = u1.cpuMs - u0.cpuMs;
-    const exch = summarize(timed.latencies, timed.elapsedMs, {
-      cpuMs: serverCpuMs,
-      errors: Object.values(errors).reduce((a, b) => a + b, 0),
-      errorDetail: errors,
-      firstError,
-      voluntarySwitches: u1.rusage.voluntaryContextSwitches - u0.rusage.voluntaryContextSwitches,
-      halves: timed.halves,
-      threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
-    });
-    if (timed.exhausted) notes.push(`The exchange run ran out of pre-minted tokens after ${(timed.elapsedMs / 1000).toFixed(1)} s; rates use the time actually run.`);
-    await pool.close();
-    await server.stop();
+    // 3b. The agent rows: the same exchange for a job of an agent pool (`pools:`), same concurrency.
+    const agentRows = [];
+    if (withAgents) agentRows.push(...(await measureAgentRows({ sim, exchangeRow, plainRate: exch.perSecond, cleanups })));
 
     // 4. Baseline: the same crypto in-process with jose, same CPU, same concurrency, same duration.
     log(`baseline: RS256 verify + ES256 sign, ${concurrency} in flight, ${durationMs / 1000} s`);
@@ -297,6 +382,7 @@ async function main() {
     ];
     console.log(out.join('\n'));
     if (exch.firstError) console.log(`\nFirst exchange error: ${exch.firstError}`);
+    if (agentRows.length) console.log(`\n${agentTable(exch, agentRows, { where: where(`Port on CPU ${serverCpu}, load and simulator on CPU ${clientCpu}`), clientCpu }).join('\n')}`);
 
     if (profile) {
       console.log(`\nCPU profile of the Port process during the timed exchange run: ${profile}\n`);
@@ -332,3 +418,125 @@ function fsType(dir) {
   }
 }
 
+
+// ---- agent-pool rows ------------------------------------------------------------------------
+
+/**
+ * The exchange for a job of an agent pool, four ways, each on a fresh Port. The agent's
+ * `aws_iam` attestation is written into Port's store at start (what `POST /v1/agents/attest`
+ * records); the attest call itself is not measured. Every token is for the same job on the
+ * same agent, so the live check's cache (per job and per agent) hits unless its TTL is 0.
+ */
+async function measureAgentRows({ sim, exchangeRow, plainRate, cleanups }) {
+  const agentJob = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', clusterName: 'linux', queueKey: 'deploy' });
+  const claims = ['cluster_name', 'queue_key'];
+  const record = (extra = {}) => ({
+    agentId: agentJob.agentId,
+    pool: AGENT_POOL,
+    methods: ['aws_iam'],
+    account: '123456789012',
+    iamRole: 'arn:aws:iam::123456789012:role/bench-deploy-agent',
+    ...extra,
+  });
+  const api = { apiUrl: sim.apiUrl, apiToken: sim.apiToken };
+  const attested = (want) => (json) => {
+    const got = decodeJwt(json.access_token).agent_attestation?.attestation;
+    if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`the Port token's agent_attestation is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  };
+  // The registered host key, as `port agent attest` keeps it (a private JWK file, 0600 in a 0700 dir).
+  const keyDir = mkdtempSync(join(os.tmpdir(), 'port-bench-hostkey-'));
+  cleanups.push(() => rmSync(keyDir, { recursive: true, force: true }));
+  const hostKey = await loadOrCreateHostKey(join(keyDir, 'host-key.json'));
+  // Proofs are made before the timed run; the last one is used up to ~duration + mint time after it was made.
+  const dpopMaxAge = durationMs / 1000 > 40 ? 300 : undefined;
+
+  const specs = [
+    {
+      key: 'aws_iam',
+      name: '`attestation: [aws_iam]` (the agent\'s record read from the store)',
+      start: { pools: { [AGENT_POOL]: { attestation: ['aws_iam'] } }, attest: [record()] },
+      expect: attested(['aws_iam']),
+    },
+    {
+      key: 'buildkite-cached',
+      name: '`attestation: [buildkite, aws_iam]`, live check cached (`buildkite_cache_ttl: 5`, the default)',
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attest: [record()] },
+      expect: attested(['buildkite', 'aws_iam']),
+    },
+    {
+      key: 'buildkite-live',
+      name: '`attestation: [buildkite, aws_iam]`, `buildkite_cache_ttl: 0` (Buildkite asked on every exchange)',
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attestation: { buildkite_cache_ttl: 0 }, attest: [record()] },
+      expect: attested(['buildkite', 'aws_iam']),
+    },
+    {
+      key: 'host-bound',
+      name: 'host-bound pool (`host_bound: true`, `attestation: [aws_iam]`), a fresh DPoP proof on every exchange',
+      start: {
+        pools: { [AGENT_POOL]: { attestation: ['aws_iam'], host_bound: true } },
+        attest: [record({ jkt: hostKey.jkt })],
+        ...(dpopMaxAge ? { attestation: { dpop_max_age: dpopMaxAge } } : {}),
+      },
+      proofKey: hostKey,
+      expect: (json) => {
+        attested(['aws_iam'])(json);
+        if (json.token_type !== 'DPoP' || decodeJwt(json.access_token).cnf?.jkt !== hostKey.jkt) {
+          throw new Error(`the host-bound exchange answered token_type ${json.token_type} without cnf.jkt of the host key`);
+        }
+      },
+    },
+  ];
+  const rows = [];
+  for (const spec of specs) {
+    const { r } = await exchangeRow({ label: spec.key, start: spec.start, rowJob: agentJob, claims, proofKey: spec.proofKey, rateCap: plainRate, expect: spec.expect });
+    rows.push({ ...spec, r, dpopMaxAge: spec.proofKey ? (dpopMaxAge ?? 60) : undefined });
+  }
+  return rows;
+}
+
+/** The agent rows' table, next to the plain exchange of the same run, and what each row means. */
+function agentTable(plain, rows, { where, clientCpu }) {
+  const us = (ms, ops) => fmt.us((ms / ops) * 1000);
+  const pct = (a, b) => `${((a / b) * 100).toFixed(0)} %`;
+  const kib = (r) => (r.io ? `${(r.io.writeBytes / r.ops / 1024).toFixed(2)} KiB` : 'n/a');
+  const rest = (r) => (r.restCalls === undefined ? 'n/a' : `${fmt.int(r.restCalls)} (${(r.restCalls / r.ops).toFixed(r.restCalls / r.ops >= 0.1 ? 2 : 4)})`);
+  const errs = (r) => (r.errors === 0 ? '0' : `${r.errors} ${JSON.stringify(r.errorDetail)}`);
+  const line = (name, r) =>
+    `| ${name} | ${fmt.int(r.ops)} | ${fmt.int(r.perSecond)}/s | ${pct(r.perSecond, plain.perSecond)} | ${fmt.ms(r.p50)} | ${fmt.ms(r.p99)} | ${us(r.cpuMs, r.ops)} | ${((r.cpuMs / r.ops) / (plain.cpuMs / plain.ops)).toFixed(2)}× | ${us(r.clientCpuMs, r.ops)} | ${rest(r)} | ${kib(r)} | ${errs(r)} |`;
+  const out = [
+    `Agent pools, same run (${where}; ${concurrency} in flight, warm-up ${warmupMs / 1000} s, measured ${durationMs / 1000} s each, a fresh Port per row):`,
+    '',
+    '| Exchange (`POST /oauth/token`, `scope=deploy-token`) | Ops | Rate | Rate vs plain | p50 | p99 | Port CPU/exchange | Port CPU vs plain | Client CPU/exchange | Buildkite REST calls (per exchange) | Port disk writes/exchange | Errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    line('Plain exchange (the row above: no `pools:`)', plain),
+    ...rows.map((row) => line(row.name, row.r)),
+    '',
+  ];
+  const by = Object.fromEntries(rows.map((row) => [row.key, row.r]));
+  const cached = by['buildkite-cached'];
+  const live = by['buildkite-live'];
+  const bound = by['host-bound'];
+  const notes = [
+    `Pool \`${AGENT_POOL}\`: the job's tokens carry \`cluster_name\` and \`queue_key\` (\`--claim cluster_name,queue_key\`); the agent's \`aws_iam\` attestation is written into Port's store at start, as \`POST /v1/agents/attest\` would record it. Port CPU is the Port process (all threads); client CPU is this process on CPU ${clientCpu}: the load generator plus the Buildkite simulator's answers (its REST API included).`,
+  ];
+  if (cached) {
+    notes.push(
+      `Live check cached: every token is for the same job on the same agent, so with \`buildkite_cache_ttl: 5\` the job and agent answers are reused — ${cached.restCalls === undefined ? 'an unknown number of' : fmt.int(cached.restCalls)} REST calls over the timed run, i.e. cache hits for all but about one exchange per 5 s. This is the best case: a job's first exchange (every job, in real use) always asks. Setting \`buildkite.api_token\` also turns on the build-creator lookup (one REST call per build per hour, plus a users read per exchange), included in both \`buildkite\` rows.`,
+    );
+  }
+  if (live) {
+    notes.push(
+      `\`buildkite_cache_ttl: 0\`: each exchange waits for \`GET /v2/organizations/acme/jobs/{id}\` and \`GET …/agents/{id}\` (${live.restCalls === undefined ? '2 calls' : `${(live.restCalls / live.ops).toFixed(2)} calls`} per exchange). The simulator answers them in this process on the client CPU (${us(live.clientCpuMs, live.ops)} client CPU per exchange, against ${us(plain.clientCpuMs, plain.ops)} for the plain row), so Port's CPU column is Port's side of those calls (undici client, JSON) and the latency includes the simulator's. Real Buildkite is further away (tens of ms) and allows 200 REST calls per minute per organization (https://buildkite.com/docs/apis/rest-api/rate-limits): uncached, that is ~100 exchanges per minute.`,
+    );
+  }
+  if (bound?.proofs) {
+    const p = bound.proofs;
+    notes.push(
+      `Host-bound: each exchange carries a \`DPoP\` proof (ES256, \`createProof\` from src/dpop/host-key.ts, jose) made with the registered host key on the client CPU before the timed run — ${fmt.int(p.made)} proofs at ${fmt.int(p.made / (p.wallMs / 1000))}/s, ${us(p.cpuMs, p.made)} of client CPU each, the oldest ${p.maxAgeS.toFixed(0)} s old when the run ended (\`attestation.dpop_max_age\` ${rows.find((x) => x.key === 'host-bound').dpopMaxAge} s). Port verifies it (JWK import, ES256 signature, thumbprint) and consumes its \`jti\` in the store: a second durable SQLite write per exchange (group-committed with the others of the same event-loop turn), besides the exchange's own replay-and-decision-log write; the answer is \`token_type: DPoP\` with \`cnf.jkt\`.`,
+    );
+  }
+  out.push(...notes.map((n) => `- ${n}`));
+  for (const row of rows) if (row.r.firstError) out.push('', `First error (${row.key}): ${row.r.firstError}`);
+  for (const row of rows) if (row.r.exhausted) out.push('', `The ${row.key} run ran out of pre-minted tokens after ${(row.r.elapsedMs / 1000).toFixed(1)} s; its rate uses the time actually run.`);
+  return out;
+}

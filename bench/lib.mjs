@@ -196,6 +196,21 @@ export function procCpuMs(pid) {
 }
 
 /**
+ * A process's I/O counters so far, from /proc/<pid>/io (Linux): `writeBytes` that reached
+ * the block layer (SQLite's WAL and checkpoints), `syscw` write syscalls. Undefined where
+ * /proc/<pid>/io can't be read.
+ */
+export function procIo(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    return { writeBytes: field('write_bytes'), syscw: field('syscw') };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Samples a process's RSS every `intervalMs` (default 50) from `start()` to `stop()`;
  * `start()` first takes a baseline (median of 5 samples over ~250 ms).
  * `stop()` returns { baseline, peak, growth, samples } in bytes.

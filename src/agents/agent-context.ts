@@ -7,7 +7,7 @@
 import type { AttestationMethod, PoolConfig } from '../config/config.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import { poolId } from '../identity/job-identity.js';
-import type { AgentFacts } from './agent-facts.js';
+import type { AgentFacts } from '../identity/agent-facts.js';
 
 export type AgentLogContext = Record<string, unknown>;
 

@@ -20,7 +20,7 @@ import type { AttestationMethod, PoolConfig, PortConfig } from '../config/config
 import { TokenRejectedError, type AgentCheck as AgentCheckCode } from '../identity/errors.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import type { AgentAttestationRecord, AgentAttestationStore } from '../store/repositories/agent-attestations.js';
-import type { AgentFacts } from './agent-facts.js';
+import type { AgentFacts } from '../identity/agent-facts.js';
 import { configuredPoolContext, unconfiguredPoolContext } from './agent-context.js';
 import { roleMatches } from './attestation-rules.js';
 import { BUILDKITE_RETRY_AFTER_SECONDS, BuildkiteLiveCheck } from './buildkite-check.js';

@@ -11,7 +11,7 @@ import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import type { BuildCreatorLookup } from './build-creator.js';
 import { BuildkiteTokenAdmission, decideExchange, type RequestMeta } from './buildkite-admission.js';
-import { agentFactsClaim } from '../agents/agent-facts.js';
+import { agentFactsClaim } from '../identity/agent-facts.js';
 import type { AgentGate } from '../agents/agent-gate.js';
 
 export type { RequestMeta } from './buildkite-admission.js';

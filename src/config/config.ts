@@ -440,7 +440,7 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
       clientIdleTimeout: c.relay.client_idle_timeout,
     },
     upstreams: Object.fromEntries(Object.entries(c.upstreams).map(([name, u]) => [name, upstreamConfig(name, u, c, file, baseDir, check)])),
-    pools: Object.fromEntries(Object.entries(c.pools).map(([key, p]) => [key, poolConfig(key, p, c, file)])),
+    pools: Object.fromEntries(Object.entries(c.pools).map(([key, p]) => [key, poolConfig(key, p, c, file, resolveSecrets)])),
     attestation: {
       awsIam: { stsEndpoint: c.attestation.aws_iam.sts_endpoint.replace(/\/+$/, ''), serverId: c.attestation.aws_iam.server_id ?? c.server.public_url, maxAge: c.attestation.aws_iam.max_age },
       ...(c.attestation.aws_iid
@@ -484,7 +484,7 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
 }
 
 /** `pools.<key>`: `none` stands alone, and a host-bound pool needs an attestation that registers the host key. */
-function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConfig, file: string): PoolConfig {
+function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConfig, file: string, serving: boolean): PoolConfig {
   const [clusterName, queueKey] = key.split('/') as [string, string];
   const at = `pools.${key}`;
   if (p.attestation.includes('none') && p.attestation.length > 1) {
@@ -494,7 +494,8 @@ function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConf
   if (p.host_bound && !attestation.some((m) => m === 'aws_iam' || m === 'aws_iid')) {
     throw new ConfigError(`${file}: ${at}.host_bound: true needs aws_iam or aws_iid in ${at}.attestation (attestation is what registers the host's key).`);
   }
-  if (attestation.includes('buildkite') && c.buildkite.api_token === undefined) {
+  // Checked where Port will serve (a full load); read-only commands (audit, lint) don't ask Buildkite.
+  if (serving && attestation.includes('buildkite') && c.buildkite.api_token === undefined) {
     throw new ConfigError(`${file}: ${at}.attestation: buildkite needs buildkite.api_token (a REST API token with read_builds and read_agents) to check each job's agent live.`);
   }
   if (attestation.includes('aws_iid') && c.attestation.aws_iid === undefined) {

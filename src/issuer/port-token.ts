@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
-import type { AgentFactsClaim } from '../agents/agent-facts.js';
+import type { AgentFactsClaim } from '../identity/agent-facts.js';
 import type { JobIdentity } from '../identity/job-identity.js';
 import type { SigningKeys } from './signing-keys.js';
 
@@ -51,7 +51,7 @@ export interface PortTokenClaims extends JobIdentityClaims, JWTPayload {
    * a user revocation made since is in force, the token is refused (src/revocation).
    */
   build_creator_unknown?: boolean;
-  /** What Port verified about the job's agent at exchange (src/agents/agent-facts.ts); absent when no pool rule applied. */
+  /** What Port verified about the job's agent at exchange (src/identity/agent-facts.ts); absent when no pool rule applied. */
   agent_attestation?: AgentFactsClaim;
   /**
    * RFC 9449 §6.1: the token is bound to this DPoP key (its RFC 7638 thumbprint); every use

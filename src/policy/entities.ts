@@ -6,7 +6,7 @@
 import type { JobIdentity } from '../identity/job-identity.js';
 import { poolId } from '../identity/job-identity.js';
 import type { CedarEntity, CedarValue, EntityRef } from './types.js';
-import type { AgentFacts } from '../agents/agent-facts.js';
+import type { AgentFacts } from '../identity/agent-facts.js';
 import type { PoolConfig } from '../config/config.js';
 
 /** The build's creator, when the Buildkite API told us (the token doesn't). */
@@ -61,7 +61,7 @@ function entityValue(ref: EntityRef): CedarValue {
 
 /**
  * Principal and entities for a request made by this job. `agent`: what Port verified about
- * its agent (src/agents/agent-facts.ts), the Agent's attributes — only facts present;
+ * its agent (src/identity/agent-facts.ts), the Agent's attributes — only facts present;
  * `pool`: the job's `pools:` entry, a Pool entity with `attestation` and `host_bound`.
  */
 export function jobRequestParts(identity: JobIdentity, opts?: { creator?: CreatorInfo | undefined; agent?: AgentFacts | undefined; pool?: PoolConfig | undefined }): JobRequestParts {

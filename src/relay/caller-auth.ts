@@ -14,7 +14,7 @@ import { buildkiteTokenFacts } from '../revocation/buildkite-token-facts.js';
 import type { TokenFacts } from '../revocation/token-facts.js';
 import { RefusalThrottledError, type RefusalThrottle } from '../audit/refusal-log.js';
 import { RelayError } from './relay-error.js';
-import { agentFactsFromClaim, type AgentFacts } from '../agents/agent-facts.js';
+import { agentFactsFromClaim, type AgentFacts } from '../identity/agent-facts.js';
 import { tokenAgentContext } from '../agents/agent-context.js';
 import type { AgentCheck, AgentGate } from '../agents/agent-gate.js';
 import { dpopChallenge, DpopError } from '../dpop/errors.js';

@@ -35,9 +35,9 @@ permit (principal == Port::Autoscaler::"k8s", action == Port::Action::"scale", r
 when { resource has attestation && resource.attestation.contains("aws_iam") };
 
 @id("gpu-unbound-pools")
-@reason("pools checked live with Buildkite, without host-bound tokens, may be scaled")
+@reason("pools whose agents prove their instance role, without host-bound tokens, may be scaled")
 permit (principal == Port::Autoscaler::"elastic", action == Port::Action::"scale", resource)
-when { resource has host_bound && !resource.host_bound && resource has attestation && resource.attestation.contains("buildkite") };
+when { resource has host_bound && !resource.host_bound && resource has attestation && resource.attestation.contains("aws_iam") };
 
 @id("rogue-anything")
 @reason("a careless policy: the config still has to list the autoscaler on the pool")
@@ -67,9 +67,9 @@ beforeAll(async () => {
         },
       },
       pools: {
-        'linux/deploy': { attestation: ['aws_iam'], autoscalers: ['elastic', 'k8s'] },
+        'linux/deploy': { attestation: ['aws_iam'], host_bound: true, autoscalers: ['elastic', 'k8s'] },
         'linux/build': { attestation: ['none'], autoscalers: ['elastic', 'k8s'] },
-        'gpu/*': { attestation: ['buildkite'], autoscalers: ['elastic'] },
+        'gpu/*': { attestation: ['aws_iam'], autoscalers: ['elastic'] },
       },
     },
   });
@@ -129,7 +129,7 @@ describe('scale decisions', () => {
         autoscaler: 'elastic',
         request_id: res.headers.get('x-request-id'),
         scale: { desired: 10, current: 3 },
-        pool: { key: 'linux/deploy', attestation: ['aws_iam'], enforcement: 'enforce', host_bound: false },
+        pool: { key: 'linux/deploy', attestation: ['aws_iam'], enforcement: 'enforce', host_bound: true },
       },
     });
     expect(record.policyRevision).toBe(h.port.policy.revision);
@@ -173,7 +173,7 @@ describe('scale decisions', () => {
     expect(res.body).toMatchObject({ pool: 'gpu/a100', policies: [{ id: 'gpu-unbound-pools' }] });
     const record = await logged(res.body.decision_id);
     expect(record.resource).toBe('Port::Pool::"gpu/a100"');
-    expect(record.context.pool).toMatchObject({ key: 'gpu/*', attestation: ['buildkite'] });
+    expect(record.context.pool).toMatchObject({ key: 'gpu/*', attestation: ['aws_iam'] });
   });
 
   it('refuses an autoscaler the pool does not list, whatever policy says, naming the key to add', async () => {

@@ -22,7 +22,7 @@ import { BuildkiteTokenAdmission, decideExchange, type AdmittedJob, type Refusal
 import type { IssuedCredential } from './credential-provider.js';
 import { CredentialError } from './errors.js';
 import type { CredentialProviders } from './providers.js';
-import { agentFactsFromClaim } from '../../agents/agent-facts.js';
+import { agentFactsFromClaim } from '../../identity/agent-facts.js';
 import { tokenAgentContext } from '../../agents/agent-context.js';
 import type { AgentGate } from '../../agents/agent-gate.js';
 import { poolFor } from '../../agents/pool-match.js';
