@@ -19,10 +19,11 @@
  *   --no-pin, --server-cpu N (1), --client-cpu N (0)   CPU placement
  *
  * Agent-pool rows (after the plain exchange, each with a fresh Port, same concurrency and
- * durations): a job of pool linux/deploy whose agent attested `aws_iam` (the record written
- * into Port's store at start); the same pool also requiring the live `buildkite` check
- * (cached, then `attestation.buildkite_cache_ttl: 0`); and a host-bound pool, where each
- * exchange carries a fresh ES256 DPoP proof made with the registered host key.
+ * durations): jobs of pool default/deploy (one per request in flight, each on its own
+ * agent) whose agents attested `aws_iam` (the records written into Port's store at start);
+ * the same pool also requiring the live `buildkite` check (cached, then
+ * `attestation.buildkite_cache_ttl: 0`); and a host-bound pool, where each exchange
+ * carries a fresh ES256 DPoP proof made with the agent's registered host key.
  *
  * Layout (2+ CPUs): this process (load generator + Buildkite simulator) on CPU 0; Port,
  * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`,
@@ -79,8 +80,9 @@ const argsText = process.argv.slice(2).join(' ');
 const withAgents = !opts['no-agents'];
 /** The agent rows measured after the plain exchange (see measureAgentRows). */
 const AGENT_ROWS = 4;
-/** The pool of the agent rows (CLUSTER_NAME/QUEUE_KEY, as the token's claims name it). */
-const AGENT_POOL = 'linux/deploy';
+/** The pool of the agent rows (CLUSTER_NAME/QUEUE_KEY, as the token's claims name it; the simulator's builds run in cluster `default`). */
+const AGENT_QUEUE = 'deploy';
+const AGENT_POOL = `default/${AGENT_QUEUE}`;
 /** Where Port's config, policies and SQLite file go (a temp dir inside); e.g. /dev/shm to take fsync out. */
 const storeDir = opts['store-dir'] ?? os.tmpdir();
 
@@ -123,21 +125,26 @@ async function main() {
     // TypeScript only, and the count is all this reads.
     const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });
     cleanups.push(() => sim.close());
-    let restCalls = 0;
+    const restCalls = { jobs: 0, agents: 0, builds: 0, other: 0 };
     sim.server?.on?.('request', (req) => {
-      if (req.url?.startsWith('/v2/')) restCalls++;
+      const m = /^\/v2\/organizations\/[^/]+\/(?:pipelines\/[^/]+\/)?(jobs|agents|builds)\//.exec(req.url ?? '');
+      if (m) restCalls[m[1]]++;
+      else if (req.url?.startsWith('/v2/')) restCalls.other++;
     });
+    const restSnapshot = () => ({ ...restCalls });
     const job = sim.createJob({ pipelineSlug: 'deploy', branch: 'main' });
     const profileDir = opts.profile ? mkdtempSync(join(os.tmpdir(), 'port-bench-profile-')) : undefined;
 
     /**
      * One exchange row: Port in a child on the server CPU with `start` settings, then tokens
-     * of `rowJob` minted, a warm-up, and the timed closed loop at `concurrency` in flight.
-     * `proofKey`: each exchange carries a fresh DPoP proof made with it (RFC 9449 §5), made
-     * here before the timed run. `rateCap`: exchanges/s this row can't exceed (the plain
-     * row's), so fewer tokens are minted. `expect(json)`: the first answer's sanity check.
+     * minted for `jobs` in turn (consecutive tokens, so those in flight together, are for
+     * different jobs when there are as many jobs as requests in flight), a warm-up, and the
+     * timed closed loop at `concurrency` in flight. `proofKeys[i]` (the host key of
+     * `jobs[i]`'s agent): each exchange carries a fresh DPoP proof made with it (RFC 9449
+     * §5), made here before the timed run. `rateCap`: exchanges/s this row can't exceed (the
+     * plain row's), so fewer tokens are minted. `expect(json)`: the first answer's check.
      */
-    const exchangeRow = async ({ label, start = {}, rowJob = job, claims, proofKey, rateCap, expect, profileFile }) => {
+    const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile }) => {
       const server = startChild(here('./exchange-server.mjs'), { cpu });
       cleanups.push(() => server.stop());
       await server.next('hello');
@@ -145,35 +152,40 @@ async function main() {
       const { url } = await server.next('ready');
       log(`${label}: Port (pid ${server.pid}) at ${url}${pinned ? ` on CPU ${serverCpu}` : ''}; simulator at ${sim.url}`);
 
-      // 2. Single-use Buildkite tokens, minted before the timed run (and with proofKey, a proof for each).
+      // 2. Single-use Buildkite tokens, minted before the timed run (and with proofKeys, a proof for each).
       const items = [];
       let mintMs = 0;
       let minted = 0;
       const mint = async (n) => {
         const t0 = performance.now();
-        let left = n;
+        const batch = new Array(Math.max(0, n));
+        let i = 0;
         await Promise.all(
           Array.from({ length: 16 }, async () => {
-            while (left-- > 0) {
-              const token = await sim.mintToken(rowJob, { audience: AUDIENCE, lifetime: 3600, ...(claims ? { claims } : {}) });
-              items.push({
+            while (i < batch.length) {
+              const k = i++;
+              const which = (minted + k) % jobs.length;
+              const token = await sim.mintToken(jobs[which], { audience: AUDIENCE, lifetime: 3600, ...(claims ? { claims } : {}) });
+              batch[k] = {
+                key: proofKeys?.[which],
                 body: new URLSearchParams({
                   grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
                   subject_token: token,
                   subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
                   scope: 'deploy-token',
                 }).toString(),
-              });
+              };
             }
           }),
         );
+        items.push(...batch);
         mintMs += performance.now() - t0;
-        minted += n;
+        minted += batch.length;
       };
       const proofs = { made: 0, wallMs: 0, cpuMs: 0, oldest: Infinity };
       /** A fresh proof for every item without one, made on this (the client) CPU, timed. */
       const prove = async () => {
-        if (!proofKey) return;
+        if (!proofKeys) return;
         const todo = items.filter((it) => it.dpop === undefined);
         const t0 = performance.now();
         const c0 = cpuMs();
@@ -182,7 +194,7 @@ async function main() {
           Array.from({ length: 16 }, async () => {
             while (i < todo.length) {
               const it = todo[i++];
-              it.dpop = await createProof(proofKey, { method: 'POST', url: `${AUDIENCE}/oauth/token` });
+              it.dpop = await createProof(it.key, { method: 'POST', url: `${AUDIENCE}/oauth/token` });
             }
           }),
         );
@@ -254,11 +266,11 @@ async function main() {
       }
       server.send({ type: 'usage' });
       const u0 = await server.next('usage');
-      const rest0 = restCalls;
+      const rest0 = restSnapshot();
       const c0 = cpuMs();
       const timed = await closedLoop({ concurrency, durationMs, op: exchange });
       const clientCpuMs = cpuMs() - c0;
-      const rest = restCalls - rest0;
+      const rest = Object.fromEntries(Object.entries(restCalls).map(([k, v]) => [k, v - rest0[k]]));
       server.send({ type: 'usage' });
       const u1 = await server.next('usage');
       let profile;
@@ -277,9 +289,10 @@ async function main() {
         threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
         io: u0.io && u1.io ? { writeBytes: u1.io.writeBytes - u0.io.writeBytes, syscw: u1.io.syscw - u0.io.syscw } : undefined,
         clientCpuMs,
-        restCalls: sim.server ? rest : undefined,
+        restCalls: sim.server ? rest.jobs + rest.agents + rest.builds + rest.other : undefined,
+        restDetail: rest,
         exhausted: timed.exhausted,
-        proofs: proofKey ? { ...proofs, maxAgeS: (performance.now() - proofs.oldest) / 1000 } : undefined,
+        proofs: proofKeys ? { ...proofs, maxAgeS: (performance.now() - proofs.oldest) / 1000 } : undefined,
         minted,
         mintMs,
       });
@@ -298,7 +311,7 @@ async function main() {
 
     // 3b. The agent rows: the same exchange for a job of an agent pool (`pools:`), same concurrency.
     const agentRows = [];
-    if (withAgents) agentRows.push(...(await measureAgentRows({ sim, exchangeRow, plainRate: exch.perSecond, cleanups })));
+    if (withAgents) agentRows.push(...(await measureAgentRows({ sim, exchangeRow, plainRate: exch.perSecond, cleanups, profileDir })));
 
     // 4. Baseline: the same crypto in-process with jose, same CPU, same concurrency, same duration.
     log(`baseline: RS256 verify + ES256 sign, ${concurrency} in flight, ${durationMs / 1000} s`);
@@ -388,6 +401,11 @@ async function main() {
       console.log(`\nCPU profile of the Port process during the timed exchange run: ${profile}\n`);
       console.log(summarizeProfile(profile, { top: 20, ops: exch.ops, processCpuMs: serverCpuMs }).text);
     }
+    for (const row of agentRows) {
+      if (!row.profile) continue;
+      console.log(`\nCPU profile of the Port process during the timed ${row.key} run: ${row.profile}\n`);
+      console.log(summarizeProfile(row.profile, { top: 20, ops: row.r.ops, processCpuMs: row.serverCpuMs }).text);
+    }
   } catch (err) {
     if (!aborted()) console.error(`bench/exchange failed: ${err?.stack ?? err}`);
     process.exitCode = 1;
@@ -422,51 +440,61 @@ function fsType(dir) {
 // ---- agent-pool rows ------------------------------------------------------------------------
 
 /**
- * The exchange for a job of an agent pool, four ways, each on a fresh Port. The agent's
- * `aws_iam` attestation is written into Port's store at start (what `POST /v1/agents/attest`
- * records); the attest call itself is not measured. Every token is for the same job on the
- * same agent, so the live check's cache (per job and per agent) hits unless its TTL is 0.
+ * The exchange for jobs of an agent pool, four ways, each on a fresh Port. The jobs are
+ * one per request in flight, each the one job of its own build (so the build-creator
+ * lookup that `buildkite.api_token` turns on finds its build) on its own agent, and tokens
+ * take them in turn: requests in flight together are for different jobs, so the live
+ * check's in-flight sharing does not merge them. Each agent's `aws_iam` attestation is
+ * written into Port's store at start (what `POST /v1/agents/attest` records); the attest
+ * call itself is not measured.
  */
-async function measureAgentRows({ sim, exchangeRow, plainRate, cleanups }) {
-  const agentJob = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', clusterName: 'linux', queueKey: 'deploy' });
-  const claims = ['cluster_name', 'queue_key'];
-  const record = (extra = {}) => ({
-    agentId: agentJob.agentId,
-    pool: AGENT_POOL,
-    methods: ['aws_iam'],
-    account: '123456789012',
-    iamRole: 'arn:aws:iam::123456789012:role/bench-deploy-agent',
-    ...extra,
+async function measureAgentRows({ sim, exchangeRow, plainRate, cleanups, profileDir }) {
+  const creator = sim.createUser({ name: 'Bench Deployer', email: 'deployer@acme.example' });
+  const jobs = Array.from({ length: concurrency }, (_, i) => {
+    const build = sim.createBuild({ pipelineSlug: 'deploy', branch: 'main', creator, steps: [{ type: 'command', key: `ship-${i}`, agentTags: { queue: AGENT_QUEUE } }] });
+    return build.jobs[0].oidcJob;
   });
+  const claims = ['cluster_name', 'queue_key'];
+  const records = (keys) =>
+    jobs.map((j, i) => ({
+      agentId: j.agentId,
+      pool: AGENT_POOL,
+      methods: ['aws_iam'],
+      account: '123456789012',
+      iamRole: 'arn:aws:iam::123456789012:role/bench-deploy-agent',
+      instanceId: `i-0bench${String(i).padStart(10, '0')}`,
+      ...(keys ? { jkt: keys[i].jkt } : {}),
+    }));
   const api = { apiUrl: sim.apiUrl, apiToken: sim.apiToken };
   const attested = (want) => (json) => {
     const got = decodeJwt(json.access_token).agent_attestation?.attestation;
     if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`the Port token's agent_attestation is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
   };
-  // The registered host key, as `port agent attest` keeps it (a private JWK file, 0600 in a 0700 dir).
+  // Each agent host's key, as `port agent attest` keeps it (a private JWK file, 0600 in a 0700 dir).
   const keyDir = mkdtempSync(join(os.tmpdir(), 'port-bench-hostkey-'));
   cleanups.push(() => rmSync(keyDir, { recursive: true, force: true }));
-  const hostKey = await loadOrCreateHostKey(join(keyDir, 'host-key.json'));
-  // Proofs are made before the timed run; the last one is used up to ~duration + mint time after it was made.
+  const hostKeys = [];
+  for (let i = 0; i < jobs.length; i++) hostKeys.push(await loadOrCreateHostKey(join(keyDir, `agent-${i}`, 'host-key.json')));
+  // Proofs are made before the timed run; the last is used up to ~duration + mint time after it was made.
   const dpopMaxAge = durationMs / 1000 > 40 ? 300 : undefined;
 
   const specs = [
     {
       key: 'aws_iam',
       name: '`attestation: [aws_iam]` (the agent\'s record read from the store)',
-      start: { pools: { [AGENT_POOL]: { attestation: ['aws_iam'] } }, attest: [record()] },
+      start: { pools: { [AGENT_POOL]: { attestation: ['aws_iam'] } }, attest: records() },
       expect: attested(['aws_iam']),
     },
     {
       key: 'buildkite-cached',
       name: '`attestation: [buildkite, aws_iam]`, live check cached (`buildkite_cache_ttl: 5`, the default)',
-      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attest: [record()] },
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attest: records() },
       expect: attested(['buildkite', 'aws_iam']),
     },
     {
       key: 'buildkite-live',
       name: '`attestation: [buildkite, aws_iam]`, `buildkite_cache_ttl: 0` (Buildkite asked on every exchange)',
-      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attestation: { buildkite_cache_ttl: 0 }, attest: [record()] },
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attestation: { buildkite_cache_ttl: 0 }, attest: records() },
       expect: attested(['buildkite', 'aws_iam']),
     },
     {
@@ -474,22 +502,23 @@ async function measureAgentRows({ sim, exchangeRow, plainRate, cleanups }) {
       name: 'host-bound pool (`host_bound: true`, `attestation: [aws_iam]`), a fresh DPoP proof on every exchange',
       start: {
         pools: { [AGENT_POOL]: { attestation: ['aws_iam'], host_bound: true } },
-        attest: [record({ jkt: hostKey.jkt })],
+        attest: records(hostKeys),
         ...(dpopMaxAge ? { attestation: { dpop_max_age: dpopMaxAge } } : {}),
       },
-      proofKey: hostKey,
+      proofKeys: hostKeys,
       expect: (json) => {
         attested(['aws_iam'])(json);
-        if (json.token_type !== 'DPoP' || decodeJwt(json.access_token).cnf?.jkt !== hostKey.jkt) {
-          throw new Error(`the host-bound exchange answered token_type ${json.token_type} without cnf.jkt of the host key`);
+        if (json.token_type !== 'DPoP' || decodeJwt(json.access_token).cnf?.jkt !== hostKeys[0].jkt) {
+          throw new Error(`the host-bound exchange answered token_type ${json.token_type} without cnf.jkt of the agent's host key`);
         }
       },
     },
   ];
   const rows = [];
   for (const spec of specs) {
-    const { r } = await exchangeRow({ label: spec.key, start: spec.start, rowJob: agentJob, claims, proofKey: spec.proofKey, rateCap: plainRate, expect: spec.expect });
-    rows.push({ ...spec, r, dpopMaxAge: spec.proofKey ? (dpopMaxAge ?? 60) : undefined });
+    const profileFile = profileDir ? join(profileDir, `port-exchange-${spec.key}.cpuprofile`) : undefined;
+    const { r, serverCpuMs, profile } = await exchangeRow({ label: spec.key, start: spec.start, jobs, claims, proofKeys: spec.proofKeys, rateCap: plainRate, expect: spec.expect, profileFile });
+    rows.push({ ...spec, r, serverCpuMs, profile, dpopMaxAge: spec.proofKeys ? (dpopMaxAge ?? 60) : undefined });
   }
   return rows;
 }
@@ -516,23 +545,24 @@ function agentTable(plain, rows, { where, clientCpu }) {
   const cached = by['buildkite-cached'];
   const live = by['buildkite-live'];
   const bound = by['host-bound'];
+  const calls = (r) => (r.restDetail ? `${fmt.int(r.restDetail.jobs)} job, ${fmt.int(r.restDetail.agents)} agent and ${fmt.int(r.restDetail.builds)} build lookups` : 'REST calls (not counted)');
   const notes = [
-    `Pool \`${AGENT_POOL}\`: the job's tokens carry \`cluster_name\` and \`queue_key\` (\`--claim cluster_name,queue_key\`); the agent's \`aws_iam\` attestation is written into Port's store at start, as \`POST /v1/agents/attest\` would record it. Port CPU is the Port process (all threads); client CPU is this process on CPU ${clientCpu}: the load generator plus the Buildkite simulator's answers (its REST API included).`,
+    `Pool \`${AGENT_POOL}\` (\`attestation.enforcement: enforce\`): ${concurrency} jobs, one per request in flight, each its build's only job on its own agent; tokens take them in turn and carry \`cluster_name\` and \`queue_key\` (\`--claim cluster_name,queue_key\`). Each agent's \`aws_iam\` attestation is written into Port's store at start, as \`POST /v1/agents/attest\` records it (not measured). Port CPU is the Port process (all threads); client CPU is this process on CPU ${clientCpu}: the load generator plus the Buildkite simulator, REST API included. Disk writes: \`write_bytes\` of Port's /proc/<pid>/io.`,
   ];
   if (cached) {
     notes.push(
-      `Live check cached: every token is for the same job on the same agent, so with \`buildkite_cache_ttl: 5\` the job and agent answers are reused — ${cached.restCalls === undefined ? 'an unknown number of' : fmt.int(cached.restCalls)} REST calls over the timed run, i.e. cache hits for all but about one exchange per 5 s. This is the best case: a job's first exchange (every job, in real use) always asks. Setting \`buildkite.api_token\` also turns on the build-creator lookup (one REST call per build per hour, plus a users read per exchange), included in both \`buildkite\` rows.`,
+      `Live check cached (\`buildkite_cache_ttl: 5\`): the answers about each job and agent are reused for 5 s, and the bench asks about the same ${concurrency} jobs again and again, so nearly every exchange hits the cache — ${calls(cached)} over the timed run. In real use every job is new: a job's first exchange (or \`/v1/credentials\` call) always asks. Setting \`buildkite.api_token\` also turns on the build-creator lookup (one REST call per build, cached for an hour, plus a users read per exchange), in both \`buildkite\` rows.`,
     );
   }
   if (live) {
     notes.push(
-      `\`buildkite_cache_ttl: 0\`: each exchange waits for \`GET /v2/organizations/acme/jobs/{id}\` and \`GET …/agents/{id}\` (${live.restCalls === undefined ? '2 calls' : `${(live.restCalls / live.ops).toFixed(2)} calls`} per exchange). The simulator answers them in this process on the client CPU (${us(live.clientCpuMs, live.ops)} client CPU per exchange, against ${us(plain.clientCpuMs, plain.ops)} for the plain row), so Port's CPU column is Port's side of those calls (undici client, JSON) and the latency includes the simulator's. Real Buildkite is further away (tens of ms) and allows 200 REST calls per minute per organization (https://buildkite.com/docs/apis/rest-api/rate-limits): uncached, that is ~100 exchanges per minute.`,
+      `\`buildkite_cache_ttl: 0\`: each exchange waits for \`GET /v2/organizations/acme/jobs/{id}\`, then \`GET …/agents/{id}\` — ${calls(live)}, ${(live.restCalls / live.ops).toFixed(2)} calls per exchange (asks for the same job still in flight share one call). The simulator answers them in this process on the client CPU (${us(live.clientCpuMs, live.ops)} of client CPU per exchange against ${us(plain.clientCpuMs, plain.ops)} in the plain row), so the Port CPU column is Port's side of the calls (undici, JSON, the checks) and the latency includes the simulator's queue on a busy CPU. Real Buildkite is further away (tens of ms per call) and allows 200 REST calls per minute per organization (https://buildkite.com/docs/apis/rest-api/rate-limits): at two calls per check that is ~100 uncached exchanges a minute.`,
     );
   }
   if (bound?.proofs) {
     const p = bound.proofs;
     notes.push(
-      `Host-bound: each exchange carries a \`DPoP\` proof (ES256, \`createProof\` from src/dpop/host-key.ts, jose) made with the registered host key on the client CPU before the timed run — ${fmt.int(p.made)} proofs at ${fmt.int(p.made / (p.wallMs / 1000))}/s, ${us(p.cpuMs, p.made)} of client CPU each, the oldest ${p.maxAgeS.toFixed(0)} s old when the run ended (\`attestation.dpop_max_age\` ${rows.find((x) => x.key === 'host-bound').dpopMaxAge} s). Port verifies it (JWK import, ES256 signature, thumbprint) and consumes its \`jti\` in the store: a second durable SQLite write per exchange (group-committed with the others of the same event-loop turn), besides the exchange's own replay-and-decision-log write; the answer is \`token_type: DPoP\` with \`cnf.jkt\`.`,
+      `Host-bound: each exchange carries a \`DPoP\` proof (ES256, \`createProof\` of src/dpop/host-key.ts, jose) made with its agent's host key on the client CPU before the timed run — ${fmt.int(p.made)} proofs at ${fmt.int(p.made / (p.wallMs / 1000))}/s, ${us(p.cpuMs, p.made)} of client CPU each; the oldest was ${p.maxAgeS.toFixed(0)} s old when the run ended (\`attestation.dpop_max_age\` ${rows.find((x) => x.key === 'host-bound').dpopMaxAge} s). Port checks it (JSON and duplicate members, JWK import, ES256 signature, \`htm\`/\`htu\`/\`iat\`, thumbprint) and consumes its \`jti\` in the store (\`store.replay.consume\`): a second durable SQLite write per exchange, group-committed with the other writes of the same event-loop turn, besides the exchange's own replay-and-decision-log write. The answer is \`token_type: DPoP\` with \`cnf.jkt\`.`,
     );
   }
   out.push(...notes.map((n) => `- ${n}`));

@@ -5,17 +5,26 @@
  * `relay.decision_cache_ttl` — trusting the Buildkite simulator the parent runs. The
  * parent pins this process to one core and watches it from outside (/proc).
  *
- * IPC: ← start {issuer, jwksUrl, audience, organization, upstreamUrl, decisionCacheTtl} → ready {url}
+ * With `pools` and `attest` (the host-bound rows): Port gets those `pools:`, and each
+ * `attest` record is written into its store once started — what `POST /v1/agents/attest`
+ * would have recorded (that call is not what the bench measures).
+ *
+ * IPC: ← start {issuer, jwksUrl, audience, organization, upstreamUrl, decisionCacheTtl, pools?, attest?} → ready {url}
  *      ← profile-start / profile-stop {file}  (V8 sampling profiler, see lib.mjs)
+ *      ← replay-bench {concurrency, durationMs} → replay-bench {ops, elapsedMs, p50, p99, cpuMs, writeBytes}
+ *           (`store.replay.consume` alone, fresh keys, as a DPoP proof's jti is consumed)
+ *      ← replay-rows → replay-rows {rows, dbBytes, walBytes}  (replay_cache rows now; the SQLite files' sizes)
  *      ← close  (closes Port, removes the temp dir, exits)
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
 import { startPort } from '../dist/server/port-server.js';
-import { childMain, profilerHandlers } from './lib.mjs';
+import Database from 'better-sqlite3';
+import { childMain, closedLoop, cpuMs, procIo, profilerHandlers, summarize } from './lib.mjs';
 import { EXCHANGE_POLICIES } from './policies.mjs';
 
 /** The exchange server's policies plus the relay's: reads anywhere, uploads under /stream, nothing under /admin. */
@@ -54,7 +63,7 @@ async function close() {
 }
 
 childMain({
-  async start({ issuer, jwksUrl, audience, organization, upstreamUrl, decisionCacheTtl }) {
+  async start({ issuer, jwksUrl, audience, organization, upstreamUrl, decisionCacheTtl, pools, attest = [] }) {
     dir = mkdtempSync(join(tmpdir(), 'port-bench-relay-'));
     const policiesDir = join(dir, 'policies');
     mkdirSync(policiesDir);
@@ -67,13 +76,37 @@ childMain({
       policies: './policies',
       relay: { decision_cache_ttl: decisionCacheTtl },
       upstreams: { bench: { url: upstreamUrl, max_body: '2GiB', inject: { bearer: 'env:PORT_BENCH_UPSTREAM_SECRET' } } },
+      ...(pools !== undefined ? { pools } : {}),
     };
     const file = join(dir, 'port.yaml');
     writeFileSync(file, stringify(raw));
     port = await startPort(configFromObject(raw, file), { logger: false, createStore: true });
+    const now = Date.now();
+    for (const record of attest) await port.store.attestations.put({ jobId: 'bench-attesting-job', attestedAt: now, expiresAt: now + 86_400_000, ...record });
     process.send({ type: 'ready', url: port.url });
   },
   ...profilerHandlers(),
+  /** What one DPoP jti costs the store, measured alone: a fresh key consumed per op, `concurrency` in flight. */
+  async 'replay-bench'({ concurrency, durationMs }) {
+    const ttlMs = 61_000; // a proof's key is kept until iat + dpop_max_age (60 s) + 1 s
+    const io0 = procIo(process.pid);
+    const c0 = cpuMs();
+    const run = await closedLoop({ concurrency, durationMs, op: async () => port.store.replay.consume(`dpop:bench:${randomUUID()}`, Date.now() + ttlMs) });
+    const cpu = cpuMs() - c0;
+    const io1 = procIo(process.pid);
+    const r = summarize(run.latencies, run.elapsedMs);
+    process.send({ type: 'replay-bench', ops: r.ops, elapsedMs: r.elapsedMs, p50: r.p50, p99: r.p99, cpuMs: cpu, writeBytes: io0 && io1 ? io1.writeBytes - io0.writeBytes : undefined });
+  },
+  'replay-rows'() {
+    const db = new Database(join(dir, 'port.db'), { readonly: true, fileMustExist: true });
+    try {
+      const rows = db.prepare('SELECT count(*) AS n FROM replay_cache').get().n;
+      const size = (f) => (existsSync(f) ? statSync(f).size : 0);
+      process.send({ type: 'replay-rows', rows, dbBytes: size(join(dir, 'port.db')), walBytes: size(join(dir, 'port.db-wal')) });
+    } finally {
+      db.close();
+    }
+  },
   async close() {
     await close();
     if (process.connected) process.disconnect();

@@ -14,7 +14,15 @@
  *   --latency-duration S   seconds of the concurrency-1 latency runs; 0 skips them (default 3)
  *   --stream-mib N         MiB streamed down and up through each proxy; 0 skips (default 1024)
  *   --profile              V8 CPU profiles of Port during its cache-hit and no-cache timed runs, summarized
+ *   --no-agents            skip the host-bound rows (a DPoP proof on every request) and their Bearer control
  *   --no-pin, --proxy-cpu N (1), --load-cpu N (0)   CPU placement
+ *
+ * Host-bound rows (after the Bearer Port rows): a Port token bound to an agent host's key
+ * (pool `host_bound: true`, exchanged with a DPoP proof), sent as `Authorization: DPoP` with
+ * a fresh proof on every request — proofs pre-made before each wrk run and fed to wrk by a
+ * Lua script — with the decision cache on and with `decision_cache_ttl: 0`; a Bearer token
+ * of the same pool without the binding as the control; and `store.replay.consume` (the
+ * proof's jti write) measured alone.
  *
  * Layout on a 2-CPU machine: the proxy under test (nginx's one worker, the bare proxy, Port)
  * alone on CPU 1; wrk, the upstream, the Buildkite simulator and this process on CPU 0.
@@ -31,8 +39,9 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
-import { byteStream, procCpuMs, reexecPinned, rssBytes, rssSampler, startChild, tasksetWorks, abortable } from './lib.mjs';
+import { byteStream, cpuMs, procCpuMs, procIo, reexecPinned, rssBytes, rssSampler, startChild, tasksetWorks, abortable } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 import { relayProfile } from './relay-profile.mjs';
 
@@ -52,6 +61,7 @@ const { values: opts } = parseArgs({
     'load-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'no-agents': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -72,6 +82,9 @@ const streamBytes = Math.round(num('stream-mib', 0) * MiB);
 const proxyCpu = Number(opts['proxy-cpu']);
 const loadCpu = Number(opts['load-cpu']);
 const argsText = process.argv.slice(2).join(' ');
+const withAgents = !opts['no-agents'];
+/** The host-bound rows' pool: CLUSTER_NAME/QUEUE_KEY as the job's token claims it. */
+const AGENT_POOL = 'default/deploy';
 
 function fail(msg) {
   console.error(`bench/relay: ${msg}`);
@@ -123,8 +136,8 @@ async function main() {
   const t0 = performance.now();
 
   const { cleanups, cleanup, abort, aborted } = abortable('bench/relay');
-  const wrkRuns = 7;
-  const budgetMs = 90_000 + wrkRuns * (durationS + warmupS) * 1000 + 4 * latencyS * 1000 + (streamBytes / MiB) * 60;
+  const wrkRuns = 7 + (withAgents ? 3 : 0);
+  const budgetMs = 90_000 + (withAgents ? 90_000 : 0) + wrkRuns * (durationS + warmupS) * 1000 + 4 * latencyS * 1000 + (streamBytes / MiB) * 60;
   const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
 
   const work = mkdtempSync(join(os.tmpdir(), 'port-bench-relay-'));
@@ -146,13 +159,35 @@ async function main() {
         '',
       ].join('\n'),
     );
+    // Host-bound rows: each request the bound token and the next pre-made proof, read from a file.
+    const dpopScript = join(work, 'dpop-proofs.lua');
+    writeFileSync(
+      dpopScript,
+      [
+        '-- File (args[1]): the bound Port token, the request path, then one DPoP proof per line.',
+        'local auth, path, proofs, count, n = nil, nil, {}, 0, 0',
+        'function init(args)',
+        '  local f = assert(io.open(args[1], "r"))',
+        '  auth = "DPoP " .. f:read("*l")',
+        '  path = f:read("*l")',
+        '  for line in f:lines() do count = count + 1; proofs[count] = line end',
+        '  f:close()',
+        'end',
+        'function request()',
+        '  n = n + 1',
+        '  -- Past the last proof the last is sent again: Port refuses the replay (non-2xx).',
+        '  return wrk.format("GET", path, { ["Authorization"] = auth, ["DPoP"] = proofs[math.min(n, count)] })',
+        'end',
+        '',
+      ].join('\n'),
+    );
     let runId = 0;
-    const wrk = async ({ url, conns, seconds, headers = [], script }) => {
+    const wrk = async ({ url, conns, seconds, headers = [], script, scriptArgs }) => {
       const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
       for (const h of headers) args.push('-H', h);
       if (script) args.push('-s', script);
       args.push(url);
-      if (script) args.push('--', `r${process.pid}x${++runId}`);
+      if (script) args.push('--', ...(scriptArgs ?? [`r${process.pid}x${++runId}`]));
       const [cmd, argv] = onLoad(tools.wrk, args);
       const out = await run(cmd, argv, (seconds + 20) * 1000);
       if (out.code !== 0) throw new Error(`wrk failed (${out.code}): ${out.stderr || out.stdout}`);
@@ -178,14 +213,17 @@ async function main() {
     const profiles = [];
 
     /** warm-up, then the timed run; the proxy's CPU from /proc around the timed run. */
-    const measure = async (row, { url, pid, script, warm = warmupS, hooks }) => {
-      if (warm > 0) await wrk({ url, conns: concurrency, seconds: warm, headers: [auth], script });
+    const measure = async (row, { url, pid, script, scriptArgs, warm = warmupS, hooks, headers }) => {
+      const hs = headers ?? [auth];
+      if (warm > 0) await wrk({ url, conns: concurrency, seconds: warm, headers: hs, script, scriptArgs });
       await hooks?.before();
       const c0 = pid ? procCpuMs(pid) : undefined;
-      const r = await wrk({ url, conns: concurrency, seconds: durationS, headers: [auth], script });
+      const io0 = pid ? procIo(pid) : undefined;
+      const r = await wrk({ url, conns: concurrency, seconds: durationS, headers: hs, script, scriptArgs });
       const cpu = pid ? procCpuMs(pid) - c0 : undefined;
+      const io1 = pid ? procIo(pid) : undefined;
       await hooks?.after(r, cpu);
-      results.push({ ...row, ...r, cpuMs: cpu });
+      results.push({ ...row, ...r, cpuMs: cpu, io: io0 && io1 ? { writeBytes: io1.writeBytes - io0.writeBytes, syscw: io1.syscw - io0.syscw } : undefined });
       log(`${row.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${cpu !== undefined ? `, ${Math.round((cpu / r.requests) * 1000)} µs CPU/req` : ''}`);
       return r;
     };
@@ -272,6 +310,9 @@ async function main() {
       await port.stop();
     }
 
+    // 2b. Host-bound: the same relay request with a token bound to the agent host's key.
+    const dpop = withAgents ? await measureHostBound({ sim, upstreamUrl, work, proxyAt, cleanups, measure, wrk, log, results }) : undefined;
+
     // 3. Direct: wrk → upstream. Not a proxy: the reference for latency, and what CPU 0 can serve.
     await check(`${upstreamUrl}/hello`);
     await measure({ name: 'Direct to the upstream (no proxy)', key: 'direct', where: `upstream on CPU ${loadCpu}` }, { url: `${upstreamUrl}/hello`, pid: upstream.pid });
@@ -303,7 +344,7 @@ async function main() {
     }
 
     // ---- the report ----
-    const ORDER = ['direct', 'nginx', 'bare', 'port-cache', 'port-unique', 'port'];
+    const ORDER = ['direct', 'nginx', 'bare', 'port-cache', 'port-unique', 'port', 'port-pool-bearer', 'port-dpop', 'port-dpop-nocache'];
     results.sort((a, b) => ORDER.indexOf(a.key) - ORDER.indexOf(b.key));
     const LAT_ORDER = ['Direct', 'nginx', 'Bare', 'Port'];
     latency.sort((a, b) => LAT_ORDER.findIndex((p) => a.name.startsWith(p)) - LAT_ORDER.findIndex((p) => b.name.startsWith(p)));
@@ -341,6 +382,9 @@ async function main() {
         ['Port (cache, same path) / bare Node', by['port-cache'], bare],
         ['Port (cache, new path every request) / bare Node', by['port-unique'], bare],
         ['Bare Node / nginx', bare, by.nginx],
+        ...(by['port-dpop'] ? [['Port DPoP (cache, same path) / Port Bearer (cache, same path)', by['port-dpop'], by['port-cache']]] : []),
+        ...(by['port-dpop'] && by['port-pool-bearer'] ? [['Port DPoP (cache) / attested-pool Bearer (cache), same pool', by['port-dpop'], by['port-pool-bearer']]] : []),
+        ...(by['port-dpop-nocache'] ? [['Port DPoP (no cache) / Port Bearer (no cache)', by['port-dpop-nocache'], port]] : []),
       ].map(([name, a, b]) => `| ${name} | ${pct(a.rps, b.rps)} | ${signed(a.p99 - b.p99)} | ${(cpuPer(a) / cpuPer(b)).toFixed(2)}× (${Math.round(cpuPer(a) * 1000)} vs ${Math.round(cpuPer(b) * 1000)} µs) |`),
     ];
     const out = ['', ...head, '', ...table];
@@ -374,6 +418,7 @@ async function main() {
         `The direct row is wrk → upstream with no proxy: a proxy row near it is limited by CPU ${loadCpu}, not by the proxy. "Proxy CPU busy" and "CPU / req" are the proxy process's user+system time from /proc during the timed run (10 ms ticks).`,
       `- Every request carries the same \`Authorization: Bearer <Port token>\` (${auth.length - 'Authorization: Bearer '.length} bytes); only Port reads it. Port: one upstream with a bearer credential injected, 3 relay policies + 4 exchange/assume policies (Cedar), a warm-up of ${warmupS} s before each timed run. ` +
         `"A new path every request" uses a wrk Lua script (\`/relay/bench/u/<run>/<n>\`), so every decision misses the cache; the Lua costs wrk some CPU on CPU ${loadCpu}.`,
+      ...(dpop ? hostBoundNotes(dpop, by, { loadCpu, proxyCpu }) : []),
       `- 1-min load average just before the run: ${loadAtStart.toFixed(2)} (the run itself keeps both CPUs busy); the run took ${Math.round((performance.now() - t0) / 1000)} s.`,
       '',
       `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}, ${by.nginx.name.split(' (')[0]}, wrk ${wrkVersion(tools.wrk)}.`,

@@ -191,15 +191,18 @@ port_host_key_path() {
   printf '%s/port/host-key.jwk' "$state"
 }
 
-# port_detect_host_key: sets PORT_PLUGIN_DPOP_KEY to the host key when `port` is on PATH
-# and the key exists (the agent attested with it), else ''. With it, the exchange carries a
-# proof of the key and Port binds the token to it.
+# port_detect_host_key: sets PORT_PLUGIN_DPOP_KEY to the host key when `port` is on PATH,
+# the key exists and `port agent attest` marked it host-bound (KEY.host-bound: Port said
+# the agent's pool binds tokens to it), else ''. With it, the exchange carries a proof of
+# the key and Port binds the token to it; elsewhere the token stays a Bearer token, which
+# git, npm and curl can send.
 port_detect_host_key() {
   local key
   PORT_PLUGIN_DPOP_KEY=''
   command -v port >/dev/null 2>&1 || return 0
   key=$(port_host_key_path) || return 0
   [[ -e "$key" || -L "$key" ]] || return 0
+  [[ -f "${key}.host-bound" ]] || return 0
   PORT_PLUGIN_DPOP_KEY=$key
 }
 

@@ -31,6 +31,8 @@ make_host_key() {
   mkdir -p -m 700 "$(dirname "$HOST_KEY")"
   printf '{"kty":"EC"}\n' >"$HOST_KEY"
   chmod 600 "$HOST_KEY"
+  # What `port agent attest` writes when Port says the pool is host-bound.
+  printf 'true\n' >"${HOST_KEY}.host-bound"
 }
 
 secret_answer() {
@@ -150,6 +152,27 @@ secret_answer() {
 }
 
 @test "port on PATH but no host key on this agent: the exchange is the plain one, port is not called" {
+  stub buildkite-agent \
+    "oidc request-token --audience ${PORT_URL_FOR_TESTS} --claim ${OIDC_CLAIMS} : echo ${BK_TOKEN}" \
+    "redactor add --format json : cat >/dev/null"
+  stub port
+  stub curl \
+    "$(curl_answer "${PORT_URL_FOR_TESTS}/oauth/token" 200 "$(exchange_answer "$PORT_TOKEN_VALUE" db-password)")" \
+    "$(curl_answer "${PORT_URL_FOR_TESTS}/v1/credentials/db-password" 200 "$(secret_answer db-password "$DB_SECRET")")"
+
+  run_hook environment
+
+  [ "$status" -eq 0 ]
+  unstub buildkite-agent
+  unstub port
+  unstub curl
+  state=$(job_env PORT_PLUGIN_STATE_DIR)
+  [ ! -e "${state}/dpop-key" ]
+}
+
+@test "a host key that attest did not mark host-bound (an attested pool without host_bound): the plain exchange, port is not called" {
+  make_host_key
+  rm "${HOST_KEY}.host-bound"
   stub buildkite-agent \
     "oidc request-token --audience ${PORT_URL_FOR_TESTS} --claim ${OIDC_CLAIMS} : echo ${BK_TOKEN}" \
     "redactor add --format json : cat >/dev/null"

@@ -20,6 +20,8 @@ import { EXIT_FAILED, EXIT_USAGE } from './exit-codes.js';
 import { hostKeyPath, refuseKeyInBuildDirs } from './host-key-path.js';
 import { PORT_CLAIMS, requestAgentToken } from './token-command.js';
 import { UsageError } from './usage-error.js';
+import { parseJsonObject } from './json-object.js';
+import { rm, writeFile } from 'node:fs/promises';
 
 /** Where agents attest (src/agents/attestation-service.ts ATTEST_PATH; not imported, to keep the CLI light). */
 const ATTEST_PATH = '/v1/agents/attest';
@@ -115,7 +117,7 @@ async function attest(opts: AttestOptions): Promise<string> {
       headersTimeout: 30_000,
       bodyTimeout: 30_000,
     });
-    answer = parseObject(await res.body.text());
+    answer = parseJsonObject(await res.body.text());
     if (res.statusCode === 200 && answer !== undefined) break;
     // SigV4 is deterministic to the second: agents of one host attesting in the same second
     // sign the same request, which Port accepts once. A later second signs another.
@@ -125,6 +127,7 @@ async function attest(opts: AttestOptions): Promise<string> {
     }
     throw new AttestFailure(`refused by Port (${res.statusCode} ${str(answer?.error) ?? 'error'}): ${str(answer?.error_description) ?? 'Port answered no description'}`);
   }
+  await markHostBound(keyPath, answer.host_bound === true);
   const methods = Array.isArray(answer.attestation) ? answer.attestation.filter((m): m is string => typeof m === 'string') : [];
   const ignored = Array.isArray(answer.ignored) ? answer.ignored.filter((m): m is string => typeof m === 'string') : [];
   return (
@@ -227,14 +230,6 @@ function signedCallerIdentity(credentials: Credentials, opts: AttestOptions, url
   }
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v.replace(/[\x00-\x1f\x7f]/g, ' ').slice(0, 500) : undefined;
@@ -242,4 +237,15 @@ function str(v: unknown): string | undefined {
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * `<key>.host-bound` beside the host key says Port answered that this agent's pool binds
+ * tokens to it; the plugin makes DPoP-bound exchanges only then. Elsewhere a bound token
+ * would break what sends `PORT_TOKEN` as a Bearer or Basic credential (git, npm, curl).
+ */
+async function markHostBound(keyPath: string, hostBound: boolean): Promise<void> {
+  const marker = `${keyPath}.host-bound`;
+  if (hostBound) await writeFile(marker, 'true\n', { mode: 0o600 });
+  else await rm(marker, { force: true });
 }

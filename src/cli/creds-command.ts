@@ -5,6 +5,7 @@ import { exchangeAtPort, PORT_CLAIMS, requestAgentToken } from './token-command.
 import { createProof, loadOrCreateHostKey, type HostKey } from '../dpop/host-key.js';
 import { dpopKeyFrom } from './dpop-key-option.js';
 import { UsageError } from './usage-error.js';
+import { parseJsonObject } from './json-object.js';
 
 interface CredsOptions {
   url?: string;
@@ -52,7 +53,7 @@ export function registerCredsCommand(program: Command): void {
           bodyTimeout: 60_000,
         });
         const text = await res.body.text();
-        const body = parseObject(text);
+        const body = parseJsonObject(text);
         if (res.statusCode !== 200 || body === undefined) {
           // With the agent's token Port refuses the exchange and the credential as one step.
           throw new CredsFailure(`${fromAgent && !dpop ? 'token exchange refused' : 'refused'} (${res.statusCode} ${str(body?.error) ?? 'error'}): ${str(body?.error_description) ?? 'Port answered no description'}`);
@@ -85,14 +86,6 @@ async function buildkiteTokenFromAgent(url: string): Promise<string> {
   return requestAgentToken(process.env.PORT_AUDIENCE || url, PORT_CLAIMS);
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;

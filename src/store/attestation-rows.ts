@@ -38,3 +38,8 @@ export function attestationFromRow(row: AttestationRow): AgentAttestationRecord 
     expiresAt: Number(row.expires_at),
   };
 }
+
+/** The record's columns in table order (agent_id … expires_at), for both backends' upserts. */
+export function attestationRowValues(r: AgentAttestationRecord): (string | number | null)[] {
+  return [r.agentId, r.pool, r.jobId, encodeMethods(r.methods), r.instanceId ?? null, r.account ?? null, r.region ?? null, r.iamRole ?? null, r.jkt ?? null, r.attestedAt, r.expiresAt];
+}

@@ -112,6 +112,8 @@ describe('port agent attest', () => {
     expect(r.stdout).toMatch(new RegExp(`^port: agent ${j.agentId} attested for pool linux/deploy with aws_iam, aws_iid until \\d{4}-\\d\\d-\\d\\dT[^;]*; Port tokens of its jobs are bound to host key ${key.jkt}\\n$`));
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(statSync(join(agentHome, '.local', 'state', 'port')).mode & 0o777).toBe(0o700);
+    // Port said the pool is host-bound: the mark the plugin binds tokens by.
+    expect(readFileSync(`${keyFile}.host-bound`, 'utf8')).toBe('true\n');
     expect(await h.port.store.attestations.get(j.agentId, Date.now())).toMatchObject({
       pool: 'linux/deploy',
       methods: ['aws_iam', 'aws_iid'],

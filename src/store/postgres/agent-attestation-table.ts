@@ -1,5 +1,5 @@
 import { StoreError } from '../../errors.js';
-import { attestationFromRow, encodeMethods, type AttestationRow } from '../attestation-rows.js';
+import { attestationFromRow, attestationRowValues, type AttestationRow } from '../attestation-rows.js';
 import { ATTESTATION_KEPT_MS, type AgentAttestationRecord, type AgentAttestationStore, type InstanceKeyBinding } from '../repositories/agent-attestations.js';
 import type { PgDatabase, Queryable } from './pg-database.js';
 
@@ -16,19 +16,7 @@ export class PostgresAgentAttestations implements AgentAttestationStore {
        ON CONFLICT (agent_id) DO UPDATE SET pool = EXCLUDED.pool, job_id = EXCLUDED.job_id, methods = EXCLUDED.methods,
          instance_id = EXCLUDED.instance_id, account = EXCLUDED.account, region = EXCLUDED.region, iam_role = EXCLUDED.iam_role,
          jkt = EXCLUDED.jkt, attested_at = EXCLUDED.attested_at, expires_at = EXCLUDED.expires_at`,
-      [
-        r.agentId,
-        r.pool,
-        r.jobId,
-        encodeMethods(r.methods),
-        r.instanceId ?? null,
-        r.account ?? null,
-        r.region ?? null,
-        r.iamRole ?? null,
-        r.jkt ?? null,
-        r.attestedAt,
-        r.expiresAt,
-      ],
+      attestationRowValues(r),
     );
   }
 

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { attestationFromRow, encodeMethods, type AttestationRow } from '../attestation-rows.js';
+import { attestationFromRow, attestationRowValues, type AttestationRow } from '../attestation-rows.js';
 import { ATTESTATION_KEPT_MS, type AgentAttestationRecord, type AgentAttestationStore, type InstanceKeyBinding } from '../repositories/agent-attestations.js';
 import type { WriteBatcher } from './write-batcher.js';
 
@@ -35,19 +35,7 @@ export class SqliteAgentAttestations implements AgentAttestationStore {
   put(record: AgentAttestationRecord): Promise<void> {
     const r = record;
     return this.batcher.write(() => {
-      this.s.put.run(
-        r.agentId,
-        r.pool,
-        r.jobId,
-        encodeMethods(r.methods),
-        r.instanceId ?? null,
-        r.account ?? null,
-        r.region ?? null,
-        r.iamRole ?? null,
-        r.jkt ?? null,
-        r.attestedAt,
-        r.expiresAt,
-      );
+      this.s.put.run(...attestationRowValues(r));
     });
   }
 
