@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { createProof, type HostKey } from './host-key.js';
+import { comparableUri } from './htu.js';
 
 /** Where `port agent proxy` listens: a loopback address only, since whoever reaches it uses the job's token. */
 export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -56,6 +57,8 @@ export async function startForwarder(o: ForwarderOptions): Promise<RunningForwar
   const base = port.pathname.replace(/\/+$/, '');
   const origin = port.origin;
   const upstream = new Pool(origin, { connections: 16 });
+  // What a forwarded path must still be under once dot segments are resolved (below).
+  const relayRoot = comparableUri(`${origin}${base}${RELAY_PREFIX}`, false);
   let listeningPort = 0;
 
   const server: Server = createServer((req, res) => {
@@ -69,6 +72,20 @@ export async function startForwarder(o: ForwarderOptions): Promise<RunningForwar
     const target = req.url ?? '';
     if (!loopbackHost(req.headers.host, listeningPort)) return fail(res, 421, 'misdirected_request', 'This forwarder answers only requests addressed to its loopback address.');
     if (!target.startsWith(RELAY_PREFIX)) return fail(res, 404, 'not_found', 'This forwarder only forwards /relay/… to Port.');
+    // `/relay/../v1/credentials/x` names /v1/credentials/x to Port's htu check (RFC 3986
+    // §6.2.2.3, as it compares) and to any reverse proxy that normalises paths before passing
+    // them on (nginx does for `proxy_pass` with a URI): signed here, it would release a credential.
+    const resolved = comparableUri(`${origin}${base}${target}`, false);
+    if (resolved === undefined || relayRoot === undefined || !resolved.startsWith(relayRoot)) {
+      return fail(res, 404, 'not_found', 'This forwarder only forwards /relay/… to Port; the path leaves it once its dot segments are resolved.');
+    }
+    // A web page in a browser on this host (a CI job's end-to-end tests) can send requests here
+    // with the right Host: a cross-site POST with a CORS-safelisted content type needs no
+    // preflight (WHATWG Fetch, "CORS-safelisted request-header"). Browsers mark such requests
+    // with Origin (RFC 6454 §7) or Sec-Fetch-* (W3C Fetch Metadata); git, npm and curl send neither.
+    if (req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined || req.headers['sec-fetch-mode'] !== undefined) {
+      return fail(res, 403, 'browser_request', 'This forwarder does not forward requests from web browsers (Origin or Sec-Fetch-* header).');
+    }
     let token: string;
     try {
       token = await readToken(o.tokenFile);

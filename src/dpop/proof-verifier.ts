@@ -173,7 +173,29 @@ function publicJwk(value: unknown, alg: DpopAlgorithm): JWK {
     if (typeof v !== 'string' || !/^[A-Za-z0-9_-]+$/.test(v)) throw refuse('jwk_invalid', `The DPoP proof's jwk has no valid "${m}".`);
     out[m] = v;
   }
+  if (alg === 'EdDSA' && smallOrderEd25519(out.x!)) throw refuse('jwk_invalid', "The DPoP proof's jwk is not a valid public key for its alg.");
   return out as JWK;
+}
+
+/** 2^255 - 19, the field of Ed25519 (RFC 8032 §5.1). */
+const ED25519_P = 2n ** 255n - 19n;
+/** The four points of order 8 on edwards25519 have y = this or P minus this (doubled, they give y = 0: order 4). */
+const ED25519_ORDER8_Y = 2707385501144840649318225287225658788936804267575313519463743609750303402022n;
+
+/**
+ * Whether `x` (RFC 8037 §2: the 32-byte RFC 8032 encoding) is one of the eight points of
+ * small order, or a non-canonical encoding of one. RFC 8032 §5.1.7 verification holds for
+ * R = identity, S = 0 whenever [k]A is the identity — always for A = identity, often for the
+ * others — so a proof "signed" by such a key proves possession of nothing; Node accepts both
+ * the key and the signature. Their y is 1, -1 (orders 1, 2), 0 (order 4) or ±ED25519_ORDER8_Y.
+ */
+function smallOrderEd25519(x: string): boolean {
+  const bytes = Buffer.from(x, 'base64url');
+  if (bytes.length !== 32) return false; // not a key at all: importJWK refuses it
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? bytes[i]! & 0x7f : bytes[i]!);
+  y %= ED25519_P;
+  return y === 0n || y === 1n || y === ED25519_P - 1n || y === ED25519_ORDER8_Y || y === ED25519_P - ED25519_ORDER8_Y;
 }
 
 function decodeJson(part: string, what: 'header' | 'payload'): Record<string, unknown> {

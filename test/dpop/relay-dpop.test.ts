@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { exportJWK, generateKeyPair } from 'jose';
+import { calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, importJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostKey } from '../../src/dpop/host-key.js';
 import type { RelayHarness } from '../helpers/relay-harness.js';
@@ -196,6 +196,32 @@ describe('the attack corpus: refused with 401 invalid_dpop_proof', () => {
     expectProofRefused(await relay('/files/a', { authorization: `DPoP ${token}`, dpop: typ }), /typ is not dpop\+jwt/);
     const nojwk = await craftProof({ signWith: key.privateKey, alg: 'ES256', header: { typ: 'dpop+jwt' }, claims: claims() });
     expectProofRefused(await relay('/files/a', { authorization: `DPoP ${token}`, dpop: nojwk }), /no jwk object/);
+  });
+
+  it('an Ed25519 jwk of small order, for which anyone can forge a signature without a private key', async () => {
+    // RFC 8032 §5.1.7 verification of R = identity, S = 0 holds whenever [k]A is the identity:
+    // always for A = identity, for 1 in 2, 4 or 8 messages for the other small-order points.
+    const p = 2n ** 255n - 19n;
+    const order8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022n;
+    const enc = (y: bigint, negative = false) => {
+      const b = Buffer.alloc(32);
+      for (let i = 0, v = y; i < 32; i++, v >>= 8n) b[i] = Number(v & 0xffn);
+      if (negative) b[31]! |= 0x80;
+      return b.toString('base64url');
+    };
+    const signature = Buffer.concat([Buffer.from([1]), Buffer.alloc(63)]).toString('base64url');
+    for (const x of [enc(1n), enc(p + 1n), enc(0n), enc(p - 1n), enc(order8), enc(p - order8, true)]) {
+      const jwk = { kty: 'OKP', crv: 'Ed25519', x };
+      const weakToken = await boundToken(h, h.sim.createJob({ pipelineSlug: 'deploy', branch: 'main' }), await calculateJwkThumbprint(jwk, 'sha256'));
+      const verifyKey = await importJWK(jwk, 'EdDSA');
+      let forged: string | undefined;
+      for (let i = 0; i < 256 && forged === undefined; i++) {
+        const candidate = `${b64json({ typ: 'dpop+jwt', alg: 'EdDSA', jwk })}.${b64json(proofClaims('GET', `${PUBLIC}/relay/files/a`, weakToken))}.${signature}`;
+        forged = await compactVerify(candidate, verifyKey).then(() => candidate, () => undefined);
+      }
+      expect(forged, `no forgery found for x=${x}`).toBeDefined();
+      expectProofRefused(await relay('/files/a', { authorization: `DPoP ${weakToken}`, dpop: forged! }), /jwk is not a valid public key/);
+    }
   });
 
   it('a header with a duplicate member', async () => {
