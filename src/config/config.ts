@@ -502,7 +502,7 @@ function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConf
     throw new ConfigError(`${file}: ${at}.attestation: aws_iid needs attestation.aws_iid.certificates (the AWS public certificates for your regions).`);
   }
   for (const name of p.autoscalers) {
-    if (!(name in c.scaling.autoscalers)) throw new ConfigError(`${file}: ${at}.autoscalers: "${name}" is not under scaling.autoscalers; add it there with its token.`);
+    if (!Object.hasOwn(c.scaling.autoscalers, name)) throw new ConfigError(`${file}: ${at}.autoscalers: "${name}" is not under scaling.autoscalers; add it there with its token.`);
   }
   return {
     key,

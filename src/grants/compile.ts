@@ -78,7 +78,8 @@ export function compileGrants(config: PortConfig, fromDirectory: GrantsFromDirec
   const seen = new Map<string, GrantBindingConfig>();
   for (const binding of grants.bindings) {
     const where = at(binding.source, bindingKey(binding));
-    const role = grants.roles[binding.role];
+    // Own keys only: a binding of role `constructor` must not find Object.prototype's.
+    const role = Object.hasOwn(grants.roles, binding.role) ? grants.roles[binding.role] : undefined;
     if (role === undefined) {
       const known = Object.keys(grants.roles).sort();
       problems.push(`${where}.role: "${binding.role}" is not a role; define it under roles: or use one of: ${known.length > 0 ? known.join(', ') : '(none defined)'}.`);
@@ -121,10 +122,10 @@ function checkRole(role: GrantRole, config: PortConfig, where: string): string[]
     return list.length > 0 ? list.join(', ') : '(none configured)';
   };
   role.credentials.forEach((c, i) => {
-    if (!(c in config.credentials)) problems.push(`${where}.credentials[${i}]: "${c}" is not a credential in ${shownSource(CONFIG_SOURCE, config)}; add it under credentials: or use one of: ${names(config.credentials)}.`);
+    if (!Object.hasOwn(config.credentials, c)) problems.push(`${where}.credentials[${i}]: "${c}" is not a credential in ${shownSource(CONFIG_SOURCE, config)}; add it under credentials: or use one of: ${names(config.credentials)}.`);
   });
   role.upstreams.forEach((u, i) => {
-    if (!(u.upstream in config.upstreams)) problems.push(`${where}.upstreams[${i}].upstream: "${u.upstream}" is not an upstream in ${shownSource(CONFIG_SOURCE, config)}; add it under upstreams: or use one of: ${names(config.upstreams)}.`);
+    if (!Object.hasOwn(config.upstreams, u.upstream)) problems.push(`${where}.upstreams[${i}].upstream: "${u.upstream}" is not an upstream in ${shownSource(CONFIG_SOURCE, config)}; add it under upstreams: or use one of: ${names(config.upstreams)}.`);
   });
   role.approve.forEach((p, i) => {
     const org = p.includes('/') ? p.split('/')[0] : undefined;
@@ -136,7 +137,7 @@ function checkRole(role: GrantRole, config: PortConfig, where: string): string[]
     if (pool.endsWith('/*')) {
       // The scale request's resource is the Pool `cluster/queue`; Cedar can't match an entity id by pattern.
       problems.push(`${where}.scale[${i}]: "${pool}" names every queue of a cluster, but a scale grant names one pool; list each CLUSTER/QUEUE.`);
-    } else if (!(pool in config.pools)) {
+    } else if (!Object.hasOwn(config.pools, pool)) {
       problems.push(`${where}.scale[${i}]: "${pool}" is not a pool in ${shownSource(CONFIG_SOURCE, config)}; add it under pools: (with its autoscalers) or use one of: ${names(config.pools)}.`);
     }
   });
@@ -172,7 +173,7 @@ function checkBinding(b: GrantBindingConfig, role: GrantRole, config: PortConfig
     problems.push(`${where}.autoscalers: role ${role.name} grants no scale, so autoscalers here would have no effect; remove them or add scale to the role.`);
   }
   b.autoscalers.forEach((a, i) => {
-    if (!(a in config.scaling.autoscalers)) {
+    if (!Object.hasOwn(config.scaling.autoscalers, a)) {
       const known = Object.keys(config.scaling.autoscalers).sort();
       problems.push(`${where}.autoscalers[${i}]: "${a}" is not under scaling.autoscalers; add it there with its token or use one of: ${known.length > 0 ? known.join(', ') : '(none configured)'}.`);
       return;

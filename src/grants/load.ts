@@ -81,10 +81,18 @@ export function loadGrantsDirectory(dir: string, baseDir: string, opts: { skip?:
   const found: GrantsFromDirectory = { files: [], roles: {}, bindings: [] };
   for (const name of names) {
     const file = path.join(dir, name);
-    // stat, not the dirent: Kubernetes ConfigMap volumes mount files as symlinks.
-    if (!statSync(file).isFile()) continue;
     const shown = shownPath(file, baseDir);
-    const parsed = parseGrantsFile(readFileSync(file, 'utf8'), shown);
+    let text: string;
+    try {
+      // stat, not the dirent: Kubernetes ConfigMap volumes mount files as symlinks.
+      if (!statSync(file).isFile()) continue;
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      // A dangling link or an unreadable file is a grants problem like any other, not a crash.
+      problems.push(`${shown}: cannot be read (${err instanceof Error && 'code' in err ? String(err.code) : 'unreadable'}); fix the file or remove it from the grants folder.`);
+      continue;
+    }
+    const parsed = parseGrantsFile(text, shown);
     found.files.push(file);
     if (!parsed.ok) {
       problems.push(...parsed.problems);
@@ -92,7 +100,7 @@ export function loadGrantsDirectory(dir: string, baseDir: string, opts: { skip?:
     }
     for (const [roleName, r] of Object.entries(parsed.grants.roles)) {
       const role = roleOf(roleName, r, shown);
-      const first = found.roles[roleName];
+      const first = Object.hasOwn(found.roles, roleName) ? found.roles[roleName] : undefined;
       if (first !== undefined) problems.push(definedTwice(role, first));
       else found.roles[roleName] = role;
     }
@@ -107,7 +115,7 @@ export function allGrants(config: Pick<PortConfig, 'file' | 'grants'>, fromDirec
   const roles: Record<string, GrantRole> = { ...config.grants.roles };
   const problems: string[] = [];
   for (const role of Object.values(fromDirectory?.roles ?? {})) {
-    const first = roles[role.name];
+    const first = Object.hasOwn(roles, role.name) ? roles[role.name] : undefined;
     if (first !== undefined) problems.push(definedTwice(role, first, config));
     else roles[role.name] = role;
   }

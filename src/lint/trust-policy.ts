@@ -170,7 +170,8 @@ function statementFindings(statement: Json, here: (suffix?: string) => string, t
 
 /**
  * The `sub` condition is what ties the role to particular jobs: without it, or with a
- * pattern that is only wildcards, every token Port signs for the audience is accepted.
+ * pattern that matches any pipeline (`*`, `organization:ORG:*`), every token Port signs for
+ * the audience is accepted.
  * In StringLike, `*` matches any run of characters, `:` included
  * (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_String),
  * so a pattern that doesn't begin with the organization can match more than intended.
@@ -191,9 +192,15 @@ function subjectFindings(statement: Json, here: (suffix?: string) => string, nam
   }
   for (const entry of subjects) {
     const where = here(`/Condition/${escapePointer(entry.operatorKey)}`);
-    const open = entry.operator === 'stringlike' ? entry.values.find((v) => /^[*?:]*\*[*?:]*$/.test(v)) : undefined;
+    const open = entry.operator === 'stringlike' ? entry.values.find((v) => pinsNoPipeline(v, organization)) : undefined;
     if (open !== undefined) {
-      out.push(error('trust.subject', where, `${entry.operatorKey} ${subKey} allows ${JSON.stringify(open)}, which pins nothing: any job of any pipeline could assume the role; name the pipelines and refs, e.g. "${example}".`));
+      out.push(
+        error(
+          'trust.subject',
+          where,
+          `${entry.operatorKey} ${subKey} allows ${JSON.stringify(open)}, which pins nothing: every sub Port signs starts organization:${organization}:, so any job of any pipeline could assume the role; name the pipelines and refs, e.g. "${example}".`,
+        ),
+      );
       continue;
     }
     for (const value of entry.values) {
@@ -209,6 +216,30 @@ function subjectFindings(statement: Json, here: (suffix?: string) => string, nam
     }
   }
   return out;
+}
+
+/**
+ * Whether a StringLike `sub` pattern matches jobs of a pipeline and ref nobody named: Port
+ * signs only for `buildkite.organization`, so `organization:ORG:*` (or `organization:ORG*`,
+ * `organization:ORG:pipeline:*`) pins no more than `*` does. Tested by matching made-up
+ * subs — a branch and a tag build, with and without a step key — as IAM would: `*` any run
+ * of characters, `?` one, `${*}` `${?}` `${$}` those characters themselves
+ * (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_String,
+ * https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars).
+ */
+function pinsNoPipeline(pattern: string, organization: string): boolean {
+  const glob = new RegExp(
+    `^${pattern
+      .split(/(\$\{[*?$]\}|[*?])/)
+      .map((part) => (part === '*' ? '.*' : part === '?' ? '.' : /^\$\{[*?$]\}$/.test(part) ? escapeRegExp(part[2]!) : escapeRegExp(part)))
+      .join('')}$`,
+    's',
+  );
+  const probe = 'port-lint-probe-7f3a';
+  const subs = [`refs/heads/${probe}`, `refs/tags/${probe}`].flatMap((ref) =>
+    [probe, ''].map((step) => `organization:${organization}:pipeline:${probe}:ref:${ref}:commit:${'0'.repeat(40)}:step:${step}`),
+  );
+  return subs.some((sub) => glob.test(sub));
 }
 
 /** `https://port.example.com/` → `port.example.com`; a path stays (`ci.example.com/port`). */

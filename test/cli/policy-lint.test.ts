@@ -92,7 +92,8 @@ describe('port policy lint', () => {
       ...config(),
       credentials: { ...(config().credentials as object), 'ci-dev-spare': { type: 'port_token', audience: 'https://spare.acme.test' } },
     });
-    const unpinned = { ...TRUST, Statement: [{ ...TRUST.Statement[0], Condition: { ...TRUST.Statement[0]!.Condition, StringLike: { 'port.acme.test:sub': 'organization:*' } } }] };
+    // Pins the pipeline but not the organization: a warning (organization:* would pin nothing, an error).
+    const unpinned = { ...TRUST, Statement: [{ ...TRUST.Statement[0], Condition: { ...TRUST.Statement[0]!.Condition, StringLike: { 'port.acme.test:sub': '*:pipeline:deploy:*' } } }] };
     writeFileSync(join(root, 'extra-trust.json'), JSON.stringify(unpinned));
     const r = await runPort(['policy', 'lint', '--json', '--trust-policy', 'extra-trust.json'], { cwd: root });
     expect(r.code).toBe(0);

@@ -171,6 +171,22 @@ describe('the other policy commands with grants', () => {
   );
 
   it(
+    'with --policies DIR, a config that is not YAML or not there is a usage error, not a check of the folder without its grants',
+    async () => {
+      writeFileSync(join(dir, 'broken.yaml'), 'grants:\n  roles: {}\n  roles: {}\n');
+      const [broken, missing] = await Promise.all([
+        port(['policy', 'validate', '--policies', 'policies', '-c', 'broken.yaml']),
+        port(['policy', 'test', '--policies', 'policies', '-c', 'missing.yaml']),
+      ]);
+      expect(broken.code, broken.stdout).toBe(2);
+      expect(broken.stderr).toMatch(/^port policy: broken\.yaml: invalid YAML: /);
+      expect(missing.code, missing.stdout).toBe(2);
+      expect(missing.stderr.trim()).toBe('port policy: cannot read missing.yaml (ENOENT)');
+    },
+    SLOW,
+  );
+
+  it(
     'policy explain names the grant policy, where it is and its reason — or the grant that did not match',
     async () => {
       const [allow, deny] = await Promise.all([

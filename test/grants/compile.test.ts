@@ -216,6 +216,24 @@ describe('compileGrants refuses grants that cannot be right', () => {
     ]);
   });
 
+  it("names that are Object.prototype's (constructor) are no role, credential, upstream or autoscaler", () => {
+    expect(compileError({ roles: ROLES, bindings: [{ role: 'constructor', groups: ['x'] }] })).toBe(
+      'port.yaml: grants.bindings[0].role: "constructor" is not a role; define it under roles: or use one of: deployer, publisher, scaler.',
+    );
+    expect(compileError({ roles: { r: { credentials: ['constructor'], upstreams: [{ upstream: 'constructor' }] } }, bindings: [] }).split('\n')).toEqual([
+      'port.yaml: grants.roles.r.credentials[0]: "constructor" is not a credential in port.yaml; add it under credentials: or use one of: aws-prod, deploy-token, npm-publish.',
+      'port.yaml: grants.roles.r.upstreams[0].upstream: "constructor" is not an upstream in port.yaml; add it under upstreams: or use one of: artifacts, github.',
+    ]);
+    expect(compileError({ roles: ROLES, bindings: [{ role: 'scaler', autoscalers: ['constructor'] }] })).toBe(
+      'port.yaml: grants.bindings[0].autoscalers[0]: "constructor" is not under scaling.autoscalers; add it there with its token or use one of: elastic, spot.',
+    );
+    // A role of that name, defined once, is a role like any other.
+    const dir = tempDir();
+    writeFiles(dir, { 'grants/a.yaml': 'roles:\n  constructor: { credentials: [npm-publish] }\nbindings:\n  - { role: constructor, groups: [x] }\n' });
+    const compiled = compileGrants(configWith({ directory: './grants' }, {}, dir));
+    expect(compiled.policies.map((p) => p.permission)).toEqual(['exchange', 'assume.npm-publish']);
+  });
+
   it('a scale grant of every queue of a cluster (Cedar cannot match a pool id by pattern)', () => {
     expect(compileError({ roles: { r: { scale: ['linux/*'] } }, bindings: [] }, { pools: { 'linux/*': {} } })).toBe(
       'port.yaml: grants.roles.r.scale[0]: "linux/*" names every queue of a cluster, but a scale grant names one pool; list each CLUSTER/QUEUE.',

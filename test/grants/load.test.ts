@@ -1,3 +1,4 @@
+import { symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compileGrants } from '../../src/grants/compile.js';
@@ -95,6 +96,15 @@ describe('grants.directory', () => {
     const config = configWith({ directory: './nope', roles: {} });
     expect(errorOf(() => compileGrants(config))).toEqual([
       `port.yaml: grants.directory: folder ${path.join(path.dirname(config.file), 'nope')} does not exist; create it or remove grants.directory.`,
+    ]);
+  });
+
+  it('reports a file that cannot be read (a dangling link) as a grants problem, with the others', () => {
+    const config = withFiles({ 'b.yaml': 'roles: []\n' });
+    symlinkSync(path.join(path.dirname(config.file), 'gone.yaml'), path.join(path.dirname(config.file), 'grants', 'a.yaml'));
+    expect(errorOf(() => compileGrants(config))).toEqual([
+      `grants${sep}a.yaml: cannot be read (ENOENT); fix the file or remove it from the grants folder.`,
+      expect.stringMatching(/^grants.b\.yaml: roles: /),
     ]);
   });
 

@@ -105,6 +105,18 @@ describe('trust policies', () => {
     expect(colons).toEqual([expect.objectContaining({ rule: 'trust.subject', location: 'aws/trust.json#/Statement/Condition/StringLike', message: expect.stringContaining('allows "*:*", which pins nothing') })]);
   });
 
+  it('trust.subject: a pattern that pins only the organization pins nothing, since Port signs for that organization alone', async () => {
+    for (const open of ['organization:acme:*', 'organization:acme*', 'organization:acme:pipeline:*', 'organization:acme:pipeline:*:ref:refs/*', 'organization:?cme:*']) {
+      const findings = await trust(doc(statement((s) => (s.Condition['ForAnyValue:StringLike'] = s.Condition.StringLike = { 'port.acme.test:sub': ['organization:acme:pipeline:deploy:*', open] }))));
+      expect(findings.map((f) => `${f.severity} ${f.rule}`), open).toContain('error trust.subject');
+      expect(findings.find((f) => f.rule === 'trust.subject')!.message).toContain(`allows ${JSON.stringify(open)}, which pins nothing`);
+    }
+    // A pinned pipeline, any ref, is no finding; ${*} is IAM's literal star, not a wildcard.
+    for (const pinned of ['organization:acme:pipeline:deploy:*', 'organization:acme:pipeline:deploy*', 'organization:acme:pipeline:${*}:*', 'organization:acme:pipeline:*:ref:refs/heads/main:*']) {
+      expect(await trust(doc(statement((s) => (s.Condition.StringLike = { 'port.acme.test:sub': pinned })))), pinned).toEqual([]);
+    }
+  });
+
   it('trust.subject_organization: a sub pattern that does not pin the organization is a warning', async () => {
     const findings = await trust(doc(statement((s) => (s.Condition.StringLike = { 'port.acme.test:sub': ['organization:acme:pipeline:deploy:*', '*:pipeline:deploy:*'] }))));
     expect(findings).toEqual([
