@@ -160,7 +160,8 @@ export class AgentGate {
     };
     const missing = pool.attestation.filter((m) => !verified.has(m));
     const first = refusals[0];
-    if (first !== undefined && pool.enforcement === 'enforce') {
+    // Only an explicit `audit` serves a refused job: any other value (a pool built without it) enforces.
+    if (first !== undefined && pool.enforcement !== 'audit') {
       const agent = configuredPoolContext(identity, pool, facts, { missing, hostBound: false });
       throw new TokenRejectedError(first.check, first.message, {
         context: { agent },
@@ -193,16 +194,18 @@ export function agentGateFromConfig(config: Pick<PortConfig, 'pools' | 'buildkit
 /**
  * The agent's attestation when it speaks for this pool: made for the same `cluster/queue`,
  * and still within the pool's `aws` rules as they are now (an account, region or role the
- * pool no longer allows is no attestation). The attest endpoint checked every rule when
- * it was made; here a fact the record lacks is left to that check.
+ * pool no longer allows is no attestation). A rule the record can't show a fact for — a
+ * region listed since an attestation without `aws_iid`, a role listed since one without
+ * `aws_iam` — is not met either: the attest endpoint would refuse that attestation now
+ * (`region_unproven`, `role_unproven`), so it doesn't serve until it expires.
  */
 function usableRecord(record: AgentAttestationRecord | undefined, key: string, pool: PoolConfig): AgentAttestationRecord | undefined {
   if (record === undefined || record.pool !== key) return undefined;
   const { accounts, regions, roles } = pool.aws;
-  if (accounts.length > 0 && record.account !== undefined && !accounts.includes(record.account)) return undefined;
-  if (regions.length > 0 && record.region !== undefined && !regions.includes(record.region)) return undefined;
+  if (accounts.length > 0 && (record.account === undefined || !accounts.includes(record.account))) return undefined;
+  if (regions.length > 0 && (record.region === undefined || !regions.includes(record.region))) return undefined;
   // An assumed-role pattern names the session ARN, which the record does not keep: the attest endpoint checked it.
   const role = record.iamRole;
-  if (roles.length > 0 && role !== undefined && !roles.some((p) => p.includes(':assumed-role/') || roleMatches(p, { arn: role, iamRole: role }))) return undefined;
+  if (roles.length > 0 && (role === undefined || !roles.some((p) => p.includes(':assumed-role/') || roleMatches(p, { arn: role, iamRole: role })))) return undefined;
   return record;
 }

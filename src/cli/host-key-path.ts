@@ -1,5 +1,5 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { UsageError } from './usage-error.js';
 
 /**
@@ -29,7 +29,9 @@ export function refuseKeyInBuildDirs(path: string, env: NodeJS.ProcessEnv = proc
     const dir = env[name];
     if (!dir) continue;
     const rel = relative(realish(resolve(dir)), key);
-    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+    // Outside is `..` or `../…` only: `..port/key` is a directory of `dir` whose name starts with two dots.
+    const outside = rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+    if (!outside) {
       throw new UsageError(`the host key ${path} is inside ${name} (${dir}), where jobs can read or replace it; keep it outside, e.g. in $XDG_STATE_HOME/port or $HOME/.local/state/port`);
     }
   }

@@ -47,6 +47,27 @@ describe('AgentGate', () => {
     expect((await gate(pool({ aws: { accounts: [], regions: [], roles: ['arn:aws:iam::123456789012:role/c*'] } }), record()).check(identity)).facts?.attested).toBe(true);
   });
 
+  it('ignores a record that lacks a fact a rule added since asks for (the attest endpoint would refuse it now)', async () => {
+    // Attested with aws_iam alone (no region) before the pool listed regions: only aws_iid shows one.
+    const regions = await refusal(gate(pool({ aws: { accounts: [], regions: ['eu-west-1'], roles: [] } }), record()));
+    expect(regions).toMatchObject({ check: 'agent_not_attested' });
+    // Attested with aws_iid alone (no role) before the pool listed roles: only aws_iam shows one.
+    const { iamRole: _role, ...iamFree } = record({ methods: ['aws_iid'], instanceId: 'i-0123456789abcdef0', region: 'eu-west-1' });
+    const iidOnly: AgentAttestationRecord = iamFree;
+    const p = pool({ attestation: ['aws_iid'], aws: { accounts: [], regions: [], roles: ['arn:aws:iam::123456789012:role/*'] } });
+    expect(await refusal(gate(p, iidOnly))).toMatchObject({ check: 'agent_not_attested' });
+    expect(await refusal(gate(pool({ attestation: ['aws_iid'], aws: { accounts: [], regions: [], roles: ['arn:aws:sts::123456789012:assumed-role/ci/*'] } }), iidOnly))).toMatchObject({
+      check: 'agent_not_attested',
+    });
+    // With the fact present and allowed, the record still serves.
+    expect((await gate(pool({ aws: { accounts: [], regions: ['eu-west-1'], roles: [] } }), record({ region: 'eu-west-1' })).check(identity)).facts?.attested).toBe(true);
+  });
+
+  it('refuses unless enforcement says audit (a pool built without it is enforced, never served)', async () => {
+    const p = { ...pool(), enforcement: undefined } as unknown as PoolConfig;
+    expect(await refusal(gate(p, undefined))).toMatchObject({ check: 'agent_not_attested' });
+  });
+
   it('binds a host-bound pool to the registered key only when the proof shows it', async () => {
     const p = pool({ hostBound: true });
     expect(await refusal(gate(p, record()))).toMatchObject({ check: 'agent_not_attested', message: expect.stringMatching(/registered no host key/) });

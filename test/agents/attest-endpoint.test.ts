@@ -75,6 +75,8 @@ async function job(queue: string, init: SimJobInit = {}): Promise<{ agentId: str
 }
 
 let signatures = 0;
+/** Fixed once: counting back from a clock that moves on could date two requests the same second. */
+const SIGNING_BASE = Date.now();
 /**
  * A signed sts:GetCallerIdentity from the instance's role credentials. SigV4 is
  * deterministic to the second (X-Amz-Date), so each is dated a second apart from the
@@ -87,7 +89,7 @@ function signed(i: ImdsSimulator): SignedCallerIdentityRequest {
     region: 'us-east-1',
     stsEndpoint: sts.url,
     serverId: PUBLIC_URL,
-    now: new Date(Date.now() - (++signatures % 200) * 1000),
+    now: new Date(SIGNING_BASE - (++signatures % 200) * 1000),
   });
 }
 

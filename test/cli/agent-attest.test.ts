@@ -153,6 +153,14 @@ describe('port agent attest', () => {
     const viaLink = await runPort(['agent', 'attest', '--key', join(link, 'k.jwk')], { env: env({}) });
     expect(viaLink.code).toBe(2);
 
+    // A directory of the checkout whose name starts with two dots is still inside it (the
+    // checkout alone: where BUILDKITE_BUILD_PATH is unset or elsewhere, nothing else catches it).
+    const dotted = join(checkout, '..port', 'host-key.jwk');
+    const viaDotted = await runPort(['agent', 'attest', '--key', dotted], { env: env({ BUILDKITE_BUILD_PATH: '' }) });
+    expect(viaDotted.stderr).toMatch(/is inside BUILDKITE_BUILD_CHECKOUT_PATH/);
+    expect(viaDotted.code).toBe(2);
+    expect(existsSync(dotted)).toBe(false);
+
     // Another instance (the first one is bound to the key it registered first).
     const other = await ImdsSimulator.start({ instance: { region: 'eu-west-1' }, ca, sts, roleName: ROLE });
     const outside = join(dir, 'state', 'host.jwk');
