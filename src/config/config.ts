@@ -491,6 +491,10 @@ function poolConfig(key: string, p: ParsedConfig['pools'][string], c: ParsedConf
     throw new ConfigError(`${file}: ${at}.attestation: none can't be combined with ${p.attestation.filter((m) => m !== 'none').join(', ')}; list only what agents must prove.`);
   }
   const attestation = [...new Set(p.attestation.filter((m): m is AttestationMethod => m !== 'none'))];
+  if (attestation.some((m) => m === 'aws_iam' || m === 'aws_iid') && p.aws.accounts.length === 0) {
+    // Without it any AWS account passes — one an attacker opens for the purpose included.
+    throw new ConfigError(`${file}: ${at}.aws.accounts: empty, so a host of any AWS account (an attacker's own too) could attest for this pool; list your account ids, e.g. accounts: ["123456789012"].`);
+  }
   if (p.host_bound && !attestation.some((m) => m === 'aws_iam' || m === 'aws_iid')) {
     throw new ConfigError(`${file}: ${at}.host_bound: true needs aws_iam or aws_iid in ${at}.attestation (attestation is what registers the host's key).`);
   }

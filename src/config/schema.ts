@@ -535,7 +535,7 @@ const poolSchema = z
       }),
     aws: z
       .strictObject({
-        accounts: z.array(awsAccount).default([]).meta({ description: 'AWS accounts an attested agent host may be in; empty: any.', examples: [['123456789012']] }),
+        accounts: z.array(awsAccount).default([]).meta({ description: 'AWS accounts an attested agent host may be in; required when the pool requires `aws_iam` or `aws_iid` (else a host of any AWS account, an attacker\'s own too, could attest).', examples: [['123456789012']] }),
         regions: z.array(awsRegion).default([]).meta({ description: 'AWS regions an attested agent host may run in (`aws_iid`); empty: any.', examples: [['eu-west-1']] }),
         roles: z
           .array(roleArnPattern)

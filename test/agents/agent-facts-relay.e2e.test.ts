@@ -54,8 +54,8 @@ beforeAll(async () => {
         relay: { accept_buildkite_tokens: true, decision_cache_ttl: 5 },
         upstreams: { files: { url: `${upstream.url}/base`, timeout: 2, connect_timeout: 2, inject: { bearer: 'env:PORT_TEST_AGENT_RELAY_UPSTREAM' } } },
         pools: {
-          'linux/prod': { attestation: ['buildkite', 'aws_iam'] },
-          'linux/bound': { attestation: ['aws_iam'], host_bound: true },
+          'linux/prod': { attestation: ['buildkite', 'aws_iam'], aws: { accounts: ['123456789012', '210987654321'] } },
+          'linux/bound': { attestation: ['aws_iam'], host_bound: true, aws: { accounts: ['123456789012', '210987654321'] } },
         },
         attestation: { buildkite_cache_ttl: 0 },
       };

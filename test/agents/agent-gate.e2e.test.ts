@@ -50,7 +50,7 @@ beforeAll(async () => {
         pools: {
           'linux/deploy': { attestation: ['buildkite'] },
           'linux/prod': { attestation: ['buildkite', 'aws_iam'], aws: { accounts: ['123456789012', '210987654321'] } },
-          'linux/canary': { attestation: ['buildkite', 'aws_iam'], enforcement: 'audit' },
+          'linux/canary': { attestation: ['buildkite', 'aws_iam'], enforcement: 'audit', aws: { accounts: ['123456789012', '210987654321'] } },
         },
         // Every check asks Buildkite afresh: the tests change agents between requests.
         attestation: { buildkite_cache_ttl: 0 },

@@ -39,9 +39,9 @@ beforeAll(async () => {
       pools: {
         'linux/deploy': { attestation: ['aws_iam'], aws: { accounts: [account], roles: [`arn:aws:iam::${account}:role/buildkite-deploy-*`] } },
         'linux/elsewhere': { attestation: ['aws_iam'], aws: { accounts: ['999999999999'] } },
-        'linux/iid': { attestation: ['aws_iid'], aws: { regions: ['eu-west-1'] } },
-        'linux/bound': { attestation: ['aws_iam'], host_bound: true },
-        'linux/both': { attestation: ['aws_iam', 'aws_iid'] },
+        'linux/iid': { attestation: ['aws_iid'], aws: { accounts: [account], regions: ['eu-west-1'] } },
+        'linux/bound': { attestation: ['aws_iam'], host_bound: true, aws: { accounts: [account] } },
+        'linux/both': { attestation: ['aws_iam', 'aws_iid'], aws: { accounts: [account] } },
         'linux/plain': { attestation: ['none'] },
       },
       attestation: {

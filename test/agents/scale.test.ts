@@ -67,9 +67,9 @@ beforeAll(async () => {
         },
       },
       pools: {
-        'linux/deploy': { attestation: ['aws_iam'], host_bound: true, autoscalers: ['elastic', 'k8s'] },
+        'linux/deploy': { attestation: ['aws_iam'], host_bound: true, aws: { accounts: ['123456789012'] }, autoscalers: ['elastic', 'k8s'] },
         'linux/build': { attestation: ['none'], autoscalers: ['elastic', 'k8s'] },
-        'gpu/*': { attestation: ['aws_iam'], autoscalers: ['elastic'] },
+        'gpu/*': { attestation: ['aws_iam'], aws: { accounts: ['123456789012'] }, autoscalers: ['elastic'] },
       },
     },
   });

@@ -47,8 +47,8 @@ beforeAll(async () => {
     config: {
       server: { listen: `127.0.0.1:${listen}`, public_url: url, log_level: 'silent' },
       pools: {
-        'linux/deploy': { attestation: ['aws_iam', 'aws_iid'], host_bound: true, aws: { roles: [`arn:aws:iam::${sts.accountId}:role/${ROLE}`] } },
-        'linux/iid': { attestation: ['aws_iid'] },
+        'linux/deploy': { attestation: ['aws_iam', 'aws_iid'], host_bound: true, aws: { accounts: [sts.accountId], roles: [`arn:aws:iam::${sts.accountId}:role/${ROLE}`] } },
+        'linux/iid': { attestation: ['aws_iid'], aws: { accounts: [sts.accountId] } },
       },
       attestation: { aws_iam: { sts_endpoint: sts.url }, aws_iid: { certificates: { default: `file:${join(dir, 'ec2.pem')}` } } },
     },

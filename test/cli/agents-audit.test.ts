@@ -15,7 +15,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 const POOLS = `pools:
-  linux/deploy: {attestation: [buildkite, aws_iam], enforcement: audit}
+  linux/deploy: {attestation: [buildkite, aws_iam], enforcement: audit, aws: {accounts: ['123456789012']}}
   linux/ci: {}
 `;
 const attested = { required: ['buildkite', 'aws_iam'], attestation: ['buildkite', 'aws_iam'] };
