@@ -114,6 +114,12 @@ export class BuildkiteLiveCheck {
         true,
       );
     }
+    // The job's own queue against the pool the token claims: where Buildkite names one
+    // and not the other for the agent (a queue id without a key), this still holds the
+    // job to its claim.
+    if ((own.key !== undefined && identity.queueKey !== undefined && own.key !== identity.queueKey) || (own.id !== undefined && identity.queueId !== undefined && own.id !== identity.queueId)) {
+      return refuse('agent_wrong_pool', `Buildkite says job ${jobId} belongs to queue ${own.key ?? own.id}, not to pool ${poolName(identity)} that the token claims.`, true);
+    }
     // The agent against the pool the token claims.
     if (onAgent.key === undefined && onAgent.id === undefined) {
       return refuse('agent_wrong_pool', `Buildkite doesn't say which queue agent ${agentId} is registered into; Port can't place it in pool ${poolName(identity)}.`, true);

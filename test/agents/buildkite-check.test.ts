@@ -146,3 +146,11 @@ describe('against the simulator', () => {
     });
   });
 });
+
+describe("the job's own queue", () => {
+  it('is held to the pool the token claims, even when the agent names only its queue id', async () => {
+    const { api } = fakeApi({ job: () => job({ agent_query_rules: ['queue=build'] }), agent: () => agent({ meta_data: [], cluster_queue_id: QUEUE_ID } as Partial<BuildkiteAgent>) });
+    const check = new BuildkiteLiveCheck(api, { cacheTtl: 0 });
+    expect(await check.verify({ ...identity, queueId: QUEUE_ID })).toMatchObject({ passed: false, check: 'agent_wrong_pool', message: expect.stringContaining('belongs to queue build, not to pool linux/deploy') });
+  });
+});
