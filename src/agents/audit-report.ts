@@ -176,11 +176,16 @@ export class AgentAuditCollector {
     if (Number.isNaN(at) || at < this.opts.since || at >= this.opts.until) return;
     const { agentId, pool, attestation } = agentOf(record);
     if (this.opts.pool !== undefined && !poolMatches(this.opts.pool, pool)) return;
-    const key = JSON.stringify([pool, agentId, attestation]);
+    // One row per attestation state; the pool's enforcement is not part of it: a Port
+    // token's later uses (relay, /v1/credentials) record the facts without the pool's rules.
+    const state = attestation.recorded ? { attested: attestation.attested, methods: attestation.methods, missing: attestation.missing } : null;
+    const key = JSON.stringify([pool, agentId, state]);
     let row = this.rows.get(key);
     if (row === undefined) {
       row = { pool, agentId, attestation, portTokens: 0, credentials: new Set(), upstreams: new Set(), decisions: 0, first: at, last: at };
       this.rows.set(key, row);
+    } else if (row.attestation.recorded && attestation.recorded && row.attestation.enforcement === undefined && attestation.enforcement !== undefined) {
+      row.attestation = attestation;
     }
     row.decisions++;
     row.first = Math.min(row.first, at);

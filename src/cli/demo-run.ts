@@ -19,6 +19,13 @@ import type { SimJob } from '../sim/types.js';
 
 /** The example policies shipped with Port (examples/policies), from dist/cli or src/cli. */
 export const EXAMPLE_POLICIES = fileURLToPath(new URL('../../examples/policies', import.meta.url));
+/**
+ * The pool of the demo's jobs: the simulator gives a job the `default` cluster and the
+ * queue its `queue` tag names, else `default` (src/sim/jobs.ts).
+ */
+const DEMO_POOL = 'default/default';
+/** The queue of the agent that takes a deploy job outside its pool. */
+const OTHER_QUEUE = 'builds';
 /** This package's own bin: the demo's commands run it by path, never through npx (the registry's `port` is an unrelated package). */
 const PORT_BIN = fileURLToPath(new URL('../../bin/port.js', import.meta.url));
 
@@ -213,6 +220,10 @@ async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
       'npm-publish': { type: 'secret', value: `file:${secretFile(dir, 'npm-publish-token', `npm_${randomBytes(18).toString('base64url')}`)}`, description: 'publishes release packages' },
       'aws-deploy': { type: 'aws_role', role_arn: sts.roleArn('port-demo-deploy'), sts_endpoint: sts.url, duration: '15m', description: 'the AWS role acme/deploy deploys with' },
     },
+    // The demo jobs' pool (the simulator's default cluster and queue): before Port hands a
+    // job anything it asks the simulator's REST API, with buildkite.api_token, that the job
+    // runs on the token's agent and that agent is connected and in this pool.
+    pools: { [DEMO_POOL]: { attestation: ['buildkite'] } },
   };
   const configFile = join(dir, 'port.yaml');
   writeFileSync(
@@ -251,6 +262,12 @@ async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
   const deployFeature = sim.createJob({ pipelineSlug: 'deploy', branch: 'feature/login', stepKey: 'deploy', runnerEnvironment: 'self-hosted' });
   jobFile('deploy-main.env', deployMain);
   jobFile('deploy-feature.env', deployFeature);
+  // An agent of another queue of the same cluster takes a deploy job on main with
+  // `buildkite-agent start --acquire-job` (https://buildkite.com/docs/agent/v3/cli-start),
+  // which ignores the job's queue: the token is genuine, its agent is outside the pool.
+  const otherAgent = sim.createAgent({ name: 'builds-agent-1', tags: { queue: OTHER_QUEUE } });
+  const deployAcquired = sim.acquireJob(sim.createJob({ pipelineSlug: 'deploy', branch: 'main', stepKey: 'deploy', runnerEnvironment: 'self-hosted' }), otherAgent);
+  jobFile('deploy-acquired.env', deployAcquired);
 
   const portCmd = portOnPathIsThisOne() ? 'port' : `node ${shellWord(relative(process.cwd(), PORT_BIN) || PORT_BIN)}`;
   // An AWS CLI profile whose credential_process asks Port with the job's saved Port token
@@ -282,6 +299,8 @@ async function runDemo(opts: DemoOptions, closers: Closer[]): Promise<void> {
       storePath: config.store.sqlite,
       policies: shellWord(relative(process.cwd(), config.policies) || '.'),
       mainJobId: deployMain.jobId,
+      pool: DEMO_POOL,
+      otherQueue: OTHER_QUEUE,
       approval: { ...approval, approver: DEMO_PEOPLE[0]!.login, author: DEMO_PEOPLE[1]!.login, password },
     }),
   );

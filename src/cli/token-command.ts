@@ -89,7 +89,7 @@ export function registerTokenCommands(program: Command): void {
     .option('--scope <names>', 'space-separated grants to request (default: $PORT_SCOPE)')
     .option('--audience <aud>', "the Port token's audience (default: Port's public URL)")
     .option('--bk-audience <aud>', 'audience of the Buildkite token to request (default: $PORT_AUDIENCE, else --url)')
-    .option('--claim <list>', 'optional Buildkite claims to request, comma-separated (e.g. organization_id,pipeline_id)')
+    .option('--claim <list>', `optional Buildkite claims to request, comma-separated (default: ${PORT_CLAIMS}, which pools: need)`)
     .option('--json', 'print the whole token response as JSON')
     .option('--stdin', 'read the Buildkite token from stdin even inside a job')
     .option('--dpop-key <path>', "bind the Port token to this host key file, created on first use (RFC 9449 DPoP; default: $PORT_DPOP_KEY)")
@@ -105,7 +105,7 @@ export function registerTokenCommands(program: Command): void {
         // a job's stdin may be an open pipe that never ends.
         const fromAgent = !opts.stdin && (process.env.BUILDKITE_JOB_ID ?? '') !== '';
         const subject = fromAgent
-          ? await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim)
+          ? await requestAgentToken(opts.bkAudience ?? process.env.PORT_AUDIENCE ?? url, opts.claim ?? PORT_CLAIMS)
           : await readStdin();
         if (!subject) throw new Error('no Buildkite token: pipe one in on stdin, or run inside a job where buildkite-agent is on PATH');
         const keyPath = dpopKeyFrom(opts.dpopKey);

@@ -19,6 +19,7 @@ export const RUN_FILES = [
   'buildkite-webhook-secret',
   'deploy-main.env',
   'deploy-feature.env',
+  'deploy-acquired.env',
   'deploy-main.token',
   'aws-config',
   'bin/buildkite-agent',

@@ -25,6 +25,10 @@ export interface Walkthrough {
   policies: string;
   /** The deploy job on main (its id, for the revocation). */
   mainJobId: string;
+  /** The demo jobs' `pools:` entry, `CLUSTER/QUEUE`. */
+  pool: string;
+  /** The queue of the agent that acquired a deploy job outside that pool. */
+  otherQueue: string;
   approval: {
     url: string;
     pipeline: string;
@@ -43,6 +47,8 @@ export function walkthroughText(w: Walkthrough): string {
   const relay = (path: string) => `curl -s -w '\\nHTTP %{http_code}\\n' ${bearer} ${w.portUrl}/relay/artifacts${path}`;
   const creds = `PORT_TOKEN=$(cat ${d}/deploy-main.token) ${w.port} creds aws-deploy --url ${w.portUrl}`;
   const a = w.approval;
+  // With pools configured, a token must name its pool: Buildkite adds these claims only when asked (https://buildkite.com/docs/agent/v3/cli-oidc).
+  const exchange = `${w.port} token exchange --claim cluster_name,queue_key`;
   return [
     '',
     w.state === 'continued'
@@ -62,13 +68,14 @@ export function walkthroughText(w: Walkthrough): string {
     '  # job tokens on PATH. The commands source one in a subshell, as a job would run.',
     '',
     '  # 1. THE EXCHANGE: a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
-    `  (. ${d}/deploy-main.env && ${w.port} token exchange --scope deploy-token --json)`,
+    "  #    (--claim asks Buildkite to name the job's cluster and queue: its agent pool, which Port checks too, step 4)",
+    `  (. ${d}/deploy-main.env && ${exchange} --scope deploy-token --json)`,
     '',
     '  # the same pipeline on a feature branch is denied that grant, with the reason',
-    `  (. ${d}/deploy-feature.env && ${w.port} token exchange --scope deploy-token)`,
+    `  (. ${d}/deploy-feature.env && ${exchange} --scope deploy-token)`,
     '',
     `  # 2. THE RELAY: the deploy job keeps a Port token in ${d}/deploy-main.token (its grant, aws-deploy, is for step 3)`,
-    `  (. ${d}/deploy-main.env && umask 077 && ${w.port} token exchange --scope aws-deploy > ${d}/deploy-main.token)`,
+    `  (. ${d}/deploy-main.env && umask 077 && ${exchange} --scope aws-deploy > ${d}/deploy-main.token)`,
     '',
     "  # through Port's relay the job reads the artifacts API; Port adds the API's key, which the job never holds",
     `  ${relay('/reports/build-1.json')}`,
@@ -82,7 +89,18 @@ export function walkthroughText(w: Walkthrough): string {
     `  # the AWS CLI uses the same command as a profile's credential_process (${d}/aws-config)`,
     `  if command -v aws >/dev/null; then AWS_CONFIG_FILE=${d}/aws-config aws sts get-caller-identity --profile port-demo; else echo "no AWS CLI here; the profile is in ${d}/aws-config"; fi`,
     '',
-    `  # 4. AN APPROVAL: build ${a.pipeline} #${a.buildNumber}, started by ${a.author}, waits at the block step "${a.stepLabel}",`,
+    `  # 4. AGENT POOLS: pool ${w.pool} in port.yaml requires the buildkite check, so every exchange above also proved, with Buildkite's`,
+    "  #    REST API, that the job runs on the token's agent and that this agent is connected and registered in the pool.",
+    `  # an agent of queue ${w.otherQueue} took a deploy job on main (buildkite-agent start --acquire-job): the policy allows it, the pool refuses it`,
+    `  (. ${d}/deploy-acquired.env && ${exchange} --scope deploy-token)`,
+    '',
+    '  # every agent that received something from Port, and how it was checked then (exit 1 if a pool served one it requires more of)',
+    `  ${w.port} agents audit -c ${d}/port.yaml`,
+    '',
+    "  # the config and its policies checked before they ship: names the config lacks, permits without @reason, credentials no policy can reach",
+    `  ${w.port} policy lint -c ${d}/port.yaml`,
+    '',
+    `  # 5. AN APPROVAL: build ${a.pipeline} #${a.buildNumber}, started by ${a.author}, waits at the block step "${a.stepLabel}",`,
     `  #    and Port opened an approval request. Open it in your browser:`,
     `  #      ${a.url}`,
     `  #    sign in at the demo identity provider as ${a.approver} (password: ${a.password}), who is in the approvers group,`,
@@ -90,14 +108,14 @@ export function walkthroughText(w: Walkthrough): string {
     '  # then see the block step unblocked in the simulator ("state": "unblocked", "unblocked_by" the approver):',
     `  curl -s -H "Authorization: Bearer $(cat ${d}/buildkite-api-token)" ${w.simUrl}/v2/organizations/acme/pipelines/${a.pipeline.split('/')[1]}/builds/${a.buildNumber}/jobs/${a.blockJobId}`,
     '',
-    "  # 5. A REVOCATION: revoke the deploy job (with the admin token named by server.admin_token in port.yaml)",
+    "  # 6. A REVOCATION: revoke the deploy job (with the admin token named by server.admin_token in port.yaml)",
     `  ${w.port} revoke job ${w.mainJobId} -c ${d}/port.yaml --reason "demo: the deploy job's token leaked"`,
     '',
     '  # the same Port token is refused from now on, at the relay and for credentials, with the reason',
     `  ${relay('/reports/build-1.json')}`,
     `  ${creds}`,
     '',
-    '  # 6. THE AUDIT LOG: every decision above is in a hash-chained, signed log; check it, then read it',
+    '  # 7. THE AUDIT LOG: every decision above is in a hash-chained, signed log; check it, then read it',
     `  ${w.port} audit verify -c ${d}/port.yaml`,
     `  ${w.port} audit tail -c ${d}/port.yaml -n 50 --no-follow`,
     '',

@@ -98,6 +98,19 @@ describe('agent audit report', () => {
     ]);
   });
 
+  it("a Port token's later uses (recorded without the pool's rules) join its exchange's row", () => {
+    const [minted] = exchange(T, deployB, attested, []);
+    const proxied = relayed(T + 1, deployB, attested, 'github');
+    // The relay records what the token carries: the facts, not the pool's enforcement or what it requires.
+    const agent = proxied.context.agent as Record<string, unknown>;
+    delete agent.enforcement;
+    delete agent.required;
+    delete agent.configured;
+    const report = buildAgentAudit([minted!, proxied], opts());
+    expect(report.pools[0]!.rows).toHaveLength(1);
+    expect(report.pools[0]!.rows[0]).toMatchObject({ agentId: 'agent-b', received: { upstreams: ['github'] }, unmet: [] });
+  });
+
   it('only what was handed out counts: refusals and decisions of a refused exchange are not deliveries', () => {
     const report = buildAgentAudit([...exchangeRefused(T, deployA, auditModeUnattested, 'aws-deploy', 'prod-db'), refusedRelease(T, deployA, auditModeUnattested, 'prod-db')], opts());
     expect(report).toMatchObject({ ok: true, pools: [] });

@@ -105,6 +105,23 @@ const step = (cmds: string[], i: number, re: RegExp): string => {
   return c!;
 };
 
+/** The printed command matching `re` (the only one). */
+const printedCommand = (cmds: string[], re: RegExp): string => {
+  const found = cmds.filter((c) => re.test(c));
+  expect(found, `one printed command matches ${re}`).toHaveLength(1);
+  return found[0]!;
+};
+
+/** A variable of a job's environment file (`export NAME=value`). */
+const jobVar = (file: string, name: string): string => {
+  const m = new RegExp(`^export ${name}=(\\S+)$`, 'm').exec(readFileSync(join(dir, file), 'utf8'));
+  if (!m) throw new Error(`${file} sets no ${name}`);
+  return m[1]!;
+};
+
+/** The payload of a JWT (RFC 7519 §3), unverified: what the token says, for assertions. */
+const claimsOf = (jwt: string): Record<string, unknown> => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8'));
+
 it('every printed step works pasted as it is, and the newcomer approves in the browser', async () => {
   const demo = await startDemo();
   try {
@@ -115,19 +132,22 @@ it('every printed step works pasted as it is, and the newcomer approves in the b
     expect(demo.stderr()).toBe('');
     const printed = parse(out);
     const c = printed.commands;
-    expect(c).toHaveLength(14);
+    expect(c).toHaveLength(17);
 
     // 1. the exchange: main gets the grant, the feature branch is denied with the reason.
-    const allowed = await paste(step(c, 0, /deploy-main\.env .*token exchange --scope deploy-token --json/));
-    expect(allowed.code).toBe(0);
-    expect(JSON.parse(allowed.stdout)).toMatchObject({ token_type: 'Bearer', scope: 'deploy-token' });
-    const denied = await paste(step(c, 1, /deploy-feature\.env .*token exchange --scope deploy-token\)$/));
-    expect(denied.code).toBe(1);
+    const allowed = await paste(step(c, 0, /deploy-main\.env .*token exchange --claim cluster_name,queue_key --scope deploy-token --json/));
+    expect(allowed.code, allowed.stderr).toBe(0);
+    const exchanged = JSON.parse(allowed.stdout);
+    expect(exchanged).toMatchObject({ token_type: 'Bearer', scope: 'deploy-token' });
+    // The demo's pool requires the buildkite check: the token says the agent passed it.
+    expect(claimsOf(exchanged.access_token)).toMatchObject({ cluster_name: 'default', queue_key: 'default', agent_attestation: { attestation: ['buildkite'], connected: true } });
+    const denied = await paste(step(c, 1, /deploy-feature\.env .*token exchange --claim cluster_name,queue_key --scope deploy-token\)$/));
+    expect(denied.code, denied.stderr).toBe(1);
     expect(denied.stderr).toMatch(/403 access_denied.*deploy-token.*only acme\/deploy builds of main may use the deploy token/);
 
     // 2. the relay: the job's Port token reaches the artifacts API, which gets its key from Port.
-    const saved = await paste(step(c, 2, /token exchange --scope aws-deploy > .*deploy-main\.token/));
-    expect(saved.code).toBe(0);
+    const saved = await paste(step(c, 2, /token exchange --claim cluster_name,queue_key --scope aws-deploy > .*deploy-main\.token/));
+    expect(saved.code, saved.stderr).toBe(0);
     const portToken = readFileSync(join(dir, 'deploy-main.token'), 'utf8').trim();
     expect(portToken.split('.')).toHaveLength(3);
     const apiKey = readFileSync(join(dir, 'artifacts-api-key'), 'utf8').trim();
@@ -143,17 +163,42 @@ it('every printed step works pasted as it is, and the newcomer approves in the b
 
     // 3. AWS credentials in the credential_process shape.
     const creds = await paste(step(c, 5, /creds aws-deploy --url /));
-    expect(creds.code).toBe(0);
+    expect(creds.code, creds.stderr).toBe(0);
     const session = JSON.parse(creds.stdout);
     expect(session).toMatchObject({ Version: 1, AccessKeyId: expect.stringMatching(/^ASIA/), SecretAccessKey: expect.any(String), SessionToken: expect.any(String) });
     expect(Date.parse(session.Expiration)).toBeGreaterThan(Date.now());
     const awsCli = await paste(step(c, 6, /aws sts get-caller-identity --profile port-demo/));
-    expect(awsCli.code).toBe(0);
+    expect(awsCli.code, awsCli.stderr).toBe(0);
     const hasAwsCli = (await paste('command -v aws')).code === 0;
     if (hasAwsCli) expect(JSON.parse(awsCli.stdout).Arn).toMatch(/assumed-role\/port-demo-deploy\//);
     else expect(awsCli.stdout).toContain('no AWS CLI here');
 
-    // 4. the approval: the author may not approve their own build; the approver approves.
+    // 4. agent pools: a deploy job on main taken by an agent of another queue is refused, though
+    // the policy allows its grant; the audit lists the agent that was served, and the config lints clean.
+    // The two checks of files alone (the config, the policy folder) change nothing and need
+    // nothing pasted before them: they run alongside the steps from here, asserted in their place.
+    const linting = paste(step(c, 9, /policy lint -c .*port\.yaml$/));
+    const policyTesting = paste(step(c, 16, /policy test --policies /));
+    const mainAgent = jobVar('deploy-main.env', 'BUILDKITE_AGENT_ID');
+    const otherAgent = jobVar('deploy-acquired.env', 'BUILDKITE_AGENT_ID');
+    expect(otherAgent).not.toBe(mainAgent);
+    const acquired = await paste(step(c, 7, /deploy-acquired\.env .*token exchange --claim cluster_name,queue_key --scope deploy-token\)$/));
+    expect(acquired.code, acquired.stderr).toBe(1);
+    expect(acquired.stdout).toBe('');
+    expect(acquired.stderr).toBe(
+      `port: token exchange refused (403 access_denied): Job ${jobVar('deploy-acquired.env', 'BUILDKITE_JOB_ID')} belongs to queue default but runs on agent ${otherAgent} of queue builds: it was acquired outside its pool (buildkite-agent start --acquire-job).\n`,
+    );
+    const agentsAudit = await paste(step(c, 8, /agents audit -c .*port\.yaml$/));
+    expect(agentsAudit.code, agentsAudit.stderr).toBe(0);
+    expect(agentsAudit.stdout).toContain('Pool default/default — requires buildkite, enforcement: enforce');
+    expect(agentsAudit.stdout).toMatch(new RegExp(`\\n  ${mainAgent}  buildkite +credentials aws-deploy, deploy-token; 2 Port tokens +ok\\n`));
+    // The refused agent received nothing, so it is not listed.
+    expect(agentsAudit.stdout).not.toContain(otherAgent);
+    expect(agentsAudit.stdout).toMatch(/\nOK: every pool that requires attestation served only agents attested with every method it requires\.\n$/);
+    const lint = await linting;
+    expect(lint).toMatchObject({ code: 0, stdout: '0 errors, 0 warnings\n', stderr: '' });
+
+    // 5. the approval: the author may not approve their own build; the approver approves.
     const bob = await signIn(printed.approvalUrl, printed.author, printed.password, { screenshot: '01-identity-provider-sign-in.png' });
     expect(await bob.textContent('.notice')).toContain('you started this build or wrote its commit');
     expect(await bob.locator('button.approve').count()).toBe(0);
@@ -170,34 +215,35 @@ it('every printed step works pasted as it is, and the newcomer approves in the b
     expect(await alice.textContent('h1 .status')).toBe('unblocked');
     await shot(alice, '04-approved-and-unblocked.png');
     await alice.context().close();
-    const blockStep = await paste(step(c, 7, /curl .*\/v2\/organizations\/acme\/pipelines\/deploy\/builds\/1\/jobs\//));
+    const blockStep = await paste(step(c, 10, /curl .*\/v2\/organizations\/acme\/pipelines\/deploy\/builds\/1\/jobs\//));
     expect(JSON.parse(blockStep.stdout)).toMatchObject({ type: 'manual', state: 'unblocked', unblocked_by: { email: 'alice@acme.test' } });
 
-    // 5. a revocation, then the same Port token is refused with the reason.
-    const revoke = await paste(step(c, 8, /revoke job [0-9a-f-]{36} -c .*port\.yaml --reason/));
-    expect(revoke.code).toBe(0);
+    // 6. a revocation, then the same Port token is refused with the reason.
+    const revoke = await paste(step(c, 11, /revoke job [0-9a-f-]{36} -c .*port\.yaml --reason/));
+    expect(revoke.code, revoke.stderr).toBe(0);
     expect(revoke.stdout).toMatch(/^revoked job [0-9a-f-]{36} at /);
-    const refused = await paste(step(c, 9, /\/relay\/artifacts\/reports\/build-1\.json$/));
+    const refused = await paste(step(c, 12, /\/relay\/artifacts\/reports\/build-1\.json$/));
     expect(refused.stdout).toMatch(/\nHTTP 401\n$/);
     expect(refused.stdout).toMatch(/revoked/);
-    const credsRefused = await paste(step(c, 10, /creds aws-deploy --url /));
-    expect(credsRefused.code).toBe(1);
+    const credsRefused = await paste(step(c, 13, /creds aws-deploy --url /));
+    expect(credsRefused.code, credsRefused.stderr).toBe(1);
     expect(credsRefused.stdout).toBe('');
     expect(credsRefused.stderr).toMatch(/refused \(401 .*revoked/);
 
-    // 6. the audit log verifies and tells the story.
-    const verify = await paste(step(c, 11, /audit verify -c /));
-    expect(verify.code).toBe(0);
+    // 7. the audit log verifies and tells the story.
+    const verify = await paste(step(c, 14, /audit verify -c /));
+    expect(verify.code, verify.stderr).toBe(0);
     expect(verify.stdout).toMatch(/OK/);
-    const tail = await paste(step(c, 12, /audit tail -c .* --no-follow$/));
-    expect(tail.code).toBe(0);
+    const tail = await paste(step(c, 15, /audit tail -c .* --no-follow$/));
+    expect(tail.code, tail.stderr).toBe(0);
     expect(tail.stdout).toMatch(/allow\s+assume .*deploy-token-main/);
     expect(tail.stdout).toMatch(/deny\s+assume /);
     expect(tail.stdout).toMatch(/deny\s+proxy .*artifacts-admin-off-limits/);
+    expect(tail.stdout).toMatch(/deny\s+exchange .*acquired outside its pool/);
     expect(tail.stdout).toMatch(/allow\s+approve /);
     expect(tail.stdout).toMatch(/revoke/);
-    const policyTest = await paste(step(c, 13, /policy test --policies /));
-    expect(policyTest.code).toBe(0);
+    const policyTest = await policyTesting;
+    expect(policyTest.code, policyTest.stderr).toBe(0);
   } finally {
     await demo.stop();
   }
@@ -210,8 +256,8 @@ it('a second run starts clean; with --keep it says it continues, and does', asyn
     expect(again.stdout()).toContain('Started from a clean state');
     expect(existsSync(join(dir, 'deploy-main.token'))).toBe(false);
     const c = parse(again.stdout()).commands;
-    const tail = await paste(c[12]!);
-    expect(tail.code).toBe(0);
+    const tail = await paste(printedCommand(c, /audit tail /));
+    expect(tail.code, tail.stderr).toBe(0);
     expect(tail.stdout).not.toMatch(/revoke/);
   } finally {
     await again.stop();
@@ -222,9 +268,9 @@ it('a second run starts clean; with --keep it says it continues, and does', asyn
   try {
     expect(kept.stdout()).toContain('Continuing with the store');
     const c = parse(kept.stdout()).commands;
-    const verify = await paste(c[11]!);
-    expect(verify.code).toBe(0);
-    const tail = await paste(c[12]!);
+    const verify = await paste(printedCommand(c, /audit verify /));
+    expect(verify.code, verify.stderr).toBe(0);
+    const tail = await paste(printedCommand(c, /audit tail /));
     expect(tail.stdout).toMatch(/approval_requested/);
     expect(tail.stdout.match(/approval_requested/g)!.length).toBe(2);
   } finally {
