@@ -83,6 +83,8 @@ const AGENT_ROWS = 4;
 /** The pool of the agent rows (CLUSTER_NAME/QUEUE_KEY, as the token's claims name it; the simulator's builds run in cluster `default`). */
 const AGENT_QUEUE = 'deploy';
 const AGENT_POOL = `default/${AGENT_QUEUE}`;
+/** What the agent rows' pool allows of an AWS attestation (Port refuses an `aws_iam` pool open to any account). */
+const AGENT_AWS = { accounts: ['123456789012'] };
 /** Where Port's config, policies and SQLite file go (a temp dir inside); e.g. /dev/shm to take fsync out. */
 const storeDir = opts['store-dir'] ?? os.tmpdir();
 
@@ -482,26 +484,26 @@ async function measureAgentRows({ sim, exchangeRow, plainRate, cleanups, profile
     {
       key: 'aws_iam',
       name: '`attestation: [aws_iam]` (the agent\'s record read from the store)',
-      start: { pools: { [AGENT_POOL]: { attestation: ['aws_iam'] } }, attest: records() },
+      start: { pools: { [AGENT_POOL]: { attestation: ['aws_iam'], aws: AGENT_AWS } }, attest: records() },
       expect: attested(['aws_iam']),
     },
     {
       key: 'buildkite-cached',
       name: '`attestation: [buildkite, aws_iam]`, live check cached (`buildkite_cache_ttl: 5`, the default)',
-      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attest: records() },
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'], aws: AGENT_AWS } }, attest: records() },
       expect: attested(['buildkite', 'aws_iam']),
     },
     {
       key: 'buildkite-live',
       name: '`attestation: [buildkite, aws_iam]`, `buildkite_cache_ttl: 0` (Buildkite asked on every exchange)',
-      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'] } }, attestation: { buildkite_cache_ttl: 0 }, attest: records() },
+      start: { ...api, pools: { [AGENT_POOL]: { attestation: ['buildkite', 'aws_iam'], aws: AGENT_AWS } }, attestation: { buildkite_cache_ttl: 0 }, attest: records() },
       expect: attested(['buildkite', 'aws_iam']),
     },
     {
       key: 'host-bound',
       name: 'host-bound pool (`host_bound: true`, `attestation: [aws_iam]`), a fresh DPoP proof on every exchange',
       start: {
-        pools: { [AGENT_POOL]: { attestation: ['aws_iam'], host_bound: true } },
+        pools: { [AGENT_POOL]: { attestation: ['aws_iam'], aws: AGENT_AWS, host_bound: true } },
         attest: records(hostKeys),
         ...(dpopMaxAge ? { attestation: { dpop_max_age: dpopMaxAge } } : {}),
       },

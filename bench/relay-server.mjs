@@ -14,6 +14,8 @@
  *      ← replay-bench {concurrency, durationMs} → replay-bench {ops, elapsedMs, p50, p99, cpuMs, writeBytes}
  *           (`store.replay.consume` alone, fresh keys, as a DPoP proof's jti is consumed)
  *      ← replay-rows → replay-rows {rows, dbBytes, walBytes}  (replay_cache rows now; the SQLite files' sizes)
+ *      ← dpop-bench {concurrency, count, url} → dpop-bench {ops, elapsedMs, cpuMs, threads, p50, p99}
+ *           (DpopVerifier.verify alone on `count` proofs made here first, with an in-memory replay set)
  *      ← close  (closes Port, removes the temp dir, exits)
  */
 import { randomUUID } from 'node:crypto';
@@ -22,9 +24,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
+import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
+import { DpopVerifier } from '../dist/dpop/proof-verifier.js';
 import { startPort } from '../dist/server/port-server.js';
 import Database from 'better-sqlite3';
-import { childMain, closedLoop, cpuMs, procIo, profilerHandlers, summarize } from './lib.mjs';
+import { childMain, closedLoop, cpuMs, procIo, profilerHandlers, summarize, threadCpuMs } from './lib.mjs';
 import { EXCHANGE_POLICIES } from './policies.mjs';
 
 /** The exchange server's policies plus the relay's: reads anywhere, uploads under /stream, nothing under /admin. */
@@ -96,6 +100,44 @@ childMain({
     const io1 = procIo(process.pid);
     const r = summarize(run.latencies, run.elapsedMs);
     process.send({ type: 'replay-bench', ops: r.ops, elapsedMs: r.elapsedMs, p50: r.p50, p99: r.p99, cpuMs: cpu, writeBytes: io0 && io1 ? io1.writeBytes - io0.writeBytes : undefined });
+  },
+  /**
+   * What checking a proof costs without the store: Port's DpopVerifier (as the relay builds
+   * it, `dpop_max_age` 60 s) over `count` proofs for GET `url` with an access token's ath,
+   * its replay set a Map — so the CPU here is parsing, the JWK import, the ES256
+   * signature check, the claims and the thumbprint, and nothing of SQLite.
+   */
+  async 'dpop-bench'({ concurrency, count, url }) {
+    const key = await loadOrCreateHostKey(join(dir, 'dpop-bench', 'host-key.json'));
+    const token = 'x'.repeat(1300);
+    const proofs = [];
+    for (let i = 0; i < count; i++) proofs.push(await createProof(key, { method: 'GET', url, accessToken: token }));
+    const seen = new Map();
+    const verifier = new DpopVerifier({
+      maxAge: 60,
+      replay: {
+        consume: async (k, expiresAt) => (seen.has(k) ? false : (seen.set(k, expiresAt), true)),
+        consumeAndLog: async () => {
+          throw new Error('not used');
+        },
+      },
+    });
+    let next = 0;
+    const op = async () => {
+      if (next >= proofs.length) return false;
+      await verifier.verify(proofs[next++], { method: 'GET', url, accessToken: token, jkt: key.jkt });
+      return true;
+    };
+    // A warm-up on the first tenth (JIT), then the rest timed.
+    const warm = Math.floor(count / 10);
+    await closedLoop({ concurrency, durationMs: 60_000, op: async () => (next < warm ? op() : false) });
+    const t0 = threadCpuMs();
+    const c0 = cpuMs();
+    const run = await closedLoop({ concurrency, durationMs: 60_000, op });
+    const cpu = cpuMs() - c0;
+    const t1 = threadCpuMs();
+    const r = summarize(run.latencies, run.elapsedMs);
+    process.send({ type: 'dpop-bench', ops: r.ops, elapsedMs: r.elapsedMs, p50: r.p50, p99: r.p99, cpuMs: cpu, threads: t0 && t1 ? { main: t1.main - t0.main, other: t1.other - t0.other } : undefined });
   },
   'replay-rows'() {
     const db = new Database(join(dir, 'port.db'), { readonly: true, fileMustExist: true });

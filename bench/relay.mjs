@@ -85,6 +85,8 @@ const argsText = process.argv.slice(2).join(' ');
 const withAgents = !opts['no-agents'];
 /** The host-bound rows' pool: CLUSTER_NAME/QUEUE_KEY as the job's token claims it. */
 const AGENT_POOL = 'default/deploy';
+/** What the host-bound pool allows of an AWS attestation (Port refuses an `aws_iam` pool open to any account). */
+const AGENT_AWS = { accounts: ['123456789012'] };
 
 function fail(msg) {
   console.error(`bench/relay: ${msg}`);
@@ -311,7 +313,7 @@ async function main() {
     }
 
     // 2b. Host-bound: the same relay request with a token bound to the agent host's key.
-    const dpop = withAgents ? await measureHostBound({ sim, upstreamUrl, work, proxyAt, cleanups, measure, wrk, log, results }) : undefined;
+    const dpop = withAgents ? await measureHostBound({ sim, upstreamUrl, work, proxyAt, cleanups, measure, wrk, dpopScript, log, results, profiled }) : undefined;
 
     // 3. Direct: wrk → upstream. Not a proxy: the reference for latency, and what CPU 0 can serve.
     await check(`${upstreamUrl}/hello`);
@@ -608,4 +610,195 @@ function safeRead(file) {
   } catch {
     return '';
   }
+}
+
+// ---- host-bound rows ------------------------------------------------------------------------
+
+/**
+ * The relay with a Port token bound to an agent host's key (RFC 9449): pool
+ * `default/deploy` with `attestation: [aws_iam]` and `host_bound: true`, the agent's
+ * attestation (with the key's thumbprint) written into Port's store at start, the token
+ * from a real exchange with a DPoP proof. Every request then carries
+ * `Authorization: DPoP <token>` and a fresh proof with `ath`. Proofs are made here on the
+ * load CPU before each wrk run — signing during the run would take that CPU from wrk — and
+ * fed to wrk one per request by a Lua script. Rows: the Bearer control (the same pool
+ * without the binding), DPoP with the decision cache on, DPoP with `decision_cache_ttl: 0`;
+ * then `store.replay.consume` (a proof's jti write) alone on the same Port.
+ */
+async function measureHostBound({ sim, upstreamUrl, work, proxyAt, cleanups, measure, wrk, dpopScript, log, results, profiled }) {
+  const job = sim.createJob({ pipelineSlug: 'deploy', branch: 'main', clusterName: AGENT_POOL.split('/')[0], queueKey: AGENT_POOL.split('/')[1] });
+  // The host key as `port agent attest` keeps it: a private JWK file, 0600 in a 0700 directory.
+  const hostKey = await loadOrCreateHostKey(join(work, 'host-key', 'host-key.json'));
+  const record = (jkt) => ({
+    agentId: job.agentId,
+    pool: AGENT_POOL,
+    methods: ['aws_iam'],
+    account: '123456789012',
+    iamRole: 'arn:aws:iam::123456789012:role/bench-deploy-agent',
+    instanceId: 'i-0bench0000000001',
+    ...(jkt ? { jkt } : {}),
+  });
+  const where = `CPU ${proxyCpu}`;
+  const path = '/relay/bench/hello';
+  const out = { proofs: { made: 0, wallMs: 0, cpuMs: 0, maxAgeS: 0 }, rows: {} };
+
+  const startAgentPort = async (ttl, hostBound) => {
+    const port = startChild(here('./relay-server.mjs'), { cpu: proxyAt });
+    cleanups.push(() => port.stop());
+    await port.next('hello');
+    port.send({
+      type: 'start',
+      issuer: sim.issuer,
+      jwksUrl: sim.jwksUrl,
+      audience: AUDIENCE,
+      organization: ORGANIZATION,
+      upstreamUrl,
+      decisionCacheTtl: ttl,
+      pools: { [AGENT_POOL]: { attestation: ['aws_iam'], aws: AGENT_AWS, host_bound: hostBound } },
+      attest: [record(hostBound ? hostKey.jkt : undefined)],
+    });
+    const { url } = await port.next('ready');
+    const res = await fetch(`${url}/oauth/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        ...(hostBound ? { dpop: await createProof(hostKey, { method: 'POST', url: `${AUDIENCE}/oauth/token` }) } : {}),
+      },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600, claims: ['cluster_name', 'queue_key'] }),
+        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      }),
+    });
+    const body = await res.json();
+    if (res.status !== 200 || body.token_type !== (hostBound ? 'DPoP' : 'Bearer')) throw new Error(`token exchange for pool ${AGENT_POOL} failed: ${res.status} ${JSON.stringify(body)}`);
+    log(`Port (pid ${port.pid}, pool ${AGENT_POOL}${hostBound ? ', host-bound' : ''}, decision_cache_ttl ${ttl}) at ${url}; ${body.token_type} token of ${body.access_token.length} bytes`);
+    return { port, url, token: body.access_token };
+  };
+  const expectAnswer = async (url, headers, status) => {
+    const res = await fetch(url, { headers });
+    const text = await res.text();
+    if (res.status !== status) throw new Error(`sanity check of ${url} failed: ${res.status} (expected ${status}) ${text.slice(0, 300)}`);
+  };
+
+  // The control: a token of the same pool (attested, not bound) as Bearer, decision cache on.
+  {
+    const { port, url, token } = await startAgentPort(5, false);
+    await expectAnswer(`${url}${path}`, { authorization: `Bearer ${token}` }, 200);
+    await measure(
+      { name: 'Port relay, attested-pool token (`aws_iam`, not host-bound) as Bearer, decision cache on (5 s), same path', key: 'port-pool-bearer', where },
+      { url: `${url}${path}`, pid: port.pid, headers: [`Authorization: Bearer ${token}`] },
+    );
+    await port.stop();
+  }
+
+  /** `n` fresh proofs for GET <path> with the token's ath, in a file for the Lua script. */
+  const proofFile = async (token, n, name) => {
+    const proofs = new Array(n);
+    const t0 = performance.now();
+    const c0 = cpuMs();
+    let i = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (i < n) {
+          const k = i++;
+          proofs[k] = await createProof(hostKey, { method: 'GET', url: `${AUDIENCE}${path}`, accessToken: token });
+        }
+      }),
+    );
+    out.proofs.cpuMs += cpuMs() - c0;
+    out.proofs.wallMs += performance.now() - t0;
+    out.proofs.made += n;
+    const file = join(work, `${name}.proofs`);
+    writeFileSync(file, `${token}\n${path}\n${proofs.join('\n')}\n`);
+    return { file, n, madeAt: t0 };
+  };
+
+  const dpopRow = async (ttl, row, cap) => {
+    const { port, url, token } = await startAgentPort(ttl, true);
+    const target = `${url}${path}`;
+    // Bound: the proof is required, and the token as Bearer is refused.
+    await expectAnswer(target, { authorization: `DPoP ${token}`, dpop: await createProof(hostKey, { method: 'GET', url: `${AUDIENCE}${path}`, accessToken: token }) }, 200);
+    await expectAnswer(target, { authorization: `Bearer ${token}` }, 401);
+    let warmRate = cap;
+    if (warmupS > 0) {
+      const warm = await proofFile(token, Math.ceil(cap * warmupS * 1.2) + 500, `${row.key}-warm`);
+      const w = await wrk({ url: target, conns: concurrency, seconds: warmupS, script: dpopScript, scriptArgs: [warm.file] });
+      if (w.non2xx || w.socketErrors) throw new Error(`${row.key}: errors during warm-up (${w.non2xx} non-2xx, ${w.socketErrors} socket); ${w.requests} requests for ${warm.n} proofs`);
+      warmRate = w.rps;
+    }
+    // The warm-up runs at about half the timed rate (JIT): room for 3× its rate, at most 1.15× the Bearer row's.
+    const timed = await proofFile(token, Math.ceil(Math.min(cap * 1.15, Math.max(warmRate, 500) * 3) * durationS) + 1000, `${row.key}-timed`);
+    const r = await measure({ ...row, where }, { url: target, pid: port.pid, warm: 0, script: dpopScript, scriptArgs: [timed.file], headers: [], hooks: profiled(port, row.profileLabel, `${row.key}.cpuprofile`) });
+    out.proofs.maxAgeS = Math.max(out.proofs.maxAgeS, (performance.now() - timed.madeAt) / 1000);
+    port.send({ type: 'replay-rows' });
+    const rows = await port.next('replay-rows');
+    out.rows[row.key] = { ...rows, proofs: timed.n, exhausted: r.requests > timed.n };
+    return { port, r };
+  };
+
+  const by = Object.fromEntries(results.map((x) => [x.key, x]));
+  {
+    const { port } = await dpopRow(
+      5,
+      { name: 'Port relay, host-bound token with a DPoP proof on every request, decision cache on (5 s), same path', key: 'port-dpop', profileLabel: 'host-bound with DPoP, decision cache on' },
+      by['port-cache'].rps,
+    );
+    // What one proof's jti write costs, alone on the same (now idle) Port: fresh keys, as many in flight as wrk's connections.
+    // One in flight: every consume is its own commit, as when requests' proofs reach the store in different event-loop turns.
+    port.send({ type: 'replay-bench', concurrency, durationMs: Math.min(3, durationS) * 1000 });
+    out.replay = await port.next('replay-bench');
+    port.send({ type: 'replay-bench', concurrency: 1, durationMs: Math.min(3, durationS) * 1000 });
+    out.replaySerial = await port.next('replay-bench');
+    // And what checking a proof costs without the store (Port's DpopVerifier, an in-memory replay set).
+    port.send({ type: 'dpop-bench', concurrency, count: 5000, url: `${AUDIENCE}${path}` });
+    out.verify = await port.next('dpop-bench', 120_000);
+    await port.stop();
+  }
+  {
+    const { port } = await dpopRow(
+      0,
+      { name: 'Port relay, host-bound token with a DPoP proof on every request, `decision_cache_ttl: 0`', key: 'port-dpop-nocache', profileLabel: 'host-bound with DPoP, `decision_cache_ttl: 0`' },
+      by.port.rps,
+    );
+    await port.stop();
+  }
+  return out;
+}
+
+/** Notes under the relay table for the host-bound rows. */
+function hostBoundNotes(d, by, { loadCpu, proxyCpu }) {
+  const us = (ms, n) => `${Math.round((ms / n) * 1000)} µs`;
+  const kib = (r) => (r?.io ? `${(r.io.writeBytes / r.requests / 1024).toFixed(2)} KiB` : 'n/a');
+  const p = d.proofs;
+  const rb = d.replay;
+  const rs = d.replaySerial;
+  const alone = (x, inflight, what) =>
+    `${inflight} in flight${what}: ${Math.round((x.ops / x.elapsedMs) * 1000).toLocaleString('en-US')} consumes/s, ${us(x.cpuMs, x.ops)} of CPU each, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.writeBytes !== undefined ? `, ${(x.writeBytes / x.ops / 1024).toFixed(2)} KiB written each` : ''}`;
+  const cached = d.rows['port-dpop'];
+  const out = [
+    `- Host-bound rows: pool \`${AGENT_POOL}\` with \`attestation: [aws_iam]\` and \`host_bound: true\`; the agent's attestation (with its host key's thumbprint) is written into Port's store at start, as \`POST /v1/agents/attest\` records it, and the token comes from a real exchange with a DPoP proof (\`token_type: DPoP\`, \`cnf.jkt\`). Each request carries \`Authorization: DPoP <token>\` and a fresh ES256 proof with \`ath\` (\`createProof\` of src/dpop/host-key.ts), checked on every request whether the decision cache hits or not. ` +
+      `The proofs are made before each wrk run on CPU ${loadCpu} (signing during the run would take CPU ${loadCpu} from wrk): ${p.made.toLocaleString('en-US')} proofs at ${Math.round(p.made / (p.wallMs / 1000)).toLocaleString('en-US')}/s, ${us(p.cpuMs, p.made)} of client CPU each; a wrk Lua script sends one per request (the oldest was ${p.maxAgeS.toFixed(0)} s old at the end of its run; \`attestation.dpop_max_age\` 60 s). ` +
+      `The control row is a token of the same pool without the binding, sent as Bearer with wrk's fixed header (no Lua).`,
+  ];
+  const exhausted = Object.entries(d.rows).filter(([, v]) => v.exhausted).map(([k]) => k);
+  if (exhausted.length) out.push(`- **${exhausted.join(', ')} ran out of pre-made proofs**: the requests past them were replays, refused (non-2xx); read those rows as lower bounds.`);
+  out.push(
+    `- What the proof's \`jti\` write costs: Port consumes each proof in its store (\`store.replay.consume\`: one \`INSERT … ON CONFLICT\` into \`replay_cache\`, kept until \`iat\` + 61 s) before it forwards, on the write batcher — the writes queued in one event-loop turn share one transaction and one fsync (SQLite WAL, \`synchronous=FULL\`). ` +
+      `Port wrote ${kib(by['port-dpop'])} per request to disk in the DPoP cache-on row and ${kib(by['port-dpop-nocache'])} with \`decision_cache_ttl: 0\`, against ${kib(by['port-cache'])} and ${kib(by['port-pool-bearer'])} for the Bearer cache-on rows (/proc/<pid>/io \`write_bytes\`)` +
+      (cached ? `; \`replay_cache\` held ${cached.rows.toLocaleString('en-US')} rows after the cache-on run (database ${(cached.dbBytes / MiB).toFixed(1)} MiB + WAL ${(cached.walBytes / MiB).toFixed(1)} MiB; \`purgeExpired\` deletes them once expired)` : '') +
+      '.' +
+      (rb
+        ? ` Measured alone on the same Port (CPU ${proxyCpu}, otherwise idle), fresh keys: ${alone(rb, concurrency, ' (their writes share commits)')}` + (rs ? `; ${alone(rs, 1, ' (a commit and fsync per consume)')}` : '') + '.'
+        : ''),
+  );
+  const v = d.verify;
+  if (v) {
+    out.push(
+      `- What checking the proof costs without the store: Port's \`DpopVerifier.verify\` alone in the same Port process (${concurrency} in flight, an in-memory replay set, ${v.ops.toLocaleString('en-US')} proofs made there first): ${Math.round((v.ops / v.elapsedMs) * 1000).toLocaleString('en-US')} proofs/s, ${us(v.cpuMs, v.ops)} of CPU each` +
+        (v.threads ? ` (main thread ${us(v.threads.main, v.ops)}, other threads — libuv's pool, where WebCrypto's ECDSA verify and digests run — ${us(v.threads.other, v.ops)}; 10 ms ticks)` : '') +
+        `, p50 ${v.p50.toFixed(2)} ms, p99 ${v.p99.toFixed(2)} ms.`,
+    );
+  }
+  return out;
 }
