@@ -65,6 +65,13 @@ export class DpopVerifier {
   private readonly maxAge: number;
   private readonly replay: ReplayStore;
 
+  /**
+   * Imported keys and their thumbprints by the members that define them: a host proves
+   * the same key on every request, and importing and validating it (point on the curve)
+   * each time cost more than the signature check. Only keys that imported are kept.
+   */
+  private readonly keys = new Map<string, { key: CryptoKey | Uint8Array; jkt: string }>();
+
   constructor(o: { maxAge: number; replay: ReplayStore }) {
     if (!(o.maxAge > 0)) throw new RangeError('The DPoP proof age limit must be longer than 0 s.');
     this.maxAge = o.maxAge;
@@ -92,12 +99,7 @@ export class DpopVerifier {
     if (extra !== undefined) throw refuse('header_not_allowed', `The DPoP proof's header carries "${extra}", which Port does not accept.`);
     const jwk = publicJwk(header.jwk, alg as DpopAlgorithm);
 
-    let key: CryptoKey | Uint8Array;
-    try {
-      key = await importJWK(jwk, alg);
-    } catch (err) {
-      throw refuse('jwk_invalid', "The DPoP proof's jwk is not a valid public key for its alg.", err);
-    }
+    const { key, jkt } = await this.keyOf(jwk, alg as DpopAlgorithm);
     try {
       await jwtVerify(text, key, { algorithms: [alg], typ: DPOP_TYP, currentDate: new Date(now), clockTolerance: this.maxAge });
     } catch (err) {
@@ -129,7 +131,6 @@ export class DpopVerifier {
       if (claims.ath !== accessTokenHash(req.accessToken)) throw refuse('ath_mismatch', "The DPoP proof's ath is not the hash of the access token it is sent with.");
     }
 
-    const jkt = await calculateJwkThumbprint(jwk, 'sha256');
     if (req.jkt !== undefined && jkt !== req.jkt) {
       throw refuse('key_mismatch', 'The DPoP proof is made with another key than the one the token is bound to.');
     }
@@ -138,7 +139,26 @@ export class DpopVerifier {
     if (!firstUse) throw refuse('replayed', 'The DPoP proof was already used (its jti); make a fresh proof for each request.');
     return { jkt, jti, iat };
   }
+
+  /** The proof's key, imported, and its RFC 7638 thumbprint; cached by its defining members (publicJwk keeps only those). */
+  private async keyOf(jwk: JWK, alg: DpopAlgorithm): Promise<{ key: CryptoKey | Uint8Array; jkt: string }> {
+    const id = `${alg} ${jwk.x} ${jwk.y ?? ''}`;
+    const hit = this.keys.get(id);
+    if (hit !== undefined) return hit;
+    let key: CryptoKey | Uint8Array;
+    try {
+      key = await importJWK(jwk, alg);
+    } catch (err) {
+      throw refuse('jwk_invalid', "The DPoP proof's jwk is not a valid public key for its alg.", err);
+    }
+    const entry = { key, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
+    if (this.keys.size >= MAX_CACHED_KEYS) this.keys.delete(this.keys.keys().next().value!);
+    this.keys.set(id, entry);
+    return entry;
+  }
 }
+
+const MAX_CACHED_KEYS = 1000;
 
 /** RFC 9449 §4.2 `ath`: base64url of the SHA-256 of the access token's ASCII bytes. */
 export function accessTokenHash(token: string): string {
