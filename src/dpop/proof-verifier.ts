@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, errors as joseErrors, importJWK, jwtVerify, type JWK } from 'jose';
-import { hasDuplicateMembers } from '../identity/json-duplicates.js';
+import { decodeJsonPart } from '../identity/json-duplicates.js';
 import type { ReplayStore } from '../store/repositories/replay.js';
 import { DPOP_ALGORITHMS, DpopError, type DpopAlgorithm, type DpopCheck } from './errors.js';
 import { comparableUri } from './htu.js';
@@ -219,18 +219,11 @@ function smallOrderEd25519(x: string): boolean {
 }
 
 function decodeJson(part: string, what: 'header' | 'payload'): Record<string, unknown> {
-  let text: string;
-  let value: unknown;
-  try {
-    text = Buffer.from(part, 'base64url').toString('utf8');
-    value = JSON.parse(text);
-  } catch {
-    throw refuse('proof_malformed', `The DPoP proof's ${what} is not base64url-encoded JSON.`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse('proof_malformed', `The DPoP proof's ${what} is not a JSON object.`);
+  const decoded = decodeJsonPart(part);
+  if ('value' in decoded) return decoded.value;
   // JSON.parse keeps the last of two equal members; another parser may keep the first (RFC 8725 §2.6).
-  if (hasDuplicateMembers(text)) throw refuse('duplicate_member', `The DPoP proof's ${what} names a member twice.`);
-  return value as Record<string, unknown>;
+  if (decoded.problem === 'duplicate_member') throw refuse('duplicate_member', `The DPoP proof's ${what} names a member twice.`);
+  throw refuse('proof_malformed', decoded.problem === 'not_json' ? `The DPoP proof's ${what} is not base64url-encoded JSON.` : `The DPoP proof's ${what} is not a JSON object.`);
 }
 
 function joseRefusal(err: unknown): Error {

@@ -3,7 +3,7 @@ import type { PortConfig } from '../config/config.js';
 import { identityFromClaims } from './claims.js';
 import { TokenRejectedError, type JwksFetchError, type TokenCheck } from './errors.js';
 import type { JobIdentity } from './job-identity.js';
-import { hasDuplicateMembers } from './json-duplicates.js';
+import { decodeJsonPart } from './json-duplicates.js';
 import { JwksCache } from './jwks-cache.js';
 
 /** Buildkite caps a token's lifetime at 2 hours ("Maximum OIDC lifetime", https://buildkite.com/docs/platform/limits). */
@@ -113,21 +113,10 @@ function reject(check: TokenCheck, description: string, cause?: unknown): TokenR
 }
 
 function decodeJson(part: string, what: 'header' | 'payload'): Record<string, unknown> {
-  let text: string;
-  let value: unknown;
-  try {
-    text = Buffer.from(part, 'base64url').toString('utf8');
-    value = JSON.parse(text);
-  } catch {
-    throw reject('malformed', `The subject token's ${what} is not base64url-encoded JSON.`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw reject('malformed', `The subject token's ${what} is not a JSON object.`);
-  }
-  if (hasDuplicateMembers(text)) {
-    throw reject('duplicate_member', `The subject token's ${what} names a member twice.`);
-  }
-  return value as Record<string, unknown>;
+  const decoded = decodeJsonPart(part);
+  if ('value' in decoded) return decoded.value;
+  if (decoded.problem === 'duplicate_member') throw reject('duplicate_member', `The subject token's ${what} names a member twice.`);
+  throw reject('malformed', decoded.problem === 'not_json' ? `The subject token's ${what} is not base64url-encoded JSON.` : `The subject token's ${what} is not a JSON object.`);
 }
 
 function mapJoseError(err: unknown, cfg: PortConfig['buildkite']): Error {

@@ -33,3 +33,21 @@ export function hasDuplicateMembers(text: string): boolean {
   }
   return false;
 }
+
+/** What is wrong with a JWS part as a JSON object (RFC 7515 §7.1), if anything. */
+export type JsonPartProblem = 'not_json' | 'not_object' | 'duplicate_member';
+
+/** A compact JWS's base64url header or payload as a JSON object with unique members, or what is wrong with it. */
+export function decodeJsonPart(part: string): { value: Record<string, unknown> } | { problem: JsonPartProblem } {
+  let text: string;
+  let value: unknown;
+  try {
+    text = Buffer.from(part, 'base64url').toString('utf8');
+    value = JSON.parse(text);
+  } catch {
+    return { problem: 'not_json' };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { problem: 'not_object' };
+  if (hasDuplicateMembers(text)) return { problem: 'duplicate_member' };
+  return { value: value as Record<string, unknown> };
+}
