@@ -47,8 +47,7 @@ export function walkthroughText(w: Walkthrough): string {
   const relay = (path: string) => `curl -s -w '\\nHTTP %{http_code}\\n' ${bearer} ${w.portUrl}/relay/artifacts${path}`;
   const creds = `PORT_TOKEN=$(cat ${d}/deploy-main.token) ${w.port} creds aws-deploy --url ${w.portUrl}`;
   const a = w.approval;
-  // With pools configured, a token must name its pool: Buildkite adds these claims only when asked (https://buildkite.com/docs/agent/v3/cli-oidc).
-  const exchange = `${w.port} token exchange --claim cluster_name,queue_key`;
+  const exchange = `${w.port} token exchange`;
   return [
     '',
     w.state === 'continued'
@@ -68,7 +67,7 @@ export function walkthroughText(w: Walkthrough): string {
     '  # job tokens on PATH. The commands source one in a subshell, as a job would run.',
     '',
     '  # 1. THE EXCHANGE: a deploy job on main exchanges its Buildkite token for a Port token with the deploy grant',
-    "  #    (--claim asks Buildkite to name the job's cluster and queue: its agent pool, which Port checks too, step 4)",
+    "  #    (port asks Buildkite to name the job's cluster and queue in the token: its agent pool, which Port checks too, step 4)",
     `  (. ${d}/deploy-main.env && ${exchange} --scope deploy-token --json)`,
     '',
     '  # the same pipeline on a feature branch is denied that grant, with the reason',
