@@ -665,7 +665,7 @@ const grantsSchema = z.strictObject({
 });
 
 const namingSchema = z.strictObject({
-  roles: nonEmpty.optional().meta({ description: 'A regular expression every grants role name must match (`port policy lint`).', examples: ['^ci-(dev|staging|prod)-[a-z-]+$'] }),
+  roles: nonEmpty.optional().meta({ description: 'A regular expression every grants role name must match as a whole (`port policy lint`; `^…$` is implied).', examples: ['^ci-(dev|staging|prod)-[a-z-]+$'] }),
   aws_role_name: nonEmpty.optional().meta({
     description:
       'The IAM role name an `aws_role` credential granted by a role must have, with `{role}` standing for the Port role name, so `ci-prod-deployer` in Port is `role/ci-prod-deployer` in AWS (`port policy lint`).',

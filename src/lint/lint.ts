@@ -84,7 +84,8 @@ function namingRulesOf(config: PortConfig): NamingRules {
   let pattern: RegExp | undefined;
   if (roles !== undefined) {
     try {
-      pattern = new RegExp(roles);
+      // The whole name must match, as the key says, anchored or not: `ci-prod` alone must not pass for `my-ci-prod-x`.
+      pattern = new RegExp(`^(?:${roles})$`);
     } catch (err) {
       throw new LintInputError(`${path.basename(config.file)}: naming.roles: ${JSON.stringify(roles)} is not a regular expression (${err instanceof Error ? err.message : String(err)}); fix the pattern.`);
     }

@@ -38,6 +38,11 @@ describe('naming rules', () => {
     ]);
   });
 
+  it('naming.roles must match the whole name, anchored or not', async () => {
+    const findings = ofRule(await fx.lint(withRole('my-ci-prod-deployer-x', 'arn:aws:iam::123456789012:role/my-ci-prod-deployer-x', { roles: 'ci-prod-[a-z]+' })), 'naming.role');
+    expect(findings.map((f) => f.location)).toEqual(['grants.roles.my-ci-prod-deployer-x']);
+  });
+
   it('naming.role: a role of a grants.directory file is located in that file', async () => {
     const config = { ...base(), naming: { roles: NAMING.roles }, grants: { directory: './grants' } };
     const findings = await fx.lint(config, undefined, {
