@@ -659,7 +659,7 @@ const grantsSchema = z.strictObject({
   roles: hint(z.record(slug(), roleSchema), { expects: 'a map of role name: permissions' }).default({}).meta({ description: 'Roles by name.' }),
   bindings: z.array(bindingSchema).default([]).meta({ description: 'Who holds which role.' }),
   directory: nonEmpty.optional().meta({
-    description: "A folder (relative to port.yaml's folder) of `*.yaml` files, each with `roles:` and `bindings:` like this section; they add to it.",
+    description: "A folder (relative to port.yaml's folder) of `*.yaml` (or `*.yml`) files, read when Port starts, each with `roles:` and `bindings:` like this section; they add to it.",
     examples: ['./grants'],
   }),
 });

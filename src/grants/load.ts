@@ -1,6 +1,6 @@
 /**
  * The grants Port compiles: port.yaml's `grants:` section plus the files of
- * `grants.directory` — `*.yaml` files directly in that folder (read in name order; not
+ * `grants.directory` — `*.yaml` and `*.yml` files directly in that folder (read in name order; not
  * recursive; dot-files skipped), each with `roles:` and `bindings:` shaped exactly like the
  * section, so a team can own its grants in its own file. Each file is validated with the
  * section's own schema, and its problems read like config errors:
@@ -75,7 +75,7 @@ export function readGrantsDirectory(config: Pick<PortConfig, 'file' | 'grants'>)
  */
 export function loadGrantsDirectory(dir: string, baseDir: string, opts: { skip?: string } = {}): GrantsFromDirectory {
   const names = readdirSync(dir)
-    .filter((n) => n.endsWith('.yaml') && !n.startsWith('.') && path.join(dir, n) !== opts.skip)
+    .filter((n) => (n.endsWith('.yaml') || n.endsWith('.yml')) && !n.startsWith('.') && path.join(dir, n) !== opts.skip)
     .sort();
   const problems: string[] = [];
   const found: GrantsFromDirectory = { files: [], roles: {}, bindings: [] };

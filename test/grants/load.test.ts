@@ -28,16 +28,16 @@ function errorOf(run: () => unknown): string[] {
 }
 
 describe('grants.directory', () => {
-  it('reads every *.yaml file in name order, roles and bindings alike, and nothing else', () => {
+  it('reads every *.yaml and *.yml file in name order, roles and bindings alike, and nothing else', () => {
     const config = withFiles({
       'b-team.yaml': 'bindings:\n  - role: publisher\n    pipelines: [{ pipeline: lib, tags: ["v*"] }]\n',
       'a-roles.yaml': 'roles:\n  publisher:\n    credentials: [npm-publish]\nbindings:\n  - role: publisher\n    pipelines: [{ pipeline: app }]\n',
       '.hidden.yaml': 'roles: { ignored: {} }\n',
-      'notes.yml': 'not: read\n',
+      'c-empty.yml': 'bindings: []\n',
       'README.md': '# not read',
     });
     const read = readGrantsDirectory(config)!;
-    expect(read.files.map((f) => path.basename(f))).toEqual(['a-roles.yaml', 'b-team.yaml']);
+    expect(read.files.map((f) => path.basename(f))).toEqual(['a-roles.yaml', 'b-team.yaml', 'c-empty.yml']);
     expect(Object.keys(read.roles)).toEqual(['publisher']);
     expect(read.roles.publisher!.source).toBe(`grants${sep}a-roles.yaml`);
     expect(read.bindings.map((b) => `${b.source} ${b.index}`)).toEqual([`grants${sep}a-roles.yaml 0`, `grants${sep}b-team.yaml 0`]);
