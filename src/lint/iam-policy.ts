@@ -47,6 +47,52 @@ export function federatedOf(statement: Json): string[] {
   return isObject(principal) ? stringsOf(principal.Federated) : [];
 }
 
+/**
+ * One principal a statement names, with the JSON pointer suffix of where it is written
+ * (`/Principal`, `/Principal/AWS`, `/Principal/AWS/1`). IAM's grammar
+ * (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_grammar.html,
+ * https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html):
+ * `"Principal": "*"` (everyone) or a map from a type (`AWS`, `Federated`, `Service`,
+ * `CanonicalUser`) to one id string or a list of them.
+ */
+export interface PrincipalEntry {
+  /** `AWS`, `Federated`, `Service`, … as written; undefined for the bare string form. */
+  type?: string;
+  value: string;
+  pointer: string;
+}
+
+export function principalsOf(statement: Json, element: 'Principal' | 'NotPrincipal' = 'Principal'): PrincipalEntry[] {
+  const principal = statement[element];
+  if (typeof principal === 'string') return [{ value: principal, pointer: `/${element}` }];
+  if (!isObject(principal)) return [];
+  return Object.entries(principal).flatMap(([type, v]): PrincipalEntry[] => {
+    const at = `/${element}/${escapePointer(type)}`;
+    if (typeof v === 'string') return [{ type, value: v, pointer: at }];
+    if (!Array.isArray(v)) return [];
+    return v.flatMap((value, i) => (typeof value === 'string' ? [{ type, value, pointer: `${at}/${i}` }] : []));
+  });
+}
+
+/**
+ * Whether a statement allows any of `actions`: through `Action`, or through `NotAction`,
+ * which allows everything it doesn't list
+ * (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notaction.html).
+ * A statement with neither, or with values lint can't read, is taken to allow them: lint
+ * reports what it can't rule out.
+ */
+export function allowsAnyAction(statement: Json, actions: readonly string[]): boolean {
+  if ('Action' in statement) {
+    const patterns = stringsOf(statement.Action);
+    return patterns.length === 0 || actions.some((a) => patterns.some((p) => actionMatches(p, a)));
+  }
+  if ('NotAction' in statement) {
+    const excluded = stringsOf(statement.NotAction);
+    return actions.some((a) => !excluded.some((p) => actionMatches(p, a)));
+  }
+  return true;
+}
+
 export interface ConditionEntry {
   /** The operator as written (`ForAnyValue:StringLike`). */
   operatorKey: string;

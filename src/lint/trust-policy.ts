@@ -22,11 +22,25 @@
  * Rules: `trust.file` (not a policy), `trust.credential` (nothing to check it against),
  * `trust.mode` (an `assume_role` credential: not checked), `trust.principal`,
  * `trust.action`, `trust.tag_session`, `trust.audience`, `trust.subject`,
- * `trust.subject_organization`.
+ * `trust.subject_organization`, `trust.bypass` (someone besides Port may assume the role).
  */
 import type { AwsRoleCredentialConfig } from '../config/config.js';
 import { error, warning, type LintFinding } from './finding.js';
-import { actionMatches, conditionEntries, conditionValues, documentOf, escapePointer, escapeRegExp, federatedOf, statementsOf, stringsOf, type Json } from './iam-policy.js';
+import {
+  actionMatches,
+  allowsAnyAction,
+  conditionEntries,
+  conditionValues,
+  documentOf,
+  escapePointer,
+  escapeRegExp,
+  federatedOf,
+  principalsOf,
+  statementsOf,
+  stringsOf,
+  type Json,
+  type PrincipalEntry,
+} from './iam-policy.js';
 
 export interface TrustContext {
   /** `server.public_url`: the `iss` of Port's web identity tokens. */
@@ -39,6 +53,14 @@ export interface TrustContext {
 
 const ASSUME = 'sts:AssumeRoleWithWebIdentity';
 const TAG_SESSION = 'sts:TagSession';
+/** The calls that assume a role (https://docs.aws.amazon.com/STS/latest/APIReference/API_Operations.html). */
+const ASSUME_ANY = ['sts:AssumeRole', ASSUME, 'sts:AssumeRoleWithSAML'];
+/**
+ * Buildkite's own OIDC issuer, `https://agent.buildkite.com`
+ * (https://buildkite.com/docs/pipelines/security/oidc/aws): a role that trusts its IAM OIDC
+ * provider takes any job's `buildkite-agent oidc request-token` directly.
+ */
+const BUILDKITE_PROVIDER = /(^|:oidc-provider\/|^https:\/\/)agent\.buildkite\.com(\/|$)/i;
 /** Condition operators that narrow a key to the values listed (negated ones never pin a value). */
 const POSITIVE_STRING_OPERATORS = ['stringequals', 'stringequalsignorecase', 'stringlike'];
 
@@ -116,11 +138,68 @@ export function trustPolicyFindings(where: string, text: string, ctx: TrustConte
     return out;
   }
 
+  const statementAt = (index: number | undefined) => (suffix = ''): string => at(`/Statement${index === undefined ? '' : `/${index}`}${suffix}`);
   for (const { statement, index } of portStatements) {
-    const here = (suffix = ''): string => at(`/Statement${index === undefined ? '' : `/${index}`}${suffix}`);
-    out.push(...statementFindings(statement, here, targets, issuerHost, ctx.organization));
+    out.push(...statementFindings(statement, statementAt(index), targets, issuerHost, ctx.organization));
+  }
+  for (const { statement, index } of statements) {
+    out.push(...bypassFindings(statement, index, statementAt(index), issuerHost));
   }
   return out;
+}
+
+/**
+ * `trust.bypass`: an Allow statement that lets someone besides Port assume the role — the
+ * job gets credentials Port's policies never decided and its decision log never recorded.
+ * Errors: Buildkite's own provider (every job holds a token for it), `*` (everyone), and
+ * `NotPrincipal` in an Allow (everyone but those listed; IAM doesn't support it in a trust
+ * policy, https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html).
+ * Warnings: any other provider, AWS principal (account, role, user) or service — a
+ * deliberate break-glass way in may be one. A statement that allows none of the assume
+ * calls (say, only sts:TagSession) lets no one in and is skipped.
+ */
+function bypassFindings(statement: Json, index: number | undefined, here: (suffix?: string) => string, issuerHost: string): LintFinding[] {
+  if (statement.Effect !== 'Allow' || !allowsAnyAction(statement, ASSUME_ANY)) return [];
+  const name = `${index === undefined ? 'the statement' : `statement ${index}`}${typeof statement.Sid === 'string' && statement.Sid !== '' ? ` (Sid ${JSON.stringify(statement.Sid)})` : ''}`;
+  const without = "could assume the role without Port, outside Port's policies and decision log";
+  const out: LintFinding[] = [];
+  if ('NotPrincipal' in statement) {
+    out.push(
+      error(
+        'trust.bypass',
+        here('/NotPrincipal'),
+        `${name} is an Allow with NotPrincipal, which trusts every principal except those listed, so anyone else ${without}; IAM doesn't support NotPrincipal in a role trust policy — name Port's provider in Principal instead.`,
+      ),
+    );
+  }
+  for (const p of principalsOf(statement)) {
+    if (p.type === 'Federated' && portProviderAccount(p.value, issuerHost) !== undefined) continue;
+    out.push(bypassFinding(p, name, here(p.pointer), without));
+  }
+  return out;
+}
+
+function bypassFinding(p: PrincipalEntry, name: string, where: string, without: string): LintFinding {
+  const shown = p.type === undefined ? `Principal ${JSON.stringify(p.value)}` : `${p.type} ${JSON.stringify(p.value)}`;
+  if (p.value === '*') {
+    return error('trust.bypass', where, `${name} also trusts ${shown}, which is everyone: any AWS identity or federated user ${without}; remove it.`);
+  }
+  if (p.type === 'Federated' && BUILDKITE_PROVIDER.test(p.value)) {
+    return error(
+      'trust.bypass',
+      where,
+      `${name} also trusts Buildkite's own OIDC provider (${shown}), so any job whose Buildkite token meets its conditions ${without}; remove it and let jobs get the role through Port.`,
+    );
+  }
+  const who =
+    p.type === 'Federated'
+      ? `users of that identity provider`
+      : p.type === 'AWS'
+        ? `those IAM identities (an account, or its :root, means every role and user there allowed sts:AssumeRole)`
+        : p.type === 'Service'
+          ? `that AWS service`
+          : `that principal`;
+  return warning('trust.bypass', where, `${name} also trusts ${shown}: ${who} ${without}; remove it unless this role is a deliberate break-glass way in.`);
 }
 
 /** One Allow statement that trusts Port: its actions, audience and subject. */
@@ -271,10 +350,14 @@ export function issuerFindings(issuer: string): LintFinding[] {
 /** An Allow statement whose Principal.Federated is Port's provider (in `account`, when known) or `*`. */
 function trustsIssuer(statement: Json, issuerHost: string, account?: string): boolean {
   if (statement.Effect !== 'Allow') return false;
-  const provider = new RegExp(`^arn:aws[a-z-]*:iam::(\\d{12}):oidc-provider/${escapeRegExp(issuerHost)}$`, 'i');
   return federatedOf(statement).some((f) => {
     if (f === '*') return true;
-    const m = provider.exec(f);
-    return m !== null && (account === undefined || m[1] === account);
+    const inAccount = portProviderAccount(f, issuerHost);
+    return inAccount !== undefined && (account === undefined || inAccount === account);
   });
+}
+
+/** The account of `federated` when it is Port's IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`). */
+function portProviderAccount(federated: string, issuerHost: string): string | undefined {
+  return new RegExp(`^arn:aws[a-z-]*:iam::(\\d{12}):oidc-provider/${escapeRegExp(issuerHost)}$`, 'i').exec(federated)?.[1];
 }

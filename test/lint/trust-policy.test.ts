@@ -129,6 +129,86 @@ describe('trust policies', () => {
     expect(findings).toEqual([expect.objectContaining({ rule: 'trust.subject', location: 'aws/trust.json#/Statement/1/Condition' })]);
   });
 
+  describe('trust.bypass: an Allow statement that lets someone besides Port assume the role', () => {
+    const BUILDKITE = 'arn:aws:iam::123456789012:oidc-provider/agent.buildkite.com';
+    const bypass = async (...statements: Statement[]): Promise<LintFinding[]> => (await trust(doc(statement(), ...statements))).filter((f) => f.rule === 'trust.bypass');
+
+    it("Buildkite's own provider is an error: any job could assume the role with its Buildkite token, without Port", async () => {
+      const direct = { Sid: 'BuildkiteDirect', Effect: 'Allow', Principal: { Federated: BUILDKITE }, Action: 'sts:AssumeRoleWithWebIdentity', Condition: { StringLike: { 'agent.buildkite.com:sub': 'organization:acme:pipeline:deploy:*' } } };
+      expect(await trust(doc(statement(), direct))).toEqual([
+        {
+          severity: 'error',
+          rule: 'trust.bypass',
+          location: 'aws/trust.json#/Statement/1/Principal/Federated',
+          message: expect.stringMatching(/^statement 1 \(Sid "BuildkiteDirect"\) also trusts Buildkite's own OIDC provider \(Federated "arn:aws:iam::123456789012:oidc-provider\/agent\.buildkite\.com"\), so any job .* could assume the role without Port/),
+        },
+      ]);
+    });
+
+    it("Buildkite's provider listed beside Port's in one statement is found at its array index", async () => {
+      const both = statement((s) => (s.Principal = { Federated: [PROVIDER, BUILDKITE] }));
+      const findings = await trust(JSON.stringify({ Version: '2012-10-17', Statement: both }));
+      expect(findings).toEqual([
+        expect.objectContaining({ severity: 'error', rule: 'trust.bypass', location: 'aws/trust.json#/Statement/Principal/Federated/1', message: expect.stringMatching(/^the statement also trusts Buildkite's own OIDC provider/) }),
+      ]);
+    });
+
+    it('Principal "*" and {"AWS": "*"} are errors: everyone could assume the role', async () => {
+      expect(await bypass({ Effect: 'Allow', Principal: '*', Action: 'sts:AssumeRole' })).toEqual([
+        { severity: 'error', rule: 'trust.bypass', location: 'aws/trust.json#/Statement/1/Principal', message: expect.stringMatching(/^statement 1 also trusts Principal "\*", which is everyone: .* could assume the role without Port/) },
+      ]);
+      expect(await bypass({ Sid: 'Anyone', Effect: 'Allow', Principal: { AWS: ['*'] }, Action: 'sts:AssumeRole' })).toEqual([
+        expect.objectContaining({ severity: 'error', location: 'aws/trust.json#/Statement/1/Principal/AWS/0', message: expect.stringContaining('statement 1 (Sid "Anyone") also trusts AWS "*", which is everyone') }),
+      ]);
+      // {"Federated": "*"} also passes for Port's provider, and still trusts every other.
+      const anyFederated = (await trust(doc(statement((s) => (s.Principal = { Federated: '*' }))))).filter((f) => f.rule === 'trust.bypass');
+      expect(anyFederated).toEqual([expect.objectContaining({ severity: 'error', location: 'aws/trust.json#/Statement/0/Principal/Federated', message: expect.stringContaining('also trusts Federated "*", which is everyone') })]);
+    });
+
+    it('an AWS account, role or account id is a warning (a break-glass role may mean it), one per principal; NotAction counts', async () => {
+      const findings = await bypass({ Sid: 'BreakGlass', Effect: 'Allow', Principal: { AWS: ['arn:aws:iam::123456789012:root', 'arn:aws:iam::210987654321:role/break-glass', '210987654321'] }, NotAction: 'sts:TagSession' });
+      expect(findings.map((f) => [f.severity, f.location])).toEqual([
+        ['warning', 'aws/trust.json#/Statement/1/Principal/AWS/0'],
+        ['warning', 'aws/trust.json#/Statement/1/Principal/AWS/1'],
+        ['warning', 'aws/trust.json#/Statement/1/Principal/AWS/2'],
+      ]);
+      expect(findings[1]!.message).toMatch(/^statement 1 \(Sid "BreakGlass"\) also trusts AWS "arn:aws:iam::210987654321:role\/break-glass": .* could assume the role without Port.*deliberate break-glass/);
+    });
+
+    it('a Service principal is a warning', async () => {
+      expect(await bypass({ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' })).toEqual([
+        { severity: 'warning', rule: 'trust.bypass', location: 'aws/trust.json#/Statement/1/Principal/Service', message: expect.stringContaining('statement 1 also trusts Service "ec2.amazonaws.com": that AWS service could assume the role without Port') },
+      ]);
+    });
+
+    it("another identity provider (OIDC or SAML) is a warning; Port's provider in the same statement is not", async () => {
+      const github = 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com';
+      const saml = 'arn:aws:iam::123456789012:saml-provider/okta';
+      const findings = await bypass({ Effect: 'Allow', Principal: { Federated: [PROVIDER, github, saml] }, Action: ['sts:AssumeRoleWithWebIdentity', 'sts:AssumeRoleWithSAML'] });
+      expect(findings.map((f) => [f.severity, f.location, f.message.split(':')[0]])).toEqual([
+        ['warning', 'aws/trust.json#/Statement/1/Principal/Federated/1', 'statement 1 also trusts Federated "arn'],
+        ['warning', 'aws/trust.json#/Statement/1/Principal/Federated/2', 'statement 1 also trusts Federated "arn'],
+      ]);
+      expect(findings[0]!.message).toContain(github);
+    });
+
+    it('NotPrincipal in an Allow is an error: it trusts everyone but those listed', async () => {
+      expect(await bypass({ Effect: 'Allow', NotPrincipal: { AWS: 'arn:aws:iam::123456789012:role/ops' }, Action: 'sts:AssumeRole' })).toEqual([
+        { severity: 'error', rule: 'trust.bypass', location: 'aws/trust.json#/Statement/1/NotPrincipal', message: expect.stringMatching(/^statement 1 is an Allow with NotPrincipal, which trusts every principal except those listed, so anyone else could assume the role without Port/) },
+      ]);
+    });
+
+    it('clean: Deny statements (with "*" or NotPrincipal) and an Allow of no assume call let no one in', async () => {
+      const text = doc(
+        statement(),
+        { Effect: 'Deny', Principal: { AWS: '*' }, Action: 'sts:AssumeRole', Condition: { StringNotEquals: { 'aws:PrincipalAccount': '123456789012' } } },
+        { Effect: 'Deny', NotPrincipal: { Federated: PROVIDER }, Action: 'sts:*' },
+        { Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:role/tagger' }, Action: ['sts:TagSession', 'sts:SetSourceIdentity'] },
+      );
+      expect(await trust(text)).toEqual([]);
+    });
+  });
+
   it('trust.file: not JSON, or not a policy', async () => {
     expect(await trust('{ "Version": ')).toEqual([expect.objectContaining({ severity: 'error', rule: 'trust.file', location: 'aws/trust.json', message: expect.stringMatching(/^is not JSON/) })]);
     expect(await trust('{"Role": {"RoleName": "x"}}')).toEqual([expect.objectContaining({ rule: 'trust.file', message: expect.stringContaining('is neither an IAM policy document') })]);
