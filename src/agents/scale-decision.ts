@@ -16,8 +16,8 @@ import { decisionRecord, determiningPolicies, entityString } from '../audit/deci
 import type { PoolConfig, PortConfig } from '../config/config.js';
 import { PortError } from '../errors.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import { poolRef } from '../policy/entities.js';
-import type { CedarEntity, EntityRef } from '../policy/types.js';
+import { poolEntity, poolRef } from '../policy/entities.js';
+import type { EntityRef } from '../policy/types.js';
 import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import type { DecisionRecord } from '../store/records/decisions.js';
 import { poolByKey } from './pool-match.js';
@@ -110,15 +110,6 @@ export class ScaleDecisions {
       decisionId: record.id,
     };
   }
-}
-
-/**
- * The Pool as Cedar sees it: the config's `attestation` (what its agents must prove,
- * `[]` for `none`) and `host_bound`. Built here, from the pool the request names, so a
- * `cluster/*` entry's rules apply to each of its queues.
- */
-export function poolEntity(id: string, pool: Pick<PoolConfig, 'attestation' | 'hostBound'>): CedarEntity {
-  return { uid: poolRef(id), attrs: { attestation: [...pool.attestation], host_bound: pool.hostBound }, parents: [] };
 }
 
 function checkCount(name: 'desired' | 'current', value: number): void {

@@ -1,4 +1,5 @@
 import { request } from 'undici';
+import { readCappedBody } from '../http-body.js';
 
 /**
  * The EC2 instance metadata service, as `port agent attest` reads it on the agent host:
@@ -61,19 +62,11 @@ async function call(endpoint: string, method: 'PUT' | 'GET', path: string, heade
     const code = (err as { code?: unknown }).code;
     throw new ImdsError(true, `the instance metadata service at ${endpoint} did not answer (${typeof code === 'string' ? code : 'timeout'})`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      res.body.destroy();
-      throw new ImdsError(false, `the instance metadata service answered more than ${MAX_ANSWER_BYTES} bytes for ${path}`);
-    }
-    chunks.push(chunk);
-  }
+  const answer = await readCappedBody(res.body as typeof res.body & AsyncIterable<Buffer>, MAX_ANSWER_BYTES);
+  if (answer === undefined) throw new ImdsError(false, `the instance metadata service answered more than ${MAX_ANSWER_BYTES} bytes for ${path}`);
   if (res.statusCode !== 200) {
     // 403 on the token: IMDS is off for this instance (or the request went through a proxy).
     throw new ImdsError(path === '/latest/api/token', `the instance metadata service answered HTTP ${res.statusCode} for ${method} ${path}`);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return answer.toString('utf8');
 }

@@ -50,6 +50,15 @@ export function groupRef(name: string): EntityRef {
   return { type: 'Group', id: name };
 }
 
+/**
+ * The Pool as Cedar sees it: its `pools:` entry's `attestation` (what its agents must prove,
+ * `[]` for `none`) and `host_bound`. `id` is the pool asked about (`cluster/queue`), so a
+ * `cluster/*` entry's rules apply to each of its queues.
+ */
+export function poolEntity(id: string, pool: Pick<PoolConfig, 'attestation' | 'hostBound'>): CedarEntity {
+  return { uid: poolRef(id), attrs: { attestation: [...pool.attestation], host_bound: pool.hostBound }, parents: [] };
+}
+
 /** An entity with no attributes and no parents (e.g. a Credential resource). */
 export function bareEntity(ref: EntityRef): CedarEntity {
   return { uid: ref, attrs: {}, parents: [] };
@@ -112,7 +121,7 @@ export function jobRequestParts(identity: JobIdentity, opts?: { creator?: Creato
     { uid: agent, attrs: agentAttrs(opts?.agent), parents: poolUid ? [poolUid] : [], tags: { ...identity.agentTags } },
   ];
   if (poolUid !== undefined && opts?.pool !== undefined) {
-    entities.push({ uid: poolUid, attrs: { attestation: [...opts.pool.attestation], host_bound: opts.pool.hostBound }, parents: [] });
+    entities.push(poolEntity(poolUid.id, opts.pool));
   }
   if (creator !== undefined && creatorUid !== undefined) {
     const groups = [...new Set(creator.groups)].map(groupRef);

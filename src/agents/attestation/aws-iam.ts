@@ -3,6 +3,7 @@ import { checkSignedRequest } from './aws-iam-checks.js';
 import type { SignedCallerIdentityRequest } from './aws-iam-request.js';
 import { AttestationError } from './errors.js';
 import { parseCallerIdentity, parseErrorCode } from './sts-answer.js';
+import { readCappedBody } from '../../http-body.js';
 
 export { signCallerIdentityRequest, SERVER_ID_HEADER, CALLER_IDENTITY_BODY, type SignedCallerIdentityRequest, type CallerIdentitySigningOptions } from './aws-iam-request.js';
 
@@ -85,17 +86,9 @@ export class AwsIamVerifier {
     const deadline = AbortSignal.timeout(this.timeoutMs);
     try {
       const res = await request(this.endpoint, { method: 'POST', headers, body, signal: deadline, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_ANSWER_BYTES) {
-          res.body.destroy();
-          throw new AttestationError('attestation_unavailable', `AWS STS at ${this.endpoint.host} answered more than ${MAX_ANSWER_BYTES} bytes.`);
-        }
-        chunks.push(chunk);
-      }
-      return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') };
+      const answer = await readCappedBody(res.body as typeof res.body & AsyncIterable<Buffer>, MAX_ANSWER_BYTES);
+      if (answer === undefined) throw new AttestationError('attestation_unavailable', `AWS STS at ${this.endpoint.host} answered more than ${MAX_ANSWER_BYTES} bytes.`);
+      return { status: res.statusCode, text: answer.toString('utf8') };
     } catch (err) {
       if (err instanceof AttestationError) throw err;
       const why = deadline.aborted ? `no answer within ${this.timeoutMs} ms` : networkCode(err);
