@@ -22,13 +22,18 @@
 import { watch as watchDir, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { PortError } from '../errors.js';
-import { preparsePolicySet, preparseSchema, statefulIsAuthorized, type CedarValueJson, type EntityJson } from './cedar.js';
+import { policyToJson, preparsePolicySet, preparseSchema, statefulIsAuthorized, type PolicyJson } from './cedar.js';
+import { cedarEntity, cedarRecord, cedarUid } from './cedar-json.js';
+import { DecisionMemo, DEFAULT_MEMO_ENTRIES, type MemoStats } from './decision-memo.js';
 import { defaultDenyReason, failedDecision, interpretAnswer } from './decision.js';
 import { jobRequestParts } from './entities.js';
 import { PolicyLoadError } from './errors.js';
 import { loadPolicyDir, type LoadedPolicySet, type PolicyFile } from './loader.js';
-import { ACTION_TYPE, PORT_SCHEMA, qualifiedType } from './schema.js';
-import type { AuthzRequest, CedarEntity, CedarValue, Decision, EntityRef, PolicyInfo, PolicyProblem, PortAction } from './types.js';
+import { policyReads, type PolicyReads } from './policy-reads.js';
+import { PolicySlices } from './policy-slices.js';
+import { projectionKey } from './request-projection.js';
+import { ACTION_TYPE, PORT_ACTIONS, PORT_SCHEMA } from './schema.js';
+import type { AuthzRequest, Decision, PolicyInfo, PolicyProblem, PortAction } from './types.js';
 import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
 
 export interface EngineOptions {
@@ -55,6 +60,13 @@ export interface EngineOptions {
   now?: () => number;
   /** Policies compiled from the config (grants:, src/grants), loaded with the folder's on every load and reload. */
   compiled?: readonly PolicyFile[];
+  /**
+   * How many decisions to remember per policy set, keyed by what the policies can read of
+   * the request (decision-memo.ts); 0 turns the memo off. Default 4096.
+   */
+  decisionMemo?: number;
+  /** Hand Cedar only the policies whose scope can match the request (policy-slices.ts). Default true. */
+  slicing?: boolean;
 }
 
 /** A reload the engine is holding back until the folder is quiet. */
@@ -94,6 +106,11 @@ interface Snapshot {
   warnings: readonly PolicyProblem[];
   /** Permits by the action they name, computed lazily on the first default deny for it. */
   permitsByAction: Map<PortAction, PolicyInfo[]>;
+  /** What the set can read of a request: the memo's key. */
+  reads: PolicyReads;
+  memo: DecisionMemo;
+  /** Undefined with `slicing: false`. */
+  slices: PolicySlices | undefined;
 }
 
 function prepareSchema(): void {
@@ -120,6 +137,7 @@ export class PolicyEngine {
   private pending: { info: DeferredReload; since: number } | undefined;
   private recheck: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly stats: MemoStats = { hits: 0, misses: 0, uncacheable: 0 };
 
   private constructor(dir: string, options: EngineOptions, set: LoadedPolicySet) {
     this.dir = dir;
@@ -163,6 +181,11 @@ export class PolicyEngine {
     return this.current.byId.get(id);
   }
 
+  /** Counters of the decision memo, over every set this engine has had. */
+  get memoStats(): Readonly<MemoStats> {
+    return { ...this.stats };
+  }
+
   /** The reload being held back until the folder is quiet, if any. */
   get deferred(): DeferredReload | undefined {
     return this.pending?.info;
@@ -172,17 +195,25 @@ export class PolicyEngine {
   decide(req: AuthzRequest): Decision {
     const snap = this.current;
     try {
-      const answer = statefulIsAuthorized({
-        principal: cedarUid(req.principal),
-        action: { type: ACTION_TYPE, id: req.action },
-        resource: cedarUid(req.resource),
-        context: cedarRecord(req.context ?? {}),
-        entities: req.entities.map(cedarEntity),
-        preparsedPolicySetId: snap.psetId,
-        preparsedSchemaName: SCHEMA_NAME,
-        validateRequest: true,
-      });
-      const decision = interpretAnswer(answer, { action: req.action, revision: snap.revision, policy: (id) => snap.byId.get(id) });
+      // The same projection, the same answer from Cedar (request-projection.ts).
+      const key = projectionKey(req, snap.reads);
+      let decision = key === undefined ? undefined : snap.memo.get(key);
+      if (decision === undefined) {
+        const resource = cedarUid(req.resource);
+        const answer = statefulIsAuthorized({
+          principal: cedarUid(req.principal),
+          action: { type: ACTION_TYPE, id: req.action },
+          resource,
+          context: cedarRecord(req.context ?? {}),
+          entities: req.entities.map(cedarEntity),
+          preparsedPolicySetId: snap.slices?.setFor(req.action, resource.type, resource.id) ?? snap.psetId,
+          preparsedSchemaName: SCHEMA_NAME,
+          validateRequest: true,
+        });
+        decision = interpretAnswer(answer, { action: req.action, revision: snap.revision, policy: (id) => snap.byId.get(id) });
+        if (key === undefined) this.stats.uncacheable++;
+        else snap.memo.set(key, decision);
+      }
       // A default deny (no permit held, no forbid, no error) says which permits were
       // written for this request and did not match; allows never pay for it.
       if (decision.decision === 'deny' && decision.determining.length === 0 && decision.errors.length === 0) {
@@ -361,8 +392,13 @@ export class PolicyEngine {
       throw new PolicyLoadError(answer.errors.map((e) => ({ file: set.dir, line: 0, column: 0, message: e.message })));
     }
     this.generation++;
+    const json = set.policies.map((p) => estOf(p));
+    const slicing = this.options.slicing ?? true;
     return {
       psetId,
+      reads: policyReads(json),
+      memo: new DecisionMemo(this.options.decisionMemo ?? DEFAULT_MEMO_ENTRIES, this.stats),
+      slices: slicing ? new PolicySlices(set.policies, PORT_ACTIONS, psetId, preparseSlice) : undefined,
       revision: set.revision,
       files: set.files,
       policies: set.policies,
@@ -401,33 +437,17 @@ function lossReason(lost: readonly PolicyInfo[], set: LoadedPolicySet, quietMs: 
   return `${what} — ${named.join(', ')}${more} — ${why}; keeping the current set until the folder is unchanged for ${quietMs} ms`;
 }
 
-function cedarUid(ref: EntityRef): { type: string; id: string } {
-  return { type: qualifiedType(ref.type), id: ref.id };
+/** Cedar's JSON form of a policy, which the memo's analysis reads (policy-reads.ts). */
+function estOf(p: PolicyInfo): PolicyJson {
+  const answer = policyToJson(p.text);
+  // Not expected: the loader parsed the same text. Throwing refuses the set (fail closed).
+  if (answer.type === 'failure') throw new PolicyLoadError([{ file: p.file, line: p.line, column: 0, policyId: p.id, message: answer.errors[0]?.message ?? 'policy does not parse' }]);
+  return answer.json;
 }
 
-function cedarEntity(e: CedarEntity): EntityJson {
-  return {
-    uid: cedarUid(e.uid),
-    attrs: cedarRecord(e.attrs),
-    parents: e.parents.map(cedarUid),
-    ...(e.tags !== undefined ? { tags: cedarRecord(e.tags) } : {}),
-  };
-}
-
-function cedarRecord(record: Record<string, CedarValue>): Record<string, CedarValueJson> {
-  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, cedarValue(v)]));
-}
-
-/** Entity references inside values carry the unqualified type too; qualify them on the way in. */
-function cedarValue(value: CedarValue): CedarValueJson {
-  if (Array.isArray(value)) return value.map(cedarValue);
-  if (typeof value !== 'object' || value === null) return value;
-  if ('__entity' in value && isEntityRef(value.__entity)) return { __entity: cedarUid(value.__entity) };
-  return cedarRecord(value as Record<string, CedarValue>);
-}
-
-function isEntityRef(v: unknown): v is EntityRef {
-  return typeof v === 'object' && v !== null && typeof (v as EntityRef).type === 'string' && typeof (v as EntityRef).id === 'string';
+function preparseSlice(id: string, policies: readonly PolicyInfo[]): void {
+  const answer = preparsePolicySet(id, { staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])) });
+  if (answer.type === 'failure') throw new Error(answer.errors[0]?.message ?? 'slice does not parse');
 }
 
 function asError(err: unknown): Error {

@@ -1,0 +1,213 @@
+/**
+ * The projection of a Cedar request onto what a policy set can read (policy-reads.ts), as a
+ * string: the decision memo's key. Two requests with the same key get the same answer from
+ * Cedar, because the key keeps everything evaluation and request validation can observe:
+ *
+ * - Entity uids the policies name as literals (and every Action uid) as they are; every other
+ *   uid renamed to its type and order of first appearance (`#0:Port::Job`). Cedar has no
+ *   operator that reads an entity's id — only `==`, `in` and `is`, which a type-preserving
+ *   one-to-one renaming keeps (https://docs.cedarpolicy.com/policies/syntax-operators.html).
+ *   The hierarchy (`parents`) is kept, renamed, so `in` answers the same.
+ * - Attributes and context keys the policies name, projected by how they are used: whole,
+ *   read through (records, entities), or — strings only tested by `like` and `==`/`!=`
+ *   against literals — as the outcome of each of those tests.
+ * - Of everything else, its shape: names and types (what Cedar's schema-based parsing and
+ *   `validateRequest` check), not string contents, integer values or entity ids.
+ *
+ * Error messages can quote entity ids, so decisions with errors are never memoized
+ * (decision-memo.ts); the key only has to agree on whether errors happen, which it does.
+ */
+import { entityRefIn } from './cedar-json.js';
+import { likeMatches, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
+import { ACTION_TYPE, qualifiedType } from './schema.js';
+import type { AuthzRequest, CedarValue, EntityRef } from './types.js';
+
+/** A value the projection does not model (an implicit `{type, id}` reference, `__expr`, `null`…): decide without the memo. */
+class NotProjectable extends Error {}
+
+/**
+ * The key of `req` under `reads`, or undefined when it cannot be computed safely (decide with
+ * Cedar). Read from Port's request form, whose conversion to Cedar's (cedar-json.ts) only
+ * qualifies entity types: the key qualifies them the same way.
+ */
+export function projectionKey(req: AuthzRequest, reads: PolicyReads): string | undefined {
+  if (!reads.analysable) return undefined;
+  try {
+    return new Projection(reads).of(req);
+  } catch (err) {
+    if (err instanceof NotProjectable) return undefined;
+    throw err;
+  }
+}
+
+class Projection {
+  private readonly renamed = new Map<string, string>();
+
+  constructor(private readonly reads: PolicyReads) {}
+
+  of(req: AuthzRequest): string {
+    let out = `${this.uid(req.principal)}|${this.typedUid(ACTION_TYPE, req.action)}|${this.uid(req.resource)}|`;
+    const context = req.context ?? {};
+    out += this.reads.contextWhole ? this.raw(context) : this.record(context);
+    for (const e of req.entities) {
+      out += `|${this.uid(e.uid)}${this.record(e.attrs)}<`;
+      for (const p of e.parents) out += `${this.uid(p)},`;
+      out += '>';
+      if (e.tags !== undefined) out += this.reads.tags ? this.raw(e.tags) : this.shape(e.tags);
+    }
+    return out;
+  }
+
+  private uid(ref: EntityRef): string {
+    if (typeof ref !== 'object' || ref === null || typeof ref.type !== 'string' || typeof ref.id !== 'string') throw new NotProjectable();
+    return this.typedUid(qualifiedType(ref.type), ref.id);
+  }
+
+  private typedUid(type: string, id: string): string {
+    if (!typeName(type)) throw new NotProjectable();
+    const key = uidKey(type, id);
+    // Ids that are not well-formed UTF-16 keep themselves: how Cedar receives them is not modelled.
+    if (this.reads.literals.has(key) || type.endsWith('::Action') || !wellFormed(id)) return `L${type}::${JSON.stringify(id)}`;
+    let name = this.renamed.get(key);
+    if (name === undefined) {
+      name = `#${this.renamed.size}:${type}`;
+      this.renamed.set(key, name);
+    }
+    return name;
+  }
+
+  /**
+   * A record whose keys are attribute names (the context, an entity's attributes, a record
+   * read through). Keys in the order given: the same record built another way is a miss, not an error.
+   */
+  private record(rec: Record<string, CedarValue>): string {
+    let out = '{';
+    for (const k of Object.keys(rec)) out += `${JSON.stringify(k)}:${this.attribute(k, rec[k] as CedarValue)},`;
+    return `${out}}`;
+  }
+
+  private attribute(name: string, v: CedarValue): string {
+    const use = this.reads.attributes.get(name);
+    if (use === undefined) return this.shape(v);
+    if (use.raw) return this.raw(v);
+    const tested = use.patterns.length > 0 || use.equals.length > 0 || use.bounds.length > 0;
+    // Outcome bits only where every test is well-typed for the value (no errors to tell apart).
+    if (typeof v === 'string') {
+      if (use.container || use.bounds.length > 0 || !wellFormed(v)) return this.raw(v);
+      return tested ? `P${outcomes(v, use)}` : this.shape(v);
+    }
+    if (typeof v === 'number' && tested) {
+      if (use.container || use.patterns.length > 0 || !Number.isSafeInteger(v)) return this.raw(v);
+      return `N${bounds(v, use)}`;
+    }
+    if (tested) return this.raw(v);
+    if (use.container && isRecord(v)) return `C${this.record(v)}`;
+    return use.container ? this.raw(v) : this.shape(v);
+  }
+
+  /** The whole value; entity references renamed. */
+  private raw(v: CedarValue): string {
+    switch (typeof v) {
+      case 'string':
+        return JSON.stringify(v);
+      case 'number':
+        return `n${v}`;
+      case 'boolean':
+        return String(v);
+      case 'object':
+        break;
+      default:
+        throw new NotProjectable();
+    }
+    if (v === null) throw new NotProjectable();
+    if (Array.isArray(v)) {
+      let out = '[';
+      for (const x of v) out += `${this.raw(x)},`;
+      return `${out}]`;
+    }
+    const ref = entityRefIn(v);
+    if (ref !== undefined) return `E${this.uid(ref)}`;
+    assertPlain(v);
+    let out = '{';
+    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.raw((v as Record<string, CedarValue>)[k] as CedarValue)},`;
+    return `${out}}`;
+  }
+
+  /** What validation sees of a value no policy reads: names and types — no string contents, integers or ids' identity beyond renaming. */
+  private shape(v: CedarValue): string {
+    switch (typeof v) {
+      case 'string':
+        return wellFormed(v) ? 's' : 'S';
+      case 'number':
+        // Any safe integer is a valid Long (i64); anything else is kept, for the parser to judge.
+        return Number.isSafeInteger(v) ? 'i' : `n${v}`;
+      case 'boolean':
+        return 'b';
+      case 'object':
+        break;
+      default:
+        throw new NotProjectable();
+    }
+    if (v === null) throw new NotProjectable();
+    if (Array.isArray(v)) {
+      let out = '[';
+      for (const x of v) out += `${this.shape(x)},`;
+      return `${out}]`;
+    }
+    const ref = entityRefIn(v);
+    if (ref !== undefined) return `E${this.uid(ref)}`;
+    assertPlain(v);
+    let out = '{';
+    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.shape((v as Record<string, CedarValue>)[k] as CedarValue)},`;
+    return `${out}}`;
+  }
+}
+
+/** One bit per `like` pattern and per compared literal: all a string's uses can tell about it. */
+function outcomes(v: string, use: AttributeUse): string {
+  let bits = '';
+  for (const p of use.patterns) bits += likeMatches(v, p) ? '1' : '0';
+  bits += '/';
+  for (const s of use.equals) bits += v === s ? '1' : '0';
+  return bits;
+}
+
+/** Types seen to be plain Cedar names (identifiers joined by `::`); Port has a dozen. */
+const TYPE_NAMES = new Set<string>();
+const TYPE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+/** Whether `type` is a Cedar entity type name (https://docs.cedarpolicy.com/policies/syntax-grammar.html#grammar-path); only these are keyed. */
+function typeName(type: string): boolean {
+  if (TYPE_NAMES.has(type)) return true;
+  if (!TYPE_NAME.test(type)) return false;
+  if (TYPE_NAMES.size < 1024) TYPE_NAMES.add(type);
+  return true;
+}
+
+/** No lone surrogates (String.prototype.isWellFormed, ES2024; Node 20 has it, TypeScript's lib here doesn't). */
+function wellFormed(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** One bit per ordering test; a Long never equals a string literal (Cedar's `==` across types is false, not an error). */
+function bounds(v: number, use: AttributeUse): string {
+  let bits = '';
+  for (const b of use.bounds) {
+    const holds = b.op === '<' ? v < b.value : b.op === '<=' ? v <= b.value : b.op === '>' ? v > b.value : v >= b.value;
+    bits += holds ? '1' : '0';
+  }
+  return `${bits}/${use.equals.length}`;
+}
+
+function isRecord(v: CedarValue): v is Record<string, CedarValue> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && entityRefIn(v) === undefined;
+}
+
+/**
+ * With a schema, Cedar reads `{type, id}` as an entity reference where one is expected;
+ * `__extn` and `__expr` are its escapes, and an `__entity` member that is not a reference
+ * reaches Cedar as written: the projection can't tell these from records, so it gives up.
+ */
+function assertPlain(v: object): void {
+  if ('__expr' in v || '__extn' in v || '__entity' in v || ('type' in v && 'id' in v)) throw new NotProjectable();
+}
