@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PolicyEngine } from '../dist/policy/engine.js';
-import { credentialRef, jobRequestParts, organizationRef } from '../dist/policy/entities.js';
 import { childMain, cpuMs, summarize } from './lib.mjs';
-import { AUDIENCE, EXCHANGE_POLICIES, credentialFor, generatePolicies, identity } from './policies.mjs';
+import { EXCHANGE_POLICIES, decisionRequests, generatePolicies } from './policies.mjs';
 
 const dirs = [];
 
@@ -24,24 +23,6 @@ async function openEngine(files) {
   const engine = await PolicyEngine.open(dir);
   engine.warmUp();
   return engine;
-}
-
-/** Exchange and assume requests for varied jobs, as TokenExchange builds them. */
-function requests(n, small) {
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    // Each job kind asks for both actions; credentials vary with the round.
-    const k = Math.floor(i / 2);
-    const id = small ? { ...identity(k), pipelineSlug: k % 3 === 0 ? 'web-app' : 'deploy' } : identity(k);
-    const { principal, entities } = jobRequestParts(id);
-    if (i % 2 === 0) {
-      out.push({ principal, action: 'exchange', resource: organizationRef(id.organizationSlug), context: { audience: AUDIENCE, scopes: ['deploy-token'] }, entities });
-    } else {
-      const credential = small ? 'deploy-token' : credentialFor(id, Math.floor(k / 6));
-      out.push({ principal, action: 'assume', resource: credentialRef(credential), context: {}, entities });
-    }
-  }
-  return out;
 }
 
 function run(engine, reqs, warmup, decisions) {
@@ -71,8 +52,8 @@ childMain({
       const large = await openEngine(generatePolicies(policies));
       const small = await openEngine(EXCHANGE_POLICIES);
       const result = {
-        large: run(large, requests(96, false), warmup, decisions),
-        small: run(small, requests(96, true), warmup, decisions),
+        large: run(large, await decisionRequests(96, false), warmup, decisions),
+        small: run(small, await decisionRequests(96, true), warmup, decisions),
       };
       process.send({ type: 'result', ...result });
     } finally {

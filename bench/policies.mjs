@@ -154,3 +154,46 @@ export function credentialFor(id, i) {
   if (id.pipelineSlug.startsWith('svc-')) return i % 2 === 0 ? `deploy-${id.pipelineSlug}` : `staging-${id.pipelineSlug}`;
   return ['cache-read', 'cache-write', 'registry-push'][i % 3];
 }
+
+/**
+ * `n` exchange and assume requests for varied jobs, as TokenExchange builds them (each job
+ * kind asks for both actions; credentials vary with the round). `small`: the exchange
+ * server's two pipelines and its one credential. `from`: the first job's index.
+ */
+export async function decisionRequests(n, small, from = 0) {
+  const { credentialRef, jobRequestParts, organizationRef } = await import('../dist/policy/entities.js');
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const k = from + Math.floor(i / 2);
+    const id = small ? { ...identity(k), pipelineSlug: k % 3 === 0 ? 'web-app' : 'deploy' } : identity(k);
+    const { principal, entities } = jobRequestParts(id);
+    if (i % 2 === 0) {
+      out.push({ principal, action: 'exchange', resource: organizationRef(id.organizationSlug), context: { audience: AUDIENCE, scopes: ['deploy-token'] }, entities });
+    } else {
+      const credential = small ? 'deploy-token' : credentialFor(id, Math.floor(k / 6));
+      out.push({ principal, action: 'assume', resource: credentialRef(credential), context: {}, entities });
+    }
+  }
+  return out;
+}
+
+/** The exchange server's policies plus the relay's: reads anywhere, uploads under /stream, nothing under /admin. */
+export const RELAY_POLICIES = {
+  ...EXCHANGE_POLICIES,
+  'relay.cedar': `
+@id("bench-read")
+@reason("acme jobs may read from the bench upstream")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"bench")
+when { context.method == "GET" || context.method == "HEAD" };
+
+@id("bench-upload")
+@reason("deploy jobs may upload under /stream")
+permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"bench")
+when { principal.pipeline_slug == "deploy" && (context.method == "PUT" || context.method == "POST") && context.path like "/stream/*" };
+
+@id("no-admin")
+@reason("nobody reaches the admin area through the relay")
+forbid (principal, action == Port::Action::"proxy", resource)
+when { context.path like "/admin*" };
+`,
+};

@@ -1,7 +1,7 @@
 /**
  * Child of bench/relay.mjs: runs Port (compiled, from ../dist) on 127.0.0.1:0 with the
  * relay configured — one upstream `bench` (the bench upstream, `max_body: 2GiB`, a bearer
- * credential injected from the environment), RELAY_POLICIES below, the given
+ * credential injected from the environment), RELAY_POLICIES (bench/policies.mjs), the given
  * `relay.decision_cache_ttl` — trusting the Buildkite simulator the parent runs. The
  * parent pins this process to one core and watches it from outside (/proc).
  *
@@ -29,28 +29,7 @@ import { DpopVerifier } from '../dist/dpop/proof-verifier.js';
 import { startPort } from '../dist/server/port-server.js';
 import Database from 'better-sqlite3';
 import { childMain, closedLoop, cpuMs, procIo, profilerHandlers, summarize, threadCpuMs } from './lib.mjs';
-import { EXCHANGE_POLICIES } from './policies.mjs';
-
-/** The exchange server's policies plus the relay's: reads anywhere, uploads under /stream, nothing under /admin. */
-export const RELAY_POLICIES = {
-  ...EXCHANGE_POLICIES,
-  'relay.cedar': `
-@id("bench-read")
-@reason("acme jobs may read from the bench upstream")
-permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"bench")
-when { context.method == "GET" || context.method == "HEAD" };
-
-@id("bench-upload")
-@reason("deploy jobs may upload under /stream")
-permit (principal is Port::Job, action == Port::Action::"proxy", resource == Port::Upstream::"bench")
-when { principal.pipeline_slug == "deploy" && (context.method == "PUT" || context.method == "POST") && context.path like "/stream/*" };
-
-@id("no-admin")
-@reason("nobody reaches the admin area through the relay")
-forbid (principal, action == Port::Action::"proxy", resource)
-when { context.path like "/admin*" };
-`,
-};
+import { RELAY_POLICIES } from './policies.mjs';
 
 let port;
 let dir;

@@ -33,6 +33,27 @@ export interface AttributeUse {
   equals: string[];
   /** Long literals the value is ordered against, the attribute on the left (`x < 5`, `5 < x` as `x > 5`). */
   bounds: Bound[];
+  /** `patterns`, indexed by their leading literal text: which could match a given string (see `matchingPatterns`). */
+  patternIndex?: PatternIndex;
+  /** `equals` by value: a string equals at most one of them. */
+  equalsIndex?: ReadonlyMap<string, number>;
+}
+
+/**
+ * `like` patterns by their leading literal: a string can only match patterns whose leading
+ * literal it starts with, so hundreds of patterns cost a walk down the string's first few
+ * characters, not hundreds of matches.
+ */
+export interface PatternIndex {
+  /** Patterns that begin with `*` (or are empty): always tried. */
+  floating: number[];
+  root: PrefixNode;
+}
+
+interface PrefixNode {
+  next: Map<string, PrefixNode>;
+  /** Patterns whose leading literal ends here. */
+  ends: number[];
 }
 
 export interface Bound {
@@ -248,7 +269,56 @@ export function policyReads(policies: readonly PolicyJson[]): PolicyReads {
     if (!(err instanceof Unanalysable)) throw err;
     return { analysable: false, attributes: new Map(), literals: new Set(), contextWhole: true, tags: true };
   }
+  // A test written in many policies is one bit of the key.
+  for (const u of attributes.values()) {
+    u.patterns = unique(u.patterns, (p) => JSON.stringify(p.map((el) => (el === WILDCARD ? null : el))));
+    u.equals = unique(u.equals, (s) => s);
+    u.bounds = unique(u.bounds, (b) => `${b.op}${b.value}`);
+    u.patternIndex = indexPatterns(u.patterns);
+    u.equalsIndex = new Map(u.equals.map((v, i) => [v, i]));
+  }
   return { analysable: true, attributes, literals, contextWhole: state.contextWhole, tags: state.tags };
+}
+
+function indexPatterns(patterns: readonly LikePattern[]): PatternIndex {
+  const index: PatternIndex = { floating: [], root: { next: new Map(), ends: [] } };
+  patterns.forEach((p, i) => {
+    const lead = p[0];
+    if (typeof lead !== 'string') {
+      index.floating.push(i);
+      return;
+    }
+    let node = index.root;
+    for (const unit of lead) {
+      let child = node.next.get(unit);
+      if (child === undefined) {
+        child = { next: new Map(), ends: [] };
+        node.next.set(unit, child);
+      }
+      node = child;
+    }
+    node.ends.push(i);
+  });
+  return index;
+}
+
+/** The indices of the patterns `value` matches, ascending. */
+export function matchingPatterns(value: string, patterns: readonly LikePattern[], index: PatternIndex): number[] {
+  const candidates = [...index.floating];
+  let node: PrefixNode | undefined = index.root;
+  // Code points, as the index was built (for…of over a string yields code points).
+  for (const unit of value) {
+    node = node.next.get(unit);
+    if (node === undefined) break;
+    candidates.push(...node.ends);
+  }
+  return candidates.filter((i) => likeMatches(value, patterns[i] as LikePattern)).sort((a, b) => a - b);
+}
+
+function unique<T>(items: T[], key: (item: T) => string): T[] {
+  const seen = new Map<string, T>();
+  for (const item of items) if (!seen.has(key(item))) seen.set(key(item), item);
+  return [...seen.values()];
 }
 
 function isAttribute(e: unknown): boolean {

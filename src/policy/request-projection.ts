@@ -18,7 +18,7 @@
  * (decision-memo.ts); the key only has to agree on whether errors happen, which it does.
  */
 import { entityRefIn } from './cedar-json.js';
-import { likeMatches, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
+import { likeMatches, matchingPatterns, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
 import { ACTION_TYPE, qualifiedType } from './schema.js';
 import type { AuthzRequest, CedarValue, EntityRef } from './types.js';
 
@@ -163,15 +163,6 @@ class Projection {
   }
 }
 
-/** One bit per `like` pattern and per compared literal: all a string's uses can tell about it. */
-function outcomes(v: string, use: AttributeUse): string {
-  let bits = '';
-  for (const p of use.patterns) bits += likeMatches(v, p) ? '1' : '0';
-  bits += '/';
-  for (const s of use.equals) bits += v === s ? '1' : '0';
-  return bits;
-}
-
 /** Types seen to be plain Cedar names (identifiers joined by `::`); Port has a dozen. */
 const TYPE_NAMES = new Set<string>();
 const TYPE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$/;
@@ -187,6 +178,13 @@ function typeName(type: string): boolean {
 /** No lone surrogates (String.prototype.isWellFormed, ES2024; Node 20 has it, TypeScript's lib here doesn't). */
 function wellFormed(s: string): boolean {
   return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Which `like` patterns hold and which literal the string equals: all its uses can tell about it. */
+function outcomes(v: string, use: AttributeUse): string {
+  const matched = use.patternIndex === undefined ? use.patterns.flatMap((p, i) => (likeMatches(v, p) ? [i] : [])) : matchingPatterns(v, use.patterns, use.patternIndex);
+  const equal = use.equalsIndex === undefined ? use.equals.indexOf(v) : (use.equalsIndex.get(v) ?? -1);
+  return `${matched.join(',')}/${equal}`;
 }
 
 /** One bit per ordering test; a Long never equals a string literal (Cedar's `==` across types is false, not an error). */

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { policyToJson, type PolicyJson } from '../../src/policy/cedar.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { jobRequestParts, upstreamRef } from '../../src/policy/entities.js';
-import { likeMatches, policyReads } from '../../src/policy/policy-reads.js';
+import { likeMatches, matchingPatterns, policyReads } from '../../src/policy/policy-reads.js';
 import { projectionKey } from '../../src/policy/request-projection.js';
 import type { AuthzRequest, CedarValue } from '../../src/policy/types.js';
 import { assumeRequest, cleanup, exchangeRequest, identity, PERMIT_EXCHANGE, policyDir, writeFiles } from './fixtures.js';
@@ -52,6 +52,25 @@ describe('likeMatches', () => {
       }
     }
     expect(checked).toBe(patterns.length * values.length);
+  });
+});
+
+describe('matchingPatterns', () => {
+  it('finds exactly the patterns likeMatches accepts, through the prefix index', () => {
+    const texts = ['', '*', 'a', 'a*', 'ab*', 'abc', '*c', 'a*c', 'b*', 'é*', 'é😀*', '😀', '\\**', 'abcd*x'];
+    const policies = texts.map((t) => est(`permit (principal, action, resource) when { principal.branch like "${t}" };`));
+    const use = policyReads(policies).attributes.get('branch')!;
+    expect(use.patterns).toHaveLength(texts.length);
+    // Every string over a small alphabet up to length 4, plus a few longer ones.
+    const alphabet = ['a', 'b', 'c', 'x', '*', 'é', '😀'];
+    const values = [''];
+    for (let len = 1; len <= 4; len++) for (const v of values.filter((x) => [...x].length === len - 1)) for (const ch of alphabet) values.push(v + ch);
+    values.push('abcdefx', 'abcdx', 'é😀é😀');
+    for (const v of values) {
+      const expected = use.patterns.flatMap((p, i) => (likeMatches(v, p) ? [i] : []));
+      expect(matchingPatterns(v, use.patterns, use.patternIndex!), JSON.stringify(v)).toEqual(expected);
+    }
+    expect(values.length).toBeGreaterThan(2000);
   });
 });
 
