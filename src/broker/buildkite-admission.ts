@@ -135,14 +135,15 @@ export class BuildkiteTokenAdmission {
    * logged (the decisions are discarded) and TokenRejectedError `replayed` is thrown.
    */
   async consumeOnce(job: AdmittedJob, records: DecisionRecord[], meta: RequestMeta, target: RefusalTarget): Promise<void> {
-    const replayed = new TokenRejectedError('replayed', 'The subject token was already exchanged; request a fresh one from the agent.');
+    // The refusal is written only on a replay; the error (and its stack) only made then.
+    const replayed = { check: 'replayed', message: REPLAYED_MESSAGE } as const;
     const firstUse = await this.deps.log.recordFirstUse(
       job.verified.replayKey,
       (job.verified.identity.expiresAt + this.deps.config.buildkite.clockSkew) * 1000,
       records,
       [refusal(replayed, meta, target, job.verified)],
     );
-    if (!firstUse) throw replayed;
+    if (!firstUse) throw new TokenRejectedError(replayed.check, replayed.message);
   }
 }
 
@@ -173,7 +174,9 @@ export function decideExchange(policy: PolicyEngine, job: AdmittedJob, audience:
 }
 
 /** A refused subject token: logged with the failed check, and the job only if the token verified. */
-function refusal(err: TokenRejectedError, meta: RequestMeta, target: RefusalTarget, verified: VerifiedJobToken | undefined, extra: Record<string, unknown> = {}): DecisionRecord {
+const REPLAYED_MESSAGE = 'The subject token was already exchanged; request a fresh one from the agent.';
+
+function refusal(err: Pick<TokenRejectedError, 'check' | 'message'>, meta: RequestMeta, target: RefusalTarget, verified: VerifiedJobToken | undefined, extra: Record<string, unknown> = {}): DecisionRecord {
   return {
     id: randomUUID(),
     time: new Date().toISOString(),
