@@ -6,8 +6,37 @@
  * conversion hands them to Cedar.
  */
 import type { CedarValueJson, EntityJson } from './cedar.js';
-import { qualifiedType } from './schema.js';
-import type { CedarEntity, CedarValue, EntityRef } from './types.js';
+import { ACTION_TYPE, qualifiedType } from './schema.js';
+import type { AuthzRequest, CedarEntity, CedarValue, EntityRef } from './types.js';
+
+export interface TypeAndId {
+  type: string;
+  id: string;
+}
+
+/**
+ * A request exactly as it is handed to Cedar: fresh plain objects and arrays, types
+ * qualified. The decision memo's key is read from this and nothing else, so what is keyed
+ * is what Cedar would decide: a request object with getters or its own iterators is read
+ * once, here, never twice.
+ */
+export interface CedarRequest {
+  principal: TypeAndId;
+  action: TypeAndId;
+  resource: TypeAndId;
+  context: Record<string, CedarValueJson>;
+  entities: EntityJson[];
+}
+
+export function cedarRequest(req: AuthzRequest): CedarRequest {
+  return {
+    principal: cedarUid(req.principal),
+    action: { type: ACTION_TYPE, id: req.action },
+    resource: cedarUid(req.resource),
+    context: cedarRecord(req.context ?? {}),
+    entities: req.entities.map(cedarEntity),
+  };
+}
 
 export function cedarUid(ref: EntityRef): { type: string; id: string } {
   return { type: qualifiedType(ref.type), id: ref.id };

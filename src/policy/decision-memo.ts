@@ -28,6 +28,11 @@ export class DecisionMemo {
     private readonly stats: MemoStats,
   ) {}
 
+  /** False when the bound is 0: no key is worth computing. */
+  get enabled(): boolean {
+    return this.maxEntries > 0;
+  }
+
   get(key: string): Decision | undefined {
     const hit = this.entries.get(key);
     if (hit === undefined) {

@@ -23,7 +23,7 @@ import { watch as watchDir, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { PortError } from '../errors.js';
 import { policyToJson, preparsePolicySet, preparseSchema, statefulIsAuthorized, type PolicyJson } from './cedar.js';
-import { cedarEntity, cedarRecord, cedarUid } from './cedar-json.js';
+import { cedarRequest } from './cedar-json.js';
 import { DecisionMemo, DEFAULT_MEMO_ENTRIES, type MemoStats } from './decision-memo.js';
 import { defaultDenyReason, failedDecision, interpretAnswer } from './decision.js';
 import { jobRequestParts } from './entities.js';
@@ -32,7 +32,7 @@ import { loadPolicyDir, type LoadedPolicySet, type PolicyFile } from './loader.j
 import { policyReads, type PolicyReads } from './policy-reads.js';
 import { PolicySlices } from './policy-slices.js';
 import { projectionKey } from './request-projection.js';
-import { ACTION_TYPE, PORT_ACTIONS, PORT_SCHEMA } from './schema.js';
+import { PORT_ACTIONS, PORT_SCHEMA } from './schema.js';
 import type { AuthzRequest, Decision, PolicyInfo, PolicyProblem, PortAction } from './types.js';
 import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
 
@@ -195,24 +195,21 @@ export class PolicyEngine {
   decide(req: AuthzRequest): Decision {
     const snap = this.current;
     try {
+      // Converted once: the key is read from exactly what Cedar would be given.
+      const call = cedarRequest(req);
       // The same projection, the same answer from Cedar (request-projection.ts).
-      const key = projectionKey(req, snap.reads);
+      const key = snap.memo.enabled ? projectionKey(call, snap.reads) : undefined;
       let decision = key === undefined ? undefined : snap.memo.get(key);
       if (decision === undefined) {
-        const resource = cedarUid(req.resource);
         const answer = statefulIsAuthorized({
-          principal: cedarUid(req.principal),
-          action: { type: ACTION_TYPE, id: req.action },
-          resource,
-          context: cedarRecord(req.context ?? {}),
-          entities: req.entities.map(cedarEntity),
-          preparsedPolicySetId: snap.slices?.setFor(req.action, resource.type, resource.id) ?? snap.psetId,
+          ...call,
+          preparsedPolicySetId: snap.slices?.setFor(req.action, call.resource.type, call.resource.id) ?? snap.psetId,
           preparsedSchemaName: SCHEMA_NAME,
           validateRequest: true,
         });
         decision = interpretAnswer(answer, { action: req.action, revision: snap.revision, policy: (id) => snap.byId.get(id) });
-        if (key === undefined) this.stats.uncacheable++;
-        else snap.memo.set(key, decision);
+        if (key !== undefined) snap.memo.set(key, decision);
+        else if (snap.memo.enabled) this.stats.uncacheable++;
       }
       // A default deny (no permit held, no forbid, no error) says which permits were
       // written for this request and did not match; allows never pay for it.
@@ -397,7 +394,7 @@ export class PolicyEngine {
     return {
       psetId,
       reads: policyReads(json),
-      memo: new DecisionMemo(this.options.decisionMemo ?? DEFAULT_MEMO_ENTRIES, this.stats),
+      memo: new DecisionMemo(memoEntries(this.options.decisionMemo), this.stats),
       slices: slicing ? new PolicySlices(set.policies, PORT_ACTIONS, psetId, preparseSlice) : undefined,
       revision: set.revision,
       files: set.files,
@@ -435,6 +432,13 @@ function lossReason(lost: readonly PolicyInfo[], set: LoadedPolicySet, quietMs: 
   const files = new Set(set.files);
   const why = lost.every((p) => files.has(p.file)) ? 'while their files are still there (a file caught half-written?)' : 'including forbids whose file is gone (a file being replaced?)';
   return `${what} — ${named.join(', ')}${more} — ${why}; keeping the current set until the folder is unchanged for ${quietMs} ms`;
+}
+
+/** The memo's bound: a count of entries, 0 for none; anything but a non-negative integer is a caller's bug. */
+function memoEntries(option: number | undefined): number {
+  if (option === undefined) return DEFAULT_MEMO_ENTRIES;
+  if (!Number.isSafeInteger(option) || option < 0) throw new PortError('policy_memo_invalid', `decisionMemo must be a non-negative integer, not ${option}`);
+  return option;
 }
 
 /** Cedar's JSON form of a policy, which the memo's analysis reads (policy-reads.ts). */

@@ -17,20 +17,15 @@
  * Error messages can quote entity ids, so decisions with errors are never memoized
  * (decision-memo.ts); the key only has to agree on whether errors happen, which it does.
  */
-import { entityRefIn } from './cedar-json.js';
+import type { CedarValueJson } from './cedar.js';
+import { entityRefIn, type CedarRequest, type TypeAndId } from './cedar-json.js';
 import { likeMatches, matchingPatterns, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
-import { ACTION_TYPE, qualifiedType } from './schema.js';
-import type { AuthzRequest, CedarValue, EntityRef } from './types.js';
 
 /** A value the projection does not model (an implicit `{type, id}` reference, `__expr`, `null`…): decide without the memo. */
 class NotProjectable extends Error {}
 
-/**
- * The key of `req` under `reads`, or undefined when it cannot be computed safely (decide with
- * Cedar). Read from Port's request form, whose conversion to Cedar's (cedar-json.ts) only
- * qualifies entity types: the key qualifies them the same way.
- */
-export function projectionKey(req: AuthzRequest, reads: PolicyReads): string | undefined {
+/** The key of `req` under `reads`, or undefined when it cannot be computed safely (decide with Cedar). */
+export function projectionKey(req: CedarRequest, reads: PolicyReads): string | undefined {
   if (!reads.analysable) return undefined;
   try {
     return new Projection(reads).of(req);
@@ -45,26 +40,21 @@ class Projection {
 
   constructor(private readonly reads: PolicyReads) {}
 
-  of(req: AuthzRequest): string {
-    let out = `${this.uid(req.principal)}|${this.typedUid(ACTION_TYPE, req.action)}|${this.uid(req.resource)}|`;
-    const context = req.context ?? {};
-    out += this.reads.contextWhole ? this.raw(context) : this.record(context);
+  of(req: CedarRequest): string {
+    let out = `${this.uid(req.principal)}|${this.uid(req.action)}|${this.uid(req.resource)}|`;
+    out += this.reads.contextWhole ? this.raw(req.context) : this.record(req.context);
     for (const e of req.entities) {
-      out += `|${this.uid(e.uid)}${this.record(e.attrs)}<`;
-      for (const p of e.parents) out += `${this.uid(p)},`;
+      out += `|${this.uid(uidOf(e.uid))}${this.record(e.attrs)}<`;
+      for (const p of e.parents) out += `${this.uid(uidOf(p))},`;
       out += '>';
       if (e.tags !== undefined) out += this.reads.tags ? this.raw(e.tags) : this.shape(e.tags);
     }
     return out;
   }
 
-  private uid(ref: EntityRef): string {
-    if (typeof ref !== 'object' || ref === null || typeof ref.type !== 'string' || typeof ref.id !== 'string') throw new NotProjectable();
-    return this.typedUid(qualifiedType(ref.type), ref.id);
-  }
-
-  private typedUid(type: string, id: string): string {
-    if (!typeName(type)) throw new NotProjectable();
+  private uid(ref: TypeAndId): string {
+    const { type, id } = ref;
+    if (typeof type !== 'string' || typeof id !== 'string' || !typeName(type)) throw new NotProjectable();
     const key = uidKey(type, id);
     // Ids that are not well-formed UTF-16 keep themselves: how Cedar receives them is not modelled.
     if (this.reads.literals.has(key) || type.endsWith('::Action') || !wellFormed(id)) return `L${type}::${JSON.stringify(id)}`;
@@ -80,13 +70,13 @@ class Projection {
    * A record whose keys are attribute names (the context, an entity's attributes, a record
    * read through). Keys in the order given: the same record built another way is a miss, not an error.
    */
-  private record(rec: Record<string, CedarValue>): string {
+  private record(rec: Record<string, CedarValueJson>): string {
     let out = '{';
-    for (const k of Object.keys(rec)) out += `${JSON.stringify(k)}:${this.attribute(k, rec[k] as CedarValue)},`;
+    for (const k of Object.keys(rec)) out += `${JSON.stringify(k)}:${this.attribute(k, rec[k] as CedarValueJson)},`;
     return `${out}}`;
   }
 
-  private attribute(name: string, v: CedarValue): string {
+  private attribute(name: string, v: CedarValueJson): string {
     const use = this.reads.attributes.get(name);
     if (use === undefined) return this.shape(v);
     if (use.raw) return this.raw(v);
@@ -106,7 +96,7 @@ class Projection {
   }
 
   /** The whole value; entity references renamed. */
-  private raw(v: CedarValue): string {
+  private raw(v: CedarValueJson): string {
     switch (typeof v) {
       case 'string':
         return JSON.stringify(v);
@@ -129,12 +119,12 @@ class Projection {
     if (ref !== undefined) return `E${this.uid(ref)}`;
     assertPlain(v);
     let out = '{';
-    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.raw((v as Record<string, CedarValue>)[k] as CedarValue)},`;
+    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.raw((v as Record<string, CedarValueJson>)[k] as CedarValueJson)},`;
     return `${out}}`;
   }
 
   /** What validation sees of a value no policy reads: names and types — no string contents, integers or ids' identity beyond renaming. */
-  private shape(v: CedarValue): string {
+  private shape(v: CedarValueJson): string {
     switch (typeof v) {
       case 'string':
         return wellFormed(v) ? 's' : 'S';
@@ -158,7 +148,7 @@ class Projection {
     if (ref !== undefined) return `E${this.uid(ref)}`;
     assertPlain(v);
     let out = '{';
-    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.shape((v as Record<string, CedarValue>)[k] as CedarValue)},`;
+    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.shape((v as Record<string, CedarValueJson>)[k] as CedarValueJson)},`;
     return `${out}}`;
   }
 }
@@ -197,7 +187,14 @@ function bounds(v: number, use: AttributeUse): string {
   return `${bits}/${use.equals.length}`;
 }
 
-function isRecord(v: CedarValue): v is Record<string, CedarValue> {
+/** A uid as the conversion writes it (`{type, id}`); the explicit `__entity` form is read too. */
+function uidOf(ref: unknown): TypeAndId {
+  const inner = typeof ref === 'object' && ref !== null && '__entity' in ref ? (ref as { __entity: unknown }).__entity : ref;
+  if (typeof inner !== 'object' || inner === null) throw new NotProjectable();
+  return inner as TypeAndId;
+}
+
+function isRecord(v: CedarValueJson): v is Record<string, CedarValueJson> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && entityRefIn(v) === undefined;
 }
 

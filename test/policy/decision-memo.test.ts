@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { policyToJson, type PolicyJson } from '../../src/policy/cedar.js';
+import { cedarRequest } from '../../src/policy/cedar-json.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { jobRequestParts, upstreamRef } from '../../src/policy/entities.js';
 import { likeMatches, matchingPatterns, policyReads } from '../../src/policy/policy-reads.js';
@@ -124,7 +125,7 @@ describe('projectionKey', () => {
     est(`forbid (principal, action == Port::Action::"proxy", resource) when { context.path like "*/secret/*" || principal.branch != "main" };`),
     est(`permit (principal in Port::Pipeline::"acme/release", action == Port::Action::"proxy", resource) when { principal.build_number >= 100 };`),
   ]);
-  const key = (r: AuthzRequest): string | undefined => projectionKey(r, reads);
+  const key = (r: AuthzRequest): string | undefined => projectionKey(cedarRequest(r), reads);
 
   it('is the same for requests that differ only in what no policy reads', () => {
     const a = key(proxyRequest('/npm/left-pad', { jobId: 'job-1', agentId: 'agent-1', commit: 'aaa', buildNumber: 1 }));
