@@ -3,13 +3,13 @@
  * ../dist), by policy count and by path through the engine, against the plain cedar-wasm call
  * in the same run:
  *
- *   plain        every decision a `statefulIsAuthorized` call over the whole set (`decisionMemo: 0, slicing: false`): Port before #13
+ *   plain        every decision a `statefulIsAuthorized` call over the whole set (`decisionMemo: 0, slicing: false`): how Port decided before the memo and slices
  *   slices       every decision a Cedar call, over only the policies whose scope can match (`decisionMemo: 0`)
  *   memo         the default: the decision memo in front of the slices (hit rate shown)
  *
  * over 10, 100 and 1,000 generated policies (bench/policies.mjs) with exchange and assume
  * requests for varied jobs, and over the relay bench's 3 proxy policies with a new path on
- * every request. Aim (#13): a decision with 1,000 policies costs ≤ 2× one with 10.
+ * every request. Aim: a decision with 1,000 policies costs ≤ 2× one with 10.
  *
  *   npm run bench:policy [-- --decisions N] [--warmup N] [--cpu N | --no-pin]
  *
@@ -45,7 +45,7 @@ const warmup = posInt('warmup');
 const pin = !opts['no-pin'] && tasksetWorks(Number(opts.cpu));
 
 const MODES = [
-  { name: 'plain', label: 'plain cedar-wasm call, whole set (before #13)', options: { decisionMemo: 0, slicing: false } },
+  { name: 'plain', label: 'plain cedar-wasm call, whole set (before the fast path)', options: { decisionMemo: 0, slicing: false } },
   { name: 'slices', label: 'Cedar on every decision, scope slices only', options: { decisionMemo: 0 } },
   { name: 'memo', label: 'decision memo + slices (the default)', options: {} },
 ];

@@ -1,5 +1,5 @@
 /**
- * Adversarial tests for the decision memo and policy slices (issue #13): each attack decides
+ * Adversarial tests for the decision memo and policy slices: each attack decides
  * "priming" requests with the fast engine (memo and slices on, as shipped), then a "victim"
  * request, and compares the victim's decision with the plain engine's
  * (`{ decisionMemo: 0, slicing: false }`): same decision, same determining policies, same
