@@ -221,7 +221,7 @@ async function freePort() {
 async function startReplica(name, configFile, env, { create = false } = {}) {
   const listen = /listen: (\S+)/.exec(readFileSync(configFile, 'utf8'))[1];
   const url = `http://${listen}`;
-  const child = spawn(process.execPath, [PORT_BIN, 'serve', '-c', configFile, ...(create ? ['--create-store'] : [])], {
+  const child = spawn(process.execPath, [PORT_BIN, 'serve', '-c', configFile, '--workers', '1', ...(create ? ['--create-store'] : [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { describeIssues, REFERENCE } from './issues.js';
 import { configSchema, type ParsedConfig } from './schema.js';
@@ -176,6 +177,10 @@ export interface PortConfig {
     adminToken?: SecretSource;
     /** Per-source limit on tokens that don't verify (`server.refusal_rate_limit`). */
     refusalRateLimit: { burst: number; perMinute: number; maxSources: number };
+    /** `server.workers`, resolved: how many processes `port serve` runs (src/cluster/workers.ts); `auto` is the CPU count. */
+    workers: number;
+    /** Why `auto` resolved to fewer workers than CPUs, for the log; unset otherwise. */
+    workersLimitedBy?: string;
   };
   store: {
     sqlite: string;
@@ -347,6 +352,7 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
       `${file}: issuer.key_encryption_key: not set, but sso with store.postgres needs it (the same on every replica) so a sign-in started on one replica can finish on another; e.g. key_encryption_key: env:PORT_KEY_ENCRYPTION_KEY.`,
     );
   }
+  const { workers, workersLimitedBy } = resolveWorkers(c.server.workers, { sso: c.sso !== undefined, keyEncryptionKey: c.issuer.key_encryption_key !== undefined }, `${file}: server.workers`);
   if (c.buildkite.webhook_secret !== undefined && c.buildkite.webhook_token !== undefined) {
     throw new ConfigError(`${file}: buildkite.webhook_secret and buildkite.webhook_token are both set; a Buildkite webhook uses one of them — keep the one its Token setting uses.`);
   }
@@ -367,6 +373,8 @@ function finish(c: ParsedConfig, path: string, file: string, resolveSecrets: boo
         perMinute: c.server.refusal_rate_limit.per_minute,
         maxSources: c.server.refusal_rate_limit.max_sources,
       },
+      workers,
+      ...(workersLimitedBy !== undefined ? { workersLimitedBy } : {}),
     },
     store: {
       sqlite: resolve(baseDir, c.store.sqlite),
@@ -752,4 +760,31 @@ function checkPolicyTemplate(path: string, at: string): void {
   } catch {
     throw new ConfigError(`${at}: ${path} is not a JSON policy once its \${claim} placeholders are filled; fix the template.`);
   }
+}
+
+/**
+ * How many processes `port serve` runs for `server.workers` (or `port serve --workers`,
+ * named by `what` in the error): `auto` is the CPU count (os.availableParallelism(), at
+ * most 256). With `sso`, workers need `issuer.key_encryption_key`, as replicas do: the
+ * login cookie is sealed under a key derived from it (src/web/login-cookie.ts), and
+ * without it each process picks its own, so a sign-in started on one worker would fail on
+ * another. An explicit count above 1 is then refused; `auto` runs one worker.
+ */
+export function resolveWorkers(
+  requested: number | 'auto',
+  has: { sso: boolean; keyEncryptionKey: boolean },
+  what: string,
+): { workers: number; workersLimitedBy?: string } {
+  const ssoWithoutKek = has.sso && !has.keyEncryptionKey;
+  if (requested !== 'auto') {
+    if (ssoWithoutKek && requested > 1) {
+      throw new ConfigError(
+        `${what}: ${requested} with sso needs issuer.key_encryption_key (so a sign-in started on one worker can finish on another); set it, e.g. key_encryption_key: env:PORT_KEY_ENCRYPTION_KEY, or run 1 worker.`,
+      );
+    }
+    return { workers: requested };
+  }
+  const cpus = Math.min(availableParallelism(), 256);
+  if (ssoWithoutKek && cpus > 1) return { workers: 1, workersLimitedBy: 'sso is set without issuer.key_encryption_key, which workers need to share sign-ins' };
+  return { workers: cpus };
 }

@@ -139,6 +139,13 @@ const serverSchema = z.strictObject({
       description:
         'Per remote address, how many requests with a token that does not verify Port answers before it answers 429 instead (a token bucket). Callers whose tokens verify are never throttled by it.',
     }),
+  workers: hint(z.union([z.literal('auto'), z.number().int().min(1).max(256)]), { expects: '"auto" or a whole number from 1 to 256' })
+    .default('auto')
+    .meta({
+      description:
+        'How many processes `port serve` runs on `listen`, sharing its socket (https://nodejs.org/api/cluster.html), so Port uses every core. Each is a replica on the one store: single use, revocations, approvals and the decision log agree through it, and one of them leads the background work. `auto` is the number of CPUs Node reports (`os.availableParallelism()`); 1 runs one process, as before. `refusal_rate_limit` and `store.postgres_pool_size` count per worker. With `sso` and more than one worker, set `issuer.key_encryption_key` (a sign-in may start on one worker and finish on another); `auto` runs one worker until it is set.',
+      examples: ['auto', 4],
+    }),
 });
 
 const storeSchema = z.strictObject({

@@ -34,7 +34,7 @@ const cases: [string, string, string][] = [
     'port.yaml: buildkite.colour: unknown key; expected one of organization, organization_id, issuer, jwks_url, audience, algorithms, clock_skew, max_token_bytes, jwks_refresh_interval, jwks_min_refresh_interval, jwks_max_age, jwks_fetch_timeout, jwks_request_wait, api_url, api_token, webhook_secret or webhook_token (see docs/reference/configuration.md).',
   ],
   ['a missing required key', 'server:\n  listen: 127.0.0.1:8080\nbuildkite:\n  organization: acme\n', 'port.yaml: server.public_url: missing; expected an http:// or https:// URL, e.g. https://port.example.com.'],
-  ['an empty section', 'server:\nbuildkite:\n  organization: acme\n', 'port.yaml: server: found an empty value; expected a map with the keys listen, public_url, body_limit, log_level, admin_token and refusal_rate_limit.'],
+  ['an empty section', 'server:\nbuildkite:\n  organization: acme\n', 'port.yaml: server: found an empty value; expected a map with the keys listen, public_url, body_limit, log_level, admin_token, refusal_rate_limit and workers.'],
   ['a duration that is not one', `${minimal}  clock_skew: soon\n`, 'port.yaml: buildkite.clock_skew: found "soon"; expected a duration such as 90s, 15m, 12h or 30d (or a whole number of seconds), e.g. 30s.'],
   ['a duration over its maximum', `${minimal}  clock_skew: 5m\n`, 'port.yaml: buildkite.clock_skew: found 5m, longer than the allowed maximum; expected at most 1m.'],
   ['a duration under its minimum', `${minimal}  jwks_fetch_timeout: 0s\n`, 'port.yaml: buildkite.jwks_fetch_timeout: found 0s, shorter than the allowed minimum; expected at least 1s.'],
@@ -83,7 +83,7 @@ describe('configuration error messages', () => {
   it('lists every problem, one sentence on each line', () => {
     const lines = messageFor('').split('\n');
     expect(lines).toEqual([
-      'port.yaml: server: missing; expected a map with the keys listen, public_url, body_limit, log_level, admin_token and refusal_rate_limit.',
+      'port.yaml: server: missing; expected a map with the keys listen, public_url, body_limit, log_level, admin_token, refusal_rate_limit and workers.',
       'port.yaml: buildkite: missing; expected a map with the keys organization, organization_id, issuer, jwks_url, audience, algorithms, clock_skew, max_token_bytes, ….',
     ]);
     for (const line of lines) expect(line).toMatch(/^port\.yaml: [^\n]*[.?]$/);

@@ -14,9 +14,20 @@ export interface Spawned {
   stop(): Promise<void>;
 }
 
+/**
+ * `port serve` in tests runs one process (`--workers 1`, as before `server.workers`), unless
+ * the test names its own count or asks for the config's (`workersFromConfig`): the default,
+ * one per CPU, would fork every server the suite starts. test/server/workers*.test.ts drive
+ * the workers.
+ */
+function oneWorkerUnlessNamed(args: string[]): string[] {
+  if (args[0] !== 'serve' || args.some((a) => a === '--workers' || a.startsWith('--workers='))) return args;
+  return ['serve', '--workers', '1', ...args.slice(1)];
+}
+
 /** Runs the real `port` bin (compiled dist/, built by `npm test`) as a user would. */
-export function spawnPort(args: string[], opts: { cwd?: string; env?: Record<string, string>; input?: string } = {}): Spawned {
-  const child = spawn(process.execPath, [PORT_BIN, ...args], {
+export function spawnPort(args: string[], opts: { cwd?: string; env?: Record<string, string>; input?: string; workersFromConfig?: boolean } = {}): Spawned {
+  const child = spawn(process.execPath, [PORT_BIN, ...(opts.workersFromConfig ? args : oneWorkerUnlessNamed(args))], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -55,7 +66,7 @@ export function spawnPort(args: string[], opts: { cwd?: string; env?: Record<str
 }
 
 /** Runs `port` to completion. */
-export async function runPort(args: string[], opts: { cwd?: string; env?: Record<string, string>; input?: string } = {}) {
+export async function runPort(args: string[], opts: { cwd?: string; env?: Record<string, string>; input?: string; workersFromConfig?: boolean } = {}) {
   const p = spawnPort(args, opts);
   const code = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };

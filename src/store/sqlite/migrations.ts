@@ -219,19 +219,42 @@ const MIGRATIONS: (string | ((db: Database.Database) => void))[] = [
      jkt TEXT NOT NULL,
      bound_at INTEGER NOT NULL
    );`,
+  // The change feed (src/store/sqlite/change-feed.ts): one row per change the caches of
+  // other processes on this file must hear of (server.workers), numbered in commit order.
+  // AUTOINCREMENT, so a number is never taken twice, even after the rows are purged.
+  `CREATE TABLE changes (
+     version INTEGER PRIMARY KEY AUTOINCREMENT,
+     topic TEXT NOT NULL,
+     key TEXT NOT NULL,
+     at INTEGER NOT NULL
+   );
+   CREATE INDEX changes_at ON changes(at);`,
 ];
 
+/**
+ * Brings the schema up to date, one step per transaction. Several processes may open one
+ * file at once (`server.workers`, two `port serve`): each step re-reads the version inside
+ * an IMMEDIATE transaction (the write lock, waited for under busy_timeout), so a step
+ * another process applied meanwhile is not applied twice.
+ */
 export function migrate(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
-    throw new StoreTooNewError(`the database is at schema version ${current}, newer than this Port (${MIGRATIONS.length}); upgrade Port`);
-  }
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      const step = MIGRATIONS[v]!;
-      if (typeof step === 'string') db.exec(step);
-      else step(db);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
+  const version = () => {
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new StoreTooNewError(`the database is at schema version ${current}, newer than this Port (${MIGRATIONS.length}); upgrade Port`);
+    }
+    return current;
+  };
+  // Up to date (every start but the first after an upgrade): no write lock taken.
+  if (version() === MIGRATIONS.length) return;
+  const step = db.transaction((): boolean => {
+    const v = version();
+    if (v === MIGRATIONS.length) return false;
+    const migration = MIGRATIONS[v]!;
+    if (typeof migration === 'string') db.exec(migration);
+    else migration(db);
+    db.pragma(`user_version = ${v + 1}`);
+    return true;
+  });
+  while (step.immediate());
 }

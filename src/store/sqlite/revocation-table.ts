@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { RevocationRecord, RevocationStore } from '../repositories/revocations.js';
 import { revocationFromRow, type RevocationRow } from '../revocation-rows.js';
-import type { LocalChangeFeed } from '../local-change-feed.js';
+import type { SqliteChangeFeed } from './change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 /** The revocation list on SQLite (`revocations`), one row per revocation or lift. */
@@ -11,7 +11,7 @@ export class SqliteRevocations implements RevocationStore {
   constructor(
     db: Database.Database,
     private readonly batcher: WriteBatcher,
-    private readonly feed: LocalChangeFeed,
+    private readonly feed: SqliteChangeFeed,
   ) {
     this.s = {
       add: db.prepare(
@@ -27,8 +27,9 @@ export class SqliteRevocations implements RevocationStore {
   async add(r: RevocationRecord): Promise<void> {
     await this.batcher.write(() => {
       this.s.add.run(r.id, r.kind, r.scope, r.target, r.origin, r.revokedAt, r.expiresAt, r.reason, r.subject ?? null);
+      this.feed.record('revocations', [r.id]);
     });
-    this.feed.publish('revocations', [r.id]);
+    this.feed.catchUpNow();
   }
 
   async listActive(now: number): Promise<RevocationRecord[]> {

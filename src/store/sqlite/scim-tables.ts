@@ -13,7 +13,7 @@ import {
   type ScimWriteResult,
 } from '../repositories/scim.js';
 import { accessChange, derivePortUser, foldKey, SCIM_CONFLICT, touchedEmails, uniqueMembers, withoutMembers, type ScimPerson } from '../scim-derive.js';
-import type { LocalChangeFeed } from '../local-change-feed.js';
+import type { SqliteChangeFeed } from './change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 type GroupRow = Omit<ScimGroupRecord, 'members'>;
@@ -220,13 +220,17 @@ export class SqliteScim implements ScimStore {
   constructor(
     private readonly tables: SqliteScimTables,
     private readonly batcher: WriteBatcher,
-    private readonly feed: LocalChangeFeed,
+    private readonly feed: SqliteChangeFeed,
   ) {}
 
   /** Runs a SCIM write and tells the change feed whose UserRecords it changed. */
   private async written<T extends ScimWriteResult | 'conflict' | 'not_found'>(write: () => T): Promise<T> {
-    const result = await this.batcher.write(write);
-    if (typeof result === 'object') this.feed.publish('users', result.changes.map((c) => c.email.toLowerCase()));
+    const result = await this.batcher.write(() => {
+      const r = write();
+      if (typeof r === 'object') this.feed.record('users', r.changes.map((c) => c.email.toLowerCase()));
+      return r;
+    });
+    this.feed.catchUpNow();
     return result;
   }
 

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { SigningKeyRecord, SigningKeyStore } from '../repositories/signing-keys.js';
-import type { LocalChangeFeed } from '../local-change-feed.js';
+import type { SqliteChangeFeed } from './change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 /** Issuer signing keys on SQLite (`signing_keys`). */
@@ -10,7 +10,7 @@ export class SqliteSigningKeys implements SigningKeyStore {
   constructor(
     db: Database.Database,
     private readonly batcher: WriteBatcher,
-    private readonly feed: LocalChangeFeed,
+    private readonly feed: SqliteChangeFeed,
   ) {
     this.s = {
       list: db.prepare('SELECT * FROM signing_keys ORDER BY created_at'),
@@ -34,17 +34,19 @@ export class SqliteSigningKeys implements SigningKeyStore {
   async insert(k: SigningKeyRecord): Promise<void> {
     await this.batcher.write(() => {
       this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
+      this.feed.record('signing_keys', [k.kid]);
     });
-    this.feed.publish('signing_keys', [k.kid]);
+    this.feed.catchUpNow();
   }
 
   async insertUnlessCovered(k: SigningKeyRecord): Promise<boolean> {
     const inserted = await this.batcher.write(() => {
       if (this.s.covered.get(k.alg, k.createdAt, k.createdAt) !== undefined) return false;
       this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
+      this.feed.record('signing_keys', [k.kid]);
       return true;
     });
-    if (inserted) this.feed.publish('signing_keys', [k.kid]);
+    if (inserted) this.feed.catchUpNow();
     return inserted;
   }
 }

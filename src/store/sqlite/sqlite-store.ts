@@ -3,11 +3,11 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../../errors.js';
 import { StoreMissingError, StoreTooNewError, StoreUnavailableError } from '../errors.js';
-import { LocalChangeFeed } from '../local-change-feed.js';
 import { ISSUED_KEPT_MS } from '../repositories/credentials.js';
 import type { Store, StoreHealth } from '../store.js';
 import { SqliteAgentAttestations } from './agent-attestation-table.js';
 import { SqliteAllowCounts } from './allow-count-table.js';
+import { SqliteChangeFeed } from './change-feed.js';
 import { SqliteApprovals } from './approval-table.js';
 import { SqliteIssuedCredentials, SqliteSecretVersions } from './credential-tables.js';
 import { SqliteDecisionLog } from './decision-log-tables.js';
@@ -26,6 +26,11 @@ import { WriteBatcher } from './write-batcher.js';
  * The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`,
  * so a commit is on disk before the write's promise resolves. Writes are batched
  * (see WriteBatcher); reads are synchronous and never wait for the batch.
+ *
+ * Several Port processes on one machine may share the file (`server.workers`): every
+ * batch is an IMMEDIATE transaction (SQLite's one writer at a time, waited for under
+ * busy_timeout), whatever must agree is read inside it (the decision log's head, leases,
+ * checkpoint numbers, single use), and caches follow the `changes` table (SqliteChangeFeed).
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -47,7 +52,7 @@ export class SqliteStore implements Store {
   readonly webhookWork: SqliteWebhookWork;
   readonly leases: SqliteLeases;
   readonly attestations: SqliteAgentAttestations;
-  readonly changes: LocalChangeFeed;
+  readonly changes: SqliteChangeFeed;
 
   /** The file Port opened (undefined for `:memory:`), checked around every commit. */
   private readonly identity: FileIdentity | undefined;
@@ -70,9 +75,11 @@ export class SqliteStore implements Store {
     }
     try {
       this.db = new Database(path);
+      // First: several processes may open one file at once (server.workers), and switching a
+      // new file to WAL or migrating it waits for their locks instead of failing at once.
+      this.db.pragma('busy_timeout = 5000');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
-      this.db.pragma('busy_timeout = 5000');
       this.db.pragma('foreign_keys = ON');
       migrate(this.db);
     } catch (err) {
@@ -96,7 +103,9 @@ export class SqliteStore implements Store {
     });
     const [db, batcher] = [this.db, this.batcher];
     const scimTables = new SqliteScimTables(db);
-    const feed = (this.changes = new LocalChangeFeed());
+    // Other processes on this file (server.workers) commit too: their changes are read from the `changes` table.
+    const feed = (this.changes = new SqliteChangeFeed(db));
+    feed.start();
     this.decisions = new SqliteDecisionLog(db, batcher);
     this.replay = new SqliteReplay(db, batcher, this.decisions);
     this.revocations = new SqliteRevocations(db, batcher, feed);
@@ -183,6 +192,7 @@ export class SqliteStore implements Store {
       this.stmts.purgeIssued.run(now - ISSUED_KEPT_MS);
       this.webhookWorkTable.purge(now);
       this.attestations.purge(now);
+      this.changes.purge(now);
     });
   }
 
@@ -193,6 +203,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     // Let queued writes commit before closing.
     await this.batcher.write(() => undefined);
+    this.changes.close();
     this.db.close();
   }
 }

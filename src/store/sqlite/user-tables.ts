@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import type { SessionRecord, UserRecord } from '../records/approvals.js';
 import type { SessionStore, UserStore } from '../repositories/users.js';
 import type { SqliteScimTables } from './scim-tables.js';
-import type { LocalChangeFeed } from '../local-change-feed.js';
+import type { SqliteChangeFeed } from './change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 /** People on SQLite (`users`); `update` shares the SCIM tables' derivation, in one transaction. */
@@ -13,7 +13,7 @@ export class SqliteUsers implements UserStore {
     db: Database.Database,
     private readonly batcher: WriteBatcher,
     private readonly scim: SqliteScimTables,
-    private readonly feed: LocalChangeFeed,
+    private readonly feed: SqliteChangeFeed,
   ) {
     this.s = {
       upsert: db.prepare('INSERT INTO users (email, record) VALUES (?, ?) ON CONFLICT(email) DO UPDATE SET record = excluded.record'),
@@ -25,8 +25,9 @@ export class SqliteUsers implements UserStore {
     const email = user.email.toLowerCase();
     await this.batcher.write(() => {
       this.s.upsert.run(email, JSON.stringify({ ...user, email }));
+      this.feed.record('users', [email]);
     });
-    this.feed.publish('users', [email]);
+    this.feed.catchUpNow();
   }
 
   async get(email: string): Promise<UserRecord | undefined> {
@@ -35,8 +36,12 @@ export class SqliteUsers implements UserStore {
   }
 
   async update(email: string, change: (current: UserRecord | undefined) => UserRecord | undefined): Promise<UserRecord | undefined> {
-    const after = await this.batcher.write(() => this.scim.updatePortUser(email, change));
-    this.feed.publish('users', [email.toLowerCase()]);
+    const after = await this.batcher.write(() => {
+      const updated = this.scim.updatePortUser(email, change);
+      this.feed.record('users', [email.toLowerCase()]);
+      return updated;
+    });
+    this.feed.catchUpNow();
     return after;
   }
 }
