@@ -37,12 +37,19 @@ export function hasDuplicateMembers(text: string): boolean {
 /** What is wrong with a JWS part as a JSON object (RFC 7515 §7.1), if anything. */
 export type JsonPartProblem = 'not_json' | 'not_object' | 'duplicate_member';
 
+/**
+ * UTF-8 that is not well-formed is refused rather than patched with U+FFFD (RFC 7515 §5.2
+ * steps 2–3, RFC 8259 §8.1), as jose's decoder refuses it; a byte-order mark is kept, so
+ * JSON.parse refuses it too.
+ */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** A compact JWS's base64url header or payload as a JSON object with unique members, or what is wrong with it. */
 export function decodeJsonPart(part: string): { value: Record<string, unknown> } | { problem: JsonPartProblem } {
   let text: string;
   let value: unknown;
   try {
-    text = Buffer.from(part, 'base64url').toString('utf8');
+    text = UTF8.decode(Buffer.from(part, 'base64url'));
     value = JSON.parse(text);
   } catch {
     return { problem: 'not_json' };

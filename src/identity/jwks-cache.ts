@@ -1,6 +1,8 @@
-import { importJWK, type JWK, type JWSHeaderParameters, type CryptoKey } from 'jose';
+import { KeyObject, webcrypto } from 'node:crypto';
+import { importJWK, type JWK } from 'jose';
 import { JwksFetchError, TokenRejectedError } from './errors.js';
 import { fetchJwksDocument } from './jwks-fetch.js';
+import { isJwsAlgorithm, type JwsAlgorithm } from './jws-signature.js';
 
 export interface JwksCacheOptions {
   url: string;
@@ -27,9 +29,11 @@ export interface JwksReadiness {
   detail: string;
 }
 
-interface CachedKey {
-  alg: string;
-  key: CryptoKey;
+/** A key of the set, pinned to one algorithm. */
+export interface JwksKey {
+  alg: JwsAlgorithm;
+  /** For node:crypto (src/identity/jws-signature.ts); jose's `jwtVerify` takes a KeyObject too. */
+  key: KeyObject;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -50,7 +54,7 @@ const FIRST_RETRY_MS = 1_000;
  *   is refused (fail closed, 503 `temporarily_unavailable`).
  */
 export class JwksCache {
-  private keys = new Map<string, CachedKey>();
+  private keys = new Map<string, JwksKey>();
   private lastSuccess = 0;
   private lastAttempt = 0;
   private lastError: JwksFetchError | undefined;
@@ -108,8 +112,16 @@ export class JwksCache {
     return { ready: true, detail: `${this.keys.size} ${this.keys.size === 1 ? 'key' : 'keys'}, fetched ${age} s ago` };
   }
 
-  /** Resolves the verification key for a token header, as jose's `jwtVerify` expects. */
-  getKey = async (header: JWSHeaderParameters): Promise<CryptoKey> => {
+  /**
+   * Resolves the verification key for a token header by its `kid`, refusing a header whose
+   * `alg` is not the key's (RFC 8725 §3.1). Usable as jose's `jwtVerify` key resolver.
+   */
+  getKey = async (header: { kid?: unknown; alg?: unknown }): Promise<KeyObject> => {
+    return (await this.keyFor(header)).key;
+  };
+
+  /** The key for a token header and the algorithm it is pinned to; refusals are TokenRejectedErrors. */
+  async keyFor(header: { kid?: unknown; alg?: unknown }): Promise<JwksKey> {
     const kid = header.kid;
     if (typeof kid !== 'string' || kid.length === 0 || kid.length > 256) {
       throw new TokenRejectedError('missing_kid', 'The subject token header has no usable kid; Buildkite tokens always name their key.');
@@ -151,8 +163,8 @@ export class JwksCache {
     if (entry.alg !== header.alg) {
       throw new TokenRejectedError('alg_not_allowed', `The subject token's alg does not match its key's algorithm (${entry.alg}).`);
     }
-    return entry.key;
-  };
+    return entry;
+  }
 
   /** The JWKS URL for messages, without any userinfo it might carry. */
   private get displayUrl(): string {
@@ -218,16 +230,19 @@ export class JwksCache {
     this.timer.unref();
   }
 
-  private async fetchKeys(signal: AbortSignal): Promise<Map<string, CachedKey>> {
+  private async fetchKeys(signal: AbortSignal): Promise<Map<string, JwksKey>> {
     const body = await fetchJwksDocument(this.options.url, { timeoutMs: this.timeoutMs, signal });
-    const next = new Map<string, CachedKey>();
+    const next = new Map<string, JwksKey>();
     for (const jwk of body.keys as JWK[]) {
       if (typeof jwk?.kid !== 'string' || (jwk.use !== undefined && jwk.use !== 'sig')) continue;
       // A key without `alg` is pinned to the first allowed algorithm for its type.
       const alg = jwk.alg ?? (jwk.kty === 'RSA' ? 'RS256' : undefined);
-      if (!alg || !this.options.algorithms.includes(alg)) continue;
+      if (!isJwsAlgorithm(alg) || !this.options.algorithms.includes(alg)) continue;
       try {
-        next.set(jwk.kid, { alg, key: (await importJWK(jwk, alg)) as CryptoKey });
+        // jose imports (and so validates) the JWK for its algorithm, once per fetch; node:crypto
+        // verifies with the very same key, so no token's check waits on WebCrypto.
+        const imported = (await importJWK(jwk, alg)) as webcrypto.CryptoKey;
+        next.set(jwk.kid, { alg, key: KeyObject.from(imported) });
       } catch {
         // A key Port cannot import is skipped; tokens naming it fail as unknown_kid.
       }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { AgentFactsClaim } from '../identity/agent-facts.js';
 import type { JobIdentity } from '../identity/job-identity.js';
+import { signJwt } from './sign-jwt.js';
 import type { SigningKeys } from './signing-keys.js';
 
 /**
@@ -121,14 +122,20 @@ export class PortTokenIssuer {
       ...(opts.agent !== undefined ? { agent_attestation: opts.agent } : {}),
       ...(opts.jkt !== undefined ? { cnf: { jkt: opts.jkt } } : {}),
     };
-    const { kid, alg, key } = this.keys.signer();
-    const token = await new SignJWT(claims).setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP }).sign(key);
+    // Signed synchronously with node:crypto, encoded as jose's SignJWT would (src/issuer/sign-jwt.ts).
+    const { kid, alg, keyObject } = this.keys.signer();
+    const token = signJwt({ alg, kid, typ: PORT_TOKEN_TYP }, claims, keyObject);
     return { token, jti, expiresAt: claims.exp, claims };
   }
 
   /**
    * Verifies a Port token's signature, type, issuer and lifetime (not revocation:
    * see src/revocation). Returns undefined for any token that is not a valid Port token.
+   *
+   * Left to jose's `jwtVerify` (WebCrypto), unlike `mint`: measured on `/v1/credentials`,
+   * verifying synchronously made each request return to the group commit sooner, in
+   * smaller batches, and cost more than the thread-pool hop it saved (BENCHMARKS.md,
+   * "Signatures off the WebCrypto thread pool"); the relay caches verified tokens.
    */
   async verify(token: string, audiences: string[]): Promise<PortTokenClaims | undefined> {
     if (token.length > 16384) return undefined;

@@ -1,3 +1,4 @@
+import { KeyObject, type webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey, type CryptoKey } from 'jose';
 import type { SigningKeyRecord, Store } from '../store/store.js';
 import { openPrivateKey, sealPrivateKey } from './key-wrap.js';
@@ -21,7 +22,14 @@ export interface SigningKeysOptions {
 export interface ActiveKey {
   kid: string;
   alg: 'ES256' | 'EdDSA';
+  /** For jose (`SignJWT`, `CompactSign`). */
   key: CryptoKey;
+}
+
+/** The signing key as SigningKeys holds it: also for node:crypto. */
+export interface SigningKey extends ActiveKey {
+  /** The same private key: Port tokens are signed with it synchronously (src/issuer/port-token.ts). */
+  keyObject: KeyObject;
 }
 
 /**
@@ -31,7 +39,7 @@ export interface ActiveKey {
  */
 export class SigningKeys {
   private records: SigningKeyRecord[] = [];
-  private active: ActiveKey | undefined;
+  private active: SigningKey | undefined;
   private localJwks: JWTVerifyGetKey = createLocalJWKSet({ keys: [] });
   private published: JWK[] = [];
   private publishedKids = '';
@@ -120,7 +128,8 @@ export class SigningKeys {
     const signer = this.signerAt(now);
     if (signer && signer.kid !== this.active?.kid) {
       const jwk = openPrivateKey(signer.privateKey, signer.kid, this.options.keyEncryptionKey);
-      this.active = { kid: signer.kid, alg: signer.alg, key: (await importJWK(jwk, signer.alg)) as CryptoKey };
+      const key = (await importJWK(jwk, signer.alg)) as CryptoKey;
+      this.active = { kid: signer.kid, alg: signer.alg, key, keyObject: KeyObject.from(key as webcrypto.CryptoKey) };
     }
     const published = this.records.filter((r) => r.expiresAt > now);
     const kids = published.map((r) => r.kid).join(' ');
@@ -131,7 +140,7 @@ export class SigningKeys {
   }
 
   /** The key that signs now. */
-  signer(): ActiveKey {
+  signer(): SigningKey {
     if (!this.active) throw new Error('no active signing key');
     return this.active;
   }
