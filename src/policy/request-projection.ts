@@ -97,60 +97,42 @@ class Projection {
 
   /** The whole value; entity references renamed. */
   private raw(v: CedarValueJson): string {
-    switch (typeof v) {
-      case 'string':
-        return JSON.stringify(v);
-      case 'number':
-        return `n${v}`;
-      case 'boolean':
-        return String(v);
-      case 'object':
-        break;
-      default:
-        throw new NotProjectable();
-    }
-    if (v === null) throw new NotProjectable();
-    if (Array.isArray(v)) {
-      let out = '[';
-      for (const x of v) out += `${this.raw(x)},`;
-      return `${out}]`;
-    }
-    const ref = entityRefIn(v);
-    if (ref !== undefined) return `E${this.uid(ref)}`;
-    assertPlain(v);
-    let out = '{';
-    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.raw((v as Record<string, CedarValueJson>)[k] as CedarValueJson)},`;
-    return `${out}}`;
+    return this.walk(v, rawScalar);
   }
 
   /** What validation sees of a value no policy reads: names and types — no string contents, integers or ids' identity beyond renaming. */
   private shape(v: CedarValueJson): string {
-    switch (typeof v) {
-      case 'string':
-        return wellFormed(v) ? 's' : 'S';
-      case 'number':
-        // Any safe integer is a valid Long (i64); anything else is kept, for the parser to judge.
-        return Number.isSafeInteger(v) ? 'i' : `n${v}`;
-      case 'boolean':
-        return 'b';
-      case 'object':
-        break;
-      default:
-        throw new NotProjectable();
-    }
-    if (v === null) throw new NotProjectable();
+    return this.walk(v, shapeScalar);
+  }
+
+  /** Sets and records element by element, entity references renamed, scalars by `scalar`. */
+  private walk(v: CedarValueJson, scalar: (v: string | number | boolean) => string): string {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return scalar(v);
+    if (typeof v !== 'object' || v === null) throw new NotProjectable();
     if (Array.isArray(v)) {
       let out = '[';
-      for (const x of v) out += `${this.shape(x)},`;
+      for (const x of v) out += `${this.walk(x, scalar)},`;
       return `${out}]`;
     }
     const ref = entityRefIn(v);
     if (ref !== undefined) return `E${this.uid(ref)}`;
     assertPlain(v);
     let out = '{';
-    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.shape((v as Record<string, CedarValueJson>)[k] as CedarValueJson)},`;
+    for (const k of Object.keys(v)) out += `${JSON.stringify(k)}:${this.walk((v as Record<string, CedarValueJson>)[k] as CedarValueJson, scalar)},`;
     return `${out}}`;
   }
+}
+
+function rawScalar(v: string | number | boolean): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  return typeof v === 'number' ? `n${v}` : String(v);
+}
+
+function shapeScalar(v: string | number | boolean): string {
+  if (typeof v === 'string') return wellFormed(v) ? 's' : 'S';
+  // Any safe integer is a valid Long (i64); anything else is kept, for the parser to judge.
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? 'i' : `n${v}`;
+  return 'b';
 }
 
 /** Types seen to be plain Cedar names (identifiers joined by `::`); Port has a dozen. */
