@@ -22,7 +22,6 @@ import { ApprovalService } from '../approvals/approval-service.js';
 import { ApprovalNotifier } from '../approvals/notifier.js';
 import { approvalWebhookHandlers } from '../approvals/webhook-handlers.js';
 import { buildkiteApiFromConfig } from '../buildkite/from-config.js';
-import { webRoutes } from '../web/approvals-pages.js';
 import { webhookCredentials } from '../webhooks/credentials.js';
 import { webhookRoutes } from '../webhooks/webhook-route.js';
 import { describeOutcome, WebhookWork } from '../webhooks/webhook-work.js';
@@ -48,8 +47,6 @@ import { attestationEnabled, attestationServiceFromConfig } from '../agents/atte
 import { poolRoutes } from './routes/pools.js';
 import { AutoscalerAuthenticator } from '../agents/scale-auth.js';
 import { ScaleDecisions } from '../agents/scale-decision.js';
-import { ScimProvisioning } from '../scim/provisioning.js';
-import { SCIM_PREFIX, scimRoutes } from '../scim/scim-routes.js';
 import { CredentialService } from '../broker/credentials/credential-service.js';
 import { agentGateFromConfig } from '../agents/agent-gate.js';
 import { DpopVerifier } from '../dpop/proof-verifier.js';
@@ -344,7 +341,12 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     });
     reconciler.start();
     stopReconciler = () => reconciler.stop();
-    webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl, revocations });
+    // The people side (SSO sign-in, approval pages) exists only with sso:, and so does its
+    // OpenID Connect client library: loaded then, not on every start (bench/startup).
+    if (config.sso) {
+      const { webRoutes } = await import('../web/approvals-pages.js');
+      webRoutes(app, { config, store, ...(approvals ? { approvals } : {}), publicUrl: config.server.publicUrl, revocations });
+    }
     if (approvals) leadership.repeat(30_000, () => approvals.expireDue(), logError('approval expiry failed'));
     // Idle connections (no bytes either way) are closed; long transfers that keep moving are not.
     app.server.timeout = config.relay.clientIdleTimeout * 1000;
@@ -378,6 +380,8 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
       await poolRoutes(app, { autoscalers, scale: new ScaleDecisions({ config, policy, log }), log });
     }
     if (config.scim) {
+      // SCIM's modules (and the SCIMMY library) load only when scim: is configured.
+      const [{ ScimProvisioning }, { SCIM_PREFIX, scimRoutes }] = await Promise.all([import('../scim/provisioning.js'), import('../scim/scim-routes.js')]);
       // SCIM deprovisioning revokes at once: everything the person started or holds.
       const provisioning = new ScimProvisioning({
         store,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AssumeRoleCommand, AssumeRoleWithWebIdentityCommand, STSClient, STSServiceException, type Credentials } from '@aws-sdk/client-sts';
+import type { Credentials, STSClient } from '@aws-sdk/client-sts';
 import { jtiHash } from '../../audit/token-hash.js';
 import type { AwsRoleCredentialConfig } from '../../config/config.js';
 import { resolveSecretRef } from '../../config/secret-ref.js';
@@ -39,6 +39,21 @@ export interface AwsSession {
   requestId?: string;
   /** SHA-256 of the web identity token's jti (web_identity mode). */
   webIdentityJtiSha256?: string;
+}
+
+/**
+ * The AWS SDK's STS client, loaded on the first STS call: the SDK is a large module tree, and
+ * a Port without `aws_role` credentials (or before their first use) does without it
+ * (bench/startup). A failed load is retried on the next call.
+ */
+type StsModule = typeof import('@aws-sdk/client-sts');
+let stsModule: Promise<StsModule> | undefined;
+function loadSts(): Promise<StsModule> {
+  stsModule ??= import('@aws-sdk/client-sts').catch((err: unknown) => {
+    stsModule = undefined;
+    throw err;
+  });
+  return stsModule;
 }
 
 /** The job's claims a session is made from: Port token claim names (`pipeline_slug`, `build_branch`…). */
@@ -144,7 +159,8 @@ export class AwsRoleProvider {
   private async assume(cred: AwsRoleCredentialConfig, p: SessionParameters, duration: number, now: number): Promise<AwsSession> {
     const { sessionName, tags, policy } = p;
     const common = { RoleArn: cred.roleArn, RoleSessionName: sessionName, DurationSeconds: duration, ...(policy !== undefined ? { Policy: policy } : {}) };
-    const client = this.client(cred);
+    const sts = await loadSts();
+    const client = this.client(sts, cred);
     const action = cred.mode === 'web_identity' ? 'AssumeRoleWithWebIdentity' : 'AssumeRole';
     try {
       if (cred.mode === 'web_identity') {
@@ -156,11 +172,11 @@ export class AwsRoleProvider {
           transitiveTagKeys: cred.transitiveTagKeys,
           now,
         });
-        const out = await client.send(new AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: token }));
+        const out = await client.send(new sts.AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: token }));
         return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId, webIdentityJtiSha256: jtiHash(jti) }, cred);
       }
       const out = await client.send(
-        new AssumeRoleCommand({ ...common, ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) }),
+        new sts.AssumeRoleCommand({ ...common, ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) }),
       );
       return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId }, cred);
     } catch (err) {
@@ -169,7 +185,7 @@ export class AwsRoleProvider {
     }
   }
 
-  private client(cred: AwsRoleCredentialConfig): STSClient {
+  private client(sts: StsModule, cred: AwsRoleCredentialConfig): STSClient {
     let client = this.clients.get(cred.name);
     if (client === undefined) {
       const keys =
@@ -183,7 +199,7 @@ export class AwsRoleProvider {
           : {};
       // web_identity: AssumeRoleWithWebIdentity is unsigned, the SDK asks for no credentials.
       // assume_role without keys: the SDK's default chain (env, profile, instance role…).
-      client = new STSClient({ region: cred.region, ...(cred.stsEndpoint ? { endpoint: cred.stsEndpoint } : {}), ...keys, maxAttempts: 2 });
+      client = new sts.STSClient({ region: cred.region, ...(cred.stsEndpoint ? { endpoint: cred.stsEndpoint } : {}), ...keys, maxAttempts: 2 });
       this.clients.set(cred.name, client);
     }
     return client;
@@ -204,7 +220,8 @@ function session(c: Credentials | undefined, rest: Omit<AwsSession, 'accessKeyId
 
 /** STS's refusal, as the job sees it: AWS's error code and request id, never a message that could echo a secret. */
 function stsFailure(err: unknown, action: string, cred: AwsRoleCredentialConfig): CredentialError {
-  if (err instanceof STSServiceException || (typeof err === 'object' && err !== null && '$metadata' in err && 'name' in err)) {
+  // An STS service exception (the SDK's STSServiceException) carries `$metadata` and the AWS error code as `name`.
+  if (typeof err === 'object' && err !== null && '$metadata' in err && 'name' in err) {
     const e = err as { name: string; $metadata?: { requestId?: string; httpStatusCode?: number } };
     const id = e.$metadata?.requestId ? ` (request id ${e.$metadata.requestId})` : '';
     return new CredentialError('credential_unavailable', `AWS STS refused ${action} for credential ${cred.name}: ${e.name}${id}.`);
