@@ -18,12 +18,6 @@ interface Row {
  * deleted), so there is nothing to compare-and-set: a second insert of a `kid` fails on
  * the primary key, as on SQLite, and the caller (key rotation, run under a lease) sees it.
  */
-/**
- * Processes starting together each make a first key stamped with their own clock: a key
- * another process made up to this much "later" still covers this one, so they keep one.
- */
-const CONCURRENT_CREATION_SLACK_MS = 60_000;
-
 export class PostgresSigningKeys implements SigningKeyStore {
   constructor(private readonly db: PgDatabase) {}
 
@@ -41,7 +35,7 @@ export class PostgresSigningKeys implements SigningKeyStore {
     return this.db.transaction(async (tx) => {
       // Rotations by several replicas queue here, so only the first of them inserts.
       await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [KEYS_LOCK_KEY]);
-      const covered = await tx.query('SELECT 1 FROM signing_keys WHERE alg = $1 AND created_at <= $3 AND retires_at > $2', [key.alg, key.createdAt, key.createdAt + CONCURRENT_CREATION_SLACK_MS]);
+      const covered = await tx.query('SELECT 1 FROM signing_keys WHERE alg = $1 AND created_at <= $2 AND retires_at > $2', [key.alg, key.createdAt]);
       if (covered.rows.length > 0) return false;
       await insertKey(tx, key);
       return true;

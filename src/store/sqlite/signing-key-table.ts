@@ -4,12 +4,6 @@ import type { SqliteChangeFeed } from './change-feed.js';
 import type { WriteBatcher } from './write-batcher.js';
 
 /** Issuer signing keys on SQLite (`signing_keys`). */
-/**
- * Processes starting together each make a first key stamped with their own clock: a key
- * another process made up to this much "later" still covers this one, so they keep one.
- */
-const CONCURRENT_CREATION_SLACK_MS = 60_000;
-
 export class SqliteSigningKeys implements SigningKeyStore {
   private readonly s;
 
@@ -47,7 +41,7 @@ export class SqliteSigningKeys implements SigningKeyStore {
 
   async insertUnlessCovered(k: SigningKeyRecord): Promise<boolean> {
     const inserted = await this.batcher.write(() => {
-      if (this.s.covered.get(k.alg, k.createdAt + CONCURRENT_CREATION_SLACK_MS, k.createdAt) !== undefined) return false;
+      if (this.s.covered.get(k.alg, k.createdAt, k.createdAt) !== undefined) return false;
       this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
       this.feed.record('signing_keys', [k.kid]);
       return true;
