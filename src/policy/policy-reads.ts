@@ -34,9 +34,9 @@ export interface AttributeUse {
   /** Long literals the value is ordered against, the attribute on the left (`x < 5`, `5 < x` as `x > 5`). */
   bounds: Bound[];
   /** `patterns`, indexed by their leading literal text: which could match a given string (see `matchingPatterns`). */
-  patternIndex?: PatternIndex;
+  patternIndex: PatternIndex;
   /** `equals` by value: a string equals at most one of them. */
-  equalsIndex?: ReadonlyMap<string, number>;
+  equalsIndex: ReadonlyMap<string, number>;
 }
 
 /**
@@ -114,7 +114,7 @@ export function policyReads(policies: readonly PolicyJson[]): PolicyReads {
   const use = (name: string): AttributeUse => {
     let u = attributes.get(name);
     if (u === undefined) {
-      u = { raw: false, container: false, patterns: [], equals: [], bounds: [] };
+      u = { raw: false, container: false, patterns: [], equals: [], bounds: [], patternIndex: indexPatterns([]), equalsIndex: new Map() };
       attributes.set(name, u);
     }
     return u;

@@ -19,7 +19,7 @@
  */
 import type { CedarValueJson } from './cedar.js';
 import { entityRefIn, type CedarRequest, type TypeAndId } from './cedar-json.js';
-import { likeMatches, matchingPatterns, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
+import { matchingPatterns, uidKey, type AttributeUse, type PolicyReads } from './policy-reads.js';
 
 /** A value the projection does not model (an implicit `{type, id}` reference, `__expr`, `null`…): decide without the memo. */
 class NotProjectable extends Error {}
@@ -154,8 +154,8 @@ function wellFormed(s: string): boolean {
 
 /** Which `like` patterns hold and which literal the string equals: all its uses can tell about it. */
 function outcomes(v: string, use: AttributeUse): string {
-  const matched = use.patternIndex === undefined ? use.patterns.flatMap((p, i) => (likeMatches(v, p) ? [i] : [])) : matchingPatterns(v, use.patterns, use.patternIndex);
-  const equal = use.equalsIndex === undefined ? use.equals.indexOf(v) : (use.equalsIndex.get(v) ?? -1);
+  const matched = matchingPatterns(v, use.patterns, use.patternIndex);
+  const equal = use.equalsIndex.get(v) ?? -1;
   return `${matched.join(',')}/${equal}`;
 }
 
