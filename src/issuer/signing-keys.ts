@@ -33,6 +33,16 @@ export interface SigningKey extends ActiveKey {
 }
 
 /**
+ * How far back a key made because none signs (Port's first start, or a start after every
+ * key retired) is dated: the longest clock skew Port allows anywhere (MAX_SKEW_SECONDS in
+ * src/server/port-server.ts). Processes starting together (`server.workers`, replicas) read
+ * clocks that disagree by milliseconds, or by the skew between hosts; dated back this far,
+ * the key the first of them stores already signs at the `now` of every other, so each of
+ * them finds it covering and signs with it — they keep one key between them.
+ */
+const NEW_KEY_BACKDATE_MS = 60_000;
+
+/**
  * Port's own signing keys, kept in the store. One key signs at a time; after
  * `rotation` a new key takes over and the old one stays in the JWKS for `overlap`
  * so tokens it signed keep verifying until they expire.
@@ -75,11 +85,19 @@ export class SigningKeys {
     // Compare-and-set: of several processes rotating at once (replicas starting together),
     // one stores the key; the others find it covered and use that one.
     if (!signer) {
-      rotated = await this.store.keys.insertUnlessCovered(await this.generate(now));
+      // Dating it back changes only which clocks see it signing (of two keys that both sign
+      // at some moment, the newest signs). It still retires `rotation` after now, and covering
+      // is asked about this clock's now: a key another process dated back covers it.
+      const key = await this.generate(now - NEW_KEY_BACKDATE_MS, now + this.options.rotation * 1000);
+      rotated = await this.store.keys.insertUnlessCovered(key, now);
     } else {
       const prepublishMs = (this.options.prepublish ?? Math.min(this.options.rotation / 10, 300)) * 1000;
       const successor = this.records.some((r) => r.alg === this.options.algorithm && r.createdAt >= signer.retiresAt);
-      if (!successor && signer.retiresAt - now <= prepublishMs) rotated = await this.store.keys.insertUnlessCovered(await this.generate(signer.retiresAt));
+      // The successor is not dated back: it signs from the moment its predecessor retires, after
+      // `prepublish` in every JWKS (a process whose clock is behind keeps signing with the old one).
+      if (!successor && signer.retiresAt - now <= prepublishMs) {
+        rotated = await this.store.keys.insertUnlessCovered(await this.generate(signer.retiresAt), signer.retiresAt);
+      }
     }
     if (!signer || rotated) this.records = await this.store.keys.list();
     await this.refresh(now);
@@ -106,19 +124,19 @@ export class SigningKeys {
     return this.records.filter((r) => r.createdAt <= now && r.retiresAt > now && r.alg === this.options.algorithm).at(-1);
   }
 
-  private async generate(now: number): Promise<SigningKeyRecord> {
+  /** A new key that signs from `createdAt` until `retiresAt`. */
+  private async generate(createdAt: number, retiresAt = createdAt + this.options.rotation * 1000): Promise<SigningKeyRecord> {
     const alg = this.options.algorithm;
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
     const publicJwk = await exportJWK(publicKey);
     // RFC 7638 thumbprint as kid: stable, derived from the key, collision-free in practice.
     const kid = await calculateJwkThumbprint(publicJwk);
-    const retiresAt = now + this.options.rotation * 1000;
     return {
       kid,
       alg,
       publicJwk: { ...publicJwk, kid, alg, use: 'sig' },
       privateKey: sealPrivateKey({ ...(await exportJWK(privateKey)), kid, alg }, kid, this.options.keyEncryptionKey),
-      createdAt: now,
+      createdAt,
       retiresAt,
       expiresAt: retiresAt + this.options.overlap * 1000,
     };

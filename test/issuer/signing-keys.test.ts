@@ -64,6 +64,34 @@ describe('signing keys', () => {
     ).rejects.toMatchObject({ code: 'signing_key_locked' });
   });
 
+  it('a first key signs for a process whose clock reads up to a minute earlier; its successor signs only once the first retires', async () => {
+    const t0 = Date.now();
+    const options = { algorithm: 'ES256' as const, rotation: 3600, overlap: 900, prepublish: 300 };
+    const keys = await SigningKeys.open(store, options, t0);
+    const first = keys.signer().kid;
+    // Another process on the same file whose clock reads 59 s earlier finds that key signing, and makes none.
+    const other = SqliteStore.open(join(dir, 'port.db'));
+    try {
+      const behind = await SigningKeys.open(other, options, t0 - 59_000);
+      expect(behind.signer().kid).toBe(first);
+      expect((await store.keys.list()).map((k) => k.kid)).toEqual([first]);
+      behind.close();
+    } finally {
+      await other.close();
+    }
+    // The first key still signs for the whole rotation after it was made: its successor is stored
+    // `prepublish` before that, and signs from then, not before.
+    expect(await keys.rotateIfDue(t0 + 3300_000 - 1)).toBe(false);
+    expect(await keys.rotateIfDue(t0 + 3300_000)).toBe(true);
+    const successor = (await store.keys.list()).find((k) => k.kid !== first)!;
+    expect(successor.createdAt).toBe(t0 + 3600_000);
+    await keys.tick(t0 + 3600_000 - 1);
+    expect(keys.signer().kid).toBe(first);
+    await keys.tick(t0 + 3600_000);
+    expect(keys.signer().kid).toBe(successor.kid);
+    keys.close();
+  });
+
   it('a restarted Port reuses the stored key instead of making a new one', async () => {
     const a = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
     const b = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });

@@ -4,6 +4,7 @@ import type { ApprovalRequestRecord } from '../../src/store/records/approvals.js
 import type { DecisionEntry, DecisionRecord } from '../../src/store/records/decisions.js';
 import { entryHash, GENESIS_HASH } from '../../src/store/hash-chain.js';
 import type { Store } from '../../src/store/store.js';
+import { SigningKeys } from '../../src/issuer/signing-keys.js';
 
 export function record(i: number, extra: Partial<DecisionRecord> = {}): DecisionRecord {
   return {
@@ -148,14 +149,55 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
 
     it('stores a signing key only where no key would sign at its start (rotation by several processes at once)', async () => {
       const key = (kid: string, createdAt: number) => ({ kid, alg: 'ES256' as const, publicJwk: { kid }, privateKey: '{}', createdAt, retiresAt: createdAt + 100, expiresAt: createdAt + 200 });
-      const first = await Promise.all(['a', 'b', 'c', 'd'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1000))));
+      const first = await Promise.all(['a', 'b', 'c', 'd'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1000), 1000)));
       expect(first.filter(Boolean)).toHaveLength(1);
       // A successor from when the signing key retires: again exactly one of the racers.
-      const next = await Promise.all(['e', 'f', 'g'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1100))));
+      const next = await Promise.all(['e', 'f', 'g'].map((kid) => store.keys.insertUnlessCovered(key(kid, 1100), 1100)));
       expect(next.filter(Boolean)).toHaveLength(1);
       // Another algorithm is not covered by these.
-      expect(await store.keys.insertUnlessCovered({ ...key('h', 1000), alg: 'EdDSA' })).toBe(true);
+      expect(await store.keys.insertUnlessCovered({ ...key('h', 1000), alg: 'EdDSA' }, 1000)).toBe(true);
       expect((await store.keys.list()).map((k) => k.createdAt).sort()).toEqual([1000, 1000, 1100]);
+    });
+
+    it('a key dated back by a process whose clock reads later covers the now of one whose clock reads earlier; a key not signing yet covers nothing', async () => {
+      const key = (kid: string, createdAt: number, alg: 'ES256' | 'EdDSA' = 'ES256') => ({ kid, alg, publicJwk: { kid }, privateKey: '{}', createdAt, retiresAt: createdAt + 100_000, expiresAt: createdAt + 200_000 });
+      // Process A (clock 70_005) stores a first key dated a minute back; B's clock reads 70_000.
+      expect(await store.keys.insertUnlessCovered(key('a', 10_005), 70_005)).toBe(true);
+      expect(await store.keys.insertUnlessCovered(key('b', 10_000), 70_000)).toBe(false);
+      const [kept, ...more] = await store.keys.list();
+      expect(more).toEqual([]);
+      // B finds A's key signing at its own now.
+      expect(kept!.kid).toBe('a');
+      expect(kept!.createdAt <= 70_000 && kept!.retiresAt > 70_000).toBe(true);
+      // A key created after the moment asked about (a successor stored ahead of time) does not
+      // sign then, so it does not cover it.
+      expect(await store.keys.insertUnlessCovered(key('later', 50_000, 'EdDSA'), 50_000)).toBe(true);
+      expect(await store.keys.insertUnlessCovered(key('sooner', 49_995, 'EdDSA'), 49_995)).toBe(true);
+    });
+
+    it('processes whose clocks read a few ms apart, opening the signing keys of a new store together, keep one key and all sign with it', async () => {
+      if (!reopen) return;
+      const others = await Promise.all([reopen(), reopen(), reopen()]);
+      const opened: SigningKeys[] = [];
+      try {
+        const t0 = Date.now();
+        const options = (algorithm: 'ES256' | 'EdDSA') => ({ algorithm, rotation: 86400, overlap: 3660 });
+        // The process whose clock reads later stores its key first; the other then finds it
+        // signing at its own, earlier, now.
+        opened.push(await SigningKeys.open(store, options('ES256'), t0 + 5));
+        opened.push(await SigningKeys.open(others[0]!, options('ES256'), t0));
+        expect(opened[1]!.signer().kid).toBe(opened[0]!.signer().kid);
+        expect((await store.keys.list()).map((k) => k.kid)).toEqual([opened[0]!.signer().kid]);
+        // All at once: each reads an empty store, makes a key, and all but one find theirs covered.
+        const racers = await Promise.all([store, ...others].map((s, i) => SigningKeys.open(s, options('EdDSA'), t0 + 3 * (3 - i))));
+        opened.push(...racers);
+        const eddsa = (await store.keys.list()).filter((k) => k.alg === 'EdDSA');
+        expect(eddsa).toHaveLength(1);
+        for (const k of racers) expect(k.signer().kid).toBe(eddsa[0]!.kid);
+      } finally {
+        for (const k of opened) k.close();
+        await Promise.all(others.map((s) => s.close()));
+      }
     });
 
     it('a failing write in a batch does not undo the others', async () => {

@@ -15,8 +15,8 @@ interface Row {
 
 /**
  * The `signing_keys` table on PostgreSQL. Keys are only ever inserted (never updated or
- * deleted), so there is nothing to compare-and-set: a second insert of a `kid` fails on
- * the primary key, as on SQLite, and the caller (key rotation, run under a lease) sees it.
+ * deleted): a second insert of a `kid` fails on the primary key, as on SQLite, and the
+ * caller sees it; `insertUnlessCovered` is the compare-and-set of replicas rotating at once.
  */
 export class PostgresSigningKeys implements SigningKeyStore {
   constructor(private readonly db: PgDatabase) {}
@@ -31,11 +31,11 @@ export class PostgresSigningKeys implements SigningKeyStore {
     await this.db.transaction((tx) => insertKey(tx, key));
   }
 
-  insertUnlessCovered(key: SigningKeyRecord): Promise<boolean> {
+  insertUnlessCovered(key: SigningKeyRecord, at: number): Promise<boolean> {
     return this.db.transaction(async (tx) => {
       // Rotations by several replicas queue here, so only the first of them inserts.
       await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [KEYS_LOCK_KEY]);
-      const covered = await tx.query('SELECT 1 FROM signing_keys WHERE alg = $1 AND created_at <= $2 AND retires_at > $2', [key.alg, key.createdAt]);
+      const covered = await tx.query('SELECT 1 FROM signing_keys WHERE alg = $1 AND created_at <= $2 AND retires_at > $2', [key.alg, at]);
       if (covered.rows.length > 0) return false;
       await insertKey(tx, key);
       return true;

@@ -20,8 +20,12 @@ export interface SigningKeyStore {
   insert(key: SigningKeyRecord): Promise<void>;
   /**
    * Compare-and-set for rotation by several processes: inserts `key` unless a stored key
-   * of its algorithm already signs at `key.createdAt` (created by then, not retired), in
+   * of its algorithm already signs at `at` (created at or before it, retiring after it), in
    * one transaction. False, inserting nothing, when another process got there first.
+   * `at` is the moment the caller needs a key for: the successor's start when rotating, the
+   * caller's own now for a key made because none signs (that key is dated back so that it
+   * covers the now of processes whose clocks read a little earlier; src/issuer/signing-keys.ts).
+   * A key created after `at` (a successor stored ahead of time) does not cover it.
    */
-  insertUnlessCovered(key: SigningKeyRecord): Promise<boolean>;
+  insertUnlessCovered(key: SigningKeyRecord, at: number): Promise<boolean>;
 }

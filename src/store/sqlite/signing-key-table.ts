@@ -39,9 +39,9 @@ export class SqliteSigningKeys implements SigningKeyStore {
     this.feed.catchUpNow();
   }
 
-  async insertUnlessCovered(k: SigningKeyRecord): Promise<boolean> {
+  async insertUnlessCovered(k: SigningKeyRecord, at: number): Promise<boolean> {
     const inserted = await this.batcher.write(() => {
-      if (this.s.covered.get(k.alg, k.createdAt, k.createdAt) !== undefined) return false;
+      if (this.s.covered.get(k.alg, at, at) !== undefined) return false;
       this.s.insert.run(k.kid, k.alg, JSON.stringify(k.publicJwk), k.privateKey, k.createdAt, k.retiresAt, k.expiresAt);
       this.feed.record('signing_keys', [k.kid]);
       return true;
