@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
 import type { JobIdentityClaims } from '../../issuer/port-token.js';
+import { signJwt } from '../../issuer/sign-jwt.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
 import { SAFE_VALUE_DESCRIPTION, unsafeCharacter } from './aws-claim-value.js';
 import type { SessionTag } from './aws-session-tags.js';
@@ -67,28 +67,28 @@ export async function mintWebIdentityToken(
   keys: SigningKeys,
   opts: { issuer: string; audience: string; job: JobIdentityClaims; tags: SessionTag[]; transitiveTagKeys: string[]; now: number },
 ): Promise<{ token: string; jti: string }> {
-  const { kid, alg, key } = keys.signer();
+  const { kid, alg, keyObject } = keys.signer();
   if (!STS_ACCEPTED_ALGORITHMS.includes(alg)) {
     throw new CredentialError('credential_unavailable', `AWS STS does not accept ${alg}-signed web identity tokens; set issuer.algorithm: ES256.`);
   }
   const iat = Math.floor(opts.now / 1000);
   const jti = randomUUID();
-  const payload: Record<string, unknown> = {
+  // The registered claims follow the job's, in the order jose's SignJWT setters added them,
+  // so the token is encoded as before; signed synchronously with node:crypto (src/issuer/sign-jwt.ts).
+  const claims: Record<string, unknown> = {
     ...opts.job,
     [AWS_TAGS_CLAIM]: {
       principal_tags: Object.fromEntries(opts.tags.map((t) => [t.Key, [t.Value]])),
       transitive_tag_keys: opts.transitiveTagKeys,
     },
+    iss: opts.issuer,
+    sub: compoundSubject(opts.job),
+    aud: opts.audience,
+    iat,
+    nbf: iat,
+    exp: iat + WEB_IDENTITY_TOKEN_TTL,
+    jti,
   };
-  const token = await new SignJWT(payload)
-    .setProtectedHeader({ alg, kid, typ: 'JWT' })
-    .setIssuer(opts.issuer)
-    .setSubject(compoundSubject(opts.job))
-    .setAudience(opts.audience)
-    .setIssuedAt(iat)
-    .setNotBefore(iat)
-    .setExpirationTime(iat + WEB_IDENTITY_TOKEN_TTL)
-    .setJti(jti)
-    .sign(key);
+  const token = signJwt({ alg, kid, typ: 'JWT' }, claims, keyObject);
   return { token, jti };
 }

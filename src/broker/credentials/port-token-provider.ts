@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
 import { jtiHash } from '../../audit/token-hash.js';
 import type { PortTokenCredentialConfig } from '../../config/config.js';
 import { identityClaims, PORT_TOKEN_TYP } from '../../issuer/port-token.js';
+import { signJwt } from '../../issuer/sign-jwt.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
 import type { CredentialGrant, CredentialProvider, IssuedCredential } from './credential-provider.js';
 
@@ -23,19 +23,22 @@ export class PortTokenProvider implements CredentialProvider {
     // Never outlives the bearer's Port token (and so never the job).
     const exp = Math.min(iat + cred.ttl, grant.claims.exp);
     const jti = randomUUID();
-    const { kid, alg, key } = this.keys.signer();
-    const token = await new SignJWT({
-      ...identityClaims(grant.identity),
-      iss: this.issuerUrl,
-      sub: grant.identity.jobId,
-      aud: cred.audience,
-      iat,
-      nbf: iat,
-      exp,
-      jti,
-    })
-      .setProtectedHeader({ alg, kid, typ: PORT_TOKEN_TYP })
-      .sign(key);
+    // Signed synchronously with node:crypto, encoded as jose's SignJWT would (src/issuer/sign-jwt.ts).
+    const { kid, alg, keyObject } = this.keys.signer();
+    const token = signJwt(
+      { alg, kid, typ: PORT_TOKEN_TYP },
+      {
+        ...identityClaims(grant.identity),
+        iss: this.issuerUrl,
+        sub: grant.identity.jobId,
+        aud: cred.audience,
+        iat,
+        nbf: iat,
+        exp,
+        jti,
+      },
+      keyObject,
+    );
     return {
       body: { name: cred.name, access_token: token, token_type: 'Bearer', audience: cred.audience, expires_at: new Date(exp * 1000).toISOString() },
       expiresAt: exp,
