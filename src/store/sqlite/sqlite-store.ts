@@ -16,6 +16,7 @@ import { SqliteLeases } from './lease-table.js';
 import { migrate } from './migrations.js';
 import { SqliteReplay } from './replay-table.js';
 import { SqliteRevocations } from './revocation-table.js';
+import { WalSync } from './wal-sync.js';
 import { SqliteScim, SqliteScimTables } from './scim-tables.js';
 import { SqliteSigningKeys } from './signing-key-table.js';
 import { SqliteSessions, SqliteUsers } from './user-tables.js';
@@ -23,9 +24,11 @@ import { SqliteWebhookWork, SqliteWebhookWorkTable } from './webhook-work-table.
 import { WriteBatcher } from './write-batcher.js';
 
 /**
- * The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`,
- * so a commit is on disk before the write's promise resolves. Writes are batched
- * (see WriteBatcher); reads are synchronous and never wait for the batch.
+ * The embedded default store: one SQLite file in WAL mode. A commit is on disk before
+ * the write's promise resolves: COMMIT writes the log (`synchronous=NORMAL`) and the
+ * log's fsync runs off the event loop before any write of the group is acknowledged
+ * (see WalSync). Writes are batched (see WriteBatcher); reads are synchronous and never
+ * wait for the batch.
  *
  * Several Port processes on one machine may share the file (`server.workers`): every
  * batch is an IMMEDIATE transaction (SQLite's one writer at a time, waited for under
@@ -56,6 +59,8 @@ export class SqliteStore implements Store {
 
   /** The file Port opened (undefined for `:memory:`), checked around every commit. */
   private readonly identity: FileIdentity | undefined;
+  /** Syncs the write-ahead log before writes are acknowledged (undefined for `:memory:`). */
+  private readonly wal: WalSync | undefined;
   /** Why the last batch could not be written; cleared by the next clean commit. */
   private writeFailure: string | undefined;
   private lastCommitAt = 0;
@@ -79,7 +84,9 @@ export class SqliteStore implements Store {
       // new file to WAL or migrating it waits for their locks instead of failing at once.
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
+      // NORMAL: COMMIT doesn't fsync the log; WalSync does, off the event loop, before any
+      // write is acknowledged. `:memory:` has nothing to sync.
+      this.db.pragma(path === ':memory:' ? 'synchronous = FULL' : 'synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
       migrate(this.db);
     } catch (err) {
@@ -87,10 +94,14 @@ export class SqliteStore implements Store {
       throw new StoreError(`cannot open SQLite store ${path}: ${(err as Error).message}`, { cause: err });
     }
     this.identity = path === ':memory:' ? undefined : new FileIdentity(path);
+    this.wal = path === ':memory:' ? undefined : new WalSync(path);
+    const wal = this.wal;
     this.stmts = this.prepare();
     this.webhookWorkTable = new SqliteWebhookWorkTable(this.db);
     this.batcher = new WriteBatcher(this.db, 512, {
       check: (phase) => {
+        // After a failed fsync nothing more is written: what the kernel dropped is unknown.
+        if (wal?.failed !== undefined) return wal.failed;
         const problem = this.checkIdentity();
         // After a commit, only a moved file undoes it; a file that can't be checked still
         // holds the commit (acknowledged), and health() now fails the writes that follow.
@@ -100,6 +111,7 @@ export class SqliteStore implements Store {
         this.writeFailure = failure;
         if (failure === undefined) this.lastCommitAt = Date.now();
       },
+      sync: wal && (() => wal.sync()),
     });
     const [db, batcher] = [this.db, this.batcher];
     const scimTables = new SqliteScimTables(db);
@@ -131,6 +143,7 @@ export class SqliteStore implements Store {
   }
 
   health(): StoreHealth {
+    if (this.wal?.failed !== undefined) return { writable: false, reason: this.wal.failed };
     const moved = this.identityProblem();
     if (moved !== undefined) return { writable: false, reason: moved.reason };
     if (this.writeFailure === undefined) return { writable: true };
@@ -201,10 +214,11 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    // Let queued writes commit before closing.
-    await this.batcher.write(() => undefined);
+    // Let queued writes commit before closing (each reports its own failure; a failing store still closes).
+    await this.batcher.write(() => undefined).catch(() => undefined);
     this.changes.close();
     this.db.close();
+    this.wal?.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { storageFailure, StoreUnavailableError } from '../errors.js';
+import { storageFailure, StoreCommitUnknownError, StoreUnavailableError } from '../errors.js';
 
 interface PendingWrite {
   run: () => unknown;
@@ -7,27 +7,48 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
+/** A committed transaction's writes and their outcomes, waiting to be acknowledged. */
+interface Committed {
+  batch: PendingWrite[];
+  outcomes: { ok: boolean; value: unknown }[];
+  failure: string | undefined;
+}
+
 /** What the batcher reports to its store around each commit. */
 export interface WriteBatcherHooks {
   /**
-   * Called before and after each commit; a returned reason fails the whole batch. After
-   * the commit this means the commit may not be durable (its file is gone), so no
-   * write of the batch is acknowledged.
+   * Called before each commit and after each commit is durable; a returned reason fails
+   * the whole batch. After the commit this means the commit may not be durable (its
+   * file is gone), so no write of the batch is acknowledged.
    */
   check?(phase: 'before' | 'after'): string | undefined;
   /** Each batch's outcome for the store's health: a storage failure's reason, or undefined when it committed cleanly. */
   outcome?(failure: string | undefined): void;
+  /**
+   * Makes everything committed so far durable (the store's fsync of its write-ahead log,
+   * run off the event loop). Without it a commit is acknowledged as soon as it returns,
+   * which is right when COMMIT itself syncs (or for `:memory:`). A rejection means the
+   * commits it covered may or may not survive a crash: none of them is acknowledged.
+   */
+  sync?(): Promise<void>;
 }
 
 /**
- * Group commit: writes queued in the same turn of the event loop run in one
- * transaction (one fsync), each inside its own savepoint so one failing write does
- * not undo the others. Every promise settles only after the commit, so a caller
- * that awaits its write knows it is durable before it answers.
+ * Group commit: writes queued while the previous group is being made durable run in
+ * one transaction, each inside its own savepoint so one failing write does not undo
+ * the others. Every promise settles only after its commit is durable, so a caller that
+ * awaits its write knows it is on disk before it answers.
+ *
+ * With a `sync` hook the fsync runs on libuv's thread pool while the event loop keeps
+ * serving requests, whose writes queue for the next group; the next transaction starts
+ * when the sync returns. The wait is never longer than with an fsync inside COMMIT (a
+ * write arriving mid-fsync waited for it there too, the event loop being blocked), and
+ * each fsync covers every request that arrived during the previous one.
  */
 export class WriteBatcher {
   private queue: PendingWrite[] = [];
   private scheduled = false;
+  private syncing = false;
 
   constructor(
     private readonly db: Database.Database,
@@ -38,24 +59,53 @@ export class WriteBatcher {
   write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.schedule();
     });
   }
 
+  private schedule(): void {
+    if (this.scheduled || this.syncing || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
   private flush(): void {
-    const batch = this.queue.splice(0, this.maxBatch);
     this.scheduled = false;
-    if (this.queue.length > 0) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
+    const committed: Committed[] = [];
+    while (this.queue.length > 0) {
+      const c = this.commit(this.queue.splice(0, this.maxBatch));
+      if (c) committed.push(c);
+      // Without a sync step each transaction is acknowledged on its own, one per turn.
+      if (!this.hooks.sync) break;
     }
+    if (committed.length === 0) return this.schedule();
+    if (!this.hooks.sync) {
+      this.acknowledge(committed);
+      return this.schedule();
+    }
+    this.syncing = true;
+    this.hooks.sync().then(
+      () => this.acknowledge(committed),
+      (err: unknown) => {
+        // fsync failed: the kernel may already have dropped the pages it could not write, so
+        // these commits may or may not survive a crash — and they are visible to readers now.
+        const reason = storageFailure(err) ?? 'the store could not make its commits durable';
+        this.hooks.outcome?.(reason);
+        for (const c of committed) for (const w of c.batch) w.reject(new StoreCommitUnknownError(reason, { cause: err }));
+      },
+    ).finally(() => {
+      this.syncing = false;
+      this.schedule();
+    });
+  }
+
+  /** Runs one transaction; undefined when the whole batch failed (and was rejected). */
+  private commit(batch: PendingWrite[]): Committed | undefined {
     const failAll = (err: unknown, commitFailed = true) => {
       // A moved file is the check's own finding, re-made on every call; only a failed commit is remembered.
       if (commitFailed) this.hooks.outcome?.(storageFailure(err) ?? 'the store failed to commit');
       for (const w of batch) w.reject(err);
+      return undefined;
     };
     const before = this.hooks.check?.('before');
     if (before !== undefined) return failAll(new StoreUnavailableError(before), false);
@@ -82,11 +132,21 @@ export class WriteBatcher {
     } catch (err) {
       return failAll(asUnavailable(err));
     }
+    return { batch, outcomes, failure };
+  }
+
+  /** Settles the writes of durable commits, once the file is confirmed to be the one written. */
+  private acknowledge(committed: Committed[]): void {
     // The commit went to a file descriptor; make sure the path still names that file.
     const after = this.hooks.check?.('after');
-    if (after !== undefined) return failAll(new StoreUnavailableError(after), false);
-    this.hooks.outcome?.(failure);
-    batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.value) : w.reject(outcomes[i]!.value)));
+    for (const { batch, outcomes, failure } of committed) {
+      if (after !== undefined) {
+        for (const w of batch) w.reject(new StoreUnavailableError(after));
+        continue;
+      }
+      this.hooks.outcome?.(failure);
+      batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.value) : w.reject(outcomes[i]!.value)));
+    }
   }
 }
 
