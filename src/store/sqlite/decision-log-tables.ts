@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
-import { entryHash, GENESIS_HASH } from '../hash-chain.js';
+import { canonicalJson } from '../canonical-json.js';
+import { entryHashOfCanonical, GENESIS_HASH } from '../hash-chain.js';
 import type { Checkpoint, DecisionEntry, DecisionRecord } from '../records/decisions.js';
 import type { DecisionLogStore } from '../repositories/decision-log.js';
 import type { WriteBatcher } from './write-batcher.js';
@@ -71,8 +72,11 @@ export class SqliteDecisionLog implements DecisionLogStore {
     const entries: DecisionEntry[] = [];
     for (const record of records) {
       const next = seq + 1;
-      const h = entryHash(next, hash, record);
-      this.s.insert.run(next, record.time, record.action, record.decision, record.principal, JSON.stringify(record), hash, h);
+      // The canonical text is both what is hashed and what is kept: JSON of the same value
+      // (keys sorted), so reading it back re-hashes to the same entry.
+      const text = canonicalJson(record);
+      const h = entryHashOfCanonical(next, hash, text);
+      this.s.insert.run(next, record.time, record.action, record.decision, record.principal, text, hash, h);
       entries.push({ seq: next, prevHash: hash, hash: h, record });
       [seq, hash] = [next, h];
     }
