@@ -7,10 +7,16 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
+/** What one write returned, or the error it threw. */
+interface Outcome {
+  ok: boolean;
+  value: unknown;
+}
+
 /** A committed transaction's writes and their outcomes, waiting to be acknowledged. */
 interface Committed {
   batch: PendingWrite[];
-  outcomes: { ok: boolean; value: unknown }[];
+  outcomes: Outcome[];
   failure: string | undefined;
 }
 
@@ -49,12 +55,43 @@ export class WriteBatcher {
   private queue: PendingWrite[] = [];
   private scheduled = false;
   private syncing = false;
+  /** One IMMEDIATE transaction over a batch, made once (better-sqlite3 builds four wrappers per `transaction()` call). */
+  private readonly runBatch: (batch: PendingWrite[], outcomes: Outcome[]) => string | undefined;
 
   constructor(
     private readonly db: Database.Database,
     private readonly maxBatch = 512,
     private readonly hooks: WriteBatcherHooks = {},
-  ) {}
+  ) {
+    // Each write runs inside its own savepoint (https://www.sqlite.org/lang_savepoint.html):
+    // a write that throws is rolled back alone and the batch goes on.
+    const savepoint = db.prepare('SAVEPOINT port_write');
+    const release = db.prepare('RELEASE port_write');
+    const rollbackTo = db.prepare('ROLLBACK TO port_write');
+    this.runBatch = db.transaction((batch: PendingWrite[], outcomes: Outcome[]) => {
+      let failure: string | undefined;
+      for (const w of batch) {
+        savepoint.run();
+        try {
+          const value = w.run();
+          if (value !== null && typeof (value as { then?: unknown })?.then === 'function') throw new TypeError('a batched write must be synchronous');
+          release.run();
+          outcomes.push({ ok: true, value });
+        } catch (err) {
+          // After SQLITE_FULL, IOERR, NOMEM or BUSY, SQLite may have rolled back the whole
+          // transaction (https://www.sqlite.org/lang_transaction.html, "Response To Errors
+          // Within A Transaction"): the writes before this one are undone and the rest would
+          // each autocommit on their own. Abort the batch; nothing of it is acknowledged.
+          if (!db.inTransaction) throw err;
+          rollbackTo.run();
+          release.run();
+          failure ??= storageFailure(err);
+          outcomes.push({ ok: false, value: asUnavailable(err) });
+        }
+      }
+      return failure;
+    }).immediate;
+  }
 
   write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -109,26 +146,10 @@ export class WriteBatcher {
     };
     const before = this.hooks.check?.('before');
     if (before !== undefined) return failAll(new StoreUnavailableError(before), false);
-    const outcomes: { ok: boolean; value: unknown }[] = [];
+    const outcomes: Outcome[] = [];
     let failure: string | undefined;
     try {
-      this.db.transaction(() => {
-        for (const w of batch) {
-          try {
-            // A nested better-sqlite3 transaction is a SAVEPOINT.
-            outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
-          } catch (err) {
-            // After SQLITE_FULL, IOERR, NOMEM or BUSY, SQLite may have rolled back the whole
-            // transaction (https://www.sqlite.org/lang_transaction.html, "Response To Errors
-            // Within A Transaction"): the writes before this one are undone and the rest would
-            // each autocommit on their own. Abort the batch; nothing of it is acknowledged.
-            if (!this.db.inTransaction) throw err;
-            const storage = storageFailure(err);
-            failure ??= storage;
-            outcomes.push({ ok: false, value: asUnavailable(err) });
-          }
-        }
-      }).immediate();
+      failure = this.runBatch(batch, outcomes);
     } catch (err) {
       return failAll(asUnavailable(err));
     }
