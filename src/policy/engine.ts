@@ -90,6 +90,9 @@ const WATCH_DEBOUNCE_MS = 200;
 /** Long enough for an editor's or a config tool's truncate-then-write to finish. */
 const DEFAULT_QUIET_PERIOD_MS = 1500;
 
+/** Where a decision came from: the decision memo, a Cedar evaluation, or a failure (a deny that says why). */
+export type DecisionSource = 'memo' | 'cedar' | 'failed';
+
 /** Cedar keeps preparsed schemas per wasm instance (per thread); one name per process. */
 const SCHEMA_NAME = 'port-schema';
 let schemaPrepared = false;
@@ -193,6 +196,14 @@ export class PolicyEngine {
 
   /** Synchronous and fail-closed: every error becomes a deny that says why. */
   decide(req: AuthzRequest): Decision {
+    return this.decideWithSource(req).decision;
+  }
+
+  /**
+   * decide(), saying where the answer came from: the memo (as cheap as a cache lookup, so
+   * a caller's own cache gains nothing by keeping it), Cedar, or a failure (a deny).
+   */
+  decideWithSource(req: AuthzRequest): { decision: Decision; source: DecisionSource } {
     const snap = this.current;
     try {
       // Converted once: the key is read from exactly what Cedar would be given.
@@ -200,6 +211,7 @@ export class PolicyEngine {
       // The same projection, the same answer from Cedar (request-projection.ts).
       const key = snap.memo.enabled ? projectionKey(call, snap.reads) : undefined;
       let decision = key === undefined ? undefined : snap.memo.get(key);
+      const source: DecisionSource = decision === undefined ? 'cedar' : 'memo';
       if (decision === undefined) {
         const answer = statefulIsAuthorized({
           ...call,
@@ -214,11 +226,11 @@ export class PolicyEngine {
       // A default deny (no permit held, no forbid, no error) says which permits were
       // written for this request and did not match; allows never pay for it.
       if (decision.decision === 'deny' && decision.determining.length === 0 && decision.errors.length === 0) {
-        return this.explainDefaultDeny(snap, req, decision);
+        return { decision: this.explainDefaultDeny(snap, req, decision), source };
       }
-      return decision;
+      return { decision, source };
     } catch (err) {
-      return failedDecision(err, snap.revision);
+      return { decision: failedDecision(err, snap.revision), source: 'failed' };
     }
   }
 

@@ -15,27 +15,58 @@ interface Cached {
  * checked before the cache, so it takes effect on the next request.
  */
 export class DecisionCache {
-  private readonly entries = new Map<string, Cached>();
+  /**
+   * Two generations instead of one Map evicting its oldest key: with a new path on every
+   * request the cache is always full, and evicting through `keys().next()` walks the deleted
+   * slots V8 keeps at the front of a Map until it rehashes — it cost more than the decision
+   * it saved (bench/relay, "a new path every request"). When `current` holds half the
+   * bound it becomes `previous` and the old `previous` is dropped whole; a hit in `previous`
+   * moves back to `current`. At most `maxEntries` entries in all.
+   */
+  private current = new Map<string, Cached>();
+  private previous = new Map<string, Cached>();
+  private readonly half: number;
 
   constructor(
     private readonly ttlMs: number,
-    private readonly maxEntries = 50_000,
-  ) {}
+    maxEntries = 50_000,
+  ) {
+    this.half = Math.max(1, Math.floor(maxEntries / 2));
+  }
 
   get(key: string, revision: string, now: number, basis?: object): Decision | undefined {
     if (this.ttlMs <= 0) return undefined;
-    const hit = this.entries.get(key);
-    if (!hit) return undefined;
+    let hit = this.current.get(key);
+    const fromPrevious = hit === undefined;
+    if (fromPrevious) hit = this.previous.get(key);
+    if (hit === undefined) return undefined;
     if (hit.expiresAt <= now || hit.decision.revision !== revision || hit.basis !== basis) {
-      this.entries.delete(key);
+      (fromPrevious ? this.previous : this.current).delete(key);
       return undefined;
+    }
+    if (fromPrevious) {
+      this.previous.delete(key);
+      this.put(key, hit);
     }
     return hit.decision;
   }
 
   set(key: string, decision: Decision, now: number, basis?: object): void {
     if (this.ttlMs <= 0) return;
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { decision, expiresAt: now + this.ttlMs, basis });
+    this.previous.delete(key);
+    this.put(key, { decision, expiresAt: now + this.ttlMs, basis });
+  }
+
+  /** How many entries are kept (both generations). */
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+
+  private put(key: string, entry: Cached): void {
+    if (!this.current.has(key) && this.current.size >= this.half) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(key, entry);
   }
 }

@@ -207,6 +207,25 @@ describe('PolicyEngine with the memo and slices', () => {
     expect(stats.uncacheable).toBeGreaterThanOrEqual(5);
   });
 
+  it('says where each answer came from: Cedar first, the memo for a request with the same projection, Cedar again after a reload', async () => {
+    const dir = await policyDir({ 'relay.cedar': RELAY });
+    const engine = await PolicyEngine.open(dir);
+    const first = engine.decideWithSource(proxyRequest('/npm/a'));
+    expect(first).toMatchObject({ source: 'cedar', decision: { decision: 'allow' } });
+    // Another job, another path the same tests answer alike: the memo's answer.
+    expect(engine.decideWithSource(proxyRequest('/npm/b', { jobId: 'other' }))).toMatchObject({ source: 'memo', decision: { decision: 'allow' } });
+    // A path a forbid tests differently: Cedar.
+    expect(engine.decideWithSource(proxyRequest('/npm/secret/c'))).toMatchObject({ source: 'cedar', decision: { decision: 'deny' } });
+    // An erroring policy is never remembered.
+    const overflow = proxyRequest('/npm/overflow', { buildNumber: 7 });
+    expect(engine.decideWithSource(overflow).source).toBe('cedar');
+    expect(engine.decideWithSource(overflow).source).toBe('cedar');
+    await writeFiles(dir, { 'relay.cedar': `${RELAY}\n// touched` });
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
+    expect(engine.decideWithSource(proxyRequest('/npm/a')).source).toBe('cedar');
+    expect(engine.decide(proxyRequest('/npm/a'))).toEqual(engine.decideWithSource(proxyRequest('/npm/a')).decision);
+  });
+
   it('forgets everything when the policies change', async () => {
     const dir = await policyDir({ 'relay.cedar': RELAY });
     const engine = await PolicyEngine.open(dir);

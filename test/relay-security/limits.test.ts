@@ -54,6 +54,7 @@ beforeAll(async () => {
     upstream: { routes: { '/base/slow': { kind: 'slowHeaders', ms: 4_000 }, '/base/never': { kind: 'neverRespond' } } },
     upstreams: (up) => ({
       files: { url: `${up.url}/base`, timeout: 1, connect_timeout: 1, max_body: MAX_BODY, inject: { bearer: 'env:PORT_TEST_UPSTREAM_SECRET' } },
+      patient: { url: `${up.url}/base`, timeout: 60 },
       dead: { url: `http://127.0.0.1:${dead}`, timeout: 1, connect_timeout: 1 },
       early: { url: early.url, timeout: 2 },
       midlength: { url: midLength.url, timeout: 2 },
@@ -252,6 +253,14 @@ describe('slow, dead and misbehaving upstreams', () => {
     // It did get the (allowed) request; Port gave up on it and closed that upstream request.
     expect(h.upstream.requests.map((x) => x.url)).toEqual(['/base/slow']);
     await waitUntil(() => h.upstream.requests[0]!.aborted, 2_000, 'the upstream request to be aborted');
+  });
+
+  it('a client that leaves before the upstream answers: the upstream request is aborted then, not at the upstream timeout', async () => {
+    // `patient` waits 60 s for an answer; the client gives up after 300 ms.
+    const r = await send(h, buildRequest(h, '/relay/patient/never', { token }), { timeoutMs: 300 });
+    expect(r.timedOut).toBe(true);
+    await waitUntil(() => h.upstream.requests[0]?.aborted, 10_000, 'the upstream request to be aborted');
+    expect(h.upstream.requests.map((x) => x.url)).toEqual(['/base/never']);
   });
 
   it('an upstream that never answers: 504 upstream_timeout', async () => {
