@@ -4,7 +4,7 @@
  * `buildkite.api_url` at the parent's Buildkite simulator, `api_token` and `webhook_secret`
  * as `env:` secret references — and the e2e test's policy set: bench/policies.mjs's exchange
  * and assume policies plus APPROVAL_POLICIES, read from test/helpers/approval-policies.ts.
- * Port's SQLite store is a temp dir (WAL, synchronous=FULL, as shipped). The people whose
+ * Port's SQLite store is a temp dir (WAL, its log synced before a write is acknowledged, as shipped). The people whose
  * groups policy reads are written through Port's own store after start (`store.upsertUser`),
  * the in-process step the e2e test takes. The parent pins this process to one core.
  *

@@ -362,7 +362,7 @@ async function main() {
       ...notes.map((n) => `- ${n}`),
       `- 1-min load average just before the run: ${loadAtStart.toFixed(2)}; the run took ${elapsedS.toFixed(0)} s.`,
       '',
-      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, synchronous=FULL); Port on CPU ${serverCpu}, the driver and the simulator on CPU ${clientCpu}${pinned ? '' : ' (not pinned)'}.`,
+      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, its log synced before a write is acknowledged); Port on CPU ${serverCpu}, the driver and the simulator on CPU ${clientCpu}${pinned ? '' : ' (not pinned)'}.`,
       `Command: \`npm run bench:approvals${argsText ? ` -- ${argsText}` : ''}\``,
     ];
     if (trace) out.push('', ...trace);

@@ -515,7 +515,7 @@ async function main() {
       ...notes.map((n) => `- ${n}`),
       `- 1-min load average before the run: ${loadBefore.toFixed(2)}; the run took ${Math.round((performance.now() - started) / 1000)} s.`,
       '',
-      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, synchronous=FULL).`,
+      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, its log synced before a write is acknowledged).`,
       `Command: \`npm run bench:credentials${argsText ? ` -- ${argsText}` : ''}\``,
     ];
     console.log(out.join('\n'));

@@ -392,7 +392,7 @@ async function main() {
       `- Exchange tokens: RS256 Buildkite tokens (lifetime 3600 s, single use) minted before the timed run by the simulator at ${fmt.int(minted / (mintMs / 1000))}/s; warm-up ${warmupMs / 1000} s, measured ${(exch.elapsedMs / 1000).toFixed(1)} s.`,
       ...notes.map((n) => `- ${n}`),
       '',
-      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, synchronous=FULL).`,
+      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, its log synced before a write is acknowledged).`,
       `Command: \`npm run bench:exchange${argsText ? ` -- ${argsText}` : ''}\``,
     ];
     console.log(out.join('\n'));

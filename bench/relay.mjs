@@ -784,7 +784,7 @@ function hostBoundNotes(d, by, { loadCpu, proxyCpu }) {
   const exhausted = Object.entries(d.rows).filter(([, v]) => v.exhausted).map(([k]) => k);
   if (exhausted.length) out.push(`- **${exhausted.join(', ')} ran out of pre-made proofs**: the requests past them were replays, refused (non-2xx); read those rows as lower bounds.`);
   out.push(
-    `- What the proof's \`jti\` write costs: Port consumes each proof in its store (\`store.replay.consume\`: one \`INSERT … ON CONFLICT\` into \`replay_cache\`, kept until \`iat\` + 61 s) before it forwards, on the write batcher — the writes queued in one event-loop turn share one transaction and one fsync (SQLite WAL, \`synchronous=FULL\`). ` +
+    `- What the proof's \`jti\` write costs: Port consumes each proof in its store (\`store.replay.consume\`: one \`INSERT … ON CONFLICT\` into \`replay_cache\`, kept until \`iat\` + 61 s) before it forwards, on the write batcher — the writes queued in one event-loop turn share one transaction and one fsync (SQLite WAL, \`its log synced before a write is acknowledged\`). ` +
       `Port wrote ${kib(by['port-dpop'])} per request to disk in the DPoP cache-on row and ${kib(by['port-dpop-nocache'])} with \`decision_cache_ttl: 0\`, against ${kib(by['port-cache'])} and ${kib(by['port-pool-bearer'])} for the Bearer cache-on rows (/proc/<pid>/io \`write_bytes\`)` +
       (cached ? `; \`replay_cache\` held ${cached.rows.toLocaleString('en-US')} rows after the cache-on run (database ${(cached.dbBytes / MiB).toFixed(1)} MiB + WAL ${(cached.walBytes / MiB).toFixed(1)} MiB; \`purgeExpired\` deletes them once expired)` : '') +
       '.' +

@@ -748,7 +748,7 @@ async function main() {
           `- Under load: ${concurrency} exchanges stayed in flight over the 3 replicas while probing (${fmt.int(loaded.background.rate)} exchanges/s, ${fmt.int(loaded.background.ops)} in ${(loaded.background.probeMs / 1000).toFixed(1)} s of probing, errors ${JSON.stringify(loaded.background.errors)}); the probes' requests queue behind them on each replica, and the times include that queueing.`,
         ]
       : []),
-    `- Replicas: \`port serve -c\` (dist/), \`store.postgres: env:PORT_DATABASE_URL\`, \`postgres_pool_size: 10\`, \`lease_ttl: 15s\`, \`feed_max_lag: 5s\`, \`log_level: warn\`, sealed signing keys, the exchange server's 4 policies (bench/policies.mjs), all on one fresh database (created and dropped by the bench). The SQLite replica: the same config with \`store.sqlite\` (\`--create-store\`; WAL, synchronous=FULL) in ${os.tmpdir()}.`,
+    `- Replicas: \`port serve -c\` (dist/), \`store.postgres: env:PORT_DATABASE_URL\`, \`postgres_pool_size: 10\`, \`lease_ttl: 15s\`, \`feed_max_lag: 5s\`, \`log_level: warn\`, sealed signing keys, the exchange server's 4 policies (bench/policies.mjs), all on one fresh database (created and dropped by the bench). The SQLite replica: the same config with \`store.sqlite\` (\`--create-store\`; WAL, its log synced before a write is acknowledged) in ${os.tmpdir()}.`,
     ...notes.map((n) => `- ${n}`),
     '',
     `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; load average at the start ${startLoad}. The whole run took ${((performance.now() - startedAt) / 1000).toFixed(0)} s.`,
