@@ -12,6 +12,10 @@
  *   --warmup S          warm-up seconds before each (default 8: each worker's JIT warms on its
  *                       share of the load only, so a short warm-up understates the workers)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
+ *   --postgres URL      run every row on PostgreSQL instead: a fresh database per row, created
+ *                       through URL (an admin connection, e.g. postgres://postgres@127.0.0.1:5432/postgres)
+ *                       and dropped at the end; Port's processes use \`store.postgres\` with sealed keys.
+ *                       PostgreSQL is not pinned: on a small machine it shares Port's cores.
  *   --no-pin            pin nothing
  *
  * Rows, each a real `port serve` (node bin/port.js serve -c …, from dist/) on a fresh SQLite
@@ -37,6 +41,8 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { Client, Pool } from 'undici';
 import { stringify } from 'yaml';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
@@ -55,6 +61,7 @@ const { values: opts } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '8' },
     'store-dir': { type: 'string' },
+    postgres: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -182,6 +189,21 @@ async function main() {
     return out;
   };
 
+  /** A new, empty database for one row (dropped at the end), as a connection URL. */
+  const freshDatabase = async (adminUrl) => {
+    const name = `port_bench_workers_${process.pid}_${randomBytes(3).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    cleanups.push(async () => {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    });
+    const url = new URL(adminUrl);
+    url.pathname = `/${name}`;
+    return url.toString();
+  };
+
   /** Starts `port serve` with `count` workers on `cpuList`, and waits until every worker answers. */
   const start = async (label, count, cpuList) => {
     const dir = mkdtempSync(join(opts['store-dir'] ?? os.tmpdir(), 'port-bench-workers-'));
@@ -189,18 +211,29 @@ async function main() {
     mkdirSync(join(dir, 'policies'));
     for (const [name, text] of Object.entries(EXCHANGE_POLICIES)) writeFileSync(join(dir, 'policies', name), text);
     const listenPort = await freePort();
+    const env = { ...process.env };
+    let store = { sqlite: './port.db' };
+    let issuer = {};
+    if (opts.postgres) {
+      env.PORT_DATABASE_URL = await freshDatabase(opts.postgres);
+      env.PORT_BENCH_KEK = randomBytes(32).toString('base64url');
+      store = { postgres: 'env:PORT_DATABASE_URL', postgres_pool_size: 10 };
+      issuer = { issuer: { key_encryption_key: 'env:PORT_BENCH_KEK' } };
+    }
     writeFileSync(
       join(dir, 'port.yaml'),
       stringify({
         server: { listen: `127.0.0.1:${listenPort}`, public_url: AUDIENCE, log_level: 'warn', workers: count },
-        store: { sqlite: './port.db' },
+        store,
         buildkite: { organization: ORGANIZATION, issuer: sim.issuer, jwks_url: sim.jwksUrl, audience: AUDIENCE },
         policies: './policies',
         credentials: EXCHANGE_CREDENTIALS,
+        ...issuer,
       }),
     );
     const argv = [PORT_BIN, 'serve', '--create-store', '-c', join(dir, 'port.yaml')];
-    const child = canPin ? spawn('taskset', ['-c', cpuList, process.execPath, ...argv], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const spawnOpts = { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] };
+    const child = canPin ? spawn('taskset', ['-c', cpuList, process.execPath, ...argv], spawnOpts) : spawn(process.execPath, argv, spawnOpts);
     let output = '';
     const keep = (d) => (output = (output + d).slice(-4000));
     child.stdout.on('data', keep);
@@ -313,6 +346,7 @@ async function main() {
 
   const out = [];
   out.push(`bench/workers — ${os.cpus()[0]?.model ?? 'cpu'} ×${cpus}, Node ${process.version}, ${os.platform()}; concurrency ${concurrency}, ${durationMs / 1000} s measured after ${warmupMs / 1000} s warm-up`);
+  if (opts.postgres) out.push('Store: PostgreSQL on this machine (not pinned; it shares the cores), a fresh database per row, `postgres_pool_size: 10` per process.');
   out.push(canPin ? `Pinned: load generator and simulator on CPU 0; Port on CPU 1 (1 worker), then on CPUs 0-${Math.min(workers, cpus) - 1} (${workers} workers).` : 'Not pinned: everything shares every CPU.');
   if (cpus <= workers) out.push(`This machine has ${cpus} CPUs: with ${workers} workers the load generator shares a core with Port, so the raw rate of that row is lower than the workers could do; compare per busy core.`);
   out.push('');
