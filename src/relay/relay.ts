@@ -19,7 +19,6 @@ import { AWS_SIGV4_MAX_BUFFERED_BODY, bufferBody } from './aws-sigv4-body.js';
 import { awsTargetOf, dropUnlistedAmzHeaders } from './aws-sigv4-headers.js';
 import { awsQueryKeysOf } from './aws-sigv4-query.js';
 import type { AwsSessionSource } from './aws-sigv4-sessions.js';
-import { signAwsRequest } from './aws-sigv4-signer.js';
 import { BodyLimit } from './body-limit.js';
 import type { CallerAuthenticator, RelayCaller } from './caller-auth.js';
 import type { CreatorDirectory } from './creator-directory.js';
@@ -276,6 +275,10 @@ export class Relay {
     else headers['x-amz-target'] = awsTarget;
     const session = await this.deps.awsSessions.session(inject.credential, caller, route.name);
     const q = pathAndQuery.indexOf('?');
+    // Loaded on the first SigV4 upstream request: the AWS signer and its hashing (~6 MB
+    // resident) would otherwise sit in every Port that relays nothing to AWS.
+    awsSigner ??= import('./aws-sigv4-signer.js');
+    const { signAwsRequest } = await awsSigner;
     await signAwsRequest({
       method,
       path: `${route.basePath}${q < 0 ? pathAndQuery : pathAndQuery.slice(0, q)}`,
@@ -394,6 +397,9 @@ function upstreamFailure(err: unknown): RelayError | undefined {
   }
   return undefined;
 }
+
+/** The SigV4 signer module, loaded once on first use. */
+let awsSigner: Promise<typeof import('./aws-sigv4-signer.js')> | undefined;
 
 /**
  * The upstream request's cancellation: undici takes an EventEmitter that emits `abort` as
