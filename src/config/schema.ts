@@ -101,6 +101,9 @@ const envName = hint(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), { expects: 'a
 
 const nonEmpty = hint(z.string().min(1), { expects: 'a non-empty string' });
 
+/** The longest clock skew Port allows anywhere (`buildkite.clock_skew` at most); key overlaps and new keys allow for it too. */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
+
 export const ASYMMETRIC_JWS_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
 
 const serverSchema = z.strictObject({
@@ -196,7 +199,7 @@ const buildkiteSchema = z.strictObject({
     .min(1)
     .default(['RS256'])
     .meta({ description: "Signing algorithms accepted on Buildkite tokens (Buildkite signs with RS256, see https://buildkite.com/docs/agent/v3/cli-oidc); symmetric algorithms and `none` are never accepted." }),
-  clock_skew: duration(60).default(30).meta({ description: 'Leeway applied to `exp`, `nbf` and `iat` for clocks that disagree; at most 60s.', examples: ['30s'] }),
+  clock_skew: duration(MAX_CLOCK_SKEW_SECONDS).default(30).meta({ description: 'Leeway applied to `exp`, `nbf` and `iat` for clocks that disagree; at most 60s.', examples: ['30s'] }),
   max_token_bytes: z
     .number()
     .int()

@@ -1,6 +1,7 @@
 import { KeyObject, type webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey, type CryptoKey } from 'jose';
 import type { SigningKeyRecord, Store } from '../store/store.js';
+import { MAX_CLOCK_SKEW_SECONDS } from '../config/schema.js';
 import { openPrivateKey, sealPrivateKey } from './key-wrap.js';
 
 export interface SigningKeysOptions {
@@ -34,13 +35,12 @@ export interface SigningKey extends ActiveKey {
 
 /**
  * How far back a key made because none signs (Port's first start, or a start after every
- * key retired) is dated: the longest clock skew Port allows anywhere (MAX_SKEW_SECONDS in
- * src/server/port-server.ts). Processes starting together (`server.workers`, replicas) read
+ * key retired) is dated: the longest clock skew Port allows anywhere. Processes starting together (`server.workers`, replicas) read
  * clocks that disagree by milliseconds, or by the skew between hosts; dated back this far,
  * the key the first of them stores already signs at the `now` of every other, so each of
  * them finds it covering and signs with it — they keep one key between them.
  */
-const NEW_KEY_BACKDATE_MS = 60_000;
+const NEW_KEY_BACKDATE_MS = MAX_CLOCK_SKEW_SECONDS * 1000;
 
 /**
  * Port's own signing keys, kept in the store. One key signs at a time; after

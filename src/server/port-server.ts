@@ -12,6 +12,7 @@ import { SourceRateLimiter } from '../audit/source-rate-limit.js';
 import { installRetryAfter } from './retry-after.js';
 import { TokenExchange } from '../broker/token-exchange.js';
 import type { PortConfig } from '../config/config.js';
+import { MAX_CLOCK_SKEW_SECONDS } from '../config/schema.js';
 import { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
 import { PortTokenIssuer } from '../issuer/port-token.js';
 import { deriveKeyEncryptionKey } from '../issuer/key-wrap.js';
@@ -93,8 +94,6 @@ export interface StartOptions {
   createStore?: boolean;
 }
 
-/** Longest clock skew Port allows anywhere; added to key overlap windows. */
-const MAX_SKEW_SECONDS = 60;
 
 /** How often the leader seals the PostgreSQL decision outbox into the chain (the sealing lag is about this). */
 const SEAL_EVERY_MS = 50;
@@ -132,7 +131,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     const keys = await SigningKeys.open(store, {
       algorithm: config.issuer.algorithm,
       rotation: config.issuer.keyRotation,
-      overlap: config.issuer.tokenTtl + MAX_SKEW_SECONDS,
+      overlap: config.issuer.tokenTtl + MAX_CLOCK_SKEW_SECONDS,
       ...(config.issuer.keyEncryptionKey !== undefined ? { keyEncryptionKey: deriveKeyEncryptionKey(config.issuer.keyEncryptionKey) } : {}),
     });
     const revocations = await RevocationList.open(store, Date.now(), { maxLagMs: feedMaxLagMs });
@@ -234,7 +233,7 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
     await verifier.jwks.start();
     const issuer = new PortTokenIssuer(keys, config.server.publicUrl);
     // A Buildkite token lives up to 2 h (https://buildkite.com/docs/platform/limits); the Port token after it, token_ttl.
-    const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_SKEW_SECONDS;
+    const maxTokenLifetime = 7200 + config.issuer.tokenTtl + MAX_CLOCK_SKEW_SECONDS;
     const revocationService = new RevocationService({ revocations, store, log, maxTokenLifetime, knowsCreators: config.buildkite.apiToken !== undefined });
     // Who started each build (the token doesn't say): short timeout, one retry — an
     // unanswered lookup leaves the creator unknown, it never fails the exchange.

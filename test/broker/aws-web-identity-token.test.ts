@@ -5,16 +5,13 @@
  * session tags claim and the registered ones, and header and claims are encoded byte for
  * byte as jose's SignJWT encoded them before. EdDSA, which STS refuses, is refused.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT } from 'jose';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { sqliteStorePerTest } from '../helpers/temp-sqlite-store.js';
 import { AWS_TAGS_CLAIM, mintWebIdentityToken, WEB_IDENTITY_TOKEN_TTL } from '../../src/broker/credentials/aws-web-identity-token.js';
 import { CredentialError } from '../../src/broker/credentials/errors.js';
 import type { JobIdentityClaims } from '../../src/issuer/port-token.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const ISSUER = 'https://port.test';
 const AUDIENCE = 'sts.amazonaws.com';
@@ -28,19 +25,10 @@ const transitiveTagKeys = ['pipeline'];
 const tagsClaim = { principal_tags: { pipeline: ['deploy'], build: ['7'] }, transitive_tag_keys: ['pipeline'] };
 const parts = (token: string) => token.split('.') as [string, string, string];
 
-let dir: string;
-let store: SqliteStore;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'aws-web-identity-'));
-  store = SqliteStore.open(join(dir, 'port.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fresh = sqliteStorePerTest('aws-web-identity-');
 
 async function mint(algorithm: 'ES256' | 'EdDSA') {
-  const keys = await SigningKeys.open(store, { algorithm, rotation: 3600, overlap: 900 });
+  const keys = await SigningKeys.open(fresh.store, { algorithm, rotation: 3600, overlap: 900 });
   const now = Date.now();
   const minted = await mintWebIdentityToken(keys, { issuer: ISSUER, audience: AUDIENCE, job, tags, transitiveTagKeys, now });
   return { keys, iat: Math.floor(now / 1000), ...minted };

@@ -5,43 +5,27 @@
  * claims are the job's plus the registered ones, and header and claims are encoded byte
  * for byte as jose's SignJWT encoded them before.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT } from 'jose';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { JOB_IDENTITY } from '../helpers/job-identity.js';
+import { sqliteStorePerTest } from '../helpers/temp-sqlite-store.js';
 import { PortTokenProvider } from '../../src/broker/credentials/port-token-provider.js';
 import type { PortTokenCredentialConfig } from '../../src/config/config.js';
-import type { JobIdentity } from '../../src/identity/job-identity.js';
 import { identityClaims, PORT_TOKEN_TYP, type PortTokenClaims } from '../../src/issuer/port-token.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const ISSUER = 'https://port.test';
 const AUDIENCE = 'https://deploy.test';
-const identity: JobIdentity = {
-  subject: 's', organizationSlug: 'acme', pipelineSlug: 'deploy', buildNumber: 7, branch: 'main', tag: null, commit: 'a'.repeat(40),
-  stepKey: 'ship', jobId: 'job-1', agentId: 'agent-1', buildSource: 'ui', runnerEnvironment: 'self-hosted', agentTags: {}, issuedAt: 0, expiresAt: 0,
-  clusterName: 'default', queueKey: 'deploy',
-};
+const identity = JOB_IDENTITY;
 const credential: PortTokenCredentialConfig = { name: 'deploy-token', type: 'port_token', audience: AUDIENCE, ttl: 120 };
 const parts = (token: string) => token.split('.') as [string, string, string];
 
-let dir: string;
-let store: SqliteStore;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'port-token-provider-'));
-  store = SqliteStore.open(join(dir, 'port.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fresh = sqliteStorePerTest('port-token-provider-');
 
 for (const algorithm of ['ES256', 'EdDSA'] as const) {
   describe(`port_token credentials signed with ${algorithm}`, () => {
     async function issue(bearerExp = Number.MAX_SAFE_INTEGER) {
-      const keys = await SigningKeys.open(store, { algorithm, rotation: 3600, overlap: 900 });
+      const keys = await SigningKeys.open(fresh.store, { algorithm, rotation: 3600, overlap: 900 });
       const now = Date.now();
       const iat = Math.floor(now / 1000);
       // Only `exp` of the bearer's Port token matters to the provider.

@@ -6,37 +6,21 @@
  * and forgeries — tampered, foreign-keyed, `alg: none`, HS256 keyed with the public key,
  * `crit`, DER-encoded ECDSA — fail.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createHmac, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { JobIdentity } from '../../src/identity/job-identity.js';
+import { describe, expect, it } from 'vitest';
+import { JOB_IDENTITY } from '../helpers/job-identity.js';
+import { sqliteStorePerTest } from '../helpers/temp-sqlite-store.js';
 import { PORT_TOKEN_TYP, PortTokenIssuer } from '../../src/issuer/port-token.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const ISSUER = 'https://port.test';
 const AUDIENCE = 'https://deploy.test';
-const identity: JobIdentity = {
-  subject: 's', organizationSlug: 'acme', pipelineSlug: 'deploy', buildNumber: 7, branch: 'main', tag: null, commit: 'a'.repeat(40),
-  stepKey: 'ship', jobId: 'job-1', agentId: 'agent-1', buildSource: 'ui', runnerEnvironment: 'self-hosted', agentTags: {}, issuedAt: 0, expiresAt: 0,
-  clusterName: 'default', queueKey: 'deploy',
-};
+const identity = JOB_IDENTITY;
 const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 const parts = (token: string) => token.split('.') as [string, string, string];
 
-let dir: string;
-let store: SqliteStore;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'port-token-'));
-  store = SqliteStore.open(join(dir, 'port.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fresh = sqliteStorePerTest('port-token-');
 
 /** Signs any header and claims with a node:crypto key, as an attacker holding it would. */
 function forge(key: KeyObject, header: Record<string, unknown>, claims: Record<string, unknown>, dsaEncoding: 'ieee-p1363' | 'der' = 'ieee-p1363'): string {
@@ -48,7 +32,7 @@ function forge(key: KeyObject, header: Record<string, unknown>, claims: Record<s
 for (const algorithm of ['ES256', 'EdDSA'] as const) {
   describe(`Port tokens signed with ${algorithm}`, () => {
     async function setup() {
-      const keys = await SigningKeys.open(store, { algorithm, rotation: 3600, overlap: 900 });
+      const keys = await SigningKeys.open(fresh.store, { algorithm, rotation: 3600, overlap: 900 });
       const issuer = new PortTokenIssuer(keys, ISSUER);
       const minted = await issuer.mint(identity, { audience: AUDIENCE, scopes: ['deploy-token'], ttl: 900, creator: 'Dev@Acme.Test', jkt: 'thumb' });
       return { keys, issuer, minted, jwks: createLocalJWKSet(keys.jwks()) };
@@ -107,7 +91,7 @@ for (const algorithm of ['ES256', 'EdDSA'] as const) {
 
 describe('Port token verification refuses forgeries', () => {
   async function setup() {
-    const keys = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
+    const keys = await SigningKeys.open(fresh.store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
     const issuer = new PortTokenIssuer(keys, ISSUER);
     const minted = await issuer.mint(identity, { audience: AUDIENCE, scopes: ['deploy-token'], ttl: 900 });
     const header = { alg: 'ES256', kid: keys.signer().kid, typ: PORT_TOKEN_TYP };
@@ -170,11 +154,11 @@ describe('Port token verification across processes', () => {
   it("verifies a token signed with a key another process stored since (the store is re-read for an unknown kid)", async () => {
     const t0 = Date.now() - 3_700_000;
     // Process A's key retired a minute ago but is still published (overlap).
-    const a = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 }, t0);
+    const a = await SigningKeys.open(fresh.store, { algorithm: 'ES256', rotation: 3600, overlap: 900 }, t0);
     const first = a.signer().kid;
     // A hears of no change: only verify's re-read of the store can find B's key.
     a.close();
-    const b = await SigningKeys.open(store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
+    const b = await SigningKeys.open(fresh.store, { algorithm: 'ES256', rotation: 3600, overlap: 900 });
     expect(b.signer().kid).not.toBe(first);
     const minted = await new PortTokenIssuer(b, ISSUER).mint(identity, { audience: AUDIENCE, scopes: [], ttl: 900 });
     expect(a.jwks().keys.map((k) => k.kid)).toEqual([first]);

@@ -74,7 +74,7 @@ export class WriteBatcher {
         savepoint.run();
         try {
           const value = w.run();
-          if (value !== null && typeof (value as { then?: unknown })?.then === 'function') throw new TypeError('a batched write must be synchronous');
+          if (typeof (value as { then?: unknown } | null | undefined)?.then === 'function') throw new TypeError('a batched write must be synchronous');
           release.run();
           outcomes.push({ ok: true, value });
         } catch (err) {
