@@ -138,7 +138,13 @@ describe('rotation through the admin API, with overlap', () => {
     expect(retireCall).toEqual({ action: 'retire', credential: 'rot', version: 0, request_id: expect.stringMatching(UUID), timestamp: expect.any(Number) });
     expect(retireCall.request_id).not.toBe(rotateCall!.request_id);
 
-    const records = (await decisionsSince(h, before)).filter((r) => r.action === 'rotate' && r.resource === 'Port::Credential::"rot"');
+    // The retired state is stored first and its decision appended right after, in a
+    // second write: wait for the record rather than reading in between the two.
+    const rotRecords = async () => (await decisionsSince(h, before)).filter((r) => r.action === 'rotate' && r.resource === 'Port::Credential::"rot"');
+    const records = await eventually(async () => {
+      const found = await rotRecords();
+      return found.some((r) => r.context.event === 'retire') ? found : undefined;
+    });
     expect(records.map((r) => [r.decision, r.resource, r.context.event, r.context.trigger, r.context.version])).toEqual([
       ['allow', 'Port::Credential::"rot"', 'rotate', 'admin', 1],
       ['allow', 'Port::Credential::"rot"', 'retire', 'schedule', 0],
@@ -200,7 +206,11 @@ describe('rotation on a schedule', () => {
       return s.body.versions.length >= 2 ? s.body.versions : undefined;
     });
     expect(v[0]).toMatchObject({ version: 0 });
-    const records = (await decisionsSince(h, 0)).filter((r) => r.resource === 'Port::Credential::"sched"' && r.context.event === 'rotate');
+    // The version is stored before its decision is appended (two writes): wait for the record.
+    const records = await eventually(async () => {
+      const found = (await decisionsSince(h, 0)).filter((r) => r.resource === 'Port::Credential::"sched"' && r.context.event === 'rotate');
+      return found.length > 0 ? found : undefined;
+    });
     expect(records[0]).toMatchObject({ decision: 'allow', context: { trigger: 'schedule', version: 1, previous_version: 0 } });
     const res = await release(h, 'sched', bearer);
     expect(res.body.value).toMatch(/^sched-secret-v\d+$/);
