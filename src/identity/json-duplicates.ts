@@ -5,33 +5,56 @@
  * Assumes `text` already parsed as JSON.
  */
 export function hasDuplicateMembers(text: string): boolean {
+  // Containers enclosing the current position; `top` is the innermost (null: an array).
   const stack: (Set<string> | null)[] = [];
+  let top: Set<string> | null = null;
   let expectKey = false;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      const top = stack.at(-1);
-      if (expectKey && top) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = closingQuote(text, i);
+      if (expectKey && top !== null) {
+        // A name without escapes is its own text; one with them is decoded, so "a" and "\u0061" are the same name.
+        const raw = text.slice(i + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(text.slice(i, end + 1)) as string) : raw;
         if (top.has(key)) return true;
         top.add(key);
         expectKey = false;
       }
-      i = j;
-    } else if (c === '{') {
-      stack.push(new Set());
+      i = end;
+    } else if (c === OPEN_BRACE) {
+      stack.push(top);
+      top = new Set();
       expectKey = true;
-    } else if (c === '[') {
-      stack.push(null);
-    } else if (c === '}' || c === ']') {
-      stack.pop();
-    } else if (c === ',') {
-      expectKey = stack.at(-1) instanceof Set;
+    } else if (c === OPEN_BRACKET) {
+      stack.push(top);
+      top = null;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      top = stack.pop() ?? null;
+    } else if (c === COMMA) {
+      expectKey = top !== null;
     }
   }
   return false;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
+
+/** Index of the quote closing the string that opens at `open`: the next quote not escaped by an odd run of backslashes. */
+function closingQuote(text: string, open: number): number {
+  let q = text.indexOf('"', open + 1);
+  for (;;) {
+    let backslashes = 0;
+    while (text.charCodeAt(q - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return q;
+    q = text.indexOf('"', q + 1);
+  }
 }
 
 /** What is wrong with a JWS part as a JSON object (RFC 7515 §7.1), if anything. */
