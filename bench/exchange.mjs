@@ -5,6 +5,12 @@
  * Cedar decisions per second with 100 policies. Aim: an exchange costs no more than 3×
  * the raw crypto it must do.
  *
+ * The fixed-concurrency run keeps Port saturated, so its p99 is mostly queueing. A second
+ * run against the same Port (the half-load row) sends exchanges open loop at half the rate
+ * the first one measured, each scheduled at a fixed interval however slowly earlier ones
+ * answer, and times each from its scheduled send (no coordinated omission): the latency
+ * of a half-loaded Port. Aim: p99 at half load < 10 ms.
+ *
  *   npm run bench:exchange [-- FLAGS]      (or, after `npm run build`: node bench/exchange.mjs FLAGS)
  *
  *   --concurrency N     requests / operations in flight (default 16)
@@ -13,6 +19,7 @@
  *   --decisions N       timed Cedar decisions per policy set (default 5000)
  *   --policies N        size of the generated Cedar policy set (default 100)
  *   --parts-duration S  seconds for the verify-only / sign-only rows; 0 skips them (default 3)
+ *   --half-load-duration S  seconds of the open-loop run at half the measured rate; 0 skips it (default: --duration)
  *   --profile           V8 CPU profile of Port during the timed run, kept in a temp dir and summarized
  *   --no-agents         skip the agent-pool rows (attestation, host-bound with DPoP)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
@@ -41,7 +48,7 @@ import { Pool } from 'undici';
 import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, cpuMs, fmt, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
+import { closedLoop, cpuMs, fmt, openLoop, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -54,6 +61,7 @@ const { values: opts } = parseArgs({
     decisions: { type: 'string', default: '5000' },
     policies: { type: 'string', default: '100' },
     'parts-duration': { type: 'string', default: '3' },
+    'half-load-duration': { type: 'string' },
     'server-cpu': { type: 'string', default: '1' },
     'client-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
@@ -74,6 +82,8 @@ const warmupMs = posNum('warmup') * 1000;
 const decisions = posInt('decisions');
 const policyCount = posInt('policies');
 const partsMs = Number(opts['parts-duration']) * 1000;
+const halfLoadMs = opts['half-load-duration'] === undefined ? durationMs : Number(opts['half-load-duration']) * 1000;
+if (!Number.isFinite(halfLoadMs) || halfLoadMs < 0) fail('--half-load-duration must be a number of seconds, 0 or more');
 const serverCpu = Number(opts['server-cpu']);
 const clientCpu = Number(opts['client-cpu']);
 const argsText = process.argv.slice(2).join(' ');
@@ -115,8 +125,9 @@ async function main() {
     );
   }
   const { cleanups, cleanup, abort, aborted } = abortable('bench/exchange');
-  // Everything is bounded: the default run takes ~50 s.
-  const budgetMs = 60_000 + 3 * (durationMs + warmupMs) + 2 * partsMs + decisions * 3 + (withAgents ? AGENT_ROWS * (30_000 + 3 * (durationMs + warmupMs)) : 0);
+  // Everything is bounded. The half-load run gets twice its length: minting its tokens takes at most as long as sending them.
+  const budgetMs =
+    60_000 + 3 * (durationMs + warmupMs) + 2 * partsMs + 2 * halfLoadMs + decisions * 3 + (withAgents ? AGENT_ROWS * (30_000 + 3 * (durationMs + warmupMs)) : 0);
   const deadline = setTimeout(() => abort(`did not finish within ${Math.round(budgetMs / 1000)} s; giving up`), budgetMs);
 
   try {
@@ -145,8 +156,10 @@ async function main() {
      * `jobs[i]`'s agent): each exchange carries a fresh DPoP proof made with it (RFC 9449
      * §5), made here before the timed run. `rateCap`: exchanges/s this row can't exceed (the
      * plain row's), so fewer tokens are minted. `expect(json)`: the first answer's check.
+     * `halfLoad`: then, against the same Port, the open loop at half the measured rate for
+     * --half-load-duration (its summary is `half`).
      */
-    const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile }) => {
+    const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile, halfLoad = false }) => {
       const server = startChild(here('./exchange-server.mjs'), { cpu });
       cleanups.push(() => server.stop());
       await server.next('hello');
@@ -298,18 +311,67 @@ async function main() {
         minted,
         mintMs,
       });
+
+      // 3c. Half load: the open loop at half the rate just measured, against the same (warm) Port.
+      let half;
+      if (halfLoad && halfLoadMs > 0 && timed.latencies.length > 0) {
+        const ratePerSecond = r.perSecond / 2;
+        // Tokens are single use: mint what the run needs, and a margin, while Port is idle.
+        items.splice(0, next);
+        next = 0;
+        const before = performance.now();
+        await mint(Math.ceil(ratePerSecond * (halfLoadMs / 1000)) + concurrency * 4 - items.length);
+        await prove();
+        log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (half of ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
+        errors = {};
+        firstError = undefined;
+        const halfProfileFile = profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile');
+        if (halfProfileFile) {
+          server.send({ type: 'profile-start' });
+          await server.next('profile-started');
+        }
+        server.send({ type: 'usage' });
+        const h0 = await server.next('usage');
+        const hc0 = cpuMs();
+        const open = await openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange });
+        const halfClientCpuMs = cpuMs() - hc0;
+        server.send({ type: 'usage' });
+        const h1 = await server.next('usage');
+        let halfProfile;
+        if (halfProfileFile) {
+          server.send({ type: 'profile-stop', file: halfProfileFile });
+          halfProfile = (await server.next('profile-stopped')).file;
+        }
+        half = summarize(open.latencies, open.elapsedMs, {
+          cpuMs: h1.cpuMs - h0.cpuMs,
+          errors: Object.values(errors).reduce((a, b) => a + b, 0),
+          errorDetail: errors,
+          firstError,
+          scheduledPerSecond: ratePerSecond,
+          issued: open.issued,
+          maxInFlight: open.maxInFlight,
+          lateStartsMs: open.lateStartsMs,
+          exhausted: open.exhausted,
+          clientCpuMs: halfClientCpuMs,
+          threads: h0.threads && h1.threads ? { main: h1.threads.main - h0.threads.main, other: h1.threads.other - h0.threads.other } : undefined,
+          voluntarySwitches: h1.rusage.voluntaryContextSwitches - h0.rusage.voluntaryContextSwitches,
+          profile: halfProfile,
+        });
+      }
       await pool.close();
       await server.stop();
-      return { r, serverCpuMs, profile };
+      return { r, serverCpuMs, profile, half };
     };
 
-    const plain = await exchangeRow({ label: 'plain exchange', profileFile: profileDir ? join(profileDir, 'port-exchange.cpuprofile') : undefined });
+    const plain = await exchangeRow({ label: 'plain exchange', profileFile: profileDir ? join(profileDir, 'port-exchange.cpuprofile') : undefined, halfLoad: true });
     const exch = plain.r;
     const serverCpuMs = plain.serverCpuMs;
     const profile = plain.profile;
     const { minted, mintMs } = exch;
+    const half = plain.half;
     if (profileDir) notes.push('Profiled run (--profile): the V8 sampling profiler was on in the Port process, so the exchange row is a little slow.');
     if (exch.exhausted) notes.push(`The exchange run ran out of pre-minted tokens after ${(exch.elapsedMs / 1000).toFixed(1)} s; rates use the time actually run.`);
+    if (half?.exhausted) notes.push(`The half-load run ran out of pre-minted tokens after ${(half.elapsedMs / 1000).toFixed(1)} s; its rate uses the time actually run.`);
 
     // 3b. The agent rows: the same exchange for a job of an agent pool (`pools:`), same concurrency.
     const agentRows = [];
@@ -365,6 +427,18 @@ async function main() {
         'exchanges/s',
         exch.errors === 0 ? '0' : `${exch.errors} ${JSON.stringify(exch.errorDetail)}`,
       ),
+      ...(half
+        ? [
+            row(
+              `Token exchange at half that load (open loop, ${fmt.int(half.scheduledPerSecond)}/s scheduled)`,
+              where(`Port on CPU ${serverCpu}, load from CPU ${clientCpu}`),
+              `open (max ${half.maxInFlight})`,
+              half,
+              'exchanges/s',
+              half.errors === 0 ? '0' : `${half.errors} ${JSON.stringify(half.errorDetail)}`,
+            ),
+          ]
+        : []),
       row('Baseline: RS256 verify + ES256 sign (jose, in-process)', where(`CPU ${serverCpu}`), concurrency, base.combined, 'ops/s'),
     ];
     if (base.verify) lines.push(row('↳ RS256 verify only (`jwtVerify`, cached key)', where(`CPU ${serverCpu}`), concurrency, base.verify, 'ops/s'));
@@ -388,6 +462,12 @@ async function main() {
           ]
         : []),
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
+      ...(half
+        ? [
+            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < 10 ms — ${Number.isFinite(half.p99) && half.p99 < 10 ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, half of ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= 10 ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}.`,
+            `- At half load Port spends ${fmt.us((half.cpuMs / half.ops) * 1000)} CPU per exchange (${perOp(exch)} saturated)${half.threads ? `: main thread ${threadsPerOp(half, 'main')}, other threads ${threadsPerOp(half, 'other')}` : ''}; ${(half.voluntarySwitches / half.ops).toFixed(2)} voluntary context switches per exchange.`,
+          ]
+        : []),
       `- Cedar decisions (${cedar.large.policies} policies): ${cedar.large.allow} allow / ${cedar.large.deny} deny over ${fmt.int(cedar.large.ops)} exchange and assume requests for varied jobs; ${cedar.large.entities} entities each.`,
       `- Exchange tokens: RS256 Buildkite tokens (lifetime 3600 s, single use) minted before the timed run by the simulator at ${fmt.int(minted / (mintMs / 1000))}/s; warm-up ${warmupMs / 1000} s, measured ${(exch.elapsedMs / 1000).toFixed(1)} s.`,
       ...notes.map((n) => `- ${n}`),
@@ -397,11 +477,16 @@ async function main() {
     ];
     console.log(out.join('\n'));
     if (exch.firstError) console.log(`\nFirst exchange error: ${exch.firstError}`);
+    if (half?.firstError) console.log(`\nFirst half-load exchange error: ${half.firstError}`);
     if (agentRows.length) console.log(`\n${agentTable(exch, agentRows, { where: where(`Port on CPU ${serverCpu}, load and simulator on CPU ${clientCpu}`), clientCpu }).join('\n')}`);
 
     if (profile) {
       console.log(`\nCPU profile of the Port process during the timed exchange run: ${profile}\n`);
       console.log(summarizeProfile(profile, { top: 20, ops: exch.ops, processCpuMs: serverCpuMs }).text);
+    }
+    if (half?.profile) {
+      console.log(`\nCPU profile of the Port process during the half-load run: ${half.profile}\n`);
+      console.log(summarizeProfile(half.profile, { top: 20, ops: half.ops, processCpuMs: half.cpuMs }).text);
     }
     for (const row of agentRows) {
       if (!row.profile) continue;

@@ -1,5 +1,5 @@
 /**
- * Shared helpers for the benchmarks in bench/: closed-loop drivers, latency
+ * Shared helpers for the benchmarks in bench/: closed- and open-loop drivers, latency
  * statistics, CPU accounting and the child-process plumbing (IPC over `taskset`).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -17,6 +17,7 @@ export function summarize(latenciesMs, elapsedMs, extra = {}) {
     perSecond: (sorted.length / elapsedMs) * 1000,
     p50: pct(50),
     p99: pct(99),
+    p999: pct(99.9),
     max: sorted.length ? sorted[sorted.length - 1] : NaN,
     ...extra,
   };
@@ -54,6 +55,76 @@ export async function closedLoop({ concurrency, durationMs, op }) {
   // Completions per second in each half of the run: a drift shows a warm-up that was too short.
   const halves = exhausted ? undefined : [firstHalf / (durationMs / 2000), (latencies.length - firstHalf) / ((elapsedMs - durationMs / 2) / 1000)];
   return { latencies, elapsedMs, exhausted, halves };
+}
+
+/**
+ * Runs `op()` open loop: the i-th request is due at start + i × (1000 / `ratePerSecond`)
+ * ms, whether or not earlier ones have answered, for requests due within `durationMs`, or
+ * until `op` returns false (out of work); an op returning 'error' is not timed. Each
+ * latency runs from the request's *scheduled* time, not from when it was sent, so a slow
+ * answer or a lagging generator can't hide the wait of the requests it held back (no
+ * coordinated omission: https://github.com/giltene/wrk2#readme).
+ * Timers fire with ~1 ms granularity and the gap between requests may be shorter: each
+ * wake issues every request already due, then sleeps until the next is due (a timer for
+ * the whole milliseconds, then event-loop turns for the rest, so the load generator's CPU
+ * spins at rates of ~1,000/s and more). Waits for every request in flight at the end.
+ * Returns the latencies (ms); the elapsed time, up to the last answer; `issued` requests
+ * (the ops that did not return false); the most in flight at once; and `lateStartsMs`,
+ * how far behind its schedule the generator itself sent its most delayed request, which
+ * shows a load generator that could not keep up.
+ */
+export async function openLoop({ ratePerSecond, durationMs, op }) {
+  if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond))) throw new RangeError(`openLoop: ratePerSecond must be a positive number, got ${ratePerSecond}`);
+  const intervalMs = 1000 / ratePerSecond;
+  const total = Math.ceil(durationMs / intervalMs);
+  const latencies = [];
+  let exhausted = false;
+  let failure;
+  let issued = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let lateStartsMs = 0;
+  let drained;
+  const settled = () => {
+    if (--inFlight === 0) drained?.();
+  };
+  const start = performance.now();
+  let i = 0;
+  while (i < total && !exhausted && failure === undefined) {
+    for (let sent = performance.now(); i < total && !exhausted && start + i * intervalMs <= sent; sent = performance.now()) {
+      const due = start + i++ * intervalMs;
+      if (sent - due > lateStartsMs) lateStartsMs = sent - due;
+      inFlight++;
+      issued++;
+      if (inFlight > maxInFlight) maxInFlight = inFlight;
+      let answer;
+      try {
+        answer = Promise.resolve(op());
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      answer
+        .then(
+          (more) => {
+            if (more === false) {
+              exhausted = true;
+              issued--;
+            } else if (more !== 'error') latencies.push(performance.now() - due); // 'error': counted by the caller, not timed
+          },
+          (err) => {
+            failure ??= err;
+          },
+        )
+        .finally(settled);
+    }
+    if (i >= total) break;
+    const waitMs = start + i * intervalMs - performance.now();
+    await new Promise((resolve) => (waitMs >= 2 ? setTimeout(resolve, waitMs - 1) : setImmediate(resolve)));
+  }
+  if (inFlight > 0) await new Promise((resolve) => (drained = resolve));
+  const elapsedMs = performance.now() - start;
+  if (failure !== undefined) throw failure;
+  return { latencies, elapsedMs, exhausted, issued, maxInFlight, lateStartsMs };
 }
 
 /** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
