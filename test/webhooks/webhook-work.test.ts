@@ -276,17 +276,18 @@ describe('Port retries failed work on its own', () => {
     const handlers: WebhookHandlers = {
       async buildFinished() {
         runs++;
-        // Several lease lengths: Buildkite calls retrying for minutes, scaled down.
-        await new Promise((r) => setTimeout(r, 600));
+        // Several lease lengths: Buildkite calls retrying for minutes, scaled down (not so far
+        // that a renewal's write, delayed by a busy machine, outlasts the lease).
+        await new Promise((r) => setTimeout(r, 2400));
       },
     };
-    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 150, onError: (e) => errors.push(e) })) as [WebhookWork, WebhookWork];
+    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 600, onError: (e) => errors.push(e) })) as [WebhookWork, WebhookWork];
     const claimed = await a.claim('webhook-body:cc', 'build.finished', uniqueBuild());
     if (claimed.outcome !== 'claimed') throw new Error(`not claimed: ${claimed.outcome}`);
     const running = a.run(claimed.work);
     let takenOver = 0;
     for (let i = 0; i < 20; i++) {
-      await new Promise((r) => setTimeout(r, 25));
+      await new Promise((r) => setTimeout(r, 100));
       takenOver += await b.runDue();
     }
     expect(await running).toBe('done');
@@ -301,17 +302,17 @@ describe('Port retries failed work on its own', () => {
     const handlers: WebhookHandlers = {
       async buildFinished(payload) {
         runs.push(String((payload as { build?: { number?: number } }).build?.number));
-        await new Promise((r) => setTimeout(r, 400));
+        await new Promise((r) => setTimeout(r, 1600));
       },
     };
-    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 150, onError: () => undefined })) as [WebhookWork, WebhookWork];
+    const [a, b] = stores.map((store, i) => new WebhookWork({ store, handlers, owner: `port-${i}`, leaseMs: 600, onError: () => undefined })) as [WebhookWork, WebhookWork];
     // Two items due (recorded, then handed back for a retry due now).
     for (const key of ['webhook-body:d1', 'webhook-body:d2']) {
       expect((await a.claim(key, 'build.finished', uniqueBuild())).outcome).toBe('claimed');
       await stores[0]!.webhookWork.release(key, 'port-0', { nextAttemptAt: Date.now(), lastError: 'x', now: Date.now() });
     }
     const first = a.runDue();
-    await new Promise((r) => setTimeout(r, 250)); // past the lease of anything leased with the first item
+    await new Promise((r) => setTimeout(r, 1000)); // past the lease of anything leased with the first item
     const second = b.runDue();
     expect((await first) + (await second)).toBe(2);
     expect(runs).toHaveLength(2);
