@@ -273,26 +273,34 @@ async function main() {
       await prove();
       log(`${label}: warm-up ran at ${fmt.int(warmRate)}/s; minted ${items.length} tokens in ${((performance.now() - before) / 1000).toFixed(1)} s; measuring ${durationMs / 1000} s at ${concurrency} in flight`);
 
-      errors = {};
-      firstError = undefined;
-      if (profileFile) {
-        server.send({ type: 'profile-start' });
-        await server.next('profile-started');
-      }
-      server.send({ type: 'usage' });
-      const u0 = await server.next('usage');
+      /**
+       * Runs `load()` between two readings of Port's usage (and with `file`, under the V8
+       * profiler, written there); this process's CPU meanwhile is `clientCpuMs`.
+       */
+      const measured = async (file, load) => {
+        errors = {};
+        firstError = undefined;
+        if (file) {
+          server.send({ type: 'profile-start' });
+          await server.next('profile-started');
+        }
+        server.send({ type: 'usage' });
+        const u0 = await server.next('usage');
+        const c0 = cpuMs();
+        const result = await load();
+        const clientCpuMs = cpuMs() - c0;
+        server.send({ type: 'usage' });
+        const u1 = await server.next('usage');
+        let profile;
+        if (file) {
+          server.send({ type: 'profile-stop', file });
+          profile = (await server.next('profile-stopped')).file;
+        }
+        return { result, u0, u1, clientCpuMs, profile };
+      };
       const rest0 = restSnapshot();
-      const c0 = cpuMs();
-      const timed = await closedLoop({ concurrency, durationMs, op: exchange });
-      const clientCpuMs = cpuMs() - c0;
+      const { result: timed, u0, u1, clientCpuMs, profile } = await measured(profileFile, () => closedLoop({ concurrency, durationMs, op: exchange }));
       const rest = Object.fromEntries(Object.entries(restCalls).map(([k, v]) => [k, v - rest0[k]]));
-      server.send({ type: 'usage' });
-      const u1 = await server.next('usage');
-      let profile;
-      if (profileFile) {
-        server.send({ type: 'profile-stop', file: profileFile });
-        profile = (await server.next('profile-stopped')).file;
-      }
       const serverCpuMs = u1.cpuMs - u0.cpuMs;
       const r = summarize(timed.latencies, timed.elapsedMs, {
         cpuMs: serverCpuMs,
@@ -323,25 +331,13 @@ async function main() {
         await mint(Math.ceil(ratePerSecond * (halfLoadMs / 1000)) + concurrency * 4 - items.length);
         await prove();
         log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (half of ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
-        errors = {};
-        firstError = undefined;
-        const halfProfileFile = profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile');
-        if (halfProfileFile) {
-          server.send({ type: 'profile-start' });
-          await server.next('profile-started');
-        }
-        server.send({ type: 'usage' });
-        const h0 = await server.next('usage');
-        const hc0 = cpuMs();
-        const open = await openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange });
-        const halfClientCpuMs = cpuMs() - hc0;
-        server.send({ type: 'usage' });
-        const h1 = await server.next('usage');
-        let halfProfile;
-        if (halfProfileFile) {
-          server.send({ type: 'profile-stop', file: halfProfileFile });
-          halfProfile = (await server.next('profile-stopped')).file;
-        }
+        const {
+          result: open,
+          u0: h0,
+          u1: h1,
+          clientCpuMs: halfClientCpuMs,
+          profile: halfProfile,
+        } = await measured(profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile'), () => openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange }));
         half = summarize(open.latencies, open.elapsedMs, {
           cpuMs: h1.cpuMs - h0.cpuMs,
           errors: Object.values(errors).reduce((a, b) => a + b, 0),
