@@ -46,10 +46,15 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
 
-/** Index of the quote closing the string that opens at `open`: the next quote not escaped by an odd run of backslashes. */
+/**
+ * Index of the quote closing the string that opens at `open`: the next quote not escaped by
+ * an odd run of backslashes; the text's length when there is none (only in text that is not
+ * JSON, which callers have refused already — the scan then ends instead of looping).
+ */
 function closingQuote(text: string, open: number): number {
   let q = text.indexOf('"', open + 1);
   for (;;) {
+    if (q === -1) return text.length;
     let backslashes = 0;
     while (text.charCodeAt(q - 1 - backslashes) === BACKSLASH) backslashes++;
     if (backslashes % 2 === 0) return q;

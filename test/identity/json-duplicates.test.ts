@@ -35,9 +35,9 @@ function writeString(s: string, rnd: () => number): string {
   return JSON.stringify(s).replaceAll('/', '\\/');
 }
 
-function escapeAll(ch: string): string {
+function escapeAll(s: string): string {
   let out = '';
-  for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  for (let i = 0; i < s.length; i++) out += `\\u${s.charCodeAt(i).toString(16).padStart(4, '0')}`;
   return out;
 }
 
@@ -94,6 +94,11 @@ describe('hasDuplicateMembers', () => {
     // Both answers are exercised, each often.
     expect(duplicates).toBeGreaterThan(500);
     expect(duplicates).toBeLessThan(4500);
+  });
+
+  it('ends on text that is not JSON (an unterminated string) instead of scanning forever', () => {
+    expect(hasDuplicateMembers('{"a":1,"b')).toBe(false);
+    expect(hasDuplicateMembers('{"a":"x\\"')).toBe(false);
   });
 
   it('is what decodeJsonPart reports for a JWS part', () => {
