@@ -20,7 +20,7 @@
  *   --policies N        size of the generated Cedar policy set (default 100)
  *   --parts-duration S  seconds for the verify-only / sign-only rows; 0 skips them (default 3)
  *   --half-load-duration S  seconds of the open-loop run at half the measured rate; 0 skips it (default: --duration)
- *   --profile           V8 CPU profile of Port during the timed run, kept in a temp dir and summarized
+ *   --profile           V8 CPU profiles of Port during the timed and the half-load runs, kept in a temp dir and summarized
  *   --no-agents         skip the agent-pool rows (attestation, host-bound with DPoP)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
  *   --no-pin, --server-cpu N (1), --client-cpu N (0)   CPU placement
