@@ -94,7 +94,6 @@ export interface StartOptions {
   createStore?: boolean;
 }
 
-
 /** How often the leader seals the PostgreSQL decision outbox into the chain (the sealing lag is about this). */
 const SEAL_EVERY_MS = 50;
 
