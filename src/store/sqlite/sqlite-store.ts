@@ -26,8 +26,8 @@ import { WriteBatcher } from './write-batcher.js';
 /**
  * The embedded default store: one SQLite file in WAL mode. A commit is on disk before
  * the write's promise resolves: COMMIT writes the log (`synchronous=NORMAL`) and the
- * log's fsync runs off the event loop before any write of the group is acknowledged
- * (see WalSync). Writes are batched (see WriteBatcher); reads are synchronous and never
+ * log's fsync (on the event loop while the disk is fast, else on the thread pool) runs
+ * before any write of the group is acknowledged (see WalSync). Writes are batched (see WriteBatcher); reads are synchronous and never
  * wait for the batch.
  *
  * Several Port processes on one machine may share the file (`server.workers`): every
@@ -84,8 +84,8 @@ export class SqliteStore implements Store {
       // new file to WAL or migrating it waits for their locks instead of failing at once.
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('journal_mode = WAL');
-      // NORMAL: COMMIT doesn't fsync the log; WalSync does, off the event loop, before any
-      // write is acknowledged. `:memory:` has nothing to sync.
+      // NORMAL: COMMIT doesn't fsync the log; WalSync does, once per group commit, before
+      // any write of the group is acknowledged. `:memory:` has nothing to sync.
       this.db.pragma(path === ':memory:' ? 'synchronous = FULL' : 'synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
       migrate(this.db);

@@ -1,9 +1,36 @@
-import { close, fdatasync, open } from 'node:fs';
+import { close, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import { StoreUnavailableError } from '../errors.js';
 
 /**
- * Makes the SQLite write-ahead log durable with an fsync (fdatasync) on libuv's thread pool, so the
- * event loop never waits on the disk.
+ * Syncs run on the event loop while a running average of their durations (each new one
+ * weighing SYNC_AVERAGE_WEIGHT) is at most this many ms, the cost of a fast local disk.
+ */
+export const INLINE_SYNC_LIMIT_MS = 2;
+/** The weight of the newest sync in the running average: one slow sync among fast ones does not move it far. */
+export const SYNC_AVERAGE_WEIGHT = 1 / 8;
+/** While the average is over the limit, syncs run on the thread pool and one per this many ms is tried on the event loop. */
+export const THREAD_POOL_PERIOD_MS = 1_000;
+
+/** How many syncs ran where, since the store opened. */
+export interface WalSyncCounts {
+  inline: number;
+  threadPool: number;
+}
+
+/**
+ * Makes the SQLite write-ahead log durable with an fsync (fdatasync), on the event loop
+ * while the disk syncs fast and on libuv's thread pool while it is slow.
+ *
+ * Where the sync runs is a trade. On the event loop it blocks every request for as long as
+ * the disk takes, but costs no thread hop: on a busy core the hop's wake-ups (the pool
+ * thread, then the event loop again) cost more CPU than a fast disk's sync takes, and they
+ * are paid once per group commit, so most at light load, where a group is one or two
+ * writes. On the thread pool the event loop keeps serving requests during the sync, and
+ * their writes form the next group. So syncs run on the event loop while their running
+ * average stays within INLINE_SYNC_LIMIT_MS, and on the thread pool while it is over;
+ * then one sync per THREAD_POOL_PERIOD_MS is still tried on the event loop, so the average
+ * follows the disk back down when it recovers. A slow disk thus blocks the event loop for
+ * the few syncs it takes the average to rise, then for one sync per period.
  *
  * The store runs SQLite with `synchronous=NORMAL` in WAL mode: COMMIT appends the
  * transaction's frames to the `-wal` file without syncing it, and SQLite itself syncs the
@@ -31,39 +58,68 @@ import { StoreUnavailableError } from '../errors.js';
 export class WalSync {
   private fd: number | undefined;
   private failure: string | undefined;
+  /** Running average of the syncs timed on the event loop, in ms (0 before the first). */
+  private average = 0;
+  /** When (on `now`'s clock) the last sync on the event loop started. */
+  private lastInline = -Infinity;
+  private readonly counts: WalSyncCounts = { inline: 0, threadPool: 0 };
 
-  /** `dbPath` is the database file; its log is `${dbPath}-wal`, which exists while a connection in WAL mode is open. */
-  constructor(private readonly dbPath: string) {}
+  /**
+   * `dbPath` is the database file; its log is `${dbPath}-wal`, which exists while a
+   * connection in WAL mode is open. `now` is a monotonic clock in ms (tests pass their own).
+   */
+  constructor(
+    private readonly dbPath: string,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Why this store may no longer write (a failed fsync), or undefined. */
   get failed(): string | undefined {
     return this.failure;
   }
 
+  /** How many syncs ran on the event loop and how many on the thread pool. */
+  get syncs(): Readonly<WalSyncCounts> {
+    return { ...this.counts };
+  }
+
   sync(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(new StoreUnavailableError(this.failure));
-    return new Promise((resolve, reject) => {
-      const fail = (err: NodeJS.ErrnoException) => {
-        this.failure ??= `the store could not make its commits durable (fsync of its log failed: ${err.code ?? 'unknown error'}); restart Port`;
-        reject(new StoreUnavailableError(this.failure, { cause: err }));
-      };
-      // fdatasync: the log's data and size (all recovery reads), not its timestamps, as
-      // SQLite's own sync does where fdatasync exists (https://www.sqlite.org/compile.html#have_fdatasync).
-      const syncFd = (fd: number) => fdatasync(fd, (err) => (err ? fail(err) : resolve()));
-      if (this.fd !== undefined) return syncFd(this.fd);
+    let fd: number;
+    try {
       // Opened once and kept: SQLite deletes the log only when the last connection closes,
       // and this process's connection stays open as long as the store does.
-      open(`${this.dbPath}-wal`, 'r+', (err, fd) => {
-        if (err) return fail(err);
-        this.fd = fd;
-        syncFd(fd);
-      });
-    });
+      fd = this.fd ??= openSync(`${this.dbPath}-wal`, 'r+');
+    } catch (err) {
+      return Promise.reject(this.fail(err as NodeJS.ErrnoException));
+    }
+    // fdatasync: the log's data and size (all recovery reads), not its timestamps, as
+    // SQLite's own sync does where fdatasync exists (https://www.sqlite.org/compile.html#have_fdatasync).
+    const start = this.now();
+    if (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS) {
+      this.counts.threadPool++;
+      return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
+    }
+    this.counts.inline++;
+    this.lastInline = start;
+    try {
+      fdatasyncSync(fd);
+    } catch (err) {
+      return Promise.reject(this.fail(err as NodeJS.ErrnoException));
+    }
+    this.average += (this.now() - start - this.average) * SYNC_AVERAGE_WEIGHT;
+    return Promise.resolve();
   }
 
   /** Closes the log's descriptor; call after the last sync has settled. */
   close(): void {
     if (this.fd !== undefined) close(this.fd, () => undefined);
     this.fd = undefined;
+  }
+
+  /** Records the failure (final for this process) and returns the error the sync rejects with. */
+  private fail(err: NodeJS.ErrnoException): StoreUnavailableError {
+    this.failure ??= `the store could not make its commits durable (fsync of its log failed: ${err.code ?? 'unknown error'}); restart Port`;
+    return new StoreUnavailableError(this.failure, { cause: err });
   }
 }

@@ -32,7 +32,7 @@ export interface WriteBatcherHooks {
   outcome?(failure: string | undefined): void;
   /**
    * Makes everything committed so far durable (the store's fsync of its write-ahead log,
-   * run off the event loop). Without it a commit is acknowledged as soon as it returns,
+   * which may return at once, having synced on the event loop, or later, from a thread). Without it a commit is acknowledged as soon as it returns,
    * which is right when COMMIT itself syncs (or for `:memory:`). A rejection means the
    * commits it covered may or may not survive a crash: none of them is acknowledged.
    */
@@ -45,11 +45,13 @@ export interface WriteBatcherHooks {
  * the others. Every promise settles only after its commit is durable, so a caller that
  * awaits its write knows it is on disk before it answers.
  *
- * With a `sync` hook the fsync runs on libuv's thread pool while the event loop keeps
- * serving requests, whose writes queue for the next group; the next transaction starts
- * when the sync returns. The wait is never longer than with an fsync inside COMMIT (a
- * write arriving mid-fsync waited for it there too, the event loop being blocked), and
- * each fsync covers every request that arrived during the previous one.
+ * With a `sync` hook that runs off the event loop (the store's, while the disk is slow),
+ * the event loop keeps serving requests during the sync, and their writes queue for the
+ * next group; the next transaction starts when the sync returns. The wait is never
+ * longer than with an fsync inside COMMIT (a write arriving mid-fsync waited for it there
+ * too, the event loop being blocked), and each fsync covers every request that arrived
+ * during the previous one. A sync that ran on the event loop has returned already: its
+ * writes are acknowledged in the same turn.
  */
 export class WriteBatcher {
   private queue: PendingWrite[] = [];

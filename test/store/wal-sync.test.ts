@@ -1,0 +1,106 @@
+import { closeSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StoreUnavailableError } from '../../src/store/errors.js';
+import { INLINE_SYNC_LIMIT_MS, THREAD_POOL_PERIOD_MS, WalSync } from '../../src/store/sqlite/wal-sync.js';
+
+describe('WalSync: where the log is synced', () => {
+  let dir: string;
+  let file: string;
+  let db: Database.Database;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'port-wal-sync-'));
+    file = join(dir, 'port.db');
+    // A connection in WAL mode with one commit: the `-wal` file exists and holds a frame to sync.
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE t (v TEXT); INSERT INTO t VALUES (1)');
+  });
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A clock that reads `times` in order, one value per reading (the sync reads it before and after an inline fsync). */
+  function clock(times: number[]) {
+    let i = 0;
+    return () => {
+      if (i >= times.length) throw new Error(`the clock was read more than ${times.length} times`);
+      return times[i++]!;
+    };
+  }
+
+  it('syncs on the event loop while syncs are fast: the sync has returned before the promise is even awaited', async () => {
+    const wal = new WalSync(file, clock([0, 0.3, 10, 10.2]));
+    const p = wal.sync();
+    expect(wal.syncs).toEqual({ inline: 1, threadPool: 0 });
+    await p;
+    await wal.sync();
+    expect(wal.syncs).toEqual({ inline: 2, threadPool: 0 });
+    wal.close();
+  });
+
+  it(`a slow disk moves the syncs to the thread pool once their running average is over ${INLINE_SYNC_LIMIT_MS} ms, and one per ${THREAD_POOL_PERIOD_MS} ms tried inline brings them back when it recovers`, async () => {
+    const [P, L] = [THREAD_POOL_PERIOD_MS, INLINE_SYNC_LIMIT_MS];
+    // Each inline sync reads the clock at its start and end; one on the thread pool at its start only.
+    const wal = new WalSync(
+      file,
+      clock([
+        0, 10 * L, // inline, 10× the limit: the average (1.25× the limit) is over it
+        10 * L + 1, // thread pool
+        P - 1, // thread pool: the period since the last inline sync is not over
+        P, P + 0.1 * L, // a try inline, fast: the average falls to 1.11× the limit, still over
+        P + 1, // thread pool
+        2 * P, 2 * P + 0.1 * L, // a try inline, fast: 0.98× the limit
+        2 * P + 1, 2 * P + 1 + 0.1 * L, // inline again
+        2 * P + 2, 2 * P + 2 + 0.1 * L,
+      ]),
+    );
+    const counts: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      await wal.sync();
+      counts.push(`${wal.syncs.inline}/${wal.syncs.threadPool}`);
+    }
+    expect(counts).toEqual(['1/0', '1/1', '1/2', '2/2', '2/3', '3/3', '4/3', '5/3']);
+    wal.close();
+  });
+
+  it('one slow sync among fast ones stays on the event loop, and so does the next', async () => {
+    const times: number[] = [];
+    const L = INLINE_SYNC_LIMIT_MS;
+    for (let i = 0; i < 8; i++) times.push(i, i + 0.3 * L); // 8 fast ones
+    times.push(8, 8 + 5 * L); // one 5× the limit: the average rises to ~0.8× the limit
+    times.push(14 * L, 14.3 * L);
+    const wal = new WalSync(file, clock(times));
+    for (let i = 0; i < 10; i++) await wal.sync();
+    expect(wal.syncs).toEqual({ inline: 10, threadPool: 0 });
+    wal.close();
+  });
+
+  for (const where of ['on the event loop', 'on the thread pool'] as const) {
+    it(`a failed sync ${where} rejects as "could not make its commits durable", and every later sync is refused without syncing`, async () => {
+      // A first sync opens the log; it is slow (50 ms) in the thread-pool case, so the failing one goes there.
+      const wal = new WalSync(file, where === 'on the event loop' ? clock([0, 0.1, 1, 1.1]) : clock([0, 50, 51]));
+      await wal.sync();
+      // The descriptor the sync uses is gone, as after a dying disk (EBADF).
+      closeSync((wal as unknown as { fd: number }).fd);
+      const err = await wal.sync().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as Error).message).toMatch(/could not make its commits durable \(fsync of its log failed: EBADF\); restart Port/);
+      expect(wal.failed).toMatch(/EBADF/);
+      const before = wal.syncs;
+      await expect(wal.sync()).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(wal.syncs).toEqual(before);
+      (wal as unknown as { fd: number | undefined }).fd = undefined; // already closed above
+    });
+  }
+
+  it('a log that cannot be opened fails the sync, not the process', async () => {
+    const wal = new WalSync(join(dir, 'absent.db'), clock([]));
+    const err = await wal.sync().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+    expect((err as Error).message).toMatch(/fsync of its log failed: ENOENT/);
+  });
+});
