@@ -1,5 +1,4 @@
 import { constants, sign, verify, type KeyObject } from 'node:crypto';
-import { base64url } from 'jose';
 
 /**
  * JWS signatures (RFC 7515 §5.1 step 5, §5.2 step 8) computed with synchronous node:crypto
@@ -112,13 +111,13 @@ export function verifyJwsSignature(alg: JwsAlgorithm, key: KeyObject, signingInp
 
 /**
  * Signs `signingInput` (`<header>.<payload>`, ASCII) with the private `key` for `alg`; returns
- * the signature part, base64url-encoded with jose's encoder. Throws a TypeError for a key
- * that doesn't fit the algorithm, as jose does.
+ * the signature part, base64url-encoded without padding (RFC 7515 §2). Throws a TypeError
+ * for a key that doesn't fit the algorithm, as jose does.
  */
 export function signJws(alg: JwsAlgorithm, key: KeyObject, signingInput: string): string {
   const spec = ALGORITHMS[alg];
   const problem = keyProblem(spec, key, 'private');
   if (problem !== undefined) throw new TypeError(`Key for the ${alg} algorithm can't sign: ${problem}.`);
   if (NON_ASCII.test(signingInput)) throw new TypeError('The JWS signing input must be ASCII.');
-  return base64url.encode(sign(spec.hash, Buffer.from(signingInput, 'latin1'), keyOptions(spec, key)));
+  return sign(spec.hash, Buffer.from(signingInput, 'latin1'), keyOptions(spec, key)).toString('base64url');
 }

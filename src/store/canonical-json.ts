@@ -9,12 +9,64 @@
  * are dropped from objects and become null in arrays, exactly as JSON.stringify does.
  */
 export function canonicalJson(value: unknown): string {
-  return encode(toJsonValue(value, ''));
+  const json = toJsonValue(value, '');
+  const copy = ordered(json);
+  return copy === UNORDERABLE ? encode(json) : JSON.stringify(copy);
 }
 
-// Written as loops over strings, with an insertion sort and a cache of quoted keys: the
-// decision log hashes every record it appends, so this runs several times per exchange,
-// on small objects whose keys repeat (measured ~35 % cheaper than map/join + sort()).
+/** What `ordered` returns for a value JSON.stringify can't be made to write in canonical order. */
+const UNORDERABLE: unique symbol = Symbol('unorderable');
+
+/**
+ * A copy of a JSON value whose objects have their members inserted in canonical order, for
+ * the native JSON.stringify to write: a flat string, built in C++, with none of the
+ * intermediate strings of `encode` (the decision log encodes every record it appends).
+ * JSON.stringify writes an object's members in insertion order except array-index keys,
+ * which come first in numeric order (ECMA-262 OrdinaryOwnPropertyKeys), and a `__proto__`
+ * key can't be inserted as a plain member: a value with either is UNORDERABLE, for `encode`.
+ */
+function ordered(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('canonicalJson: non-finite number');
+    return value;
+  }
+  if (Array.isArray(value)) {
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const j = toJsonValue(value[i], i);
+      const c = omitted(j) ? null : ordered(j);
+      if (c === UNORDERABLE) return c;
+      out[i] = c;
+    }
+    return out;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = sortKeys(Object.keys(obj));
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    if (k === '__proto__' || isIndexLike(k)) return UNORDERABLE;
+    const j = toJsonValue(obj[k], k);
+    if (omitted(j)) continue;
+    const c = ordered(j);
+    if (c === UNORDERABLE) return c;
+    out[k] = c;
+  }
+  return out;
+}
+
+/** Digits without a leading zero (or "0"): every array index looks so (a few larger numbers too, which only costs the slower path). */
+function isIndexLike(key: string): boolean {
+  const first = key.charCodeAt(0);
+  if (first < 48 || first > 57 || (first === 48 && key.length > 1)) return false;
+  for (let i = 1; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+// The general encoder, for values with array-index or `__proto__` keys: loops over strings,
+// with an insertion sort and a cache of quoted keys (~35 % cheaper than map/join + sort()).
 function encode(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || typeof value !== 'object') {
@@ -24,7 +76,7 @@ function encode(value: unknown): string {
   if (Array.isArray(value)) {
     let out = '[';
     for (let i = 0; i < value.length; i++) {
-      const j = toJsonValue(value[i], String(i));
+      const j = toJsonValue(value[i], i);
       out += (i === 0 ? '' : ',') + (omitted(j) ? 'null' : encode(j));
     }
     return out + ']';
@@ -65,10 +117,10 @@ function quoted(key: string): string {
   return q;
 }
 
-/** What JSON.stringify would serialise in place of `value`. */
-function toJsonValue(value: unknown, key: string): unknown {
+/** What JSON.stringify would serialise in place of `value`, the member `key` (an array's index as a number, made a string only for toJSON). */
+function toJsonValue(value: unknown, key: string | number): unknown {
   if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    return (value as { toJSON: (key: string) => unknown }).toJSON(key);
+    return (value as { toJSON: (key: string) => unknown }).toJSON(String(key));
   }
   return value;
 }

@@ -34,7 +34,10 @@ describe('canonicalJson', () => {
     let seed = 7;
     // xorshift32: deterministic, and its low bits vary (an LCG's don't).
     const rand = (n: number) => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>> 0) % n);
-    const keyPool = ['a', 'b', 'B', '10', '9', '0', '', ' ', '!x', 'é', 'Z', '\ud83d\ude00', '\ud800', 'a\u0000b', '__proto__x', 'job_id', 'k'.repeat(70), '"q"', 'aa', 'a_'];
+    // With array-index keys ('10', '9', '0') values take the general encoder; without them, JSON.stringify of an ordered copy.
+    const withIndexKeys = ['a', 'b', 'B', '10', '9', '0', '', ' ', '!x', 'é', 'Z', '\ud83d\ude00', '\ud800', 'a\u0000b', '__proto__x', 'job_id', 'k'.repeat(70), '"q"', 'aa', 'a_'];
+    const withoutIndexKeys = withIndexKeys.filter((k) => !/^\d+$/.test(k)).concat(['01', '1a', '-1', '1.5']);
+    let keyPool = withIndexKeys;
     const gen = (depth: number): unknown => {
       const t = rand(depth > 3 ? 5 : 8);
       if (t === 0) return rand(1000) - 500;
@@ -48,10 +51,19 @@ describe('canonicalJson', () => {
       for (let i = rand(40); i > 0; i--) o[keyPool[rand(keyPool.length)]! + (rand(4) === 0 ? String(rand(40)) : '')] = gen(depth + 1);
       return o;
     };
-    for (let i = 0; i < 2000; i++) {
-      const v = gen(0);
-      expect(canonicalJson(v)).toBe(reference(v));
+    for (const pool of [withIndexKeys, withoutIndexKeys]) {
+      keyPool = pool;
+      for (let i = 0; i < 2000; i++) {
+        const v = gen(0);
+        expect(canonicalJson(v)).toBe(reference(v));
+      }
     }
+  });
+
+  it('writes an own `__proto__` member (as JSON.parse makes one) in its place, and array-index keys in code-unit order', () => {
+    const parsed = JSON.parse('{"b":1,"__proto__":{"x":[2]},"a":{"__proto__":null}}') as unknown;
+    expect(canonicalJson(parsed)).toBe('{"__proto__":{"x":[2]},"a":{"__proto__":null},"b":1}');
+    expect(canonicalJson({ b: { 9: 'nine', 10: 'ten', x: 1 }, a: [{ 2: 0, 1: 0 }] })).toBe('{"a":[{"1":0,"2":0}],"b":{"10":"ten","9":"nine","x":1}}');
   });
 
   it('the hash from a record\'s canonical text (what SQLite keeps) is the chain\'s entry hash', () => {
