@@ -216,8 +216,13 @@ describe.concurrent('a Port token that expires during the job', { timeout: TEST_
     // Registered with the log redactor; no temporary file left behind.
     expect(redactedPortTokens(job)).toEqual(expect.arrayContaining([first, second]));
     expect(readdirSync(stateDir).filter((n) => n.startsWith('.port-token.'))).toEqual([]);
-    // The renewed token holds its grants at Port.
-    expect((await credential('db-password', second)).status).toBe(200);
+    // The renewed token holds its grants at Port while it lives. Tokens here live 10 s, and on a
+    // loaded machine the step that renewed it may have used them up: then Port must refuse it
+    // as an invalid (expired) token, never for another reason.
+    const askedAt = Date.now() / 1000;
+    const held = await credential('db-password', second);
+    if (askedAt + 2 < c2.exp!) expect(held.status).toBe(200);
+    else if (held.status !== 200) expect([held.status, held.body.error]).toEqual([401, 'invalid_token']);
 
     // And again once the renewed one expires: a job longer than any single token.
     await waitForExpiry(second);
