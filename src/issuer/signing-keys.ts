@@ -37,9 +37,9 @@ export interface SigningKey extends ActiveKey {
  * How far back a key made because none signs (Port's first start, or a start after every
  * key retired) is dated: the longest clock skew Port allows anywhere. Processes starting
  * together (`server.workers`, replicas) read clocks that disagree by milliseconds, or by
- * the skew between hosts; dated back this far,
- * the key the first of them stores already signs at the `now` of every other, so each of
- * them finds it covering and signs with it — they keep one key between them.
+ * the skew between hosts; dated back this far, the key the first of them stores already
+ * signs at the `now` of every other, so each of them finds it covering and signs with it —
+ * they keep one key between them.
  */
 const NEW_KEY_BACKDATE_MS = MAX_CLOCK_SKEW_SECONDS * 1000;
 
