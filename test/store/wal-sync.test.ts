@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError } from '../../src/store/errors.js';
-import { INLINE_SYNC_LIMIT_MS, THREAD_POOL_PERIOD_MS, WalSync } from '../../src/store/sqlite/wal-sync.js';
+import { INLINE_SYNC_LIMIT_MS, THREAD_POOL_GROUP_WRITES, THREAD_POOL_PERIOD_MS, WalSync } from '../../src/store/sqlite/wal-sync.js';
 
 describe('WalSync: where the log is synced', () => {
   let dir: string;
@@ -64,6 +64,19 @@ describe('WalSync: where the log is synced', () => {
       counts.push(`${wal.syncs.inline}/${wal.syncs.threadPool}`);
     }
     expect(counts).toEqual(['1/0', '1/1', '1/2', '2/2', '2/3', '3/3', '4/3', '5/3']);
+    wal.close();
+  });
+
+  it(`a group of ${THREAD_POOL_GROUP_WRITES} or more writes syncs on the thread pool even while the disk is fast; the next lone write syncs on the event loop`, async () => {
+    // Inline syncs read the clock at start and end; a thread-pool one at its start only.
+    const wal = new WalSync(file, clock([0, 0.1, 1, 2, 3, 3.1]));
+    await wal.sync(1);
+    const group = wal.sync(THREAD_POOL_GROUP_WRITES);
+    expect(wal.syncs).toEqual({ inline: 1, threadPool: 1 });
+    await group;
+    await wal.sync(50);
+    await wal.sync(1);
+    expect(wal.syncs).toEqual({ inline: 2, threadPool: 2 });
     wal.close();
   });
 

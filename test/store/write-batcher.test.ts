@@ -69,8 +69,8 @@ describe('WriteBatcher (group commit)', () => {
   describe('with a sync step (the log fsync run off the event loop)', () => {
     /** A sync hook the test settles by hand, recording what was committed when each sync started. */
     function manualSync() {
-      const calls: { committed: string[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
-      const sync = () => new Promise<void>((resolve, reject) => void calls.push({ committed: rows(), resolve, reject }));
+      const calls: { committed: string[]; writes: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+      const sync = (writes: number) => new Promise<void>((resolve, reject) => void calls.push({ committed: rows(), writes, resolve, reject }));
       return { calls, sync };
     }
     const settled = async (p: Promise<unknown>) => {
@@ -88,6 +88,7 @@ describe('WriteBatcher (group commit)', () => {
       expect(await settled(a)).toBe(false);
       expect(calls).toHaveLength(1);
       expect(calls[0]!.committed).toEqual(['a']); // committed (visible), not yet acknowledged
+      expect(calls[0]!.writes).toBe(1);
       calls[0]!.resolve();
       await expect(a).resolves.toBeUndefined();
     });
@@ -107,6 +108,7 @@ describe('WriteBatcher (group commit)', () => {
       await settled(Promise.all(later));
       expect(calls).toHaveLength(2);
       expect(calls[1]!.committed).toEqual(['a', 'b', 'c', 'd']);
+      expect(calls[1]!.writes).toBe(3); // the sync is told the group's size (WalSync puts groups on the thread pool)
       expect(await settled(Promise.all(later))).toBe(false);
       calls[1]!.resolve();
       await Promise.all(later);

@@ -111,7 +111,7 @@ export class SqliteStore implements Store {
         this.writeFailure = failure;
         if (failure === undefined) this.lastCommitAt = Date.now();
       },
-      sync: wal && (() => wal.sync()),
+      sync: wal && ((writes) => wal.sync(writes)),
     });
     const [db, batcher] = [this.db, this.batcher];
     const scimTables = new SqliteScimTables(db);

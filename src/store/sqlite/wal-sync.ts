@@ -10,6 +10,11 @@ export const INLINE_SYNC_LIMIT_MS = 2;
 export const SYNC_AVERAGE_WEIGHT = 1 / 8;
 /** While the average is over the limit, syncs run on the thread pool and one per this many ms is tried on the event loop. */
 export const THREAD_POOL_PERIOD_MS = 1_000;
+/**
+ * A sync covering at least this many writes runs on the thread pool whatever the disk's
+ * speed: several requests are in flight, and the event loop serves them during the sync.
+ */
+export const THREAD_POOL_GROUP_WRITES = 2;
 
 /** How many syncs ran where, since the store opened. */
 export interface WalSyncCounts {
@@ -19,15 +24,20 @@ export interface WalSyncCounts {
 
 /**
  * Makes the SQLite write-ahead log durable with an fsync (fdatasync), on the event loop
- * while the disk syncs fast and on libuv's thread pool while it is slow.
+ * for a lone write while the disk syncs fast, and on libuv's thread pool for a group of
+ * writes or while the disk is slow.
  *
  * Where the sync runs is a trade. On the event loop it blocks every request for as long as
  * the disk takes, but costs no thread hop: on a busy core the hop's wake-ups (the pool
  * thread, then the event loop again) cost more CPU than a fast disk's sync takes, and they
- * are paid once per group commit, so most at light load, where a group is one or two
- * writes. On the thread pool the event loop keeps serving requests during the sync, and
- * their writes form the next group. So syncs run on the event loop while their running
- * average stays within INLINE_SYNC_LIMIT_MS, and on the thread pool while it is over;
+ * are paid once per group commit, so most at light load, where a group is one write. On
+ * the thread pool the event loop keeps serving requests during the sync, and their writes
+ * form the next group; when a group holds several writes, other requests are in flight,
+ * and an fsync on the event loop would leave the core idle while they wait (under full
+ * load about a tenth of the event loop's time, bench/exchange). So a group of
+ * THREAD_POOL_GROUP_WRITES or more syncs on the thread pool. A lone write syncs on the
+ * event loop while the running average of those syncs stays within INLINE_SYNC_LIMIT_MS,
+ * and on the thread pool while it is over;
  * then one sync per THREAD_POOL_PERIOD_MS is still tried on the event loop, so the average
  * follows the disk back down when it recovers. A slow disk thus blocks the event loop for
  * the few syncs it takes the average to rise, then for one sync per period.
@@ -83,7 +93,8 @@ export class WalSync {
     return { ...this.counts };
   }
 
-  sync(): Promise<void> {
+  /** Syncs the log for a group commit of `writes` writes. */
+  sync(writes = 1): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(new StoreUnavailableError(this.failure));
     let fd: number;
     try {
@@ -96,7 +107,7 @@ export class WalSync {
     // fdatasync: the log's data and size (all recovery reads), not its timestamps, as
     // SQLite's own sync does where fdatasync exists (https://www.sqlite.org/compile.html#have_fdatasync).
     const start = this.now();
-    if (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS) {
+    if (writes >= THREAD_POOL_GROUP_WRITES || (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS)) {
       this.counts.threadPool++;
       return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
     }

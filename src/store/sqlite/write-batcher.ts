@@ -32,11 +32,13 @@ export interface WriteBatcherHooks {
   outcome?(failure: string | undefined): void;
   /**
    * Makes everything committed so far durable (the store's fsync of its write-ahead log,
-   * which may return at once, having synced on the event loop, or later, from a thread). Without it a commit is acknowledged as soon as it returns,
-   * which is right when COMMIT itself syncs (or for `:memory:`). A rejection means the
-   * commits it covered may or may not survive a crash: none of them is acknowledged.
+   * which may return at once, having synced on the event loop, or later, from a thread);
+   * `writes` is how many writes the commits since the last sync hold. Without it a commit
+   * is acknowledged as soon as it returns, which is right when COMMIT itself syncs (or for
+   * `:memory:`). A rejection means the commits it covered may or may not survive a crash:
+   * none of them is acknowledged.
    */
-  sync?(): Promise<void>;
+  sync?(writes: number): Promise<void>;
 }
 
 /**
@@ -45,13 +47,13 @@ export interface WriteBatcherHooks {
  * the others. Every promise settles only after its commit is durable, so a caller that
  * awaits its write knows it is on disk before it answers.
  *
- * With a `sync` hook that runs off the event loop (the store's, while the disk is slow),
- * the event loop keeps serving requests during the sync, and their writes queue for the
- * next group; the next transaction starts when the sync returns. The wait is never
- * longer than with an fsync inside COMMIT (a write arriving mid-fsync waited for it there
- * too, the event loop being blocked), and each fsync covers every request that arrived
- * during the previous one. A sync that ran on the event loop has returned already: its
- * writes are acknowledged in the same turn.
+ * With a `sync` hook that runs off the event loop (the store's, for a group of writes or
+ * while the disk is slow), the event loop keeps serving requests during the sync, and
+ * their writes queue for the next group; the next transaction starts when the sync
+ * returns. The wait is never longer than with an fsync inside COMMIT (a write arriving
+ * mid-fsync waited for it there too, the event loop being blocked), and each fsync covers
+ * every request that arrived during the previous one. A sync that ran on the event loop
+ * has returned already: its writes are acknowledged in the same turn.
  */
 export class WriteBatcher {
   private queue: PendingWrite[] = [];
@@ -123,7 +125,7 @@ export class WriteBatcher {
       return this.schedule();
     }
     this.syncing = true;
-    this.hooks.sync().then(
+    this.hooks.sync(committed.reduce((n, c) => n + c.batch.length, 0)).then(
       () => this.acknowledge(committed),
       (err: unknown) => {
         // fsync failed: the kernel may already have dropped the pages it could not write, so
