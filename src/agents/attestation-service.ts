@@ -284,7 +284,7 @@ export class AttestationService {
       verified.replayKey,
       (verified.identity.expiresAt + this.deps.config.buildkite.clockSkew) * 1000,
       records,
-      [this.deny(new Refusal('replayed', replayed), meta, verified, progress)],
+      () => [this.deny(new Refusal('replayed', replayed), meta, verified, progress)],
     );
     if (!first) throw replayed;
   }

@@ -19,10 +19,10 @@ export class DecisionLog {
   }
 
   /**
-   * For single-use tokens: consumes `key` and logs `ifFirstUse`, or logs `ifReplayed`
-   * when the key was already used — one durable write. Resolves to whether it was the first use.
+   * For single-use tokens: consumes `key` and logs `ifFirstUse`, or logs what `ifReplayed`
+   * makes when the key was already used — one durable write. Resolves to whether it was the first use.
    */
-  recordFirstUse(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+  recordFirstUse(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: () => DecisionRecord[]): Promise<boolean> {
     return this.store.replay.consumeAndLog(key, expiresAt, ifFirstUse, ifReplayed);
   }
 

@@ -135,13 +135,13 @@ export class BuildkiteTokenAdmission {
    * logged (the decisions are discarded) and TokenRejectedError `replayed` is thrown.
    */
   async consumeOnce(job: AdmittedJob, records: DecisionRecord[], meta: RequestMeta, target: RefusalTarget): Promise<void> {
-    // The refusal is written only on a replay; the error (and its stack) only made then.
+    // The refusal is made and written only on a replay; the error (and its stack) only made then.
     const replayed = { check: 'replayed', message: REPLAYED_MESSAGE } as const;
     const firstUse = await this.deps.log.recordFirstUse(
       job.verified.replayKey,
       (job.verified.identity.expiresAt + this.deps.config.buildkite.clockSkew) * 1000,
       records,
-      [refusal(replayed, meta, target, job.verified)],
+      () => [refusal(replayed, meta, target, job.verified)],
     );
     if (!firstUse) throw new TokenRejectedError(replayed.check, replayed.message);
   }

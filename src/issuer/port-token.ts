@@ -70,16 +70,7 @@ export interface MintedToken {
 
 /** The job's identity claims carried in a Port token (Buildkite's claim names). */
 export function identityClaims(id: JobIdentity): JobIdentityClaims {
-  const optional: Record<string, string | undefined> = {
-    organization_id: id.organizationId,
-    pipeline_id: id.pipelineId,
-    build_id: id.buildId,
-    cluster_id: id.clusterId,
-    cluster_name: id.clusterName,
-    queue_id: id.queueId,
-    queue_key: id.queueKey,
-  };
-  return {
+  const claims: JobIdentityClaims = {
     organization_slug: id.organizationSlug,
     pipeline_slug: id.pipelineSlug,
     build_number: id.buildNumber,
@@ -91,8 +82,16 @@ export function identityClaims(id: JobIdentity): JobIdentityClaims {
     agent_id: id.agentId,
     build_source: id.buildSource,
     runner_environment: id.runnerEnvironment,
-    ...Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)),
   };
+  // The optional ones only when the token had them, in this order (every exchange builds this more than once).
+  if (id.organizationId !== undefined) claims.organization_id = id.organizationId;
+  if (id.pipelineId !== undefined) claims.pipeline_id = id.pipelineId;
+  if (id.buildId !== undefined) claims.build_id = id.buildId;
+  if (id.clusterId !== undefined) claims.cluster_id = id.clusterId;
+  if (id.clusterName !== undefined) claims.cluster_name = id.clusterName;
+  if (id.queueId !== undefined) claims.queue_id = id.queueId;
+  if (id.queueKey !== undefined) claims.queue_key = id.queueKey;
+  return claims;
 }
 
 export class PortTokenIssuer {
@@ -108,20 +107,20 @@ export class PortTokenIssuer {
   ): Promise<MintedToken> {
     const iat = Math.floor((opts.now ?? Date.now()) / 1000);
     const jti = randomUUID();
-    const claims: PortTokenClaims = {
-      ...identityClaims(identity),
-      iss: this.issuer,
-      sub: identity.jobId,
-      aud: opts.audience,
-      iat,
-      nbf: iat,
-      exp: iat + opts.ttl,
-      jti,
-      scope: opts.scopes.join(' '),
-      ...(opts.creator !== undefined ? { build_creator: opts.creator.toLowerCase() } : opts.creatorUnknown ? { build_creator_unknown: true } : {}),
-      ...(opts.agent !== undefined ? { agent_attestation: opts.agent } : {}),
-      ...(opts.jkt !== undefined ? { cnf: { jkt: opts.jkt } } : {}),
-    };
+    // Members added in place, not spread: this runs on every exchange.
+    const claims = identityClaims(identity) as PortTokenClaims;
+    claims.iss = this.issuer;
+    claims.sub = identity.jobId;
+    claims.aud = opts.audience;
+    claims.iat = iat;
+    claims.nbf = iat;
+    claims.exp = iat + opts.ttl;
+    claims.jti = jti;
+    claims.scope = opts.scopes.join(' ');
+    if (opts.creator !== undefined) claims.build_creator = opts.creator.toLowerCase();
+    else if (opts.creatorUnknown) claims.build_creator_unknown = true;
+    if (opts.agent !== undefined) claims.agent_attestation = opts.agent;
+    if (opts.jkt !== undefined) claims.cnf = { jkt: opts.jkt };
     // Signed synchronously with node:crypto, encoded as jose's SignJWT would (src/issuer/sign-jwt.ts).
     const { kid, alg, keyObject } = this.keys.signer();
     const token = signJwt({ alg, kid, typ: PORT_TOKEN_TYP }, claims, keyObject);

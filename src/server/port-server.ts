@@ -351,8 +351,10 @@ export async function startPort(config: PortConfig, options: StartOptions = {}):
 
     installErrorHandler(app);
     installRetryAfter(app);
-    app.addHook('onSend', async (request, reply) => {
+    // A callback hook, not an async one: no promise and microtask on every response.
+    app.addHook('onSend', (request, reply, payload, done) => {
       reply.header('X-Request-Id', request.id);
+      done(null, payload);
     });
     wellKnownRoutes(app, { publicUrl: config.server.publicUrl, keys, algorithm: config.issuer.algorithm });
     oauthRoutes(app, {

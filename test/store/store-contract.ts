@@ -106,8 +106,8 @@ export function describeStoreContract(name: string, open: () => Promise<{ store:
 
     it('consumes a key and appends in one write, or appends the replay record instead', async () => {
       const later = Date.now() + 60_000;
-      expect(await store.replay.consumeAndLog('jti:x', later, [record(1), record(2)], [record(9, { reason: 'replayed' })])).toBe(true);
-      const again = await Promise.all([1, 2, 3].map(() => store.replay.consumeAndLog('jti:x', later, [record(3)], [record(9, { reason: 'replayed' })])));
+      expect(await store.replay.consumeAndLog('jti:x', later, [record(1), record(2)], () => [record(9, { reason: 'replayed' })])).toBe(true);
+      const again = await Promise.all([1, 2, 3].map(() => store.replay.consumeAndLog('jti:x', later, [record(3)], () => [record(9, { reason: 'replayed' })])));
       expect(again).toEqual([false, false, false]);
       const all = await sealed();
       expect(all.map((e) => e.record.reason)).toEqual(['decision 1', 'decision 2', 'replayed', 'replayed', 'replayed']);

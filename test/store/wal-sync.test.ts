@@ -67,16 +67,33 @@ describe('WalSync: where the log is synced', () => {
     wal.close();
   });
 
-  it(`a group of ${THREAD_POOL_GROUP_WRITES} or more writes syncs on the thread pool even while the disk is fast; the next lone write syncs on the event loop`, async () => {
+  it(`a group of ${THREAD_POOL_GROUP_WRITES} or more writes syncs on the thread pool even while the disk is fast, and so do lone writes among such groups; lone writes one at a time sync on the event loop`, async () => {
+    const G = THREAD_POOL_GROUP_WRITES;
     // Inline syncs read the clock at start and end; a thread-pool one at its start only.
-    const wal = new WalSync(file, clock([0, 0.1, 1, 2, 3, 3.1]));
-    await wal.sync(1);
-    const group = wal.sync(THREAD_POOL_GROUP_WRITES);
-    expect(wal.syncs).toEqual({ inline: 1, threadPool: 1 });
-    await group;
-    await wal.sync(50);
-    await wal.sync(1);
-    expect(wal.syncs).toEqual({ inline: 2, threadPool: 2 });
+    let t = 0;
+    const wal = new WalSync(file, () => (t += 0.05));
+    const where: string[] = [];
+    const sync = async (writes: number) => {
+      const before = wal.syncs.inline;
+      const p = wal.sync(writes);
+      where.push(wal.syncs.inline > before ? 'inline' : 'pool');
+      await p;
+    };
+    await sync(1);
+    await sync(G);
+    await sync(1); // the average group size (1 + 1/8) is under G: light load
+    expect(where).toEqual(['inline', 'pool', 'inline']);
+    // Full load: groups of 16. The average climbs past G within a few groups, and a lone
+    // write among them goes to the thread pool too.
+    where.length = 0;
+    for (let i = 0; i < 3; i++) await sync(16);
+    await sync(1);
+    expect(where).toEqual(['pool', 'pool', 'pool', 'pool']);
+    // The load falls: lone writes only. Once the average is back under G they sync inline.
+    where.length = 0;
+    for (let i = 0; i < 40; i++) await sync(1);
+    expect(where.slice(0, 2)).toEqual(['pool', 'pool']);
+    expect(where.slice(-10)).toEqual(Array(10).fill('inline'));
     wal.close();
   });
 

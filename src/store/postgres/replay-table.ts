@@ -20,9 +20,10 @@ export class PostgresReplay implements ReplayStore {
    * held while this process's event loop is busy): the key's insert and the matching
    * records' insert are data-modifying CTEs of one query, and the second reads the first's
    * RETURNING (https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING).
-   * The outbox rows take ids in the records' order, as addToOutbox's do.
+   * The outbox rows take ids in the records' order, as addToOutbox's do. The replay's
+   * records go with the query, so they are made whether or not they are needed.
    */
-  async consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+  async consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: () => DecisionRecord[]): Promise<boolean> {
     const r = await this.db.write<{ first: boolean }>(
       `WITH used AS (
          INSERT INTO replay_cache (key, expires_at) VALUES ($1, $2)
@@ -34,7 +35,7 @@ export class PostgresReplay implements ReplayStore {
          RETURNING 1
        )
        SELECT EXISTS (SELECT 1 FROM used) AS first, (SELECT count(*) FROM logged) AS logged`,
-      [key, expiresAt, Date.now(), ifFirstUse.map((x) => JSON.stringify(x)), ifReplayed.map((x) => JSON.stringify(x))],
+      [key, expiresAt, Date.now(), ifFirstUse.map((x) => JSON.stringify(x)), ifReplayed().map((x) => JSON.stringify(x))],
     );
     return r.rows[0]!.first;
   }

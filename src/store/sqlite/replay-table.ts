@@ -24,11 +24,11 @@ export class SqliteReplay implements ReplayStore {
     return this.batcher.write(() => this.consumeNow(key, expiresAt));
   }
 
-  async consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: DecisionRecord[]): Promise<boolean> {
+  async consumeAndLog(key: string, expiresAt: number, ifFirstUse: DecisionRecord[], ifReplayed: () => DecisionRecord[]): Promise<boolean> {
     const { firstUse } = await this.log.logged(
       () => {
         const firstUse = this.consumeNow(key, expiresAt);
-        return { firstUse, entries: this.log.appendInTransaction(firstUse ? ifFirstUse : ifReplayed) };
+        return { firstUse, entries: this.log.appendInTransaction(firstUse ? ifFirstUse : ifReplayed()) };
       },
       (r) => r.entries,
     );

@@ -12,7 +12,9 @@ export const SYNC_AVERAGE_WEIGHT = 1 / 8;
 export const THREAD_POOL_PERIOD_MS = 1_000;
 /**
  * A sync covering at least this many writes runs on the thread pool whatever the disk's
- * speed: several requests are in flight, and the event loop serves them during the sync.
+ * speed, and so does every sync while the running average of the groups' sizes (weighted
+ * as the durations' is) is at least this: several requests are in flight, and the event
+ * loop serves them during the sync.
  */
 export const THREAD_POOL_GROUP_WRITES = 2;
 
@@ -32,15 +34,16 @@ export interface WalSyncCounts {
  * thread, then the event loop again) cost more CPU than a fast disk's sync takes, and they
  * are paid once per group commit, so most at light load, where a group is one write. On
  * the thread pool the event loop keeps serving requests during the sync, and their writes
- * form the next group; when a group holds several writes, other requests are in flight,
+ * form the next group; when groups hold several writes, other requests are in flight,
  * and an fsync on the event loop would leave the core idle while they wait (under full
  * load about a tenth of the event loop's time, bench/exchange). So a group of
- * THREAD_POOL_GROUP_WRITES or more syncs on the thread pool. A lone write syncs on the
- * event loop while the running average of those syncs stays within INLINE_SYNC_LIMIT_MS,
- * and on the thread pool while it is over;
- * then one sync per THREAD_POOL_PERIOD_MS is still tried on the event loop, so the average
- * follows the disk back down when it recovers. A slow disk thus blocks the event loop for
- * the few syncs it takes the average to rise, then for one sync per period.
+ * THREAD_POOL_GROUP_WRITES or more syncs on the thread pool, and so does a lone write
+ * among such groups (the running average of their sizes at least that). Where writes
+ * come one at a time, a lone write syncs on the event loop while the running average of
+ * those syncs' durations stays within INLINE_SYNC_LIMIT_MS, and on the thread pool while
+ * it is over; then one sync per THREAD_POOL_PERIOD_MS is still tried on the event loop, so
+ * the average follows the disk back down when it recovers. A slow disk thus blocks the
+ * event loop for the few syncs it takes the average to rise, then for one sync per period.
  *
  * The store runs SQLite with `synchronous=NORMAL` in WAL mode: COMMIT appends the
  * transaction's frames to the `-wal` file without syncing it, and SQLite itself syncs the
@@ -70,6 +73,8 @@ export class WalSync {
   private failure: string | undefined;
   /** Running average of the syncs timed on the event loop, in ms (0 before the first). */
   private average = 0;
+  /** Running average of how many writes a sync covers (1 before the first). */
+  private groupAverage = 1;
   /** When (on `now`'s clock) the last sync on the event loop started. */
   private lastInline = -Infinity;
   private readonly counts: WalSyncCounts = { inline: 0, threadPool: 0 };
@@ -107,7 +112,8 @@ export class WalSync {
     // fdatasync: the log's data and size (all recovery reads), not its timestamps, as
     // SQLite's own sync does where fdatasync exists (https://www.sqlite.org/compile.html#have_fdatasync).
     const start = this.now();
-    if (writes >= THREAD_POOL_GROUP_WRITES || (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS)) {
+    this.groupAverage += (writes - this.groupAverage) * SYNC_AVERAGE_WEIGHT;
+    if (writes >= THREAD_POOL_GROUP_WRITES || this.groupAverage >= THREAD_POOL_GROUP_WRITES || (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS)) {
       this.counts.threadPool++;
       return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
     }
