@@ -161,10 +161,12 @@ export interface GrantDecision {
  */
 export function decideExchange(policy: PolicyEngine, job: AdmittedJob, audience: string, scopes: string[]): { results: GrantDecision[]; denied: GrantDecision | undefined } {
   const { principal, entities } = job;
+  // Every decision is on the same job: its entities are converted and projected once.
+  const onJob = policy.on(entities);
   const decide = (action: GrantDecision['action'], resource: EntityRef, context: AuthzRequest['context']): GrantDecision => ({
     action,
     resource,
-    decision: policy.decide({ principal, action, resource, context, entities }),
+    decision: onJob.decide({ principal, action, resource, context }),
   });
   const results = [decide('exchange', organizationRef(job.verified.identity.organizationSlug), { audience, scopes })];
   if (results[0]!.decision.decision === 'allow') {

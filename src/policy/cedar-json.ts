@@ -28,13 +28,14 @@ export interface CedarRequest {
   entities: EntityJson[];
 }
 
-export function cedarRequest(req: AuthzRequest): CedarRequest {
+/** `req` in Cedar's form; `entities`, when given, are its entities already converted (shared-entities.ts). */
+export function cedarRequest(req: AuthzRequest, entities: EntityJson[] = req.entities.map(cedarEntity)): CedarRequest {
   return {
     principal: cedarUid(req.principal),
     action: { type: ACTION_TYPE, id: req.action },
     resource: cedarUid(req.resource),
     context: cedarRecord(req.context ?? {}),
-    entities: req.entities.map(cedarEntity),
+    entities,
   };
 }
 

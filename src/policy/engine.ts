@@ -32,8 +32,9 @@ import { loadPolicyDir, type LoadedPolicySet, type PolicyFile } from './loader.j
 import { policyReads, type PolicyReads } from './policy-reads.js';
 import { PolicySlices } from './policy-slices.js';
 import { projectionKey } from './request-projection.js';
+import { SharedEntities } from './shared-entities.js';
 import { PORT_ACTIONS, PORT_SCHEMA } from './schema.js';
-import type { AuthzRequest, Decision, PolicyInfo, PolicyProblem, PortAction } from './types.js';
+import type { AuthzRequest, CedarEntity, Decision, PolicyInfo, PolicyProblem, PortAction } from './types.js';
 import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
 
 export interface EngineOptions {
@@ -200,16 +201,27 @@ export class PolicyEngine {
   }
 
   /**
+   * decide() for several requests on the same entities (an exchange's, then each grant's):
+   * each decision is exactly decide()'s, but the entities are converted and projected for
+   * the memo once (shared-entities.ts), not per decision.
+   */
+  on(entities: CedarEntity[]): { decide(req: Omit<AuthzRequest, 'entities'>): Decision } {
+    const shared = new SharedEntities(entities);
+    return { decide: (req) => this.decideWithSource({ ...req, entities }, shared).decision };
+  }
+
+  /**
    * decide(), saying where the answer came from: the memo (as cheap as a cache lookup, so
    * a caller's own cache gains nothing by keeping it), Cedar, or a failure (a deny).
+   * `shared` is `req.entities`, converted and projected once for several decisions (on()).
    */
-  decideWithSource(req: AuthzRequest): { decision: Decision; source: DecisionSource } {
+  decideWithSource(req: AuthzRequest, shared?: SharedEntities): { decision: Decision; source: DecisionSource } {
     const snap = this.current;
     try {
       // Converted once: the key is read from exactly what Cedar would be given.
-      const call = cedarRequest(req);
+      const call = shared === undefined ? cedarRequest(req) : cedarRequest(req, shared.cedar());
       // The same projection, the same answer from Cedar (request-projection.ts).
-      const key = snap.memo.enabled ? projectionKey(call, snap.reads) : undefined;
+      const key = !snap.memo.enabled ? undefined : shared === undefined ? projectionKey(call, snap.reads) : shared.key(call, snap.reads);
       let decision = key === undefined ? undefined : snap.memo.get(key);
       const source: DecisionSource = decision === undefined ? 'cedar' : 'memo';
       if (decision === undefined) {

@@ -16,6 +16,11 @@
  *
  * Error messages can quote entity ids, so decisions with errors are never memoized
  * (decision-memo.ts); the key only has to agree on whether errors happen, which it does.
+ *
+ * The entities come first in the key, then (after a newline, which no part of the key
+ * contains unescaped) principal, action, resource and context, renamed on from where the
+ * entities left off: the decisions of one exchange share their entities, and so the first
+ * half of their keys (`projectEntities`, `requestKey`).
  */
 import type { CedarValueJson } from './cedar.js';
 import { entityRefIn, type CedarRequest, type TypeAndId } from './cedar-json.js';
@@ -26,9 +31,39 @@ class NotProjectable extends Error {}
 
 /** The key of `req` under `reads`, or undefined when it cannot be computed safely (decide with Cedar). */
 export function projectionKey(req: CedarRequest, reads: PolicyReads): string | undefined {
+  const entities = projectEntities(req.entities, reads);
+  return entities === undefined ? undefined : requestKey(req, reads, entities);
+}
+
+/** The entities' half of a key, and the names it gave their uids: what the decisions on the same entities share. */
+export interface ProjectedEntities {
+  readonly reads: PolicyReads;
+  readonly text: string;
+  readonly renamed: ReadonlyMap<string, string>;
+}
+
+/** The entities' half of the keys of requests on `entities` under `reads`; undefined when it cannot be computed safely. */
+export function projectEntities(entities: CedarRequest['entities'], reads: PolicyReads): ProjectedEntities | undefined {
   if (!reads.analysable) return undefined;
+  return projecting(() => {
+    const projection = new Projection(reads, new Map());
+    return { reads, text: projection.entities(entities), renamed: projection.renamed };
+  });
+}
+
+/**
+ * The key of `req`, whose entities are the ones `entities` projected (under the same
+ * reads): that half as it is, then the request's own half, its uids renamed on from there
+ * (a copy of the names: the projected entities are shared).
+ */
+export function requestKey(req: CedarRequest, reads: PolicyReads, entities: ProjectedEntities): string | undefined {
+  if (entities.reads !== reads) throw new Error('requestKey: the entities were projected under other reads');
+  return projecting(() => `${entities.text}\n${new Projection(reads, new Map(entities.renamed)).request(req)}`);
+}
+
+function projecting<T>(project: () => T): T | undefined {
   try {
-    return new Projection(reads).of(req);
+    return project();
   } catch (err) {
     if (err instanceof NotProjectable) return undefined;
     throw err;
@@ -36,20 +71,26 @@ export function projectionKey(req: CedarRequest, reads: PolicyReads): string | u
 }
 
 class Projection {
-  private readonly renamed = new Map<string, string>();
+  constructor(
+    private readonly reads: PolicyReads,
+    /** Uid key → its name in the key, in order of first appearance. */
+    readonly renamed: Map<string, string>,
+  ) {}
 
-  constructor(private readonly reads: PolicyReads) {}
-
-  of(req: CedarRequest): string {
-    let out = `${this.uid(req.principal)}|${this.uid(req.action)}|${this.uid(req.resource)}|`;
-    out += this.reads.contextWhole ? this.raw(req.context) : this.record(req.context);
-    for (const e of req.entities) {
+  entities(entities: CedarRequest['entities']): string {
+    let out = '';
+    for (const e of entities) {
       out += `|${this.uid(uidOf(e.uid))}${this.record(e.attrs)}<`;
       for (const p of e.parents) out += `${this.uid(uidOf(p))},`;
       out += '>';
       if (e.tags !== undefined) out += this.reads.tags ? this.raw(e.tags) : this.shape(e.tags);
     }
     return out;
+  }
+
+  request(req: CedarRequest): string {
+    const out = `${this.uid(req.principal)}|${this.uid(req.action)}|${this.uid(req.resource)}|`;
+    return out + (this.reads.contextWhole ? this.raw(req.context) : this.record(req.context));
   }
 
   private uid(ref: TypeAndId): string {

@@ -240,6 +240,36 @@ describe('PolicyEngine with the memo and slices', () => {
     expect(after.determining.map((p) => p.id)).toEqual(['npm-closed']);
   });
 
+  it('decides requests on shared entities (on()) as decide() does, with keys equal to fresh ones, and re-projects them after a reload that reads other attributes', async () => {
+    const dir = await policyDir({ 'relay.cedar': RELAY });
+    const engine = await PolicyEngine.open(dir);
+    const plain = await PolicyEngine.open(dir, { decisionMemo: 0, slicing: false });
+    const job = proxyRequest('/npm/a', { branch: 'main' });
+    const { entities, ...first } = job;
+    const onJob = engine.on(entities);
+    const second = { ...first, context: { method: 'GET', path: '/npm/secret/x' } };
+    expect(onJob.decide(first)).toEqual(plain.decide(job));
+    expect(onJob.decide(second)).toEqual(plain.decide({ ...second, entities }));
+    // The same requests decided afresh hit the answers the shared path left: the keys are equal.
+    expect(engine.decideWithSource(proxyRequest('/npm/a', { branch: 'main' }))).toMatchObject({ source: 'memo' });
+    expect(engine.decideWithSource({ ...second, entities: proxyRequest('/x', { branch: 'main' }).entities })).toMatchObject({ source: 'memo' });
+    // A job on dev, projected under the old set, which does not read the branch: its entities
+    // project as the main job's do.
+    const dev = proxyRequest('/npm/a', { branch: 'dev', jobId: 'dev-job' });
+    const { entities: devEntities, ...devFirst } = dev;
+    const onDev = engine.on(devEntities);
+    expect(onDev.decide(devFirst)).toMatchObject({ decision: 'allow' });
+    // The new set reads the branch: projections kept from the old set would give both jobs
+    // one key, and the dev job the main job's answer from the memo.
+    const BRANCH = `@id("main-only") forbid (principal, action == Port::Action::"proxy", resource) unless { principal.branch == "main" };`;
+    await writeFiles(dir, { 'branch.cedar': BRANCH });
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
+    expect(await plain.reload()).toMatchObject({ ok: true, changed: true });
+    expect(onJob.decide(first)).toEqual(plain.decide(job));
+    expect(onDev.decide(devFirst)).toMatchObject({ decision: 'deny', determining: [{ id: 'main-only' }] });
+    expect(onDev.decide(devFirst)).toEqual(plain.decide(dev));
+  });
+
   it('decides a resource with its own policies and one without from their slices', async () => {
     const policies = Array.from({ length: 300 }, (_, i) => `@id("c${i}") permit (principal, action == Port::Action::"assume", resource == Port::Credential::"cred-${i}") when { principal.branch == "main" };`).join('\n');
     const dir = await policyDir({ 'many.cedar': policies, 'a.cedar': PERMIT_EXCHANGE });

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PolicyLoadError } from '../../src/policy/errors.js';
 import type { PolicyEngine } from '../../src/policy/engine.js';
+import type { AuthzRequest } from '../../src/policy/types.js';
 import { Differential, openEngine, SetUnderTest, type Decider, type EngineConfig, type MemoStats } from './differential/harness.js';
 import { errorSwallower, memoBlindToValidation, memoWithoutRevision } from './differential/mutants.js';
 import { generateSet, refusedIds, type GeneratedPolicy, type GeneratedSet } from './differential/policy-gen.js';
@@ -62,6 +63,28 @@ function statelessRate(sut: SetUnderTest, kind: string): number {
   const big = sut.policies.length > 100;
   if (kind !== 'ok') return big ? 0.01 : 0.1;
   return big ? 0.002 : 0.02;
+}
+
+/**
+ * The shipped engine through PolicyEngine.on(), as an exchange decides: the entities are
+ * converted and projected by a first decision on them (the previous probe's principal,
+ * action, resource and context, on this probe's entities), and that work is reused for the
+ * probe's own decision, whose key must come out as a fresh one would.
+ */
+function onSharedEntities(engine: PolicyEngine): Decider {
+  let previous: Omit<AuthzRequest, 'entities'> | undefined;
+  return {
+    get revision() {
+      return engine.revision;
+    },
+    decide(req) {
+      const { entities, ...rest } = req;
+      const onJob = engine.on(entities);
+      if (previous !== undefined) onJob.decide(previous);
+      previous = rest;
+      return onJob.decide(rest);
+    },
+  };
 }
 
 function sumStats(engines: readonly PolicyEngine[]): MemoStats {
@@ -114,12 +137,16 @@ describe('PolicyEngine against a plain cedar-wasm call (differential)', () => {
       const order = new Rng(SEED, 31337);
       const decided: { sut: SetUnderTest; probe: Probe }[] = [];
       let step = 0;
+      const shared = new Map(suts.map((sut) => [sut, onSharedEntities(sut.engines.get('default') as PolicyEngine)]));
       const decide = (sut: SetUnderTest, probe: Probe, note: string): void => {
-        // Every probe goes to the shipped configuration; every other one to one of the others too.
+        // Every probe goes to the shipped configuration; every other one to one of the others
+        // too, and the rest to the shipped engine again, its entities shared with another decision.
         diff.check(sut, 'default', sut.engines.get('default') as PolicyEngine, probe, note);
         if (step % 2 === 0) {
           const other = CONFIGS[1 + ((step / 2) % (CONFIGS.length - 1))] as EngineConfig;
           diff.check(sut, other.name, sut.engines.get(other.name) as PolicyEngine, probe, note);
+        } else {
+          diff.check(sut, 'default, entities shared (on())', shared.get(sut) as Decider, probe, note);
         }
         step++;
       };
@@ -171,6 +198,7 @@ describe('PolicyEngine against a plain cedar-wasm call (differential)', () => {
       expect(shipped?.uncacheable, 'decisions with errors are never memoized').toBeGreaterThan(0);
       expect(byConfig[1]?.stats.hits, 'a memo of 0 entries answers nothing').toBe(0);
       expect(byConfig[2]?.stats.hits, 'the small memo answered some').toBeGreaterThan(0);
+      expect(t.byConfig['default, entities shared (on())'] ?? 0, 'decisions on shared entities').toBeGreaterThan((t.byConfig.default ?? 0) * 0.4);
     },
     240_000 * SCALE,
   );
