@@ -117,15 +117,12 @@ export class BuildkiteTokenAdmission {
       ...(agentCheck.facts !== undefined ? { agent: agentCheck.facts } : {}),
       ...(agentCheck.pool !== undefined ? { pool: agentCheck.pool } : {}),
     });
-    const identityCtx = identityContext(verified);
-    const context = {
-      ...identityCtx,
-      // Decision-log convention: context.job carries build_creator when known.
-      job: { ...(identityCtx.job as Record<string, unknown>), ...(creatorEmail !== undefined ? { build_creator: creatorEmail } : {}) },
-      build_creator: creatorContext(creator),
-      ...(agentCheck.context !== undefined ? { agent: agentCheck.context } : {}),
-      request_id: meta.requestId,
-    };
+    const { job, subject_token } = identityContext(verified);
+    // Decision-log convention: context.job carries build_creator when known (job is a fresh object).
+    if (creatorEmail !== undefined) (job as Record<string, unknown>).build_creator = creatorEmail;
+    const context: Record<string, unknown> = { job, subject_token, build_creator: creatorContext(creator) };
+    if (agentCheck.context !== undefined) context.agent = agentCheck.context;
+    context.request_id = meta.requestId;
     return { ...parts, verified, creator, creatorEmail, creatorUnknown, agentCheck, context };
   }
 
