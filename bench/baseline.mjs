@@ -6,6 +6,9 @@
  *
  * IPC: ← start {jwk, tokens, issuer, audience, portIssuer, concurrency, durationMs, warmupMs, partsMs}
  *      → result {combined, verify, sign}
+ *      or, for bench/instructions.mjs (one at a time, a count instead of a duration):
+ *      ← prepare {jwk, tokens, issuer, audience, portIssuer}  → prepared
+ *      ← run {count}                                            → ran
  */
 import { randomUUID } from 'node:crypto';
 import { generateKeyPair, importJWK, jwtVerify, SignJWT } from 'jose';
@@ -21,58 +24,73 @@ async function measure(concurrency, durationMs, op) {
   return summarize(latencies, elapsedMs, { cpuMs: cpu, threads });
 }
 
+/** The operations: verify a Buildkite token, sign a Port token, and both (what one exchange must do). */
+async function operations({ jwk, tokens, issuer, audience, portIssuer }) {
+  // Cached keys, as Port holds them: imported once, reused for every operation.
+  const rsaKey = await importJWK(jwk, 'RS256');
+  const { privateKey: esKey } = await generateKeyPair('ES256');
+  const kid = 'bench-es256';
+  const options = { issuer, audience, algorithms: ['RS256'], requiredClaims: ['iss', 'aud', 'exp', 'iat', 'nbf'] };
+  let i = 0;
+  const nextToken = () => tokens[i++ % tokens.length];
+
+  const verify = async () => (await jwtVerify(nextToken(), rsaKey, options)).payload;
+  const sign = async (p) => {
+    const iat = Math.floor(Date.now() / 1000);
+    // The claims a Port token carries: the job's identity claims plus the JWT basics.
+    const claims = {
+      organization_slug: p.organization_slug,
+      pipeline_slug: p.pipeline_slug,
+      build_number: p.build_number,
+      build_branch: p.build_branch,
+      build_tag: p.build_tag ?? null,
+      build_commit: p.build_commit,
+      step_key: p.step_key ?? null,
+      job_id: p.job_id,
+      agent_id: p.agent_id,
+      build_source: p.build_source,
+      runner_environment: p.runner_environment,
+      organization_id: p.organization_id,
+      pipeline_id: p.pipeline_id,
+      build_id: p.build_id,
+      iss: portIssuer,
+      sub: p.job_id,
+      aud: portIssuer,
+      iat,
+      nbf: iat,
+      exp: iat + 900,
+      jti: randomUUID(),
+      scope: 'deploy-token',
+    };
+    return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' }).sign(esKey);
+  };
+  const sample = await verify();
+  const combined = async () => {
+    await sign(await verify());
+  };
+  return { verify, sign: () => sign(sample), combined };
+}
+
+let prepared;
+
 childMain({
-  async start({ jwk, tokens, issuer, audience, portIssuer, concurrency, durationMs, warmupMs, partsMs }) {
-    // Cached keys, as Port holds them: imported once, reused for every operation.
-    const rsaKey = await importJWK(jwk, 'RS256');
-    const { privateKey: esKey } = await generateKeyPair('ES256');
-    const kid = 'bench-es256';
-    const options = { issuer, audience, algorithms: ['RS256'], requiredClaims: ['iss', 'aud', 'exp', 'iat', 'nbf'] };
-    let i = 0;
-    const nextToken = () => tokens[i++ % tokens.length];
-
-    const verify = async () => (await jwtVerify(nextToken(), rsaKey, options)).payload;
-    const sign = async (p) => {
-      const iat = Math.floor(Date.now() / 1000);
-      // The claims a Port token carries: the job's identity claims plus the JWT basics.
-      const claims = {
-        organization_slug: p.organization_slug,
-        pipeline_slug: p.pipeline_slug,
-        build_number: p.build_number,
-        build_branch: p.build_branch,
-        build_tag: p.build_tag ?? null,
-        build_commit: p.build_commit,
-        step_key: p.step_key ?? null,
-        job_id: p.job_id,
-        agent_id: p.agent_id,
-        build_source: p.build_source,
-        runner_environment: p.runner_environment,
-        organization_id: p.organization_id,
-        pipeline_id: p.pipeline_id,
-        build_id: p.build_id,
-        iss: portIssuer,
-        sub: p.job_id,
-        aud: portIssuer,
-        iat,
-        nbf: iat,
-        exp: iat + 900,
-        jti: randomUUID(),
-        scope: 'deploy-token',
-      };
-      return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' }).sign(esKey);
-    };
-    const sample = await verify();
-    const combined = async () => {
-      await sign(await verify());
-    };
-
+  async start({ concurrency, durationMs, warmupMs, partsMs, ...keys }) {
+    const { verify, sign, combined } = await operations(keys);
     await closedLoop({ concurrency, durationMs: warmupMs, op: combined });
     const result = { combined: await measure(concurrency, durationMs, combined) };
     if (partsMs > 0) {
       result.verify = await measure(concurrency, partsMs, verify);
-      result.sign = await measure(concurrency, partsMs, () => sign(sample));
+      result.sign = await measure(concurrency, partsMs, sign);
     }
     process.send({ type: 'result', ...result });
+  },
+  async prepare(keys) {
+    prepared = await operations(keys);
+    process.send({ type: 'prepared' });
+  },
+  async run({ count }) {
+    for (let i = 0; i < count; i++) await prepared.combined();
+    process.send({ type: 'ran' });
   },
   close() {
     process.exit(0);

@@ -32,8 +32,8 @@ import { loadPolicyDir, type LoadedPolicySet, type PolicyFile } from './loader.j
 import { policyReads, type PolicyReads } from './policy-reads.js';
 import { PolicySlices } from './policy-slices.js';
 import { projectionKey } from './request-projection.js';
-import { SharedEntities } from './shared-entities.js';
 import { PORT_ACTIONS, PORT_SCHEMA } from './schema.js';
+import { SharedEntities } from './shared-entities.js';
 import type { AuthzRequest, CedarEntity, Decision, PolicyInfo, PolicyProblem, PortAction } from './types.js';
 import { asUnmatched, permitsFor, relevantPermits } from './unmatched-permits.js';
 

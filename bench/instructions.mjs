@@ -1,0 +1,161 @@
+/**
+ * Instructions per token exchange, against the raw crypto's, counted by valgrind's callgrind:
+ * a measure of the CPU work an exchange costs that the host's noise cannot move. The same
+ * build counts the same (±1 %) from run to run, while on a shared VM the wall-clock benches
+ * (bench/exchange.mjs) move by tens of percent between runs minutes apart.
+ *
+ * What it runs, one request at a time:
+ * - Port (bench/exchange-server.mjs: dist/, its SQLite file in a temp dir, the exchange
+ *   policies) under callgrind, trusting a Buildkite simulator in this process. --warmup
+ *   exchanges, then the counters are zeroed (`callgrind_control -z`), then --exchanges
+ *   exchanges are counted (`callgrind_control -d`).
+ * - The baseline (bench/baseline.mjs: RS256 verify + ES256 sign with jose, in-process) under
+ *   callgrind the same way.
+ *
+ * Counted: user-space instructions of every thread of the process (V8's helper threads and
+ * libuv's pool too), none of the kernel's (syscalls, the disk, the network), so it is a
+ * complement to the wall-clock ratio, not the same ratio. One at a time, every exchange is a
+ * group commit of its own. Needs valgrind (Debian: valgrind).
+ *
+ *   npm run bench:instructions                       # builds first
+ *   node bench/instructions.mjs --exchanges 500 --warmup 200
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { BuildkiteSimulator } from '../dist/sim/index.js';
+import { fmt } from './lib.mjs';
+import { AUDIENCE, ORGANIZATION } from './policies.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    exchanges: { type: 'string', default: '500' },
+    warmup: { type: 'string', default: '200' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opts.help) {
+  console.log('node bench/instructions.mjs [--exchanges N (500)] [--warmup N (200)]');
+  process.exit(0);
+}
+const counted = Number(opts.exchanges);
+const warmup = Number(opts.warmup);
+if (!(counted > 0) || !(warmup >= 0)) throw new Error('--exchanges must be > 0 and --warmup ≥ 0');
+if (spawnSync('valgrind', ['--version']).status !== 0) {
+  console.error('valgrind is not installed (Debian: apt-get install valgrind); this bench counts instructions with it.');
+  process.exit(1);
+}
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const log = (m) => console.error(`· ${m}`);
+const out = mkdtempSync(join(os.tmpdir(), 'port-bench-callgrind-'));
+
+/** `node script` under callgrind, with an IPC channel; `next(type)` awaits a message. */
+function underCallgrind(script, name) {
+  const child = spawn(
+    'valgrind',
+    // JIT code (V8, its wasm) rewrites itself: --smc-check. No cache or branch simulation: instructions only.
+    ['--tool=callgrind', `--callgrind-out-file=${join(out, `${name}.%p`)}`, '--smc-check=all-non-file', '--cache-sim=no', '--branch-sim=no', process.execPath, script],
+    { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
+  );
+  const inbox = [];
+  const waiters = [];
+  child.on('message', (m) => {
+    const i = waiters.findIndex((w) => w.type === m.type || m.type === 'error');
+    if (i >= 0) waiters.splice(i, 1)[0].settle(m);
+    else inbox.push(m);
+  });
+  const next = (type) =>
+    new Promise((resolve, reject) => {
+      const settle = (m) => (m.type === 'error' ? reject(new Error(`${script}: ${m.message}`)) : resolve(m));
+      const j = inbox.findIndex((m) => m.type === type || m.type === 'error');
+      if (j >= 0) return settle(inbox.splice(j, 1)[0]);
+      waiters.push({ type, settle });
+    });
+  /** Counts what `work` runs: zero the counters, run it, dump; the dump's total instructions. */
+  const count = async (work) => {
+    execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
+    await work();
+    execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' });
+    // The dump callgrind_control asked for is `<name>.<pid>.1`.
+    const dump = readdirSync(out).find((f) => f === `${name}.${child.pid}.1`);
+    if (!dump) throw new Error(`no callgrind dump for ${name}`);
+    const totals = /^totals:\s+(\d+)/m.exec(readFileSync(join(out, dump), 'utf8'));
+    if (!totals) throw new Error(`no totals in ${dump}`);
+    return Number(totals[1]);
+  };
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  return { child, next, count, send: (m) => child.send(m), stop: async () => (child.send({ type: 'close' }), await exited) };
+}
+
+const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });
+try {
+  // Tokens for 16 jobs in turn, as bench/exchange.mjs mints them; each is single use.
+  const jobs = Array.from({ length: 16 }, () => sim.createJob({ pipelineSlug: 'deploy', branch: 'main' }));
+  log(`minting ${warmup + counted} Buildkite tokens`);
+  const bodies = [];
+  for (let i = 0; i < warmup + counted; i++) {
+    const token = await sim.mintToken(jobs[i % jobs.length], { audience: AUDIENCE, lifetime: 3600 });
+    bodies.push(new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', scope: 'deploy-token' }).toString());
+  }
+
+  log('Port under callgrind (its start takes a minute or two)');
+  const port = underCallgrind(here('./exchange-server.mjs'), 'port');
+  await port.next('hello');
+  port.send({ type: 'start', issuer: sim.issuer, jwksUrl: sim.jwksUrl, audience: AUDIENCE, organization: ORGANIZATION });
+  const { url } = await port.next('ready');
+  const pool = new Pool(url, { connections: 1 });
+  let failed = 0;
+  const run = async (list) => {
+    for (const body of list) {
+      const res = await pool.request({ path: '/oauth/token', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+      const text = await res.body.text();
+      if (res.statusCode !== 200 && failed++ === 0) console.error(`an exchange answered ${res.statusCode}: ${text.slice(0, 300)}`);
+    }
+  };
+  log(`${warmup} exchanges to warm up, then ${counted} counted`);
+  await run(bodies.slice(0, warmup));
+  const portInstructions = await port.count(() => run(bodies.slice(warmup)));
+  await pool.close();
+  await port.stop();
+  if (failed > 0) throw new Error(`${failed} exchanges failed; the count is not of exchanges`);
+
+  log('the jose baseline under callgrind');
+  const base = underCallgrind(here('./baseline.mjs'), 'baseline');
+  await base.next('hello');
+  const tokens = bodies.slice(0, 64).map((b) => new URLSearchParams(b).get('subject_token'));
+  base.send({ type: 'prepare', jwk: sim.jwks().keys[0], tokens, issuer: sim.issuer, audience: AUDIENCE, portIssuer: AUDIENCE });
+  await base.next('prepared');
+  base.send({ type: 'run', count: warmup });
+  await base.next('ran');
+  const baseInstructions = await base.count(async () => {
+    base.send({ type: 'run', count: counted });
+    await base.next('ran');
+  });
+  await base.stop();
+
+  const perExchange = portInstructions / counted;
+  const perBase = baseInstructions / counted;
+  const m = (n) => `${(n / 1e6).toFixed(2)} M`;
+  console.log(
+    [
+      `**An exchange executes ${(perExchange / perBase).toFixed(2)}× the instructions of the raw crypto** (callgrind, one at a time, ${fmt.int(counted)} counted after ${fmt.int(warmup)} to warm up).`,
+      '',
+      '| Counted | Instructions per operation | Total |',
+      '| --- | --- | --- |',
+      `| Token exchange over HTTP (\`POST /oauth/token\`, \`scope=deploy-token\`), Port's process | ${m(perExchange)} | ${fmt.int(portInstructions)} |`,
+      `| Baseline: RS256 verify + ES256 sign (jose, in-process) | ${m(perBase)} | ${fmt.int(baseInstructions)} |`,
+      '',
+      'User-space instructions of every thread (not the kernel\'s: syscalls, disk, network); Port\'s SQLite store in a temp dir.',
+      `Node ${process.version}, ${spawnSync('valgrind', ['--version'], { encoding: 'utf8' }).stdout.trim()}.`,
+      `Command: \`node bench/instructions.mjs --exchanges ${counted} --warmup ${warmup}\``,
+    ].join('\n'),
+  );
+} finally {
+  await sim.close();
+  rmSync(out, { recursive: true, force: true });
+}
