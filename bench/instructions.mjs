@@ -1,6 +1,6 @@
 /**
  * Instructions per token exchange, against the raw crypto's, counted by valgrind's callgrind:
- * a measure of the CPU work an exchange costs that the host's noise cannot move (on a shared
+ * a measure of the CPU work an exchange costs that the host's noise barely moves (on a shared
  * VM the wall-clock benches, bench/exchange.mjs, move by tens of percent between runs).
  *
  * What it runs, one request at a time:
@@ -22,7 +22,7 @@
  *   npm run bench:instructions                       # builds first; ~5 minutes
  *   node bench/instructions.mjs --exchanges 500 --warmup 2000
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
-import { fmt } from './lib.mjs';
+import { fmt, startChild } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const { values: opts } = parseArgs({
@@ -56,29 +56,16 @@ const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const log = (m) => console.error(`· ${m}`);
 const out = mkdtempSync(join(os.tmpdir(), 'port-bench-callgrind-'));
 
-/** `node script` under callgrind, with an IPC channel; `next(type)` awaits a message. */
+/** Under callgrind everything is ~50× slower: a start takes a minute or two. */
+const SLOW_MS = 30 * 60_000;
+
+/** `node script` under callgrind (startChild's IPC helpers), and `count(work)`. */
 function underCallgrind(script, name) {
-  const child = spawn(
-    'valgrind',
+  const child = startChild(script, {
     // JIT code (V8, its wasm) rewrites itself: --smc-check. No cache or branch simulation: instructions only.
     // One dump per thread: the main thread's count apart from V8's helpers (TurboFan, GC) and libuv's pool.
-    ['--tool=callgrind', `--callgrind-out-file=${join(out, `${name}.%p`)}`, '--separate-threads=yes', '--smc-check=all-non-file', '--cache-sim=no', '--branch-sim=no', process.execPath, script],
-    { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
-  );
-  const inbox = [];
-  const waiters = [];
-  child.on('message', (m) => {
-    const i = waiters.findIndex((w) => w.type === m.type || m.type === 'error');
-    if (i >= 0) waiters.splice(i, 1)[0].settle(m);
-    else inbox.push(m);
+    wrapper: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${join(out, `${name}.%p`)}`, '--separate-threads=yes', '--smc-check=all-non-file', '--cache-sim=no', '--branch-sim=no'],
   });
-  const next = (type) =>
-    new Promise((resolve, reject) => {
-      const settle = (m) => (m.type === 'error' ? reject(new Error(`${script}: ${m.message}`)) : resolve(m));
-      const j = inbox.findIndex((m) => m.type === type || m.type === 'error');
-      if (j >= 0) return settle(inbox.splice(j, 1)[0]);
-      waiters.push({ type, settle });
-    });
   /** Counts what `work` runs: zero the counters, run it, dump; instructions of the main thread and of all threads. */
   const count = async (work) => {
     execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
@@ -97,8 +84,7 @@ function underCallgrind(script, name) {
     }
     return { main, all };
   };
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  return { child, next, count, send: (m) => child.send(m), stop: async () => (child.send({ type: 'close' }), await exited) };
+  return { ...child, next: (type) => child.next(type, SLOW_MS), count, stop: () => child.stop(SLOW_MS) };
 }
 
 const sim = await BuildkiteSimulator.start({ organization: ORGANIZATION, host: '127.0.0.1' });

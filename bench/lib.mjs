@@ -166,13 +166,14 @@ export function tasksetWorks(cpu) {
 }
 
 /**
- * Spawns `node script` (pinned with `taskset -c cpu` when `cpu` is a number) with
- * an IPC channel. NODE_CHANNEL_FD survives taskset's exec, so `process.send` works.
+ * Spawns `node script` (pinned with `taskset -c cpu` when `cpu` is a number, under
+ * `wrapper` — a command and its arguments, e.g. valgrind's — when given) with an IPC
+ * channel. NODE_CHANNEL_FD survives the wrappers' exec, so `process.send` works.
  * Returns helpers to await a message of a type and to stop the child.
  */
-export function startChild(script, { cpu, nodeArgs = [], env = {} } = {}) {
-  const args = [...nodeArgs, script];
-  const [cmd, argv] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), process.execPath, ...args]] : [process.execPath, args];
+export function startChild(script, { cpu, nodeArgs = [], env = {}, wrapper = [] } = {}) {
+  const pin = typeof cpu === 'number' ? ['taskset', '-c', String(cpu)] : [];
+  const [cmd, ...argv] = [...pin, ...wrapper, process.execPath, ...nodeArgs, script];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } });
   const waiters = [];
   const inbox = [];

@@ -113,7 +113,9 @@ export class WalSync {
     // SQLite's own sync does where fdatasync exists (https://www.sqlite.org/compile.html#have_fdatasync).
     const start = this.now();
     this.groupAverage += (writes - this.groupAverage) * SYNC_AVERAGE_WEIGHT;
-    if (writes >= THREAD_POOL_GROUP_WRITES || this.groupAverage >= THREAD_POOL_GROUP_WRITES || (this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS)) {
+    const inFlight = writes >= THREAD_POOL_GROUP_WRITES || this.groupAverage >= THREAD_POOL_GROUP_WRITES;
+    const slowDisk = this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS;
+    if (inFlight || slowDisk) {
       this.counts.threadPool++;
       return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
     }
