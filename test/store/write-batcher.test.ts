@@ -143,6 +143,28 @@ describe('WriteBatcher (group commit)', () => {
       await expect(bad).rejects.toThrow('constraint');
     });
 
+    it('a hold keeps the next transaction from starting while the event loop goes on; the writes queued meanwhile commit together after it', async () => {
+      const { calls, sync } = manualSync();
+      let release!: () => void;
+      let hold: Promise<void> | undefined = new Promise<void>((resolve) => (release = resolve));
+      const batcher = new WriteBatcher(db, 512, { sync, hold: () => hold });
+      const a = batcher.write(insert('a'));
+      const b = batcher.write(insert('b'));
+      // Turns of the event loop pass (the flush ran): nothing committed, no sync started.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(rows()).toEqual([]);
+      expect(calls).toHaveLength(0);
+      const c = batcher.write(insert('c'));
+      hold = undefined;
+      release();
+      await settled(a);
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.committed).toEqual(['a', 'b', 'c']);
+      expect(calls[0]!.writes).toBe(3);
+      calls[0]!.resolve();
+      await expect(Promise.all([a, b, c])).resolves.toEqual([undefined, undefined, undefined]);
+    });
+
     it('the after-check runs once the commits are durable and refuses to acknowledge a moved file', async () => {
       const { calls, sync } = manualSync();
       let after: string | undefined;

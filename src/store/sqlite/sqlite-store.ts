@@ -16,6 +16,7 @@ import { SqliteLeases } from './lease-table.js';
 import { migrate } from './migrations.js';
 import { SqliteReplay } from './replay-table.js';
 import { SqliteRevocations } from './revocation-table.js';
+import { WalCheckpointer, type WalCheckpointStats } from './wal-checkpointer.js';
 import { WalSync } from './wal-sync.js';
 import { SqliteScim, SqliteScimTables } from './scim-tables.js';
 import { SqliteSigningKeys } from './signing-key-table.js';
@@ -61,6 +62,8 @@ export class SqliteStore implements Store {
   private readonly identity: FileIdentity | undefined;
   /** Syncs the write-ahead log before writes are acknowledged (undefined for `:memory:`). */
   private readonly wal: WalSync | undefined;
+  /** Checkpoints the write-ahead log off the event loop (undefined for `:memory:`). */
+  private readonly checkpointer: WalCheckpointer | undefined;
   /** Why the last batch could not be written; cleared by the next clean commit. */
   private writeFailure: string | undefined;
   private lastCommitAt = 0;
@@ -95,7 +98,8 @@ export class SqliteStore implements Store {
     }
     this.identity = path === ':memory:' ? undefined : new FileIdentity(path);
     this.wal = path === ':memory:' ? undefined : new WalSync(path);
-    const wal = this.wal;
+    this.checkpointer = path === ':memory:' ? undefined : new WalCheckpointer(this.db, path);
+    const [wal, checkpointer] = [this.wal, this.checkpointer];
     this.stmts = this.prepare();
     this.webhookWorkTable = new SqliteWebhookWorkTable(this.db);
     this.batcher = new WriteBatcher(this.db, 512, {
@@ -111,7 +115,13 @@ export class SqliteStore implements Store {
         this.writeFailure = failure;
         if (failure === undefined) this.lastCommitAt = Date.now();
       },
-      sync: wal && ((writes) => wal.sync(writes)),
+      sync:
+        wal &&
+        ((writes) => {
+          checkpointer?.wrote(writes);
+          return wal.sync(writes);
+        }),
+      hold: () => checkpointer?.hold(),
     });
     const [db, batcher] = [this.db, this.batcher];
     const scimTables = new SqliteScimTables(db);
@@ -140,6 +150,11 @@ export class SqliteStore implements Store {
    */
   static open(path: string, opts: { create?: boolean } = {}): SqliteStore {
     return new SqliteStore(path, opts.create ?? true);
+  }
+
+  /** What the write-ahead log's checkpoint thread has done (undefined for `:memory:`). */
+  get walCheckpoints(): Readonly<WalCheckpointStats> | undefined {
+    return this.checkpointer?.stats;
   }
 
   health(): StoreHealth {
@@ -217,6 +232,8 @@ export class SqliteStore implements Store {
     // Let queued writes commit before closing (each reports its own failure; a failing store still closes).
     await this.batcher.write(() => undefined).catch(() => undefined);
     this.changes.close();
+    // The checkpoint thread's connection closes first: the last connection to close checkpoints and removes the log.
+    await this.checkpointer?.close();
     this.db.close();
     this.wal?.close();
   }

@@ -39,6 +39,12 @@ export interface WriteBatcherHooks {
    * none of them is acknowledged.
    */
   sync?(writes: number): Promise<void>;
+  /**
+   * What the next transaction must wait for, or undefined to go on: the writes queue
+   * meanwhile and the event loop keeps serving requests (the store holds them while a
+   * checkpoint copies the log's tail, src/store/sqlite/wal-checkpointer.ts).
+   */
+  hold?(): Promise<void> | undefined;
 }
 
 /**
@@ -59,6 +65,7 @@ export class WriteBatcher {
   private queue: PendingWrite[] = [];
   private scheduled = false;
   private syncing = false;
+  private held = false;
   /** One IMMEDIATE transaction over a batch, made once (better-sqlite3 builds four wrappers per `transaction()` call). */
   private readonly runBatch: (batch: PendingWrite[], outcomes: Outcome[]) => string | undefined;
 
@@ -105,13 +112,22 @@ export class WriteBatcher {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.syncing || this.queue.length === 0) return;
+    if (this.scheduled || this.syncing || this.held || this.queue.length === 0) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
   }
 
   private flush(): void {
     this.scheduled = false;
+    const hold = this.hooks.hold?.();
+    if (hold !== undefined) {
+      this.held = true;
+      void hold.finally(() => {
+        this.held = false;
+        this.schedule();
+      });
+      return;
+    }
     const committed: Committed[] = [];
     while (this.queue.length > 0) {
       const c = this.commit(this.queue.splice(0, this.maxBatch));

@@ -1,0 +1,211 @@
+import type Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/** Writes committed since the last checkpoint that start the next one (~800 log frames at 3 per exchange). */
+export const CHECKPOINT_WRITES = 256;
+/**
+ * The event loop's own connection checkpoints only past this many log frames (its
+ * `wal_autocheckpoint`) while the checkpoint thread runs: a backstop that bounds the log
+ * should the thread fall behind.
+ */
+export const BACKSTOP_AUTOCHECKPOINT_FRAMES = 10_000;
+/** SQLite's default `wal_autocheckpoint`, given back to the event loop's connection when the thread fails. */
+export const DEFAULT_AUTOCHECKPOINT_FRAMES = 1_000;
+/** The longest writes are held for a checkpoint's tail; past it they go on and the log starts over another time. */
+export const TAIL_HOLD_LIMIT_MS = 100;
+
+/** What the checkpoint thread has done since the store opened. */
+export interface WalCheckpointStats {
+  /** Checkpoints run. */
+  runs: number;
+  /** Frames in the log at the last checkpoint: with each checkpoint copying the whole log, the next writer starts it over, so this stays near what CHECKPOINT_WRITES writes make. */
+  logFrames: number;
+  /** Rounds that left the log to grow on (a reader held an older snapshot, another process wrote or checkpointed meanwhile, or the tail took too long). */
+  partial: number;
+  /** Why the thread stopped; checkpoints are then back on the event loop's connection. */
+  failure?: string;
+}
+
+/** What the thread answers to each `checkpoint` message. */
+type ThreadReply = { busy: number; log: number; checkpointed: number } | { error: string; code: string | undefined };
+
+// The thread's code. It is evaluated (`eval: true`), not loaded from a file, so the same
+// code runs from the compiled package and from the TypeScript sources under test; it is
+// CommonJS and gets better-sqlite3's resolved path from the event loop's thread.
+const THREAD_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.betterSqlite3);
+const db = new Database(workerData.path, { fileMustExist: true });
+parentPort.on('message', (msg) => {
+  if (msg === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    const [row] = db.pragma('wal_checkpoint(PASSIVE)');
+    parentPort.postMessage({ busy: row.busy, log: row.log, checkpointed: row.checkpointed });
+  } catch (err) {
+    parentPort.postMessage({ error: String(err && err.message), code: err && err.code });
+  }
+});
+`;
+
+/**
+ * Checkpoints the SQLite write-ahead log from a worker thread with its own connection, so
+ * the event loop never waits for one.
+ *
+ * A checkpoint copies the log's pages into the database file and syncs the log before and
+ * the database after (https://www.sqlite.org/wal.html#checkpointing,
+ * https://www.sqlite.org/pragma.html#pragma_synchronous). Run automatically, it happens
+ * inside the COMMIT that crosses `wal_autocheckpoint` frames, on whichever connection made
+ * it: here the event loop's, which then serves nothing for those milliseconds (4–15 ms
+ * under load in bench/exchange, several times a second). So the event loop's connection
+ * keeps automatic checkpoints only as a backstop (BACKSTOP_AUTOCHECKPOINT_FRAMES), and
+ * every CHECKPOINT_WRITES committed writes this thread checkpoints instead, in two steps:
+ *
+ * 1. A PASSIVE checkpoint, which copies what no reader still needs and never blocks a
+ *    writer (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): the event loop goes on
+ *    committing meanwhile.
+ * 2. If writes were committed during step 1, the tail they left is checkpointed the same
+ *    way while the store holds its next transaction (`hold()`, at most TAIL_HOLD_LIMIT_MS):
+ *    the log starts over from its beginning only when a writer begins a transaction with
+ *    every frame copied (https://www.sqlite.org/walformat.html, "WAL resets"), which
+ *    never happens while writes keep arriving during every checkpoint, and the log would
+ *    grow to the backstop. Requests go on meanwhile; only their writes wait, a page copy
+ *    and a sync or two, as they wait for the log's own sync.
+ *
+ * Durability is untouched: a commit is durable when the log is synced (WalSync), and a
+ * checkpoint only moves durable pages.
+ *
+ * The thread starts with the first checkpoint, so a store that writes little never starts
+ * one. If it fails or exits, the event loop's connection gets SQLite's default automatic
+ * checkpoint back: the log stays bounded either way.
+ */
+export class WalCheckpointer {
+  private worker: Worker | undefined;
+  private pendingWrites = 0;
+  /** Which step the thread is running, if any. */
+  private step: 'log' | 'tail' | undefined;
+  /** While step 2 runs: the store's next transaction waits for this. */
+  private tail: { done: Promise<void>; release: () => void } | undefined;
+  private closed = false;
+  private readonly counts: WalCheckpointStats = { runs: 0, logFrames: 0, partial: 0 };
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly dbPath: string,
+    private readonly everyWrites = CHECKPOINT_WRITES,
+  ) {
+    db.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_FRAMES}`);
+  }
+
+  get stats(): Readonly<WalCheckpointStats> {
+    return { ...this.counts };
+  }
+
+  /** Counts `writes` just committed; starts a checkpoint once enough have been since the last. */
+  wrote(writes: number): void {
+    if (this.closed || this.counts.failure !== undefined) return;
+    this.pendingWrites += writes;
+    if (this.step === undefined && this.pendingWrites >= this.everyWrites) this.run();
+  }
+
+  /** What the store's next transaction must wait for (a checkpoint's tail), or undefined. */
+  hold(): Promise<void> | undefined {
+    return this.tail?.done;
+  }
+
+  /** Stops the thread after its current checkpoint; call before closing the event loop's connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.releaseTail();
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker === undefined) return;
+    await new Promise<void>((resolve) => {
+      worker.once('exit', () => resolve());
+      // Unreferenced, the thread would not keep the process alive for its answer.
+      worker.ref();
+      worker.postMessage('close');
+    });
+  }
+
+  private run(): void {
+    this.pendingWrites = 0;
+    this.step = 'log';
+    (this.worker ??= this.start()).postMessage('checkpoint');
+  }
+
+  private start(): Worker {
+    const worker = new Worker(THREAD_SOURCE, {
+      eval: true,
+      workerData: { path: this.dbPath, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') },
+    });
+    // A checkpoint cut short by the process exiting is one SQLite recovers from: the log stays.
+    worker.unref();
+    worker.on('message', (reply: ThreadReply) => this.done(reply));
+    worker.on('error', (err) => this.fail(`the checkpoint thread failed (${err.message})`));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(`the checkpoint thread exited (code ${code})`);
+    });
+    return worker;
+  }
+
+  private done(reply: ThreadReply): void {
+    const tailRan = this.step === 'tail';
+    if ('error' in reply) {
+      // Another process on the file (server.workers) checkpointing at the same moment: its checkpoint covers ours.
+      if (reply.code !== 'SQLITE_BUSY') return this.fail(`a checkpoint failed (${reply.code ?? reply.error})`);
+      this.counts.partial++;
+    } else {
+      if (!tailRan) {
+        this.counts.runs++;
+        this.counts.logFrames = reply.log;
+      }
+      const whole = reply.busy === 0 && reply.checkpointed === reply.log;
+      // Writes committed since step 1 began may have landed after it read the log's end: they are the tail too.
+      if (!tailRan && !this.closed && (!whole || this.pendingWrites > 0)) return this.checkpointTail();
+      if (!whole) this.counts.partial++;
+    }
+    this.releaseTail();
+    this.step = undefined;
+    if (!this.closed && this.pendingWrites >= this.everyWrites) this.run();
+  }
+
+  /** Step 2: writes are held while the frames committed during step 1 are copied. */
+  private checkpointTail(): void {
+    let release!: () => void;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    // Never hold writes for long: past the limit they go on, and this round leaves the log to grow.
+    const timer = setTimeout(() => this.releaseTail(), TAIL_HOLD_LIMIT_MS);
+    timer.unref();
+    this.step = 'tail';
+    this.tail = {
+      done,
+      release: () => {
+        clearTimeout(timer);
+        release();
+      },
+    };
+    this.worker?.postMessage('checkpoint');
+  }
+
+  private releaseTail(): void {
+    const tail = this.tail;
+    this.tail = undefined;
+    tail?.release();
+  }
+
+  private fail(reason: string): void {
+    if (this.closed || this.counts.failure !== undefined) return;
+    this.counts.failure = reason;
+    this.step = undefined;
+    this.releaseTail();
+    const worker = this.worker;
+    this.worker = undefined;
+    void worker?.terminate();
+    if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_FRAMES}`);
+  }
+}

@@ -1,0 +1,92 @@
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { BACKSTOP_AUTOCHECKPOINT_FRAMES, CHECKPOINT_WRITES, DEFAULT_AUTOCHECKPOINT_FRAMES, WalCheckpointer } from '../../src/store/sqlite/wal-checkpointer.js';
+
+/** A WAL frame: its 24-byte header and one page (https://www.sqlite.org/fileformat2.html#walformat). */
+const FRAME_BYTES = 24 + 4096;
+
+describe('WalCheckpointer: the write-ahead log checkpointed off the event loop', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'port-wal-checkpoint-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a busy store: the thread checkpoints every few hundred writes and the log starts over, instead of growing to the backstop', async () => {
+    const file = join(dir, 'port.db');
+    const store = SqliteStore.open(file);
+    const db = new Database(file, { readonly: true });
+    try {
+      // The event loop's connection checkpoints only as a backstop.
+      const probe = new Database(file);
+      expect(probe.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_FRAMES); // a fresh connection: SQLite's default
+      probe.close();
+      const rounds = 16;
+      const writes = rounds * CHECKPOINT_WRITES;
+      // Two writes at a time, each awaited: commits keep landing while the thread copies the log.
+      for (let i = 0; i < writes; i += 2) {
+        await Promise.all([store.replay.consume(`key-${i}`, Date.now() + 3_600_000), store.replay.consume(`key-${i + 1}`, Date.now() + 3_600_000)]);
+      }
+      await vi.waitFor(() => expect(store.walCheckpoints!.runs).toBeGreaterThanOrEqual(rounds - 1), { timeout: 10_000 });
+      const stats = store.walCheckpoints!;
+      expect(stats.failure).toBeUndefined();
+      // Each of these writes adds a frame or two (the key's table and index pages): the log
+      // that never starts over holds them all, ~7,000 frames; one that starts over after every
+      // checkpoint never holds much more than one round's writes (~450–800 frames here).
+      const highWater = statSync(`${file}-wal`).size / FRAME_BYTES;
+      expect(stats.logFrames).toBeGreaterThan(0);
+      expect(highWater).toBeLessThan(2_000);
+      // Everything written is in the database, whichever side of a checkpoint it was committed on.
+      expect((db.prepare('SELECT count(*) AS n FROM replay_cache').get() as { n: number }).n).toBe(writes);
+    } finally {
+      db.close();
+      await store.close();
+    }
+    // Closed: the last connection to close checkpoints the log and removes it.
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    const reopened = SqliteStore.open(file, { create: false });
+    try {
+      // Single use survives the checkpoints and the restart: every key is still consumed.
+      expect(await reopened.replay.consume('key-0', Date.now() + 3_600_000)).toBe(false);
+      expect(await reopened.replay.consume(`key-${16 * CHECKPOINT_WRITES - 1}`, Date.now() + 3_600_000)).toBe(false);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('a store that writes little starts no thread', async () => {
+    const store = SqliteStore.open(join(dir, 'port.db'));
+    try {
+      for (let i = 0; i < CHECKPOINT_WRITES - 1; i++) await store.replay.consume(`key-${i}`, Date.now() + 60_000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(store.walCheckpoints).toEqual({ runs: 0, logFrames: 0, partial: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a thread that fails gives the event loop connection SQLite\'s own checkpoints back, and holds no write', async () => {
+    const file = join(dir, 'port.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    try {
+      // The thread opens the file by path: a path with nothing there makes it fail at once.
+      const checkpointer = new WalCheckpointer(db, join(dir, 'missing', 'port.db'), 1);
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(BACKSTOP_AUTOCHECKPOINT_FRAMES);
+      checkpointer.wrote(1);
+      await vi.waitFor(() => expect(checkpointer.stats.failure).toMatch(/the checkpoint thread (failed|exited)/), { timeout: 10_000 });
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_FRAMES);
+      expect(checkpointer.hold()).toBeUndefined();
+      // Later writes start nothing more; closing a failed checkpointer returns at once.
+      checkpointer.wrote(10);
+      expect(checkpointer.stats.runs).toBe(0);
+      await checkpointer.close();
+    } finally {
+      db.close();
+    }
+  });
+});
