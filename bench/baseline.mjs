@@ -4,16 +4,18 @@
  * token (`jwtVerify` with a cached imported key, issuer/audience/alg checks) and sign one
  * ES256 Port token (`SignJWT`, `typ: at+jwt`) — with `concurrency` operations in flight.
  *
- * IPC: ← start {jwk, tokens, issuer, audience, portIssuer, concurrency, durationMs, warmupMs, partsMs}
- *      → result {combined, verify, sign}
+ * IPC: ← prepare {jwk, tokens, issuer, audience, portIssuer}  → prepared
+ *      then, for bench/exchange.mjs (as many times as it likes, between its own runs of Port):
+ *      ← measure {which: 'combined' | 'verify' | 'sign', concurrency, durationMs}
+ *      → measured {result: {latencies, elapsedMs, cpuMs, threads}}
  *      or, for bench/instructions.mjs (one at a time, a count instead of a duration):
- *      ← prepare {jwk, tokens, issuer, audience, portIssuer}  → prepared
  *      ← run {count}                                            → ran
  */
 import { randomUUID } from 'node:crypto';
 import { generateKeyPair, importJWK, jwtVerify, SignJWT } from 'jose';
-import { childMain, closedLoop, cpuMs, summarize, threadCpuMs } from './lib.mjs';
+import { childMain, closedLoop, cpuMs, threadCpuMs } from './lib.mjs';
 
+/** A closed loop of `op` for `durationMs`: its latencies (ms), elapsed time, and this process's CPU (all threads, and by thread). */
 async function measure(concurrency, durationMs, op) {
   const cpu0 = cpuMs();
   const t0 = threadCpuMs();
@@ -21,7 +23,7 @@ async function measure(concurrency, durationMs, op) {
   const cpu = cpuMs() - cpu0;
   const t1 = threadCpuMs();
   const threads = t0 && t1 ? { main: t1.main - t0.main, other: t1.other - t0.other } : undefined;
-  return summarize(latencies, elapsedMs, { cpuMs: cpu, threads });
+  return { latencies, elapsedMs, cpuMs: cpu, threads };
 }
 
 /** The operations: verify a Buildkite token, sign a Port token, and both (what one exchange must do). */
@@ -74,19 +76,14 @@ async function operations({ jwk, tokens, issuer, audience, portIssuer }) {
 let prepared;
 
 childMain({
-  async start({ concurrency, durationMs, warmupMs, partsMs, ...keys }) {
-    const { verify, sign, combined } = await operations(keys);
-    await closedLoop({ concurrency, durationMs: warmupMs, op: combined });
-    const result = { combined: await measure(concurrency, durationMs, combined) };
-    if (partsMs > 0) {
-      result.verify = await measure(concurrency, partsMs, verify);
-      result.sign = await measure(concurrency, partsMs, sign);
-    }
-    process.send({ type: 'result', ...result });
-  },
   async prepare(keys) {
     prepared = await operations(keys);
     process.send({ type: 'prepared' });
+  },
+  async measure({ which, concurrency, durationMs }) {
+    const op = prepared[which];
+    if (typeof op !== 'function') throw new Error(`measure: no operation "${which}"`);
+    process.send({ type: 'measured', result: await measure(concurrency, durationMs, op) });
   },
   async run({ count }) {
     for (let i = 0; i < count; i++) await prepared.combined();

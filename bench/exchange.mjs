@@ -5,6 +5,10 @@
  * Cedar decisions per second with 100 policies. Aim: an exchange costs no more than 3×
  * the raw crypto it must do.
  *
+ * Port and the baseline take turns (--rounds slices each, alternating, the other idle):
+ * on a shared host whose speed drifts over seconds, measuring one and then the other
+ * moved the ratio by a third from run to run; in turns a drift lands on both.
+ *
  * The fixed-concurrency run keeps Port saturated, so its p99 is mostly queueing. A second
  * run against the same Port (the half-load row) sends exchanges open loop at half the rate
  * the first one measured, each scheduled at a fixed interval however slowly earlier ones
@@ -15,6 +19,9 @@
  *
  *   --concurrency N     requests / operations in flight (default 16)
  *   --duration S        measured seconds for the exchange and the baseline (default 10)
+ *   --rounds N          the measured seconds are cut in N slices that alternate Port and the
+ *                       baseline (default 5; 1 measures each in one piece, one after the other;
+ *                       --profile implies 1)
  *   --warmup S          warm-up seconds before each (default 3)
  *   --decisions N       timed Cedar decisions per policy set (default 5000)
  *   --policies N        size of the generated Cedar policy set (default 100)
@@ -33,8 +40,8 @@
  * carries a fresh ES256 DPoP proof made with the agent's registered host key.
  *
  * Layout (2+ CPUs): this process (load generator + Buildkite simulator) on CPU 0; Port,
- * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`,
- * one after another. Without taskset (or with one CPU) nothing is pinned and the table
+ * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`
+ * (Port and the baseline alive together, taking turns; then the Cedar run). Without taskset (or with one CPU) nothing is pinned and the table
  * says so. Only loopback addresses are used; temp dirs and children are removed on exit.
  */
 import { spawn } from 'node:child_process';
@@ -57,6 +64,7 @@ const { values: opts } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '16' },
     duration: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '3' },
     decisions: { type: 'string', default: '5000' },
     policies: { type: 'string', default: '100' },
@@ -78,6 +86,8 @@ if (opts.help) {
 const { posInt, posNum, fail } = optionReader('exchange', opts);
 const concurrency = posInt('concurrency');
 const durationMs = posNum('duration') * 1000;
+// A profile covers one slice, so a profiled run measures in one piece.
+const rounds = opts.profile ? 1 : posInt('rounds');
 const warmupMs = posNum('warmup') * 1000;
 const decisions = posInt('decisions');
 const policyCount = posInt('policies');
@@ -88,6 +98,8 @@ const serverCpu = Number(opts['server-cpu']);
 const clientCpu = Number(opts['client-cpu']);
 const argsText = process.argv.slice(2).join(' ');
 const withAgents = !opts['no-agents'];
+/** A second, short warm-up after minting the measured run's tokens. */
+const REWARM_MS = 1000;
 /** The agent rows measured after the plain exchange (see measureAgentRows). */
 const AGENT_ROWS = 4;
 /** The pool of the agent rows (CLUSTER_NAME/QUEUE_KEY, as the token's claims name it; the simulator's builds run in cluster `default`). */
@@ -159,7 +171,7 @@ async function main() {
      * `halfLoad`: then, against the same Port, the open loop at half the measured rate for
      * --half-load-duration (its summary is `half`).
      */
-    const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile, halfLoad = false }) => {
+    const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile, halfLoad = false, alternate }) => {
       const server = startChild(here('./exchange-server.mjs'), { cpu });
       cleanups.push(() => server.stop());
       await server.next('hello');
@@ -263,15 +275,19 @@ async function main() {
       const warm = await closedLoop({ concurrency, durationMs: warmupMs, op: exchange });
       const warmRate = (warm.latencies.length / warm.elapsedMs) * 1000;
       if (Object.keys(errors).length) throw new Error(`${label}: errors during warm-up: ${JSON.stringify(errors)}; first: ${firstError}`);
-      // Warm-up runs slower than steady state (JIT): mint 3× what it suggests (or 1.3× the cap).
-      const perSecond = rateCap !== undefined ? Math.min(Math.max(warmRate, 200) * 3, rateCap * 1.3) : Math.max(warmRate, 200) * 3;
-      const needed = Math.min(400_000, Math.ceil(perSecond * (durationMs / 1000)) + concurrency * 4);
+      // Warm-up runs slower than steady state (JIT): mint 4× what it suggests (or 1.3× the cap),
+      // for the measured run and a second warm-up of REWARM_MS.
+      const perSecond = rateCap !== undefined ? Math.min(Math.max(warmRate, 200) * 4, rateCap * 1.3) : Math.max(warmRate, 200) * 4;
+      const needed = Math.min(400_000, Math.ceil(perSecond * ((durationMs + REWARM_MS) / 1000)) + concurrency * 4);
       items.splice(0, next);
       next = 0;
       const before = performance.now();
       await mint(Math.max(0, needed - items.length));
       await prove();
       log(`${label}: warm-up ran at ${fmt.int(warmRate)}/s; minted ${items.length} tokens in ${((performance.now() - before) / 1000).toFixed(1)} s; measuring ${durationMs / 1000} s at ${concurrency} in flight`);
+      // Port sat idle while the tokens were minted: run it again briefly first, or the first
+      // measured second pays for that (it ran at 60–85 % of the rest in trials).
+      await closedLoop({ concurrency, durationMs: REWARM_MS, op: exchange });
 
       /**
        * Runs `load()` between two readings of Port's usage (and with `file`, under the V8
@@ -299,7 +315,16 @@ async function main() {
         return { result, u0, u1, clientCpuMs, profile };
       };
       const rest0 = restSnapshot();
-      const { result: timed, u0, u1, clientCpuMs, profile } = await measured(profileFile, () => closedLoop({ concurrency, durationMs, op: exchange }));
+      // With `alternate`, the measured time is cut in `slices` closed loops, each followed by
+      // `alternate(i)` (the baseline's slice, while Port idles): both sides see the host as it is
+      // at that moment, so a disturbance that lasts seconds lands on both instead of on one.
+      const slices = alternate ? rounds : 1;
+      const parts = [];
+      for (let i = 0; i < slices; i++) {
+        parts.push(await measured(i === 0 ? profileFile : undefined, () => closedLoop({ concurrency, durationMs: durationMs / slices, op: exchange })));
+        if (alternate) await alternate(i);
+      }
+      const { result: timed, u0, u1, clientCpuMs, profile } = slices === 1 ? parts[0] : foldSlices(parts);
       const rest = Object.fromEntries(Object.entries(restCalls).map(([k, v]) => [k, v - rest0[k]]));
       const serverCpuMs = u1.cpuMs - u0.cpuMs;
       const r = summarize(timed.latencies, timed.elapsedMs, {
@@ -309,6 +334,7 @@ async function main() {
         firstError,
         voluntarySwitches: u1.rusage.voluntaryContextSwitches - u0.rusage.voluntaryContextSwitches,
         halves: timed.halves,
+        sliceRates: slices > 1 ? parts.map((p) => (p.result.latencies.length / p.result.elapsedMs) * 1000) : undefined,
         threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
         io: u0.io && u1.io ? { writeBytes: u1.io.writeBytes - u0.io.writeBytes, syscw: u1.io.syscw - u0.io.syscw } : undefined,
         clientCpuMs,
@@ -359,41 +385,60 @@ async function main() {
       return { r, serverCpuMs, profile, half };
     };
 
-    const plain = await exchangeRow({ label: 'plain exchange', profileFile: profileDir ? join(profileDir, 'port-exchange.cpuprofile') : undefined, halfLoad: true });
+    // 4. Baseline: the same crypto in-process with jose, same CPU, same concurrency, its measured
+    // time cut in the same slices as the exchange's and run between them (--rounds).
+    const sample = [];
+    for (let i = 0; i < 64; i++) sample.push(await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600 }));
+    const baseline = startChild(here('./baseline.mjs'), { cpu });
+    cleanups.push(() => baseline.stop());
+    await baseline.next('hello');
+    baseline.send({ type: 'prepare', jwk: sim.jwks().keys[0], tokens: sample, issuer: sim.issuer, audience: AUDIENCE, portIssuer: AUDIENCE });
+    await baseline.next('prepared');
+    const baselineRun = async (which, ms) => {
+      baseline.send({ type: 'measure', which, concurrency, durationMs: ms });
+      const { latencies, elapsedMs, cpuMs: cpu, threads } = (await baseline.next('measured', budgetMs)).result;
+      return { latencies, elapsedMs, cpuMs: cpu, threads };
+    };
+    const summary = ({ latencies, elapsedMs, ...usage }) => summarize(latencies, elapsedMs, usage);
+    log(`baseline: RS256 verify + ES256 sign, ${concurrency} in flight; warming up ${warmupMs / 1000} s`);
+    await baselineRun('combined', warmupMs);
+    const baseSlices = [];
+    const plain = await exchangeRow({
+      label: 'plain exchange',
+      profileFile: profileDir ? join(profileDir, 'port-exchange.cpuprofile') : undefined,
+      halfLoad: true,
+      alternate: async (i) => {
+        log(`baseline: slice ${i + 1} of ${rounds}, ${durationMs / rounds / 1000} s`);
+        baseSlices.push(await baselineRun('combined', durationMs / rounds));
+      },
+    });
+    const base = {
+      combined: summary({
+        latencies: baseSlices.flatMap((b) => b.latencies),
+        elapsedMs: sum(baseSlices, (b) => b.elapsedMs),
+        cpuMs: sum(baseSlices, (b) => b.cpuMs),
+        threads: baseSlices.every((b) => b.threads) ? { main: sum(baseSlices, (b) => b.threads.main), other: sum(baseSlices, (b) => b.threads.other) } : undefined,
+        sliceRates: baseSlices.map((b) => (b.latencies.length / b.elapsedMs) * 1000),
+      }),
+    };
+    if (partsMs > 0) {
+      log(`baseline: verify only, then sign only, ${partsMs / 1000} s each`);
+      base.verify = summary(await baselineRun('verify', partsMs));
+      base.sign = summary(await baselineRun('sign', partsMs));
+    }
+    await baseline.stop();
     const exch = plain.r;
     const serverCpuMs = plain.serverCpuMs;
     const profile = plain.profile;
     const { minted, mintMs } = exch;
     const half = plain.half;
-    if (profileDir) notes.push('Profiled run (--profile): the V8 sampling profiler was on in the Port process, so the exchange row is a little slow.');
+    if (profileDir) notes.push('Profiled run (--profile): the V8 sampling profiler was on in the Port process, so the exchange row is a little slow; Port and the baseline were each measured in one piece, one after the other.');
     if (exch.exhausted) notes.push(`The exchange run ran out of pre-minted tokens after ${(exch.elapsedMs / 1000).toFixed(1)} s; rates use the time actually run.`);
     if (half?.exhausted) notes.push(`The half-load run ran out of pre-minted tokens after ${(half.elapsedMs / 1000).toFixed(1)} s; its rate uses the time actually run.`);
 
     // 3b. The agent rows: the same exchange for a job of an agent pool (`pools:`), same concurrency.
     const agentRows = [];
     if (withAgents) agentRows.push(...(await measureAgentRows({ sim, exchangeRow, plainRate: exch.perSecond, cleanups, profileDir })));
-
-    // 4. Baseline: the same crypto in-process with jose, same CPU, same concurrency, same duration.
-    log(`baseline: RS256 verify + ES256 sign, ${concurrency} in flight, ${durationMs / 1000} s`);
-    const sample = [];
-    for (let i = 0; i < 64; i++) sample.push(await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600 }));
-    const baseline = startChild(here('./baseline.mjs'), { cpu });
-    cleanups.push(() => baseline.stop());
-    await baseline.next('hello');
-    baseline.send({
-      type: 'start',
-      jwk: sim.jwks().keys[0],
-      tokens: sample,
-      issuer: sim.issuer,
-      audience: AUDIENCE,
-      portIssuer: AUDIENCE,
-      concurrency,
-      durationMs,
-      warmupMs,
-      partsMs,
-    });
-    const base = await baseline.next('result', budgetMs);
-    await baseline.stop();
 
     // 5. Cedar in-process.
     log(`cedar: ${decisions} decisions with ${policyCount} policies, and with the exchange server's 4`);
@@ -457,6 +502,11 @@ async function main() {
             `- CPU per op by thread (from /proc, 10 ms ticks): exchange — main thread ${threadsPerOp(exch, 'main')}, other threads (libuv pool: WebCrypto; V8 helpers) ${threadsPerOp(exch, 'other')}; baseline — main ${threadsPerOp(base.combined, 'main')}, other ${threadsPerOp(base.combined, 'other')}.`,
           ]
         : []),
+      ...(exch.sliceRates
+        ? [
+            `- Measured in ${rounds} alternating slices of ${(durationMs / rounds / 1000).toFixed(1)} s (Port, then the baseline, each idle during the other's turn), so that a disturbance of the host lasting seconds lands on both sides instead of one. Ratio slice by slice: ${sliceRatios(base.combined.sliceRates, exch.sliceRates)}. Exchanges/s by slice: ${exch.sliceRates.map(fmt.int).join(', ')}; baseline ops/s: ${base.combined.sliceRates.map(fmt.int).join(', ')}.`,
+          ]
+        : []),
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
       ...(half
         ? [
@@ -496,6 +546,47 @@ async function main() {
     clearTimeout(deadline);
     await cleanup();
   }
+}
+
+/** Baseline rate ÷ exchange rate for each slice, and their median. */
+function sliceRatios(baseRates, exchRates) {
+  const ratios = baseRates.map((b, i) => b / exchRates[i]);
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return `${ratios.map((r) => `${r.toFixed(2)}×`).join(', ')} (median ${median.toFixed(2)}×)`;
+}
+
+function sum(items, f) {
+  return items.reduce((n, x) => n + f(x), 0);
+}
+
+/**
+ * The exchange's slices (each `measured`) as one measurement: latencies pooled, time and
+ * Port's usage summed over the slices only (the baseline's turns between them count for
+ * neither side).
+ */
+function foldSlices(parts) {
+  const delta = (f) => sum(parts, (p) => f(p.u1) - f(p.u0));
+  const threads = parts.every((p) => p.u0.threads && p.u1.threads);
+  const io = parts.every((p) => p.u0.io && p.u1.io);
+  return {
+    result: {
+      latencies: parts.flatMap((p) => p.result.latencies),
+      elapsedMs: sum(parts, (p) => p.result.elapsedMs),
+      exhausted: parts.some((p) => p.result.exhausted),
+      halves: undefined,
+    },
+    u0: { cpuMs: 0, threads: threads ? { main: 0, other: 0 } : undefined, rusage: { voluntaryContextSwitches: 0 }, io: io ? { writeBytes: 0, syscw: 0 } : undefined },
+    u1: {
+      cpuMs: delta((u) => u.cpuMs),
+      threads: threads ? { main: delta((u) => u.threads.main), other: delta((u) => u.threads.other) } : undefined,
+      rusage: { voluntaryContextSwitches: delta((u) => u.rusage.voluntaryContextSwitches) },
+      io: io ? { writeBytes: delta((u) => u.io.writeBytes), syscw: delta((u) => u.io.syscw) } : undefined,
+    },
+    clientCpuMs: sum(parts, (p) => p.clientCpuMs),
+    profile: parts[0].profile,
+  };
 }
 
 function safeRead(file) {
