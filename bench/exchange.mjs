@@ -113,7 +113,9 @@ const storeDir = opts['store-dir'] ?? os.tmpdir();
 // ---- pinning: re-exec this process on the client CPU -----------------------------------
 const canPin = !opts['no-pin'] && os.cpus().length >= 2 && tasksetWorks(serverCpu) && tasksetWorks(clientCpu);
 if (canPin && process.env.PORT_BENCH_PINNED !== '1') {
-  const child = spawn('taskset', ['-c', String(clientCpu), process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  // --expose-gc: the load generator collects its own garbage before each timed run (settleHeap).
+  const nodeArgs = [...process.execArgv, ...(process.execArgv.includes('--expose-gc') ? [] : ['--expose-gc'])];
+  const child = spawn('taskset', ['-c', String(clientCpu), process.execPath, ...nodeArgs, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
     env: { ...process.env, PORT_BENCH_PINNED: '1' },
   });
@@ -288,6 +290,7 @@ async function main() {
       // Port sat idle while the tokens were minted: run it again briefly first, or the first
       // measured second pays for that (it ran at 60–85 % of the rest in trials).
       await closedLoop({ concurrency, durationMs: REWARM_MS, op: exchange });
+      settleHeap();
 
       /**
        * Runs `load()` between two readings of Port's usage (and with `file`, under the V8
@@ -354,8 +357,13 @@ async function main() {
         items.splice(0, next);
         next = 0;
         const before = performance.now();
-        await mint(Math.ceil(ratePerSecond * (halfLoadMs / 1000)) + concurrency * 4 - items.length);
+        const wanted = Math.ceil(ratePerSecond * (halfLoadMs / 1000)) + concurrency * 4;
+        // Tokens left over from the timed run beyond what this one needs are dropped: kept, they
+        // only grow this process's heap and the pause of its next major GC, counted as Port's latency.
+        if (items.length > wanted) items.length = wanted;
+        await mint(wanted - items.length);
         await prove();
+        settleHeap();
         log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (half of ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
         const {
           result: open,
@@ -546,6 +554,15 @@ async function main() {
     clearTimeout(deadline);
     await cleanup();
   }
+}
+
+/**
+ * A full GC of this process (the load generator) before a timed run, where `--expose-gc`
+ * allows it: minting leaves tens of MB of garbage, and a major GC of it mid-run stalls the
+ * generator for up to ~200 ms (--trace-gc), which the open loop counts as Port's latency.
+ */
+function settleHeap() {
+  globalThis.gc?.();
 }
 
 /** Baseline rate ÷ exchange rate for each slice, and their median. */
