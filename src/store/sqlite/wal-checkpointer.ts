@@ -71,7 +71,7 @@ parentPort.on('message', (msg) => {
  * 2. If writes were committed during step 1, the tail they left is checkpointed the same
  *    way while the store holds its next transaction (`hold()`, at most TAIL_HOLD_LIMIT_MS):
  *    the log starts over from its beginning only when a writer begins a transaction with
- *    every frame copied (https://www.sqlite.org/walformat.html, "WAL resets"), which
+ *    every frame copied (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files), which
  *    never happens while writes keep arriving during every checkpoint, and the log would
  *    grow to the backstop. Requests go on meanwhile; only their writes wait, a page copy
  *    and a sync or two, as they wait for the log's own sync.
