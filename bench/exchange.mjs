@@ -404,8 +404,7 @@ async function main() {
     await baseline.next('prepared');
     const baselineRun = async (which, ms) => {
       baseline.send({ type: 'measure', which, concurrency, durationMs: ms });
-      const { latencies, elapsedMs, cpuMs: cpu, threads } = (await baseline.next('measured', budgetMs)).result;
-      return { latencies, elapsedMs, cpuMs: cpu, threads };
+      return (await baseline.next('measured', budgetMs)).result;
     };
     const summary = ({ latencies, elapsedMs, ...usage }) => summarize(latencies, elapsedMs, usage);
     log(`baseline: RS256 verify + ES256 sign, ${concurrency} in flight; warming up ${warmupMs / 1000} s`);
