@@ -9,7 +9,8 @@ export const CHECKPOINT_WRITES = 256;
  * `wal_autocheckpoint`) while the checkpoint thread runs: a backstop that bounds the log
  * should the thread fall behind. One process's rounds stay well under it (256 lone writes
  * are ~1,700 frames). Several processes writing steadily to one file (server.workers)
- * reach it: a hold pauses only its own process's writes, so the log rarely starts over,
+ * reach it: a hold pauses only its own process's writes, and their readers (change-feed
+ * polls) also keep SQLite from starting the log over, so it seldom does,
  * and past the backstop every commit checkpoints inline, as every commit past 1,000
  * frames did before the thread (a tail in RESTART mode, which takes the write lock from
  * every process, kept the log under ~1,000 frames there but cost ~40 % of their writes).
@@ -140,42 +141,55 @@ export class WalCheckpointer {
   private run(): void {
     this.pendingWrites = 0;
     this.step = 'log';
-    (this.worker ??= this.start()).postMessage('checkpoint');
+    const worker = (this.worker ??= this.start());
+    // Referenced while a checkpoint runs: a write held for its tail must not find the process
+    // gone (exit 13) or kept alive forever by an idle thread.
+    worker.ref();
+    worker.postMessage('checkpoint');
   }
 
   private start(): Worker {
     const worker = new Worker(THREAD_SOURCE, {
       eval: true,
+      // Not the process's flags: `--input-type=module` among them would make the source ESM.
+      execArgv: [],
       workerData: { path: this.dbPath, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') },
     });
-    // A checkpoint cut short by the process exiting is one SQLite recovers from: the log stays.
-    worker.unref();
     worker.on('message', (reply: ThreadReply) => this.done(reply));
     worker.on('error', (err) => this.fail(`the checkpoint thread failed (${err.message})`));
     worker.on('exit', (code) => {
       if (!this.closed) this.fail(`the checkpoint thread exited (code ${code})`);
     });
+    // Idle, the thread keeps no process alive (a listener on it refs it again, so this comes last).
+    worker.unref();
     return worker;
   }
 
   private done(reply: ThreadReply): void {
+    // A reply after the thread failed belongs to nothing any more.
+    if (this.counts.failure !== undefined) return;
     const tailRan = this.step === 'tail';
     if ('error' in reply) {
-      // Another process on the file (server.workers) checkpointing at the same moment: its checkpoint covers ours.
-      if (reply.code !== 'SQLITE_BUSY') return this.fail(`a checkpoint failed (${reply.code ?? reply.error})`);
+      // Busy (SQLITE_BUSY and its extended codes): another process on the file
+      // (server.workers) checkpointing at the same moment covers ours.
+      if (!reply.code?.startsWith('SQLITE_BUSY')) return this.fail(`a checkpoint failed (${reply.code ?? reply.error})`);
+      this.counts.partial++;
+    } else if (reply.busy !== 0) {
+      // The pragma reports a busy checkpoint as a row (busy 1, log and checkpointed -1): no tail to copy.
       this.counts.partial++;
     } else {
       if (!tailRan) {
         this.counts.runs++;
         this.counts.logFrames = reply.log;
       }
-      const whole = reply.busy === 0 && reply.checkpointed === reply.log;
+      const whole = reply.checkpointed === reply.log;
       // Writes committed since step 1 began may have landed after it read the log's end: they are the tail too.
       if (!tailRan && !this.closed && (!whole || this.pendingWrites > 0)) return this.checkpointTail();
       if (!whole) this.counts.partial++;
     }
     this.releaseTail();
     this.step = undefined;
+    this.worker?.unref();
     if (!this.closed && this.pendingWrites >= this.everyWrites) this.run();
   }
 
@@ -185,7 +199,6 @@ export class WalCheckpointer {
     const done = new Promise<void>((resolve) => (release = resolve));
     // Never hold writes for long: past the limit they go on, and this round leaves the log to grow.
     const timer = setTimeout(() => this.releaseTail(), TAIL_HOLD_LIMIT_MS);
-    timer.unref();
     this.step = 'tail';
     this.tail = {
       done,
