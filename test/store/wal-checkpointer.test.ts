@@ -19,11 +19,11 @@ describe('WalCheckpointer: the write-ahead log checkpointed off the event loop',
 
   it('a busy store: the thread checkpoints every few hundred writes and the log starts over, instead of growing to the backstop', async () => {
     const file = join(dir, 'port.db');
+    const rounds = 16;
+    const writes = rounds * CHECKPOINT_WRITES;
     const store = SqliteStore.open(file);
     const db = new Database(file, { readonly: true });
     try {
-      const rounds = 16;
-      const writes = rounds * CHECKPOINT_WRITES;
       // Two writes at a time, each awaited: commits keep landing while the thread copies the log.
       for (let i = 0; i < writes; i += 2) {
         await Promise.all([store.replay.consume(`key-${i}`, Date.now() + 3_600_000), store.replay.consume(`key-${i + 1}`, Date.now() + 3_600_000)]);
@@ -49,7 +49,7 @@ describe('WalCheckpointer: the write-ahead log checkpointed off the event loop',
     try {
       // Single use survives the checkpoints and the restart: every key is still consumed.
       expect(await reopened.replay.consume('key-0', Date.now() + 3_600_000)).toBe(false);
-      expect(await reopened.replay.consume(`key-${16 * CHECKPOINT_WRITES - 1}`, Date.now() + 3_600_000)).toBe(false);
+      expect(await reopened.replay.consume(`key-${writes - 1}`, Date.now() + 3_600_000)).toBe(false);
     } finally {
       await reopened.close();
     }

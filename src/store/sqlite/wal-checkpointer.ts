@@ -9,11 +9,11 @@ export const CHECKPOINT_WRITES = 256;
  * `wal_autocheckpoint`) while the checkpoint thread runs: a backstop that bounds the log
  * should the thread fall behind. One process's rounds stay well under it (256 lone writes
  * are ~1,700 frames). Several processes writing steadily to one file (server.workers)
- * reach it: a hold pauses only its own process's writes, and their readers (change-feed
- * polls) also keep SQLite from starting the log over, so it seldom does,
- * and past the backstop every commit checkpoints inline, as every commit past 1,000
- * frames did before the thread (a tail in RESTART mode, which takes the write lock from
- * every process, kept the log under ~1,000 frames there but cost ~40 % of their writes).
+ * reach it: a hold pauses only its own process's writes, and the others' writers and
+ * readers (change-feed polls) keep SQLite from starting the log over, so it seldom does;
+ * past the backstop every commit checkpoints inline, as every commit past 1,000 frames did
+ * before the thread (a tail in RESTART mode, which takes the write lock from every
+ * process, kept the log under ~1,000 frames there but cost ~40 % of their writes).
  */
 export const BACKSTOP_AUTOCHECKPOINT_FRAMES = 4_000;
 /** SQLite's default `wal_autocheckpoint`, given back to the event loop's connection when the thread fails. */
@@ -27,7 +27,7 @@ export interface WalCheckpointStats {
   runs: number;
   /** Frames in the log at the last checkpoint: with each checkpoint copying the whole log, the next writer starts it over, so this stays near what CHECKPOINT_WRITES writes make. */
   logFrames: number;
-  /** Rounds that left the log to grow on (a reader held an older snapshot, another process wrote or checkpointed meanwhile, or the tail took too long). */
+  /** Checkpoints that could not copy the whole log (a reader held an older snapshot, or another process was checkpointing); a tail released by TAIL_HOLD_LIMIT_MS is not counted. */
   partial: number;
   /** Why the thread stopped; checkpoints are then back on the event loop's connection. */
   failure?: string;
