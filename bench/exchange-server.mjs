@@ -11,7 +11,7 @@
  * IPC: ← start {issuer, jwksUrl, audience, organization, storeDir?,
  *               pools?, attestation?, apiUrl?, apiToken?, attest?: [{agentId, pool, methods, jkt?, …}]}
  *                                                          → ready {url, policies}
- *      ← usage                                             → usage {cpuMs, threads, rusage, io}
+ *      ← usage                                             → usage {cpuMs, threads, rusage, io, eventLoop, gc}
  *      ← profile-start                                     → profile-started   (V8 sampling profiler on)
  *      ← profile-stop {file}                               → profile-stopped {file}  (.cpuprofile written)
  *      ← close  (closes Port, removes the temp dir, exits)
@@ -20,6 +20,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
 import { startPort } from '../dist/server/port-server.js';
@@ -29,6 +30,15 @@ import { EXCHANGE_CREDENTIALS, EXCHANGE_POLICIES } from './policies.mjs';
 let port;
 let dir;
 let session;
+/** Port's garbage-collection pauses (main thread): how many, their total and the longest since the last `usage`. */
+const gc = { count: 0, ms: 0, maxMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.ms += e.duration;
+    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
 
 async function close() {
   const p = port;
@@ -85,7 +95,10 @@ childMain({
     process.send({ type: 'profile-stopped', file });
   },
   usage() {
-    process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage(), io: procIo(process.pid) });
+    // `eventLoop`: the loop's busy and idle time since start (a sync fsync counts as busy).
+    const { active, idle } = performance.eventLoopUtilization();
+    process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage(), io: procIo(process.pid), eventLoop: { active, idle }, gc: { ...gc } });
+    gc.maxMs = 0;
   },
   async close() {
     await close();

@@ -27,6 +27,8 @@
  *   --policies N        size of the generated Cedar policy set (default 100)
  *   --parts-duration S  seconds for the verify-only / sign-only rows; 0 skips them (default 3)
  *   --half-load-duration S  seconds of the open-loop run at half the measured rate; 0 skips it (default: --duration)
+ *   --half-load-rate N  exchanges/s of that run instead of half the measured rate: the same load
+ *                       for two builds compared run by run (the host moves the measured rate)
  *   --profile           V8 CPU profiles of Port during the timed and the half-load runs, kept in a temp dir and summarized
  *   --no-agents         skip the agent-pool rows (attestation, host-bound with DPoP)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
@@ -55,7 +57,7 @@ import { Pool } from 'undici';
 import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, cpuMs, fmt, openLoop, startChild, summarize, tasksetWorks, abortable, optionReader } from './lib.mjs';
+import { closedLoop, cpuMs, fmt, openLoop, startChild, summarize, tailEpisodes, tasksetWorks, abortable, optionReader } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -70,6 +72,7 @@ const { values: opts } = parseArgs({
     policies: { type: 'string', default: '100' },
     'parts-duration': { type: 'string', default: '3' },
     'half-load-duration': { type: 'string' },
+    'half-load-rate': { type: 'string' },
     'server-cpu': { type: 'string', default: '1' },
     'client-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
@@ -92,7 +95,13 @@ const warmupMs = posNum('warmup') * 1000;
 const decisions = posInt('decisions');
 const policyCount = posInt('policies');
 const partsMs = Number(opts['parts-duration']) * 1000;
+/** The half-load row's aim: p99 under this many ms. */
+const HALF_LOAD_AIM_MS = 10;
+/** Slow exchanges scheduled less than this apart belong to one stretch (tailEpisodes). */
+const TAIL_GAP_MS = 50;
 const halfLoadMs = opts['half-load-duration'] === undefined ? durationMs : Number(opts['half-load-duration']) * 1000;
+const halfLoadRate = opts['half-load-rate'] === undefined ? undefined : Number(opts['half-load-rate']);
+if (halfLoadRate !== undefined && !(Number.isFinite(halfLoadRate) && halfLoadRate > 0)) fail('--half-load-rate must be a positive number of exchanges per second');
 if (!Number.isFinite(halfLoadMs) || halfLoadMs < 0) fail('--half-load-duration must be a number of seconds, 0 or more');
 const serverCpu = Number(opts['server-cpu']);
 const clientCpu = Number(opts['client-cpu']);
@@ -336,6 +345,7 @@ async function main() {
         errorDetail: errors,
         firstError,
         voluntarySwitches: u1.rusage.voluntaryContextSwitches - u0.rusage.voluntaryContextSwitches,
+        ...portUsage(u0, u1),
         halves: timed.halves,
         sliceRates: slices > 1 ? parts.map((p) => (p.result.latencies.length / p.result.elapsedMs) * 1000) : undefined,
         threads: u0.threads && u1.threads ? { main: u1.threads.main - u0.threads.main, other: u1.threads.other - u0.threads.other } : undefined,
@@ -352,7 +362,7 @@ async function main() {
       // 3c. Half load: the open loop at half the rate just measured, against the same (warm) Port.
       let half;
       if (halfLoad && halfLoadMs > 0 && timed.latencies.length > 0) {
-        const ratePerSecond = r.perSecond / 2;
+        const ratePerSecond = halfLoadRate ?? r.perSecond / 2;
         // Tokens are single use: mint what the run needs, and a margin, while Port is idle.
         items.splice(0, next);
         next = 0;
@@ -364,7 +374,7 @@ async function main() {
         await mint(wanted - items.length);
         await prove();
         settleHeap();
-        log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (half of ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
+        log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (${halfLoadRate === undefined ? 'half of' : '--half-load-rate; measured'} ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
         const {
           result: open,
           u0: h0,
@@ -385,6 +395,8 @@ async function main() {
           clientCpuMs: halfClientCpuMs,
           threads: h0.threads && h1.threads ? { main: h1.threads.main - h0.threads.main, other: h1.threads.other - h0.threads.other } : undefined,
           voluntarySwitches: h1.rusage.voluntaryContextSwitches - h0.rusage.voluntaryContextSwitches,
+          ...portUsage(h0, h1),
+          tail: tailEpisodes(open.scheduled, open.latencies, HALF_LOAD_AIM_MS, TAIL_GAP_MS),
           profile: halfProfile,
         });
       }
@@ -459,6 +471,15 @@ async function main() {
     // 6. The table.
     const where = (s) => (pinned ? s : 'unpinned');
     const perOp = (r) => fmt.us((r.cpuMs / r.ops) * 1000);
+    const loopAndGc = (r) =>
+      `Port's event loop was busy ${(r.loopBusy * 100).toFixed(0)}% of the time (event-loop utilization: its CPU, and its waits in a sync fsync); its garbage collector paused it ${fmt.int(r.gc.count)} times, ${fmt.ms(r.gc.ms)} in all (${((r.gc.ms / r.elapsedMs) * 100).toFixed(1)}% of the run), the longest ${fmt.ms(r.gc.maxMs)}.`;
+    const tailLine = (t) =>
+      t.over === 0
+        ? `No exchange took ${HALF_LOAD_AIM_MS} ms or more.`
+        : `The ${fmt.int(t.over)} exchanges that took ${HALF_LOAD_AIM_MS} ms or more were scheduled in ${fmt.int(t.episodes.length)} stretches (an exchange within ${TAIL_GAP_MS} ms of the last slow one joins its stretch); the ${Math.min(3, t.episodes.length)} longest: ${t.episodes
+            .slice(0, 3)
+            .map((e) => `${fmt.ms(e.spanMs)} at ${(e.atMs / 1000).toFixed(2)} s (${fmt.int(e.count)} slow, the slowest ${fmt.ms(e.peakMs)})`)
+            .join('; ')}.`;
     const threadsPerOp = (r, which) => fmt.us((r.threads[which] / r.ops) * 1000);
     const row = (name, loc, inflight, r, unit, errs = '0') =>
       `| ${name} | ${loc} | ${inflight} | ${fmt.int(r.ops)} | ${fmt.int(r.perSecond)} ${unit} | ${fmt.ms(r.p50)} | ${fmt.ms(r.p99)} | ${perOp(r)} | ${errs} |`;
@@ -503,7 +524,7 @@ async function main() {
       '',
       ...lines,
       '',
-      `- Port process during the exchange run: ${((serverCpuMs / exch.elapsedMs) * 100).toFixed(0)}% of one CPU busy (all threads), ${fmt.us((serverCpuMs / exch.ops) * 1000)} CPU per exchange vs ${perOp(base.combined)} per baseline op (CPU ratio ${cpuRatio.toFixed(2)}×); ${fmt.int(exch.voluntarySwitches)} voluntary context switches (${(exch.voluntarySwitches / exch.ops).toFixed(2)} per exchange).`,
+      `- Port process during the exchange run: ${((serverCpuMs / exch.elapsedMs) * 100).toFixed(0)}% of one CPU busy (all threads), ${fmt.us((serverCpuMs / exch.ops) * 1000)} CPU per exchange vs ${perOp(base.combined)} per baseline op (CPU ratio ${cpuRatio.toFixed(2)}×); ${fmt.int(exch.voluntarySwitches)} voluntary context switches (${(exch.voluntarySwitches / exch.ops).toFixed(2)} per exchange). ${loopAndGc(exch)}`,
       ...(exch.threads && base.combined.threads
         ? [
             `- CPU per op by thread (from /proc, 10 ms ticks): exchange — main thread ${threadsPerOp(exch, 'main')}, other threads (libuv pool: WebCrypto; V8 helpers) ${threadsPerOp(exch, 'other')}; baseline — main ${threadsPerOp(base.combined, 'main')}, other ${threadsPerOp(base.combined, 'other')}.`,
@@ -517,8 +538,8 @@ async function main() {
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
       ...(half
         ? [
-            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < 10 ms — ${Number.isFinite(half.p99) && half.p99 < 10 ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, half of ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= 10 ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}.`,
-            `- At half load Port spends ${fmt.us((half.cpuMs / half.ops) * 1000)} CPU per exchange (${perOp(exch)} saturated)${half.threads ? `: main thread ${threadsPerOp(half, 'main')}, other threads ${threadsPerOp(half, 'other')}` : ''}; ${(half.voluntarySwitches / half.ops).toFixed(2)} voluntary context switches per exchange.`,
+            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < ${HALF_LOAD_AIM_MS} ms — ${Number.isFinite(half.p99) && half.p99 < HALF_LOAD_AIM_MS ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, ${halfLoadRate === undefined ? 'half of' : 'set by --half-load-rate; the run above measured'} ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= HALF_LOAD_AIM_MS ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}.`,
+            `- At half load Port spends ${fmt.us((half.cpuMs / half.ops) * 1000)} CPU per exchange (${perOp(exch)} saturated)${half.threads ? `: main thread ${threadsPerOp(half, 'main')}, other threads ${threadsPerOp(half, 'other')}` : ''}; ${(half.voluntarySwitches / half.ops).toFixed(2)} voluntary context switches per exchange. ${loopAndGc(half)} ${tailLine(half.tail)}`,
           ]
         : []),
       `- Cedar decisions (${cedar.large.policies} policies): ${cedar.large.allow} allow / ${cedar.large.deny} deny over ${fmt.int(cedar.large.ops)} exchange and assume requests for varied jobs; ${cedar.large.entities} entities each.`,
@@ -578,6 +599,20 @@ function sum(items, f) {
 }
 
 /**
+ * What Port's own readings say about a measured stretch (between usage readings u0 and u1):
+ * how busy its event loop was (a sync fsync counts as busy: the loop serves nothing
+ * meanwhile) and its garbage collector's pauses (the longest since u0).
+ */
+function portUsage(u0, u1) {
+  const active = u1.eventLoop.active - u0.eventLoop.active;
+  const idle = u1.eventLoop.idle - u0.eventLoop.idle;
+  return {
+    loopBusy: active + idle > 0 ? active / (active + idle) : NaN,
+    gc: { count: u1.gc.count - u0.gc.count, ms: u1.gc.ms - u0.gc.ms, maxMs: u1.gc.maxMs },
+  };
+}
+
+/**
  * The exchange's slices (each `measured`) as one measurement: latencies pooled, time and
  * Port's usage summed over the slices only (the baseline's turns between them count for
  * neither side).
@@ -593,11 +628,21 @@ function foldSlices(parts) {
       exhausted: parts.some((p) => p.result.exhausted),
       halves: undefined,
     },
-    u0: { cpuMs: 0, threads: threads ? { main: 0, other: 0 } : undefined, rusage: { voluntaryContextSwitches: 0 }, io: io ? { writeBytes: 0, syscw: 0 } : undefined },
+    u0: {
+      cpuMs: 0,
+      threads: threads ? { main: 0, other: 0 } : undefined,
+      rusage: { voluntaryContextSwitches: 0 },
+      io: io ? { writeBytes: 0, syscw: 0 } : undefined,
+      eventLoop: { active: 0, idle: 0 },
+      gc: { count: 0, ms: 0 },
+    },
     u1: {
       cpuMs: delta((u) => u.cpuMs),
       threads: threads ? { main: delta((u) => u.threads.main), other: delta((u) => u.threads.other) } : undefined,
       rusage: { voluntaryContextSwitches: delta((u) => u.rusage.voluntaryContextSwitches) },
+      eventLoop: { active: delta((u) => u.eventLoop.active), idle: delta((u) => u.eventLoop.idle) },
+      // Each part's u0 reading restarted the longest-pause count, so its u1 holds the part's longest.
+      gc: { count: delta((u) => u.gc.count), ms: delta((u) => u.gc.ms), maxMs: Math.max(...parts.map((p) => p.u1.gc.maxMs)) },
       io: io ? { writeBytes: delta((u) => u.io.writeBytes), syscw: delta((u) => u.io.syscw) } : undefined,
     },
     clientCpuMs: sum(parts, (p) => p.clientCpuMs),

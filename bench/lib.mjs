@@ -68,7 +68,7 @@ export async function closedLoop({ concurrency, durationMs, op }) {
  * wake issues every request already due, then sleeps until the next is due (a timer for
  * the whole milliseconds, then event-loop turns for the rest, so the load generator's CPU
  * spins at rates of ~1,000/s and more). Waits for every request in flight at the end.
- * Returns the latencies (ms); the elapsed time, up to the last answer; `issued` requests
+ * Returns the latencies (ms) and when each was due (`scheduled`, ms from the start); the elapsed time, up to the last answer; `issued` requests
  * (the ops that did not return false); the most in flight at once; and `lateStartsMs`,
  * how far behind its schedule the generator itself sent its most delayed request, which
  * shows a load generator that could not keep up.
@@ -78,6 +78,8 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
   const intervalMs = 1000 / ratePerSecond;
   const total = Math.ceil(durationMs / intervalMs);
   const latencies = [];
+  /** When each timed op was due, in ms from the start (parallel to `latencies`). */
+  const scheduled = [];
   let exhausted = false;
   let failure;
   let issued = 0;
@@ -109,7 +111,11 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
             if (more === false) {
               exhausted = true;
               issued--;
-            } else if (more !== 'error') latencies.push(performance.now() - due); // 'error': counted by the caller, not timed
+            } else if (more !== 'error') {
+              // 'error': counted by the caller, not timed
+              latencies.push(performance.now() - due);
+              scheduled.push(due - start);
+            }
           },
           (err) => {
             failure ??= err;
@@ -124,7 +130,31 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
   if (inFlight > 0) await new Promise((resolve) => (drained = resolve));
   const elapsedMs = performance.now() - start;
   if (failure !== undefined) throw failure;
-  return { latencies, elapsedMs, exhausted, issued, maxInFlight, lateStartsMs };
+  return { latencies, scheduled, elapsedMs, exhausted, issued, maxInFlight, lateStartsMs };
+}
+
+/**
+ * Where an open loop's slow ops were: those taking `overMs` or more, grouped in stretches
+ * (an op due within `gapMs` of the last slow one joins its stretch), longest first. A tail
+ * made of a few long stretches is a stall (the host's, a pause); one spread thin is per-op cost.
+ * `scheduled[i]` is when op i was due (ms from the start), `latencies[i]` how long it took.
+ */
+export function tailEpisodes(scheduled, latencies, overMs, gapMs) {
+  const slow = scheduled.map((at, i) => [at, latencies[i]]).filter(([, ms]) => ms >= overMs);
+  slow.sort((a, b) => a[0] - b[0]);
+  const episodes = [];
+  let last;
+  let lastDue = -Infinity;
+  for (const [at, ms] of slow) {
+    if (at - lastDue > gapMs) episodes.push((last = { atMs: at, spanMs: 0, count: 0, peakMs: 0 }));
+    lastDue = at;
+    // From the first slow op's due time to the last answer among them.
+    last.spanMs = Math.max(last.spanMs, at + ms - last.atMs);
+    last.count++;
+    if (ms > last.peakMs) last.peakMs = ms;
+  }
+  episodes.sort((a, b) => b.spanMs - a.spanMs);
+  return { over: slow.length, episodes };
 }
 
 /** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
