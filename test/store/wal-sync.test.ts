@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError } from '../../src/store/errors.js';
-import { INLINE_SYNC_LIMIT_MS, THREAD_POOL_GROUP_WRITES, THREAD_POOL_PERIOD_MS, WalSync } from '../../src/store/sqlite/wal-sync.js';
+import {
+  INLINE_SYNC_LIMIT_MS,
+  LOOP_BUSY_AT_LEAST,
+  LOOP_IDLE_BELOW,
+  LOOP_WINDOW_MS,
+  THREAD_POOL_GROUP_WRITES,
+  THREAD_POOL_PERIOD_MS,
+  WalSync,
+  type EventLoopTime,
+} from '../../src/store/sqlite/wal-sync.js';
 
 describe('WalSync: where the log is synced', () => {
   let dir: string;
@@ -32,8 +41,26 @@ describe('WalSync: where the log is synced', () => {
     };
   }
 
+  /**
+   * An event loop that was busy `shares[i]` of the time before the i-th reading (the first
+   * reading is the starting mark). Past the list it stays idle, as the tests' own loop is
+   * not the one they describe.
+   */
+  function loop(shares: number[] = []) {
+    const time: EventLoopTime = { active: 0, idle: 0 };
+    let readings = 0;
+    const read = () => {
+      const share = readings === 0 ? 0 : (shares[readings - 1] ?? 0);
+      readings++;
+      time.active += share * LOOP_WINDOW_MS;
+      time.idle += (1 - share) * LOOP_WINDOW_MS;
+      return { ...time };
+    };
+    return Object.assign(read, { readings: () => readings });
+  }
+
   it('syncs on the event loop while syncs are fast: the sync has returned before the promise is even awaited', async () => {
-    const wal = new WalSync(file, clock([0, 0.3, 10, 10.2]));
+    const wal = new WalSync(file, clock([0, 0.3, 10, 10.2]), loop());
     const p = wal.sync();
     expect(wal.syncs).toEqual({ inline: 1, threadPool: 0 });
     await p;
@@ -57,6 +84,7 @@ describe('WalSync: where the log is synced', () => {
         2 * P + 1, 2 * P + 1 + 0.1 * L, // inline again
         2 * P + 2, 2 * P + 2 + 0.1 * L,
       ]),
+      loop(),
     );
     const counts: string[] = [];
     for (let i = 0; i < 8; i++) {
@@ -71,7 +99,7 @@ describe('WalSync: where the log is synced', () => {
     const G = THREAD_POOL_GROUP_WRITES;
     // Inline syncs read the clock at start and end; a thread-pool one at its start only.
     let t = 0;
-    const wal = new WalSync(file, () => (t += 0.05));
+    const wal = new WalSync(file, () => (t += 0.05), loop());
     const where: string[] = [];
     const sync = async (writes: number) => {
       const before = wal.syncs.inline;
@@ -103,16 +131,59 @@ describe('WalSync: where the log is synced', () => {
     for (let i = 0; i < 8; i++) times.push(i, i + 0.3 * L); // 8 fast ones
     times.push(8, 8 + 5 * L); // one 5× the limit: the average rises to ~0.8× the limit
     times.push(14 * L, 14.3 * L);
-    const wal = new WalSync(file, clock(times));
+    const wal = new WalSync(file, clock(times), loop());
     for (let i = 0; i < 10; i++) await wal.sync();
     expect(wal.syncs).toEqual({ inline: 10, threadPool: 0 });
+    wal.close();
+  });
+
+  it(`lone writes sync on the thread pool while the event loop has been busy ${LOOP_BUSY_AT_LEAST * 100}% of its recent time or more, and come back once it is under ${LOOP_IDLE_BELOW * 100}%`, async () => {
+    const W = LOOP_WINDOW_MS;
+    // One sync per half window, each a fast 0.1 ms inline (two clock readings) or on the
+    // thread pool (one): the clock is read as the test goes.
+    let t = 0;
+    const shares = [
+      0.2, // quiet: inline
+      LOOP_BUSY_AT_LEAST, // busy: to the thread pool
+      LOOP_IDLE_BELOW, // less busy, but not under the lower mark: stays there
+      LOOP_IDLE_BELOW - 0.01, // under it: back on the event loop
+      LOOP_BUSY_AT_LEAST - 0.01, // between the two marks, coming from quiet: stays inline
+    ];
+    const eventLoop = loop(shares);
+    const wal = new WalSync(file, () => t, eventLoop);
+    const where: string[] = [];
+    for (let i = 0; i < 2 * (shares.length + 1); i++) {
+      t = (i * W) / 2;
+      const before = wal.syncs.inline;
+      await wal.sync(1);
+      where.push(wal.syncs.inline > before ? 'inline' : 'pool');
+    }
+    // A reading per full window: the syncs of one window share its verdict.
+    expect(eventLoop.readings()).toBe(shares.length + 1);
+    expect(where).toEqual(['inline', 'inline', 'inline', 'inline', 'pool', 'pool', 'pool', 'pool', 'inline', 'inline', 'inline', 'inline']);
+    wal.close();
+  });
+
+  it('reads the real event loop by default: a loop kept busy sends lone writes to the thread pool', async () => {
+    const wal = new WalSync(file);
+    await wal.sync(1);
+    expect(wal.syncs).toEqual({ inline: 1, threadPool: 0 });
+    // Keep the event loop busy for more than a window, in turns (each a few ms of work).
+    const until = performance.now() + 2 * LOOP_WINDOW_MS;
+    while (performance.now() < until) {
+      const spin = performance.now() + 5;
+      while (performance.now() < spin);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await wal.sync(1);
+    expect(wal.syncs).toEqual({ inline: 1, threadPool: 1 });
     wal.close();
   });
 
   for (const where of ['on the event loop', 'on the thread pool'] as const) {
     it(`a failed sync ${where} rejects as "could not make its commits durable", and every later sync is refused without syncing`, async () => {
       // A first sync opens the log; it is slow (50 ms) in the thread-pool case, so the failing one goes there.
-      const wal = new WalSync(file, where === 'on the event loop' ? clock([0, 0.1, 1, 1.1]) : clock([0, 50, 51]));
+      const wal = new WalSync(file, where === 'on the event loop' ? clock([0, 0.1, 1, 1.1]) : clock([0, 50, 51]), loop());
       await wal.sync();
       // The descriptor the sync uses is gone, as after a dying disk (EBADF).
       closeSync((wal as unknown as { fd: number }).fd);

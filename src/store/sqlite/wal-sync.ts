@@ -1,4 +1,5 @@
 import { close, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { StoreUnavailableError } from '../errors.js';
 
 /**
@@ -17,6 +18,24 @@ export const THREAD_POOL_PERIOD_MS = 1_000;
  * loop serves them during the sync.
  */
 export const THREAD_POOL_GROUP_WRITES = 2;
+/**
+ * While the event loop was busy at least this share of the last LOOP_WINDOW_MS (its
+ * event-loop utilization, which counts a sync on it as busy), every sync runs on the thread
+ * pool; it comes back to the event loop once the share falls under LOOP_IDLE_BELOW (two
+ * thresholds, so that taking the syncs off the loop, which lowers its share, does not
+ * bring them straight back).
+ */
+export const LOOP_BUSY_AT_LEAST = 0.5;
+/** See LOOP_BUSY_AT_LEAST. */
+export const LOOP_IDLE_BELOW = 0.3;
+/** How long a stretch of the event loop's time each utilization reading covers, in ms. */
+export const LOOP_WINDOW_MS = 100;
+
+/** The event loop's busy and idle time since it started, in ms (`performance.eventLoopUtilization()`). */
+export interface EventLoopTime {
+  active: number;
+  idle: number;
+}
 
 /** How many syncs ran where, since the store opened. */
 export interface WalSyncCounts {
@@ -30,20 +49,27 @@ export interface WalSyncCounts {
  * writes or while the disk is slow.
  *
  * Where the sync runs is a trade. On the event loop it blocks every request for as long as
- * the disk takes, but costs no thread hop: on a busy core the hop's wake-ups (the pool
- * thread, then the event loop again) cost more CPU than a fast disk's sync takes, and they
- * are paid once per group commit, so most at light load, where a group is one write. On
- * the thread pool the event loop keeps serving requests during the sync, and their writes
- * form the next group; when groups hold several writes, other requests are in flight,
- * and an fsync on the event loop would leave the core idle while they wait (under full
- * load about a tenth of the event loop's time, bench/exchange). So a group of
- * THREAD_POOL_GROUP_WRITES or more syncs on the thread pool, and so does a lone write
- * among such groups (the running average of their sizes at least that). Where writes
- * come one at a time, a lone write syncs on the event loop while the running average of
- * those syncs' durations stays within INLINE_SYNC_LIMIT_MS, and on the thread pool while
- * it is over; then one sync per THREAD_POOL_PERIOD_MS is still tried on the event loop, so
- * the average follows the disk back down when it recovers. A slow disk thus blocks the
- * event loop for the few syncs it takes the average to rise, then for one sync per period.
+ * the disk takes, but costs no thread hop: the hop's wake-ups (the pool thread, then the
+ * event loop again) cost CPU (~30 µs a sync on the machine of bench/exchange, where a fast
+ * sync blocks for 0.1–0.3 ms), and they are paid once per group commit, so most at light
+ * load, where a group is one write. On the thread pool the event loop keeps serving
+ * requests during the sync, and their writes form the next group. Blocking costs nothing
+ * while nothing else is waiting, and delays everything that is: so
+ * - a group of THREAD_POOL_GROUP_WRITES or more syncs on the thread pool (other requests
+ *   are in flight), and so does a lone write among such groups (the running average of
+ *   their sizes at least that);
+ * - so does every sync while the event loop has been busy LOOP_BUSY_AT_LEAST of its recent
+ *   time, until that falls under LOOP_IDLE_BELOW: requests then arrive one at a time but
+ *   often while the loop is busy, and a sync on it adds its whole duration to their wait.
+ *   Measured at half of the saturated exchange rate (bench/exchange), syncs on the event loop
+ *   kept it busy a fifth of the time, and the queue that a busier loop builds on every
+ *   hiccup of the host was what set the p99;
+ * - otherwise (light load) a lone write syncs on the event loop while the running average
+ *   of those syncs' durations stays within INLINE_SYNC_LIMIT_MS, and on the thread pool
+ *   while it is over; then one sync per THREAD_POOL_PERIOD_MS is still tried on the event
+ *   loop, so the average follows the disk back down when it recovers. A slow disk thus
+ *   blocks the event loop for the few syncs it takes the average to rise, then for one
+ *   sync per period.
  *
  * The store runs SQLite with `synchronous=NORMAL` in WAL mode: COMMIT appends the
  * transaction's frames to the `-wal` file without syncing it, and SQLite itself syncs the
@@ -77,15 +103,22 @@ export class WalSync {
   private groupAverage = 1;
   /** When (on `now`'s clock) the last sync on the event loop started. */
   private lastInline = -Infinity;
+  /** Whether the event loop has been busy (LOOP_BUSY_AT_LEAST) in the last reading. */
+  private loopBusy = false;
+  /** The event loop's time at the start of the current reading, and when (on `now`'s clock) that was. */
+  private loopMark: EventLoopTime | undefined;
+  private loopMarkAt = 0;
   private readonly counts: WalSyncCounts = { inline: 0, threadPool: 0 };
 
   /**
    * `dbPath` is the database file; its log is `${dbPath}-wal`, which exists while a
-   * connection in WAL mode is open. `now` is a monotonic clock in ms (tests pass their own).
+   * connection in WAL mode is open. `now` is a monotonic clock in ms and `eventLoop` the
+   * event loop's busy and idle time (tests pass their own).
    */
   constructor(
     private readonly dbPath: string,
     private readonly now: () => number = () => performance.now(),
+    private readonly eventLoop: () => EventLoopTime = () => performance.eventLoopUtilization(),
   ) {}
 
   /** Why this store may no longer write (a failed fsync), or undefined. */
@@ -115,7 +148,7 @@ export class WalSync {
     this.groupAverage += (writes - this.groupAverage) * SYNC_AVERAGE_WEIGHT;
     const inFlight = writes >= THREAD_POOL_GROUP_WRITES || this.groupAverage >= THREAD_POOL_GROUP_WRITES;
     const slowDisk = this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS;
-    if (inFlight || slowDisk) {
+    if (inFlight || slowDisk || this.busyLoop(start)) {
       this.counts.threadPool++;
       return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
     }
@@ -128,6 +161,25 @@ export class WalSync {
     }
     this.average += (this.now() - start - this.average) * SYNC_AVERAGE_WEIGHT;
     return Promise.resolve();
+  }
+
+  /**
+   * Whether the event loop has been busy of late: re-read once a reading covers
+   * LOOP_WINDOW_MS (a first sync after a quiet minute sees the quiet minute).
+   */
+  private busyLoop(now: number): boolean {
+    if (this.loopMark === undefined || now - this.loopMarkAt >= LOOP_WINDOW_MS) {
+      const time = this.eventLoop();
+      if (this.loopMark !== undefined) {
+        const active = time.active - this.loopMark.active;
+        const total = active + time.idle - this.loopMark.idle;
+        const share = total > 0 ? active / total : 0;
+        this.loopBusy = this.loopBusy ? share >= LOOP_IDLE_BELOW : share >= LOOP_BUSY_AT_LEAST;
+      }
+      this.loopMark = { active: time.active, idle: time.idle };
+      this.loopMarkAt = now;
+    }
+    return this.loopBusy;
   }
 
   /** Closes the log's descriptor; call after the last sync has settled. */
