@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FileIdentity } from '../../src/store/sqlite/file-identity.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { BACKSTOP_AUTOCHECKPOINT_FRAMES, CHECKPOINT_WRITES, DEFAULT_AUTOCHECKPOINT_FRAMES, WalCheckpointer } from '../../src/store/sqlite/wal-checkpointer.js';
 
@@ -94,7 +95,7 @@ describe('WalCheckpointer: the write-ahead log checkpointed off the event loop',
     db.pragma('journal_mode = WAL');
     try {
       // The thread opens the file by path: a path with nothing there makes it fail at once.
-      const checkpointer = new WalCheckpointer(db, join(dir, 'missing', 'port.db'), 1);
+      const checkpointer = new WalCheckpointer(db, join(dir, 'missing', 'port.db'), undefined, 1);
       expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(BACKSTOP_AUTOCHECKPOINT_FRAMES);
       checkpointer.wrote(1);
       await vi.waitFor(() => expect(checkpointer.stats.failure).toMatch(/the checkpoint thread (failed|exited)/), { timeout: 10_000 });
@@ -103,6 +104,25 @@ describe('WalCheckpointer: the write-ahead log checkpointed off the event loop',
       // Later writes start nothing more; closing a failed checkpointer returns at once.
       checkpointer.wrote(10);
       expect(checkpointer.stats.runs).toBe(0);
+      await checkpointer.close();
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a thread that finds another file at the path refuses it, and the event loop connection checkpoints its own file', async () => {
+    const file = join(dir, 'port.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    // By the time the thread opens the path, it names another SQLite file (swapped in by a restore, say).
+    const other = join(dir, 'other.db');
+    new Database(other).close();
+    try {
+      const checkpointer = new WalCheckpointer(db, other, new FileIdentity(file), 1);
+      checkpointer.wrote(1);
+      await vi.waitFor(() => expect(checkpointer.stats.failure).toMatch(/its path names another file than the one the store opened/), { timeout: 10_000 });
+      expect(checkpointer.stats.runs).toBe(0);
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_FRAMES);
       await checkpointer.close();
     } finally {
       db.close();

@@ -8,8 +8,9 @@ import { statSync } from 'node:fs';
  * SQLite itself makes for SQLITE_FCNTL_HAS_MOVED, https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html).
  */
 export class FileIdentity {
-  private readonly dev: number;
-  private readonly ino: number;
+  /** The device and inode of the file as opened. */
+  readonly dev: number;
+  readonly ino: number;
 
   constructor(readonly path: string) {
     const st = statSync(path);

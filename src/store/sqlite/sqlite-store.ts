@@ -98,7 +98,7 @@ export class SqliteStore implements Store {
     }
     this.identity = path === ':memory:' ? undefined : new FileIdentity(path);
     this.wal = path === ':memory:' ? undefined : new WalSync(path);
-    this.checkpointer = path === ':memory:' ? undefined : new WalCheckpointer(this.db, path);
+    this.checkpointer = path === ':memory:' ? undefined : new WalCheckpointer(this.db, path, this.identity);
     const [wal, checkpointer] = [this.wal, this.checkpointer];
     this.stmts = this.prepare();
     this.webhookWorkTable = new SqliteWebhookWorkTable(this.db);

@@ -40,9 +40,18 @@ type ThreadReply = { busy: number; log: number; checkpointed: number } | { error
 // code runs from the compiled package and from the TypeScript sources under test; it is
 // CommonJS and gets better-sqlite3's resolved path from the event loop's thread.
 const THREAD_SOURCE = `
+const { statSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.betterSqlite3);
 const db = new Database(workerData.path, { fileMustExist: true });
+// Opened by path: it must still name the file the store opened (device and inode, checked
+// once open), or this connection would checkpoint another file's log. Throwing here fails
+// the thread, and the store's own connection takes the checkpoints back.
+const opened = statSync(workerData.path);
+if (workerData.file && (opened.dev !== workerData.file.dev || opened.ino !== workerData.file.ino)) {
+  db.close();
+  throw new Error('its path names another file than the one the store opened');
+}
 parentPort.on('message', (msg) => {
   if (msg === 'close') {
     db.close();
@@ -99,9 +108,14 @@ export class WalCheckpointer {
   private closed = false;
   private readonly counts: WalCheckpointStats = { runs: 0, logFrames: 0, partial: 0 };
 
+  /**
+   * `file` is the device and inode of the file the store opened at `dbPath` (FileIdentity):
+   * the thread refuses to run on anything else the path may name by the time it opens it.
+   */
   constructor(
     private readonly db: Database.Database,
     private readonly dbPath: string,
+    private readonly file: { dev: number; ino: number } | undefined,
     private readonly everyWrites = CHECKPOINT_WRITES,
   ) {
     db.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_FRAMES}`);
@@ -153,7 +167,11 @@ export class WalCheckpointer {
       eval: true,
       // Not the process's flags: `--input-type=module` among them would make the source ESM.
       execArgv: [],
-      workerData: { path: this.dbPath, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') },
+      workerData: {
+        path: this.dbPath,
+        file: this.file && { dev: this.file.dev, ino: this.file.ino },
+        betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3'),
+      },
     });
     worker.on('message', (reply: ThreadReply) => this.done(reply));
     worker.on('error', (err) => this.fail(`the checkpoint thread failed (${err.message})`));
