@@ -148,7 +148,9 @@ export class WalSync {
     this.groupAverage += (writes - this.groupAverage) * SYNC_AVERAGE_WEIGHT;
     const inFlight = writes >= THREAD_POOL_GROUP_WRITES || this.groupAverage >= THREAD_POOL_GROUP_WRITES;
     const slowDisk = this.average > INLINE_SYNC_LIMIT_MS && start - this.lastInline < THREAD_POOL_PERIOD_MS;
-    if (inFlight || slowDisk || this.busyLoop(start)) {
+    // Read on every sync, not only when it decides: a reading spanning a saturated stretch would outlive it.
+    const busyLoop = this.busyLoop(start);
+    if (inFlight || slowDisk || busyLoop) {
       this.counts.threadPool++;
       return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(this.fail(err)) : resolve())));
     }
