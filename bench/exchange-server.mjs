@@ -32,13 +32,15 @@ let dir;
 let session;
 /** Port's garbage-collection pauses (main thread): how many, their total and the longest since the last `usage`. */
 const gc = { count: 0, ms: 0, maxMs: 0 };
-new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) {
+const countPauses = (entries) => {
+  for (const e of entries) {
     gc.count++;
     gc.ms += e.duration;
     if (e.duration > gc.maxMs) gc.maxMs = e.duration;
   }
-}).observe({ entryTypes: ['gc'] });
+};
+const gcObserver = new PerformanceObserver((list) => countPauses(list.getEntries()));
+gcObserver.observe({ entryTypes: ['gc'] });
 
 async function close() {
   const p = port;
@@ -94,7 +96,10 @@ childMain({
     writeFileSync(file, JSON.stringify(profile));
     process.send({ type: 'profile-stopped', file });
   },
-  usage() {
+  async usage() {
+    // GC entries reach the observer a turn or more after the pause: take what is pending.
+    await new Promise((resolve) => setImmediate(resolve));
+    countPauses(gcObserver.takeRecords());
     // `eventLoop`: the loop's busy and idle time since start (a sync fsync counts as busy).
     const { active, idle } = performance.eventLoopUtilization();
     process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage(), io: procIo(process.pid), eventLoop: { active, idle }, gc: { ...gc } });

@@ -97,7 +97,7 @@ const policyCount = posInt('policies');
 const partsMs = Number(opts['parts-duration']) * 1000;
 /** The half-load row's aim: p99 under this many ms. */
 const HALF_LOAD_AIM_MS = 10;
-/** Slow exchanges scheduled less than this apart belong to one stretch (tailEpisodes). */
+/** Slow exchanges scheduled at most this far apart belong to one stretch (tailEpisodes). */
 const TAIL_GAP_MS = 50;
 const halfLoadMs = opts['half-load-duration'] === undefined ? durationMs : Number(opts['half-load-duration']) * 1000;
 const halfLoadRate = opts['half-load-rate'] === undefined ? undefined : Number(opts['half-load-rate']);
@@ -472,11 +472,11 @@ async function main() {
     const where = (s) => (pinned ? s : 'unpinned');
     const perOp = (r) => fmt.us((r.cpuMs / r.ops) * 1000);
     const loopAndGc = (r) =>
-      `Port's event loop was busy ${(r.loopBusy * 100).toFixed(0)}% of the time (event-loop utilization: its CPU, and its waits in a sync fsync); its garbage collector paused it ${fmt.int(r.gc.count)} times, ${fmt.ms(r.gc.ms)} in all (${((r.gc.ms / r.elapsedMs) * 100).toFixed(1)}% of the run), the longest ${fmt.ms(r.gc.maxMs)}.`;
+      `Port's event loop was busy ${(r.loopBusy * 100).toFixed(0)}% of the time (event-loop utilization: its CPU, its waits in a sync fsync, and time it was preempted); its garbage collector paused it ${fmt.int(r.gc.count)} times, ${fmt.ms(r.gc.ms)} in all (${((r.gc.ms / r.elapsedMs) * 100).toFixed(1)}% of the run), the longest ${fmt.ms(r.gc.maxMs)}.`;
     const tailLine = (t) =>
       t.over === 0
         ? `No exchange took ${HALF_LOAD_AIM_MS} ms or more.`
-        : `The ${fmt.int(t.over)} exchanges that took ${HALF_LOAD_AIM_MS} ms or more were scheduled in ${fmt.int(t.episodes.length)} stretches (an exchange within ${TAIL_GAP_MS} ms of the last slow one joins its stretch); the ${Math.min(3, t.episodes.length)} longest: ${t.episodes
+        : `The ${fmt.int(t.over)} exchanges that took ${HALF_LOAD_AIM_MS} ms or more were scheduled in ${fmt.int(t.episodes.length)} stretches (an exchange due within ${TAIL_GAP_MS} ms of the last slow one joins its stretch); the ${Math.min(3, t.episodes.length)} longest: ${t.episodes
             .slice(0, 3)
             .map((e) => `${fmt.ms(e.spanMs)} at ${(e.atMs / 1000).toFixed(2)} s (${fmt.int(e.count)} slow, the slowest ${fmt.ms(e.peakMs)})`)
             .join('; ')}.`;

@@ -68,8 +68,9 @@ export async function closedLoop({ concurrency, durationMs, op }) {
  * wake issues every request already due, then sleeps until the next is due (a timer for
  * the whole milliseconds, then event-loop turns for the rest, so the load generator's CPU
  * spins at rates of ~1,000/s and more). Waits for every request in flight at the end.
- * Returns the latencies (ms) and when each was due (`scheduled`, ms from the start); the elapsed time, up to the last answer; `issued` requests
- * (the ops that did not return false); the most in flight at once; and `lateStartsMs`,
+ * Returns the latencies (ms) and when each was due (`scheduled`, ms from the start); the
+ * elapsed time, up to the last answer; `issued` requests (the ops that did not return
+ * false); the most in flight at once; and `lateStartsMs`,
  * how far behind its schedule the generator itself sent its most delayed request, which
  * shows a load generator that could not keep up.
  */

@@ -139,8 +139,8 @@ describe('WalSync: where the log is synced', () => {
 
   it(`lone writes sync on the thread pool while the event loop has been busy ${LOOP_BUSY_AT_LEAST * 100}% of its recent time or more, and come back once it is under ${LOOP_IDLE_BELOW * 100}%`, async () => {
     const W = LOOP_WINDOW_MS;
-    // One sync per half window, each a fast 0.1 ms inline (two clock readings) or on the
-    // thread pool (one): the clock is read as the test goes.
+    // One sync per half window, inline or on the thread pool; the clock stands still during
+    // each (an inline sync times as 0 ms, far from the slow-disk limit).
     let t = 0;
     const shares = [
       0.2, // quiet: inline
@@ -165,7 +165,10 @@ describe('WalSync: where the log is synced', () => {
   });
 
   it('reads the real event loop by default: a loop kept busy sends lone writes to the thread pool', async () => {
-    const wal = new WalSync(file);
+    // The test's clock stands still during a sync, so a slow fsync here can't send the next
+    // one to the pool by the slow-disk rule; it jumps past the window after the busy stretch.
+    let t = 0;
+    const wal = new WalSync(file, () => t);
     await wal.sync(1);
     expect(wal.syncs).toEqual({ inline: 1, threadPool: 0 });
     // Keep the event loop busy for more than a window, in turns (each a few ms of work).
@@ -175,8 +178,36 @@ describe('WalSync: where the log is synced', () => {
       while (performance.now() < spin);
       await new Promise((resolve) => setImmediate(resolve));
     }
+    t = 2 * LOOP_WINDOW_MS;
     await wal.sync(1);
     expect(wal.syncs).toEqual({ inline: 1, threadPool: 1 });
+    wal.close();
+  });
+
+  it('reads the event loop on syncs the groups decide too: lone writes right after a busy stretch of groups stay on the thread pool', async () => {
+    const W = LOOP_WINDOW_MS;
+    let t = 0;
+    // Busy while the groups come, quiet after.
+    const eventLoop = loop([0.9, 0.9, 0.1]);
+    const wal = new WalSync(file, () => t, eventLoop);
+    const where: string[] = [];
+    const sync = async (writes: number) => {
+      const before = wal.syncs.inline;
+      await wal.sync(writes);
+      where.push(wal.syncs.inline > before ? 'inline' : 'pool');
+    };
+    for (const at of [0, W, 2 * W]) {
+      t = at;
+      await sync(THREAD_POOL_GROUP_WRITES);
+    }
+    // Three groups of 2 leave the running average of group sizes under
+    // THREAD_POOL_GROUP_WRITES (it starts at 1): this lone write is placed by the busy reading alone.
+    t = 2.5 * W;
+    await sync(1);
+    t = 3 * W;
+    await sync(1); // the next reading: quiet
+    expect(where).toEqual(['pool', 'pool', 'pool', 'pool', 'inline']);
+    expect(eventLoop.readings()).toBe(4);
     wal.close();
   });
 

@@ -43,14 +43,22 @@ const THREAD_SOURCE = `
 const { statSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.betterSqlite3);
+// Opened by path: it must name the file the store opened (device and inode), or this
+// connection would checkpoint another file's log. Checked before opening and again once
+// open (no statement has run, so closing leaves another file as it was). The two stats
+// narrow the window without closing it (a path swapped away and back between them passes):
+// better-sqlite3 exposes neither the descriptor nor SQLITE_FCNTL_HAS_MOVED to compare.
+// Throwing fails the thread, and the store's own connection takes the checkpoints back.
+const REPLACED = 'its path names another file than the one the store opened';
+const sameFile = () => {
+  const st = statSync(workerData.path);
+  return !workerData.file || (st.dev === workerData.file.dev && st.ino === workerData.file.ino);
+};
+if (!sameFile()) throw new Error(REPLACED);
 const db = new Database(workerData.path, { fileMustExist: true });
-// Opened by path: it must still name the file the store opened (device and inode, checked
-// once open), or this connection would checkpoint another file's log. Throwing here fails
-// the thread, and the store's own connection takes the checkpoints back.
-const opened = statSync(workerData.path);
-if (workerData.file && (opened.dev !== workerData.file.dev || opened.ino !== workerData.file.ino)) {
+if (!sameFile()) {
   db.close();
-  throw new Error('its path names another file than the one the store opened');
+  throw new Error(REPLACED);
 }
 parentPort.on('message', (msg) => {
   if (msg === 'close') {

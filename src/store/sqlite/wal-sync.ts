@@ -19,16 +19,25 @@ export const THREAD_POOL_PERIOD_MS = 1_000;
  */
 export const THREAD_POOL_GROUP_WRITES = 2;
 /**
- * While the event loop was busy at least this share of the last LOOP_WINDOW_MS (its
- * event-loop utilization, which counts a sync on it as busy), every sync runs on the thread
- * pool; it comes back to the event loop once the share falls under LOOP_IDLE_BELOW (two
- * thresholds, so that taking the syncs off the loop, which lowers its share, does not
- * bring them straight back).
+ * While the event loop was busy at least this share of its time at the last reading (its
+ * event-loop utilization since the reading before, which counts a sync on it as busy, and
+ * time the thread was preempted), every sync runs on the thread pool; it comes back to the
+ * event loop once a reading's share falls under LOOP_IDLE_BELOW. Two thresholds, so that
+ * taking the syncs off the loop, which lowers its share, does not bring them straight
+ * back: that holds while the syncs on the loop add less than the 20 points between them
+ * (about 0.3× its other work for lone exchanges on bench/exchange's machine). Where a slow
+ * disk's syncs add more, the verdict may alternate reading by reading between the two
+ * places, each fine at that load (and past INLINE_SYNC_LIMIT_MS they leave the loop anyway).
  */
 export const LOOP_BUSY_AT_LEAST = 0.5;
 /** See LOOP_BUSY_AT_LEAST. */
 export const LOOP_IDLE_BELOW = 0.3;
-/** How long a stretch of the event loop's time each utilization reading covers, in ms. */
+/**
+ * A sync takes a new reading once the last is this old (ms), so a reading covers at least
+ * this long (longer when syncs are sparse: a first sync after a quiet minute sees the quiet
+ * minute), and its verdict holds until the next. A loop that turns busy keeps syncing on it
+ * for up to about two windows.
+ */
 export const LOOP_WINDOW_MS = 100;
 
 /** The event loop's busy and idle time since it started, in ms (`performance.eventLoopUtilization()`). */
@@ -59,7 +68,7 @@ export interface WalSyncCounts {
  *   are in flight), and so does a lone write among such groups (the running average of
  *   their sizes at least that);
  * - so does every sync while the event loop has been busy LOOP_BUSY_AT_LEAST of its recent
- *   time, until that falls under LOOP_IDLE_BELOW: requests then arrive one at a time but
+ *   time (a reading per LOOP_WINDOW_MS), until that falls under LOOP_IDLE_BELOW: requests then arrive one at a time but
  *   often while the loop is busy, and a sync on it adds its whole duration to their wait.
  *   Measured at half of the saturated exchange rate (bench/exchange), syncs on the event loop
  *   kept it busy a fifth of the time, and the queue that a busier loop builds on every
@@ -165,10 +174,7 @@ export class WalSync {
     return Promise.resolve();
   }
 
-  /**
-   * Whether the event loop has been busy of late: re-read once a reading covers
-   * LOOP_WINDOW_MS (a first sync after a quiet minute sees the quiet minute).
-   */
+  /** Whether the event loop has been busy of late: the last reading's verdict, re-read once it is LOOP_WINDOW_MS old. */
   private busyLoop(now: number): boolean {
     if (this.loopMark === undefined || now - this.loopMarkAt >= LOOP_WINDOW_MS) {
       const time = this.eventLoop();
