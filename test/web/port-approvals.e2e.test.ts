@@ -365,7 +365,7 @@ describe('(c) a request expires', () => {
     const wait = request.expiresAt - Date.now() + 100;
     await timed('c: waiting for expiry', () => new Promise((r) => setTimeout(r, Math.max(0, wait))));
 
-    // Too late: `decide` sees the request past its expiry, closes it, and refuses.
+    // Too late: `decide` sees the request past its expiry (or the expiry sweep has closed it already), and refuses.
     const [response] = await Promise.all([
       pat.waitForResponse((r) => r.url().endsWith(`${detailPath}/decision`) && r.request().method() === 'POST'),
       pat.click('button.approve'),
@@ -373,7 +373,7 @@ describe('(c) a request expires', () => {
     expect(response.status()).toBe(409);
     await pat.waitForLoadState();
     expect(await pat.textContent('main')).toContain('request_closed');
-    expect(await pat.textContent('main')).toContain('This request has expired.');
+    expect(await pat.textContent('main')).toContain('This request has expired; it can no longer be decided.');
 
     const closed = (await hx.port.store.approvals.get(request.id))!;
     expect(closed).toMatchObject({ status: 'expired', approvals: [] });
