@@ -113,7 +113,7 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
               exhausted = true;
               issued--;
             } else if (more !== 'error') {
-              // 'error': counted by the caller, not timed
+              // ('error' is counted by the caller, not timed.)
               latencies.push(performance.now() - due);
               scheduled.push(due - start);
             }

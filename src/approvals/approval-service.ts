@@ -16,6 +16,9 @@ import type { ApprovalNotifications } from './notifier.js';
 import type { ApprovalRequestRecord, UserRecord } from '../store/records/approvals.js';
 import { isSatisfied, requirementFrom, withNoCreatorRule } from './requirement.js';
 
+/** Refusing a decision on an expired request: one message whether the expiry sweep or the decision closed it (a race the approver can't see). */
+const EXPIRED = 'This request has expired; it can no longer be decided.';
+
 export interface ApprovalServiceDeps {
   config: PortConfig;
   policy: PolicyEngine;
@@ -161,12 +164,12 @@ export class ApprovalService {
   async decide(requestId: string, user: UserRecord, verdict: 'approve' | 'reject', comment: string): Promise<ApprovalRequestRecord> {
     const request = await this.deps.store.approvals.get(requestId);
     if (!request) throw new ApprovalError('not_found', 'No such approval request.', 404);
-    // One message for an expired request, whether the expiry sweep or this call closed it (a race the approver can't see).
-    const expired = 'This request has expired; it can no longer be decided.';
-    if (request.status !== 'pending') throw new ApprovalError('request_closed', request.status === 'expired' ? expired : `This request is ${request.status}; it can no longer be decided.`, 409);
+    if (request.status !== 'pending') {
+      throw new ApprovalError('request_closed', request.status === 'expired' ? EXPIRED : `This request is ${request.status}; it can no longer be decided.`, 409);
+    }
     if (this.now() >= request.expiresAt) {
       await this.expire(request);
-      throw new ApprovalError('request_closed', expired, 409);
+      throw new ApprovalError('request_closed', EXPIRED, 409);
     }
     if (!user.active) throw new ApprovalError('user_inactive', 'Your account is deactivated.', 403);
     const email = user.email.toLowerCase();

@@ -68,8 +68,9 @@ export interface WalSyncCounts {
  *   are in flight), and so does a lone write among such groups (the running average of
  *   their sizes at least that);
  * - so does every sync while the event loop has been busy LOOP_BUSY_AT_LEAST of its recent
- *   time (a reading per LOOP_WINDOW_MS), until that falls under LOOP_IDLE_BELOW: requests then arrive one at a time but
- *   often while the loop is busy, and a sync on it adds its whole duration to their wait.
+ *   time (a reading per LOOP_WINDOW_MS), until that falls under LOOP_IDLE_BELOW: requests
+ *   then arrive one at a time but often while the loop is busy, and a sync on it adds its
+ *   whole duration to their wait.
  *   Measured at half of the saturated exchange rate (bench/exchange), syncs on the event loop
  *   kept it busy a fifth of the time, and the queue that a busier loop builds on every
  *   hiccup of the host was what set the p99;
