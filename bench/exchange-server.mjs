@@ -20,27 +20,18 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { stringify } from 'yaml';
 import { configFromObject } from '../dist/config/config.js';
 import { startPort } from '../dist/server/port-server.js';
-import { childMain, cpuMs, procIo, threadCpuMs } from './lib.mjs';
+import { childMain, cpuMs, gcPauses, procIo, threadCpuMs } from './lib.mjs';
 import { EXCHANGE_CREDENTIALS, EXCHANGE_POLICIES } from './policies.mjs';
 
 let port;
 let dir;
 let session;
-/** Port's garbage-collection pauses (main thread): how many, their total and the longest since the last `usage`. */
-const gc = { count: 0, ms: 0, maxMs: 0 };
-const countPauses = (entries) => {
-  for (const e of entries) {
-    gc.count++;
-    gc.ms += e.duration;
-    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
-  }
-};
-const gcObserver = new PerformanceObserver((list) => countPauses(list.getEntries()));
-gcObserver.observe({ entryTypes: ['gc'] });
+/** Port's garbage-collection pauses (main thread), read with each `usage`. */
+const gc = gcPauses();
 
 async function close() {
   const p = port;
@@ -97,13 +88,10 @@ childMain({
     process.send({ type: 'profile-stopped', file });
   },
   async usage() {
-    // GC entries reach the observer a turn or more after the pause: take what is pending.
-    await new Promise((resolve) => setImmediate(resolve));
-    countPauses(gcObserver.takeRecords());
+    const pauses = await gc.reading();
     // `eventLoop`: the loop's busy and idle time since start (a sync fsync counts as busy).
     const { active, idle } = performance.eventLoopUtilization();
-    process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage(), io: procIo(process.pid), eventLoop: { active, idle }, gc: { ...gc } });
-    gc.maxMs = 0;
+    process.send({ type: 'usage', cpuMs: cpuMs(), threads: threadCpuMs(), rusage: process.resourceUsage(), io: procIo(process.pid), eventLoop: { active, idle }, gc: pauses });
   },
   async close() {
     await close();

@@ -45,6 +45,8 @@
  * the jose baseline and the Cedar run each in a child pinned to CPU 1 with `taskset`
  * (Port and the baseline alive together, taking turns; then the Cedar run). Without taskset (or with one CPU) nothing is pinned and the table
  * says so. Only loopback addresses are used; temp dirs and children are removed on exit.
+ * Port and the baseline run with the V8 flags of a `server.workers` worker
+ * (src/cluster/workers.ts, WORKER_V8_FLAGS): one process per core is how Port runs by default.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -54,10 +56,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
 import { Pool } from 'undici';
+import { WORKER_V8_FLAGS } from '../dist/cluster/workers.js';
 import { createProof, loadOrCreateHostKey } from '../dist/dpop/host-key.js';
 import { BuildkiteSimulator } from '../dist/sim/index.js';
 import { summarizeProfile } from './cpuprofile-summary.mjs';
-import { closedLoop, cpuMs, fmt, openLoop, startChild, summarize, tailEpisodes, tasksetWorks, abortable, optionReader } from './lib.mjs';
+import { closedLoop, cpuMs, fmt, gcPauses, openLoop, startChild, summarize, tailEpisodes, tasksetWorks, abortable, optionReader } from './lib.mjs';
 import { AUDIENCE, ORGANIZATION } from './policies.mjs';
 
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
@@ -119,14 +122,27 @@ const AGENT_AWS = { accounts: ['123456789012'] };
 /** Where Port's config, policies and SQLite file go (a temp dir inside); e.g. /dev/shm to take fsync out. */
 const storeDir = opts['store-dir'] ?? os.tmpdir();
 
-// ---- pinning: re-exec this process on the client CPU -----------------------------------
+// ---- re-exec this process as the load generator: on the client CPU, with its heap sized ---
 const canPin = !opts['no-pin'] && os.cpus().length >= 2 && tasksetWorks(serverCpu) && tasksetWorks(clientCpu);
-if (canPin && process.env.PORT_BENCH_PINNED !== '1') {
-  // --expose-gc: the load generator collects its own garbage before each timed run (settleHeap).
-  const nodeArgs = [...process.execArgv, ...(process.execArgv.includes('--expose-gc') ? [] : ['--expose-gc'])];
-  const child = spawn('taskset', ['-c', String(clientCpu), process.execPath, ...nodeArgs, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+/**
+ * V8 flags of the load-generator process (unless given on the command line):
+ * - --expose-gc: it collects its own garbage before each timed run (settleHeap);
+ * - an old generation that starts at 1 GiB and young semispaces of 32 MiB. With V8's
+ *   defaults this process (~55 MB live: the simulator, the minted tokens, the latencies)
+ *   ran a major collection every ~2 s of the open loop, each with marking steps of up to
+ *   16 ms on the event loop: requests sent late in a burst, counted (rightly, from their
+ *   schedule) as Port's latency. Sized so, it collects only when told to, between runs; its
+ *   pauses are reported with the half-load row, to show they stay small.
+ */
+const LOAD_GENERATOR_V8 = ['--expose-gc', '--initial-old-space-size=1024', '--max-semi-space-size=32'];
+if (process.env.PORT_BENCH_LOAD_GENERATOR !== '1') {
+  const given = new Set(process.execArgv.map((a) => a.split('=')[0]));
+  const nodeArgs = [...process.execArgv, ...LOAD_GENERATOR_V8.filter((f) => !given.has(f.split('=')[0]))];
+  const argv = [process.execPath, ...nodeArgs, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+  const [cmd, ...args] = canPin ? ['taskset', '-c', String(clientCpu), ...argv] : argv;
+  const child = spawn(cmd, args, {
     stdio: 'inherit',
-    env: { ...process.env, PORT_BENCH_PINNED: '1' },
+    env: { ...process.env, PORT_BENCH_LOAD_GENERATOR: '1' },
   });
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
@@ -138,6 +154,8 @@ if (canPin && process.env.PORT_BENCH_PINNED !== '1') {
 
 async function main() {
   const pinned = canPin;
+  /** The load generator's own GC pauses (this process), read around each measured run. */
+  const clientGc = gcPauses();
   const cpu = pinned ? serverCpu : undefined;
   const notes = [];
   if (!pinned) {
@@ -183,7 +201,7 @@ async function main() {
      * --half-load-duration (its summary is `half`).
      */
     const exchangeRow = async ({ label, start = {}, jobs = [job], claims, proofKeys, rateCap, expect, profileFile, halfLoad = false, alternate }) => {
-      const server = startChild(here('./exchange-server.mjs'), { cpu });
+      const server = startChild(here('./exchange-server.mjs'), { cpu, nodeArgs: [...WORKER_V8_FLAGS] });
       cleanups.push(() => server.stop());
       await server.next('hello');
       server.send({ type: 'start', issuer: sim.issuer, jwksUrl: sim.jwksUrl, audience: AUDIENCE, organization: ORGANIZATION, storeDir, ...start });
@@ -303,7 +321,8 @@ async function main() {
 
       /**
        * Runs `load()` between two readings of Port's usage (and with `file`, under the V8
-       * profiler, written there); this process's CPU meanwhile is `clientCpuMs`.
+       * profiler, written there); this process's CPU meanwhile is `clientCpuMs`, its own GC
+       * pauses `clientPauses`.
        */
       const measured = async (file, load) => {
         errors = {};
@@ -314,9 +333,12 @@ async function main() {
         }
         server.send({ type: 'usage' });
         const u0 = await server.next('usage');
+        const g0 = await clientGc.reading();
         const c0 = cpuMs();
         const result = await load();
         const clientCpuMs = cpuMs() - c0;
+        const g1 = await clientGc.reading();
+        const clientPauses = { count: g1.count - g0.count, ms: g1.ms - g0.ms, maxMs: g1.maxMs };
         server.send({ type: 'usage' });
         const u1 = await server.next('usage');
         let profile;
@@ -324,7 +346,7 @@ async function main() {
           server.send({ type: 'profile-stop', file });
           profile = (await server.next('profile-stopped')).file;
         }
-        return { result, u0, u1, clientCpuMs, profile };
+        return { result, u0, u1, clientCpuMs, clientPauses, profile };
       };
       const rest0 = restSnapshot();
       // With `alternate`, the measured time is cut in `slices` closed loops, each followed by
@@ -380,6 +402,7 @@ async function main() {
           u0: h0,
           u1: h1,
           clientCpuMs: halfClientCpuMs,
+          clientPauses: halfClientPauses,
           profile: halfProfile,
         } = await measured(profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile'), () => openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange }));
         half = summarize(open.latencies, open.elapsedMs, {
@@ -393,6 +416,7 @@ async function main() {
           lateStartsMs: open.lateStartsMs,
           exhausted: open.exhausted,
           clientCpuMs: halfClientCpuMs,
+          clientPauses: halfClientPauses,
           threads: h0.threads && h1.threads ? { main: h1.threads.main - h0.threads.main, other: h1.threads.other - h0.threads.other } : undefined,
           voluntarySwitches: h1.rusage.voluntaryContextSwitches - h0.rusage.voluntaryContextSwitches,
           ...portUsage(h0, h1),
@@ -409,7 +433,7 @@ async function main() {
     // time cut in the same slices as the exchange's and run between them (--rounds).
     const sample = [];
     for (let i = 0; i < 64; i++) sample.push(await sim.mintToken(job, { audience: AUDIENCE, lifetime: 3600 }));
-    const baseline = startChild(here('./baseline.mjs'), { cpu });
+    const baseline = startChild(here('./baseline.mjs'), { cpu, nodeArgs: [...WORKER_V8_FLAGS] });
     cleanups.push(() => baseline.stop());
     await baseline.next('hello');
     baseline.send({ type: 'prepare', jwk: sim.jwks().keys[0], tokens: sample, issuer: sim.issuer, audience: AUDIENCE, portIssuer: AUDIENCE });
@@ -538,7 +562,7 @@ async function main() {
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
       ...(half
         ? [
-            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < ${HALF_LOAD_AIM_MS} ms — ${Number.isFinite(half.p99) && half.p99 < HALF_LOAD_AIM_MS ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, ${halfLoadRate === undefined ? 'half of' : 'set by --half-load-rate; the run above measured'} ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= HALF_LOAD_AIM_MS ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}.`,
+            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < ${HALF_LOAD_AIM_MS} ms — ${Number.isFinite(half.p99) && half.p99 < HALF_LOAD_AIM_MS ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, ${halfLoadRate === undefined ? 'half of' : 'set by --half-load-rate; the run above measured'} ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= HALF_LOAD_AIM_MS ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}, and its own garbage collector paused it ${fmt.int(half.clientPauses.count)} times, ${fmt.ms(half.clientPauses.ms)} in all, the longest ${fmt.ms(half.clientPauses.maxMs)}.`,
             `- At half load Port spends ${fmt.us((half.cpuMs / half.ops) * 1000)} CPU per exchange (${perOp(exch)} saturated)${half.threads ? `: main thread ${threadsPerOp(half, 'main')}, other threads ${threadsPerOp(half, 'other')}` : ''}; ${(half.voluntarySwitches / half.ops).toFixed(2)} voluntary context switches per exchange. ${loopAndGc(half)} ${tailLine(half.tail)}`,
           ]
         : []),
@@ -546,7 +570,7 @@ async function main() {
       `- Exchange tokens: RS256 Buildkite tokens (lifetime 3600 s, single use) minted before the timed run by the simulator at ${fmt.int(minted / (mintMs / 1000))}/s; warm-up ${warmupMs / 1000} s, measured ${(exch.elapsedMs / 1000).toFixed(1)} s.`,
       ...notes.map((n) => `- ${n}`),
       '',
-      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}; Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, its log synced before a write is acknowledged).`,
+      `Machine: ${os.cpus().length} CPUs (nproc), ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version} (Port and the baseline with ${WORKER_V8_FLAGS.join(' ')}, as each \`server.workers\` worker runs); Port's SQLite store in ${storeDir} on ${fsType(storeDir)} (WAL, its log synced before a write is acknowledged).`,
       `Command: \`npm run bench:exchange${argsText ? ` -- ${argsText}` : ''}\``,
     ];
     console.log(out.join('\n'));

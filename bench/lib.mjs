@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 
 /** Latency samples in milliseconds → summary. */
@@ -159,6 +159,34 @@ export function tailEpisodes(scheduled, latencies, overMs, gapMs) {
 }
 
 /** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
+/**
+ * This process's garbage-collection pauses (main thread), counted from now: `reading()`
+ * gives how many and their total so far, and the longest since the previous reading (ms). GC entries
+ * reach an observer a turn or more after the pause, so a reading first waits a turn and
+ * takes what is pending.
+ */
+export function gcPauses() {
+  const totals = { count: 0, ms: 0, maxMs: 0 };
+  const count = (entries) => {
+    for (const e of entries) {
+      totals.count++;
+      totals.ms += e.duration;
+      if (e.duration > totals.maxMs) totals.maxMs = e.duration;
+    }
+  };
+  const observer = new PerformanceObserver((list) => count(list.getEntries()));
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    async reading() {
+      await new Promise((resolve) => setImmediate(resolve));
+      count(observer.takeRecords());
+      const r = { ...totals };
+      totals.maxMs = 0;
+      return r;
+    },
+  };
+}
+
 export function cpuMs() {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -28,6 +28,28 @@ const BACKOFF_MAX_MS = 30_000;
 /** A crash counts towards the backoff for this long. */
 const CRASH_MEMORY_MS = 60_000;
 
+/**
+ * V8 flags every worker runs with, after the primary's own (a flag the primary was started
+ * with, or its `--no-` form, is left as given).
+ *
+ * `--single-threaded-gc`: the collector's work stays on the worker's own thread. Workers fill
+ * the machine's cores (one per CPU by default), so the helper threads V8 otherwise starts
+ * for concurrent marking and parallel scavenges find no idle core: they run in time slices
+ * taken from an event loop, a worker's own or another's. With one Port process on one core
+ * (bench/exchange, open loop at half load) each major collection held the event loop
+ * 15–25 ms that way, against ~9–12 ms with the flag, and the exchange's p99 fell in 5 of 6
+ * alternating runs; throughput was the same (BENCHMARKS.md). Node accepts the flag on the
+ * command line only: not in NODE_OPTIONS (https://nodejs.org/api/cli.html#node_optionsoptions),
+ * and set at run time (v8.setFlagsFromString) it crashes V8's collector.
+ */
+export const WORKER_V8_FLAGS: readonly string[] = ['--single-threaded-gc'];
+
+/** The primary's own V8/Node flags and WORKER_V8_FLAGS, minus those it already names either way. */
+export function workerExecArgv(primary: readonly string[]): string[] {
+  const named = new Set(primary.map((a) => a.split('=')[0]!.replace(/^--no-/, '--')));
+  return [...primary, ...WORKER_V8_FLAGS.filter((f) => !named.has(f.split('=')[0]!))];
+}
+
 /** pino's numeric levels, so the primary's lines read like the workers' (https://getpino.io/#/docs/api?id=level-string). */
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
 type Level = keyof typeof LEVELS;
@@ -86,6 +108,7 @@ class Primary {
     // Without a handler SIGHUP would end the primary; the workers reload (policies, relay and webhook secrets).
     process.on('SIGHUP', () => this.forward('SIGHUP'));
     this.log('info', `Port starts ${this.opts.count} workers`, { workers: this.opts.count });
+    cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv) });
     this.fork();
     return done;
   }

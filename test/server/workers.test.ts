@@ -6,7 +6,7 @@
  * the primary hands to the workers in turn.
  */
 import { request } from 'node:http';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -170,6 +170,12 @@ describe('port serve with server.workers: 2', () => {
     expect([...roles].sort()).toEqual(['ok (follower, sqlite)', 'ok (leader, sqlite)']);
   });
 
+  it("runs each worker with V8's collector on the worker's own thread (--single-threaded-gc), not the primary", () => {
+    const argv = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    for (const pid of workers) expect(argv(pid)).toContain('--single-threaded-gc');
+    expect(argv(port.child.pid!)).not.toContain('--single-threaded-gc');
+  });
+
   it("a Buildkite token exchanged through one worker is refused as a replay by the other", async () => {
     const subject = await sim.mintToken(sim.createJob({ pipelineSlug: 'deploy', branch: 'main' }), { audience: AUDIENCE });
     const first = await exchange(port, url, subject);
@@ -221,6 +227,7 @@ describe('port serve with server.workers: 2', () => {
     const exit = logLines(port).find((l) => l.role === 'primary' && l.msg === 'worker exited unexpectedly; starting another');
     expect(exit).toMatchObject({ worker: { pid: victim }, signal: 'SIGKILL' });
     expect(alive(victim)).toBe(false);
+    expect(readFileSync(`/proc/${replacement}/cmdline`, 'utf8').split('\0')).toContain('--single-threaded-gc');
     const seen = new Set<number>();
     await callUntil('from the replacement', (a) => (seen.add(a.pid), seen.has(replacement)), () => call(port, url, 'GET', '/healthz'));
     expect([...seen].every((pid) => pid === survivor || pid === replacement)).toBe(true);
