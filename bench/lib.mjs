@@ -158,12 +158,11 @@ export function tailEpisodes(scheduled, latencies, overMs, gapMs) {
   return { over: slow.length, episodes };
 }
 
-/** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
 /**
  * This process's garbage-collection pauses (main thread), counted from now: `reading()`
- * gives how many and their total so far, and the longest since the previous reading (ms). GC entries
- * reach an observer a turn or more after the pause, so a reading first waits a turn and
- * takes what is pending.
+ * gives how many and their total so far, and the longest since the previous reading (ms).
+ * GC entries reach an observer a turn or more after the pause, so a reading first waits a
+ * turn and takes what is pending.
  */
 export function gcPauses() {
   const totals = { count: 0, ms: 0, maxMs: 0 };
@@ -187,6 +186,7 @@ export function gcPauses() {
   };
 }
 
+/** CPU time of this process (all threads: main, libuv pool, V8 helpers), in ms. */
 export function cpuMs() {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
