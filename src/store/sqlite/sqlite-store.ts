@@ -12,6 +12,7 @@ import { SqliteApprovals } from './approval-table.js';
 import { SqliteIssuedCredentials, SqliteSecretVersions } from './credential-tables.js';
 import { SqliteDecisionLog } from './decision-log-tables.js';
 import { FileIdentity, type FileProblem } from './file-identity.js';
+import { switchToWal } from './journal-mode.js';
 import { SqliteLeases } from './lease-table.js';
 import { migrate } from './migrations.js';
 import { SqliteReplay } from './replay-table.js';
@@ -84,9 +85,10 @@ export class SqliteStore implements Store {
     try {
       this.db = new Database(path);
       // First: several processes may open one file at once (server.workers), and switching a
-      // new file to WAL or migrating it waits for their locks instead of failing at once.
+      // new file to WAL or migrating it waits for their locks instead of failing at once
+      // (switchToWal also retries the switch SQLite refuses at once to avoid a deadlock).
       this.db.pragma('busy_timeout = 5000');
-      this.db.pragma('journal_mode = WAL');
+      switchToWal(this.db);
       // NORMAL: COMMIT doesn't fsync the log; WalSync does, once per group commit, before
       // any write of the group is acknowledged. `:memory:` has nothing to sync.
       this.db.pragma(path === ':memory:' ? 'synchronous = FULL' : 'synchronous = NORMAL');
