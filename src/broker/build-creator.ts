@@ -70,7 +70,7 @@ export class BuildCreatorLookup {
     if (answer.status === 'none') return answer;
     // Not cached: a deactivation must apply to the next exchange.
     const user = await this.store.users.get(answer.email);
-    return user ? { ...answer, user: { email: user.email, active: user.active, groups: user.groups } } : answer;
+    return user ? { status: answer.status, email: answer.email, user: { email: user.email, active: user.active, groups: user.groups } } : answer;
   }
 
   private async build(pipeline: string, number: number): Promise<Answer | undefined> {

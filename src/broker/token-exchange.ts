@@ -12,6 +12,7 @@ import { ACCESS_TOKEN_TYPE, type ExchangeRequest } from './exchange-request.js';
 import type { BuildCreatorLookup } from './build-creator.js';
 import { BuildkiteTokenAdmission, decideExchange, type RequestMeta } from './buildkite-admission.js';
 import { agentFactsClaim } from '../identity/agent-facts.js';
+import { mergeObjects } from '../merge-objects.js';
 import type { AgentGate } from '../agents/agent-gate.js';
 
 export type { RequestMeta } from './buildkite-admission.js';
@@ -83,12 +84,8 @@ export class TokenExchange {
     }
     const portToken = minted ? { port_token: { jti_sha256: jtiHash(minted.jti), exp: minted.expiresAt, aud: audience } } : {};
     const records = results.map((r) =>
-      decisionRecord(r.decision, principal, r.action, r.resource, {
-        ...context,
-        // A default deny also lists the permits that did not match (ids and @reasons).
-        ...unmatchedPermitsContext(r.decision),
-        ...portToken,
-      }),
+      // A default deny also lists the permits that did not match (ids and @reasons).
+      decisionRecord(r.decision, principal, r.action, r.resource, mergeObjects(context, unmatchedPermitsContext(r.decision), portToken)),
     );
     // The replay check and the decisions commit together: one durable write per exchange.
     // A replayed token's decisions and minted token are discarded, never logged or sent.

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { mergeObjects } from '../merge-objects.js';
 import { jtiHash } from '../audit/token-hash.js';
 import { identityContext } from '../broker/identity-context.js';
 import type { BuildkiteTokenVerifier } from '../identity/buildkite-token-verifier.js';
@@ -220,7 +221,7 @@ function agentContextOf(agent: Record<string, unknown> | undefined): { agent?: R
 }
 
 function withCreator(job: object, creator: string | undefined): Record<string, unknown> {
-  return creator === undefined ? { ...job } : { ...job, build_creator: creator };
+  return creator === undefined ? { ...job } : mergeObjects(job, { build_creator: creator });
 }
 
 function unauthorized(code: string, message: string): RelayError {

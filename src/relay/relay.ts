@@ -27,6 +27,7 @@ import { checkRequestFraming, downstreamResponseHeaders, upstreamRequestHeaders 
 import { normalizeRelayPath } from './path/normalize-path.js';
 import { RelayError, sendRelayError } from './relay-error.js';
 import { UpstreamRoute } from './upstream-route.js';
+import { mergeObjects } from '../merge-objects.js';
 
 export const RELAY_PREFIX = '/relay';
 
@@ -140,15 +141,14 @@ export class Relay {
           reason: decision.reason,
           ...(decision.errors.length > 0 ? { errors: decision.errors.map((e) => ({ policyId: e.policyId ?? '', message: e.message })) } : {}),
           policyRevision: decision.revision,
-          context: {
-            ...caller.recordContext,
+          context: mergeObjects(caller.recordContext, {
             upstream: route.name,
             method,
             path: target.path,
             ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}),
             ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}),
             ...unmatchedPermitsContext(decision),
-          },
+          }),
         },
       ]);
       throw new RelayError('access_denied', `Policy denied ${method} ${target.path} on ${route.name}: ${decision.reason}`, 403, { 'x-port-decision-id': id });
@@ -175,11 +175,7 @@ export class Relay {
     if (cached) return cached;
     // The agent's facts come with the token (signed at exchange): no lookup per request.
     const pool = poolFor(this.deps.config, caller.identity);
-    const { principal, entities } = jobRequestParts(caller.identity, {
-      ...(creator ? { creator } : {}),
-      ...(caller.agent !== undefined ? { agent: caller.agent } : {}),
-      ...(pool.kind === 'pool' ? { pool: pool.pool } : {}),
-    });
+    const { principal, entities } = jobRequestParts(caller.identity, { creator, agent: caller.agent, pool: pool.kind === 'pool' ? pool.pool : undefined });
     const { decision, source } = this.deps.policy.decideWithSource({ principal, action: 'proxy', resource: upstreamRef(upstream), context: { method, path, ...(awsTarget !== undefined ? { aws_target: awsTarget } : {}), ...(awsQueryKeys !== undefined ? { aws_query_keys: awsQueryKeys } : {}) }, entities });
     // A memo answer costs about what this cache's lookup does: keeping it too would only add
     // entries that outlive the young generation (measured: a new path on every request).

@@ -5,6 +5,7 @@ import type { AwsRoleCredentialConfig } from '../../config/config.js';
 import { resolveSecretRef } from '../../config/secret-ref.js';
 import type { JobIdentityClaims } from '../../issuer/port-token.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { mergeObjects } from '../../merge-objects.js';
 import { AwsSessionCache } from './aws-session-cache.js';
 import { roleSessionName } from './aws-session-name.js';
 import { renderSessionPolicy } from './aws-session-policy.js';
@@ -172,11 +173,11 @@ export class AwsRoleProvider {
           transitiveTagKeys: cred.transitiveTagKeys,
           now,
         });
-        const out = await client.send(new sts.AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: token }));
+        const out = await client.send(new sts.AssumeRoleWithWebIdentityCommand(mergeObjects(common, { WebIdentityToken: token })));
         return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId, webIdentityJtiSha256: jtiHash(jti) }, cred);
       }
       const out = await client.send(
-        new sts.AssumeRoleCommand({ ...common, ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) }),
+        new sts.AssumeRoleCommand(mergeObjects(common, { ...(tags.length > 0 ? { Tags: tags } : {}), ...(cred.transitiveTagKeys.length > 0 ? { TransitiveTagKeys: cred.transitiveTagKeys } : {}) })),
       );
       return session(out.Credentials, { duration, sessionName, tags, assumedRoleArn: out.AssumedRoleUser?.Arn, requestId: out.$metadata.requestId }, cred);
     } catch (err) {

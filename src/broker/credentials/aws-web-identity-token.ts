@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { JobIdentityClaims } from '../../issuer/port-token.js';
 import { signJwt } from '../../issuer/sign-jwt.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { mergeObjects } from '../../merge-objects.js';
 import { SAFE_VALUE_DESCRIPTION, unsafeCharacter } from './aws-claim-value.js';
 import type { SessionTag } from './aws-session-tags.js';
 import { CredentialError } from './errors.js';
@@ -75,8 +76,7 @@ export async function mintWebIdentityToken(
   const jti = randomUUID();
   // The registered claims follow the job's, in the order jose's SignJWT setters added them,
   // so the token is encoded as before; signed synchronously with node:crypto (src/issuer/sign-jwt.ts).
-  const claims: Record<string, unknown> = {
-    ...opts.job,
+  const claims: Record<string, unknown> = mergeObjects(opts.job, {
     [AWS_TAGS_CLAIM]: {
       principal_tags: Object.fromEntries(opts.tags.map((t) => [t.Key, [t.Value]])),
       transitive_tag_keys: opts.transitiveTagKeys,
@@ -88,7 +88,7 @@ export async function mintWebIdentityToken(
     nbf: iat,
     exp: iat + WEB_IDENTITY_TOKEN_TTL,
     jti,
-  };
+  });
   const token = signJwt({ alg, kid, typ: 'JWT' }, claims, keyObject);
   return { token, jti };
 }

@@ -30,6 +30,7 @@ import { DpopError } from '../../dpop/errors.js';
 import { requestHtu } from '../../dpop/htu.js';
 import type { DpopVerifier } from '../../dpop/proof-verifier.js';
 import { checkSenderConstraint, dpopAuthorization, type TokenScheme } from '../../dpop/sender-constraint.js';
+import { mergeObjects } from '../../merge-objects.js';
 
 export interface CredentialServiceDeps {
   config: PortConfig;
@@ -134,13 +135,13 @@ export class CredentialService {
     const agentFacts = agentFactsFromClaim(claims.agent_attestation);
     const agent = tokenAgentContext(identity, agentFacts, claims.cnf?.jkt !== undefined);
     const context = {
-      job: { ...identityClaims(identity), ...(creator ? { build_creator: creator.email } : {}) },
+      job: creator ? mergeObjects(identityClaims(identity), { build_creator: creator.email }) : identityClaims(identity),
       port_token: { jti_sha256: jtiHash(claims.jti) },
       ...(agent !== undefined ? { agent } : {}),
       ...requestContext(meta),
     };
     const refuse = async (err: CredentialError, extra: Record<string, unknown> = {}): Promise<never> => {
-      await log.record([bare(entityString(principal), resource, err.message, { ...context, ...extra })]);
+      await log.record([bare(entityString(principal), resource, err.message, mergeObjects(context, extra))]);
       throw err;
     };
 
@@ -168,14 +169,10 @@ export class CredentialService {
 
     const ref = credentialRef(name);
     const match = poolFor(config, identity);
-    const { principal: job, entities } = jobRequestParts(identity, {
-      ...(creator?.user ? { creator: creator.user } : {}),
-      ...(agentFacts !== undefined ? { agent: agentFacts } : {}),
-      ...(match.kind === 'pool' ? { pool: match.pool } : {}),
-    });
+    const { principal: job, entities } = jobRequestParts(identity, { creator: creator?.user, agent: agentFacts, pool: match.kind === 'pool' ? match.pool : undefined });
     const decision = this.deps.policy.decide({ principal: job, action: 'assume', resource: ref, context: {}, entities });
     if (decision.decision === 'deny') {
-      await log.record([decisionRecord(decision, job, 'assume', ref, { ...context, ...unmatchedPermitsContext(decision) })]);
+      await log.record([decisionRecord(decision, job, 'assume', ref, mergeObjects(context, unmatchedPermitsContext(decision)))]);
       throw new CredentialError('access_denied', `Policy denied the credential "${name}": ${decision.reason}`);
     }
     return this.deliver({ name, cred, decision, job, context, claims, identity, creatorEmail: creator?.email, tokenJtiHash: jtiHash(claims.jti), now, meta });
@@ -207,7 +204,7 @@ export class CredentialService {
       throw asCredentialError(err);
     });
     const { verified, principal } = admitted;
-    const context = { ...admitted.context, ...requestContext(meta), bearer: 'buildkite_token' };
+    const context = mergeObjects(admitted.context, requestContext(meta), { bearer: 'buildkite_token' });
     const cred = resource === null ? undefined : config.credentials[name];
     if (cred === undefined) {
       // Nothing was decided or released: the token is not consumed.
@@ -222,7 +219,7 @@ export class CredentialService {
     // The exchange decisions (and a denied assume) commit with the replay check; an allowed
     // assume is logged once the credential is issued, with what was issued (as for a Port token).
     const first = denied ? results : [exchange!];
-    const records = first.map((r) => decisionRecord(r.decision, principal, r.action, r.resource, { ...context, ...unmatchedPermitsContext(r.decision) }));
+    const records = first.map((r) => decisionRecord(r.decision, principal, r.action, r.resource, mergeObjects(context, unmatchedPermitsContext(r.decision))));
     await this.admission.consumeOnce(admitted, records, meta, target).catch((err: unknown) => {
       throw asCredentialError(err);
     });
@@ -250,13 +247,13 @@ export class CredentialService {
         err instanceof CredentialError ? err : new CredentialError('credential_unavailable', `The credential "${r.name}" could not be issued; see Port's log.`, { cause: err });
       if (!(err instanceof CredentialError)) this.deps.onError(err, `credential ${r.name} could not be issued`);
       // Policy allowed it, but the job gets nothing: logged as a deny with the cause.
-      await log.record([{ ...decisionRecord(r.decision, r.job, 'assume', ref, { ...r.context, failure: failure.code }), decision: 'deny', reason: failure.message }]);
+      await log.record([{ ...decisionRecord(r.decision, r.job, 'assume', ref, mergeObjects(r.context, { failure: failure.code })), decision: 'deny', reason: failure.message }]);
       throw failure;
     }
 
     const expiresAtIso = new Date(issued.expiresAt * 1000).toISOString();
     await Promise.all([
-      log.record([decisionRecord(r.decision, r.job, 'assume', ref, { ...r.context, credential: { type: r.cred.type, expires_at: expiresAtIso, ...issued.facts } })]),
+      log.record([decisionRecord(r.decision, r.job, 'assume', ref, mergeObjects(r.context, { credential: { type: r.cred.type, expires_at: expiresAtIso, ...issued.facts } }))]),
       this.deps.store.issued.record({
         id: randomUUID(),
         credential: r.name,
@@ -328,8 +325,7 @@ function mayBeBuildkiteToken(bearer: string): boolean {
 function impliedClaims(admitted: AdmittedJob, name: string, config: PortConfig, now: number): PortTokenClaims {
   const { identity, replayKey } = admitted.verified;
   const iat = Math.floor(now / 1000);
-  return {
-    ...identityClaims(identity),
+  return mergeObjects(identityClaims(identity), {
     iss: config.server.publicUrl,
     sub: identity.jobId,
     aud: config.issuer.audiences[0]!,
@@ -339,7 +335,7 @@ function impliedClaims(admitted: AdmittedJob, name: string, config: PortConfig, 
     jti: identity.jti ?? replayKey,
     scope: name,
     ...(admitted.creatorEmail !== undefined ? { build_creator: admitted.creatorEmail } : admitted.creatorUnknown ? { build_creator_unknown: true } : {}),
-  };
+  });
 }
 
 /**

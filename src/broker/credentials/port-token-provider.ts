@@ -4,6 +4,7 @@ import type { PortTokenCredentialConfig } from '../../config/config.js';
 import { identityClaims, PORT_TOKEN_TYP } from '../../issuer/port-token.js';
 import { signJwt } from '../../issuer/sign-jwt.js';
 import type { SigningKeys } from '../../issuer/signing-keys.js';
+import { mergeObjects } from '../../merge-objects.js';
 import type { CredentialGrant, CredentialProvider, IssuedCredential } from './credential-provider.js';
 
 /**
@@ -27,8 +28,7 @@ export class PortTokenProvider implements CredentialProvider {
     const { kid, alg, keyObject } = this.keys.signer();
     const token = signJwt(
       { alg, kid, typ: PORT_TOKEN_TYP },
-      {
-        ...identityClaims(grant.identity),
+      mergeObjects(identityClaims(grant.identity), {
         iss: this.issuerUrl,
         sub: grant.identity.jobId,
         aud: cred.audience,
@@ -36,7 +36,7 @@ export class PortTokenProvider implements CredentialProvider {
         nbf: iat,
         exp,
         jti,
-      },
+      }),
       keyObject,
     );
     return {
