@@ -29,6 +29,8 @@
  *   --half-load-duration S  seconds of the open-loop run at half the measured rate; 0 skips it (default: --duration)
  *   --half-load-rate N  exchanges/s of that run instead of half the measured rate: the same load
  *                       for two builds compared run by run (the host moves the measured rate)
+ *   --half-load-lead-in S  seconds that open loop runs at its rate before it is timed (default 1; 0
+ *                       times it from its first request, as before 2026-12-06)
  *   --profile           V8 CPU profiles of Port during the timed and the half-load runs, kept in a temp dir and summarized
  *   --no-agents         skip the agent-pool rows (attestation, host-bound with DPoP)
  *   --store-dir DIR     where Port's temp dir (config, policies, SQLite) goes; /dev/shm takes fsync out
@@ -76,6 +78,7 @@ const { values: opts } = parseArgs({
     'parts-duration': { type: 'string', default: '3' },
     'half-load-duration': { type: 'string' },
     'half-load-rate': { type: 'string' },
+    'half-load-lead-in': { type: 'string', default: '1' },
     'server-cpu': { type: 'string', default: '1' },
     'client-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
@@ -106,6 +109,8 @@ const halfLoadMs = opts['half-load-duration'] === undefined ? durationMs : Numbe
 const halfLoadRate = opts['half-load-rate'] === undefined ? undefined : Number(opts['half-load-rate']);
 if (halfLoadRate !== undefined && !(Number.isFinite(halfLoadRate) && halfLoadRate > 0)) fail('--half-load-rate must be a positive number of exchanges per second');
 if (!Number.isFinite(halfLoadMs) || halfLoadMs < 0) fail('--half-load-duration must be a number of seconds, 0 or more');
+const halfLoadLeadInMs = Number(opts['half-load-lead-in']) * 1000;
+if (!Number.isFinite(halfLoadLeadInMs) || halfLoadLeadInMs < 0) fail('--half-load-lead-in must be a number of seconds, 0 or more');
 const serverCpu = Number(opts['server-cpu']);
 const clientCpu = Number(opts['client-cpu']);
 const argsText = process.argv.slice(2).join(' ');
@@ -234,7 +239,8 @@ async function main() {
             }
           }),
         );
-        items.push(...batch);
+        // Not push(...batch): a batch of ~120,000 (a fast Port's warm-up rate) overflows the stack as arguments.
+        for (const item of batch) items.push(item);
         mintMs += performance.now() - t0;
         minted += batch.length;
       };
@@ -331,12 +337,16 @@ async function main() {
           server.send({ type: 'profile-start' });
           await server.next('profile-started');
         }
-        server.send({ type: 'usage' });
-        const u0 = await server.next('usage');
-        const g0 = await clientGc.reading();
-        const c0 = cpuMs();
-        const result = await load();
-        const clientCpuMs = cpuMs() - c0;
+        // `load` calls begin() as its timed part starts (an open loop's lead-in comes first).
+        let readings;
+        const begin = () => {
+          server.send({ type: 'usage' });
+          readings = { u0: server.next('usage'), g0: clientGc.reading(), c0: cpuMs() };
+        };
+        const result = await load(begin);
+        if (readings === undefined) throw new Error('measured: the load never began its timed part');
+        const clientCpuMs = cpuMs() - readings.c0;
+        const [u0, g0] = await Promise.all([readings.u0, readings.g0]);
         const g1 = await clientGc.reading();
         const clientPauses = { count: g1.count - g0.count, ms: g1.ms - g0.ms, maxMs: g1.maxMs };
         server.send({ type: 'usage' });
@@ -355,7 +365,7 @@ async function main() {
       const slices = alternate ? rounds : 1;
       const parts = [];
       for (let i = 0; i < slices; i++) {
-        parts.push(await measured(i === 0 ? profileFile : undefined, () => closedLoop({ concurrency, durationMs: durationMs / slices, op: exchange })));
+        parts.push(await measured(i === 0 ? profileFile : undefined, (begin) => (begin(), closedLoop({ concurrency, durationMs: durationMs / slices, op: exchange }))));
         if (alternate) await alternate(i);
       }
       const { result: timed, u0, u1, clientCpuMs, profile } = slices === 1 ? parts[0] : foldSlices(parts);
@@ -389,14 +399,14 @@ async function main() {
         items.splice(0, next);
         next = 0;
         const before = performance.now();
-        const wanted = Math.ceil(ratePerSecond * (halfLoadMs / 1000)) + concurrency * 4;
+        const wanted = Math.ceil(ratePerSecond * ((halfLoadLeadInMs + halfLoadMs) / 1000)) + concurrency * 4;
         // Tokens left over from the timed run beyond what this one needs are dropped: kept, they
         // only grow this process's heap and the pause of its next major GC, counted as Port's latency.
         if (items.length > wanted) items.length = wanted;
         await mint(wanted - items.length);
         await prove();
         settleHeap();
-        log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (${halfLoadRate === undefined ? 'half of' : '--half-load-rate; measured'} ${fmt.int(r.perSecond)}/s) for ${halfLoadMs / 1000} s`);
+        log(`${label}: ${items.length} tokens ready (minting took ${((performance.now() - before) / 1000).toFixed(1)} s); open loop at ${fmt.int(ratePerSecond)}/s (${halfLoadRate === undefined ? 'half of' : '--half-load-rate; measured'} ${fmt.int(r.perSecond)}/s) for ${halfLoadLeadInMs / 1000} s untimed, then ${halfLoadMs / 1000} s timed`);
         const {
           result: open,
           u0: h0,
@@ -404,7 +414,7 @@ async function main() {
           clientCpuMs: halfClientCpuMs,
           clientPauses: halfClientPauses,
           profile: halfProfile,
-        } = await measured(profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile'), () => openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange }));
+        } = await measured(profileFile?.replace(/\.cpuprofile$/, '-half-load.cpuprofile'), (begin) => openLoop({ ratePerSecond, durationMs: halfLoadMs, op: exchange, leadInMs: halfLoadLeadInMs, onTimedStart: begin }));
         half = summarize(open.latencies, open.elapsedMs, {
           cpuMs: h1.cpuMs - h0.cpuMs,
           errors: Object.values(errors).reduce((a, b) => a + b, 0),
@@ -562,7 +572,7 @@ async function main() {
       ...(exch.halves ? [`- Exchange rate in the first / second half of the measured run: ${fmt.int(exch.halves[0])} / ${fmt.int(exch.halves[1])} per s.`] : []),
       ...(half
         ? [
-            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < ${HALF_LOAD_AIM_MS} ms — ${Number.isFinite(half.p99) && half.p99 < HALF_LOAD_AIM_MS ? 'met' : 'missed'}.** Open loop against the same Port after the run above: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, ${halfLoadRate === undefined ? 'half of' : 'set by --half-load-rate; the run above measured'} ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= HALF_LOAD_AIM_MS ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}, and its own garbage collector paused it ${fmt.int(half.clientPauses.count)} times, ${fmt.ms(half.clientPauses.ms)} in all, the longest ${fmt.ms(half.clientPauses.maxMs)}.`,
+            `- **p99 at half load: ${fmt.ms(half.p99)}; aim < ${HALF_LOAD_AIM_MS} ms — ${Number.isFinite(half.p99) && half.p99 < HALF_LOAD_AIM_MS ? 'met' : 'missed'}.** Open loop against the same Port after the run above${halfLoadLeadInMs > 0 ? `, timed after a ${(halfLoadLeadInMs / 1000).toFixed(1)} s lead-in at the same rate (sent, not timed)` : ''}: ${fmt.int(half.issued)} exchanges scheduled every ${fmt.ms(1000 / half.scheduledPerSecond)} (${fmt.int(half.scheduledPerSecond)}/s, ${halfLoadRate === undefined ? 'half of' : 'set by --half-load-rate; the run above measured'} ${fmt.int(exch.perSecond)}/s) for ${(halfLoadMs / 1000).toFixed(1)} s, each timed from its scheduled send; p50 ${fmt.ms(half.p50)}, p99.9 ${fmt.ms(half.p999)}, max ${fmt.ms(half.max)}; ${fmt.int(half.perSecond)} answered/s; Port ${((half.cpuMs / half.elapsedMs) * 100).toFixed(0)}% of one CPU busy; at most ${half.maxInFlight} in flight (${concurrency} connections); the load generator sent its most delayed request ${fmt.ms(half.lateStartsMs)} behind schedule (counted in the latencies)${half.lateStartsMs >= HALF_LOAD_AIM_MS ? ': as much as the aim, so this tail is partly the load generator\'s own (a busy client CPU?)' : ''}, and its own garbage collector paused it ${fmt.int(half.clientPauses.count)} times, ${fmt.ms(half.clientPauses.ms)} in all, the longest ${fmt.ms(half.clientPauses.maxMs)}.`,
             `- At half load Port spends ${fmt.us((half.cpuMs / half.ops) * 1000)} CPU per exchange (${perOp(exch)} saturated)${half.threads ? `: main thread ${threadsPerOp(half, 'main')}, other threads ${threadsPerOp(half, 'other')}` : ''}; ${(half.voluntarySwitches / half.ops).toFixed(2)} voluntary context switches per exchange. ${loopAndGc(half)} ${tailLine(half.tail)}`,
           ]
         : []),

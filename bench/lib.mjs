@@ -68,18 +68,27 @@ export async function closedLoop({ concurrency, durationMs, op }) {
  * wake issues every request already due, then sleeps until the next is due (a timer for
  * the whole milliseconds, then event-loop turns for the rest, so the load generator's CPU
  * spins at rates of ~1,000/s and more). Waits for every request in flight at the end.
- * Returns the latencies (ms) and when each was due (`scheduled`, ms from the start); the
- * elapsed time, up to the last answer; `issued` requests (the ops that did not return
- * false); the most in flight at once; and `lateStartsMs`,
- * how far behind its schedule the generator itself sent its most delayed request, which
- * shows a load generator that could not keep up.
+ *
+ * With `leadInMs`, the loop runs that long first at the same rate, sent but not timed, and
+ * the timed window follows without a gap (as wrk2's calibration period does): what a load
+ * generator and a server do in the first tens of ms after an idle spell (bench/exchange's
+ * generator fell 15–16 ms behind there, and Port took ~100 ms to drain the burst) is not
+ * the steady load the window measures. `onTimedStart()` is called as the first timed request is due, so usage
+ * readings can bracket the window alone.
+ *
+ * Returns, for the timed window: the latencies (ms) and when each was due (`scheduled`, ms
+ * from the window's start); the elapsed time, up to the last answer; `issued` requests (the
+ * ops that did not return false); the most in flight at once; and `lateStartsMs`, how far
+ * behind its schedule the generator itself sent its most delayed request, which shows a
+ * load generator that could not keep up.
  */
-export async function openLoop({ ratePerSecond, durationMs, op }) {
+export async function openLoop({ ratePerSecond, durationMs, op, leadInMs = 0, onTimedStart }) {
   if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond))) throw new RangeError(`openLoop: ratePerSecond must be a positive number, got ${ratePerSecond}`);
   const intervalMs = 1000 / ratePerSecond;
-  const total = Math.ceil(durationMs / intervalMs);
+  const leadIn = Math.ceil(leadInMs / intervalMs);
+  const total = leadIn + Math.ceil(durationMs / intervalMs);
   const latencies = [];
-  /** When each timed op was due, in ms from the start (parallel to `latencies`). */
+  /** When each timed op was due, in ms from the timed window's start (parallel to `latencies`). */
   const scheduled = [];
   let exhausted = false;
   let failure;
@@ -92,14 +101,20 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
     if (--inFlight === 0) drained?.();
   };
   const start = performance.now();
+  const timedStart = start + leadIn * intervalMs;
+  if (leadIn === 0) onTimedStart?.();
   let i = 0;
   while (i < total && !exhausted && failure === undefined) {
     for (let sent = performance.now(); i < total && !exhausted && start + i * intervalMs <= sent; sent = performance.now()) {
+      const timed = i >= leadIn;
+      if (timed && i === leadIn && leadIn > 0) onTimedStart?.();
       const due = start + i++ * intervalMs;
-      if (sent - due > lateStartsMs) lateStartsMs = sent - due;
       inFlight++;
-      issued++;
-      if (inFlight > maxInFlight) maxInFlight = inFlight;
+      if (timed) {
+        if (sent - due > lateStartsMs) lateStartsMs = sent - due;
+        issued++;
+        if (inFlight > maxInFlight) maxInFlight = inFlight;
+      }
       let answer;
       try {
         answer = Promise.resolve(op());
@@ -111,11 +126,11 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
           (more) => {
             if (more === false) {
               exhausted = true;
-              issued--;
-            } else if (more !== 'error') {
+              if (timed) issued--;
+            } else if (more !== 'error' && timed) {
               // ('error' is counted by the caller, not timed.)
               latencies.push(performance.now() - due);
-              scheduled.push(due - start);
+              scheduled.push(due - timedStart);
             }
           },
           (err) => {
@@ -129,7 +144,7 @@ export async function openLoop({ ratePerSecond, durationMs, op }) {
     await new Promise((resolve) => (waitMs >= 2 ? setTimeout(resolve, waitMs - 1) : setImmediate(resolve)));
   }
   if (inFlight > 0) await new Promise((resolve) => (drained = resolve));
-  const elapsedMs = performance.now() - start;
+  const elapsedMs = performance.now() - timedStart;
   if (failure !== undefined) throw failure;
   return { latencies, scheduled, elapsedMs, exhausted, issued, maxInFlight, lateStartsMs };
 }
