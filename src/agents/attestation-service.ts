@@ -21,6 +21,7 @@ import { AwsIamVerifier, type AwsIamIdentity } from './attestation/aws-iam.js';
 import { AwsIidVerifier, type InstanceIdentity } from './attestation/aws-iid.js';
 import { AttestationError } from './attestation/errors.js';
 import { poolFor } from './pool-match.js';
+import { mergeObjects } from '../merge-objects.js';
 
 /** Where agents attest; a DPoP proof's `htu` is Port's public URL and this path (RFC 9449 §4.3 check 9). */
 export const ATTEST_PATH = '/v1/agents/attest';
@@ -168,7 +169,7 @@ export class AttestationService {
     };
     const reason = `Agent ${record.agentId} attested for pool ${record.pool} with ${methods.join(' and ')}.`;
     // Logged before it takes effect: an attestation in force always has its entry.
-    await log.record([this.record('allow', reason, meta, verified, { attestation: { ...attestationContext(progress), expires_at: new Date(record.expiresAt).toISOString() } })]);
+    await log.record([this.record('allow', reason, meta, verified, { attestation: mergeObjects(attestationContext(progress), { expires_at: new Date(record.expiresAt).toISOString() }) })]);
     await this.deps.attestations.put(record);
     return {
       agent_id: record.agentId,
@@ -304,12 +305,11 @@ export class AttestationService {
       decision,
       policies: [],
       reason,
-      context: {
-        ...extra,
+      context: mergeObjects(extra, {
         request_id: meta.requestId,
         ...(meta.remoteAddress ? { remote_address: meta.remoteAddress } : {}),
         ...(verified ? jobContext(verified) : {}),
-      },
+      }),
     };
   }
 }

@@ -20,6 +20,7 @@ import { poolEntity, poolRef } from '../policy/entities.js';
 import type { EntityRef } from '../policy/types.js';
 import { unmatchedPermitsContext } from '../policy/unmatched-permits.js';
 import type { DecisionRecord } from '../store/records/decisions.js';
+import { mergeObjects } from '../merge-objects.js';
 import { poolByKey } from './pool-match.js';
 
 /** Largest agent count a scale request may name (far above any Buildkite fleet; keeps Cedar's Long arithmetic trivially safe). */
@@ -98,7 +99,7 @@ export class ScaleDecisions {
       context: { desired: req.desired, current: req.current },
       entities: [poolEntity(id, pool)],
     });
-    const record = decisionRecord(decision, principal, 'scale', resource, { ...context, ...unmatchedPermitsContext(decision) });
+    const record = decisionRecord(decision, principal, 'scale', resource, mergeObjects(context, unmatchedPermitsContext(decision)));
     await this.deps.log.record([record]);
     return {
       decision: decision.decision,
@@ -142,6 +143,6 @@ function configRefusal(principal: EntityRef, resource: EntityRef, reason: string
     decision: 'deny',
     policies: [],
     reason,
-    context: { ...context, check },
+    context: mergeObjects(context, { check }),
   };
 }

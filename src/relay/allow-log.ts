@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { mergeObjects } from '../merge-objects.js';
 import type { DecisionRecord } from '../store/records/decisions.js';
 import type { PendingAllowRecord, Store } from '../store/store.js';
 
@@ -158,6 +159,6 @@ function recordOf({ id, first, count, since }: Bucket, now: number): DecisionRec
     policies: first.policies,
     reason: first.reason,
     policyRevision: first.revision,
-    context: { ...first.context, upstream: first.upstream, method: first.method, requests: count, window_start: new Date(since).toISOString() },
+    context: mergeObjects(first.context, { upstream: first.upstream, method: first.method, requests: count, window_start: new Date(since).toISOString() }),
   };
 }

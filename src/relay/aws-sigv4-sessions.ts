@@ -6,6 +6,7 @@ import { CredentialError } from '../broker/credentials/errors.js';
 import type { AwsRoleCredentialConfig, PortConfig } from '../config/config.js';
 import { identityClaims } from '../issuer/port-token.js';
 import { credentialRef } from '../policy/entities.js';
+import { mergeObjects } from '../merge-objects.js';
 import type { RelayCaller } from './caller-auth.js';
 import { RelayError } from './relay-error.js';
 
@@ -59,9 +60,8 @@ export class AwsRelaySessions implements AwsSessionSource {
         decision: 'allow',
         policies: [],
         reason: `AWS session for SigV4 signing on upstream ${upstream} (the request was allowed by proxy)`,
-        context: {
-          // The caller's job (with its creator) and token hash, as on the relay's own records.
-          ...caller.recordContext,
+        // The caller's job (with its creator) and token hash, as on the relay's own records.
+        context: mergeObjects(caller.recordContext, {
           relay: { upstream },
           credential: {
             type: 'aws_role',
@@ -73,7 +73,7 @@ export class AwsRelaySessions implements AwsSessionSource {
             expiration: new Date(s.expiresAt).toISOString(),
             ...(s.requestId ? { sts_request_id: s.requestId } : {}),
           },
-        },
+        }),
       },
     ]);
   }
