@@ -73,8 +73,8 @@ export async function closedLoop({ concurrency, durationMs, op }) {
  * the timed window follows without a gap (as wrk2's calibration period does): what a load
  * generator and a server do in the first tens of ms after an idle spell (bench/exchange's
  * generator fell 15–16 ms behind there, and Port took ~100 ms to drain the burst) is not
- * the steady load the window measures. `onTimedStart()` is called as the first timed request is due, so usage
- * readings can bracket the window alone.
+ * the steady load the window measures. `onTimedStart()` is called as the first timed
+ * request is due, so usage readings can bracket the window alone.
  *
  * Returns, for the timed window: the latencies (ms) and when each was due (`scheduled`, ms
  * from the window's start); the elapsed time, up to the last answer; `issued` requests (the
