@@ -53,6 +53,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
       await c.connect();
       try {
+        // A pool's end() resolves once its clients have *sent* Terminate, not once they are
+        // gone: a backend FORCE kills meanwhile answers the closing client with FATAL 57P01
+        // ("terminating connection due to administrator command"), an unhandled error in
+        // the test run. So wait (up to 2 s) for the database's connections to leave first.
+        for (const deadline = Date.now() + 2000; Date.now() < deadline; ) {
+          const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+          if (rows[0]!.n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       } finally {
         await c.end();
