@@ -102,12 +102,11 @@ export async function openLoop({ ratePerSecond, durationMs, op, leadInMs = 0, on
   };
   const start = performance.now();
   const timedStart = start + leadIn * intervalMs;
-  if (leadIn === 0) onTimedStart?.();
   let i = 0;
   while (i < total && !exhausted && failure === undefined) {
     for (let sent = performance.now(); i < total && !exhausted && start + i * intervalMs <= sent; sent = performance.now()) {
+      if (i === leadIn) onTimedStart?.();
       const timed = i >= leadIn;
-      if (timed && i === leadIn && leadIn > 0) onTimedStart?.();
       const due = start + i++ * intervalMs;
       inFlight++;
       if (timed) {
